@@ -1,0 +1,44 @@
+"""The one error type every layer raises; the server turns it into an AWS JSON error body."""
+
+from __future__ import annotations
+
+
+class AWSError(Exception):
+    """An error the client sees as ``{"__type": ..., "message": ...}`` with an HTTP status.
+
+    ``code`` is the short AWS error code (e.g. ``ValidationException``). ``type_prefix``
+    overrides the namespace the server would otherwise pick for the service, for the few
+    errors AWS reports from its front end (e.g. ``com.amazon.coral.service#``).
+    ``extra`` adds members to the body (e.g. ``CancellationReasons``, ``Item``).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str | None = "",
+        status: int = 400,
+        *,
+        type_prefix: str | None = None,
+        extra: dict | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.type_prefix = type_prefix
+        self.extra = extra
+
+    def __repr__(self) -> str:
+        return f"AWSError({self.code!r}, {self.message!r}, {self.status})"
+
+
+def validation(message: str) -> AWSError:
+    return AWSError("ValidationException", message)
+
+
+def internal(message: str = "Internal server error") -> AWSError:
+    return AWSError("InternalServerError", message, 500)
+
+
+class IntegrityError(Exception):
+    """A sealed blob failed authentication: tampered, moved or from another table. Never shown as data."""
