@@ -1,0 +1,144 @@
+"""Command line: ``dynavault serve``, ``dynavault kms serve``, ``dynavault credentials``.
+
+Flags are generated from Settings, so every setting is a flag, a DYNAVAULT_* variable and a config
+key under the same name (DESIGN.md "Command line").
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import MISSING, fields
+
+from dynavault.config import Settings, load_settings
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser, *, port_default: int | None = None) -> None:
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        default_text = "" if f.default is MISSING else f" (default: {f.default if f.name != 'port' or port_default is None else port_default})"
+        if f.type in ("bool", bool):
+            parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None,
+                                help=f"{f.name}{default_text}")
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=default_text.strip())
+
+
+def _setup_logging(settings: Settings) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if settings.log_file:
+        handlers.append(logging.FileHandler(settings.log_file))
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+
+
+def _serve(settings: Settings, *, kms_only: bool) -> int:
+    import uvicorn
+
+    from dynavault.server.connection import TrackedHttpToolsProtocol
+    from dynavault.server.runtime import build_runtime
+
+    _setup_logging(settings)
+    if settings.workers != 1:
+        logging.getLogger("dynavault").warning(
+            "--workers %s requested; this build serves from one process (workers > 1 not yet supported)",
+            settings.workers,
+        )
+    runtime = build_runtime(settings, kms_only=kms_only)
+
+    class ReadyServer(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.should_exit or not self.servers:
+                return
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            label = "dynavault kms" if kms_only else "dynavault"
+            print(f"{label} listening on http://{host}:{port}", flush=True)
+
+    config = uvicorn.Config(
+        runtime.app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http=TrackedHttpToolsProtocol,
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        timeout_keep_alive=120,
+        timeout_graceful_shutdown=30,
+    )
+    ReadyServer(config).run()
+    return 0
+
+
+def _credentials_cmd(settings: Settings, args: argparse.Namespace) -> int:
+    from dynavault.server.credentials import CredentialStore
+
+    store = CredentialStore(settings.data_path("credentials.json"))
+    if args.action == "create":
+        cred = store.create(args.account, args.user)
+        print(f"aws_access_key_id = {cred.access_key_id}\naws_secret_access_key = {cred.secret_access_key}\n"
+              f"account = {cred.account_id}\nprincipal = {cred.principal_arn}")
+    else:
+        for cred in store.all():
+            print(f"{cred.access_key_id}  {cred.account_id}  {cred.principal_arn}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dynavault", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the DynamoDB-compatible server (with the in-process KMS)")
+    _add_setting_flags(serve)
+
+    kms = sub.add_parser("kms", help="the key service on its own")
+    kms_sub = kms.add_subparsers(dest="kms_command", required=True)
+    kms_serve = kms_sub.add_parser("serve", help="run only the KMS-compatible key service (default port 8100)")
+    _add_setting_flags(kms_serve, port_default=8100)
+
+    creds = sub.add_parser("credentials", help="list or create access keys in a data dir")
+    creds.add_argument("action", choices=["list", "create"])
+    creds.add_argument("--account", default=None, help="12-digit account id (create; default: a new account)")
+    creds.add_argument("--user", default=None, help="IAM user name for the principal ARN (default: root)")
+    creds.add_argument("--data-dir", dest="data_dir", default=None)
+    creds.add_argument("--config", dest="config", default=None)
+
+    try:
+        from dynavault.bench.cli import add_bench_parser
+    except ImportError:
+        pass
+    else:
+        add_bench_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k in Settings.field_names()}
+    if args.command == "kms":
+        import os
+
+        if overrides.get("port") is None and "DYNAVAULT_PORT" not in os.environ:
+            overrides["port"] = 8100
+        return _serve(load_settings(overrides), kms_only=True)
+    settings = load_settings(overrides)
+    if args.command == "serve":
+        return _serve(settings, kms_only=False)
+    if args.command == "credentials":
+        return _credentials_cmd(settings, args)
+    if args.command == "bench":
+        return args.run(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""The ASGI application: one port, one table of handlers keyed by X-Amz-Target.
+
+A request goes: size limit -> decompress -> target lookup -> SigV4 -> JSON parse -> shape
+validation -> handler(caller, body) -> JSON response with x-amzn-RequestId and x-amz-crc32.
+Every failure becomes an AWS JSON error body; a bug becomes a logged 500, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from dynavault.caller import Caller
+from dynavault.errors import AWSError, IntegrityError
+
+from .connection import SCOPE_KEY
+from .sigv4 import SigV4Verifier
+
+log = logging.getLogger("dynavault.server")
+
+Handler = Callable[[Caller, dict], dict]
+
+#: DynamoDB's request size limit (BatchWriteItem and TransactWriteItems top out near 16 MB).
+MAX_BODY_BYTES = 16 * 1024 * 1024
+JSON_10 = "application/x-amz-json-1.0"
+JSON_11 = "application/x-amz-json-1.1"
+_CORAL = "com.amazon.coral.service#"
+_CORAL_VALIDATE = "com.amazon.coral.validate#"
+_CORS_EXPOSE = b"x-amzn-RequestId,x-amzn-ErrorType,x-amz-crc32,Date"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceFront:
+    """How one AWS service is spoken on the wire."""
+
+    name: str  # "dynamodb", "dynamodbstreams", "kms", "cloudtrail"
+    target_prefix: str  # e.g. "DynamoDB_20120810"
+    signing_name: str  # SigV4 credential-scope service
+    error_prefix: str  # __type namespace for service errors
+    content_type: str
+    #: optional request validator: (operation, body) -> None, raises AWSError
+    validate: Callable[[str, dict], None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    front: ServiceFront
+    operation: str
+    handler: Handler
+
+
+class RouteTable:
+    """Target string -> route; built once from each service's ``operations()`` mapping."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, Route] = {}
+        self._prefixes: dict[str, ServiceFront] = {}
+
+    def mount(self, front: ServiceFront, operations: dict[str, Handler]) -> None:
+        self._prefixes[front.target_prefix] = front
+        for op, handler in operations.items():
+            self._routes[f"{front.target_prefix}.{op}"] = Route(front, op, handler)
+
+    def get(self, target: str) -> Route | None:
+        return self._routes.get(target)
+
+    def front_for(self, target: str) -> ServiceFront | None:
+        prefix, _, _ = target.rpartition(".")
+        return self._prefixes.get(prefix)
+
+
+def _request_id(front: ServiceFront | None) -> str:
+    if front is not None and front.name.startswith("dynamodb"):
+        return secrets.token_hex(26).upper()[:52]
+    return str(uuid.uuid4())
+
+
+def _error_body(err: AWSError, front: ServiceFront | None) -> bytes:
+    if err.type_prefix is not None:
+        prefix = err.type_prefix
+    elif front is None:
+        prefix = _CORAL
+    elif err.code == "ValidationException" and front.name.startswith("dynamodb"):
+        prefix = _CORAL_VALIDATE
+    else:
+        prefix = front.error_prefix
+    body: dict[str, Any] = {"__type": prefix + err.code}
+    if err.message is not None:
+        body["message"] = err.message
+    if err.extra:
+        body.update(err.extra)
+    return orjson.dumps(body)
+
+
+def _decompress(body: bytes, encoding: str) -> bytes:
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == "deflate":
+        wbits = zlib.MAX_WBITS
+    else:
+        raise AWSError("SerializationException", f"Unsupported Content-Encoding: {encoding}", type_prefix=_CORAL)
+    try:
+        d = zlib.decompressobj(wbits)
+        out = d.decompress(body, MAX_BODY_BYTES + 1)
+        if len(out) > MAX_BODY_BYTES or d.unconsumed_tail:
+            raise AWSError("RequestEntityTooLarge", "Request Entity Too Large", 413, type_prefix=_CORAL)
+        return out
+    except zlib.error:
+        if encoding == "deflate":  # some clients send raw deflate without the zlib header
+            try:
+                return zlib.decompress(body, -zlib.MAX_WBITS)
+            except zlib.error:
+                pass
+        raise AWSError("SerializationException", "Could not decode the request body", type_prefix=_CORAL) from None
+
+
+class DynavaultApp:
+    """ASGI entry point. ``on_startup``/``on_shutdown`` are called from the lifespan protocol."""
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        verifier: SigV4Verifier,
+        *,
+        default_region: str = "us-east-1",
+        metrics: Callable[[], tuple[bytes, str]] | None = None,
+        on_startup: Callable[[], Any] | None = None,
+        on_shutdown: Callable[[], Any] | None = None,
+        observe: Callable[[str, str, int], None] | None = None,
+    ) -> None:
+        self.routes = routes
+        self.verifier = verifier
+        self.default_region = default_region
+        self.metrics = metrics
+        self.on_startup = on_startup
+        self.on_shutdown = on_shutdown
+        self.observe = observe
+
+    async def __call__(self, scope, receive, send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    if self.on_startup:
+                        result = self.on_startup()
+                        if hasattr(result, "__await__"):
+                            await result
+                except Exception as exc:
+                    log.exception("startup failed")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                try:
+                    if self.on_shutdown:
+                        result = self.on_shutdown()
+                        if hasattr(result, "__await__"):
+                            await result
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope, receive, send) -> None:
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        origin = headers.get("origin")
+        method = scope["method"]
+        if method == "OPTIONS":
+            await self._preflight(send, headers)
+            return
+        if method in ("GET", "HEAD"):
+            await self._get(scope, send, origin)
+            return
+        if method != "POST":
+            await self._respond(send, 405, b"", "text/plain", None, origin)
+            return
+
+        target = headers.get("x-amz-target", "")
+        route = self.routes.get(target)
+        front = route.front if route else self.routes.front_for(target)
+        content_type = headers.get("content-type", "").split(";")[0].strip()
+        if content_type not in (JSON_10, JSON_11):
+            content_type = front.content_type if front else JSON_10
+        request_id = _request_id(front)
+        status = 200
+        try:
+            length = headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+                raise AWSError("RequestEntityTooLarge", "Request Entity Too Large", 413, type_prefix=_CORAL)
+            body = await self._read_body(receive)
+            if route is None:
+                raise AWSError("UnknownOperationException", None, type_prefix=_CORAL)
+            identity = self.verifier.verify(
+                method,
+                scope.get("raw_path", b"/").decode("latin-1") or "/",
+                scope.get("query_string", b"").decode("latin-1"),
+                headers,
+                body,
+                route.front.signing_name,
+            )
+            body = _decompress(body, headers.get("content-encoding", ""))
+            params = self._parse_json(body)
+            if route.front.validate is not None:
+                route.front.validate(route.operation, params)
+            client = scope.get("client") or ("127.0.0.1", 0)
+            cred = identity.credential
+            caller = Caller(
+                account=cred.account_id,
+                region=identity.region,
+                principal_arn=cred.principal_arn,
+                access_key=cred.access_key_id,
+                connection_id=scope.get(SCOPE_KEY) or hash(client),
+                source_ip=client[0],
+                user_agent=headers.get("user-agent", ""),
+            )
+            result = route.handler(caller, params)
+            payload = orjson.dumps(result) if result else b"{}"
+        except AWSError as err:
+            status = err.status
+            payload = _error_body(err, front)
+        except IntegrityError:
+            log.error("integrity error on %s (request %s): a stored blob failed authentication", target, request_id)
+            status = 500
+            payload = _error_body(AWSError("InternalServerError", "Internal server error", 500), front)
+        except Exception:
+            log.exception("internal error on %s (request %s)", target, request_id)
+            status = 500
+            payload = _error_body(AWSError("InternalServerError", "Internal server error", 500), front)
+        if self.observe is not None:
+            self.observe(route.front.name if route else "unknown", route.operation if route else target, status)
+        await self._respond(send, status, payload, content_type, request_id, origin)
+
+    @staticmethod
+    async def _read_body(receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise AWSError("RequestEntityTooLarge", "Request Entity Too Large", 413, type_prefix=_CORAL)
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @staticmethod
+    def _parse_json(body: bytes) -> dict:
+        if not body.strip():
+            return {}
+        try:
+            params = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise AWSError("SerializationException", None, type_prefix=_CORAL) from None
+        if not isinstance(params, dict):
+            raise AWSError("SerializationException", "Start of list found where not expected.", type_prefix=_CORAL)
+        return params
+
+    async def _get(self, scope, send, origin) -> None:
+        path = scope.get("path", "/")
+        if path == "/metrics" and self.metrics is not None:
+            data, ctype = self.metrics()
+            await self._respond(send, 200, data, ctype, None, origin)
+            return
+        if path in ("/", ""):
+            body = f"healthy: dynamodb.{self.default_region}.amazonaws.com ".encode()
+            await self._respond(send, 200, body, "text/plain", None, origin)
+            return
+        await self._respond(send, 404, b"", "text/plain", None, origin)
+
+    async def _preflight(self, send, headers: dict[str, str]) -> None:
+        out = [
+            (b"access-control-allow-origin", (headers.get("origin") or "*").encode("latin-1")),
+            (b"access-control-allow-methods", b"GET,POST,PUT,DELETE,OPTIONS"),
+            (b"access-control-allow-headers",
+             (headers.get("access-control-request-headers") or "*").encode("latin-1")),
+            (b"access-control-max-age", b"172800"),
+            (b"access-control-expose-headers", _CORS_EXPOSE),
+            (b"content-length", b"0"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": out})
+        await send({"type": "http.response.body", "body": b""})
+
+    @staticmethod
+    async def _respond(send, status: int, payload: bytes, content_type: str, request_id: str | None,
+                       origin: str | None) -> None:
+        out = [
+            (b"content-type", content_type.encode()),
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-amz-crc32", str(zlib.crc32(payload)).encode()),
+        ]
+        if request_id is not None:
+            out.append((b"x-amzn-requestid", request_id.encode()))
+        if origin is not None:
+            out.append((b"access-control-allow-origin", origin.encode("latin-1")))
+            out.append((b"access-control-expose-headers", _CORS_EXPOSE))
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": payload})

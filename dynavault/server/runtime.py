@@ -1,0 +1,151 @@
+"""Builds the running system from Settings: credentials, audit trail, KMS, tables; the route table."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dynavault.config import Settings
+
+from .app import JSON_10, JSON_11, DynavaultApp, RouteTable, ServiceFront
+from .credentials import CredentialStore
+from .metrics import Metrics
+from .sigv4 import SigV4Verifier
+
+log = logging.getLogger("dynavault.server")
+
+DYNAMODB = ServiceFront("dynamodb", "DynamoDB_20120810", "dynamodb", "com.amazonaws.dynamodb.v20120810#", JSON_10)
+STREAMS = ServiceFront("dynamodbstreams", "DynamoDBStreams_20120810", "dynamodb",
+                       "com.amazonaws.dynamodb.v20120810#", JSON_10)
+KMS = ServiceFront("kms", "TrentService", "kms", "", JSON_11)
+CLOUDTRAIL = ServiceFront("cloudtrail", "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101", "cloudtrail",
+                          "com.amazonaws.cloudtrail.v20131101#", JSON_11)
+
+
+def _with_validator(front: ServiceFront) -> ServiceFront:
+    try:
+        from .shapes import ShapeValidator
+    except ImportError:  # shape validation not available in this build
+        return front
+    validator = ShapeValidator(front.name)
+    return ServiceFront(front.name, front.target_prefix, front.signing_name, front.error_prefix,
+                        front.content_type, validator.validate)
+
+
+@dataclass
+class Periodic:
+    name: str
+    interval: float
+    run: Callable[[], None]
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    credentials: CredentialStore
+    app: DynavaultApp
+    closers: list[Callable[[], None]] = field(default_factory=list)
+    periodic: list[Periodic] = field(default_factory=list)
+    components: dict[str, object] = field(default_factory=dict)
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for job in self.periodic:
+            self._tasks.append(loop.create_task(self._loop(job)))
+
+    async def _loop(self, job: Periodic) -> None:
+        while True:
+            await asyncio.sleep(job.interval)
+            try:
+                job.run()
+            except Exception:
+                log.exception("background job %s failed", job.name)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for close in reversed(self.closers):
+            try:
+                close()
+            except Exception:
+                log.exception("close failed")
+
+
+def _credentials(settings: Settings) -> CredentialStore:
+    store = CredentialStore(
+        settings.data_path("credentials.json"),
+        allow_any=settings.allow_any_credentials,
+        default_account=settings.default_account,
+    )
+    if store.is_empty() and not settings.allow_any_credentials:
+        cred = store.create()
+        # Shown once, like a root password; it stays in the credentials file (mode 0600).
+        print(
+            "dynavault: created a root credential (shown once; saved in "
+            f"{store.path}):\n  aws_access_key_id = {cred.access_key_id}\n"
+            f"  aws_secret_access_key = {cred.secret_access_key}\n  account = {cred.account_id}",
+            flush=True,
+        )
+    return store
+
+
+def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
+    """Wire every component. ``kms_only`` serves just the key service and its audit trail."""
+    from dynavault.audit.trail import AuditTrail
+    from dynavault.kms.service import KeyService
+
+    settings.data_path().mkdir(parents=True, exist_ok=True)
+    credentials = _credentials(settings)
+    verifier = SigV4Verifier(credentials, max_skew_seconds=settings.max_clock_skew_seconds)
+    metrics = Metrics()
+    routes = RouteTable()
+    closers: list[Callable[[], None]] = []
+    periodic: list[Periodic] = []
+    components: dict[str, object] = {}
+
+    trail = AuditTrail(settings.data_path("audit"), settings.audit_rotate_bytes)
+    closers.append(getattr(trail, "close", lambda: None))
+    components["trail"] = trail
+    routes.mount(_with_validator(CLOUDTRAIL), trail.operations())
+
+    if kms_only or not settings.kms_endpoint:
+        kms = KeyService(settings, trail)
+        closers.append(kms.close)
+        components["kms"] = kms
+        routes.mount(_with_validator(KMS), kms.operations())
+        periodic.append(Periodic("kms-key-deletion", settings.key_deletion_check_seconds, kms.sweep))
+
+    if not kms_only:
+        try:
+            from dynavault.dynamodb.service import build_dynamodb
+        except ImportError:
+            build_dynamodb = None
+        if build_dynamodb is not None:
+            ddb = build_dynamodb(settings, components, metrics)
+            components["dynamodb"] = ddb
+            routes.mount(_with_validator(DYNAMODB), ddb.operations())
+            if hasattr(ddb, "stream_operations"):
+                routes.mount(_with_validator(STREAMS), ddb.stream_operations())
+            closers.append(ddb.close)
+            periodic.extend(Periodic(n, i, f) for n, i, f in ddb.periodic_jobs())
+
+    runtime_ref: list[Runtime] = []
+    app = DynavaultApp(
+        routes,
+        verifier,
+        metrics=metrics.render,
+        on_startup=lambda: runtime_ref[0].start(),
+        on_shutdown=lambda: runtime_ref[0].stop(),
+        observe=metrics.observe_request,
+    )
+    runtime = Runtime(settings, credentials, app, closers, periodic, components)
+    runtime_ref.append(runtime)
+    return runtime
