@@ -1,0 +1,80 @@
+"""The key-value interface under the encrypted B+tree.
+
+Small on purpose (get, ordered range, transaction with put/delete) so any transactional ordered store
+can sit underneath: SQLite by default, a PostgreSQL-compatible or distributed store later. Keys are raw
+bytes compared bytewise (memcmp); values are bytes on the way out, and on the way in only
+:class:`~dynavault.storage.sealed.Sealed` or :class:`~dynavault.storage.sealed.CatalogRecord` —
+:func:`check_value` enforces that for every backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from typing import Protocol, runtime_checkable
+
+from dynavault.storage.sealed import CatalogRecord, Sealed
+
+__all__ = ["KVReader", "KVTransaction", "KVStore", "check_value", "prefix_end"]
+
+
+def check_value(value: object) -> bytes:
+    """Return the bytes to persist for ``value``; TypeError unless it is Sealed or a CatalogRecord.
+
+    This is the structural guarantee of invariant 1 at the storage boundary: raw ``bytes`` (which
+    could be plaintext) are refused, whatever they contain."""
+    if type(value) is Sealed or type(value) is CatalogRecord:
+        return value.raw
+    raise TypeError(
+        f"the key-value store accepts only Sealed or CatalogRecord values, not {type(value).__name__}"
+    )
+
+
+def check_key(key: object) -> bytes:
+    if type(key) is bytes:
+        return key
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
+    raise TypeError(f"keys are bytes, not {type(key).__name__}")
+
+
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with ``prefix`` (None: no upper bound)."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return None
+    p[-1] += 1
+    return bytes(p)
+
+
+@runtime_checkable
+class KVReader(Protocol):
+    """What reads need; both a store and a transaction provide it."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def range(
+        self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Pairs with ``lo <= k < hi`` (``hi=None``: no upper bound), ascending or descending."""
+        ...
+
+
+@runtime_checkable
+class KVTransaction(KVReader, Protocol):
+    """Reads see the transaction's own writes. Commit happens when the ``with`` block exits cleanly."""
+
+    def put(self, key: bytes, value: Sealed | CatalogRecord) -> None: ...
+
+    def delete(self, key: bytes) -> None: ...
+
+
+@runtime_checkable
+class KVStore(KVReader, Protocol):
+    def transaction(self) -> AbstractContextManager[KVTransaction]:
+        """Commit on clean exit (durable when the ``with`` returns), roll back on exception."""
+        ...
+
+    def close(self) -> None: ...

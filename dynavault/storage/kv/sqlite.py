@@ -1,0 +1,219 @@
+"""SQLite backend for the key-value interface (stdlib ``sqlite3``).
+
+One table ``kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID`` in WAL mode: rows are clustered by key, so a
+range over a partition prefix is one index walk. The connection runs in autocommit mode and transactions
+are explicit (``BEGIN IMMEDIATE``: the write lock is taken up front, so a transaction never fails midway
+on lock upgrade); nested ``transaction()`` calls become SAVEPOINTs and only the outermost commit is
+durable.
+
+Durability: ``synchronous=FULL`` — in WAL mode that fsyncs the WAL at every commit, which is what
+"durable when ``transaction()`` returns" means. ``NORMAL`` would only fsync at checkpoints and can lose the
+last commits on power loss. Measured on the development container (virtio disk, 2 cores, 200-byte
+rows): a committed one-row transaction costs ~220-380 µs under FULL against ~14 µs under NORMAL. We keep
+FULL: the contract is that an acknowledged write survives a crash, and a few thousand durable commits a
+second is ample for a single-node server. ``python -m dynavault.storage.kv.sqlite`` repeats the
+measurement; ``SqliteKV(path, synchronous="NORMAL")`` exists for benchmarks and throwaway test stores.
+
+Used from one thread at a time (the server is single-threaded); an ``RLock`` guards the connection
+anyway, held for the whole of a transaction. Reads outside a transaction are allowed and see committed
+data (plus, from the thread inside a transaction, that transaction's writes). Ranges are fetched in
+pages, re-seeking after the last key, so an open iterator never pins a statement and a caller may write
+while it iterates.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from dynavault.storage.kv.base import check_key, check_value
+from dynavault.storage.sealed import CatalogRecord, Sealed
+
+__all__ = ["SqliteKV", "SqliteTransaction"]
+
+_PAGE = 128
+
+
+class SqliteKV:
+    """A :class:`~dynavault.storage.kv.base.KVStore` in one SQLite file (``":memory:"`` works for tests)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL") -> None:
+        path = os.fspath(path)
+        if synchronous not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
+        self.path = path
+        if path != ":memory:" and not os.path.exists(path):
+            # Only sealed blobs and catalog records live here, but there is no reason to share them.
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=False, timeout=10.0
+        )
+        c = self._conn
+        c.execute("PRAGMA journal_mode=WAL")
+        c.execute(f"PRAGMA synchronous={synchronous}")
+        c.execute("PRAGMA temp_store=MEMORY")
+        c.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+        self._depth = 0  # nesting level of transaction(); >1 means SAVEPOINTs
+
+    def __repr__(self) -> str:
+        return f"SqliteKV({self.path!r})"
+
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("SqliteKV is closed")
+        return self._conn
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(self, key: bytes) -> bytes | None:
+        key = check_key(key)
+        with self._lock:
+            row = self._c().execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def range(
+        self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        lo = check_key(lo)
+        hi = None if hi is None else check_key(hi)
+        return self._range(lo, hi, reverse, limit)
+
+    def _range(
+        self, lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        left = limit
+        first = True
+        while left is None or left > 0:
+            n = _PAGE if left is None else min(left, _PAGE)
+            # After the first page the bound that moves becomes exclusive (k > last / k < last).
+            if not reverse:
+                lo_op = ">=" if first else ">"
+                if hi is None:
+                    sql, args = f"SELECT k, v FROM kv WHERE k {lo_op} ? ORDER BY k LIMIT ?", (lo, n)
+                else:
+                    sql = f"SELECT k, v FROM kv WHERE k {lo_op} ? AND k < ? ORDER BY k LIMIT ?"
+                    args = (lo, hi, n)
+            else:
+                if hi is None:
+                    sql = "SELECT k, v FROM kv WHERE k >= ? ORDER BY k DESC LIMIT ?"
+                    args = (lo, n)
+                else:
+                    sql = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k DESC LIMIT ?"
+                    args = (lo, hi, n)
+            with self._lock:
+                rows = self._c().execute(sql, args).fetchall()
+            yield from rows
+            if len(rows) < n:
+                return
+            if left is not None:
+                left -= len(rows)
+            if reverse:
+                hi = rows[-1][0]  # k < hi is already exclusive
+            else:
+                lo = rows[-1][0]
+                first = False
+
+    # -- writes --------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[SqliteTransaction]:
+        with self._lock:
+            c = self._c()
+            depth = self._depth
+            sp = f"sp{depth}"
+            c.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {sp}")
+            self._depth = depth + 1
+            tx = SqliteTransaction(self)
+            try:
+                yield tx
+            except BaseException:
+                tx._open = False
+                self._depth = depth
+                if depth == 0:
+                    c.execute("ROLLBACK")
+                else:
+                    c.execute(f"ROLLBACK TO {sp}")
+                    c.execute(f"RELEASE {sp}")
+                raise
+            tx._open = False
+            self._depth = depth
+            try:
+                c.execute("COMMIT" if depth == 0 else f"RELEASE {sp}")
+            except BaseException:
+                if depth == 0 and c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                if self._depth:
+                    raise RuntimeError("close() inside a transaction")
+                self._conn.close()
+                self._conn = None
+
+
+class SqliteTransaction:
+    """The handle a ``with kv.transaction() as tx`` block writes through; dead once the block exits."""
+
+    __slots__ = ("_kv", "_open")
+
+    def __init__(self, kv: SqliteKV) -> None:
+        self._kv = kv
+        self._open = True
+
+    def __repr__(self) -> str:
+        return f"SqliteTransaction({self._kv.path!r}, open={self._open})"
+
+    def _check(self) -> sqlite3.Connection:
+        if not self._open:
+            raise RuntimeError("transaction is finished")
+        return self._kv._c()
+
+    def get(self, key: bytes) -> bytes | None:
+        self._check()
+        return self._kv.get(key)
+
+    def range(
+        self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        self._check()
+        return self._kv.range(lo, hi, reverse=reverse, limit=limit)
+
+    def put(self, key: bytes, value: Sealed | CatalogRecord) -> None:
+        raw = check_value(value)
+        key = check_key(key)
+        self._check().execute(
+            "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", (key, raw)
+        )
+
+    def delete(self, key: bytes) -> None:
+        key = check_key(key)
+        self._check().execute("DELETE FROM kv WHERE k = ?", (key,))
+
+
+def _measure(directory: str, n: int = 200) -> dict[str, float]:
+    """Microseconds per single-row committed transaction under each synchronous mode."""
+    import time
+
+    out = {}
+    for mode in ("FULL", "NORMAL"):
+        path = os.path.join(directory, f"bench-{mode}.db")
+        kv = SqliteKV(path, synchronous=mode)
+        t0 = time.perf_counter()
+        for i in range(n):
+            with kv.transaction() as tx:
+                tx.put(i.to_bytes(4, "big"), Sealed(os.urandom(200)))
+        out[mode] = (time.perf_counter() - t0) / n * 1e6
+        kv.close()
+    return out
+
+
+if __name__ == "__main__":  # pragma: no cover - manual measurement
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        for mode, us in _measure(d).items():
+            print(f"synchronous={mode}: {us:.0f} µs per committed one-row transaction")
