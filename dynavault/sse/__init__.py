@@ -1,0 +1,1 @@
+"""Table keys: wrap/unwrap via KMS, the per-connection cache, derivations and the AEAD node codec."""

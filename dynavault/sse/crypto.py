@@ -1,0 +1,110 @@
+"""Per-table crypto: the AEAD node codec, partition tokens, and data-key wrapping under the table key.
+
+Sealed node format: version (1) ‖ epoch (4, big endian) ‖ nonce (12) ‖ AES-256-GCM(ciphertext ‖ tag).
+The AAD is the storage-supplied location binding followed by that 5-byte header, so a blob can be
+neither moved nor relabelled to another epoch.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from dynavault.errors import IntegrityError
+from dynavault.storage.sealed import Sealed, Token
+
+FORMAT_VERSION = 1
+_HEADER = struct.Struct(">BI")
+_WRAP_VERSION = b"dv-dk-1"
+
+
+def wrap_data_key(table_key: bytes, table_id: bytes, purpose: str, epoch: int, data_key: bytes) -> bytes:
+    """AES-256-GCM-wrap a data key under the table key, bound to table, purpose and epoch."""
+    nonce = os.urandom(12)
+    aad = _WRAP_VERSION + table_id + purpose.encode() + struct.pack(">I", epoch)
+    return nonce + AESGCM(table_key).encrypt(nonce, data_key, aad)
+
+
+def unwrap_data_key(table_key: bytes, table_id: bytes, purpose: str, epoch: int, wrapped: bytes) -> bytes:
+    aad = _WRAP_VERSION + table_id + purpose.encode() + struct.pack(">I", epoch)
+    try:
+        return AESGCM(table_key).decrypt(wrapped[:12], wrapped[12:], aad)
+    except InvalidTag:
+        raise IntegrityError("a wrapped data key failed authentication") from None
+
+
+class NodeCipher:
+    """The NodeCodec storage receives: seals under the current epoch, opens any known epoch."""
+
+    __slots__ = ("_keys", "_current", "_current_aead")
+
+    def __init__(self, node_keys: dict[int, bytes], current_epoch: int) -> None:
+        self._keys = {epoch: AESGCM(key) for epoch, key in node_keys.items()}
+        self._current = current_epoch
+        self._current_aead = self._keys[current_epoch]
+
+    def __repr__(self) -> str:
+        return f"NodeCipher(epochs={sorted(self._keys)}, current={self._current})"
+
+    def seal(self, aad: bytes, plaintext: bytes) -> Sealed:
+        header = _HEADER.pack(FORMAT_VERSION, self._current)
+        nonce = os.urandom(12)
+        return Sealed(header + nonce + self._current_aead.encrypt(nonce, plaintext, aad + header))
+
+    def open(self, aad: bytes, sealed: Sealed) -> bytes:
+        raw = sealed.raw
+        if len(raw) < 5 + 12 + 16:
+            raise IntegrityError("sealed node too short")
+        version, epoch = _HEADER.unpack_from(raw)
+        aead = self._keys.get(epoch)
+        if version != FORMAT_VERSION or aead is None:
+            raise IntegrityError("sealed node has an unknown format version or key epoch")
+        try:
+            return aead.decrypt(raw[5:17], raw[17:], aad + raw[:5])
+        except InvalidTag:
+            raise IntegrityError("sealed node failed authentication") from None
+
+
+class StreamCipher:
+    """AES-256-GCM for stream records (one key per table)."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def __repr__(self) -> str:
+        return "StreamCipher(<key>)"
+
+    def seal(self, aad: bytes, plaintext: bytes) -> Sealed:
+        nonce = os.urandom(12)
+        return Sealed(nonce + self._aead.encrypt(nonce, plaintext, aad))
+
+    def open(self, aad: bytes, sealed: Sealed) -> bytes:
+        raw = sealed.raw
+        try:
+            return self._aead.decrypt(raw[:12], raw[12:], aad)
+        except InvalidTag:
+            raise IntegrityError("sealed stream record failed authentication") from None
+
+
+class TableCrypto:
+    """Everything a data operation needs from a table's keys. Holds key objects; prints none."""
+
+    __slots__ = ("table_id", "_token_key", "codec", "stream")
+
+    def __init__(self, table_id: bytes, token_key: bytes, codec: NodeCipher, stream: StreamCipher) -> None:
+        self.table_id = table_id
+        self._token_key = token_key
+        self.codec = codec
+        self.stream = stream
+
+    def __repr__(self) -> str:
+        return f"TableCrypto(table_id={self.table_id.hex()})"
+
+    def token(self, index_id: int, key_bytes: bytes) -> Token:
+        return Token(hmac.digest(self._token_key, index_id.to_bytes(4, "big") + key_bytes, "sha256"))

@@ -1,0 +1,267 @@
+"""Table keys: creation under a KMS key, the per-connection cache, retirement.
+
+The table key is 256 bits from KMS GenerateDataKey with DynamoDB's encryption context; only its
+KMS ciphertext is kept (in the table's catalog record). Data keys (token, node epochs, stream) are
+random and stored wrapped by the table key. A data operation gets its TableCrypto from the cache,
+which is scoped per client connection and table and refreshed with KMS Decrypt once older than
+``key_refresh_seconds`` (DESIGN.md "Key cache"). Refresh failure fails closed.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from dynavault.caller import DYNAMODB_SERVICE, Caller
+from dynavault.errors import AWSError
+
+from .crypto import NodeCipher, StreamCipher, TableCrypto, unwrap_data_key, wrap_data_key
+from .kms_client import KmsClient
+from .kms_errors import wrap_kms_error
+
+log = logging.getLogger("dynavault.sse")
+
+OWNED = "OWNED"
+AWS_MANAGED = "AWS_MANAGED"
+CUSTOMER = "CUSTOMER"
+MANAGED_ALIAS = "alias/aws/dynamodb"
+GRANT_OPERATIONS = ["DescribeKey", "GenerateDataKey", "Decrypt", "Encrypt", "ReEncryptFrom", "ReEncryptTo",
+                    "RetireGrant"]
+
+
+def service_principal(region: str) -> str:
+    return f"dynamodb.{region}.amazonaws.com"
+
+
+def encryption_context(table_name: str, account: str) -> dict[str, str]:
+    return {"aws:dynamodb:tableName": table_name, "aws:dynamodb:subscriberId": account}
+
+
+@dataclass(frozen=True, slots=True)
+class TableKeyRef:
+    """What the cache needs to know about a table: from its catalog record."""
+
+    table_id: bytes
+    table_name: str
+    account: str
+    region: str
+    sse: dict  # the record made by create_table_keys
+
+
+@dataclass(slots=True)
+class _Entry:
+    blob: str
+    crypto: TableCrypto
+    expires: float
+
+
+class TableKeyService:
+    def __init__(
+        self,
+        kms: KmsClient,
+        *,
+        owned_key_arn: Callable[[str], str],
+        owned_account: str,
+        refresh_seconds: float = 300.0,
+        shared_cache: bool = False,
+        metrics=None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kms = kms
+        self._owned_key_arn = owned_key_arn
+        self.owned_account = owned_account
+        self.refresh_seconds = refresh_seconds
+        self.shared_cache = shared_cache
+        self.metrics = metrics
+        self.clock = clock
+        self._entries: dict[tuple[int, bytes], _Entry] = {}
+        self._by_connection: dict[int, set[bytes]] = {}
+        self._crypto_by_blob: dict[str, TableCrypto] = {}
+        self._lock = threading.Lock()
+
+    # -- KMS calls, as DynamoDB makes them -------------------------------------------------
+    def _call(self, caller: Caller, op: str, params: dict) -> dict:
+        try:
+            result = self.kms.invoke(caller, op, params)
+        except AWSError as err:
+            if self.metrics is not None:
+                self.metrics.kms_calls.labels(op, err.code).inc()
+            raise wrap_kms_error(err) from None
+        if self.metrics is not None:
+            self.metrics.kms_calls.labels(op, "ok").inc()
+        return result
+
+    def service_caller(self, account: str, region: str) -> Caller:
+        principal = service_principal(region)
+        return Caller(account=account, region=region, principal_arn=principal, source_ip=DYNAMODB_SERVICE,
+                      user_agent=DYNAMODB_SERVICE, via_service=principal, is_service=True)
+
+    def _acting_for(self, caller: Caller) -> Caller:
+        return caller.on_behalf(service_principal(caller.region))
+
+    def owned_key_arn(self, region: str) -> str:
+        return self._owned_key_arn(region)
+
+    def resolve(self, caller: Caller, mode: str, key_id: str | None) -> str:
+        """Resolve and validate the KMS key a table will use; returns its key ARN (§1.2, §1.4)."""
+        if mode == OWNED:
+            return self.owned_key_arn(caller.region)
+        target = MANAGED_ALIAS if mode == AWS_MANAGED else str(key_id)
+        meta = self._call(self._acting_for(caller), "DescribeKey", {"KeyId": target})["KeyMetadata"]
+        arn = meta["Arn"]
+        if meta.get("KeyState") == "Disabled":
+            raise wrap_kms_error(AWSError("DisabledException", f"{arn} is disabled."))
+        if meta.get("KeyState") == "PendingDeletion":
+            raise wrap_kms_error(AWSError("KMSInvalidStateException", f"{arn} is pending deletion."))
+        if meta.get("KeyState") not in (None, "Enabled"):
+            raise wrap_kms_error(AWSError("KMSInvalidStateException", f"{arn} is {str(meta['KeyState']).lower()}."))
+        if meta.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT" or meta.get(
+            "KeySpec", "SYMMETRIC_DEFAULT"
+        ) != "SYMMETRIC_DEFAULT":
+            raise wrap_kms_error(AWSError(
+                "ValidationException",
+                "EncryptionContext is supported only when creating a grant for a symmetric encryption KMS key.",
+            ))
+        return arn
+
+    def create_table_keys(self, caller: Caller, table_name: str, table_id: bytes, mode: str, key_arn: str) -> dict:
+        """Make the table key under ``key_arn`` and fresh wrapped data keys; returns the catalog record."""
+        context = encryption_context(table_name, caller.account)
+        record: dict = {"mode": mode, "key_arn": key_arn}
+        grant: dict | None = None
+        if mode == OWNED:
+            generator = self.service_caller(self.owned_account, caller.region)
+        else:
+            grant = self._call(self._acting_for(caller), "CreateGrant", {
+                "KeyId": key_arn,
+                "GranteePrincipal": service_principal(caller.region),
+                "RetiringPrincipal": service_principal(caller.region),
+                "Operations": GRANT_OPERATIONS,
+                "Constraints": {"EncryptionContextSubset": context},
+            })
+            record["grant_id"] = grant["GrantId"]
+            record["grant_token"] = grant.get("GrantToken", "")
+            generator = self.service_caller(caller.account, caller.region)
+        try:
+            gdk = self._call(generator, "GenerateDataKey",
+                             {"KeyId": key_arn, "KeySpec": "AES_256", "EncryptionContext": context})
+        except AWSError:
+            if grant is not None:
+                self._retire(caller.account, caller.region, key_arn, grant["GrantId"])
+            raise
+        table_key = base64.b64decode(gdk["Plaintext"])
+        record["table_key_blob"] = gdk["CiphertextBlob"]
+        record["data_keys"] = self._new_data_keys(table_key, table_id)
+        return record
+
+    @staticmethod
+    def _new_data_keys(table_key: bytes, table_id: bytes) -> dict:
+        def wrapped(purpose: str, epoch: int = 0) -> str:
+            return base64.b64encode(wrap_data_key(table_key, table_id, purpose, epoch, os.urandom(32))).decode()
+
+        return {"token": wrapped("token"), "stream": wrapped("stream"), "node": {"0": wrapped("node")},
+                "node_epoch": 0}
+
+    def _retire(self, account: str, region: str, key_arn: str, grant_id: str) -> None:
+        try:
+            self._call(self.service_caller(account, region), "RetireGrant", {"KeyId": key_arn, "GrantId": grant_id})
+        except AWSError as err:
+            log.warning("retiring grant %s on %s failed: %s", grant_id, key_arn, err.code)
+
+    def retire(self, ref: TableKeyRef) -> None:
+        """DeleteTable: retire the table's grant and forget its cached keys."""
+        grant_id = ref.sse.get("grant_id")
+        if grant_id:
+            self._retire(ref.account, ref.region, ref.sse["key_arn"], grant_id)
+        self.forget_table(ref.table_id)
+
+    # -- the per-connection cache ------------------------------------------------------------
+    def crypto_for(self, caller: Caller, ref: TableKeyRef) -> TableCrypto:
+        conn = 0 if self.shared_cache else caller.connection_id
+        key = (conn, ref.table_id)
+        blob = ref.sse["table_key_blob"]
+        now = self.clock()
+        entry = self._entries.get(key)
+        if entry is not None and entry.blob == blob and now < entry.expires:
+            if self.metrics is not None:
+                self.metrics.key_cache.labels("hit").inc()
+            return entry.crypto
+        if self.metrics is not None:
+            self.metrics.key_cache.labels("miss").inc()
+        try:
+            crypto = self._decrypt(caller, ref)
+        except AWSError:
+            if self.metrics is not None:
+                self.metrics.key_refresh_failures.inc()
+            with self._lock:  # fail closed: an expired entry is never used again
+                self._entries.pop(key, None)
+            raise
+        with self._lock:
+            self._entries[key] = _Entry(blob, crypto, now + self.refresh_seconds)
+            self._by_connection.setdefault(conn, set()).add(ref.table_id)
+        return crypto
+
+    def _decrypt(self, caller: Caller, ref: TableKeyRef) -> TableCrypto:
+        sse = ref.sse
+        context = encryption_context(ref.table_name, ref.account)
+        if sse["mode"] == OWNED:
+            who = self.service_caller(self.owned_account, ref.region)
+        else:
+            who = self._acting_for(caller)
+        result = self._call(who, "Decrypt", {"CiphertextBlob": sse["table_key_blob"], "EncryptionContext": context})
+        blob = sse["table_key_blob"]
+        crypto = self._crypto_by_blob.get(blob)
+        if crypto is None:
+            table_key = base64.b64decode(result["Plaintext"])
+            crypto = self.build_crypto(table_key, ref.table_id, sse["data_keys"])
+            with self._lock:
+                self._crypto_by_blob[blob] = crypto
+        return crypto
+
+    @staticmethod
+    def build_crypto(table_key: bytes, table_id: bytes, data_keys: dict) -> TableCrypto:
+        def unwrap(purpose: str, wrapped: str, epoch: int = 0) -> bytes:
+            return unwrap_data_key(table_key, table_id, purpose, epoch, base64.b64decode(wrapped))
+
+        node_keys = {int(e): unwrap("node", w, int(e)) for e, w in data_keys["node"].items()}
+        return TableCrypto(
+            table_id,
+            unwrap("token", data_keys["token"]),
+            NodeCipher(node_keys, int(data_keys["node_epoch"])),
+            StreamCipher(unwrap("stream", data_keys["stream"])),
+        )
+
+    def drop_connection(self, connection_id: int) -> None:
+        with self._lock:
+            for table_id in self._by_connection.pop(connection_id, ()):
+                self._entries.pop((connection_id, table_id), None)
+
+    def forget_table(self, table_id: bytes) -> None:
+        with self._lock:
+            for key in [k for k in self._entries if k[1] == table_id]:
+                self._entries.pop(key, None)
+            for blob in [b for b, c in self._crypto_by_blob.items() if c.table_id == table_id]:
+                self._crypto_by_blob.pop(blob, None)
+
+    def prune(self) -> None:
+        """Drop expired entries, and table crypto no live entry uses (so unused key material leaves memory)."""
+        now = self.clock()
+        with self._lock:
+            for key in [k for k, e in self._entries.items() if e.expires <= now]:
+                del self._entries[key]
+                conns = self._by_connection.get(key[0])
+                if conns is not None:
+                    conns.discard(key[1])
+                    if not conns:
+                        del self._by_connection[key[0]]
+            live = {e.blob for e in self._entries.values()}
+            for blob in [b for b in self._crypto_by_blob if b not in live]:
+                del self._crypto_by_blob[blob]
+
+    def cached_entries(self) -> int:
+        return len(self._entries)
