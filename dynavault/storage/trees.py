@@ -1,0 +1,549 @@
+"""An encrypted B+tree per item collection (partition), stored as sealed nodes in a key-value store.
+
+Rows are keyed ``b"T" ‖ table id (16) ‖ index id (u32 BE) ‖ token (32) ‖ node id (u64 BE)``; every other
+first byte of the key space belongs to other users of the same store (the catalog). The value of a row is
+``codec.seal(aad, node_plaintext)`` with ``aad = FORMAT_VERSION ‖ row key``, so a blob copied to another
+table, index, partition or node position fails to open (``IntegrityError``), and a missing child node is an
+integrity error too. (Rolling a node back to an older version of itself at the same position, or deleting a
+whole partition's root, is not detectable at this layer.)
+
+Shape: the root has the fixed node id 0, so a point lookup in a one-leaf partition (most partitions) is one
+KV get and one open, and a write is one get, one open, one seal, one put. Other nodes have random 64-bit
+ids (no counter row to contend on). Leaves split and merge by encoded size (``max_leaf_bytes``; a single
+entry larger than that simply lives alone in its leaf); inner nodes split by entry count
+(``max_inner_entries``) or size, and carry shortest separators (suffix truncation) so they stay small. An
+empty partition leaves no rows. There are no sibling links: a range walks down from the root with a stack,
+so a split or merge rewrites only the nodes it touches.
+
+Node plaintext (compact, little-endian, length-prefixed):
+    leaf:  00 ‖ n:u32 ‖ (klen:u32, vlen:u32) × n ‖ (key ‖ value) × n
+    inner: 01 ‖ n:u32 ‖ child:u64 × n ‖ klen:u32 × (n-1) ‖ key × (n-1)
+An inner node's child i holds keys k with keys[i-1] <= k < keys[i].
+
+Iterators are lazy and load a node when they reach it: finish (or materialize) a range before writing to
+the same partition.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from itertools import chain
+
+from dynavault.errors import IntegrityError
+from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, prefix_end
+from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec, Sealed, Token
+
+__all__ = ["EncryptedTrees", "ROW_PREFIX", "FORMAT_VERSION", "ROOT_ID", "row_prefix", "segment_bounds"]
+
+ROW_PREFIX = b"T"
+FORMAT_VERSION = 1
+ROOT_ID = 0
+_ROOT_BYTES = ROOT_ID.to_bytes(8, "big")
+_AAD_HEAD = bytes((FORMAT_VERSION,))
+_HDR = struct.Struct("<BI")
+_KIND_LEAF = 0
+_KIND_INNER = 1
+_PREFIX_LEN = 1 + 16 + 4
+_PART_LEN = _PREFIX_LEN + TOKEN_SIZE
+
+
+class _Leaf:
+    __slots__ = ("keys", "vals")
+
+    def __init__(self, keys: list[bytes], vals: list[bytes]) -> None:
+        self.keys = keys
+        self.vals = vals
+
+    def size(self) -> int:
+        return 5 + 8 * len(self.keys) + sum(map(len, self.keys)) + sum(map(len, self.vals))
+
+    def encode(self) -> bytes:
+        keys, vals = self.keys, self.vals
+        n = len(keys)
+        pairs = list(chain.from_iterable(zip(keys, vals, strict=True)))
+        return struct.pack(f"<BI{2 * n}I", _KIND_LEAF, n, *map(len, pairs)) + b"".join(pairs)
+
+    def __repr__(self) -> str:  # never the contents: they are plaintext user data
+        return f"<leaf {len(self.keys)} entries>"
+
+
+class _Inner:
+    __slots__ = ("keys", "kids")
+
+    def __init__(self, keys: list[bytes], kids: list[int]) -> None:
+        self.keys = keys
+        self.kids = kids
+
+    def size(self) -> int:
+        return 5 + 8 * len(self.kids) + 4 * len(self.keys) + sum(map(len, self.keys))
+
+    def encode(self) -> bytes:
+        n = len(self.kids)
+        return struct.pack(
+            f"<BI{n}Q{n - 1}I", _KIND_INNER, n, *self.kids, *map(len, self.keys)
+        ) + b"".join(self.keys)
+
+    def __repr__(self) -> str:
+        return f"<inner {len(self.kids)} children>"
+
+
+def _decode(pt: bytes) -> _Leaf | _Inner:
+    try:
+        kind, n = _HDR.unpack_from(pt, 0)
+        if kind == _KIND_LEAF:
+            lens = struct.unpack_from(f"<{2 * n}I", pt, 5)
+            pos = 5 + 8 * n
+            keys: list[bytes] = []
+            vals: list[bytes] = []
+            for i in range(n):
+                kl = lens[2 * i]
+                vl = lens[2 * i + 1]
+                e = pos + kl
+                keys.append(pt[pos:e])
+                pos = e + vl
+                vals.append(pt[e:pos])
+            if pos != len(pt):
+                raise ValueError
+            return _Leaf(keys, vals)
+        if kind == _KIND_INNER and n >= 1:
+            kids = list(struct.unpack_from(f"<{n}Q", pt, 5))
+            pos = 5 + 8 * n
+            lens = struct.unpack_from(f"<{n - 1}I", pt, pos)
+            pos += 4 * (n - 1)
+            ks = []
+            for kl in lens:
+                ks.append(pt[pos : pos + kl])
+                pos += kl
+            if pos != len(pt):
+                raise ValueError
+            return _Inner(ks, kids)
+    except (struct.error, ValueError):
+        pass
+    # Only reachable if an authenticated blob holds garbage: still never data.
+    raise IntegrityError("malformed B+tree node")
+
+
+def _check_ids(table_id: bytes, index_id: int) -> None:
+    if type(table_id) is not bytes or len(table_id) != 16:
+        raise TypeError("table_id must be 16 bytes (UUID bytes)")
+    if type(index_id) is not int or not 0 <= index_id < 2**32:
+        raise TypeError("index_id must be an int in [0, 2**32)")
+
+
+def row_prefix(table_id: bytes, index_id: int | None = None, token: Token | None = None) -> bytes:
+    """Key prefix of a table's rows, one index's rows, or one partition's rows (for ranges and tests)."""
+    if index_id is None:
+        if token is not None:
+            raise ValueError("token needs index_id")
+        if type(table_id) is not bytes or len(table_id) != 16:
+            raise TypeError("table_id must be 16 bytes (UUID bytes)")
+        return ROW_PREFIX + table_id
+    _check_ids(table_id, index_id)
+    p = ROW_PREFIX + table_id + index_id.to_bytes(4, "big")
+    if token is None:
+        return p
+    if type(token) is not Token:
+        raise TypeError(f"partition tokens are Token, not {type(token).__name__}")
+    return p + token.raw
+
+
+def segment_bounds(segment: int, total_segments: int) -> tuple[bytes, bytes | None]:
+    """``(token_lo, token_hi)`` for parallel Scan segment ``segment`` of ``total_segments``: an even
+    split of the 256-bit token space (``token_hi`` None for the last segment)."""
+    if not 0 <= segment < total_segments:
+        raise ValueError("segment out of range")
+    space = 1 << (8 * TOKEN_SIZE)
+    lo = (space * segment // total_segments).to_bytes(TOKEN_SIZE, "big")
+    if segment == total_segments - 1:
+        return lo, None
+    return lo, (space * (segment + 1) // total_segments).to_bytes(TOKEN_SIZE, "big")
+
+
+def _shortest_separator(left: bytes, right: bytes) -> bytes:
+    """Shortest s with left < s <= right: keeps inner nodes small whatever the key sizes."""
+    n = min(len(left), len(right))
+    i = 0
+    while i < n and left[i] == right[i]:
+        i += 1
+    return right[: i + 1]
+
+
+def _mid(sizes: list[int]) -> int:
+    """Split index m (1 <= m <= len-1) that best balances the byte sizes of [:m] and [m:]."""
+    total = sum(sizes)
+    acc = 0
+    best, best_diff = 1, None
+    for m in range(1, len(sizes)):
+        acc += sizes[m - 1]
+        diff = abs(2 * acc - total)
+        if best_diff is None or diff < best_diff:
+            best, best_diff = m, diff
+        elif 2 * acc > total:
+            break
+    return best
+
+
+class _Op:
+    """One write: the partition, the nodes it has changed, and the rows it frees."""
+
+    __slots__ = ("tx", "codec", "pfx", "dirty", "dead")
+
+    def __init__(self, tx: KVTransaction, codec: NodeCodec, pfx: bytes) -> None:
+        self.tx = tx
+        self.codec = codec
+        self.pfx = pfx
+        self.dirty: dict[int, _Leaf | _Inner] = {}
+        self.dead: set[int] = set()
+
+
+class EncryptedTrees:
+    """B+trees of sealed nodes, one per (table id, index id, partition token)."""
+
+    def __init__(self, kv: KVStore, *, max_leaf_bytes: int = 16384, max_inner_entries: int = 256) -> None:
+        if max_leaf_bytes < 64:
+            raise ValueError("max_leaf_bytes must be at least 64")
+        if max_inner_entries < 4:
+            raise ValueError("max_inner_entries must be at least 4")
+        self.kv = kv
+        self.max_leaf_bytes = max_leaf_bytes
+        self.min_leaf_bytes = max_leaf_bytes // 4
+        self.max_inner_entries = max_inner_entries
+        self.min_inner_entries = max(2, max_inner_entries // 3)
+        self.max_inner_bytes = max(max_leaf_bytes, 1024)
+
+    def __repr__(self) -> str:
+        return f"EncryptedTrees({self.kv!r})"
+
+    # -- rows and blobs ------------------------------------------------------------------------
+    @staticmethod
+    def _pfx(table_id: bytes, index_id: int, token: Token) -> bytes:
+        if type(token) is not Token:
+            raise TypeError(f"partition tokens are Token, not {type(token).__name__}")
+        if type(table_id) is not bytes or len(table_id) != 16:
+            raise TypeError("table_id must be 16 bytes (UUID bytes)")
+        if type(index_id) is not int or not 0 <= index_id < 2**32:
+            raise TypeError("index_id must be an int in [0, 2**32)")
+        return ROW_PREFIX + table_id + index_id.to_bytes(4, "big") + token.raw
+
+    @staticmethod
+    def _load(r: KVReader, codec: NodeCodec, pfx: bytes, nid: int, required: bool = True):
+        rk = pfx + nid.to_bytes(8, "big")
+        blob = r.get(rk)
+        if blob is None:
+            if required:
+                raise IntegrityError("missing B+tree node")
+            return None
+        return _decode(codec.open(_AAD_HEAD + rk, Sealed(blob)))
+
+    def _node(self, op: _Op, nid: int) -> _Leaf | _Inner:
+        node = op.dirty.get(nid)
+        return node if node is not None else self._load(op.tx, op.codec, op.pfx, nid)
+
+    def _new_id(self, op: _Op) -> int:
+        while True:
+            nid = int.from_bytes(os.urandom(8), "big")
+            if nid == ROOT_ID or nid in op.dirty or nid in op.dead:
+                continue
+            if op.tx.get(op.pfx + nid.to_bytes(8, "big")) is None:
+                return nid
+
+    def _flush(self, op: _Op) -> None:
+        for nid in op.dead:
+            op.dirty.pop(nid, None)
+            op.tx.delete(op.pfx + nid.to_bytes(8, "big"))
+        for nid, node in op.dirty.items():
+            rk = op.pfx + nid.to_bytes(8, "big")
+            op.tx.put(rk, op.codec.seal(_AAD_HEAD + rk, node.encode()))
+
+    # -- reads ---------------------------------------------------------------------------------
+    def get(
+        self, tx: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
+    ) -> bytes | None:
+        pfx = self._pfx(table_id, index_id, token)
+        node = self._load(tx, codec, pfx, ROOT_ID, required=False)
+        if node is None:
+            return None
+        while type(node) is _Inner:
+            node = self._load(tx, codec, pfx, node.kids[bisect_right(node.keys, key)])
+        i = bisect_left(node.keys, key)
+        if i < len(node.keys) and node.keys[i] == key:
+            return node.vals[i]
+        return None
+
+    def range(
+        self,
+        tx: KVReader,
+        codec: NodeCodec,
+        table_id: bytes,
+        index_id: int,
+        token: Token,
+        *,
+        lo: bytes | None = None,
+        lo_inclusive: bool = True,
+        hi: bytes | None = None,
+        hi_inclusive: bool = True,
+        reverse: bool = False,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) pairs of one partition between the bounds, in key order (or reversed)."""
+        pfx = self._pfx(table_id, index_id, token)
+        return self._range(tx, codec, pfx, lo, lo_inclusive, hi, hi_inclusive, reverse)
+
+    def _range(self, tx, codec, pfx, lo, lo_inc, hi, hi_inc, reverse) -> Iterator[tuple[bytes, bytes]]:
+        root = self._load(tx, codec, pfx, ROOT_ID, required=False)
+        if root is None:
+            return
+        if lo is not None and hi is not None and (lo > hi or (lo == hi and not (lo_inc and hi_inc))):
+            return
+        # Depth-first with an explicit stack of nodes or not-yet-loaded child ids, so each node is
+        # fetched and opened only when the walk reaches it.
+        stack: list[_Leaf | _Inner | int] = [root]
+        while stack:
+            node = stack.pop()
+            if type(node) is int:
+                node = self._load(tx, codec, pfx, node)
+            keys = node.keys
+            if type(node) is _Leaf:
+                s = 0 if lo is None else (bisect_left(keys, lo) if lo_inc else bisect_right(keys, lo))
+                e = len(keys) if hi is None else (bisect_right(keys, hi) if hi_inc else bisect_left(keys, hi))
+                vals = node.vals
+                for i in range(e - 1, s - 1, -1) if reverse else range(s, e):
+                    yield keys[i], vals[i]
+                continue
+            cs = 0 if lo is None else bisect_right(keys, lo)
+            ce = len(node.kids) - 1 if hi is None else bisect_right(keys, hi)
+            kids = node.kids[cs : ce + 1]
+            stack.extend(kids if reverse else reversed(kids))
+
+    def tokens(
+        self,
+        tx: KVReader,
+        table_id: bytes,
+        index_id: int,
+        *,
+        after: Token | None = None,
+        token_lo: bytes = b"",
+        token_hi: bytes | None = None,
+        reverse: bool = False,
+    ) -> Iterator[Token]:
+        """Non-empty partitions in token order with ``token_lo <= token < token_hi``, strictly after
+        (before, when reversed) ``after``: Scan pages resume with ``after``, segments use the bounds."""
+        base = row_prefix(table_id, index_id)
+        lo = base + token_lo
+        hi = base + token_hi if token_hi is not None else prefix_end(base)
+        if after is not None:
+            if type(after) is not Token:
+                raise TypeError("after must be a Token")
+            if reverse:
+                hi = min(hi, base + after.raw) if hi is not None else base + after.raw
+            else:
+                lo = max(lo, base + after.raw + b"\xff" * 9)
+        return self._tokens(tx, base, lo, hi, reverse)
+
+    @staticmethod
+    def _tokens(tx: KVReader, base: bytes, lo: bytes, hi: bytes | None, reverse: bool) -> Iterator[Token]:
+        n = len(base)
+        while hi is None or lo < hi:
+            last = None
+            reseek = False
+            for k, _ in tx.range(lo, hi, reverse=reverse):
+                raw = k[n : n + TOKEN_SIZE]
+                if raw == last:
+                    # A big partition: skip the rest of its rows with one seek instead of reading them.
+                    reseek = True
+                    break
+                last = raw
+                yield Token(raw)
+            if not reseek:
+                return
+            if reverse:
+                hi = base + last
+            else:
+                lo = base + last + b"\xff" * 9
+
+    # -- writes --------------------------------------------------------------------------------
+    def put(
+        self,
+        tx: KVTransaction,
+        codec: NodeCodec,
+        table_id: bytes,
+        index_id: int,
+        token: Token,
+        key: bytes,
+        value: bytes,
+    ) -> bytes | None:
+        """Insert or replace; returns the previous value (None if the key was absent)."""
+        if type(key) is not bytes or type(value) is not bytes:
+            raise TypeError("key and value are bytes")
+        op = _Op(tx, codec, self._pfx(table_id, index_id, token))
+        path = self._descend(op, key)
+        if path is None:
+            op.dirty[ROOT_ID] = _Leaf([key], [value])
+            self._flush(op)
+            return None
+        leaf: _Leaf = path[-1][1]
+        i = bisect_left(leaf.keys, key)
+        if i < len(leaf.keys) and leaf.keys[i] == key:
+            old = leaf.vals[i]
+            leaf.vals[i] = value
+        else:
+            old = None
+            leaf.keys.insert(i, key)
+            leaf.vals.insert(i, value)
+        self._fix(op, path)
+        return old
+
+    def delete(
+        self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
+    ) -> bytes | None:
+        """Remove ``key``; returns its value (None, and no write at all, if it was absent)."""
+        if type(key) is not bytes:
+            raise TypeError("key is bytes")
+        op = _Op(tx, codec, self._pfx(table_id, index_id, token))
+        path = self._descend(op, key)
+        if path is None:
+            return None
+        leaf: _Leaf = path[-1][1]
+        i = bisect_left(leaf.keys, key)
+        if i == len(leaf.keys) or leaf.keys[i] != key:
+            return None
+        del leaf.keys[i]
+        old = leaf.vals.pop(i)
+        self._fix(op, path)
+        return old
+
+    def drop(self, tx: KVTransaction, table_id: bytes, index_id: int | None = None) -> None:
+        """Delete every row of a table (or of one of its indexes)."""
+        p = row_prefix(table_id, index_id)
+        end = prefix_end(p)
+        while True:
+            # Batches keep any backend's iterator out of the way of the deletes.
+            keys = [k for k, _ in tx.range(p, end, limit=512)]
+            if not keys:
+                return
+            for k in keys:
+                tx.delete(k)
+
+    # -- tree surgery --------------------------------------------------------------------------
+    def _descend(self, op: _Op, key: bytes) -> list[tuple[int, _Leaf | _Inner, int]] | None:
+        node = self._load(op.tx, op.codec, op.pfx, ROOT_ID, required=False)
+        if node is None:
+            return None
+        nid = ROOT_ID
+        path = []
+        while type(node) is _Inner:
+            i = bisect_right(node.keys, key)
+            path.append((nid, node, i))
+            nid = node.kids[i]
+            node = self._load(op.tx, op.codec, op.pfx, nid)
+        path.append((nid, node, -1))
+        return path
+
+    def _overflow(self, node: _Leaf | _Inner) -> bool:
+        if type(node) is _Leaf:
+            return len(node.keys) > 1 and node.size() > self.max_leaf_bytes
+        return len(node.kids) > 1 and (
+            len(node.kids) > self.max_inner_entries or node.size() > self.max_inner_bytes
+        )
+
+    def _underflow(self, node: _Leaf | _Inner) -> bool:
+        if type(node) is _Leaf:
+            return node.size() < self.min_leaf_bytes
+        n = len(node.kids)
+        return n < 2 or (n < self.min_inner_entries and node.size() < self.max_inner_bytes // 4)
+
+    def _fits(self, node: _Leaf | _Inner) -> bool:
+        return not self._overflow(node)
+
+    def _split(self, node: _Leaf | _Inner) -> tuple[list[_Leaf | _Inner], list[bytes]]:
+        """Split an overfull node into parts that fit, plus the separators between them."""
+        if not self._overflow(node):
+            return [node], []
+        if type(node) is _Leaf:
+            m = _mid([8 + len(k) + len(v) for k, v in zip(node.keys, node.vals, strict=True)])
+            left = _Leaf(node.keys[:m], node.vals[:m])
+            right = _Leaf(node.keys[m:], node.vals[m:])
+            sep = _shortest_separator(left.keys[-1], right.keys[0])
+        else:
+            m = _mid([12 + len(k) for k in node.keys] + [8])
+            left = _Inner(node.keys[: m - 1], node.kids[:m])
+            sep = node.keys[m - 1]
+            right = _Inner(node.keys[m:], node.kids[m:])
+        lparts, lseps = self._split(left)
+        rparts, rseps = self._split(right)
+        return lparts + rparts, lseps + [sep] + rseps
+
+    def _fix(self, op: _Op, path: list[tuple[int, _Leaf | _Inner, int]]) -> None:
+        """Restore the size invariants bottom-up from a modified leaf, then write what changed."""
+        level = len(path) - 1
+        nid, node, _ = path[level]
+        op.dirty[nid] = node
+        while level > 0:
+            pnid, parent, ci = path[level - 1]
+            if self._overflow(node):
+                parts, seps = self._split(node)
+                ids = [nid] + [self._new_id(op) for _ in parts[1:]]
+                for pid, part in zip(ids, parts, strict=True):
+                    op.dirty[pid] = part
+                parent.kids[ci : ci + 1] = ids
+                parent.keys[ci:ci] = seps
+            elif self._underflow(node) and len(parent.kids) > 1:
+                self._rebalance(op, parent, ci)
+            else:
+                break  # the parent is unchanged, so nothing above it changes either
+            op.dirty[pnid] = parent
+            level -= 1
+            nid, node = pnid, parent
+        else:
+            self._fix_root(op)
+        self._flush(op)
+
+    def _fix_root(self, op: _Op) -> None:
+        root = op.dirty[ROOT_ID]
+        if type(root) is _Leaf and not root.keys:
+            op.dead.add(ROOT_ID)  # an empty partition leaves no rows
+            return
+        # Grow: the root id is fixed, so its contents move down into fresh nodes.
+        while self._overflow(root):
+            parts, seps = self._split(root)
+            ids = [self._new_id(op) for _ in parts]
+            for pid, part in zip(ids, parts, strict=True):
+                op.dirty[pid] = part
+            root = _Inner(seps, ids)
+        # Shrink: a root with a single child takes over that child's contents.
+        while type(root) is _Inner and len(root.kids) == 1:
+            child_id = root.kids[0]
+            root = self._node(op, child_id)
+            op.dirty.pop(child_id, None)
+            op.dead.add(child_id)
+        op.dirty[ROOT_ID] = root
+
+    def _rebalance(self, op: _Op, parent: _Inner, ci: int) -> None:
+        """Merge child ``ci`` with a neighbour, or even out the two if together they are too big."""
+        li = ci - 1 if ci > 0 else 0
+        ri = li + 1
+        lid, rid = parent.kids[li], parent.kids[ri]
+        left, right = self._node(op, lid), self._node(op, rid)
+        if type(left) is _Leaf:
+            merged: _Leaf | _Inner = _Leaf(left.keys + right.keys, left.vals + right.vals)
+        else:
+            merged = _Inner(left.keys + [parent.keys[li]] + right.keys, left.kids + right.kids)
+        if self._fits(merged):
+            op.dirty[lid] = merged
+            op.dirty.pop(rid, None)
+            op.dead.add(rid)
+            del parent.kids[ri]
+            del parent.keys[li]
+            return
+        if type(merged) is _Leaf:
+            m = _mid([8 + len(k) + len(v) for k, v in zip(merged.keys, merged.vals, strict=True)])
+            op.dirty[lid] = _Leaf(merged.keys[:m], merged.vals[:m])
+            op.dirty[rid] = _Leaf(merged.keys[m:], merged.vals[m:])
+            parent.keys[li] = _shortest_separator(merged.keys[m - 1], merged.keys[m])
+        else:
+            m = _mid([12 + len(k) for k in merged.keys] + [8])
+            op.dirty[lid] = _Inner(merged.keys[: m - 1], merged.kids[:m])
+            op.dirty[rid] = _Inner(merged.keys[m:], merged.kids[m:])
+            parent.keys[li] = merged.keys[m - 1]
