@@ -31,6 +31,9 @@ class Settings:
     pkcs11_pin: str = ""
     pkcs11_key_label: str = "dynavault-root"
     kms_endpoint: str = ""
+    #: credentials the database signs with when --kms-endpoint is set
+    kms_access_key_id: str = ""
+    kms_secret_access_key: str = ""
     allow_any_credentials: bool = False
     #: account id for --allow-any-credentials when the access key id is not a 12-digit number
     default_account: str = "000000000000"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from dynavault.config import Settings
 
 from .app import JSON_10, JSON_11, DynavaultApp, RouteTable, ServiceFront
+from .connection import on_connection_closed
 from .credentials import CredentialStore
 from .metrics import Metrics
 from .sigv4 import SigV4Verifier
@@ -130,6 +131,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
             build_dynamodb = None
         if build_dynamodb is not None:
             ddb = build_dynamodb(settings, components, metrics)
+            on_connection_closed(ddb.connection_closed)
             components["dynamodb"] = ddb
             routes.mount(_with_validator(DYNAMODB), ddb.operations())
             if hasattr(ddb, "stream_operations"):

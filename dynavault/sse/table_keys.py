@@ -107,10 +107,13 @@ class TableKeyService:
     def owned_key_arn(self, region: str) -> str:
         return self._owned_key_arn(region)
 
-    def resolve(self, caller: Caller, mode: str, key_id: str | None) -> str:
-        """Resolve and validate the KMS key a table will use; returns its key ARN (§1.2, §1.4)."""
+    def resolve(self, caller: Caller, mode: str, key_id: str | None) -> tuple[str, str]:
+        """Resolve and validate the KMS key a table will use (§1.2, §1.4).
+
+        Returns (key ARN, mode); a customer-named key that is the AWS managed key counts as AWS managed.
+        """
         if mode == OWNED:
-            return self.owned_key_arn(caller.region)
+            return self.owned_key_arn(caller.region), OWNED
         target = MANAGED_ALIAS if mode == AWS_MANAGED else str(key_id)
         meta = self._call(self._acting_for(caller), "DescribeKey", {"KeyId": target})["KeyMetadata"]
         arn = meta["Arn"]
@@ -127,7 +130,7 @@ class TableKeyService:
                 "ValidationException",
                 "EncryptionContext is supported only when creating a grant for a symmetric encryption KMS key.",
             ))
-        return arn
+        return arn, (AWS_MANAGED if meta.get("KeyManager") == "AWS" else CUSTOMER)
 
     def create_table_keys(self, caller: Caller, table_name: str, table_id: bytes, mode: str, key_arn: str) -> dict:
         """Make the table key under ``key_arn`` and fresh wrapped data keys; returns the catalog record."""

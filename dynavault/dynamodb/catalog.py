@@ -1,0 +1,146 @@
+"""The table catalog: table metadata that DynamoDB keeps outside item data (names, key schema,
+indexes, status, wrapped keys, counts), persisted as CatalogRecords and mirrored in memory.
+
+Nothing here is user data: only what DESIGN.md invariant 1 allows in plaintext.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from dynavault.sse.table_keys import TableKeyRef
+from dynavault.storage.kv.base import KVStore, prefix_end
+from dynavault.storage.sealed import CatalogRecord
+
+# Catalog rows live under their own first byte; table data rows are keyed by the storage layer
+# under a different prefix, so the two key spaces never meet.
+CATALOG_PREFIX = b"\x00\x00catalog\x00"
+STATS_PREFIX = b"\x00\x00stats\x00"
+_STATS = struct.Struct(">qq")
+
+
+@dataclass
+class TableMeta:
+    table_id: str
+    name: str
+    account: str
+    region: str
+    key_schema: list[dict]
+    attribute_definitions: list[dict]
+    created: float = field(default_factory=time.time)
+    status: str = "ACTIVE"
+    billing_mode: str = "PROVISIONED"
+    read_capacity: int = 0
+    write_capacity: int = 0
+    last_pay_per_request: float | None = None
+    deletion_protection: bool = False
+    table_class: str | None = None
+    tags: list[dict] = field(default_factory=list)
+    sse: dict = field(default_factory=dict)
+    #: SSE lifecycle (key-lifecycle issue): UPDATING phases, inaccessible time, archival
+    sse_state: dict = field(default_factory=dict)
+    local_indexes: list[dict] = field(default_factory=list)
+    global_indexes: list[dict] = field(default_factory=list)
+    stream: dict | None = None
+    extra: dict = field(default_factory=dict)
+
+    # derived, not persisted
+    def __post_init__(self) -> None:
+        self._derive()
+
+    def _derive(self) -> None:
+        self.hash_key = next(k["AttributeName"] for k in self.key_schema if k["KeyType"] == "HASH")
+        ranges = [k["AttributeName"] for k in self.key_schema if k["KeyType"] == "RANGE"]
+        self.range_key = ranges[0] if ranges else None
+        types = {d["AttributeName"]: d["AttributeType"] for d in self.attribute_definitions}
+        self.attribute_types = types
+        self.hash_type = types[self.hash_key]
+        self.range_type = types[self.range_key] if self.range_key else None
+        self.key_names = {self.hash_key} | ({self.range_key} if self.range_key else set())
+        self.id_bytes = uuid.UUID(self.table_id).bytes
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:dynamodb:{self.region}:{self.account}:table/{self.name}"
+
+    def key_ref(self) -> TableKeyRef:
+        return TableKeyRef(self.id_bytes, self.name, self.account, self.region, self.sse)
+
+    def to_record(self) -> CatalogRecord:
+        doc = {k: v for k, v in asdict(self).items()}
+        return CatalogRecord(orjson.dumps(doc))
+
+    @classmethod
+    def from_record(cls, raw: bytes) -> TableMeta:
+        doc: dict[str, Any] = orjson.loads(raw)
+        return cls(**doc)
+
+
+def _catalog_key(account: str, region: str, name: str) -> bytes:
+    return CATALOG_PREFIX + f"{account}\x00{region}\x00{name}".encode()
+
+
+class Catalog:
+    """All tables of all accounts, loaded at start; every change is written through in a store txn."""
+
+    def __init__(self, kv: KVStore) -> None:
+        self.kv = kv
+        self._tables: dict[tuple[str, str, str], TableMeta] = {}
+        self._stats: dict[str, list[int]] = {}
+        self.lock = threading.RLock()
+        for _, raw in kv.range(CATALOG_PREFIX, prefix_end(CATALOG_PREFIX)):
+            meta = TableMeta.from_record(raw)
+            self._tables[(meta.account, meta.region, meta.name)] = meta
+        for key, raw in kv.range(STATS_PREFIX, prefix_end(STATS_PREFIX)):
+            self._stats[key[len(STATS_PREFIX):].decode()] = list(_STATS.unpack(raw))
+
+    def get(self, account: str, region: str, name: str) -> TableMeta | None:
+        return self._tables.get((account, region, name))
+
+    def list(self, account: str, region: str) -> list[TableMeta]:
+        return sorted((t for (a, r, _), t in self._tables.items() if a == account and r == region),
+                      key=lambda t: t.name)
+
+    def all(self) -> list[TableMeta]:
+        return list(self._tables.values())
+
+    def put(self, tx, meta: TableMeta) -> None:
+        """Write through inside the caller's transaction; memory follows once the txn commits (caller)."""
+        tx.put(_catalog_key(meta.account, meta.region, meta.name), meta.to_record())
+
+    def remember(self, meta: TableMeta) -> None:
+        self._tables[(meta.account, meta.region, meta.name)] = meta
+
+    def save(self, meta: TableMeta) -> None:
+        with self.kv.transaction() as tx:
+            self.put(tx, meta)
+        self.remember(meta)
+
+    def remove(self, tx, meta: TableMeta) -> None:
+        tx.delete(_catalog_key(meta.account, meta.region, meta.name))
+        tx.delete(STATS_PREFIX + meta.table_id.encode())
+
+    def forget(self, meta: TableMeta) -> None:
+        self._tables.pop((meta.account, meta.region, meta.name), None)
+        self._stats.pop(meta.table_id, None)
+
+    # item count / size, updated in the same transaction as the write they describe
+    def stats(self, table_id: str) -> tuple[int, int]:
+        s = self._stats.get(table_id)
+        return (s[0], s[1]) if s else (0, 0)
+
+    def add_stats(self, tx, table_id: str, d_count: int, d_bytes: int) -> tuple[int, int]:
+        count, size = self.stats(table_id)
+        new = (max(0, count + d_count), max(0, size + d_bytes))
+        tx.put(STATS_PREFIX + table_id.encode(), CatalogRecord(_STATS.pack(*new)))
+        return new
+
+    def commit_stats(self, table_id: str, new: tuple[int, int]) -> None:
+        self._stats[table_id] = list(new)

@@ -1,0 +1,72 @@
+"""Primary keys: extraction and validation with DynamoDB's messages, and their storage encoding."""
+
+from __future__ import annotations
+
+from dynavault.errors import validation
+from dynavault.storage.keyorder import encode_key_value
+
+from .catalog import TableMeta
+from .values import decode_binary, normalize_number, validate_attribute_value
+
+_INVALID = "One or more parameter values were invalid: "
+MAX_HASH_BYTES = 2048
+MAX_RANGE_BYTES = 1024
+
+
+def _scalar(type_: str, value: dict) -> str | bytes:
+    raw = value[type_]
+    if type_ == "B":
+        return decode_binary(raw)
+    if type_ == "N":
+        return normalize_number(raw)
+    return raw
+
+
+def _check_key_value(name: str, expected: str, value: dict, *, is_hash: bool, from_item: bool) -> str | bytes:
+    validate_attribute_value(value, name)
+    actual = next(iter(value))
+    if actual != expected:
+        if from_item:
+            raise validation(f"{_INVALID}Type mismatch for key {name} expected: {expected} actual: {actual}")
+        raise validation("The provided key element does not match the schema")
+    scalar = _scalar(expected, value)
+    if expected in ("S", "B") and len(scalar) == 0:
+        kind = "string" if expected == "S" else "binary"
+        raise validation("One or more parameter values are not valid. The AttributeValue for a key attribute cannot "
+                         f"contain an empty {kind} value. Key: {name}")
+    size = len(scalar.encode()) if isinstance(scalar, str) and expected == "S" else len(scalar)
+    if is_hash and size > MAX_HASH_BYTES:
+        raise validation(f"{_INVALID}Size of hashkey has exceeded the maximum size limit of2048 bytes")
+    if not is_hash and size > MAX_RANGE_BYTES:
+        raise validation(f"{_INVALID}Aggregated size of all range keys has exceeded the size limit of 1024 bytes")
+    return scalar
+
+
+def key_of_item(meta: TableMeta, item: dict) -> tuple[bytes, bytes, dict]:
+    """(hash key bytes, sort key bytes, key dict) for an item being written."""
+    hv = item.get(meta.hash_key)
+    if hv is None:
+        raise validation(f"{_INVALID}Missing the key {meta.hash_key} in the item")
+    h = _check_key_value(meta.hash_key, meta.hash_type, hv, is_hash=True, from_item=True)
+    key = {meta.hash_key: hv}
+    sort = b""
+    if meta.range_key:
+        rv = item.get(meta.range_key)
+        if rv is None:
+            raise validation(f"{_INVALID}Missing the key {meta.range_key} in the item")
+        r = _check_key_value(meta.range_key, meta.range_type, rv, is_hash=False, from_item=True)
+        key[meta.range_key] = rv
+        sort = encode_key_value(meta.range_type, r)
+    return encode_key_value(meta.hash_type, h), sort, key
+
+
+def key_of_request(meta: TableMeta, key: dict) -> tuple[bytes, bytes, dict]:
+    """The same for a Key parameter: exactly the key attributes, no others."""
+    if not isinstance(key, dict) or set(key) != meta.key_names:
+        raise validation("The provided key element does not match the schema")
+    h = _check_key_value(meta.hash_key, meta.hash_type, key[meta.hash_key], is_hash=True, from_item=False)
+    sort = b""
+    if meta.range_key:
+        r = _check_key_value(meta.range_key, meta.range_type, key[meta.range_key], is_hash=False, from_item=False)
+        sort = encode_key_value(meta.range_type, r)
+    return encode_key_value(meta.hash_type, h), sort, key

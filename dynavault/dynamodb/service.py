@@ -1,0 +1,108 @@
+"""The DynamoDB service: one table of operation handlers over the catalog, the table keys and
+the encrypted trees. Features added by later modules (indexes, streams, SSE switching) plug in
+through the hook attributes instead of growing the operations themselves.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+
+from dynavault.caller import Caller
+from dynavault.config import Settings
+from dynavault.errors import AWSError
+from dynavault.sse.crypto import TableCrypto
+from dynavault.sse.kms_client import InProcessKms, KmsClient, RemoteKms
+from dynavault.sse.table_keys import TableKeyService
+from dynavault.storage.kv.sqlite import SqliteKV
+from dynavault.storage.trees import EncryptedTrees
+
+from . import items, tables
+from .catalog import Catalog, TableMeta
+
+log = logging.getLogger("dynavault.dynamodb")
+
+Handler = Callable[["DynamoDBService", Caller, dict], dict]
+
+
+class DynamoDBService:
+    def __init__(self, settings: Settings, kms: KmsClient, *, owned_key_arn: Callable[[str], str],
+                 owned_account: str, metrics=None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        data = settings.data_path()
+        data.mkdir(parents=True, exist_ok=True)
+        self.kv = SqliteKV(data / "tables.db")
+        self.trees = EncryptedTrees(self.kv)
+        self.catalog = Catalog(self.kv)
+        self.keys = TableKeyService(
+            kms,
+            owned_key_arn=owned_key_arn,
+            owned_account=owned_account,
+            refresh_seconds=settings.key_refresh_seconds,
+            shared_cache=settings.shared_key_cache,
+            metrics=metrics,
+        )
+        # hooks for features that live in their own modules
+        self.prepare_indexes: Callable | None = None
+        self.attach_indexes: Callable = lambda meta, indexes: None
+        self.describe_indexes: Callable | None = None
+        self.update_indexes: Callable | None = None
+        self.index_writer: Callable | None = None
+        self.enable_stream: Callable | None = None
+        self.stream_writer: Callable | None = None
+        self.update_sse: Callable | None = None
+        self._handlers: dict[str, Handler] = {**tables.HANDLERS, **items.HANDLERS}
+
+    def operations(self) -> dict[str, Callable[[Caller, dict], dict]]:
+        return {name: functools.partial(h, self) for name, h in self._handlers.items()}
+
+    def periodic_jobs(self) -> list[tuple[str, float, Callable[[], None]]]:
+        return [("key-cache-prune", max(1.0, min(60.0, self.settings.key_refresh_seconds)), self.keys.prune)]
+
+    # -- helpers the operations share -------------------------------------------------------------
+    def data_table(self, caller: Caller, name: str) -> TableMeta:
+        meta = self.catalog.get(caller.account, caller.region, name)
+        if meta is None:
+            raise AWSError("ResourceNotFoundException", "Requested resource not found")
+        return meta
+
+    def crypto(self, caller: Caller, meta: TableMeta) -> TableCrypto:
+        return self.keys.crypto_for(caller, meta.key_ref())
+
+    def after_write(self, tx, caller: Caller, meta: TableMeta, crypto: TableCrypto, old: dict | None,
+                    new: dict | None) -> dict | None:
+        """Index entries and stream records for one item change, in the write's transaction."""
+        units = None
+        if self.index_writer is not None:
+            units = self.index_writer(tx, meta, crypto, old, new)
+        if self.stream_writer is not None:
+            self.stream_writer(tx, meta, crypto, old, new)
+        return units
+
+    def connection_closed(self, connection_id: int) -> None:
+        self.keys.drop_connection(connection_id)
+
+    def close(self) -> None:
+        self.kv.close()
+
+
+def build_dynamodb(settings: Settings, components: dict, metrics=None) -> DynamoDBService:
+    kms_service = components.get("kms")
+    if settings.kms_endpoint:
+        client: KmsClient = RemoteKms(settings.kms_endpoint, settings.kms_access_key_id,
+                                      settings.kms_secret_access_key)
+        owned_account = ""
+
+        def owned_key_arn(region: str) -> str:  # a key of the database's own account at the remote KMS
+            raise AWSError("ValidationException", "The AWS owned key is not available with a remote KMS yet")
+    else:
+        from dynavault.kms.service import AWS_OWNED_ACCOUNT
+
+        client = InProcessKms(kms_service)
+        owned_account = AWS_OWNED_ACCOUNT
+        owned_key_arn = kms_service.owned_key_arn
+    svc = DynamoDBService(settings, client, owned_key_arn=owned_key_arn, owned_account=owned_account,
+                          metrics=metrics)
+    return svc

@@ -1,0 +1,345 @@
+"""Table control plane: CreateTable, DescribeTable, ListTables, UpdateTable, DeleteTable, tags, limits."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from dynavault.caller import Caller
+from dynavault.errors import AWSError, validation
+from dynavault.sse.table_keys import MANAGED_ALIAS
+
+from .catalog import TableMeta
+from .sse_spec import parse_sse_specification, sse_description
+
+if TYPE_CHECKING:
+    from .service import DynamoDBService
+
+log = logging.getLogger("dynavault.dynamodb")
+
+_INVALID = "One or more parameter values were invalid: "
+_ARN_RE = re.compile(r"^arn:aws:dynamodb:([a-z0-9-]+):(\d{12}):table/([a-zA-Z0-9_.-]{3,255})(/.*)?$")
+MAX_TAGS = 50
+
+
+def not_found(message: str = "Requested resource not found") -> AWSError:
+    return AWSError("ResourceNotFoundException", message)
+
+
+# -- validation ------------------------------------------------------------------------------
+def _validate_key_schema(key_schema: list[dict], definitions: list[dict]) -> None:
+    if not key_schema:
+        raise validation("Invalid KeySchema: Some index key attributes are not defined in AttributeDefinitions")
+    if key_schema[0].get("KeyType") != "HASH":
+        raise validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
+    if len(key_schema) > 1:
+        if key_schema[1].get("KeyType") != "RANGE":
+            raise validation("Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
+        if key_schema[0]["AttributeName"] == key_schema[1]["AttributeName"]:
+            raise validation("Both the Hash Key and the Range Key element in the KeySchema have the same name")
+    defined = [d["AttributeName"] for d in definitions]
+    if len(set(defined)) != len(defined):
+        raise validation(_INVALID + "Duplicate AttributeName in AttributeDefinitions")
+    keys = [k["AttributeName"] for k in key_schema]
+    missing = [k for k in keys if k not in defined]
+    if missing:
+        raise validation(
+            _INVALID + "Some index key attributes are not defined in AttributeDefinitions. "
+            f"Keys: [{', '.join(keys)}], AttributeDefinitions: [{', '.join(defined)}]"
+        )
+
+
+def _validate_billing(p: dict) -> tuple[str, int, int]:
+    mode = p.get("BillingMode") or "PROVISIONED"
+    pt = p.get("ProvisionedThroughput")
+    if mode == "PAY_PER_REQUEST":
+        if pt is not None:
+            raise validation(_INVALID + "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when "
+                             "BillingMode is PAY_PER_REQUEST")
+        return mode, 0, 0
+    if pt is None:
+        raise validation(_INVALID + "ReadCapacityUnits and WriteCapacityUnits must both be specified when "
+                         "BillingMode is PROVISIONED")
+    rcu, wcu = int(pt.get("ReadCapacityUnits", 0)), int(pt.get("WriteCapacityUnits", 0))
+    if rcu < 1 or wcu < 1:
+        raise validation(_INVALID + "ReadCapacityUnits and WriteCapacityUnits must both be specified when "
+                         "BillingMode is PROVISIONED")
+    return mode, rcu, wcu
+
+
+def _validate_tags(tags: list[dict]) -> None:
+    if len(tags) > MAX_TAGS:
+        raise validation("The number of tags exceeds the limit of 50")
+    seen = set()
+    for tag in tags:
+        key = tag.get("Key")
+        if key in seen:
+            raise validation("Duplicate tag keys found. Please remove duplicate tags")
+        seen.add(key)
+        if str(key).startswith("aws:"):
+            raise validation("Reserved tag key prefix: aws:")
+
+
+# -- description -----------------------------------------------------------------------------
+def describe(svc: DynamoDBService, meta: TableMeta, status: str | None = None) -> dict:
+    count, size = svc.catalog.stats(meta.table_id)
+    desc: dict = {
+        "AttributeDefinitions": meta.attribute_definitions,
+        "TableName": meta.name,
+        "KeySchema": meta.key_schema,
+        "TableStatus": status or meta.status,
+        "CreationDateTime": meta.created,
+        "ProvisionedThroughput": {
+            "NumberOfDecreasesToday": 0,
+            "ReadCapacityUnits": meta.read_capacity,
+            "WriteCapacityUnits": meta.write_capacity,
+        },
+        "TableSizeBytes": size,
+        "ItemCount": count,
+        "TableArn": meta.arn,
+        "TableId": meta.table_id,
+        "DeletionProtectionEnabled": meta.deletion_protection,
+    }
+    if meta.billing_mode == "PAY_PER_REQUEST":
+        desc["BillingModeSummary"] = {
+            "BillingMode": "PAY_PER_REQUEST",
+            "LastUpdateToPayPerRequestDateTime": meta.last_pay_per_request or meta.created,
+        }
+    if meta.table_class:
+        desc["TableClassSummary"] = {"TableClass": meta.table_class}
+    sse = sse_description(meta.sse, meta.sse_state)
+    if sse is not None:
+        desc["SSEDescription"] = sse
+    if meta.stream:
+        desc["StreamSpecification"] = meta.stream.get("spec")
+        if meta.stream.get("arn"):
+            desc["LatestStreamArn"] = meta.stream["arn"]
+            desc["LatestStreamLabel"] = meta.stream["label"]
+    archival = meta.sse_state.get("archival")
+    if archival:
+        desc["ArchivalSummary"] = archival
+    if svc.describe_indexes is not None:
+        svc.describe_indexes(meta, desc)
+    return desc
+
+
+# -- operations ------------------------------------------------------------------------------
+def create_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    name = p["TableName"]
+    key_schema = p.get("KeySchema") or []
+    definitions = p.get("AttributeDefinitions") or []
+    _validate_key_schema(key_schema, definitions)
+    key_names = {k["AttributeName"] for k in key_schema}
+    index_names = set()
+    for idx in (p.get("LocalSecondaryIndexes") or []) + (p.get("GlobalSecondaryIndexes") or []):
+        for k in idx.get("KeySchema") or []:
+            index_names.add(k["AttributeName"])
+    defined = {d["AttributeName"] for d in definitions}
+    if not (p.get("LocalSecondaryIndexes") or p.get("GlobalSecondaryIndexes")) and defined != key_names:
+        raise validation(_INVALID + "Number of attributes in KeySchema does not exactly match number of attributes "
+                         "defined in AttributeDefinitions")
+    mode_billing, rcu, wcu = _validate_billing(p)
+    tags = p.get("Tags") or []
+    _validate_tags(tags)
+    sse_mode, key_id = parse_sse_specification(p.get("SSESpecification"))
+    if svc.prepare_indexes is not None:
+        indexes = svc.prepare_indexes(p, key_schema, definitions)
+    elif p.get("LocalSecondaryIndexes") or p.get("GlobalSecondaryIndexes"):
+        raise validation("Secondary indexes are not supported yet")
+    else:
+        indexes = None
+    with svc.catalog.lock:
+        if svc.catalog.get(caller.account, caller.region, name) is not None:
+            raise AWSError("ResourceInUseException", f"Table already exists: {name}")
+        table_id = str(uuid.uuid4())
+        key_arn, sse_mode = svc.keys.resolve(caller, sse_mode, key_id)
+        sse = svc.keys.create_table_keys(caller, name, uuid.UUID(table_id).bytes, sse_mode, key_arn)
+        meta = TableMeta(
+            table_id=table_id,
+            name=name,
+            account=caller.account,
+            region=caller.region,
+            key_schema=key_schema,
+            attribute_definitions=definitions,
+            billing_mode=mode_billing,
+            read_capacity=rcu,
+            write_capacity=wcu,
+            last_pay_per_request=time.time() if mode_billing == "PAY_PER_REQUEST" else None,
+            deletion_protection=bool(p.get("DeletionProtectionEnabled", False)),
+            table_class=p.get("TableClass"),
+            tags=tags,
+            sse=sse,
+        )
+        if indexes is not None:
+            svc.attach_indexes(meta, indexes)
+        if p.get("StreamSpecification") and svc.enable_stream is not None:
+            svc.enable_stream(meta, p["StreamSpecification"])
+        svc.catalog.save(meta)
+    log.info("table created: %s (account %s, region %s, key %s)", name, caller.account, caller.region,
+             sse.get("key_arn") if sse_mode != "OWNED" else "AWS owned")
+    return {"TableDescription": describe(svc, meta, "CREATING")}
+
+
+def describe_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    name = p["TableName"]
+    meta = svc.catalog.get(caller.account, caller.region, name)
+    if meta is None:
+        raise not_found(f"Requested resource not found: Table: {name} not found")
+    return {"Table": describe(svc, meta)}
+
+
+def list_tables(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    limit = p.get("Limit", 100)
+    start = p.get("ExclusiveStartTableName")
+    names = [t.name for t in svc.catalog.list(caller.account, caller.region)]
+    if start is not None:
+        names = [n for n in names if n > start]
+    out: dict = {"TableNames": names[:limit]}
+    if len(names) > limit:
+        out["LastEvaluatedTableName"] = names[limit - 1]
+    return out
+
+
+def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    name = p["TableName"]
+    meta = svc.catalog.get(caller.account, caller.region, name)
+    if meta is None:
+        raise not_found(f"Requested resource not found: Table: {name} not found")
+    changes = [k for k in ("ProvisionedThroughput", "BillingMode", "StreamSpecification", "GlobalSecondaryIndexUpdates",
+                           "SSESpecification", "ReplicaUpdates", "TableClass", "DeletionProtectionEnabled",
+                           "AttributeDefinitions", "OnDemandThroughput", "WarmThroughput") if k in p]
+    if not changes or changes == ["AttributeDefinitions"]:
+        raise validation("At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, "
+                         "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required")
+    if "SSESpecification" in p:
+        if svc.update_sse is None:
+            raise validation("SSESpecification updates are not supported yet")
+        if len([c for c in changes if c != "AttributeDefinitions"]) > 1:
+            raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
+        return svc.update_sse(caller, meta, p["SSESpecification"])
+    with svc.catalog.lock:
+        if "BillingMode" in p or "ProvisionedThroughput" in p:
+            merged = {"BillingMode": p.get("BillingMode", meta.billing_mode)}
+            if "ProvisionedThroughput" in p:
+                merged["ProvisionedThroughput"] = p["ProvisionedThroughput"]
+            elif merged["BillingMode"] == "PROVISIONED":
+                if meta.billing_mode == "PAY_PER_REQUEST":
+                    raise validation(_INVALID + "ProvisionedThroughput must be specified when BillingMode is "
+                                     "PROVISIONED")
+                merged["ProvisionedThroughput"] = {"ReadCapacityUnits": meta.read_capacity,
+                                                   "WriteCapacityUnits": meta.write_capacity}
+            mode, rcu, wcu = _validate_billing(merged)
+            if mode == "PAY_PER_REQUEST" and meta.billing_mode != "PAY_PER_REQUEST":
+                meta.last_pay_per_request = time.time()
+            meta.billing_mode, meta.read_capacity, meta.write_capacity = mode, rcu, wcu
+        if "DeletionProtectionEnabled" in p:
+            meta.deletion_protection = bool(p["DeletionProtectionEnabled"])
+        if "TableClass" in p:
+            meta.table_class = p["TableClass"]
+        if "StreamSpecification" in p:
+            if svc.enable_stream is None:
+                raise validation("Streams are not supported yet")
+            svc.enable_stream(meta, p["StreamSpecification"])
+        if "GlobalSecondaryIndexUpdates" in p:
+            if svc.update_indexes is None:
+                raise validation("GlobalSecondaryIndexUpdates are not supported yet")
+            svc.update_indexes(caller, meta, p)
+        svc.catalog.save(meta)
+    return {"TableDescription": describe(svc, meta)}
+
+
+def delete_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    name = p["TableName"]
+    with svc.catalog.lock:
+        meta = svc.catalog.get(caller.account, caller.region, name)
+        if meta is None:
+            raise not_found(f"Requested resource not found: Table: {name} not found")
+        if meta.deletion_protection:
+            raise validation("Resource cannot be deleted as it is currently protected against deletion. Disable "
+                             "deletion protection first.")
+        if meta.sse_state.get("phase"):
+            raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table: "
+                           f"{name} is in the process of being updated.")
+        desc = describe(svc, meta, "DELETING")
+        with svc.kv.transaction() as tx:
+            svc.trees.drop(tx, meta.id_bytes)
+            svc.catalog.remove(tx, meta)
+        svc.catalog.forget(meta)
+    svc.keys.retire(meta.key_ref())
+    log.info("table deleted: %s (account %s, region %s)", name, caller.account, caller.region)
+    return {"TableDescription": desc}
+
+
+def _table_for_arn(svc: DynamoDBService, caller: Caller, arn: str) -> TableMeta:
+    m = _ARN_RE.match(arn or "")
+    if m is None:
+        raise validation(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
+    region, account, name = m.group(1), m.group(2), m.group(3)
+    meta = None
+    if account == caller.account and region == caller.region:
+        meta = svc.catalog.get(account, region, name)
+    if meta is None:
+        raise not_found(f"Requested resource not found: ResourcArn: {arn} not found")
+    return meta
+
+
+def tag_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    meta = _table_for_arn(svc, caller, p["ResourceArn"])
+    with svc.catalog.lock:
+        merged = {t["Key"]: t["Value"] for t in meta.tags}
+        _validate_tags(p.get("Tags") or [])
+        for tag in p.get("Tags") or []:
+            merged[tag["Key"]] = tag["Value"]
+        if len(merged) > MAX_TAGS:
+            raise validation("The number of tags exceeds the limit of 50")
+        meta.tags = [{"Key": k, "Value": v} for k, v in merged.items()]
+        svc.catalog.save(meta)
+    return {}
+
+
+def untag_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    meta = _table_for_arn(svc, caller, p["ResourceArn"])
+    with svc.catalog.lock:
+        drop = set(p.get("TagKeys") or [])
+        meta.tags = [t for t in meta.tags if t["Key"] not in drop]
+        svc.catalog.save(meta)
+    return {}
+
+
+def list_tags_of_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    meta = _table_for_arn(svc, caller, p["ResourceArn"])
+    tags = meta.tags
+    start = int(p["NextToken"]) if str(p.get("NextToken", "")).isdigit() else 0
+    page = tags[start:start + 10]
+    out: dict = {"Tags": page}
+    if start + 10 < len(tags):
+        out["NextToken"] = str(start + 10)
+    return out
+
+
+def describe_limits(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    return {"AccountMaxReadCapacityUnits": 80000, "AccountMaxWriteCapacityUnits": 80000,
+            "TableMaxReadCapacityUnits": 40000, "TableMaxWriteCapacityUnits": 40000}
+
+
+def describe_endpoints(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    return {"Endpoints": [{"Address": f"dynamodb.{caller.region}.amazonaws.com", "CachePeriodInMinutes": 1440}]}
+
+
+HANDLERS = {
+    "CreateTable": create_table,
+    "DescribeTable": describe_table,
+    "ListTables": list_tables,
+    "UpdateTable": update_table,
+    "DeleteTable": delete_table,
+    "TagResource": tag_resource,
+    "UntagResource": untag_resource,
+    "ListTagsOfResource": list_tags_of_resource,
+    "DescribeLimits": describe_limits,
+    "DescribeEndpoints": describe_endpoints,
+}
+
+__all__ = ["HANDLERS", "describe", "not_found", "MANAGED_ALIAS"]
