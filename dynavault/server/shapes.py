@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import binascii
 import re
+import zlib
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -38,6 +39,8 @@ _SER_PREFIX = "com.amazon.coral.service#"
 _VAL_PREFIX = "com.amazon.coral.validate#"
 _MAX_REPORTED = 10  # AWS stops collecting after ten violations (dynalite's observation)
 
+_LEN_GE = "Member must have length greater than or equal to "
+_LEN_LE = "Member must have length less than or equal to "
 _START_OBJ = "Start of structure or map found where not expected"
 _FIELD_TYPE = "Unexpected field type"
 _VALUE_TYPE = "Unexpected value type in payload"
@@ -66,6 +69,12 @@ _SERVICE_VERSIONS = {
 # DynamoDB's real table-name rule; the model's TableArn shape (1..1024, no pattern) is looser because
 # it also admits ARNs. Plain names are held to this, ARNs to the model.
 _TABLE_NAME_MIN, _TABLE_NAME_MAX, _TABLE_NAME_PATTERN = 3, 255, "[a-zA-Z0-9_.-]+"
+
+# Where the live service is stricter than today's model (observed answers, see module doc/report).
+_SHAPE_OVERRIDES: dict[tuple[str, str], dict[str, Any]] = {
+    # CreateTable with three key elements: "Member must have length less than or equal to 2".
+    ("dynamodb", "KeySchema"): {"max": 2},
+}
 
 
 def _ser(message: str) -> AWSError:
@@ -149,6 +158,8 @@ def _render(v: Any) -> str:
     """Java toString() of a deserialized value, as it appears inside ``Value '...'``."""
     if isinstance(v, str):
         return v
+    if isinstance(v, _Lazy):
+        return str(v)
     if v is None:
         return "null"
     if v is True:
@@ -162,6 +173,33 @@ def _render(v: Any) -> str:
     if isinstance(v, dict):
         return "{" + ", ".join(f"{k}={_render(x)}" for k, x in v.items()) + "}"
     return str(v)
+
+
+def _java_ref(java: str, v: Any) -> str:
+    """Object.toString() of a model class: the class name and an identity hash we can only imitate."""
+    return f"{java}@{zlib.crc32(repr(v).encode()):x}"
+
+
+def _render_with(node: _Node, v: Any) -> str:
+    if isinstance(node, _StructNode):
+        return _java_ref(node.java, v)
+    if isinstance(node, _ListNode) and type(v) is list:
+        return "[" + ", ".join(_render_with(node.member, x) for x in v) + "]"
+    if isinstance(node, _MapNode) and type(v) is dict:
+        return "{" + ", ".join(f"{k}={_render_with(node.value, x)}" for k, x in v.items()) + "}"
+    return _render(v)
+
+
+class _Lazy:
+    """A value rendered only if a violation message needs it (keeps the valid path cheap)."""
+
+    __slots__ = ("node", "v")
+
+    def __init__(self, node: _Node, v: Any) -> None:
+        self.node, self.v = node, v
+
+    def __str__(self) -> str:
+        return _render_with(self.node, self.v)
 
 
 def _violation(value: Any, path: str, constraint: str, sensitive: bool = False) -> str:
@@ -238,9 +276,9 @@ class _StringNode(_Node):
                                    + _TABLE_NAME_PATTERN))
         n = len(v)
         if n < _TABLE_NAME_MIN:
-            errs.append(_violation(v, path, f"Member must have length greater than or equal to {_TABLE_NAME_MIN}"))
+            errs.append(_violation(v, path, _LEN_GE + str(_TABLE_NAME_MIN)))
         if n > _TABLE_NAME_MAX:
-            errs.append(_violation(v, path, f"Member must have length less than or equal to {_TABLE_NAME_MAX}"))
+            errs.append(_violation(v, path, _LEN_LE + str(_TABLE_NAME_MAX)))
 
     def key_ok(self, v: str) -> bool:
         if self.table_name and not v.startswith("arn:"):
@@ -367,7 +405,7 @@ class _BlobNode(_Node):
         size = len(raw)
         shown = f"java.nio.HeapByteBuffer[pos=0 lim={size} cap={size}]"
         if self.min and size < self.min:
-            errs.append(_violation(shown, path, f"Member must have length greater than or equal to {self.min}",
+            errs.append(_violation(shown, path, _LEN_GE + str(self.min),
                                    self.sensitive))
         if self.max is not None and size > self.max:
             errs.append(_violation(shown, path, f"Member must have length less than or equal to {self.max}",
@@ -418,9 +456,11 @@ class _ListNode(_Node):
             return
         n = len(v)
         if self.min and n < self.min:
-            errs.append(_violation(v, path, f"Member must have length greater than or equal to {self.min}"))
+            errs.append(_violation(_render_with(self, v), path,
+                                   f"Member must have length greater than or equal to {self.min}"))
         if self.max is not None and n > self.max:
-            errs.append(_violation(v, path, f"Member must have length less than or equal to {self.max}"))
+            errs.append(_violation(_render_with(self, v), path,
+                                   f"Member must have length less than or equal to {self.max}"))
         if member.pure:
             for x in v:
                 if x is not None:
@@ -467,16 +507,17 @@ class _MapNode(_Node):
                     value.check(x, None, errs)
             return
         n = len(v)
+        shown = _Lazy(self, v)
         if self.min and n < self.min:
-            errs.append(_violation(v, path, f"Member must have length greater than or equal to {self.min}"))
+            errs.append(_violation(shown, path, _LEN_GE + str(self.min)))
         if self.max is not None and n > self.max:
-            errs.append(_violation(v, path, f"Member must have length less than or equal to {self.max}"))
+            errs.append(_violation(shown, path, f"Member must have length less than or equal to {self.max}"))
         key = self.key
         segs: list[tuple[str, list[str]]] | None = None
         for k, x in v.items():
             start = len(errs)
             if key is not None and self.key_text and not key.key_ok(k):
-                errs.append(_violation(v, path, "Map keys must satisfy constraint: [" + self.key_text + "]"))
+                errs.append(_violation(shown, path, f"Map keys must satisfy constraint: [{self.key_text}]"))
             if x is not None:
                 if value.pure:
                     value.check(x, None, errs)
@@ -484,11 +525,12 @@ class _MapNode(_Node):
                     sub = f"{path}.{k}.member"
                     if self.value_text and _len_bad(value, x):
                         # Coral reports a map value's own size limits once, at the map.
-                        errs.append(_violation(v, path, "Map value must satisfy constraint: ["
+                        errs.append(_violation(shown, path, "Map value must satisfy constraint: ["
                                                + self.value_text + "]"))
                         inner: list[str] = []
                         value.check(x, sub, inner)
-                        own = f"Value '{_render(x)}' at '{sub}' failed to satisfy constraint: Member must have length"
+                        own = (f"Value '{_render_with(value, x)}' at '{sub}' failed to satisfy constraint: "
+                               "Member must have length")
                         errs.extend(e for e in inner if not e.startswith(own))
                     else:
                         value.check(x, sub, errs)
@@ -576,6 +618,9 @@ class _Compiler:
     def node(self, shape_name: str, pos: str, member_name: str = "") -> _Node:
         """pos: 'field' (structure member), 'value' (list element/map value), 'nested' (list in list)."""
         shape = self.shapes[shape_name]
+        override = _SHAPE_OVERRIDES.get((self.service, shape_name))
+        if override:
+            shape = {**shape, **override}
         t = shape["type"]
         table_name = (
             self.service == "dynamodb" and shape_name == "TableArn" and member_name in ("TableName", "")
@@ -621,7 +666,9 @@ class _Compiler:
                 sub = self.node(m["shape"], "field", member_name=n)
                 members[n] = (sub, _lower_first(n), rank[_lower_first(n)])
             node.members = members
-            node.required = tuple((n, _lower_first(n), rank[_lower_first(n)]) for n in shape.get("required", ()))
+            node.required = tuple(
+                (n, _lower_first(n), rank[_lower_first(n)]) for n in shape.get("required", ())
+            )
             node.pure = not node.required
         else:
             raise ValueError(f"unsupported shape type {t!r} in {shape_name}")
@@ -630,7 +677,8 @@ class _Compiler:
 
     def java_class(self, shape_name: str) -> str:
         t = self.shapes[shape_name]["type"]
-        simple = {"string": "java.lang.String", "boolean": "java.lang.Boolean", "integer": "java.lang.Integer",
+        simple = {"string": "java.lang.String", "boolean": "java.lang.Boolean",
+                  "integer": "java.lang.Integer",
                   "long": "java.lang.Long", "double": "java.lang.Double", "float": "java.lang.Float",
                   "blob": "java.nio.ByteBuffer", "timestamp": "java.util.Date"}
         if t in simple:
@@ -638,7 +686,8 @@ class _Compiler:
         if t == "list":
             return f"java.util.List<{self.java_class(self.shapes[shape_name]['member']['shape'])}>"
         if t == "map":
-            return f"java.util.Map<java.lang.String, {self.java_class(self.shapes[shape_name]['value']['shape'])}>"
+            value = self.java_class(self.shapes[shape_name]["value"]["shape"])
+            return f"java.util.Map<java.lang.String, {value}>"
         return f"{self.ns}.{shape_name}"
 
     def finish(self) -> None:
