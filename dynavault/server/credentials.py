@@ -46,8 +46,11 @@ def new_account_id() -> str:
 class CredentialStore:
     """Looks up access keys; with ``allow_any`` every key id is accepted and picks an account."""
 
-    def __init__(self, path: Path, *, allow_any: bool = False, default_account: str = "000000000000") -> None:
+    def __init__(self, path: Path, *, allow_any: bool = False, default_account: str = "000000000000",
+                 reserved_accounts: frozenset[str] = frozenset()) -> None:
         self.path = path
+        #: service accounts (the AWS owned keys' owner) that no access key may act as
+        self.reserved_accounts = reserved_accounts
         self.allow_any = allow_any
         self.default_account = default_account
         self._by_key: dict[str, Credential] = {}
@@ -101,9 +104,11 @@ class CredentialStore:
 
     def lookup(self, access_key_id: str) -> Credential | None:
         cred = self._by_key.get(access_key_id)
-        if cred is not None or not self.allow_any:
-            return cred
-        return self._any_credential(access_key_id)
+        if cred is None and self.allow_any:
+            cred = self._any_credential(access_key_id)
+        if cred is not None and cred.account_id in self.reserved_accounts:
+            return None
+        return cred
 
     def _any_credential(self, access_key_id: str) -> Credential:
         # Test setups: a 12-digit key id names its account; any other key id uses the default account.

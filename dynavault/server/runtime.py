@@ -26,10 +26,8 @@ CLOUDTRAIL = ServiceFront("cloudtrail", "com.amazonaws.cloudtrail.v20131101.Clou
 
 
 def _with_validator(front: ServiceFront) -> ServiceFront:
-    try:
-        from .shapes import ShapeValidator
-    except ImportError:  # shape validation not available in this build
-        return front
+    from .shapes import ShapeValidator
+
     validator = ShapeValidator(front.name)
     return ServiceFront(front.name, front.target_prefix, front.signing_name, front.error_prefix,
                         front.content_type, validator.validate)
@@ -81,10 +79,13 @@ class Runtime:
 
 
 def _credentials(settings: Settings) -> CredentialStore:
+    from dynavault.kms.service import AWS_OWNED_ACCOUNT
+
     store = CredentialStore(
         settings.data_path("credentials.json"),
         allow_any=settings.allow_any_credentials,
         default_account=settings.default_account,
+        reserved_accounts=frozenset({AWS_OWNED_ACCOUNT}),
     )
     if store.is_empty() and not settings.allow_any_credentials:
         cred = store.create()
@@ -125,19 +126,16 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
         periodic.append(Periodic("kms-key-deletion", settings.key_deletion_check_seconds, kms.sweep))
 
     if not kms_only:
-        try:
-            from dynavault.dynamodb.service import build_dynamodb
-        except ImportError:
-            build_dynamodb = None
-        if build_dynamodb is not None:
-            ddb = build_dynamodb(settings, components, metrics)
-            on_connection_closed(ddb.connection_closed)
-            components["dynamodb"] = ddb
-            routes.mount(_with_validator(DYNAMODB), ddb.operations())
-            if hasattr(ddb, "stream_operations"):
-                routes.mount(_with_validator(STREAMS), ddb.stream_operations())
-            closers.append(ddb.close)
-            periodic.extend(Periodic(n, i, f) for n, i, f in ddb.periodic_jobs())
+        from dynavault.dynamodb.service import build_dynamodb
+
+        ddb = build_dynamodb(settings, components, metrics)
+        on_connection_closed(ddb.connection_closed)
+        components["dynamodb"] = ddb
+        routes.mount(_with_validator(DYNAMODB), ddb.operations())
+        if hasattr(ddb, "stream_operations"):
+            routes.mount(_with_validator(STREAMS), ddb.stream_operations())
+        closers.append(ddb.close)
+        periodic.extend(Periodic(n, i, f) for n, i, f in ddb.periodic_jobs())
 
     runtime_ref: list[Runtime] = []
     app = DynavaultApp(
