@@ -60,6 +60,13 @@ def _serve(settings: Settings, *, kms_only: bool) -> int:
             label = "dynavault kms" if kms_only else "dynavault"
             print(f"{label} listening on http://{host}:{port}", flush=True)
 
+        async def shutdown(self, sockets=None) -> None:
+            await super().shutdown(sockets)
+            # uvicorn re-raises SIGTERM after a graceful shutdown; the contract is a clean exit 0.
+            captured = getattr(self, "_captured_signals", None)
+            if captured is not None:
+                captured.clear()
+
     config = uvicorn.Config(
         runtime.app,
         host=settings.host,
