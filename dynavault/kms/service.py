@@ -249,6 +249,7 @@ class KeyService:
         for doc in self._store.keys():
             key = _Key.from_doc(doc)
             self._keys[key.key_id] = key
+        self._deleted: set[str] = self._store.deleted_keys()
         for key_id, grant in self._store.grants():
             if key_id in self._keys:
                 self._keys[key_id].grants[grant["GrantId"]] = grant
@@ -506,6 +507,7 @@ class KeyService:
                 self._store.delete_alias(account, region, name)
         self._store.delete_key(key.key_id)
         self._keys.pop(key.key_id, None)
+        self._deleted.add(key.key_id)
         for k in [k for k in self._aead if k[0] == key.key_id]:
             del self._aead[k]
         self._authz_cache.clear()
@@ -969,6 +971,8 @@ class KeyService:
         except blobfmt.BadBlob:
             raise AWSError("InvalidCiphertextException", "") from None
         key = self._keys.get(header.key_id)
+        if key is None and header.key_id not in self._deleted:
+            raise AWSError("InvalidCiphertextException", "")  # names no key we ever had: corrupted
         if key is None or key.region != caller.region:
             raise AWSError(
                 "AccessDeniedException",

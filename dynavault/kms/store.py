@@ -23,6 +23,7 @@ CREATE TABLE IF NOT EXISTS aliases (
     account TEXT NOT NULL, region TEXT NOT NULL, name TEXT NOT NULL, doc BLOB NOT NULL,
     PRIMARY KEY (account, region, name));
 CREATE TABLE IF NOT EXISTS grants (grant_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, doc BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS deleted_keys (key_id TEXT PRIMARY KEY);
 """
 
 
@@ -71,6 +72,8 @@ class KeyStore:
             ("DELETE FROM keys WHERE key_id = ?", (key_id,)),
             ("DELETE FROM materials WHERE key_id = ?", (key_id,)),
             ("DELETE FROM grants WHERE key_id = ?", (key_id,)),
+            # a tombstone (id only) tells "this key was deleted" apart from a corrupted blob
+            ("INSERT OR IGNORE INTO deleted_keys (key_id) VALUES (?)", (key_id,)),
         ])
         with self._lock:
             self._db.execute("VACUUM")  # drop the freed pages entirely: crypto-shredding
@@ -80,6 +83,10 @@ class KeyStore:
             rows = self._db.execute("SELECT doc FROM keys").fetchall()
         for (doc,) in rows:
             yield orjson.loads(doc)
+
+    def deleted_keys(self) -> set[str]:
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT key_id FROM deleted_keys")}
 
     def sealed_material(self, key_id: str, index: int) -> bytes | None:
         with self._lock:
