@@ -1,0 +1,33 @@
+"""The at-rest scan (DESIGN.md invariant 1): grep every byte under a directory for canary values."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+
+def encodings(value: str | bytes) -> list[bytes]:
+    """The forms a leaked value could take on disk: raw, base64 (as on the wire), UTF-16."""
+    raw = value.encode() if isinstance(value, str) else value
+    forms = [raw, base64.b64encode(raw)]
+    if isinstance(value, str):
+        forms.append(value.encode("utf-16-le"))
+    return forms
+
+
+def scan(paths: list[Path], canaries: list[str | bytes]) -> list[tuple[str, str]]:
+    """-> [(canary, file)] for every canary found in any file under ``paths``."""
+    needles = [(c, form) for c in canaries for form in encodings(c)]
+    hits: list[tuple[str, str]] = []
+    files: list[Path] = []
+    for p in paths:
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            files.extend(f for f in p.rglob("*") if f.is_file())
+    for f in files:
+        data = f.read_bytes()
+        for canary, form in needles:
+            if form in data:
+                hits.append((repr(canary), str(f)))
+    return hits
