@@ -1,0 +1,67 @@
+"""The per-connection table-key cache, counted in the audit trail (DESIGN.md "Key cache")."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+
+import boto3
+from botocore.config import Config
+
+
+def _decrypts(srv, table_name: str) -> int:
+    ct = srv.client("cloudtrail")
+    count = 0
+    kwargs: dict = {"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Decrypt"}]}
+    while True:
+        page = ct.lookup_events(**kwargs)
+        for event in page["Events"]:
+            if table_name in event["CloudTrailEvent"]:
+                count += 1
+        if not page.get("NextToken"):
+            return count
+        kwargs["NextToken"] = page["NextToken"]
+
+
+def _fresh_client(srv):
+    # a new session = a new connection pool = a new TCP connection
+    return boto3.session.Session().client(
+        "dynamodb", endpoint_url=srv.endpoint, region_name="us-east-1", aws_access_key_id="testing",
+        aws_secret_access_key="testing", config=Config(retries={"total_max_attempts": 1}, max_pool_connections=1),
+    )
+
+
+def test_decrypt_once_per_connection_and_refresh(start_server):
+    srv = start_server(allow_any_credentials=True, key_refresh_seconds=3)
+    kms = srv.client("kms")
+    key = kms.create_key()["KeyMetadata"]["Arn"]
+    ddb = _fresh_client(srv)
+    ddb.create_table(
+        TableName="cached", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+        SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key},
+    )
+    ddb.put_item(TableName="cached", Item={"pk": {"S": "k"}, "v": {"S": "x"}})
+    base = _decrypts(srv, "cached")
+    assert base == 1
+    start = time.monotonic()
+    for _ in range(1000):
+        assert ddb.get_item(TableName="cached", Key={"pk": {"S": "k"}})["Item"]["v"]["S"] == "x"
+    elapsed = time.monotonic() - start
+    if elapsed < 3:  # all within one refresh interval: no further Decrypt
+        assert _decrypts(srv, "cached") == base
+    time.sleep(3.2)
+    ddb.get_item(TableName="cached", Key={"pk": {"S": "k"}})
+    after_refresh = _decrypts(srv, "cached")
+    assert after_refresh == base + 1 + (1 if elapsed >= 3 else 0)
+
+    for _ in range(50):
+        client = _fresh_client(srv)
+        client.get_item(TableName="cached", Key={"pk": {"S": "k"}})
+        client.close()
+    assert _decrypts(srv, "cached") == after_refresh + 50
+
+    # the metrics endpoint shows the cache at work
+    text = urllib.request.urlopen(srv.endpoint + "/metrics").read().decode()
+    hits = [line for line in text.splitlines() if line.startswith('dynavault_key_cache_total{result="hit"}')]
+    assert hits and float(hits[0].split()[-1]) >= 1000
