@@ -532,6 +532,9 @@ def test_aws_managed_dynamodb_key(env: Env) -> None:
     dk = env(user().on_behalf(DDB), "GenerateDataKey", KeyId="alias/aws/dynamodb", KeySpec="AES_256",
              EncryptionContext=ctx)
     assert dk["KeyId"] == md["Arn"]
+    # the database as itself (new table key) is allowed by statement (a) through kms:ViaService
+    assert env(service(), "GenerateDataKey", KeyId="alias/aws/dynamodb", KeySpec="AES_256",
+               EncryptionContext=ctx)["KeyId"] == md["Arn"]
     bob_via = user(B, "bob").on_behalf(DDB)
     assert env.error(bob_via, "Decrypt", CiphertextBlob=dk["CiphertextBlob"],
                      EncryptionContext=ctx).code == "AccessDeniedException"
@@ -546,6 +549,9 @@ def test_aws_owned_key_is_invisible_to_customers(env: Env) -> None:
     dk = env(service(A), "GenerateDataKey", KeyId=arn, KeySpec="AES_256", EncryptionContext=ctx)
     assert env(service(A), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)["Plaintext"] == \
         dk["Plaintext"]
+    # the database refreshing a table key on a user's behalf may decrypt; the user directly may not
+    via = env(user().on_behalf(DDB), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)
+    assert via["Plaintext"] == dk["Plaintext"]
     assert env.error(user(), "DescribeKey", KeyId=arn).code == "AccessDeniedException"
     assert env.error(user(), "Decrypt", CiphertextBlob=dk["CiphertextBlob"],
                      EncryptionContext=ctx).code == "AccessDeniedException"
@@ -553,7 +559,8 @@ def test_aws_owned_key_is_invisible_to_customers(env: Env) -> None:
     customer_trail = json.dumps(env.trail.events(A, REGION))
     assert [e["eventName"] for e in env.trail.events(A, REGION)] == ["ListKeys"] and arn not in customer_trail
     owned_events = env.trail.events(AWS_OWNED_ACCOUNT, REGION)
-    assert [e["eventName"] for e in owned_events] == ["GenerateDataKey", "Decrypt", "DescribeKey", "Decrypt"]
+    assert [e["eventName"] for e in owned_events] == ["GenerateDataKey", "Decrypt", "Decrypt", "DescribeKey",
+                                                      "Decrypt"]
     assert env.kms.owned_key_arn("eu-west-1") != arn
 
 

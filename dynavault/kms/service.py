@@ -315,10 +315,16 @@ class KeyService:
             doc = {
                 "Version": "2012-10-17",
                 "Id": "aws-owned-dynamodb",
-                "Statement": [{
-                    "Sid": "DynamoDB only", "Effect": "Allow", "Principal": {"Service": DYNAMODB_SERVICE},
-                    "Action": "kms:*", "Resource": "*",
-                }],
+                "Statement": [
+                    {"Sid": "DynamoDB itself", "Effect": "Allow", "Principal": {"Service": DYNAMODB_SERVICE},
+                     "Action": "kms:*", "Resource": "*"},
+                    # the database refreshing a cached table key on a user's behalf (Decrypt via DynamoDB)
+                    {"Sid": "Any principal, only through DynamoDB", "Effect": "Allow", "Principal": {"AWS": "*"},
+                     "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*",
+                                "kms:DescribeKey"],
+                     "Resource": "*",
+                     "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}},
+                ],
             }
             key = self._new_key(AWS_OWNED_ACCOUNT, region, "AWS owned key for Amazon DynamoDB",
                                 orjson.dumps(doc).decode(), "AWS", rotation=True)
