@@ -628,3 +628,38 @@ def test_canary_no_key_material_or_plaintext_at_rest(env: Env) -> None:
         needles = {secret, base64.b64encode(secret), secret.hex().encode()}
         for needle in needles:
             assert all(needle not in content for content in blobs)
+
+
+def test_concurrent_use_and_hot_path_cost(env: Env) -> None:
+    import threading
+    import time
+
+    md = env.key()
+    ctx = {"aws:dynamodb:tableName": "t", "aws:dynamodb:subscriberId": A}
+    dk = env(user(), "GenerateDataKey", KeyId=md["KeyId"], KeySpec="AES_256", EncryptionContext=ctx,
+             GrantTokens=["ignored-token"])
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(100):
+                if n == 0 and i % 20 == 0:  # rotations race with encrypts and decrypts
+                    env(user(), "RotateKeyOnDemand", KeyId=md["KeyId"])
+                out = env(user(), "GenerateDataKey", KeyId=md["KeyId"], KeySpec="AES_256", EncryptionContext=ctx)
+                back = env(user(), "Decrypt", CiphertextBlob=out["CiphertextBlob"], EncryptionContext=ctx)
+                assert back["Plaintext"] == out["Plaintext"]
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len([e for e in env.trail.events(A, REGION) if e["eventName"] == "Decrypt"]) == 400
+    # hot path: an in-process Decrypt (policy check, AEAD, audit append) stays well under a millisecond
+    start = time.perf_counter()
+    for _ in range(500):
+        env(user(), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)
+    assert (time.perf_counter() - start) / 500 < 0.001
