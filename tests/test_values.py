@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from decimal import Decimal
+from decimal import Context, Decimal
 
 import pytest
 from hypothesis import given
@@ -173,7 +173,7 @@ def test_compare_and_equals():
 
 
 numbers = st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
-    lambda d: d.is_zero() or (-130 <= d.adjusted() <= 125 and len(d.normalize().as_tuple().digits) <= 38)
+    lambda d: d.is_zero() or (-130 <= d.adjusted() <= 125 and len(d.normalize(Context(prec=100)).as_tuple().digits) <= 38)
 )
 
 
