@@ -478,9 +478,10 @@ class KeyService:
         index = len(key.materials)
         raw = os.urandom(32)
         sealed = self._root.seal(raw, self._material_aad(key, index))
+        # cache first, publish second: a concurrent Encrypt may pick the new material at once
+        self._aead[(key.key_id, index)] = AESGCM(raw)
         key.materials.append(_Material(index, hashlib.sha256(os.urandom(32)).hexdigest(), self.clock(),
                                        rotation_type))
-        self._aead[(key.key_id, index)] = AESGCM(raw)
         return index, sealed
 
     def _new_key(self, account: str, region: str, description: str, policy_text: str, manager: str,
@@ -502,7 +503,13 @@ class KeyService:
 
     def _rotate(self, key: _Key, rotation_type: str) -> None:
         index, sealed = self._add_material(key, rotation_type)
-        self._save(key, (index, sealed))
+        try:
+            self._save(key, (index, sealed))
+        except BaseException:
+            # never encrypt under material that is not durably stored
+            key.materials.pop()
+            self._aead.pop((key.key_id, index), None)
+            raise
 
     def _delete_key_now(self, key: _Key) -> None:
         for (account, region), names in self._aliases.items():
@@ -963,12 +970,12 @@ class KeyService:
 
     # -- operations: cryptography --------------------------------------------------------------------------
 
-    def _seal(self, key: _Key, plaintext: bytes, context: bytes) -> bytes:
+    def _seal(self, key: _Key, plaintext: bytes, context: bytes) -> tuple[bytes, _Material]:
         material = key.materials[-1]
         aead = self._aead_for(key, material.index)
         if aead is None:
             raise AWSError("KMSInternalException", "The key material is unavailable.", 500)
-        return blobfmt.seal(aead, key.key_id, material.index, plaintext, context)
+        return blobfmt.seal(aead, key.key_id, material.index, plaintext, context), material
 
     def _unseal(self, caller: Caller, ciphertext: bytes, context: dict, context_bytes: bytes, info: _CallInfo,
                 action: str, expected_key: object) -> tuple[_Key, bytes, _Material]:
@@ -1028,7 +1035,7 @@ class KeyService:
         self._require_state(key)
         self._require_symmetric(key, "Encrypt")
         algorithm = self._algorithm(params)
-        blob = self._seal(key, plaintext, context_bytes)
+        blob, _material = self._seal(key, plaintext, context_bytes)
         return {"CiphertextBlob": base64.b64encode(blob).decode(), "KeyId": key.arn,
                 "EncryptionAlgorithm": algorithm}
 
@@ -1060,13 +1067,14 @@ class KeyService:
         self._authorize(caller, dst_key, "ReEncryptTo", dst_ctx, dst_bytes)
         self._require_state(dst_key)
         self._require_symmetric(dst_key, "ReEncrypt")
-        blob = self._seal(dst_key, plaintext, dst_bytes)
+        blob, dst_material = self._seal(dst_key, plaintext, dst_bytes)
         return {"CiphertextBlob": base64.b64encode(blob).decode(), "SourceKeyId": src_key.arn, "KeyId": dst_key.arn,
                 "SourceEncryptionAlgorithm": src_alg, "DestinationEncryptionAlgorithm": dst_alg,
                 "SourceKeyMaterialId": src_material.material_id,
-                "DestinationKeyMaterialId": dst_key.materials[-1].material_id}
+                "DestinationKeyMaterialId": dst_material.material_id}
 
-    def _data_key(self, caller: Caller, params: dict, info: _CallInfo, op: str) -> tuple[_Key, bytes, bytes]:
+    def _data_key(self, caller: Caller, params: dict, info: _CallInfo,
+                  op: str) -> tuple[_Key, bytes, bytes, _Material]:
         key_spec = params.get("KeySpec")
         number = self._int(params, "NumberOfBytes", 1, 1024)
         if key_spec is not None and key_spec not in ("AES_256", "AES_128"):
@@ -1080,18 +1088,19 @@ class KeyService:
         self._require_state(key)
         self._require_symmetric(key, op)
         plaintext = os.urandom(size)
-        return key, plaintext, self._seal(key, plaintext, context_bytes)
+        blob, material = self._seal(key, plaintext, context_bytes)
+        return key, plaintext, blob, material
 
     def _generate_data_key(self, caller: Caller, params: dict, info: _CallInfo) -> dict:
-        key, plaintext, blob = self._data_key(caller, params, info, "GenerateDataKey")
-        material_id = key.materials[-1].material_id
+        key, plaintext, blob, material = self._data_key(caller, params, info, "GenerateDataKey")
+        material_id = material.material_id
         info.response_elements = {"keyMaterialId": material_id}
         return {"CiphertextBlob": base64.b64encode(blob).decode(), "Plaintext": base64.b64encode(plaintext).decode(),
                 "KeyId": key.arn, "KeyMaterialId": material_id}
 
     def _generate_data_key_without_plaintext(self, caller: Caller, params: dict, info: _CallInfo) -> dict:
-        key, _plaintext, blob = self._data_key(caller, params, info, "GenerateDataKeyWithoutPlaintext")
-        material_id = key.materials[-1].material_id
+        key, _plaintext, blob, material = self._data_key(caller, params, info, "GenerateDataKeyWithoutPlaintext")
+        material_id = material.material_id
         info.response_elements = {"keyMaterialId": material_id}
         return {"CiphertextBlob": base64.b64encode(blob).decode(), "KeyId": key.arn, "KeyMaterialId": material_id}
 
