@@ -1,0 +1,1 @@
+"""DynamoDB API semantics: validation, expressions, operations, catalog."""
