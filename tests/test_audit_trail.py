@@ -23,20 +23,36 @@ def iso(ts: int) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def event(i: int, account: str = A, region: str = REGION, name: str = "Decrypt", key: str = "k1",
-          user: str = "alice") -> dict:
+def event(
+    i: int,
+    account: str = A,
+    region: str = REGION,
+    name: str = "Decrypt",
+    key: str = "k1",
+    user: str = "alice",
+) -> dict:
     return {
         "eventVersion": "1.08",
-        "userIdentity": {"type": "IAMUser", "arn": f"arn:aws:iam::{account}:user/{user}", "accountId": account,
-                         "accessKeyId": f"AKIA{user.upper()}", "userName": user},
+        "userIdentity": {
+            "type": "IAMUser",
+            "arn": f"arn:aws:iam::{account}:user/{user}",
+            "accountId": account,
+            "accessKeyId": f"AKIA{user.upper()}",
+            "userName": user,
+        },
         "eventTime": iso(T0 + i),
         "eventSource": "kms.amazonaws.com",
         "eventName": name,
         "awsRegion": region,
         "readOnly": name != "DisableKey",
         "eventID": f"ev-{account}-{i}",
-        "resources": [{"accountId": account, "type": "AWS::KMS::Key",
-                       "ARN": f"arn:aws:kms:{region}:{account}:key/{key}"}],
+        "resources": [
+            {
+                "accountId": account,
+                "type": "AWS::KMS::Key",
+                "ARN": f"arn:aws:kms:{region}:{account}:key/{key}",
+            }
+        ],
         "requestParameters": {"seq": i},
         "recipientAccountId": account,
     }
@@ -55,8 +71,14 @@ def trail(tmp_path: pathlib.Path):
 
 def fill(trail: AuditTrail, n: int = 30) -> None:
     for i in range(n):
-        trail.record(event(i, name="DisableKey" if i % 3 == 0 else "Decrypt", key=f"k{i % 2}",
-                           user="bob" if i % 5 == 0 else "alice"))
+        trail.record(
+            event(
+                i,
+                name="DisableKey" if i % 3 == 0 else "Decrypt",
+                key=f"k{i % 2}",
+                user="bob" if i % 5 == 0 else "alice",
+            )
+        )
 
 
 def test_files_per_account_region_and_rotation(trail: AuditTrail, tmp_path: pathlib.Path) -> None:
@@ -90,8 +112,9 @@ def test_lookup_events_shape_and_isolation(trail: AuditTrail) -> None:
     assert first["EventName"] == "Decrypt" and first["ReadOnly"] == "true"
     assert first["EventTime"] == T0 + 2 and first["EventSource"] == "kms.amazonaws.com"
     assert first["Username"] == "alice" and first["AccessKeyId"] == "AKIAALICE"
-    assert first["Resources"] == [{"ResourceType": "AWS::KMS::Key",
-                                   "ResourceName": f"arn:aws:kms:{REGION}:{A}:key/k0"}]
+    assert first["Resources"] == [
+        {"ResourceType": "AWS::KMS::Key", "ResourceName": f"arn:aws:kms:{REGION}:{A}:key/k0"}
+    ]
     assert json.loads(first["CloudTrailEvent"])["eventID"] == f"ev-{A}-2"
     assert "NextToken" not in out
     assert [e["EventId"] for e in trail.lookup_events(caller(B), {})["Events"]] == [f"ev-{B}-0"]
@@ -115,7 +138,9 @@ def test_lookup_events_shape_and_isolation(trail: AuditTrail) -> None:
 )
 def test_lookup_attribute_filters(trail: AuditTrail, key: str, value: str, expected: list[int]) -> None:
     fill(trail)
-    out = trail.lookup_events(caller(), {"LookupAttributes": [{"AttributeKey": key, "AttributeValue": value}]})
+    out = trail.lookup_events(
+        caller(), {"LookupAttributes": [{"AttributeKey": key, "AttributeValue": value}]}
+    )
     seqs = [json.loads(e["CloudTrailEvent"])["requestParameters"]["seq"] for e in out["Events"]]
     assert seqs == sorted(expected, reverse=True)
 
@@ -124,7 +149,10 @@ def test_time_range_and_pagination(trail: AuditTrail) -> None:
     fill(trail)
     out = trail.lookup_events(caller(), {"StartTime": T0 + 10, "EndTime": T0 + 19.5})
     assert [e["EventTime"] for e in out["Events"]] == [T0 + i for i in range(19, 9, -1)]
-    params: dict = {"MaxResults": 4, "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Decrypt"}]}
+    params: dict = {
+        "MaxResults": 4,
+        "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Decrypt"}],
+    }
     seen: list[str] = []
     pages = 0
     while True:
@@ -148,10 +176,19 @@ def test_lookup_errors(trail: AuditTrail) -> None:
         ({"MaxResults": 51}, "InvalidMaxResultsException"),
         ({"StartTime": T0 + 5, "EndTime": T0}, "InvalidTimeRangeException"),
         ({"NextToken": "bogus"}, "InvalidNextTokenException"),
-        ({"LookupAttributes": [{"AttributeKey": "Nope", "AttributeValue": "x"}]}, "InvalidLookupAttributesException"),
-        ({"LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "x"},
-                               {"AttributeKey": "Username", "AttributeValue": "y"}]},
-         "InvalidLookupAttributesException"),
+        (
+            {"LookupAttributes": [{"AttributeKey": "Nope", "AttributeValue": "x"}]},
+            "InvalidLookupAttributesException",
+        ),
+        (
+            {
+                "LookupAttributes": [
+                    {"AttributeKey": "EventName", "AttributeValue": "x"},
+                    {"AttributeKey": "Username", "AttributeValue": "y"},
+                ]
+            },
+            "InvalidLookupAttributesException",
+        ),
     ]
     for params, code in cases:
         with pytest.raises(AWSError) as info:
@@ -160,9 +197,14 @@ def test_lookup_errors(trail: AuditTrail) -> None:
     # a token from one filter cannot be replayed with another
     token = trail.lookup_events(caller(), {"MaxResults": 1})["NextToken"]
     with pytest.raises(AWSError) as info:
-        trail.lookup_events(caller(), {"MaxResults": 1, "NextToken": token,
-                                       "LookupAttributes": [{"AttributeKey": "EventName",
-                                                             "AttributeValue": "Decrypt"}]})
+        trail.lookup_events(
+            caller(),
+            {
+                "MaxResults": 1,
+                "NextToken": token,
+                "LookupAttributes": [{"AttributeKey": "EventName", "AttributeValue": "Decrypt"}],
+            },
+        )
     assert info.value.code == "InvalidNextTokenException"
 
 
@@ -179,5 +221,6 @@ def test_concurrent_records_are_whole_lines(trail: AuditTrail) -> None:
     events = trail.events(A, REGION)
     assert len(events) == 800
     assert sorted(e["requestParameters"]["seq"] for e in events) == sorted(
-        k * 1000 + i for k in range(4) for i in range(200))
+        k * 1000 + i for k in range(4) for i in range(200)
+    )
     assert trail.operations()["LookupEvents"](caller(), {"MaxResults": 50})["Events"]

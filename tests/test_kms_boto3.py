@@ -1,4 +1,5 @@
-"""The key service and the audit trail through boto3 against real ``dynavault serve`` / ``dynavault kms serve``."""
+"""The key service and the audit trail through boto3 against real ``dynavault serve`` and
+``dynavault kms serve`` processes."""
 
 from __future__ import annotations
 
@@ -47,12 +48,18 @@ def test_kms_operations_and_errors_through_boto3(shared_server) -> None:
 
     dk = kms.generate_data_key(KeyId=arn, KeySpec="AES_256", EncryptionContext=ctx)
     assert len(dk["Plaintext"]) == 32
-    assert kms.decrypt(CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)["Plaintext"] == dk["Plaintext"]
+    assert (
+        kms.decrypt(CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)["Plaintext"]
+        == dk["Plaintext"]
+    )
     with pytest.raises(ClientError) as exc:
         kms.generate_data_key(KeyId=arn, NumberOfBytes=1025)
-    assert code_message(exc) == ("ValidationException", "1 validation error detected: Value '1025' at "
-                                 "'numberOfBytes' failed to satisfy constraint: Member must have value less than "
-                                 "or equal to 1024")
+    assert code_message(exc) == (
+        "ValidationException",
+        "1 validation error detected: Value '1025' at "
+        "'numberOfBytes' failed to satisfy constraint: Member must have value less than "
+        "or equal to 1024",
+    )
 
     kms.disable_key(KeyId=key_id)
     with pytest.raises(ClientError) as exc:
@@ -76,8 +83,10 @@ def test_kms_operations_and_errors_through_boto3(shared_server) -> None:
 
     with pytest.raises(ClientError) as exc:
         kms.describe_key(KeyId="alias/missing")
-    assert code_message(exc) == ("NotFoundException",
-                                 f"Alias arn:aws:kms:us-east-1:{account}:alias/missing is not found.")
+    assert code_message(exc) == (
+        "NotFoundException",
+        f"Alias arn:aws:kms:us-east-1:{account}:alias/missing is not found.",
+    )
     assert json.loads(kms.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"])["Statement"]
     assert kms.list_key_policies(KeyId=key_id)["PolicyNames"] == ["default"]
     kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": "x", "TagValue": "y"}])
@@ -103,18 +112,30 @@ def test_cross_account_policy_and_grants_through_boto3(shared_server) -> None:
         kms_other.decrypt(CiphertextBlob=blob)
     code, message = code_message(exc)
     assert code == "AccessDeniedException"
-    assert message == (f"User: arn:aws:iam::{other}:user/{other_ak} is not authorized to perform: kms:Decrypt on "
-                       f"resource: {md['Arn']} because no resource-based policy allows the kms:Decrypt action")
-    grant = kms.create_grant(KeyId=md["KeyId"], GranteePrincipal=f"arn:aws:iam::{other}:user/{other_ak}",
-                             Operations=["Decrypt", "RetireGrant"], Name="g")
+    assert message == (
+        f"User: arn:aws:iam::{other}:user/{other_ak} is not authorized to perform: kms:Decrypt on "
+        f"resource: {md['Arn']} because no resource-based policy allows the kms:Decrypt action"
+    )
+    grant = kms.create_grant(
+        KeyId=md["KeyId"],
+        GranteePrincipal=f"arn:aws:iam::{other}:user/{other_ak}",
+        Operations=["Decrypt", "RetireGrant"],
+        Name="g",
+    )
     assert kms_other.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
     assert [g["GrantId"] for g in kms.list_grants(KeyId=md["KeyId"])["Grants"]] == [grant["GrantId"]]
     kms_other.retire_grant(GrantToken=grant["GrantToken"])
     with pytest.raises(ClientError):
         kms_other.decrypt(CiphertextBlob=blob)
     policy = json.loads(kms.get_key_policy(KeyId=md["KeyId"], PolicyName="default")["Policy"])
-    policy["Statement"].append({"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{other}:root"},
-                                "Action": "kms:Decrypt", "Resource": "*"})
+    policy["Statement"].append(
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{other}:root"},
+            "Action": "kms:Decrypt",
+            "Resource": "*",
+        }
+    )
     kms.put_key_policy(KeyId=md["KeyId"], PolicyName="default", Policy=json.dumps(policy))
     assert kms_other.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
 
@@ -125,25 +146,30 @@ def test_lookup_events_through_boto3(shared_server) -> None:
     trail = shared_server.client("cloudtrail", access_key=ak)
     start = time.time() - 5
     md = kms.create_key()["KeyMetadata"]
-    blobs = [kms.encrypt(KeyId=md["KeyId"], Plaintext=b"p", EncryptionContext={"n": str(i)})["CiphertextBlob"]
-             for i in range(5)]
+    blobs = [
+        kms.encrypt(KeyId=md["KeyId"], Plaintext=b"p", EncryptionContext={"n": str(i)})["CiphertextBlob"]
+        for i in range(5)
+    ]
     for i, blob in enumerate(blobs):
         kms.decrypt(CiphertextBlob=blob, EncryptionContext={"n": str(i)})
     with pytest.raises(ClientError):
         kms.decrypt(CiphertextBlob=blobs[0], EncryptionContext={"n": "wrong"})
-    events = trail.lookup_events(LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "Decrypt"}],
-                                 StartTime=start)["Events"]
+    events = trail.lookup_events(
+        LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "Decrypt"}], StartTime=start
+    )["Events"]
     assert len(events) == 6
     newest = json.loads(events[0]["CloudTrailEvent"])
     assert newest["errorCode"] == "InvalidCiphertextException" and newest["recipientAccountId"] == account
     assert newest["requestParameters"] == {"encryptionContext": {"n": "wrong"}}
     assert newest["userIdentity"]["accountId"] == account
-    by_resource = trail.lookup_events(LookupAttributes=[{"AttributeKey": "ResourceName",
-                                                         "AttributeValue": md["Arn"]}])["Events"]
+    by_resource = trail.lookup_events(
+        LookupAttributes=[{"AttributeKey": "ResourceName", "AttributeValue": md["Arn"]}]
+    )["Events"]
     assert {e["EventName"] for e in by_resource} == {"CreateKey", "Encrypt", "Decrypt"}
     pages = trail.get_paginator("lookup_events").paginate(
         LookupAttributes=[{"AttributeKey": "EventSource", "AttributeValue": "kms.amazonaws.com"}],
-        PaginationConfig={"PageSize": 4})
+        PaginationConfig={"PageSize": 4},
+    )
     ids = [e["EventId"] for page in pages for e in page["Events"]]
     assert len(ids) == len(set(ids)) == 12
     # another account sees none of these

@@ -40,7 +40,9 @@ def unb64(text: str) -> bytes:
 
 
 def user(account: str = A, name: str = "alice", region: str = REGION, **kw) -> Caller:
-    return Caller(account, region, f"arn:aws:iam::{account}:user/{name}", access_key=f"AKIA{name.upper()}", **kw)
+    return Caller(
+        account, region, f"arn:aws:iam::{account}:user/{name}", access_key=f"AKIA{name.upper()}", **kw
+    )
 
 
 def service(account: str = A) -> Caller:
@@ -51,8 +53,9 @@ class Env:
     def __init__(self, root: pathlib.Path) -> None:
         self.root = root
         self.clock = Clock()
-        self.settings = Settings(data_dir=str(root / "data"), root_key_file=str(root / "secret" / "root.key"),
-                                 kms_day_seconds=10.0)
+        self.settings = Settings(
+            data_dir=str(root / "data"), root_key_file=str(root / "secret" / "root.key"), kms_day_seconds=10.0
+        )
         self.open()
 
     def open(self) -> None:
@@ -100,7 +103,9 @@ def test_create_describe_list_and_key_forms(env: Env) -> None:
     listed = env(user(), "ListKeys")
     assert [k["KeyId"] for k in listed["Keys"]] == [md["KeyId"]] and listed["Truncated"] is False
     assert env(user(B, "bob"), "ListKeys")["Keys"] == []
-    assert env(user(), "ListResourceTags", KeyId=md["KeyId"])["Tags"] == [{"TagKey": "team", "TagValue": "db"}]
+    assert env(user(), "ListResourceTags", KeyId=md["KeyId"])["Tags"] == [
+        {"TagKey": "team", "TagValue": "db"}
+    ]
     policy = json.loads(env(user(), "GetKeyPolicy", KeyId=md["KeyId"])["Policy"])
     assert policy["Statement"][0]["Principal"] == {"AWS": f"arn:aws:iam::{A}:root"}
     assert policy["Statement"][0]["Action"] == "kms:*"
@@ -109,8 +114,10 @@ def test_create_describe_list_and_key_forms(env: Env) -> None:
 def test_not_found_texts(env: Env) -> None:
     missing = "1234abcd-12ab-34cd-56ef-1234567890ab"
     err = env.error(user(), "DescribeKey", KeyId=missing)
-    assert (err.code, err.message) == ("NotFoundException",
-                                      f"Key 'arn:aws:kms:{REGION}:{A}:key/{missing}' does not exist")
+    assert (err.code, err.message) == (
+        "NotFoundException",
+        f"Key 'arn:aws:kms:{REGION}:{A}:key/{missing}' does not exist",
+    )
     err = env.error(user(), "DescribeKey", KeyId="not-a-key")
     assert (err.code, err.message) == ("NotFoundException", "Invalid keyId 'not-a-key'")
     err = env.error(user(), "DescribeKey", KeyId="alias/nope")
@@ -130,7 +137,9 @@ def test_aliases_lifecycle_and_validation(env: Env) -> None:
     assert err.code == "AlreadyExistsException"
     assert err.message == f"An alias with the name arn:aws:kms:{REGION}:{A}:alias/app already exists"
     err = env.error(user(), "CreateAlias", AliasName="app", TargetKeyId=k1["KeyId"])
-    assert err.code == "ValidationException" and err.message.startswith('Alias must start with the prefix "alias/"')
+    assert err.code == "ValidationException" and err.message.startswith(
+        'Alias must start with the prefix "alias/"'
+    )
     err = env.error(user(), "CreateAlias", AliasName="alias/bad name", TargetKeyId=k1["KeyId"])
     assert err.code == "ValidationException" and "regular expression" in err.message
     env.clock.now += 5
@@ -190,7 +199,9 @@ def test_encrypt_decrypt_context_and_tamper(env: Env) -> None:
     err = env.error(user(), "Decrypt", CiphertextBlob=b64(blob), EncryptionContext=ctx, KeyId=other["KeyId"])
     assert err.code == "IncorrectKeyException"
     assert err.message == "The key ID in the request does not identify a CMK that can perform this operation."
-    assert env(user(), "Decrypt", CiphertextBlob=b64(blob), EncryptionContext=ctx, KeyId=md["Arn"])["Plaintext"]
+    assert env(user(), "Decrypt", CiphertextBlob=b64(blob), EncryptionContext=ctx, KeyId=md["Arn"])[
+        "Plaintext"
+    ]
 
 
 def test_generate_data_key_variants_and_validation(env: Env) -> None:
@@ -206,8 +217,10 @@ def test_generate_data_key_variants_and_validation(env: Env) -> None:
     assert "Plaintext" not in wo
     assert len(unb64(env(user(), "Decrypt", CiphertextBlob=wo["CiphertextBlob"])["Plaintext"])) == 32
     err = env.error(user(), "GenerateDataKey", KeyId=md["KeyId"], NumberOfBytes=1025)
-    assert err.message == ("1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy "
-                           "constraint: Member must have value less than or equal to 1024")
+    assert err.message == (
+        "1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy "
+        "constraint: Member must have value less than or equal to 1024"
+    )
     err = env.error(user(), "GenerateDataKey", KeyId=md["KeyId"])
     assert err.code == "ValidationException"
     err = env.error(user(), "GenerateDataKey", KeyId=md["KeyId"], KeySpec="AES_512")
@@ -221,21 +234,35 @@ def test_generate_data_key_variants_and_validation(env: Env) -> None:
 def test_reencrypt_between_keys(env: Env) -> None:
     k1, k2 = env.key(), env.key()
     blob = env(user(), "Encrypt", KeyId=k1["KeyId"], Plaintext=b64(b"move me"), EncryptionContext={"a": "1"})
-    out = env(user(), "ReEncrypt", CiphertextBlob=blob["CiphertextBlob"], SourceEncryptionContext={"a": "1"},
-              DestinationKeyId=k2["KeyId"], DestinationEncryptionContext={"b": "2"})
+    out = env(
+        user(),
+        "ReEncrypt",
+        CiphertextBlob=blob["CiphertextBlob"],
+        SourceEncryptionContext={"a": "1"},
+        DestinationKeyId=k2["KeyId"],
+        DestinationEncryptionContext={"b": "2"},
+    )
     assert out["SourceKeyId"] == k1["Arn"] and out["KeyId"] == k2["Arn"]
     back = env(user(), "Decrypt", CiphertextBlob=out["CiphertextBlob"], EncryptionContext={"b": "2"})
     assert unb64(back["Plaintext"]) == b"move me" and back["KeyId"] == k2["Arn"]
     err = env.error(user(), "ReEncrypt", CiphertextBlob=blob["CiphertextBlob"], DestinationKeyId=k2["KeyId"])
     assert err.code == "InvalidCiphertextException"
-    err = env.error(user(), "ReEncrypt", CiphertextBlob=blob["CiphertextBlob"], SourceEncryptionContext={"a": "1"},
-                    SourceKeyId=k2["KeyId"], DestinationKeyId=k2["KeyId"])
+    err = env.error(
+        user(),
+        "ReEncrypt",
+        CiphertextBlob=blob["CiphertextBlob"],
+        SourceEncryptionContext={"a": "1"},
+        SourceKeyId=k2["KeyId"],
+        DestinationKeyId=k2["KeyId"],
+    )
     assert err.code == "IncorrectKeyException"
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(plaintext=st.binary(min_size=1, max_size=512),
-       context=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=4))
+@given(
+    plaintext=st.binary(min_size=1, max_size=512),
+    context=st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=8), max_size=4),
+)
 def test_roundtrip_property(env: Env, plaintext: bytes, context: dict) -> None:
     if not hasattr(env, "pkey"):
         env.pkey = env.key()["KeyId"]
@@ -244,8 +271,10 @@ def test_roundtrip_property(env: Env, plaintext: bytes, context: dict) -> None:
     assert unb64(back["Plaintext"]) == plaintext
     if context:
         changed = {k: v + "x" for k, v in context.items()}
-        assert env.error(user(), "Decrypt", CiphertextBlob=out["CiphertextBlob"],
-                         EncryptionContext=changed).code == "InvalidCiphertextException"
+        assert (
+            env.error(user(), "Decrypt", CiphertextBlob=out["CiphertextBlob"], EncryptionContext=changed).code
+            == "InvalidCiphertextException"
+        )
 
 
 # -- key states --------------------------------------------------------------------------------------------
@@ -256,10 +285,12 @@ def test_disabled_key(env: Env) -> None:
     blob = env(user(), "Encrypt", KeyId=md["KeyId"], Plaintext=b64(b"x"))["CiphertextBlob"]
     env(user(), "DisableKey", KeyId=md["KeyId"])
     assert env(user(), "DescribeKey", KeyId=md["KeyId"])["KeyMetadata"]["KeyState"] == "Disabled"
-    for op, params in (("Encrypt", {"KeyId": md["KeyId"], "Plaintext": b64(b"x")}),
-                       ("Decrypt", {"CiphertextBlob": blob}),
-                       ("GenerateDataKey", {"KeyId": md["KeyId"], "KeySpec": "AES_256"}),
-                       ("CreateGrant", {"KeyId": md["KeyId"], "GranteePrincipal": DDB, "Operations": ["Decrypt"]})):
+    for op, params in (
+        ("Encrypt", {"KeyId": md["KeyId"], "Plaintext": b64(b"x")}),
+        ("Decrypt", {"CiphertextBlob": blob}),
+        ("GenerateDataKey", {"KeyId": md["KeyId"], "KeySpec": "AES_256"}),
+        ("CreateGrant", {"KeyId": md["KeyId"], "GranteePrincipal": DDB, "Operations": ["Decrypt"]}),
+    ):
         err = env.error(user(), op, **params)
         assert (err.code, err.message) == ("DisabledException", f"{md['Arn']} is disabled."), op
     assert env.last_event()["errorCode"] == "DisabledException"
@@ -272,17 +303,25 @@ def test_pending_deletion_cancel_and_real_deletion(env: Env) -> None:
     env(user(), "CreateAlias", AliasName="alias/doomed", TargetKeyId=md["KeyId"])
     blob = env(user(), "Encrypt", KeyId=md["KeyId"], Plaintext=b64(b"shred me"))["CiphertextBlob"]
     err = env.error(user(), "ScheduleKeyDeletion", KeyId=md["KeyId"], PendingWindowInDays=6)
-    assert (err.code, err.message) == ("ValidationException",
-                                      "PendingWindowInDays should be between 7 and 30, but it is 6")
+    assert (err.code, err.message) == (
+        "ValidationException",
+        "PendingWindowInDays should be between 7 and 30, but it is 6",
+    )
     out = env(user(), "ScheduleKeyDeletion", KeyId=md["KeyId"], PendingWindowInDays=7)
-    assert out == {"KeyId": md["Arn"], "DeletionDate": env.clock.now + 70.0, "KeyState": "PendingDeletion",
-                   "PendingWindowInDays": 7}
+    assert out == {
+        "KeyId": md["Arn"],
+        "DeletionDate": env.clock.now + 70.0,
+        "KeyState": "PendingDeletion",
+        "PendingWindowInDays": 7,
+    }
     pending = f"{md['Arn']} is pending deletion."
-    for op, params in (("Encrypt", {"KeyId": md["KeyId"], "Plaintext": b64(b"x")}),
-                       ("Decrypt", {"CiphertextBlob": blob}),
-                       ("EnableKey", {"KeyId": md["KeyId"]}),
-                       ("ScheduleKeyDeletion", {"KeyId": md["KeyId"]}),
-                       ("TagResource", {"KeyId": md["KeyId"], "Tags": [{"TagKey": "a", "TagValue": "b"}]})):
+    for op, params in (
+        ("Encrypt", {"KeyId": md["KeyId"], "Plaintext": b64(b"x")}),
+        ("Decrypt", {"CiphertextBlob": blob}),
+        ("EnableKey", {"KeyId": md["KeyId"]}),
+        ("ScheduleKeyDeletion", {"KeyId": md["KeyId"]}),
+        ("TagResource", {"KeyId": md["KeyId"], "Tags": [{"TagKey": "a", "TagValue": "b"}]}),
+    ):
         err = env.error(user(), op, **params)
         assert (err.code, err.message) == ("KMSInvalidStateException", pending), op
     described = env(user(), "DescribeKey", KeyId=md["KeyId"])["KeyMetadata"]
@@ -335,8 +374,10 @@ def test_rotation_on_demand_and_automatic(env: Env) -> None:
     old_back = env(user(), "Decrypt", CiphertextBlob=old["CiphertextBlob"])
     assert unb64(old_back["Plaintext"]) == b"v1" and unb64(new_back["Plaintext"]) == b"v2"
     assert old_back["KeyMaterialId"] == first_material != new_back["KeyMaterialId"]
-    assert env(user(), "DescribeKey", KeyId=md["KeyId"])["KeyMetadata"]["CurrentKeyMaterialId"] == \
-        new_back["KeyMaterialId"]
+    assert (
+        env(user(), "DescribeKey", KeyId=md["KeyId"])["KeyMetadata"]["CurrentKeyMaterialId"]
+        == new_back["KeyMaterialId"]
+    )
     env.clock.now += 901
     env.kms.sweep()
     rotations = env(user(), "ListKeyRotations", KeyId=md["KeyId"])["Rotations"]
@@ -360,21 +401,33 @@ def test_cross_account_denied_then_allowed_by_policy(env: Env) -> None:
     blob = env(user(), "Encrypt", KeyId=md["KeyId"], Plaintext=b64(b"x"))["CiphertextBlob"]
     err = env.error(bob, "Decrypt", CiphertextBlob=blob)
     assert err.code == "AccessDeniedException"
-    assert err.message == (f"User: arn:aws:iam::{B}:user/bob is not authorized to perform: kms:Decrypt on "
-                           f"resource: {md['Arn']} because no resource-based policy allows the kms:Decrypt action")
+    assert err.message == (
+        f"User: arn:aws:iam::{B}:user/bob is not authorized to perform: kms:Decrypt on "
+        f"resource: {md['Arn']} because no resource-based policy allows the kms:Decrypt action"
+    )
     assert env.error(bob, "DescribeKey", KeyId=md["KeyId"]).code == "NotFoundException"
     assert env.error(bob, "DescribeKey", KeyId=md["Arn"]).code == "AccessDeniedException"
     assert env.error(bob, "DisableKey", KeyId=md["Arn"]).code == "AccessDeniedException"
     policy = json.loads(env(user(), "GetKeyPolicy", KeyId=md["KeyId"])["Policy"])
-    policy["Statement"].append({"Sid": "bob", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{B}:root"},
-                                "Action": ["kms:Decrypt", "kms:Describe*"], "Resource": "*"})
+    policy["Statement"].append(
+        {
+            "Sid": "bob",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:aws:iam::{B}:root"},
+            "Action": ["kms:Decrypt", "kms:Describe*"],
+            "Resource": "*",
+        }
+    )
     env(user(), "PutKeyPolicy", KeyId=md["KeyId"], PolicyName="default", Policy=json.dumps(policy))
     assert unb64(env(bob, "Decrypt", CiphertextBlob=blob)["Plaintext"]) == b"x"
     assert env(bob, "DescribeKey", KeyId=md["Arn"])["KeyMetadata"]["KeyId"] == md["KeyId"]
     assert env.error(bob, "Encrypt", KeyId=md["Arn"], Plaintext=b64(b"x")).code == "AccessDeniedException"
     # a cross-account call lands in both trails
-    mine = [e for e in env.trail.events(A, REGION) if e["eventName"] == "Decrypt" and e["userIdentity"].get(
-        "accountId") == B]
+    mine = [
+        e
+        for e in env.trail.events(A, REGION)
+        if e["eventName"] == "Decrypt" and e["userIdentity"].get("accountId") == B
+    ]
     theirs = [e for e in env.trail.events(B, REGION) if e["eventName"] == "Decrypt"]
     assert mine and theirs and mine[-1]["sharedEventID"] == theirs[-1]["sharedEventID"]
     err = env.error(user(), "PutKeyPolicy", KeyId=md["KeyId"], Policy="{not json")
@@ -385,22 +438,50 @@ def test_policy_conditions_and_explicit_deny(env: Env) -> None:
     policy = {
         "Version": "2012-10-17",
         "Statement": [
-            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{A}:root"}, "Action": "kms:*", "Resource": "*"},
-            {"Effect": "Deny", "Principal": "*", "Action": "kms:Decrypt", "Resource": "*",
-             "Condition": {"StringEquals": {"kms:EncryptionContext:tenant": "blocked"}}},
-            {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:GenerateDataKey*", "Resource": "*",
-             "Condition": {"StringEquals": {"kms:ViaService": DDB, "kms:CallerAccount": B}}},
-            {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "kms:Encrypt", "Resource": "*",
-             "Condition": {"ForAllValues:StringLike": {"kms:EncryptionContextKeys": ["app:*"]},
-                           "StringLike": {"kms:CallerAccount": "4444*"}}},
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{A}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:EncryptionContext:tenant": "blocked"}},
+            },
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": "kms:GenerateDataKey*",
+                "Resource": "*",
+                "Condition": {"StringEquals": {"kms:ViaService": DDB, "kms:CallerAccount": B}},
+            },
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "*"},
+                "Action": "kms:Encrypt",
+                "Resource": "*",
+                "Condition": {
+                    "ForAllValues:StringLike": {"kms:EncryptionContextKeys": ["app:*"]},
+                    "StringLike": {"kms:CallerAccount": "4444*"},
+                },
+            },
         ],
     }
     md = env.key(Policy=json.dumps(policy))
-    blob = env(user(), "Encrypt", KeyId=md["KeyId"], Plaintext=b64(b"x"), EncryptionContext={"tenant": "blocked"})
-    err = env.error(user(), "Decrypt", CiphertextBlob=blob["CiphertextBlob"], EncryptionContext={"tenant": "blocked"})
+    blob = env(
+        user(), "Encrypt", KeyId=md["KeyId"], Plaintext=b64(b"x"), EncryptionContext={"tenant": "blocked"}
+    )
+    err = env.error(
+        user(), "Decrypt", CiphertextBlob=blob["CiphertextBlob"], EncryptionContext={"tenant": "blocked"}
+    )
     assert err.code == "AccessDeniedException" and "explicit deny" in err.message
     bob = user(B, "bob")
-    assert env.error(bob, "GenerateDataKey", KeyId=md["Arn"], KeySpec="AES_256").code == "AccessDeniedException"
+    assert (
+        env.error(bob, "GenerateDataKey", KeyId=md["Arn"], KeySpec="AES_256").code == "AccessDeniedException"
+    )
     assert env(bob.on_behalf(DDB), "GenerateDataKey", KeyId=md["Arn"], KeySpec="AES_256")["Plaintext"]
     assert env(bob, "Encrypt", KeyId=md["Arn"], Plaintext=b64(b"x"), EncryptionContext={"app:x": "1"})
     err = env.error(bob, "Encrypt", KeyId=md["Arn"], Plaintext=b64(b"x"), EncryptionContext={"other": "1"})
@@ -411,19 +492,39 @@ def test_grants_for_another_account(env: Env) -> None:
     md = env.key()
     bob = user(B, "bob")
     carol = user(B, "carol")
-    params = dict(KeyId=md["KeyId"], GranteePrincipal=bob.principal_arn, RetiringPrincipal=carol.principal_arn,
-                  Operations=["Encrypt", "Decrypt"], Constraints={"EncryptionContextSubset": {"app": "orders"}},
-                  Name="orders")
+    params = dict(
+        KeyId=md["KeyId"],
+        GranteePrincipal=bob.principal_arn,
+        RetiringPrincipal=carol.principal_arn,
+        Operations=["Encrypt", "Decrypt"],
+        Constraints={"EncryptionContextSubset": {"app": "orders"}},
+        Name="orders",
+    )
     g1 = env(user(), "CreateGrant", **params)
     g2 = env(user(), "CreateGrant", **params)
     assert g1["GrantId"] == g2["GrantId"] and len(g1["GrantId"]) == 64
     assert env(user(), "CreateGrant", **{**params, "Operations": ["Decrypt"]})["GrantId"] != g1["GrantId"]
-    ok = env(bob, "Encrypt", KeyId=md["Arn"], Plaintext=b64(b"x"), EncryptionContext={"app": "orders", "n": "1"})
-    assert unb64(env(bob, "Decrypt", CiphertextBlob=ok["CiphertextBlob"],
-                     EncryptionContext={"app": "orders", "n": "1"})["Plaintext"]) == b"x"
-    err = env.error(bob, "Encrypt", KeyId=md["Arn"], Plaintext=b64(b"x"), EncryptionContext={"app": "billing"})
+    ok = env(
+        bob, "Encrypt", KeyId=md["Arn"], Plaintext=b64(b"x"), EncryptionContext={"app": "orders", "n": "1"}
+    )
+    assert (
+        unb64(
+            env(
+                bob,
+                "Decrypt",
+                CiphertextBlob=ok["CiphertextBlob"],
+                EncryptionContext={"app": "orders", "n": "1"},
+            )["Plaintext"]
+        )
+        == b"x"
+    )
+    err = env.error(
+        bob, "Encrypt", KeyId=md["Arn"], Plaintext=b64(b"x"), EncryptionContext={"app": "billing"}
+    )
     assert err.code == "AccessDeniedException"
-    err = env.error(bob, "GenerateDataKey", KeyId=md["Arn"], KeySpec="AES_256", EncryptionContext={"app": "orders"})
+    err = env.error(
+        bob, "GenerateDataKey", KeyId=md["Arn"], KeySpec="AES_256", EncryptionContext={"app": "orders"}
+    )
     assert err.code == "AccessDeniedException"
     grants = env(user(), "ListGrants", KeyId=md["KeyId"])["Grants"]
     assert len(grants) == 2 and grants[0]["GranteePrincipal"] == bob.principal_arn
@@ -435,15 +536,20 @@ def test_grants_for_another_account(env: Env) -> None:
     err = env.error(bob, "RetireGrant", GrantToken=g1["GrantToken"])
     assert err.code == "AccessDeniedException"
     env(carol, "RetireGrant", GrantToken=g1["GrantToken"])
-    assert env.error(bob, "Encrypt", KeyId=md["Arn"], Plaintext=b64(b"x"),
-                     EncryptionContext={"app": "orders"}).code == "AccessDeniedException"
+    assert (
+        env.error(
+            bob, "Encrypt", KeyId=md["Arn"], Plaintext=b64(b"x"), EncryptionContext={"app": "orders"}
+        ).code
+        == "AccessDeniedException"
+    )
     other = [g for g in env(user(), "ListGrants", KeyId=md["KeyId"])["Grants"]]
     env(user(), "RevokeGrant", KeyId=md["KeyId"], GrantId=other[0]["GrantId"])
     assert env(user(), "ListGrants", KeyId=md["KeyId"])["Grants"] == []
     assert env.error(user(), "RevokeGrant", KeyId=md["KeyId"], GrantId="f" * 64).code == "NotFoundException"
     assert env.error(carol, "RetireGrant", GrantToken="garbage").code == "InvalidGrantTokenException"
-    err = env.error(user(), "CreateGrant", KeyId=md["KeyId"], GranteePrincipal=bob.principal_arn,
-                    Operations=["Fly"])
+    err = env.error(
+        user(), "CreateGrant", KeyId=md["KeyId"], GranteePrincipal=bob.principal_arn, Operations=["Fly"]
+    )
     assert err.code == "ValidationException" and "enum value set" in err.message
 
 
@@ -456,10 +562,23 @@ def test_database_flow_via_service_and_audit_shapes(env: Env) -> None:
     # without a grant the database (as itself) cannot use a customer key
     err = env.error(service(), "GenerateDataKey", KeyId=md["Arn"], KeySpec="AES_256", EncryptionContext=ctx)
     assert err.code == "AccessDeniedException" and err.message.startswith(f"User: {DDB} is not authorized")
-    grant = env(via, "CreateGrant", KeyId=md["Arn"], GranteePrincipal=DDB, RetiringPrincipal=DDB,
-                Operations=["DescribeKey", "GenerateDataKey", "Decrypt", "Encrypt", "ReEncryptFrom", "ReEncryptTo",
-                            "RetireGrant"],
-                Constraints={"EncryptionContextSubset": ctx})
+    grant = env(
+        via,
+        "CreateGrant",
+        KeyId=md["Arn"],
+        GranteePrincipal=DDB,
+        RetiringPrincipal=DDB,
+        Operations=[
+            "DescribeKey",
+            "GenerateDataKey",
+            "Decrypt",
+            "Encrypt",
+            "ReEncryptFrom",
+            "ReEncryptTo",
+            "RetireGrant",
+        ],
+        Constraints={"EncryptionContextSubset": ctx},
+    )
     ev = env.last_event()
     assert ev["eventName"] == "CreateGrant" and ev["userIdentity"]["invokedBy"] == "dynamodb.amazonaws.com"
     assert ev["userIdentity"]["arn"] == alice.principal_arn
@@ -472,11 +591,21 @@ def test_database_flow_via_service_and_audit_shapes(env: Env) -> None:
     assert ev["userIdentity"] == {"type": "AWSService", "invokedBy": "dynamodb.amazonaws.com"}
     assert ev["requestParameters"] == {"keyId": md["Arn"], "keySpec": "AES_256", "encryptionContext": ctx}
     assert ev["resources"] == [{"accountId": A, "type": "AWS::KMS::Key", "ARN": md["Arn"]}]
-    assert ev["readOnly"] is True and ev["eventSource"] == "kms.amazonaws.com" and ev["recipientAccountId"] == A
+    assert (
+        ev["readOnly"] is True and ev["eventSource"] == "kms.amazonaws.com" and ev["recipientAccountId"] == A
+    )
     assert table_key["Plaintext"] not in json.dumps(ev)
     # the grant's context constraint binds the service to this table
-    assert env.error(service(), "GenerateDataKey", KeyId=md["Arn"], KeySpec="AES_256",
-                     EncryptionContext={**ctx, "aws:dynamodb:tableName": "other"}).code == "AccessDeniedException"
+    assert (
+        env.error(
+            service(),
+            "GenerateDataKey",
+            KeyId=md["Arn"],
+            KeySpec="AES_256",
+            EncryptionContext={**ctx, "aws:dynamodb:tableName": "other"},
+        ).code
+        == "AccessDeniedException"
+    )
     back = env(via, "Decrypt", CiphertextBlob=table_key["CiphertextBlob"], EncryptionContext=ctx)
     assert back["Plaintext"] == table_key["Plaintext"]
     ev = env.last_event()
@@ -487,8 +616,12 @@ def test_database_flow_via_service_and_audit_shapes(env: Env) -> None:
     assert env.last_event()["userIdentity"]["type"] == "AWSService"
     assert env(alice, "ListGrants", KeyId=md["KeyId"])["Grants"] == []
     # revoked grant bites
-    assert env.error(service(), "Decrypt", CiphertextBlob=table_key["CiphertextBlob"],
-                     EncryptionContext=ctx).code == "AccessDeniedException"
+    assert (
+        env.error(
+            service(), "Decrypt", CiphertextBlob=table_key["CiphertextBlob"], EncryptionContext=ctx
+        ).code
+        == "AccessDeniedException"
+    )
 
 
 def test_error_events_are_recorded(env: Env) -> None:
@@ -513,33 +646,60 @@ def test_aws_managed_dynamodb_key(env: Env) -> None:
     policy = json.loads(env(user(), "GetKeyPolicy", KeyId=md["KeyId"], PolicyName="default")["Policy"])
     assert policy["Id"] == "auto-dynamodb-1"
     assert env(user(), "GetKeyRotationStatus", KeyId=md["KeyId"])["KeyRotationEnabled"] is True
-    for op, extra in (("PutKeyPolicy", {"Policy": json.dumps(policy)}), ("DisableKey", {}), ("EnableKey", {}),
-                      ("ScheduleKeyDeletion", {}), ("EnableKeyRotation", {}), ("DisableKeyRotation", {})):
+    for op, extra in (
+        ("PutKeyPolicy", {"Policy": json.dumps(policy)}),
+        ("DisableKey", {}),
+        ("EnableKey", {}),
+        ("ScheduleKeyDeletion", {}),
+        ("EnableKeyRotation", {}),
+        ("DisableKeyRotation", {}),
+    ):
         err = env.error(user(), op, KeyId=md["KeyId"], **extra)
         assert err.code == "AccessDeniedException", op
         assert f"kms:{op} on resource: {md['Arn']}" in err.message
     for op in ("CreateAlias", "UpdateAlias"):
         other = env.key()
-        assert env.error(user(), op, AliasName="alias/aws/dynamodb", TargetKeyId=other["KeyId"]).code == \
-            "AccessDeniedException"
+        assert (
+            env.error(user(), op, AliasName="alias/aws/dynamodb", TargetKeyId=other["KeyId"]).code
+            == "AccessDeniedException"
+        )
     assert env.error(user(), "DeleteAlias", AliasName="alias/aws/dynamodb").code == "AccessDeniedException"
-    assert env.error(user(), "CreateAlias", AliasName="alias/aws/mine",
-                     TargetKeyId=env.key()["KeyId"]).code == "AccessDeniedException"
+    assert (
+        env.error(user(), "CreateAlias", AliasName="alias/aws/mine", TargetKeyId=env.key()["KeyId"]).code
+        == "AccessDeniedException"
+    )
     # usable only through DynamoDB, by principals of the account
     ctx = {"aws:dynamodb:tableName": "t", "aws:dynamodb:subscriberId": A}
-    assert env.error(user(), "GenerateDataKey", KeyId="alias/aws/dynamodb", KeySpec="AES_256",
-                     EncryptionContext=ctx).code == "AccessDeniedException"
-    dk = env(user().on_behalf(DDB), "GenerateDataKey", KeyId="alias/aws/dynamodb", KeySpec="AES_256",
-             EncryptionContext=ctx)
+    assert (
+        env.error(
+            user(), "GenerateDataKey", KeyId="alias/aws/dynamodb", KeySpec="AES_256", EncryptionContext=ctx
+        ).code
+        == "AccessDeniedException"
+    )
+    dk = env(
+        user().on_behalf(DDB),
+        "GenerateDataKey",
+        KeyId="alias/aws/dynamodb",
+        KeySpec="AES_256",
+        EncryptionContext=ctx,
+    )
     assert dk["KeyId"] == md["Arn"]
     # the database as itself (new table key) is allowed by statement (a) through kms:ViaService
-    assert env(service(), "GenerateDataKey", KeyId="alias/aws/dynamodb", KeySpec="AES_256",
-               EncryptionContext=ctx)["KeyId"] == md["Arn"]
+    assert (
+        env(
+            service(), "GenerateDataKey", KeyId="alias/aws/dynamodb", KeySpec="AES_256", EncryptionContext=ctx
+        )["KeyId"]
+        == md["Arn"]
+    )
     bob_via = user(B, "bob").on_behalf(DDB)
-    assert env.error(bob_via, "Decrypt", CiphertextBlob=dk["CiphertextBlob"],
-                     EncryptionContext=ctx).code == "AccessDeniedException"
+    assert (
+        env.error(bob_via, "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx).code
+        == "AccessDeniedException"
+    )
     # each account gets its own managed key
-    assert env(user(B, "bob"), "DescribeKey", KeyId="alias/aws/dynamodb")["KeyMetadata"]["KeyId"] != md["KeyId"]
+    assert (
+        env(user(B, "bob"), "DescribeKey", KeyId="alias/aws/dynamodb")["KeyMetadata"]["KeyId"] != md["KeyId"]
+    )
 
 
 def test_aws_owned_key_is_invisible_to_customers(env: Env) -> None:
@@ -547,20 +707,29 @@ def test_aws_owned_key_is_invisible_to_customers(env: Env) -> None:
     assert env.kms.owned_key_arn(REGION) == arn and f":{AWS_OWNED_ACCOUNT}:" in arn
     ctx = {"aws:dynamodb:tableName": "t", "aws:dynamodb:subscriberId": A}
     dk = env(service(A), "GenerateDataKey", KeyId=arn, KeySpec="AES_256", EncryptionContext=ctx)
-    assert env(service(A), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)["Plaintext"] == \
-        dk["Plaintext"]
+    assert (
+        env(service(A), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)["Plaintext"]
+        == dk["Plaintext"]
+    )
     # the database refreshing a table key on a user's behalf may decrypt; the user directly may not
     via = env(user().on_behalf(DDB), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)
     assert via["Plaintext"] == dk["Plaintext"]
     assert env.error(user(), "DescribeKey", KeyId=arn).code == "AccessDeniedException"
-    assert env.error(user(), "Decrypt", CiphertextBlob=dk["CiphertextBlob"],
-                     EncryptionContext=ctx).code == "AccessDeniedException"
+    assert (
+        env.error(user(), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx).code
+        == "AccessDeniedException"
+    )
     assert env(user(), "ListKeys")["Keys"] == []
     customer_trail = json.dumps(env.trail.events(A, REGION))
     assert [e["eventName"] for e in env.trail.events(A, REGION)] == ["ListKeys"] and arn not in customer_trail
     owned_events = env.trail.events(AWS_OWNED_ACCOUNT, REGION)
-    assert [e["eventName"] for e in owned_events] == ["GenerateDataKey", "Decrypt", "Decrypt", "DescribeKey",
-                                                      "Decrypt"]
+    assert [e["eventName"] for e in owned_events] == [
+        "GenerateDataKey",
+        "Decrypt",
+        "Decrypt",
+        "DescribeKey",
+        "Decrypt",
+    ]
     assert env.kms.owned_key_arn("eu-west-1") != arn
 
 
@@ -570,8 +739,13 @@ def test_aws_owned_key_is_invisible_to_customers(env: Env) -> None:
 def test_state_survives_restart(env: Env) -> None:
     md = env.key()
     env(user(), "CreateAlias", AliasName="alias/keep", TargetKeyId=md["KeyId"])
-    g = env(user(), "CreateGrant", KeyId=md["KeyId"], GranteePrincipal=user(B, "bob").principal_arn,
-            Operations=["Decrypt"])
+    g = env(
+        user(),
+        "CreateGrant",
+        KeyId=md["KeyId"],
+        GranteePrincipal=user(B, "bob").principal_arn,
+        Operations=["Decrypt"],
+    )
     blob = env(user(), "Encrypt", KeyId="alias/keep", Plaintext=b64(b"persist"))["CiphertextBlob"]
     env(user(), "DisableKey", KeyId=md["KeyId"])
     env.close()
@@ -636,8 +810,14 @@ def test_concurrent_use_and_hot_path_cost(env: Env) -> None:
 
     md = env.key()
     ctx = {"aws:dynamodb:tableName": "t", "aws:dynamodb:subscriberId": A}
-    dk = env(user(), "GenerateDataKey", KeyId=md["KeyId"], KeySpec="AES_256", EncryptionContext=ctx,
-             GrantTokens=["ignored-token"])
+    dk = env(
+        user(),
+        "GenerateDataKey",
+        KeyId=md["KeyId"],
+        KeySpec="AES_256",
+        EncryptionContext=ctx,
+        GrantTokens=["ignored-token"],
+    )
     errors: list[BaseException] = []
 
     def worker(n: int) -> None:
@@ -645,7 +825,9 @@ def test_concurrent_use_and_hot_path_cost(env: Env) -> None:
             for i in range(100):
                 if n == 0 and i % 20 == 0:  # rotations race with encrypts and decrypts
                     env(user(), "RotateKeyOnDemand", KeyId=md["KeyId"])
-                out = env(user(), "GenerateDataKey", KeyId=md["KeyId"], KeySpec="AES_256", EncryptionContext=ctx)
+                out = env(
+                    user(), "GenerateDataKey", KeyId=md["KeyId"], KeySpec="AES_256", EncryptionContext=ctx
+                )
                 back = env(user(), "Decrypt", CiphertextBlob=out["CiphertextBlob"], EncryptionContext=ctx)
                 assert back["Plaintext"] == out["Plaintext"]
         except BaseException as exc:  # surfaced below

@@ -24,8 +24,16 @@ _SEGMENT = re.compile(r"^events-(\d{6})\.jsonl$")
 _SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 #: LookupAttributes key -> how to read it from an event
-_ATTRIBUTES = ("EventId", "EventName", "ReadOnly", "Username", "ResourceType", "ResourceName", "EventSource",
-               "AccessKeyId")
+_ATTRIBUTES = (
+    "EventId",
+    "EventName",
+    "ReadOnly",
+    "Username",
+    "ResourceType",
+    "ResourceName",
+    "EventSource",
+    "AccessKeyId",
+)
 
 
 def _parse_time(text: str) -> float:
@@ -53,7 +61,8 @@ def _summary(event: dict, line: bytes) -> dict:
         "EventTime": _parse_time(event["eventTime"]),
         "EventSource": event.get("eventSource"),
         "Resources": [
-            {"ResourceType": r.get("type"), "ResourceName": r.get("ARN")} for r in event.get("resources") or []
+            {"ResourceType": r.get("type"), "ResourceName": r.get("ARN")}
+            for r in event.get("resources") or []
         ],
         "CloudTrailEvent": line.decode(),
     }
@@ -180,8 +189,9 @@ class AuditTrail:
         if not isinstance(attrs, list):
             raise AWSError("InvalidLookupAttributesException", "LookupAttributes must be a list.")
         if len(attrs) > 1:
-            raise AWSError("InvalidLookupAttributesException",
-                           "You cannot specify more than one lookup attribute.")
+            raise AWSError(
+                "InvalidLookupAttributesException", "You cannot specify more than one lookup attribute."
+            )
         filt: tuple[str, str] | None = None
         if attrs:
             key = attrs[0].get("AttributeKey") if isinstance(attrs[0], dict) else None
@@ -194,8 +204,10 @@ class AuditTrail:
                     "[" + ", ".join(_ATTRIBUTES) + "]",
                 )
             if not isinstance(value, str) or not value:
-                raise AWSError("InvalidLookupAttributesException",
-                               "AttributeValue for the lookup attribute must not be empty.")
+                raise AWSError(
+                    "InvalidLookupAttributesException",
+                    "AttributeValue for the lookup attribute must not be empty.",
+                )
             filt = (key, value)
         start = _epoch(params.get("StartTime"), "StartTime")
         end = _epoch(params.get("EndTime"), "EndTime")

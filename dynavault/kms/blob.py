@@ -1,6 +1,7 @@
 """Ciphertext blob format of the key service (self-describing, so Decrypt needs no KeyId).
 
-    version (1 B = 0x01) ‖ key id (16 B, UUID) ‖ material index (4 B, big-endian) ‖ IV (12 B) ‖ AES-256-GCM(ct ‖ tag)
+    version (1 B = 0x01) ‖ key id (16 B, UUID) ‖ material index (4 B, big-endian) ‖ IV (12 B)
+    ‖ AES-256-GCM(ct ‖ tag)
 
 AAD = the 21-byte header ‖ canonical encryption context (JSON, keys sorted), so the key reference, the
 material and the context are all authenticated: any change is a failed tag, never other plaintext.
@@ -57,6 +58,6 @@ def parse_header(blob: bytes) -> BlobHeader:
 def open_blob(aead: AESGCM, blob: bytes, context: bytes) -> bytes:
     header = blob[:HEADER_LEN]
     try:
-        return aead.decrypt(blob[HEADER_LEN:HEADER_LEN + 12], blob[HEADER_LEN + 12:], header + context)
+        return aead.decrypt(blob[HEADER_LEN : HEADER_LEN + 12], blob[HEADER_LEN + 12 :], header + context)
     except InvalidTag:
         raise BadBlob from None

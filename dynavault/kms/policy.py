@@ -2,7 +2,8 @@
 
 Explicit Deny wins, then any Allow. Principals: ``*``, account ids and ``arn:aws:iam::<acct>:root`` (any
 principal of that account: we have no IAM, so delegation to IAM is assumed to allow), principal ARNs and
-``Service`` principals. Conditions: String(Not)Equals / String(Not)Like (+IfExists, ForAnyValue:/ForAllValues:)
+``Service`` principals. Conditions: String(Not)Equals / String(Not)Like (+IfExists,
+ForAnyValue:/ForAllValues:)
 and Bool over the request context (``kms:CallerAccount``, ``kms:ViaService``, ``kms:EncryptionContext:<k>``,
 ``kms:EncryptionContextKeys``, ``aws:PrincipalArn``, ``aws:PrincipalAccount``, ``kms:GrantIsForAWSResource``).
 """
@@ -73,8 +74,10 @@ def parse(text: str) -> dict:
 
 @lru_cache(maxsize=1024)
 def _wildcard(pattern: str) -> re.Pattern:
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
-                      re.IGNORECASE | re.DOTALL)
+    return re.compile(
+        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
+        re.IGNORECASE | re.DOTALL,
+    )
 
 
 def _like(pattern: str, value: str) -> bool:
@@ -253,7 +256,8 @@ def dynamodb_managed_policy(account: str, region: str) -> str:
                 "Resource": "*",
             },
             {
-                "Sid": "Allow DynamoDB Service with service principal name dynamodb.amazonaws.com to describe "
+                "Sid": "Allow DynamoDB Service with service principal name dynamodb.amazonaws.com "
+                "to describe "
                 "the key directly",
                 "Effect": "Allow",
                 "Principal": {"Service": "dynamodb.amazonaws.com"},

@@ -47,8 +47,10 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([^:]*):([^:]*):key/(.+)$")
 _ALIAS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([^:]*):([^:]*):(alias/.+)$")
 _ALIAS_NAME = re.compile(r"^[a-zA-Z0-9:/_-]+$")
-_ALIAS_DOC = ("Alias must start with the prefix \"alias/\". Please see "
-              "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html")
+_ALIAS_DOC = (
+    'Alias must start with the prefix "alias/". Please see '
+    "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+)
 
 _SYMMETRIC = "SYMMETRIC_DEFAULT"
 _KEY_SPECS = {
@@ -66,18 +68,47 @@ _KEY_SPECS = {
     "HMAC_512": ("GENERATE_VERIFY_MAC",),
 }
 _GRANT_OPERATIONS = [
-    "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "ReEncryptFrom", "ReEncryptTo",
-    "Sign", "Verify", "GetPublicKey", "CreateGrant", "RetireGrant", "DescribeKey", "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext", "GenerateMac", "VerifyMac", "DeriveSharedSecret",
+    "Decrypt",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "ReEncryptFrom",
+    "ReEncryptTo",
+    "Sign",
+    "Verify",
+    "GetPublicKey",
+    "CreateGrant",
+    "RetireGrant",
+    "DescribeKey",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "GenerateMac",
+    "VerifyMac",
+    "DeriveSharedSecret",
 ]
 #: operations whose KeyId may name a key of another account (AWS "Cross-account use: Yes")
 _CROSS_ACCOUNT = {
-    "CreateGrant", "Decrypt", "DescribeKey", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-    "GetKeyRotationStatus", "ListGrants", "ReEncrypt", "RetireGrant", "RevokeGrant",
+    "CreateGrant",
+    "Decrypt",
+    "DescribeKey",
+    "Encrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GetKeyRotationStatus",
+    "ListGrants",
+    "ReEncrypt",
+    "RetireGrant",
+    "RevokeGrant",
 }
 _READ_ONLY_PREFIXES = ("Describe", "List", "Get")
-_READ_ONLY = {"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext",
-              "GenerateRandom"}
+_READ_ONLY = {
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+}
 #: request members that never go into audit events (secrets, or bulky and meaningless there)
 _SECRET_PARAMS = {"Plaintext", "CiphertextBlob", "GrantTokens", "GrantToken"}
 _MAX_ON_DEMAND_ROTATIONS = 25
@@ -103,7 +134,8 @@ def _validation(field_path: str, value: object, constraint: str) -> AWSError:
     shown = "null" if value is None else f"'{value}'"
     return AWSError(
         "ValidationException",
-        f"1 validation error detected: Value {shown} at '{field_path}' failed to satisfy constraint: {constraint}",
+        f"1 validation error detected: Value {shown} at '{field_path}' "
+        f"failed to satisfy constraint: {constraint}",
     )
 
 
@@ -122,7 +154,12 @@ class _Material:
     rotation_type: str  # "" for the original material, else AUTOMATIC | ON_DEMAND
 
     def doc(self) -> dict:
-        return {"index": self.index, "id": self.material_id, "created": self.created, "type": self.rotation_type}
+        return {
+            "index": self.index,
+            "id": self.material_id,
+            "created": self.created,
+            "type": self.rotation_type,
+        }
 
 
 @dataclass
@@ -159,23 +196,44 @@ class _Key:
 
     def doc(self) -> dict:
         return {
-            "key_id": self.key_id, "account": self.account, "region": self.region, "created": self.created,
-            "description": self.description, "key_usage": self.key_usage, "key_spec": self.key_spec,
-            "key_manager": self.key_manager, "policy": self.policy_text, "state": self.state,
-            "deletion_date": self.deletion_date, "pending_window": self.pending_window, "tags": self.tags,
-            "rotation_enabled": self.rotation_enabled, "rotation_period": self.rotation_period,
-            "next_rotation": self.next_rotation, "materials": [m.doc() for m in self.materials],
+            "key_id": self.key_id,
+            "account": self.account,
+            "region": self.region,
+            "created": self.created,
+            "description": self.description,
+            "key_usage": self.key_usage,
+            "key_spec": self.key_spec,
+            "key_manager": self.key_manager,
+            "policy": self.policy_text,
+            "state": self.state,
+            "deletion_date": self.deletion_date,
+            "pending_window": self.pending_window,
+            "tags": self.tags,
+            "rotation_enabled": self.rotation_enabled,
+            "rotation_period": self.rotation_period,
+            "next_rotation": self.next_rotation,
+            "materials": [m.doc() for m in self.materials],
             "on_demand_rotations": self.on_demand_rotations,
         }
 
     @classmethod
     def from_doc(cls, doc: dict) -> _Key:
         key = cls(
-            key_id=doc["key_id"], account=doc["account"], region=doc["region"], created=doc["created"],
-            description=doc["description"], key_usage=doc["key_usage"], key_spec=doc["key_spec"],
-            key_manager=doc["key_manager"], policy_text=doc["policy"], state=doc["state"],
-            deletion_date=doc["deletion_date"], pending_window=doc["pending_window"], tags=doc["tags"],
-            rotation_enabled=doc["rotation_enabled"], rotation_period=doc["rotation_period"],
+            key_id=doc["key_id"],
+            account=doc["account"],
+            region=doc["region"],
+            created=doc["created"],
+            description=doc["description"],
+            key_usage=doc["key_usage"],
+            key_spec=doc["key_spec"],
+            key_manager=doc["key_manager"],
+            policy_text=doc["policy"],
+            state=doc["state"],
+            deletion_date=doc["deletion_date"],
+            pending_window=doc["pending_window"],
+            tags=doc["tags"],
+            rotation_enabled=doc["rotation_enabled"],
+            rotation_period=doc["rotation_period"],
             next_rotation=doc["next_rotation"],
             materials=[_Material(m["index"], m["id"], m["created"], m["type"]) for m in doc["materials"]],
             on_demand_rotations=doc.get("on_demand_rotations", 0),
@@ -207,7 +265,8 @@ class _Key:
             )
         elif self.key_usage == "SIGN_VERIFY":
             md["SigningAlgorithms"] = (
-                ["RSASSA_PSS_SHA_256", "RSASSA_PKCS1_V1_5_SHA_256"] if self.key_spec.startswith("RSA")
+                ["RSASSA_PSS_SHA_256", "RSASSA_PKCS1_V1_5_SHA_256"]
+                if self.key_spec.startswith("RSA")
                 else ["ECDSA_SHA_256"]
             )
         else:
@@ -316,18 +375,38 @@ class KeyService:
                 "Version": "2012-10-17",
                 "Id": "aws-owned-dynamodb",
                 "Statement": [
-                    {"Sid": "DynamoDB itself", "Effect": "Allow", "Principal": {"Service": DYNAMODB_SERVICE},
-                     "Action": "kms:*", "Resource": "*"},
+                    {
+                        "Sid": "DynamoDB itself",
+                        "Effect": "Allow",
+                        "Principal": {"Service": DYNAMODB_SERVICE},
+                        "Action": "kms:*",
+                        "Resource": "*",
+                    },
                     # the database refreshing a cached table key on a user's behalf (Decrypt via DynamoDB)
-                    {"Sid": "Any principal, only through DynamoDB", "Effect": "Allow", "Principal": {"AWS": "*"},
-                     "Action": ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey*", "kms:ReEncrypt*",
-                                "kms:DescribeKey"],
-                     "Resource": "*",
-                     "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}}},
+                    {
+                        "Sid": "Any principal, only through DynamoDB",
+                        "Effect": "Allow",
+                        "Principal": {"AWS": "*"},
+                        "Action": [
+                            "kms:Decrypt",
+                            "kms:Encrypt",
+                            "kms:GenerateDataKey*",
+                            "kms:ReEncrypt*",
+                            "kms:DescribeKey",
+                        ],
+                        "Resource": "*",
+                        "Condition": {"StringEquals": {"kms:ViaService": f"dynamodb.{region}.amazonaws.com"}},
+                    },
                 ],
             }
-            key = self._new_key(AWS_OWNED_ACCOUNT, region, "AWS owned key for Amazon DynamoDB",
-                                orjson.dumps(doc).decode(), "AWS", rotation=True)
+            key = self._new_key(
+                AWS_OWNED_ACCOUNT,
+                region,
+                "AWS owned key for Amazon DynamoDB",
+                orjson.dumps(doc).decode(),
+                "AWS",
+                rotation=True,
+            )
             self._put_alias(AWS_OWNED_ACCOUNT, region, _OWNED_ALIAS, key.key_id, create=True)
             return key.arn
 
@@ -336,10 +415,18 @@ class KeyService:
         now = self.clock()
         with self._lock:
             for key in list(self._keys.values()):
-                if key.state == "PendingDeletion" and key.deletion_date is not None and key.deletion_date <= now:
+                if (
+                    key.state == "PendingDeletion"
+                    and key.deletion_date is not None
+                    and key.deletion_date <= now
+                ):
                     self._delete_key_now(key)
-                elif (key.state == "Enabled" and key.rotation_enabled and key.next_rotation is not None
-                      and key.next_rotation <= now):
+                elif (
+                    key.state == "Enabled"
+                    and key.rotation_enabled
+                    and key.next_rotation is not None
+                    and key.next_rotation <= now
+                ):
                     self._rotate(key, "AUTOMATIC")
                     key.next_rotation = now + key.rotation_period * self.settings.kms_day_seconds
                     self._save(key)
@@ -362,15 +449,21 @@ class KeyService:
                 if params is None:
                     params = {}
                 if not isinstance(params, dict):
-                    raise AWSError("SerializationException", "Start of structure or map found where not expected.")
+                    raise AWSError(
+                        "SerializationException", "Start of structure or map found where not expected."
+                    )
                 response = handler(caller, params, info)
             except AWSError as err:
                 self._audit(name, caller, params, info, err)
                 raise
             except Exception:
                 log.exception("KMS %s failed", name)
-                err = AWSError("KMSInternalException", "The request was rejected because an internal "
-                               "exception occurred. The request can be retried.", 500)
+                err = AWSError(
+                    "KMSInternalException",
+                    "The request was rejected because an internal "
+                    "exception occurred. The request can be retried.",
+                    500,
+                )
                 self._audit(name, caller, params, info, err)
                 raise err from None
             self._audit(name, caller, params, info, None)
@@ -381,7 +474,10 @@ class KeyService:
 
     def _identity(self, caller: Caller) -> dict:
         if caller.is_service:
-            return {"type": "AWSService", "invokedBy": _service_root(caller.via_service or caller.principal_arn)}
+            return {
+                "type": "AWSService",
+                "invokedBy": _service_root(caller.via_service or caller.principal_arn),
+            }
         ident: dict = {
             "type": caller.user_type(),
             "principalId": caller.access_key or caller.account,
@@ -396,7 +492,9 @@ class KeyService:
             ident["invokedBy"] = _service_root(caller.via_service)
         return ident
 
-    def _audit(self, name: str, caller: Caller, params: object, info: _CallInfo, err: AWSError | None) -> None:
+    def _audit(
+        self, name: str, caller: Caller, params: object, info: _CallInfo, err: AWSError | None
+    ) -> None:
         now = self.clock()
         request = None
         if isinstance(params, dict):
@@ -480,17 +578,36 @@ class KeyService:
         sealed = self._root.seal(raw, self._material_aad(key, index))
         # cache first, publish second: a concurrent Encrypt may pick the new material at once
         self._aead[(key.key_id, index)] = AESGCM(raw)
-        key.materials.append(_Material(index, hashlib.sha256(os.urandom(32)).hexdigest(), self.clock(),
-                                       rotation_type))
+        key.materials.append(
+            _Material(index, hashlib.sha256(os.urandom(32)).hexdigest(), self.clock(), rotation_type)
+        )
         return index, sealed
 
-    def _new_key(self, account: str, region: str, description: str, policy_text: str, manager: str,
-                 key_usage: str = "ENCRYPT_DECRYPT", key_spec: str = _SYMMETRIC, tags: list | None = None,
-                 rotation: bool = False) -> _Key:
+    def _new_key(
+        self,
+        account: str,
+        region: str,
+        description: str,
+        policy_text: str,
+        manager: str,
+        key_usage: str = "ENCRYPT_DECRYPT",
+        key_spec: str = _SYMMETRIC,
+        tags: list | None = None,
+        rotation: bool = False,
+    ) -> _Key:
         now = self.clock()
-        key = _Key(key_id=str(uuid.uuid4()), account=account, region=region, created=now,
-                   description=description, key_usage=key_usage, key_spec=key_spec, key_manager=manager,
-                   policy_text=policy_text, tags=list(tags or []))
+        key = _Key(
+            key_id=str(uuid.uuid4()),
+            account=account,
+            region=region,
+            created=now,
+            description=description,
+            key_usage=key_usage,
+            key_spec=key_spec,
+            key_manager=manager,
+            policy_text=policy_text,
+            tags=list(tags or []),
+        )
         key.policy_doc = pol.parse(policy_text)
         if rotation:
             key.rotation_enabled = True
@@ -537,8 +654,9 @@ class KeyService:
             try:
                 raw = self._root.unseal(sealed, self._material_aad(key, index))
             except RootOfTrustError:
-                log.error("key material of %s (material %d) does not unseal with the root of trust",
-                          key.arn, index)
+                log.error(
+                    "key material of %s (material %d) does not unseal with the root of trust", key.arn, index
+                )
                 raise
             aead = AESGCM(raw)
             self._aead[(key.key_id, index)] = aead
@@ -561,15 +679,22 @@ class KeyService:
             alias = self._aliases.get((account, region), {}).get(MANAGED_DYNAMODB_ALIAS)
             if alias is not None and alias["TargetKeyId"] in self._keys:
                 return self._keys[alias["TargetKeyId"]]
-            key = self._new_key(account, region, MANAGED_DYNAMODB_DESCRIPTION,
-                                pol.dynamodb_managed_policy(account, region), "AWS", rotation=True)
+            key = self._new_key(
+                account,
+                region,
+                MANAGED_DYNAMODB_DESCRIPTION,
+                pol.dynamodb_managed_policy(account, region),
+                "AWS",
+                rotation=True,
+            )
             self._put_alias(account, region, MANAGED_DYNAMODB_ALIAS, key.key_id, create=True)
             return key
 
     # -- resolution and authorization ----------------------------------------------------------------------
 
-    def _resolve(self, caller: Caller, key_ref: object, info: _CallInfo, op: str,
-                 field_path: str = "keyId") -> _Key:
+    def _resolve(
+        self, caller: Caller, key_ref: object, info: _CallInfo, op: str, field_path: str = "keyId"
+    ) -> _Key:
         if key_ref is None:
             raise _not_null(field_path)
         if not isinstance(key_ref, str):
@@ -617,17 +742,30 @@ class KeyService:
         return key
 
     def _denied(self, caller: Caller, key: _Key, action: str, explicit: bool = False) -> AWSError:
-        tail = ("with an explicit deny in a resource-based policy" if explicit
-                else f"because no resource-based policy allows the kms:{action} action")
+        tail = (
+            "with an explicit deny in a resource-based policy"
+            if explicit
+            else f"because no resource-based policy allows the kms:{action} action"
+        )
         return AWSError(
             "AccessDeniedException",
-            f"User: {caller.principal_arn} is not authorized to perform: kms:{action} on resource: {key.arn} {tail}",
+            f"User: {caller.principal_arn} is not authorized to perform: kms:{action} "
+            f"on resource: {key.arn} {tail}",
         )
 
-    def _authorize(self, caller: Caller, key: _Key, action: str, context: dict | None = None,
-                   context_bytes: bytes = b"") -> None:
-        cache_key = (key.key_id, key.version, caller.principal_arn, caller.account, caller.is_service,
-                     caller.via_service, action, context_bytes)
+    def _authorize(
+        self, caller: Caller, key: _Key, action: str, context: dict | None = None, context_bytes: bytes = b""
+    ) -> None:
+        cache_key = (
+            key.key_id,
+            key.version,
+            caller.principal_arn,
+            caller.account,
+            caller.is_service,
+            caller.via_service,
+            action,
+            context_bytes,
+        )
         verdict = self._authz_cache.get(cache_key)
         if verdict is None:
             verdict = self._evaluate(caller, key, action, context)
@@ -692,7 +830,9 @@ class KeyService:
         ctx = params.get(name)
         if ctx is None:
             return {}, b""
-        if not isinstance(ctx, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in ctx.items()):
+        if not isinstance(ctx, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in ctx.items()
+        ):
             raise AWSError("SerializationException", f"Unexpected value type for {_lower_first(name)}")
         return ctx, blobfmt.canonical_context(ctx)
 
@@ -710,7 +850,9 @@ class KeyService:
         try:
             return base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            raise AWSError("SerializationException", f"Could not decode base64 for {_lower_first(name)}") from None
+            raise AWSError(
+                "SerializationException", f"Could not decode base64 for {_lower_first(name)}"
+            ) from None
 
     @staticmethod
     def _int(params: dict, name: str, lo: int, hi: int, default: int | None = None) -> int | None:
@@ -720,7 +862,9 @@ class KeyService:
         if isinstance(value, bool) or not isinstance(value, int):
             raise AWSError("SerializationException", f"Unexpected value type for {_lower_first(name)}")
         if value < lo:
-            raise _validation(_lower_first(name), value, f"Member must have value greater than or equal to {lo}")
+            raise _validation(
+                _lower_first(name), value, f"Member must have value greater than or equal to {lo}"
+            )
         if value > hi:
             raise _validation(_lower_first(name), value, f"Member must have value less than or equal to {hi}")
         return value
@@ -735,10 +879,14 @@ class KeyService:
         if not isinstance(value, str):
             raise AWSError("SerializationException", f"Unexpected value type for {_lower_first(name)}")
         if len(value) > max_len:
-            raise _validation(_lower_first(name), value, f"Member must have length less than or equal to {max_len}")
+            raise _validation(
+                _lower_first(name), value, f"Member must have length less than or equal to {max_len}"
+            )
         return value
 
-    def _page(self, items: list, params: dict, limit_default: int = 100, limit_max: int = 1000) -> tuple[list, dict]:
+    def _page(
+        self, items: list, params: dict, limit_default: int = 100, limit_max: int = 1000
+    ) -> tuple[list, dict]:
         limit = self._int(params, "Limit", 1, limit_max, limit_default)
         marker = params.get("Marker")
         start = 0
@@ -749,7 +897,7 @@ class KeyService:
                     raise ValueError
             except (ValueError, binascii.Error, UnicodeDecodeError):
                 raise AWSError("InvalidMarkerException", "Invalid marker") from None
-        page = items[start:start + limit]
+        page = items[start : start + limit]
         more = start + limit < len(items)
         extra: dict = {"Truncated": more}
         if more:
@@ -767,10 +915,14 @@ class KeyService:
     def _require_symmetric(key: _Key, op: str) -> None:
         if key.key_spec != _SYMMETRIC:
             if key.key_usage != "ENCRYPT_DECRYPT" or op.startswith("GenerateDataKey"):
-                raise AWSError("InvalidKeyUsageException",
-                               f"{key.arn} key usage is {key.key_usage} which is not valid for {op}.")
-            raise AWSError("UnsupportedOperationException",
-                           f"{key.arn} key spec {key.key_spec} is not supported for {op} by this key service.")
+                raise AWSError(
+                    "InvalidKeyUsageException",
+                    f"{key.arn} key usage is {key.key_usage} which is not valid for {op}.",
+                )
+            raise AWSError(
+                "UnsupportedOperationException",
+                f"{key.arn} key spec {key.key_spec} is not supported for {op} by this key service.",
+            )
 
     # -- operations: keys ----------------------------------------------------------------------------------
 
@@ -778,32 +930,54 @@ class KeyService:
         if caller.is_service:
             raise AWSError("AccessDeniedException", "Service principals cannot create keys.")
         description = self._string(params, "Description", max_len=8192) or ""
-        key_spec = self._string(params, "KeySpec") or self._string(params, "CustomerMasterKeySpec") or _SYMMETRIC
+        key_spec = (
+            self._string(params, "KeySpec") or self._string(params, "CustomerMasterKeySpec") or _SYMMETRIC
+        )
         if key_spec not in _KEY_SPECS:
-            raise _validation("keySpec", key_spec, "Member must satisfy enum value set: [" + ", ".join(_KEY_SPECS)
-                              + "]")
+            raise _validation(
+                "keySpec", key_spec, "Member must satisfy enum value set: [" + ", ".join(_KEY_SPECS) + "]"
+            )
         key_usage = self._string(params, "KeyUsage") or _KEY_SPECS[key_spec][0]
         if key_usage not in ("ENCRYPT_DECRYPT", "SIGN_VERIFY", "GENERATE_VERIFY_MAC", "KEY_AGREEMENT"):
-            raise _validation("keyUsage", key_usage, "Member must satisfy enum value set: "
-                              "[SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC, KEY_AGREEMENT]")
+            raise _validation(
+                "keyUsage",
+                key_usage,
+                "Member must satisfy enum value set: "
+                "[SIGN_VERIFY, ENCRYPT_DECRYPT, GENERATE_VERIFY_MAC, KEY_AGREEMENT]",
+            )
         if key_usage not in _KEY_SPECS[key_spec]:
-            raise AWSError("ValidationException",
-                           f"KeyUsage {key_usage} is not compatible with KeySpec {key_spec}")
+            raise AWSError(
+                "ValidationException", f"KeyUsage {key_usage} is not compatible with KeySpec {key_spec}"
+            )
         origin = self._string(params, "Origin") or "AWS_KMS"
         if origin != "AWS_KMS":
-            raise AWSError("UnsupportedOperationException", f"Origin {origin} is not supported by this key service.")
+            raise AWSError(
+                "UnsupportedOperationException", f"Origin {origin} is not supported by this key service."
+            )
         if params.get("MultiRegion"):
-            raise AWSError("UnsupportedOperationException", "Multi-Region keys are not supported by this key service.")
+            raise AWSError(
+                "UnsupportedOperationException", "Multi-Region keys are not supported by this key service."
+            )
         if params.get("CustomKeyStoreId") or params.get("XksKeyId"):
-            raise AWSError("UnsupportedOperationException", "Custom key stores are not supported by this key service.")
+            raise AWSError(
+                "UnsupportedOperationException", "Custom key stores are not supported by this key service."
+            )
         tags = self._tags(params)
         policy_text = params.get("Policy")
         if policy_text is None:
             policy_text = pol.default_policy(caller.account)
         else:
             pol.parse(policy_text)
-        key = self._new_key(caller.account, caller.region, description, policy_text, "CUSTOMER",
-                            key_usage=key_usage, key_spec=key_spec, tags=tags)
+        key = self._new_key(
+            caller.account,
+            caller.region,
+            description,
+            policy_text,
+            "CUSTOMER",
+            key_usage=key_usage,
+            key_spec=key_spec,
+            tags=tags,
+        )
         info.touch(key)
         md = key.metadata()
         info.response_elements = {"keyMetadata": _camel({**md, "CreationDate": _iso(key.created)})}
@@ -815,8 +989,10 @@ class KeyService:
         return {"KeyMetadata": key.metadata()}
 
     def _list_keys(self, caller: Caller, params: dict, info: _CallInfo) -> dict:
-        keys = sorted((k for k in self._keys.values() if k.account == caller.account and k.region == caller.region),
-                      key=lambda k: (k.created, k.key_id))
+        keys = sorted(
+            (k for k in self._keys.values() if k.account == caller.account and k.region == caller.region),
+            key=lambda k: (k.created, k.key_id),
+        )
         page, extra = self._page(keys, params)
         return {"Keys": [{"KeyId": k.key_id, "KeyArn": k.arn} for k in page], **extra}
 
@@ -845,17 +1021,27 @@ class KeyService:
         key = self._resolve(caller, params.get("KeyId"), info, "ScheduleKeyDeletion")
         self._authorize(caller, key, "ScheduleKeyDeletion")
         if not 7 <= window <= 30:
-            raise AWSError("ValidationException", f"PendingWindowInDays should be between 7 and 30, but it is {window}")
+            raise AWSError(
+                "ValidationException", f"PendingWindowInDays should be between 7 and 30, but it is {window}"
+            )
         self._require_state(key, allow_disabled=True)
         with self._lock:
             key.state = "PendingDeletion"
             key.pending_window = window
             key.deletion_date = self.clock() + window * self.settings.kms_day_seconds
             self._save(key)
-        out = {"KeyId": key.arn, "DeletionDate": key.deletion_date, "KeyState": key.state,
-               "PendingWindowInDays": window}
-        info.response_elements = {"keyId": key.arn, "deletionDate": _iso(key.deletion_date),
-                                  "keyState": key.state, "pendingWindowInDays": window}
+        out = {
+            "KeyId": key.arn,
+            "DeletionDate": key.deletion_date,
+            "KeyState": key.state,
+            "PendingWindowInDays": window,
+        }
+        info.response_elements = {
+            "keyId": key.arn,
+            "deletionDate": _iso(key.deletion_date),
+            "keyState": key.state,
+            "pendingWindowInDays": window,
+        }
         return out
 
     def _cancel_key_deletion(self, caller: Caller, params: dict, info: _CallInfo) -> dict:
@@ -882,7 +1068,9 @@ class KeyService:
         if not 1 <= len(name) <= 256:
             raise _validation("aliasName", name, "Member must have length less than or equal to 256")
         if not _ALIAS_NAME.match(name):
-            raise _validation("aliasName", name, "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$")
+            raise _validation(
+                "aliasName", name, "Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
+            )
         if not name.startswith("alias/"):
             raise AWSError("ValidationException", _ALIAS_DOC)
         if name.startswith("alias/aws/"):
@@ -911,8 +1099,11 @@ class KeyService:
         key = self._alias_target(caller, params, info, "CreateAlias")
         with self._lock:
             if name in self._aliases.get((caller.account, caller.region), {}):
-                raise AWSError("AlreadyExistsException", f"An alias with the name arn:aws:kms:{caller.region}:"
-                               f"{caller.account}:{name} already exists")
+                raise AWSError(
+                    "AlreadyExistsException",
+                    f"An alias with the name arn:aws:kms:{caller.region}:"
+                    f"{caller.account}:{name} already exists",
+                )
             self._put_alias(caller.account, caller.region, name, key.key_id, create=True)
         return {}
 
@@ -920,15 +1111,18 @@ class KeyService:
         name = self._alias_name(caller, params, "UpdateAlias")
         current = self._aliases.get((caller.account, caller.region), {}).get(name)
         if current is None:
-            raise AWSError("NotFoundException",
-                           f"Alias arn:aws:kms:{caller.region}:{caller.account}:{name} is not found.")
+            raise AWSError(
+                "NotFoundException",
+                f"Alias arn:aws:kms:{caller.region}:{caller.account}:{name} is not found.",
+            )
         if current["TargetKeyId"] in self._keys:
             info.touch(self._keys[current["TargetKeyId"]])
         key = self._alias_target(caller, params, info, "UpdateAlias")
         old = self._keys.get(current["TargetKeyId"])
         if old is not None and (old.key_spec, old.key_usage) != (key.key_spec, key.key_usage):
-            raise AWSError("ValidationException",
-                           f"{old.arn} key usage or key spec does not match {key.arn}.")
+            raise AWSError(
+                "ValidationException", f"{old.arn} key usage or key spec does not match {key.arn}."
+            )
         self._put_alias(caller.account, caller.region, name, key.key_id, create=False)
         return {}
 
@@ -938,8 +1132,10 @@ class KeyService:
             names = self._aliases.get((caller.account, caller.region), {})
             current = names.get(name)
             if current is None:
-                raise AWSError("NotFoundException",
-                               f"Alias arn:aws:kms:{caller.region}:{caller.account}:{name} is not found.")
+                raise AWSError(
+                    "NotFoundException",
+                    f"Alias arn:aws:kms:{caller.region}:{caller.account}:{name} is not found.",
+                )
             key = self._keys.get(current["TargetKeyId"])
             if key is not None:
                 info.touch(key)
@@ -958,13 +1154,15 @@ class KeyService:
         for name, doc in sorted(names.items()):
             if target is not None and doc["TargetKeyId"] != target:
                 continue
-            entries.append({
-                "AliasName": name,
-                "AliasArn": f"arn:aws:kms:{caller.region}:{caller.account}:{name}",
-                "TargetKeyId": doc["TargetKeyId"],
-                "CreationDate": doc["CreationDate"],
-                "LastUpdatedDate": doc["LastUpdatedDate"],
-            })
+            entries.append(
+                {
+                    "AliasName": name,
+                    "AliasArn": f"arn:aws:kms:{caller.region}:{caller.account}:{name}",
+                    "TargetKeyId": doc["TargetKeyId"],
+                    "CreationDate": doc["CreationDate"],
+                    "LastUpdatedDate": doc["LastUpdatedDate"],
+                }
+            )
         page, extra = self._page(entries, params, 50, 100)
         return {"Aliases": page, **extra}
 
@@ -977,8 +1175,16 @@ class KeyService:
             raise AWSError("KMSInternalException", "The key material is unavailable.", 500)
         return blobfmt.seal(aead, key.key_id, material.index, plaintext, context), material
 
-    def _unseal(self, caller: Caller, ciphertext: bytes, context: dict, context_bytes: bytes, info: _CallInfo,
-                action: str, expected_key: object) -> tuple[_Key, bytes, _Material]:
+    def _unseal(
+        self,
+        caller: Caller,
+        ciphertext: bytes,
+        context: dict,
+        context_bytes: bytes,
+        info: _CallInfo,
+        action: str,
+        expected_key: object,
+    ) -> tuple[_Key, bytes, _Material]:
         try:
             header = blobfmt.parse_header(ciphertext)
         except blobfmt.BadBlob:
@@ -989,15 +1195,18 @@ class KeyService:
         if key is None or key.region != caller.region:
             raise AWSError(
                 "AccessDeniedException",
-                "The ciphertext refers to a customer master key that does not exist, does not exist in this region, "
+                "The ciphertext refers to a customer master key that does not exist, "
+                "does not exist in this region, "
                 "or you are not allowed to access.",
             )
         info.touch(key)
         if expected_key is not None:
             wanted = self._resolve(caller, expected_key, _CallInfo(), "Decrypt")
             if wanted.key_id != key.key_id:
-                raise AWSError("IncorrectKeyException",
-                               "The key ID in the request does not identify a CMK that can perform this operation.")
+                raise AWSError(
+                    "IncorrectKeyException",
+                    "The key ID in the request does not identify a CMK that can perform this operation.",
+                )
         self._authorize(caller, key, action, context, context_bytes)
         self._require_state(key)
         if header.material_index >= len(key.materials):
@@ -1017,18 +1226,26 @@ class KeyService:
         if alg is None or alg == _SYMMETRIC:
             return _SYMMETRIC
         if alg in ("RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256", "SM2PKE"):
-            raise AWSError("InvalidKeyUsageException",
-                           f"The encryption algorithm {alg} is not valid for a symmetric encryption KMS key.")
-        raise _validation(_lower_first(name), alg,
-                          "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, "
-                          "RSAES_OAEP_SHA_256, SM2PKE]")
+            raise AWSError(
+                "InvalidKeyUsageException",
+                f"The encryption algorithm {alg} is not valid for a symmetric encryption KMS key.",
+            )
+        raise _validation(
+            _lower_first(name),
+            alg,
+            "Member must satisfy enum value set: [SYMMETRIC_DEFAULT, RSAES_OAEP_SHA_1, "
+            "RSAES_OAEP_SHA_256, SM2PKE]",
+        )
 
     def _encrypt(self, caller: Caller, params: dict, info: _CallInfo) -> dict:
         plaintext = self._bytes(params, "Plaintext")
         if not 1 <= len(plaintext) <= 4096:
-            raise AWSError("ValidationException", "1 validation error detected: Value at 'plaintext' failed to "
-                           "satisfy constraint: Member must have length "
-                           + ("less than or equal to 4096" if plaintext else "greater than or equal to 1"))
+            raise AWSError(
+                "ValidationException",
+                "1 validation error detected: Value at 'plaintext' failed to "
+                "satisfy constraint: Member must have length "
+                + ("less than or equal to 4096" if plaintext else "greater than or equal to 1"),
+            )
         context, context_bytes = self._context(params)
         key = self._resolve(caller, params.get("KeyId"), info, "Encrypt")
         self._authorize(caller, key, "Encrypt", context, context_bytes)
@@ -1036,22 +1253,34 @@ class KeyService:
         self._require_symmetric(key, "Encrypt")
         algorithm = self._algorithm(params)
         blob, _material = self._seal(key, plaintext, context_bytes)
-        return {"CiphertextBlob": base64.b64encode(blob).decode(), "KeyId": key.arn,
-                "EncryptionAlgorithm": algorithm}
+        return {
+            "CiphertextBlob": base64.b64encode(blob).decode(),
+            "KeyId": key.arn,
+            "EncryptionAlgorithm": algorithm,
+        }
 
     def _decrypt(self, caller: Caller, params: dict, info: _CallInfo) -> dict:
         ciphertext = self._bytes(params, "CiphertextBlob")
         if not 1 <= len(ciphertext) <= 6144:
-            raise _validation("ciphertextBlob", None if not ciphertext else "...",
-                              "Member must have length less than or equal to 6144" if ciphertext
-                              else "Member must have length greater than or equal to 1")
+            raise _validation(
+                "ciphertextBlob",
+                None if not ciphertext else "...",
+                "Member must have length less than or equal to 6144"
+                if ciphertext
+                else "Member must have length greater than or equal to 1",
+            )
         context, context_bytes = self._context(params)
         algorithm = self._algorithm(params)
-        key, plaintext, material = self._unseal(caller, ciphertext, context, context_bytes, info, "Decrypt",
-                                                params.get("KeyId"))
+        key, plaintext, material = self._unseal(
+            caller, ciphertext, context, context_bytes, info, "Decrypt", params.get("KeyId")
+        )
         info.response_elements = {"keyMaterialId": material.material_id}
-        return {"KeyId": key.arn, "Plaintext": base64.b64encode(plaintext).decode(), "EncryptionAlgorithm": algorithm,
-                "KeyMaterialId": material.material_id}
+        return {
+            "KeyId": key.arn,
+            "Plaintext": base64.b64encode(plaintext).decode(),
+            "EncryptionAlgorithm": algorithm,
+            "KeyMaterialId": material.material_id,
+        }
 
     def _re_encrypt(self, caller: Caller, params: dict, info: _CallInfo) -> dict:
         ciphertext = self._bytes(params, "CiphertextBlob")
@@ -1061,20 +1290,27 @@ class KeyService:
         dst_ctx, dst_bytes = self._context(params, "DestinationEncryptionContext")
         src_alg = self._algorithm(params, "SourceEncryptionAlgorithm")
         dst_alg = self._algorithm(params, "DestinationEncryptionAlgorithm")
-        src_key, plaintext, src_material = self._unseal(caller, ciphertext, src_ctx, src_bytes, info, "ReEncryptFrom",
-                                                        params.get("SourceKeyId"))
+        src_key, plaintext, src_material = self._unseal(
+            caller, ciphertext, src_ctx, src_bytes, info, "ReEncryptFrom", params.get("SourceKeyId")
+        )
         dst_key = self._resolve(caller, params.get("DestinationKeyId"), info, "ReEncrypt", "destinationKeyId")
         self._authorize(caller, dst_key, "ReEncryptTo", dst_ctx, dst_bytes)
         self._require_state(dst_key)
         self._require_symmetric(dst_key, "ReEncrypt")
         blob, dst_material = self._seal(dst_key, plaintext, dst_bytes)
-        return {"CiphertextBlob": base64.b64encode(blob).decode(), "SourceKeyId": src_key.arn, "KeyId": dst_key.arn,
-                "SourceEncryptionAlgorithm": src_alg, "DestinationEncryptionAlgorithm": dst_alg,
-                "SourceKeyMaterialId": src_material.material_id,
-                "DestinationKeyMaterialId": dst_material.material_id}
+        return {
+            "CiphertextBlob": base64.b64encode(blob).decode(),
+            "SourceKeyId": src_key.arn,
+            "KeyId": dst_key.arn,
+            "SourceEncryptionAlgorithm": src_alg,
+            "DestinationEncryptionAlgorithm": dst_alg,
+            "SourceKeyMaterialId": src_material.material_id,
+            "DestinationKeyMaterialId": dst_material.material_id,
+        }
 
-    def _data_key(self, caller: Caller, params: dict, info: _CallInfo,
-                  op: str) -> tuple[_Key, bytes, bytes, _Material]:
+    def _data_key(
+        self, caller: Caller, params: dict, info: _CallInfo, op: str
+    ) -> tuple[_Key, bytes, bytes, _Material]:
         key_spec = params.get("KeySpec")
         number = self._int(params, "NumberOfBytes", 1, 1024)
         if key_spec is not None and key_spec not in ("AES_256", "AES_128"):
@@ -1095,14 +1331,24 @@ class KeyService:
         key, plaintext, blob, material = self._data_key(caller, params, info, "GenerateDataKey")
         material_id = material.material_id
         info.response_elements = {"keyMaterialId": material_id}
-        return {"CiphertextBlob": base64.b64encode(blob).decode(), "Plaintext": base64.b64encode(plaintext).decode(),
-                "KeyId": key.arn, "KeyMaterialId": material_id}
+        return {
+            "CiphertextBlob": base64.b64encode(blob).decode(),
+            "Plaintext": base64.b64encode(plaintext).decode(),
+            "KeyId": key.arn,
+            "KeyMaterialId": material_id,
+        }
 
     def _generate_data_key_without_plaintext(self, caller: Caller, params: dict, info: _CallInfo) -> dict:
-        key, _plaintext, blob, material = self._data_key(caller, params, info, "GenerateDataKeyWithoutPlaintext")
+        key, _plaintext, blob, material = self._data_key(
+            caller, params, info, "GenerateDataKeyWithoutPlaintext"
+        )
         material_id = material.material_id
         info.response_elements = {"keyMaterialId": material_id}
-        return {"CiphertextBlob": base64.b64encode(blob).decode(), "KeyId": key.arn, "KeyMaterialId": material_id}
+        return {
+            "CiphertextBlob": base64.b64encode(blob).decode(),
+            "KeyId": key.arn,
+            "KeyMaterialId": material_id,
+        }
 
     def _generate_random(self, caller: Caller, params: dict, info: _CallInfo) -> dict:
         if params.get("CustomKeyStoreId") is not None:
@@ -1119,9 +1365,11 @@ class KeyService:
         self._authorize(caller, key, op)
         self._require_state(key)
         if key.key_spec != _SYMMETRIC:
-            raise AWSError("UnsupportedOperationException",
-                           "You cannot perform this operation on a non-symmetric key or a key with "
-                           "non-ENCRYPT_DECRYPT key usage.")
+            raise AWSError(
+                "UnsupportedOperationException",
+                "You cannot perform this operation on a non-symmetric key or a key with "
+                "non-ENCRYPT_DECRYPT key usage.",
+            )
         return key
 
     def _enable_key_rotation(self, caller: Caller, params: dict, info: _CallInfo) -> dict:
@@ -1156,8 +1404,10 @@ class KeyService:
         key = self._rotation_key(caller, params, info, "RotateKeyOnDemand")
         with self._lock:
             if key.on_demand_rotations >= _MAX_ON_DEMAND_ROTATIONS:
-                raise AWSError("LimitExceededException",
-                               f"The on-demand rotations limit has been reached for the given keyId: {key.arn}")
+                raise AWSError(
+                    "LimitExceededException",
+                    f"The on-demand rotations limit has been reached for the given keyId: {key.arn}",
+                )
             key.on_demand_rotations += 1
             self._rotate(key, "ON_DEMAND")
         return {"KeyId": key.key_id}
@@ -1166,11 +1416,21 @@ class KeyService:
         key = self._resolve(caller, params.get("KeyId"), info, "ListKeyRotations")
         self._authorize(caller, key, "ListKeyRotations")
         if key.key_spec != _SYMMETRIC:
-            raise AWSError("UnsupportedOperationException",
-                           "You cannot perform this operation on a non-symmetric key or a key with "
-                           "non-ENCRYPT_DECRYPT key usage.")
-        rotations = [{"KeyId": key.key_id, "KeyMaterialId": m.material_id, "RotationDate": m.created,
-                      "RotationType": m.rotation_type} for m in key.materials if m.rotation_type]
+            raise AWSError(
+                "UnsupportedOperationException",
+                "You cannot perform this operation on a non-symmetric key or a key with "
+                "non-ENCRYPT_DECRYPT key usage.",
+            )
+        rotations = [
+            {
+                "KeyId": key.key_id,
+                "KeyMaterialId": m.material_id,
+                "RotationDate": m.created,
+                "RotationType": m.rotation_type,
+            }
+            for m in key.materials
+            if m.rotation_type
+        ]
         page, extra = self._page(rotations, params)
         return {"Rotations": page, **extra}
 
@@ -1241,25 +1501,35 @@ class KeyService:
             raise AWSError("SerializationException", "Unexpected value type for operations")
         bad = [o for o in operations if o not in _GRANT_OPERATIONS]
         if bad or not operations:
-            raise _validation("operations", "[" + ", ".join(operations) + "]",
-                              "Member must satisfy constraint: [Member must satisfy enum value set: ["
-                              + ", ".join(_GRANT_OPERATIONS) + "]]")
+            raise _validation(
+                "operations",
+                "[" + ", ".join(operations) + "]",
+                "Member must satisfy constraint: [Member must satisfy enum value set: ["
+                + ", ".join(_GRANT_OPERATIONS)
+                + "]]",
+            )
         constraints = params.get("Constraints")
         if constraints is not None:
-            if not isinstance(constraints, dict) or set(constraints) - {"EncryptionContextSubset",
-                                                                        "EncryptionContextEquals"}:
+            if not isinstance(constraints, dict) or set(constraints) - {
+                "EncryptionContextSubset",
+                "EncryptionContextEquals",
+            }:
                 raise AWSError("SerializationException", "Unexpected value type for constraints")
             for value in constraints.values():
-                if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                          for k, v in value.items()):
+                if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+                ):
                     raise AWSError("SerializationException", "Unexpected value type for constraints")
         name = self._string(params, "Name", max_len=256)
         key = self._resolve(caller, params.get("KeyId"), info, "CreateGrant")
         self._authorize(caller, key, "CreateGrant")
         self._require_state(key)
         if constraints and key.key_spec != _SYMMETRIC:
-            raise AWSError("ValidationException", "EncryptionContext is supported only when creating a grant for a "
-                           "symmetric encryption KMS key.")
+            raise AWSError(
+                "ValidationException",
+                "EncryptionContext is supported only when creating a grant for a "
+                "symmetric encryption KMS key.",
+            )
         grant = {
             "KeyId": key.arn,
             "Name": name or "",
@@ -1275,8 +1545,16 @@ class KeyService:
             existing = None
             if name:
                 for g in key.grants.values():
-                    if all(g.get(k) == grant.get(k) for k in ("Name", "GranteePrincipal", "RetiringPrincipal",
-                                                              "Operations", "Constraints")):
+                    if all(
+                        g.get(k) == grant.get(k)
+                        for k in (
+                            "Name",
+                            "GranteePrincipal",
+                            "RetiringPrincipal",
+                            "Operations",
+                            "Constraints",
+                        )
+                    ):
                         existing = g
                         break
             if existing is None:
@@ -1292,9 +1570,21 @@ class KeyService:
 
     @staticmethod
     def _grant_entry(grant: dict) -> dict:
-        return {k: grant[k] for k in ("KeyId", "GrantId", "Name", "CreationDate", "GranteePrincipal",
-                                      "RetiringPrincipal", "IssuingAccount", "Operations", "Constraints")
-                if k in grant}
+        return {
+            k: grant[k]
+            for k in (
+                "KeyId",
+                "GrantId",
+                "Name",
+                "CreationDate",
+                "GranteePrincipal",
+                "RetiringPrincipal",
+                "IssuingAccount",
+                "Operations",
+                "Constraints",
+            )
+            if k in grant
+        }
 
     def _list_grants(self, caller: Caller, params: dict, info: _CallInfo) -> dict:
         key = self._resolve(caller, params.get("KeyId"), info, "ListGrants")
@@ -1302,9 +1592,12 @@ class KeyService:
         grant_id = params.get("GrantId")
         grantee = params.get("GranteePrincipal")
         grants = sorted(key.grants.values(), key=lambda g: (g["CreationDate"], g["GrantId"]))
-        entries = [self._grant_entry(g) for g in grants
-                   if (grant_id is None or g["GrantId"] == grant_id)
-                   and (grantee is None or g["GranteePrincipal"] == grantee)]
+        entries = [
+            self._grant_entry(g)
+            for g in grants
+            if (grant_id is None or g["GrantId"] == grant_id)
+            and (grantee is None or g["GranteePrincipal"] == grantee)
+        ]
         page, extra = self._page(entries, params, 50, 100)
         return {"Grants": page, **extra}
 
@@ -1342,17 +1635,26 @@ class KeyService:
             info.touch(key)
         else:
             if params.get("KeyId") is None or params.get("GrantId") is None:
-                raise AWSError("ValidationException", "Either GrantToken or KeyId and GrantId must be specified.")
+                raise AWSError(
+                    "ValidationException", "Either GrantToken or KeyId and GrantId must be specified."
+                )
             key = self._resolve(caller, params.get("KeyId"), info, "RetireGrant")
             grant_id = params["GrantId"]
         grant = self._find_grant(key, grant_id)
         retiring = grant.get("RetiringPrincipal")
         allowed = (
             (retiring is not None and self._grantee_matches(retiring, caller))
-            or ("RetireGrant" in grant["Operations"] and self._grantee_matches(grant["GranteePrincipal"], caller))
+            or (
+                "RetireGrant" in grant["Operations"]
+                and self._grantee_matches(grant["GranteePrincipal"], caller)
+            )
             or (not caller.is_service and caller.account == key.account)
-            or (caller.is_service and caller.account == key.account and retiring is not None
-                and _service_root(retiring) == _service_root(caller.principal_arn))
+            or (
+                caller.is_service
+                and caller.account == key.account
+                and retiring is not None
+                and _service_root(retiring) == _service_root(caller.principal_arn)
+            )
         )
         if not allowed:
             raise self._denied(caller, key, "RetireGrant")
@@ -1380,15 +1682,24 @@ class KeyService:
             raise AWSError("SerializationException", "Unexpected value type for tags")
         out: list[dict] = []
         for i, tag in enumerate(tags, 1):
-            if not isinstance(tag, dict) or not isinstance(tag.get("TagKey"), str) \
-                    or not isinstance(tag.get("TagValue"), str):
+            if (
+                not isinstance(tag, dict)
+                or not isinstance(tag.get("TagKey"), str)
+                or not isinstance(tag.get("TagValue"), str)
+            ):
                 raise AWSError("SerializationException", "Unexpected value type for tags")
             if not 1 <= len(tag["TagKey"]) <= 128:
-                raise _validation(f"tags.{i}.member.tagKey", tag["TagKey"],
-                                  "Member must have length less than or equal to 128")
+                raise _validation(
+                    f"tags.{i}.member.tagKey",
+                    tag["TagKey"],
+                    "Member must have length less than or equal to 128",
+                )
             if len(tag["TagValue"]) > 256:
-                raise _validation(f"tags.{i}.member.tagValue", tag["TagValue"],
-                                  "Member must have length less than or equal to 256")
+                raise _validation(
+                    f"tags.{i}.member.tagValue",
+                    tag["TagValue"],
+                    "Member must have length less than or equal to 256",
+                )
             if tag["TagKey"].lower().startswith("aws:"):
                 raise AWSError("TagException", "Tags beginning with aws: are reserved")
             out = [t for t in out if t["TagKey"] != tag["TagKey"]]
