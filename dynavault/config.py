@@ -35,6 +35,9 @@ class Settings:
     kms_access_key_id: str = ""
     kms_secret_access_key: str = ""
     allow_any_credentials: bool = False
+    #: access key ids (comma-separated) of databases allowed to call this KMS on a caller's behalf
+    #: (header x-dynavault-on-behalf-of), as DynamoDB calls AWS KMS for its users
+    trusted_service_keys: str = ""
     #: account id for --allow-any-credentials when the access key id is not a 12-digit number
     default_account: str = "000000000000"
     key_refresh_seconds: float = 300.0

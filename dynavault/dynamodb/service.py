@@ -89,19 +89,25 @@ class DynamoDBService:
 
 
 def build_dynamodb(settings: Settings, components: dict, metrics=None) -> DynamoDBService:
-    kms_service = components.get("kms")
+    from dynavault.kms.service import AWS_OWNED_ACCOUNT
+
+    owned_account = AWS_OWNED_ACCOUNT
     if settings.kms_endpoint:
-        client: KmsClient = RemoteKms(settings.kms_endpoint, settings.kms_access_key_id,
-                                      settings.kms_secret_access_key)
-        owned_account = ""
+        remote = RemoteKms(settings.kms_endpoint, settings.kms_access_key_id, settings.kms_secret_access_key)
+        client: KmsClient = remote
+        owned_arns: dict[str, str] = {}
 
-        def owned_key_arn(region: str) -> str:  # a key of the database's own account at the remote KMS
-            raise AWSError("ValidationException", "The AWS owned key is not available with a remote KMS yet")
+        def owned_key_arn(region: str) -> str:
+            # The remote KMS keeps the owned key under a reserved alias of the service account.
+            if region not in owned_arns:
+                caller = Caller(account=owned_account, region=region, principal_arn=f"dynamodb.{region}.amazonaws.com",
+                                is_service=True, via_service=f"dynamodb.{region}.amazonaws.com")
+                meta = remote.invoke(caller, "DescribeKey", {"KeyId": "alias/aws/dynamodb-owned"})["KeyMetadata"]
+                owned_arns[region] = meta["Arn"]
+            return owned_arns[region]
     else:
-        from dynavault.kms.service import AWS_OWNED_ACCOUNT
-
+        kms_service = components["kms"]
         client = InProcessKms(kms_service)
-        owned_account = AWS_OWNED_ACCOUNT
         owned_key_arn = kms_service.owned_key_arn
     svc = DynamoDBService(settings, client, owned_key_arn=owned_key_arn, owned_account=owned_account,
                           metrics=metrics)

@@ -729,6 +729,10 @@ class KeyService:
                 return self._cross_account_check(caller, info.touch(key), op)
             if name == MANAGED_DYNAMODB_ALIAS and account == caller.account and account != AWS_OWNED_ACCOUNT:
                 key = self._managed_dynamodb_key(account, region)
+            elif name == _OWNED_ALIAS and account == caller.account == AWS_OWNED_ACCOUNT:
+                # a remote database (dynavault serve --kms-endpoint) finds the owned key by its alias
+                self.owned_key_arn(region)
+                key = self._keys[self._aliases[(account, region)][_OWNED_ALIAS]["TargetKeyId"]]
             else:
                 alias = self._aliases.get((account, region), {}).get(name)
                 if alias is None or alias["TargetKeyId"] not in self._keys:

@@ -137,6 +137,7 @@ class DynavaultApp:
         on_startup: Callable[[], Any] | None = None,
         on_shutdown: Callable[[], Any] | None = None,
         observe: Callable[[str, str, int], None] | None = None,
+        trusted_service_keys: frozenset[str] = frozenset(),
     ) -> None:
         self.routes = routes
         self.verifier = verifier
@@ -145,6 +146,7 @@ class DynavaultApp:
         self.on_startup = on_startup
         self.on_shutdown = on_shutdown
         self.observe = observe
+        self.trusted_service_keys = trusted_service_keys
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -233,6 +235,8 @@ class DynavaultApp:
                 source_ip=client[0],
                 user_agent=headers.get("user-agent", ""),
             )
+            if cred.access_key_id in self.trusted_service_keys and "x-dynavault-on-behalf-of" in headers:
+                caller = self._on_behalf(caller, headers["x-dynavault-on-behalf-of"])
             result = route.handler(caller, params)
             payload = orjson.dumps(result) if result else b"{}"
         except AWSError as err:
@@ -249,6 +253,26 @@ class DynavaultApp:
         if self.observe is not None:
             self.observe(route.front.name if route else "unknown", route.operation if route else target, status)
         await self._respond(send, status, payload, content_type, request_id, origin)
+
+    @staticmethod
+    def _on_behalf(caller: Caller, header: str) -> Caller:
+        """A trusted database acting for one of its callers (what DynamoDB does with AWS KMS)."""
+        try:
+            who = orjson.loads(header)
+            return Caller(
+                account=str(who["account"]),
+                region=caller.region,
+                principal_arn=str(who["principal"]),
+                access_key=caller.access_key,
+                connection_id=caller.connection_id,
+                source_ip=caller.source_ip,
+                user_agent=caller.user_agent,
+                via_service=who.get("via") or None,
+                is_service=bool(who.get("service")),
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise AWSError("IncompleteSignatureException", "Malformed x-dynavault-on-behalf-of header",
+                           type_prefix=_CORAL) from None
 
     @staticmethod
     async def _read_body(receive) -> bytes:

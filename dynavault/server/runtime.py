@@ -145,6 +145,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
         on_startup=lambda: runtime_ref[0].start(),
         on_shutdown=lambda: runtime_ref[0].stop(),
         observe=metrics.observe_request,
+        trusted_service_keys=frozenset(k.strip() for k in settings.trusted_service_keys.split(",") if k.strip()),
     )
     runtime = Runtime(settings, credentials, app, closers, periodic, components)
     runtime_ref.append(runtime)
