@@ -54,6 +54,12 @@ class DynamoDBService:
         self.stream_writer: Callable | None = None
         self.update_sse: Callable | None = None
         self._handlers: dict[str, Handler] = {**tables.HANDLERS, **items.HANDLERS}
+        # issue 6 (batch/transactions/PartiQL): register the multi-item operations
+        from . import batch, partiql, transactions
+
+        self._handlers.update(batch.HANDLERS)
+        self._handlers.update(transactions.HANDLERS)
+        self._handlers.update(partiql.HANDLERS)
 
     def operations(self) -> dict[str, Callable[[Caller, dict], dict]]:
         return {name: functools.partial(h, self) for name, h in self._handlers.items()}

@@ -1,0 +1,189 @@
+"""BatchGetItem and BatchWriteItem.
+
+Validation is all-or-nothing, as in DynamoDB: an unknown table, a bad key, a duplicate key or an
+oversized item rejects the whole request before anything is read or written. The writes of a
+batch then go through the shared engine (:func:`transactions.run_writes`) as ONE store
+transaction, so a crash never leaves half a batch behind.
+
+A table whose KMS key is unusable: its requests are returned unprocessed (UnprocessedItems /
+UnprocessedKeys, with exactly the request entries the client sent) while the other tables are
+served, so a client's ordinary retry loop picks them up once the key is back. When *no* table of
+the request can be served, the request fails with the first such table's KMS error, as DynamoDB
+does when nothing of a batch can be processed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import orjson
+
+from dynavault.caller import Caller
+from dynavault.errors import AWSError, validation
+
+from . import items as item_ops
+from . import legacy
+from .expressions import ExpressionContext
+from .expressions import project as project_item
+from .keys import key_of_request
+from .transactions import (
+    MSG_CONFLICT,
+    ActionsFailed,
+    WriteAction,
+    consumed,
+    prepare_delete,
+    prepare_put,
+    run_writes,
+)
+from .values import item_size
+
+if TYPE_CHECKING:
+    from .service import DynamoDBService
+
+MAX_GET_KEYS = 100
+MAX_WRITES = 25
+#: BatchGetItem stops adding items once the response would pass 16 MB
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+MSG_DUPLICATES = "Provided list of item keys contains duplicates"
+MSG_ONE_REQUEST = ("Supplied AttributeValue has more than one datatypes set, must contain exactly one of the "
+                   "supported datatypes")
+
+
+def _usable_cryptos(svc: DynamoDBService, caller: Caller, metas: list) -> tuple[dict, AWSError | None]:
+    """Table keys of the tables whose key can be had now, and the first key error met (if any)."""
+    cryptos: dict = {}
+    first: AWSError | None = None
+    for meta in metas:
+        if meta.table_id in cryptos:
+            continue
+        try:
+            cryptos[meta.table_id] = svc.crypto(caller, meta)
+        except AWSError as e:
+            if first is None:
+                first = e
+    return cryptos, first
+
+
+# -- BatchGetItem -------------------------------------------------------------------------------
+def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    request = p.get("RequestItems") or {}
+    if not request:
+        raise validation("BatchGetItem must have some requests set")
+    if sum(len((ka or {}).get("Keys") or []) for ka in request.values()) > MAX_GET_KEYS:
+        raise validation("Too many items requested for the BatchGetItem call")
+    tables = []
+    for name, ka in request.items():
+        ka = ka or {}
+        legacy.check_no_mixing(ka, "BatchGetItem")
+        meta = svc.data_table(caller, name)
+        keys = ka.get("Keys") or []
+        if not keys:
+            raise validation(f"The list of keys in RequestItems for BatchGetItem is required: {name} has empty list")
+        ctx = ExpressionContext(ka.get("ExpressionAttributeNames"), None)
+        proj = item_ops.parse_request_projection(ka, ctx)
+        ctx.check_all_used()
+        parsed = []
+        seen: set = set()
+        for key in keys:
+            hkey, skey, _ = key_of_request(meta, key)
+            if (hkey, skey) in seen:
+                raise validation(MSG_DUPLICATES)
+            seen.add((hkey, skey))
+            parsed.append((hkey, skey, key))
+        tables.append((name, ka, meta, proj, parsed))
+    cryptos, key_error = _usable_cryptos(svc, caller, [t[2] for t in tables])
+    if not cryptos and key_error is not None:
+        raise key_error
+    responses: dict[str, list] = {}
+    unprocessed: dict[str, dict] = {}
+    units: dict[str, float] = {}
+    metas = {}
+    total = 0
+    full = False
+    for name, ka, meta, proj, parsed in tables:
+        metas[meta.table_id] = meta
+        crypto = cryptos.get(meta.table_id)
+        if crypto is None:
+            unprocessed[name] = ka
+            continue
+        consistent = bool(ka.get("ConsistentRead"))
+        out = responses.setdefault(name, [])
+        left = []
+        for hkey, skey, key in parsed:
+            if full:
+                left.append(key)
+                continue
+            raw = svc.trees.get(svc.kv, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
+            size = 0
+            if raw is not None:
+                item = orjson.loads(raw)
+                size = item_size(item)
+                if total + size > MAX_RESPONSE_BYTES:
+                    # this key and every one after it are left for the client's next call
+                    full = True
+                    left.append(key)
+                    continue
+                total += size
+                out.append(project_item(proj, item) if proj is not None else item)
+            units[meta.table_id] = units.get(meta.table_id, 0.0) + item_ops.read_units(size, consistent)
+        if left:
+            unprocessed[name] = {**ka, "Keys": left}
+    result: dict = {"Responses": responses, "UnprocessedKeys": unprocessed}
+    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=False)
+    if cc is not None:
+        result["ConsumedCapacity"] = cc
+    return result
+
+
+# -- BatchWriteItem -----------------------------------------------------------------------------
+def batch_write_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    request = p.get("RequestItems") or {}
+    if not request:
+        raise validation("BatchWriteItem cannot have a null or no requests set")
+    if sum(len(reqs or []) for reqs in request.values()) > MAX_WRITES:
+        raise validation("Too many items requested for the BatchWriteItem call")
+    plan: list[tuple[str, list, list[WriteAction]]] = []
+    for name, reqs in request.items():
+        if not reqs:
+            raise validation(f"The batch write request list for a table cannot be null or empty: {name}")
+        actions = []
+        seen: set = set()
+        for wr in reqs:
+            put = (wr or {}).get("PutRequest")
+            delete = (wr or {}).get("DeleteRequest")
+            if (put is None) == (delete is None):
+                raise validation(MSG_ONE_REQUEST)
+            if put is not None:
+                a = prepare_put(svc, caller, {"TableName": name, "Item": put.get("Item")})
+            else:
+                a = prepare_delete(svc, caller, {"TableName": name, "Key": delete.get("Key")})
+            if (a.hkey, a.skey) in seen:
+                raise validation(MSG_DUPLICATES)
+            seen.add((a.hkey, a.skey))
+            actions.append(a)
+        plan.append((name, reqs, actions))
+    cryptos, key_error = _usable_cryptos(svc, caller, [acts[0].meta for _, _, acts in plan])
+    if not cryptos and key_error is not None:
+        raise key_error
+    todo = [a for _, _, acts in plan for a in acts if a.meta.table_id in cryptos]
+    unprocessed = {name: reqs for name, reqs, acts in plan if acts[0].meta.table_id not in cryptos}
+    try:
+        run_writes(svc, caller, todo, transactional=False, cryptos=cryptos)
+    except ActionsFailed:
+        # only an in-flight transaction holding one of the items makes a batch's writes fail
+        raise AWSError("TransactionConflictException", MSG_CONFLICT) from None
+    result: dict = {"UnprocessedItems": unprocessed}
+    metas = {a.meta.table_id: a.meta for a in todo}
+    units: dict[str, float] = {}
+    for a in todo:
+        units[a.meta.table_id] = units.get(a.meta.table_id, 0.0) + a.units
+    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
+    if cc is not None:
+        result["ConsumedCapacity"] = cc
+    return result
+
+
+HANDLERS = {
+    "BatchGetItem": batch_get_item,
+    "BatchWriteItem": batch_write_item,
+}

@@ -1,0 +1,5 @@
+"""PartiQL: ExecuteStatement, BatchExecuteStatement, ExecuteTransaction (placeholder until the parser lands)."""
+
+from __future__ import annotations
+
+HANDLERS: dict = {}

@@ -1,0 +1,475 @@
+"""TransactWriteItems, TransactGetItems, and the multi-item write engine batches and PartiQL share.
+
+A request that changes several items is one store transaction (``svc.kv.transaction()``): every
+base item, index entry, stream record and table statistic of the request commits together or not
+at all. The engine works in three phases so nothing is written unless everything can be:
+
+1. *prepare*: parse and validate each action (bad input is a plain ValidationException);
+2. *keys*: fetch the table key of every table involved; one unusable key fails the whole request
+   with that table's KMS error before any data is touched (fail closed);
+3. *apply*: inside one store transaction, read every old item, evaluate every condition and
+   compute every new item; if any action fails, raise with one reason per action (in request
+   order) and the store rolls back; otherwise write everything and commit.
+
+Concurrency. The server runs every handler to completion on one thread, and a store transaction
+holds the store's write lock from its first read to its commit, so two transactions are always
+serialized: neither can see the other half-applied, and conditions read committed state. To keep
+that guarantee if handlers ever run on several threads, a request also *claims* the items it
+touches (:class:`ItemClaims`) before it fetches keys; a transaction that finds one of its items
+claimed by another in-flight transaction is cancelled with reason ``TransactionConflict`` instead
+of waiting, as DynamoDB does. With today's single-threaded server no claim is ever contended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import orjson
+
+from dynavault.caller import Caller
+from dynavault.errors import AWSError, validation
+
+from . import items as item_ops
+from .catalog import TableMeta
+from .expressions import (
+    ExpressionContext,
+    apply_update,
+    evaluate,
+    parse_condition,
+    parse_projection,
+    parse_update,
+)
+from .expressions import project as project_item
+from .keys import key_of_item, key_of_request
+from .values import canonical_item, item_size, validate_item
+
+if TYPE_CHECKING:
+    from .service import DynamoDBService
+
+CANCELLED = "Transaction cancelled, please refer cancellation reasons for specific reasons"
+MSG_CONDITION = "The conditional request failed"
+MSG_DUPLICATE_TARGET = "Transaction request cannot include multiple operations on one item"
+MSG_ONE_OF = "TransactItems can only contain one of Check, Put, Update or Delete"
+MSG_EMPTY_ACTION = "Invalid Request: TransactWriteRequest should contain Delete or Put or Update request"
+MSG_TOKEN_MISMATCH = "The request uses the same client token as a previous, but non-identical request."
+MSG_CONFLICT = "Transaction is ongoing for the item"
+IDEMPOTENCY_SECONDS = 600.0
+_KINDS = ("ConditionCheck", "Put", "Delete", "Update")
+
+
+# -- the action model ---------------------------------------------------------------------------
+@dataclass
+class WriteAction:
+    """One prepared write (or condition check) on one item; results are filled in by :func:`run_writes`."""
+
+    kind: str  # "Put" | "Update" | "Delete" | "ConditionCheck"
+    meta: TableMeta
+    hkey: bytes
+    skey: bytes
+    key: dict
+    item: dict | None = None  # Put: the canonical item
+    plan: object | None = None  # Update: the parsed UpdatePlan
+    cond: object | None = None
+    return_on_failure: str = "NONE"
+    #: PartiQL INSERT: fail with DuplicateItem when the item exists
+    must_not_exist: bool = False
+    #: PartiQL UPDATE: fail (condition) when the item does not exist
+    must_exist: bool = False
+    old: dict | None = field(default=None, repr=False)
+    new: dict | None = field(default=None, repr=False)
+    units: float = 0.0
+
+    def __repr__(self) -> str:  # keys and items are user data
+        return f"WriteAction({self.kind}, table={self.meta.name})"
+
+    @property
+    def ident(self) -> tuple[str, bytes, bytes]:
+        return (self.meta.table_id, self.hkey, self.skey)
+
+
+class ActionsFailed(Exception):
+    """Some actions failed in the apply phase; ``reasons`` has one entry per action, in order."""
+
+    def __init__(self, reasons: list[dict]) -> None:
+        super().__init__("actions failed")
+        self.reasons = reasons
+
+    def __repr__(self) -> str:
+        return f"ActionsFailed({[r['Code'] for r in self.reasons]})"
+
+    def first_failure(self) -> dict:
+        return next(r for r in self.reasons if r["Code"] != "None")
+
+
+def cancelled(reasons: list[dict]) -> AWSError:
+    codes = ", ".join(r["Code"] for r in reasons)
+    return AWSError("TransactionCanceledException", f"{CANCELLED} [{codes}]",
+                    extra={"CancellationReasons": reasons})
+
+
+def _return_on_failure(p: dict) -> str:
+    rv = p.get("ReturnValuesOnConditionCheckFailure") or "NONE"
+    if rv not in ("NONE", "ALL_OLD"):
+        raise validation("Return values set to invalid value")
+    return rv
+
+
+def prepare_put(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
+    meta = svc.data_table(caller, p.get("TableName") or "")
+    item = p.get("Item") or {}
+    validate_item(item)
+    hkey, skey, key = key_of_item(meta, item)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    cond = item_ops.parse_request_condition(p, ctx, "PutItem")
+    ctx.check_all_used()
+    return WriteAction("Put", meta, hkey, skey, key, item=canonical_item(item), cond=cond,
+                       return_on_failure=_return_on_failure(p))
+
+
+def prepare_delete(svc: DynamoDBService, caller: Caller, p: dict, kind: str = "Delete") -> WriteAction:
+    meta = svc.data_table(caller, p.get("TableName") or "")
+    hkey, skey, key = key_of_request(meta, p.get("Key") or {})
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    cond = item_ops.parse_request_condition(p, ctx, "DeleteItem")
+    ctx.check_all_used()
+    return WriteAction(kind, meta, hkey, skey, key, cond=cond, return_on_failure=_return_on_failure(p))
+
+
+def prepare_check(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
+    meta = svc.data_table(caller, p.get("TableName") or "")
+    hkey, skey, key = key_of_request(meta, p.get("Key") or {})
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    cond = parse_condition(p.get("ConditionExpression") or "", ctx)
+    ctx.check_all_used()
+    return WriteAction("ConditionCheck", meta, hkey, skey, key, cond=cond,
+                       return_on_failure=_return_on_failure(p))
+
+
+def prepare_update(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
+    meta = svc.data_table(caller, p.get("TableName") or "")
+    hkey, skey, key = key_of_request(meta, p.get("Key") or {})
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    plan = parse_update(p.get("UpdateExpression") or "", ctx)
+    cond = item_ops.parse_request_condition(p, ctx, "UpdateItem")
+    ctx.check_all_used()
+    return WriteAction("Update", meta, hkey, skey, key, plan=plan, cond=cond,
+                       return_on_failure=_return_on_failure(p))
+
+
+# -- claims: items held by in-flight multi-item requests ----------------------------------------
+class ItemClaims:
+    """Which items in-flight transactions hold. ``claim`` is all-or-nothing and never blocks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[tuple, int] = {}
+
+    def claim(self, owner: int, idents: Iterable[tuple]) -> list[tuple]:
+        """Claim every ident for ``owner``; -> the idents held by others (nothing claimed then)."""
+        idents = list(idents)
+        with self._lock:
+            busy = [i for i in idents if self._held.get(i, owner) != owner]
+            if not busy:
+                for i in idents:
+                    self._held[i] = owner
+            return busy
+
+    def release(self, owner: int, idents: Iterable[tuple]) -> None:
+        with self._lock:
+            for i in idents:
+                if self._held.get(i) == owner:
+                    del self._held[i]
+
+    def held(self) -> int:
+        return len(self._held)
+
+
+CLAIMS = ItemClaims()
+_owner_ids = iter(range(1, 2**62))
+_owner_lock = threading.Lock()
+
+
+def _new_owner() -> int:
+    with _owner_lock:
+        return next(_owner_ids)
+
+
+# -- the engine ---------------------------------------------------------------------------------
+def table_cryptos(svc: DynamoDBService, caller: Caller, metas: Iterable[TableMeta]) -> dict:
+    """Table key of every table, in first-use order; the first unusable key raises its KMS error."""
+    out: dict = {}
+    for meta in metas:
+        if meta.table_id not in out:
+            out[meta.table_id] = svc.crypto(caller, meta)
+    return out
+
+
+def _reason(code: str, message: str | None = None, item: dict | None = None) -> dict:
+    r: dict = {"Code": code}
+    if message is not None:
+        r["Message"] = message
+    if item is not None:
+        r["Item"] = item
+    return r
+
+
+def run_writes(svc: DynamoDBService, caller: Caller, actions: list[WriteAction], *,
+               transactional: bool = True, cryptos: dict | None = None) -> None:
+    """Apply ``actions`` in ONE store transaction, all or nothing (raises ActionsFailed / AWSError).
+
+    ``transactional`` doubles the write units (DynamoDB charges two per transactional write)."""
+    owner = _new_owner()
+    idents = [a.ident for a in actions]
+    busy = set(CLAIMS.claim(owner, idents))
+    if busy:
+        raise ActionsFailed([_reason("TransactionConflict", MSG_CONFLICT) if a.ident in busy
+                             else _reason("None") for a in actions])
+    try:
+        if cryptos is None:
+            cryptos = table_cryptos(svc, caller, (a.meta for a in actions))
+        stats: dict[str, tuple[int, int]] = {}
+        with svc.kv.transaction() as tx:
+            reasons: list[dict] = []
+            tokens = []
+            for a in actions:
+                crypto = cryptos[a.meta.table_id]
+                token = crypto.token(0, a.hkey)
+                tokens.append(token)
+                raw = svc.trees.get(tx, crypto.codec, a.meta.id_bytes, 0, token, a.skey)
+                a.old = orjson.loads(raw) if raw is not None else None
+                reasons.append(_evaluate(a))
+            if any(r["Code"] != "None" for r in reasons):
+                raise ActionsFailed(reasons)
+            deltas: dict[str, list[int]] = {}
+            for a, token in zip(actions, tokens, strict=True):
+                crypto = cryptos[a.meta.table_id]
+                old_size = item_size(a.old) if a.old is not None else 0
+                if a.kind == "ConditionCheck":
+                    a.units = 1.0
+                    continue
+                d = deltas.setdefault(a.meta.table_id, [0, 0])
+                if a.new is not None:
+                    svc.trees.put(tx, crypto.codec, a.meta.id_bytes, 0, token, a.skey, orjson.dumps(a.new))
+                    new_size = item_size(a.new)
+                    d[0] += 0 if a.old is not None else 1
+                    d[1] += new_size - old_size
+                elif a.old is not None:
+                    svc.trees.delete(tx, crypto.codec, a.meta.id_bytes, 0, token, a.skey)
+                    new_size = 0
+                    d[0] -= 1
+                    d[1] -= old_size
+                else:
+                    new_size = 0
+                index_units = None
+                if a.new is not None or a.old is not None:
+                    index_units = svc.after_write(tx, caller, a.meta, crypto, a.old, a.new)
+                a.units = item_ops.write_units(new_size, old_size) + sum((index_units or {}).values())
+                if transactional:
+                    a.units *= 2
+            for table_id, (dc, db) in deltas.items():
+                # add_stats reads committed numbers, so one call per table carries the whole delta
+                stats[table_id] = svc.catalog.add_stats(tx, table_id, dc, db)
+        for table_id, s in stats.items():
+            svc.catalog.commit_stats(table_id, s)
+    finally:
+        CLAIMS.release(owner, idents)
+
+
+def _evaluate(a: WriteAction) -> dict:
+    """Check one action against its old item and compute its new item; -> its cancellation reason."""
+    old = a.old
+    fail_item = old if (a.return_on_failure == "ALL_OLD" and old is not None) else None
+    if a.must_not_exist and old is not None:
+        return _reason("DuplicateItem", "Duplicate primary key exists in table")
+    if a.must_exist and old is None:
+        return _reason("ConditionalCheckFailed", MSG_CONDITION)
+    try:
+        if a.cond is not None and not evaluate(a.cond, old):
+            return _reason("ConditionalCheckFailed", MSG_CONDITION, fail_item)
+        if a.kind == "Put":
+            a.new = a.item
+        elif a.kind == "Update":
+            base = old if old is not None else dict(a.key)
+            new = canonical_item(apply_update(a.plan, base, a.meta.key_names))
+            validate_item(new)
+            a.new = new
+        else:
+            a.new = None
+    except AWSError as e:
+        if e.code != "ValidationException":
+            raise
+        return _reason("ValidationError", e.message)
+    return _reason("None")
+
+
+def consumed(metas: dict[str, TableMeta], units: dict[str, float], mode: str | None, *,
+             write: bool) -> list[dict] | None:
+    """ConsumedCapacity list (one entry per table, in first-use order) or None."""
+    if not mode or mode == "NONE":
+        return None
+    out = []
+    for table_id, u in units.items():
+        cc = item_ops.capacity(metas[table_id], mode, u, write=write)
+        if cc:
+            out.append(cc)
+    return out
+
+
+# -- idempotency tokens -------------------------------------------------------------------------
+class TokenCache:
+    """ClientRequestToken -> (request digest, response) for 10 minutes after the request completes.
+
+    Kept in memory (per account and region): a token outlives neither a restart nor its window. The
+    digest covers the actions only, as DynamoDB lets a retry change ReturnConsumedCapacity."""
+
+    def __init__(self, ttl: float = IDEMPOTENCY_SECONDS, clock=time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[tuple, tuple[bytes, float, dict]] = {}
+
+    @staticmethod
+    def digest(payload: object) -> bytes:
+        return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).digest()
+
+    def lookup(self, key: tuple, digest: bytes) -> dict | None:
+        now = self.clock()
+        with self._lock:
+            for k in [k for k, (_, at, _) in self._entries.items() if now - at > self.ttl]:
+                del self._entries[k]
+            hit = self._entries.get(key)
+        if hit is None:
+            return None
+        if hit[0] != digest:
+            raise AWSError("IdempotentParameterMismatchException", MSG_TOKEN_MISMATCH)
+        return hit[2]
+
+    def remember(self, key: tuple, digest: bytes, response: dict) -> None:
+        with self._lock:
+            self._entries[key] = (digest, self.clock(), response)
+
+
+TOKENS = TokenCache()
+
+
+# -- operations ---------------------------------------------------------------------------------
+def prepare_transact_item(svc: DynamoDBService, caller: Caller, entry: dict) -> WriteAction:
+    present = [k for k in _KINDS if isinstance(entry, dict) and entry.get(k) is not None]
+    if len(present) > 1:
+        raise validation(MSG_ONE_OF)
+    if not present:
+        raise validation(MSG_EMPTY_ACTION)
+    kind = present[0]
+    body = entry[kind]
+    if kind == "Put":
+        return prepare_put(svc, caller, body)
+    if kind == "Update":
+        return prepare_update(svc, caller, body)
+    if kind == "Delete":
+        return prepare_delete(svc, caller, body)
+    return prepare_check(svc, caller, body)
+
+
+def check_distinct(actions: list[WriteAction]) -> None:
+    seen: set = set()
+    for a in actions:
+        if a.ident in seen:
+            raise validation(MSG_DUPLICATE_TARGET)
+        seen.add(a.ident)
+
+
+def transact_write_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    entries = p.get("TransactItems") or []
+    token = p.get("ClientRequestToken")
+    token_key = digest = None
+    if token is not None:
+        token_key = (caller.account, caller.region, "TransactWriteItems", token)
+        digest = TOKENS.digest(entries)
+        replay = TOKENS.lookup(token_key, digest)
+        if replay is not None:
+            return _replay(replay, p.get("ReturnConsumedCapacity"))
+    actions = [prepare_transact_item(svc, caller, e) for e in entries]
+    check_distinct(actions)
+    try:
+        run_writes(svc, caller, actions)
+    except ActionsFailed as failed:
+        raise cancelled(failed.reasons) from None
+    metas = {a.meta.table_id: a.meta for a in actions}
+    units: dict[str, float] = {}
+    for a in actions:
+        units[a.meta.table_id] = units.get(a.meta.table_id, 0.0) + a.units
+    out: dict = {}
+    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
+    if cc is not None:
+        out["ConsumedCapacity"] = cc
+    if token_key is not None:
+        TOKENS.remember(token_key, digest, {"metas": metas, "units": units})
+    return out
+
+
+def _replay(entry: dict, mode: str | None) -> dict:
+    # A repeated token changes nothing; DynamoDB then reports read units for the items it looked at.
+    out: dict = {}
+    reads = {t: float(max(1, round(u / 2))) for t, u in entry["units"].items()}
+    cc = consumed(entry["metas"], reads, mode, write=False)
+    if cc is not None:
+        out["ConsumedCapacity"] = cc
+    return out
+
+
+def transact_get_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+    entries = p.get("TransactItems") or []
+    gets = []
+    for e in entries:
+        body = e.get("Get") if isinstance(e, dict) else None
+        if body is None:
+            raise validation("Invalid Request: TransactGetItem should contain a Get request")
+        meta = svc.data_table(caller, body.get("TableName") or "")
+        hkey, skey, _ = key_of_request(meta, body.get("Key") or {})
+        ctx = ExpressionContext(body.get("ExpressionAttributeNames"), None)
+        proj = parse_projection(body["ProjectionExpression"], ctx) if body.get("ProjectionExpression") else None
+        ctx.check_all_used()
+        gets.append((meta, hkey, skey, proj))
+    cryptos = table_cryptos(svc, caller, (g[0] for g in gets))
+    owner = _new_owner()
+    idents = [(m.table_id, h, s) for m, h, s, _ in gets]
+    # Reads conflict with an in-flight write transaction on the same item, never with each other;
+    # only check, don't hold, so concurrent readers don't cancel one another.
+    busy = set(CLAIMS.claim(owner, idents))
+    CLAIMS.release(owner, idents)
+    if busy:
+        raise cancelled([_reason("TransactionConflict", MSG_CONFLICT) if i in busy else _reason("None")
+                         for i in idents])
+    responses = []
+    units: dict[str, float] = {}
+    metas = {}
+    # one store transaction: every item is read from the same committed state
+    with svc.kv.transaction() as tx:
+        for meta, hkey, skey, proj in gets:
+            crypto = cryptos[meta.table_id]
+            raw = svc.trees.get(tx, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
+            metas[meta.table_id] = meta
+            size = 0
+            if raw is None:
+                responses.append({})
+            else:
+                item = orjson.loads(raw)
+                size = item_size(item)
+                responses.append({"Item": project_item(proj, item) if proj is not None else item})
+            units[meta.table_id] = units.get(meta.table_id, 0.0) + 2 * item_ops.read_units(size, True)
+    out: dict = {"Responses": responses}
+    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=False)
+    if cc is not None:
+        out["ConsumedCapacity"] = cc
+    return out
+
+
+HANDLERS = {
+    "TransactWriteItems": transact_write_items,
+    "TransactGetItems": transact_get_items,
+}
