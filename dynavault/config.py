@@ -50,6 +50,9 @@ class Settings:
     kms_day_seconds: float = 86400.0
     #: process-wide table key cache instead of per connection (opt-in)
     shared_key_cache: bool = False
+    #: seals under one node key before a new epoch key is made (random nonces: stay far below 2^32)
+    node_epoch_max_seals: int = 1 << 30
+    epoch_check_seconds: float = 30.0
     workers: int = 1
     log_file: str = ""
     log_level: str = "info"

@@ -18,7 +18,7 @@ from dynavault.sse.table_keys import TableKeyService
 from dynavault.storage.kv.sqlite import SqliteKV
 from dynavault.storage.trees import EncryptedTrees
 
-from . import items, tables
+from . import epochs, items, tables
 from .catalog import Catalog, TableMeta
 
 log = logging.getLogger("dynavault.dynamodb")
@@ -65,7 +65,10 @@ class DynamoDBService:
         return {name: functools.partial(h, self) for name, h in self._handlers.items()}
 
     def periodic_jobs(self) -> list[tuple[str, float, Callable[[], None]]]:
-        return [("key-cache-prune", max(1.0, min(60.0, self.settings.key_refresh_seconds)), self.keys.prune)]
+        return [
+            ("node-epochs", self.settings.epoch_check_seconds, lambda: epochs.account_node_seals(self)),
+            ("key-cache-prune", max(1.0, min(60.0, self.settings.key_refresh_seconds)), self.keys.prune),
+        ]
 
     # -- helpers the operations share -------------------------------------------------------------
     def data_table(self, caller: Caller, name: str) -> TableMeta:
@@ -91,6 +94,7 @@ class DynamoDBService:
         self.keys.drop_connection(connection_id)
 
     def close(self) -> None:
+        epochs.account_node_seals(self)
         self.kv.close()
 
 

@@ -7,6 +7,7 @@ neither moved nor relabelled to another epoch.
 
 from __future__ import annotations
 
+import base64
 import hmac
 import os
 import struct
@@ -40,17 +41,35 @@ def unwrap_data_key(table_key: bytes, table_id: bytes, purpose: str, epoch: int,
 class NodeCipher:
     """The NodeCodec storage receives: seals under the current epoch, opens any known epoch."""
 
-    __slots__ = ("_keys", "_current", "_current_aead")
+    __slots__ = ("_keys", "_current", "_current_aead", "seals")
 
     def __init__(self, node_keys: dict[int, bytes], current_epoch: int) -> None:
         self._keys = {epoch: AESGCM(key) for epoch, key in node_keys.items()}
         self._current = current_epoch
         self._current_aead = self._keys[current_epoch]
+        #: seals under the current epoch since the count was last taken (random nonces: an epoch
+        #: key must retire long before 2^32 seals)
+        self.seals = 0
 
     def __repr__(self) -> str:
         return f"NodeCipher(epochs={sorted(self._keys)}, current={self._current})"
 
+    @property
+    def epoch(self) -> int:
+        return self._current
+
+    def take_seals(self) -> int:
+        n, self.seals = self.seals, 0
+        return n
+
+    def advance(self, epoch: int, key: bytes) -> None:
+        """Seal under a new epoch key from now on; older epochs stay readable."""
+        self._keys[epoch] = AESGCM(key)
+        self._current = epoch
+        self._current_aead = self._keys[epoch]
+
     def seal(self, aad: bytes, plaintext: bytes) -> Sealed:
+        self.seals += 1
         header = _HEADER.pack(FORMAT_VERSION, self._current)
         nonce = os.urandom(12)
         return Sealed(header + nonce + self._current_aead.encrypt(nonce, plaintext, aad + header))
@@ -95,13 +114,23 @@ class StreamCipher:
 class TableCrypto:
     """Everything a data operation needs from a table's keys. Holds key objects; prints none."""
 
-    __slots__ = ("table_id", "_token_key", "codec", "stream")
+    __slots__ = ("table_id", "_token_key", "_table_key", "codec", "stream")
 
-    def __init__(self, table_id: bytes, token_key: bytes, codec: NodeCipher, stream: StreamCipher) -> None:
+    def __init__(self, table_id: bytes, token_key: bytes, codec: NodeCipher, stream: StreamCipher,
+                 table_key: bytes = b"") -> None:
         self.table_id = table_id
         self._token_key = token_key
+        self._table_key = table_key  # kept only to wrap new node-key epochs
         self.codec = codec
         self.stream = stream
+
+    def new_node_epoch(self) -> tuple[int, str]:
+        """Generate the next node-key epoch, switch to it, and return (epoch, key wrapped by the table key)."""
+        epoch = self.codec.epoch + 1
+        key = os.urandom(32)
+        wrapped = wrap_data_key(self._table_key, self.table_id, "node", epoch, key)
+        self.codec.advance(epoch, key)
+        return epoch, base64.b64encode(wrapped).decode()
 
     def __repr__(self) -> str:
         return f"TableCrypto(table_id={self.table_id.hex()})"

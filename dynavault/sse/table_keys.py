@@ -237,7 +237,12 @@ class TableKeyService:
             unwrap("token", data_keys["token"]),
             NodeCipher(node_keys, int(data_keys["node_epoch"])),
             StreamCipher(unwrap("stream", data_keys["stream"])),
+            table_key,
         )
+
+    def live_crypto(self, blob: str) -> TableCrypto | None:
+        """The unwrapped keys of a table key blob, if some connection holds them now."""
+        return self._crypto_by_blob.get(blob)
 
     def drop_connection(self, connection_id: int) -> None:
         with self._lock:
@@ -263,7 +268,8 @@ class TableKeyService:
                     if not conns:
                         del self._by_connection[key[0]]
             live = {e.blob for e in self._entries.values()}
-            for blob in [b for b in self._crypto_by_blob if b not in live]:
+            # keep keys whose seal count has not been accounted yet (node-key epochs)
+            for blob in [b for b, c in self._crypto_by_blob.items() if b not in live and not c.codec.seals]:
                 del self._crypto_by_blob[blob]
 
     def cached_entries(self) -> int:
