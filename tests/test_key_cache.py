@@ -65,3 +65,31 @@ def test_decrypt_once_per_connection_and_refresh(start_server):
     text = urllib.request.urlopen(srv.endpoint + "/metrics").read().decode()
     hits = [line for line in text.splitlines() if line.startswith('dynavault_key_cache_total{result="hit"}')]
     assert hits and float(hits[0].split()[-1]) >= 1000
+
+
+def _cache_entries(srv) -> float:
+    text = urllib.request.urlopen(srv.endpoint + "/metrics").read().decode()
+    return float(next(line.split()[-1] for line in text.splitlines()
+                      if line.startswith("dynavault_key_cache_entries ")))
+
+
+def test_closed_connection_drops_its_entries(start_server):
+    srv = start_server(allow_any_credentials=True)
+    setup = _fresh_client(srv)
+    for name in ("conn-a", "conn-b"):
+        setup.create_table(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                           AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                           BillingMode="PAY_PER_REQUEST")
+        setup.put_item(TableName=name, Item={"pk": {"S": "k"}})
+    setup.close()
+    time.sleep(0.3)
+    assert _cache_entries(srv) == 0
+    client = _fresh_client(srv)
+    client.get_item(TableName="conn-a", Key={"pk": {"S": "k"}})
+    client.get_item(TableName="conn-b", Key={"pk": {"S": "k"}})
+    assert _cache_entries(srv) == 2
+    client.close()
+    deadline = time.time() + 5
+    while _cache_entries(srv) and time.time() < deadline:
+        time.sleep(0.1)
+    assert _cache_entries(srv) == 0

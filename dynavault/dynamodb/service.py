@@ -44,6 +44,8 @@ class DynamoDBService:
             shared_cache=settings.shared_key_cache,
             metrics=metrics,
         )
+        if metrics is not None:
+            metrics.key_cache_entries.set_function(self.keys.cached_entries)
         # hooks for features that live in their own modules
         self.prepare_indexes: Callable | None = None
         self.attach_indexes: Callable = lambda meta, indexes: None

@@ -23,6 +23,9 @@ class Metrics:
         self.key_refresh_failures = Counter(
             "dynavault_key_refresh_failures", "Table key refreshes that failed", registry=self.registry,
         )
+        self.key_cache_entries = Gauge(
+            "dynavault_key_cache_entries", "Table keys cached (per connection and table)", registry=self.registry,
+        )
         self.tables_by_sse = Gauge(
             "dynavault_tables", "Tables by SSE status", ["sse_status"], registry=self.registry,
         )
