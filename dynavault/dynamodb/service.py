@@ -62,6 +62,11 @@ class DynamoDBService:
         self._handlers.update(batch.HANDLERS)
         self._handlers.update(transactions.HANDLERS)
         self._handlers.update(partiql.HANDLERS)
+        # issue 4 (Query/Scan, secondary indexes): handlers and index hooks
+        from . import indexes, query
+
+        query.install(self)
+        indexes.install(self)
 
     def operations(self) -> dict[str, Callable[[Caller, dict], dict]]:
         return {name: functools.partial(h, self) for name, h in self._handlers.items()}
