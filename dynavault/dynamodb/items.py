@@ -87,6 +87,18 @@ def read_units(size: int, consistent: bool) -> float:
     return float(units) if consistent else units / 2
 
 
+def write_response(meta, p: dict, attributes: dict | None, units: float, index_units: dict | None) -> dict:
+    """The response of a single-item write: returned attributes and consumed capacity."""
+    out: dict = {}
+    if attributes:
+        out["Attributes"] = attributes
+    cc = capacity(meta, p.get("ReturnConsumedCapacity"), units + sum((index_units or {}).values()), write=True,
+                  index_units=index_units)
+    if cc:
+        out["ConsumedCapacity"] = cc
+    return out
+
+
 def _condition_failed(old: dict | None, p: dict) -> AWSError:
     extra = None
     if p.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and old is not None:
@@ -120,14 +132,7 @@ def put_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         index_units = svc.after_write(tx, caller, meta, crypto, old, item)
         stats = svc.catalog.add_stats(tx, meta.table_id, 0 if old is not None else 1, new_size - old_size)
     svc.catalog.commit_stats(meta.table_id, stats)
-    out: dict = {}
-    if rv == "ALL_OLD" and old is not None:
-        out["Attributes"] = old
-    cc = capacity(meta, p.get("ReturnConsumedCapacity"), write_units(new_size, old_size) +
-                  sum((index_units or {}).values()), write=True, index_units=index_units)
-    if cc:
-        out["ConsumedCapacity"] = cc
-    return out
+    return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(new_size, old_size), index_units)
 
 
 def get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
@@ -175,15 +180,8 @@ def delete_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             stats = svc.catalog.add_stats(tx, meta.table_id, -1, -item_size(old))
     if stats is not None:
         svc.catalog.commit_stats(meta.table_id, stats)
-    out: dict = {}
-    if rv == "ALL_OLD" and old is not None:
-        out["Attributes"] = old
     old_size = item_size(old) if old is not None else 0
-    cc = capacity(meta, p.get("ReturnConsumedCapacity"), write_units(old_size) + sum((index_units or {}).values()),
-                  write=True, index_units=index_units)
-    if cc:
-        out["ConsumedCapacity"] = cc
-    return out
+    return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(old_size), index_units)
 
 
 def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
@@ -218,20 +216,14 @@ def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         index_units = svc.after_write(tx, caller, meta, crypto, old, new)
         stats = svc.catalog.add_stats(tx, meta.table_id, 0 if old is not None else 1, new_size - old_size)
     svc.catalog.commit_stats(meta.table_id, stats)
-    out: dict = {}
-    if rv == "ALL_OLD" and old is not None:
-        out["Attributes"] = old
+    attrs = None
+    if rv == "ALL_OLD":
+        attrs = old
     elif rv == "ALL_NEW":
-        out["Attributes"] = new
+        attrs = new
     elif rv in ("UPDATED_OLD", "UPDATED_NEW") and plan is not None:
         attrs = updated_attributes(plan, old, new, rv)
-        if attrs:
-            out["Attributes"] = attrs
-    cc = capacity(meta, p.get("ReturnConsumedCapacity"), write_units(new_size, old_size) +
-                  sum((index_units or {}).values()), write=True, index_units=index_units)
-    if cc:
-        out["ConsumedCapacity"] = cc
-    return out
+    return write_response(meta, p, attrs, write_units(new_size, old_size), index_units)
 
 
 HANDLERS = {
