@@ -1,0 +1,1 @@
+"""``dynavault bench``: a raw-protocol DynamoDB load generator and a storage-path micro-benchmark."""
