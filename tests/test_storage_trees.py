@@ -116,7 +116,7 @@ class TreeMachine(RuleBasedStateMachine):
         assert old == self._m(part).get(key)
         self._m(part)[key] = value
 
-    @rule(part=PARTS, keys=st.lists(KEYS, min_size=5, max_size=60), value=VALUES)
+    @rule(part=PARTS, keys=st.lists(KEYS, min_size=5, max_size=150), value=VALUES)
     def put_many(self, part, keys, value) -> None:
         with self.kv.transaction() as tx:
             for i, k in enumerate(keys):
@@ -136,6 +136,15 @@ class TreeMachine(RuleBasedStateMachine):
         if not m:
             return
         doomed = data.draw(st.lists(st.sampled_from(sorted(m)), max_size=len(m), unique=True))
+        with self.kv.transaction() as tx:
+            for k in doomed:
+                assert self.trees.delete(tx, self.codec, *part, k) == m.pop(k)
+
+    @rule(part=PARTS, lo=KEYS, hi=KEYS)
+    def delete_span(self, part, lo, hi) -> None:
+        """Contiguous deletes empty whole leaves and subtrees: merges at every level."""
+        m = self._m(part)
+        doomed = [k for k in sorted(m) if min(lo, hi) <= k <= max(lo, hi)]
         with self.kv.transaction() as tx:
             for k in doomed:
                 assert self.trees.delete(tx, self.codec, *part, k) == m.pop(k)
