@@ -18,8 +18,9 @@ from dynavault.sse.table_keys import TableKeyService
 from dynavault.storage.kv.sqlite import SqliteKV
 from dynavault.storage.trees import EncryptedTrees
 
-from . import epochs, items, tables
+from . import epochs, items, sse_lifecycle, tables
 from .catalog import Catalog, TableMeta
+from .sse_lifecycle import refuse_if_inaccessible
 
 log = logging.getLogger("dynavault.dynamodb")
 
@@ -67,6 +68,8 @@ class DynamoDBService:
 
         query.install(self)
         indexes.install(self)
+        # issue 5 (key lifecycle): SSE switching, inaccessible-key sweep, archival
+        self.sse_lifecycle = sse_lifecycle.install(self)
 
     def operations(self) -> dict[str, Callable[[Caller, dict], dict]]:
         return {name: functools.partial(h, self) for name, h in self._handlers.items()}
@@ -75,6 +78,7 @@ class DynamoDBService:
         return [
             ("node-epochs", self.settings.epoch_check_seconds, lambda: epochs.account_node_seals(self)),
             ("key-cache-prune", max(1.0, min(60.0, self.settings.key_refresh_seconds)), self.keys.prune),
+            *self.sse_lifecycle.jobs(),  # key lifecycle (issue 5): SSE switch phases, inaccessible-key sweep
         ]
 
     # -- helpers the operations share -------------------------------------------------------------
@@ -82,6 +86,7 @@ class DynamoDBService:
         meta = self.catalog.get(caller.account, caller.region, name)
         if meta is None:
             raise AWSError("ResourceNotFoundException", "Requested resource not found")
+        refuse_if_inaccessible(meta)  # key lifecycle (issue 5): no data while the table's key is unusable
         return meta
 
     def crypto(self, caller: Caller, meta: TableMeta) -> TableCrypto:
