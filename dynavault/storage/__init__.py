@@ -5,6 +5,9 @@ partition tokens and an AEAD codec, and the key-value store only ever accepts se
 records. Nothing in this package imports from ``dynavault`` except ``dynavault.errors``.
 """
 
+from dynavault.storage.kv.base import KVStore, KVTransaction
+from dynavault.storage.kv.sqlite import SqliteKV
 from dynavault.storage.sealed import CatalogRecord, NodeCodec, Sealed, Token
+from dynavault.storage.trees import EncryptedTrees
 
-__all__ = ["CatalogRecord", "NodeCodec", "Sealed", "Token"]
+__all__ = ["CatalogRecord", "EncryptedTrees", "KVStore", "KVTransaction", "NodeCodec", "Sealed", "SqliteKV", "Token"]

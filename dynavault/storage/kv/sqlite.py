@@ -14,6 +14,11 @@ FULL: the contract is that an acknowledged write survives a crash, and a few tho
 second is ample for a single-node server. ``python -m dynavault.storage.kv.sqlite`` repeats the
 measurement; ``SqliteKV(path, synchronous="NORMAL")`` exists for benchmarks and throwaway test stores.
 
+Layout: one file per data directory, not per table. A DynamoDB write (TransactWriteItems across tables,
+an item plus its index entries and stream record) must be one atomic store transaction, which SQLite only
+gives within one file; and WAL commits cost one fsync whatever the table count, so per-table files would
+buy nothing but more open handles.
+
 Used from one thread at a time (the server is single-threaded); an ``RLock`` guards the connection
 anyway, held for the whole of a transaction. Reads outside a transaction are allowed and see committed
 data (plus, from the thread inside a transaction, that transaction's writes). Ranges are fetched in
