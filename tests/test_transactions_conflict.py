@@ -1,0 +1,116 @@
+"""TransactionConflict: items held by an in-flight transaction (issue 6).
+
+The server runs handlers one at a time, so over HTTP two transactions never overlap. These tests call
+the real service in-process: once with an item held by another in-flight transaction (a claim in the
+engine's real claim table), and once from many threads at the same time, which the server does not do
+today but a threaded worker pool would.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+
+import pytest
+
+from dynavault.caller import Caller
+from dynavault.config import Settings
+from dynavault.dynamodb.transactions import CLAIMS
+from dynavault.errors import AWSError
+from dynavault.server.runtime import build_runtime
+
+T = "conflict-table"
+
+
+@pytest.fixture
+def svc(tmp_path):
+    runtime = build_runtime(Settings(data_dir=str(tmp_path / "data"), root_key_file=str(tmp_path / "root.key")))
+    svc = runtime.components["dynamodb"]
+    ops = svc.operations()
+    caller = Caller(account="123456789012", region="us-east-1", principal_arn="arn:aws:iam::123456789012:root",
+                    connection_id=1)
+    ops["CreateTable"](caller, {"TableName": T, "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                                "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                                "BillingMode": "PAY_PER_REQUEST"})
+    yield svc, ops, caller
+    svc.close()
+
+
+def _raises(fn, *args) -> AWSError:
+    with pytest.raises(AWSError) as exc:
+        fn(*args)
+    return exc.value
+
+
+def test_item_held_by_an_inflight_transaction(svc):
+    svc, ops, caller = svc
+    meta = svc.data_table(caller, T)
+    from dynavault.dynamodb.keys import key_of_request
+
+    hkey, skey, _ = key_of_request(meta, {"pk": {"S": "held"}})
+    ident = (meta.table_id, hkey, skey)
+    other = 10**15
+    assert CLAIMS.claim(other, [ident]) == []
+    try:
+        e = _raises(ops["TransactWriteItems"], caller, {"TransactItems": [
+            {"Put": {"TableName": T, "Item": {"pk": {"S": "free"}}}},
+            {"Put": {"TableName": T, "Item": {"pk": {"S": "held"}}}}]})
+        assert e.code == "TransactionCanceledException"
+        assert [r["Code"] for r in e.extra["CancellationReasons"]] == ["None", "TransactionConflict"]
+        e = _raises(ops["TransactGetItems"], caller, {"TransactItems": [
+            {"Get": {"TableName": T, "Key": {"pk": {"S": "held"}}}}]})
+        assert e.code == "TransactionCanceledException"
+        e = _raises(ops["BatchWriteItem"], caller, {"RequestItems": {T: [
+            {"PutRequest": {"Item": {"pk": {"S": "held"}}}}]}})
+        assert e.code == "TransactionConflictException"
+        e = _raises(ops["ExecuteStatement"], caller, {"Statement": f"INSERT INTO \"{T}\" VALUE {{'pk': 'held'}}"})
+        assert e.code == "TransactionConflictException"
+        assert "Item" not in ops["GetItem"](caller, {"TableName": T, "Key": {"pk": {"S": "free"}}})
+    finally:
+        CLAIMS.release(other, [ident])
+    ops["TransactWriteItems"](caller, {"TransactItems": [{"Put": {"TableName": T, "Item": {"pk": {"S": "held"}}}}]})
+    assert "Item" in ops["GetItem"](caller, {"TableName": T, "Key": {"pk": {"S": "held"}}})
+    assert CLAIMS.held() == 0
+
+
+def test_threads_calling_the_service_directly_keep_the_sum(svc):
+    svc, ops, caller = svc
+    n_accts = 5
+    for i in range(n_accts):
+        ops["PutItem"](caller, {"TableName": T, "Item": {"pk": {"S": f"a{i}"}, "bal": {"N": "50"}}})
+    outcomes: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def worker(w: int) -> None:
+        rng = random.Random(w)
+        for _ in range(60):
+            src, dst = rng.sample(range(n_accts), 2)
+            amt = {":a": {"N": str(rng.randint(1, 20))}}
+            try:
+                ops["TransactWriteItems"](caller, {"TransactItems": [
+                    {"Update": {"TableName": T, "Key": {"pk": {"S": f"a{src}"}}, "UpdateExpression": "SET bal = bal - :a",
+                                "ConditionExpression": "bal >= :a", "ExpressionAttributeValues": amt}},
+                    {"Update": {"TableName": T, "Key": {"pk": {"S": f"a{dst}"}}, "UpdateExpression": "SET bal = bal + :a",
+                                "ExpressionAttributeValues": amt}}]})
+                key = "ok"
+            except AWSError as e:
+                assert e.code == "TransactionCanceledException", e
+                key = "+".join(sorted({r["Code"] for r in e.extra["CancellationReasons"]} - {"None"}))
+            with lock:
+                outcomes[key] = outcomes.get(key, 0) + 1
+
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.get("ok", 0) > 0
+    assert set(outcomes) <= {"ok", "ConditionalCheckFailed", "TransactionConflict",
+                             "ConditionalCheckFailed+TransactionConflict"}
+    total = 0
+    for i in range(n_accts):
+        bal = int(ops["GetItem"](caller, {"TableName": T, "Key": {"pk": {"S": f"a{i}"}}})["Item"]["bal"]["N"])
+        assert bal >= 0
+        total += bal
+    assert total == 50 * n_accts
+    assert CLAIMS.held() == 0
