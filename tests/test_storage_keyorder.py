@@ -35,7 +35,7 @@ def numbers(draw) -> str:
     if style == "e":
         text = f"{digits}E{exp:+d}"
     else:
-        d = Decimal(digits).scaleb(exp)
+        d = Decimal((0, tuple(map(int, digits)), exp))  # exact: scaleb() would round to 28 digits
         text = format(d, "f")
         if style == "padded" and "." in text:
             text = "00" + text + "000"
