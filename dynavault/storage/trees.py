@@ -126,6 +126,29 @@ def _decode(pt: bytes) -> _Leaf | _Inner:
     raise IntegrityError("malformed B+tree node")
 
 
+def _leaf_lookup(pt: bytes, key: bytes) -> bytes | None:
+    """Point lookup straight in a leaf's plaintext: slices the keys and only the value asked for."""
+    try:
+        n = _HDR.unpack_from(pt, 0)[1]
+        lens = struct.unpack_from(f"<{2 * n}I", pt, 5)
+        pos = 5 + 8 * n
+        keys: list[bytes] = []
+        starts: list[int] = []
+        for i in range(0, 2 * n, 2):
+            e = pos + lens[i]
+            keys.append(pt[pos:e])
+            starts.append(e)
+            pos = e + lens[i + 1]
+        if pos != len(pt):
+            raise ValueError
+    except (struct.error, ValueError):
+        raise IntegrityError("malformed B+tree node") from None
+    i = bisect_left(keys, key)
+    if i < n and keys[i] == key:
+        return pt[starts[i] : starts[i] + lens[2 * i + 1]]
+    return None
+
+
 def _check_ids(table_id: bytes, index_id: int) -> None:
     if type(table_id) is not bytes or len(table_id) != 16:
         raise TypeError("table_id must be 16 bytes (UUID bytes)")
@@ -263,15 +286,19 @@ class EncryptedTrees:
         self, tx: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
     ) -> bytes | None:
         pfx = self._pfx(table_id, index_id, token)
-        node = self._load(tx, codec, pfx, ROOT_ID, required=False)
-        if node is None:
-            return None
-        while type(node) is _Inner:
-            node = self._load(tx, codec, pfx, node.kids[bisect_right(node.keys, key)])
-        i = bisect_left(node.keys, key)
-        if i < len(node.keys) and node.keys[i] == key:
-            return node.vals[i]
-        return None
+        nid = ROOT_ID
+        while True:
+            rk = pfx + nid.to_bytes(8, "big")
+            blob = tx.get(rk)
+            if blob is None:
+                if nid == ROOT_ID:
+                    return None  # empty partition
+                raise IntegrityError("missing B+tree node")
+            pt = codec.open(_AAD_HEAD + rk, Sealed(blob))
+            if pt[:1] == b"\x00":
+                return _leaf_lookup(pt, key)
+            node = _decode(pt)
+            nid = node.kids[bisect_right(node.keys, key)]
 
     def range(
         self,
