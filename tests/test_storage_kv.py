@@ -198,3 +198,33 @@ def test_prefix_end() -> None:
     assert prefix_end(b"a\xff\xff") == b"b"
     assert prefix_end(b"\xff") is None
     assert prefix_end(b"") is None
+
+
+def test_threads_serialize_on_the_store(kv) -> None:
+    """The lock makes whole transactions atomic with respect to other threads (no lost updates)."""
+    import threading
+
+    with kv.transaction() as tx:
+        tx.put(b"counter", Sealed((0).to_bytes(4, "big")))
+
+    def bump(n: int) -> None:
+        for _ in range(n):
+            with kv.transaction() as tx:
+                v = int.from_bytes(tx.get(b"counter"), "big")
+                tx.put(b"counter", Sealed((v + 1).to_bytes(4, "big")))
+
+    threads = [threading.Thread(target=bump, args=(25,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert int.from_bytes(kv.get(b"counter"), "big") == 100
+
+
+def test_two_stores_on_one_file_see_each_others_commits(tmp_path) -> None:
+    a, b = SqliteKV(tmp_path / "shared.db"), SqliteKV(tmp_path / "shared.db")
+    with a.transaction() as tx:
+        tx.put(b"k", CatalogRecord(b"from-a"))
+    assert b.get(b"k") == b"from-a"
+    a.close()
+    b.close()
