@@ -167,6 +167,12 @@ def test_delete_accepted_while_inaccessible(srv, unique_name):
         ddb.update_table(TableName=unique_name, SSESpecification={"Enabled": True})
     assert err.value.response["Error"]["Message"].startswith("KMS key disabled error: ")
     assert key["Arn"] in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as err:  # building an index needs the data: refused
+        ddb.update_table(TableName=unique_name, AttributeDefinitions=[{"AttributeName": "g", "AttributeType": "S"}],
+                         GlobalSecondaryIndexUpdates=[{"Create": {
+                             "IndexName": "gsi", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                             "Projection": {"ProjectionType": "ALL"}}}])
+    assert err.value.response["Error"]["Message"].startswith("KMS key disabled error: ")
     assert ddb.delete_table(TableName=unique_name)["TableDescription"]["TableStatus"] == "DELETING"
     assert unique_name not in ddb.list_tables()["TableNames"]
 

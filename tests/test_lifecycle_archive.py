@@ -69,6 +69,8 @@ def test_archived_after_inaccessible_window(start_server, unique_name):
     assert [b["BackupArn"] for b in backups] == [summary["ArchivalBackupArn"]]
     assert backups[0]["sse"]["key_arn"] == key["Arn"]
     assert _metric(srv, "ARCHIVED") == 1.0
+    with pytest.raises(ClientError):  # an archived table takes no updates
+        ddb.update_table(TableName=unique_name, DeletionProtectionEnabled=True)
     assert ddb.delete_table(TableName=unique_name)["TableDescription"]["TableStatus"] == "DELETING"
 
 

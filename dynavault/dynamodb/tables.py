@@ -220,6 +220,12 @@ def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if len([c for c in changes if c != "AttributeDefinitions"]) > 1:
             raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
         return svc.update_sse(caller, meta, p["SSESpecification"])
+    # key lifecycle (issue 5, sse-spec §1.5): index builds need the data; an archiving/archived table takes nothing
+    if meta.status in ("ARCHIVING", "ARCHIVED") or (
+            meta.status == "INACCESSIBLE_ENCRYPTION_CREDENTIALS" and "GlobalSecondaryIndexUpdates" in p):
+        from .sse_lifecycle import inaccessible_error
+
+        raise inaccessible_error(meta)
     with svc.catalog.lock:
         if "BillingMode" in p or "ProvisionedThroughput" in p:
             merged = {"BillingMode": p.get("BillingMode", meta.billing_mode)}
