@@ -103,13 +103,13 @@ def _cond_expr(attr: str, cond) -> tuple[str, dict]:
     return f" AND {attr} {cond[0]} :a", {":a": {"N": str(cond[1])}}
 
 
-def _pages(call, limit):
+def _pages(call, args: dict, limit):
     esk, out = None, []
     for _ in range(500):
         kw = {"Limit": limit} if limit else {}
         if esk:
             kw["ExclusiveStartKey"] = esk
-        r = call(**kw)
+        r = call(**args, **kw)
         out.append(r)
         esk = r.get("LastEvaluatedKey")
         if not esk:
@@ -157,8 +157,7 @@ def test_model_agrees_on_every_page(ddb, writes, reads):
             seen = []
             for seg in range(total):
                 fargs = {**fexpr, "ExpressionAttributeValues": extra} if extra else {}
-                pages = _pages(lambda **kw: ddb.scan(TableName=name, Segment=seg, TotalSegments=total,  # noqa: B023
-                                                     **fargs, **kw), limit)
+                pages = _pages(ddb.scan, dict(TableName=name, Segment=seg, TotalSegments=total, **fargs), limit)
                 for page in pages:
                     if limit:
                         assert page["ScannedCount"] <= limit
@@ -195,7 +194,7 @@ def test_model_agrees_on_every_page(ddb, writes, reads):
             exp = exp[::-1]
         cexpr, cvals = _cond_expr(sattr, cond)
         values = {":h": {"S": hval}, **cvals, **extra}
-        pages = _pages(lambda **kw: ddb.query(TableName=name, KeyConditionExpression=f"{hk} = :h{cexpr}",
-                                              ExpressionAttributeValues=values, ScanIndexForward=forward,
-                                              **fexpr, **index, **kw), limit)
+        pages = _pages(ddb.query, dict(TableName=name, KeyConditionExpression=f"{hk} = :h{cexpr}",
+                                       ExpressionAttributeValues=values, ScanIndexForward=forward, **fexpr, **index),
+                       limit)
         _check_pages(pages, exp, limit, flt)
