@@ -21,13 +21,15 @@ log = logging.getLogger("dynavault.dynamodb")
 def account_node_seals(svc: DynamoDBService) -> None:
     limit = svc.settings.node_epoch_max_seals
     for meta in svc.catalog.all():
-        data_keys = meta.sse.get("data_keys")
-        if not data_keys:
-            continue
-        crypto = svc.keys.live_crypto(meta.sse["table_key_blob"])
-        if crypto is None:
-            continue
+        # Under the catalog lock: a key switch replaces meta.sse, and a new epoch key must be wrapped
+        # by the table key the catalog holds at that moment.
         with svc.catalog.lock:
+            data_keys = meta.sse.get("data_keys")
+            if not data_keys:
+                continue
+            crypto = svc.keys.live_crypto(meta.sse["table_key_blob"])
+            if crypto is None:
+                continue
             delta = crypto.codec.take_seals()
             if not delta:
                 continue
