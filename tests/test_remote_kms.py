@@ -85,3 +85,45 @@ def test_kms_outage_fails_closed_and_recovers(pair):
         ddb.put_item(TableName="outage", Item={"pk": {"S": "a"}, "v": {"N": "2"}})
     kms_srv.start()
     assert ddb.get_item(TableName="outage", Key={"pk": {"S": "a"}})["Item"]["v"] == {"N": "1"}
+
+
+def test_kms_killed_under_load(pair):
+    """Several connections reading while the KMS dies: every request succeeds or fails closed, none hangs."""
+    import concurrent.futures
+
+    kms_srv, db = pair
+    key = kms_srv.client("kms", access_key=ACCOUNT).create_key()["KeyMetadata"]
+    setup = db.client("dynamodb", access_key=ACCOUNT)
+    setup.create_table(TableName="load", KeySchema=KEYS, AttributeDefinitions=DEFS, BillingMode="PAY_PER_REQUEST",
+                       SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key["Arn"]})
+    for i in range(20):
+        setup.put_item(TableName="load", Item={"pk": {"S": f"k{i}"}, "v": {"N": str(i)}})
+
+    def reader(worker: int, seconds: float) -> tuple[int, int, float]:
+        client = db.client("dynamodb", access_key=ACCOUNT)
+        ok = failed = 0
+        slowest = 0.0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            i = (ok + failed + worker) % 20
+            t0 = time.monotonic()
+            try:
+                item = client.get_item(TableName="load", Key={"pk": {"S": f"k{i}"}})["Item"]
+                assert item["v"] == {"N": str(i)}
+                ok += 1
+            except ClientError as err:
+                assert err.response["Error"]["Message"].startswith("KMS unavailable error"), err.response
+                failed += 1
+            slowest = max(slowest, time.monotonic() - t0)
+        return ok, failed, slowest
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(reader, w, 5.0) for w in range(4)]
+        time.sleep(0.5)
+        kms_srv.kill()
+        results = [f.result(timeout=60) for f in futures]
+    assert all(ok > 0 for ok, _, _ in results), results  # cached keys served after the kill
+    assert sum(failed for _, failed, _ in results) > 0, results  # then failed closed once refresh was due
+    assert max(slow for _, _, slow in results) < 10, results
+    kms_srv.start()
+    assert setup.get_item(TableName="load", Key={"pk": {"S": "k3"}})["Item"]["v"] == {"N": "3"}
