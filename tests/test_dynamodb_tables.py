@@ -70,6 +70,10 @@ def test_create_describe_delete_with_waiters(srv, unique_name):
      INVALID + "Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when BillingMode is "
      "PAY_PER_REQUEST"),
     (dict(KeySchema=KEYS + KEYS), "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type"),
+    (dict(KeySchema=KEYS + [{"AttributeName": "b", "KeyType": "RANGE"}, {"AttributeName": "c", "KeyType": "RANGE"}]),
+     "1 validation error detected: Value '[KeySchemaElement(attributeName=pk, keyType=HASH), "
+     "KeySchemaElement(attributeName=b, keyType=RANGE), KeySchemaElement(attributeName=c, keyType=RANGE)]' at "
+     "'keySchema' failed to satisfy constraint: Member must have length less than or equal to 2"),
 ])
 def test_create_table_validation(srv, unique_name, kwargs, message):
     ddb = srv.client("dynamodb", access_key="100000000002", validate=False)

@@ -184,39 +184,10 @@ def test_wrong_index_key_type_rejects_the_write(ddb, shop):
     assert "IndexName: by-cat, IndexKey: cat" in msg
 
 
-class InProcess:
-    """The real service wired as the server wires it, called without HTTP: today's request shape validator
-    caps every KeySchema at 2 elements (shapes.py override), which would refuse multi-attribute GSI keys."""
-
-    def __init__(self, tmp) -> None:
-        from dynavault.caller import Caller
-        from dynavault.config import Settings
-        from dynavault.server.runtime import build_runtime
-
-        self.runtime = build_runtime(Settings(data_dir=str(tmp / "data"), root_key_file=str(tmp / "root.key")))
-        self.svc = self.runtime.components["dynamodb"]
-        self.ops = self.svc.operations()
-        self.caller = Caller(account="123456789012", region="us-east-1",
-                             principal_arn="arn:aws:iam::123456789012:root", connection_id=1)
-
-    def __getattr__(self, op):
-        name = "".join(part.capitalize() for part in op.split("_"))
-
-        def call(**params):
-            from dynavault.errors import AWSError
-
-            try:
-                return self.ops[name](self.caller, params)
-            except AWSError as e:
-                raise ClientError({"Error": {"Code": e.code, "Message": e.message}}, name) from None
-        return call
-
-
 @pytest.fixture
-def local(tmp_path):
-    svc = InProcess(tmp_path)
-    yield svc
-    svc.svc.close()
+def local(start_server):
+    """A real server: multi-attribute GSI key schemas go through the request validator like any other."""
+    return start_server(allow_any_credentials=True).client("dynamodb")
 
 
 def test_multi_attribute_gsi_keys(local):

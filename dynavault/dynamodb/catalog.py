@@ -125,11 +125,15 @@ class Catalog:
 
     def remove(self, tx, meta: TableMeta) -> None:
         tx.delete(_catalog_key(meta.account, meta.region, meta.name))
-        tx.delete(STATS_PREFIX + meta.table_id.encode())
+        # the table's counters and its indexes' ("<table id>#<index id>")
+        start = STATS_PREFIX + meta.table_id.encode()
+        for key, _ in list(tx.range(start, prefix_end(start))):
+            tx.delete(key)
 
     def forget(self, meta: TableMeta) -> None:
         self._tables.pop((meta.account, meta.region, meta.name), None)
-        self._stats.pop(meta.table_id, None)
+        for stats_id in [s for s in self._stats if s.startswith(meta.table_id)]:
+            del self._stats[stats_id]
 
     # item count / size, updated in the same transaction as the write they describe
     def stats(self, table_id: str) -> tuple[int, int]:

@@ -33,6 +33,11 @@ def not_found(message: str = "Requested resource not found") -> AWSError:
 def _validate_key_schema(key_schema: list[dict], definitions: list[dict]) -> None:
     if not key_schema:
         raise validation("Invalid KeySchema: Some index key attributes are not defined in AttributeDefinitions")
+    if len(key_schema) > 2:
+        raise validation("1 validation error detected: Value '[" + ", ".join(
+            f"KeySchemaElement(attributeName={k.get('AttributeName')}, keyType={k.get('KeyType')})"
+            for k in key_schema) + "]' at 'keySchema' failed to satisfy constraint: Member must have length less "
+            "than or equal to 2")
     if key_schema[0].get("KeyType") != "HASH":
         raise validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
     if len(key_schema) > 1:
