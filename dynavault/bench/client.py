@@ -31,11 +31,12 @@ class Endpoint:
 
 
 class Response:
-    __slots__ = ("status", "body")
+    __slots__ = ("status", "body", "close")
 
-    def __init__(self, status: int, body: bytes) -> None:
+    def __init__(self, status: int, body: bytes, close: bool = False) -> None:
         self.status = status
         self.body = body
+        self.close = close  # the server said "Connection: close" (moto does, on every response)
 
     def json(self) -> dict:
         return orjson.loads(self.body) if self.body else {}
@@ -101,6 +102,8 @@ class Connection:
         assert self._w is not None and self._r is not None
         self._w.write(req)
         resp = await _read_response(self._r)
+        if resp.close:
+            await self.close()
         return resp
 
 
@@ -113,6 +116,7 @@ async def _read_response(r: asyncio.StreamReader) -> Response:
         raise BenchHTTPError(f"malformed status line {lines[0][:80]!r}") from None
     length = -1
     chunked = False
+    close = False
     for line in lines[1:]:
         name, _, value = line.partition(b":")
         name = name.strip().lower()
@@ -120,6 +124,8 @@ async def _read_response(r: asyncio.StreamReader) -> Response:
             length = int(value)
         elif name == b"transfer-encoding" and b"chunked" in value.lower():
             chunked = True
+        elif name == b"connection" and b"close" in value.lower():
+            close = True
     if chunked:
         parts = []
         while True:
@@ -129,7 +135,7 @@ async def _read_response(r: asyncio.StreamReader) -> Response:
                 break
             parts.append(await r.readexactly(size))
             await r.readexactly(2)
-        return Response(status, b"".join(parts))
+        return Response(status, b"".join(parts), close)
     if length < 0:
-        return Response(status, await r.read())
-    return Response(status, await r.readexactly(length))
+        return Response(status, await r.read(), True)
+    return Response(status, await r.readexactly(length), close)
