@@ -53,6 +53,8 @@ class Settings:
     #: seals under one node key before a new epoch key is made (random nonces: stay far below 2^32)
     node_epoch_max_seals: int = 1 << 30
     epoch_check_seconds: float = 30.0
+    #: DynamoDB's 10 GB item-collection limit for tables with local secondary indexes
+    item_collection_max_bytes: int = 10 * 1024**3
     workers: int = 1
     log_file: str = ""
     log_level: str = "info"

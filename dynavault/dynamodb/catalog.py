@@ -129,6 +129,9 @@ class Catalog:
         start = STATS_PREFIX + meta.table_id.encode()
         for key, _ in list(tx.range(start, prefix_end(start))):
             tx.delete(key)
+        sizes = b"\x00\x00collection\x00" + meta.id_bytes  # item-collection sizes (collections.py)
+        for key, _ in list(tx.range(sizes, prefix_end(sizes))):
+            tx.delete(key)
 
     def forget(self, meta: TableMeta) -> None:
         self._tables.pop((meta.account, meta.region, meta.name), None)

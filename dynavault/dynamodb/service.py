@@ -18,7 +18,7 @@ from dynavault.sse.table_keys import TableKeyService
 from dynavault.storage.kv.sqlite import SqliteKV
 from dynavault.storage.trees import EncryptedTrees
 
-from . import epochs, items, sse_lifecycle, tables
+from . import epochs, item_collections, items, sse_lifecycle, tables
 from .catalog import Catalog, TableMeta
 from .sse_lifecycle import refuse_if_inaccessible
 
@@ -96,6 +96,8 @@ class DynamoDBService:
                     new: dict | None) -> dict | None:
         """Index entries and stream records for one item change, in the write's transaction."""
         units = None
+        if meta.local_indexes:
+            item_collections.check_collection(tx, meta, crypto, old, new, self.settings.item_collection_max_bytes)
         if self.index_writer is not None:
             units = self.index_writer(tx, meta, crypto, old, new)
         if self.stream_writer is not None:
