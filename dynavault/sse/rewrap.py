@@ -16,7 +16,7 @@ from dynavault.errors import AWSError
 
 from .crypto import unwrap_data_key, wrap_data_key
 from .kms_errors import wrap_kms_error
-from .table_keys import GRANT_OPERATIONS, OWNED, TableKeyService, encryption_context, service_principal
+from .table_keys import OWNED, TableKeyService, encryption_context, service_principal
 
 
 @dataclass(slots=True)
@@ -70,26 +70,7 @@ def table_key_service(keys: TableKeyService, account: str, region: str, sse: dic
 def new_table_key(keys: TableKeyService, caller: Caller, table_name: str, mode: str,
                   key_arn: str) -> tuple[dict, bytes]:
     """A grant (unless owned) and a fresh table key under ``key_arn``: (record without data keys, plaintext)."""
-    context = encryption_context(table_name, caller.account)
-    record: dict = {"mode": mode, "key_arn": key_arn}
-    grant: dict | None = None
-    if mode == OWNED:
-        generator = keys.service_caller(keys.owned_account, caller.region)
-    else:
-        grant = kms_call(keys, caller.on_behalf(service_principal(caller.region)), "CreateGrant", {
-            "KeyId": key_arn,
-            "GranteePrincipal": service_principal(caller.region),
-            "RetiringPrincipal": service_principal(caller.region),
-            "Operations": GRANT_OPERATIONS,
-            "Constraints": {"EncryptionContextSubset": context},
-        })
-        record["grant_id"] = grant["GrantId"]
-        record["grant_token"] = grant.get("GrantToken", "")
-        generator = keys.service_caller(caller.account, caller.region)
-    gdk = kms_call(keys, generator, "GenerateDataKey",
-                   {"KeyId": key_arn, "KeySpec": "AES_256", "EncryptionContext": context})
-    record["table_key_blob"] = gdk["CiphertextBlob"]
-    return record, base64.b64decode(gdk["Plaintext"])
+    return keys.new_table_key(caller, table_name, mode, key_arn)
 
 
 def rewrap_data_keys(old_key: bytes, new_key: bytes, table_id: bytes, data_keys: dict) -> dict:

@@ -132,8 +132,12 @@ class TableKeyService:
             ))
         return arn, (AWS_MANAGED if meta.get("KeyManager") == "AWS" else CUSTOMER)
 
-    def create_table_keys(self, caller: Caller, table_name: str, table_id: bytes, mode: str, key_arn: str) -> dict:
-        """Make the table key under ``key_arn`` and fresh wrapped data keys; returns the catalog record."""
+    def new_table_key(self, caller: Caller, table_name: str, mode: str, key_arn: str) -> tuple[dict, bytes]:
+        """A grant for the table (unless owned) and a fresh table key under ``key_arn``.
+
+        Returns (catalog record without data keys, plaintext table key); a failed GenerateDataKey
+        retires the grant it made, so nothing is left behind.
+        """
         context = encryption_context(table_name, caller.account)
         record: dict = {"mode": mode, "key_arn": key_arn}
         grant: dict | None = None
@@ -157,8 +161,12 @@ class TableKeyService:
             if grant is not None:
                 self._retire(caller.account, caller.region, key_arn, grant["GrantId"])
             raise
-        table_key = base64.b64decode(gdk["Plaintext"])
         record["table_key_blob"] = gdk["CiphertextBlob"]
+        return record, base64.b64decode(gdk["Plaintext"])
+
+    def create_table_keys(self, caller: Caller, table_name: str, table_id: bytes, mode: str, key_arn: str) -> dict:
+        """Make the table key under ``key_arn`` and fresh wrapped data keys; returns the catalog record."""
+        record, table_key = self.new_table_key(caller, table_name, mode, key_arn)
         record["data_keys"] = self._new_data_keys(table_key, table_id)
         return record
 
