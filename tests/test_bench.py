@@ -156,3 +156,15 @@ def test_selftest_and_storage_run(tmp_path):
     for name in ("identity", "aead"):
         assert s[name]["get_per_s"] > 0 and s[name]["put_per_s"] > 0 and s[name]["bytes_on_disk"] > 0
     assert "encryption_cost_get_pct" in s
+
+
+def test_fullscan_pages_through_the_whole_table(start_server):
+    srv = start_server(allow_any_credentials=True)
+    rc, out, err = _bench(srv.endpoint, "--workloads", "fullscan", "--connections", "1")
+    assert rc == 0, err
+    w = out["workloads"]["fullscan"]
+    assert w["status"] == "ok" and w["errors"] == 0, w
+    assert w["full_passes"] >= 1
+    # every pass reads all 50 items: items/s is at least passes × 50 over the run
+    assert w["items_per_s"] * w["seconds"] >= 0.99 * 50 * w["full_passes"]  # (both figures are rounded)
+    assert out["verification"]["ok"]

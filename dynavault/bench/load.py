@@ -15,7 +15,7 @@ from dynavault.bench.client import BenchHTTPError, Connection, Endpoint, Respons
 
 __all__ = ["ALL_WORKLOADS", "BenchConfig", "run_bench", "ItemModel", "percentile"]
 
-ALL_WORKLOADS = ("get", "put", "query", "scan", "mixed", "batch", "txn")
+ALL_WORKLOADS = ("get", "put", "query", "scan", "mixed", "batch", "txn", "fullscan")
 PARTITION_SIZE = 20  # items per partition key, so a Query returns 20 items
 GSI_NAME = "gsi1"
 GSI_GROUPS = 50
@@ -128,6 +128,10 @@ class _Runner:
         self.run_id = uuid.uuid4().hex[:8]
         self.table = f"dvbench-{self.run_id}"
         self.model = ItemModel(cfg.items, cfg.item_size, self.run_id)
+        # fullscan: one cursor pages through the whole table (run it with --connections 1 for a true full scan)
+        self._scan_cursor: dict | None = None
+        self._scanned_items = 0
+        self._full_passes = 0
         self.gsi = False
 
     # -- setup ----------------------------------------------------------------------------------
@@ -233,6 +237,18 @@ class _Runner:
             return len(items) <= 100 and all(self.model.check(it) for it in items)
         return "Scan", payload, check
 
+    def op_fullscan(self, rnd: random.Random):
+        payload: dict = {"TableName": self.table}
+        if self._scan_cursor is not None:
+            payload["ExclusiveStartKey"] = self._scan_cursor
+        return "Scan", payload, lambda d: all(self.model.check(it) for it in d.get("Items") or [])
+
+    def _after_fullscan(self, d: dict) -> None:
+        self._scanned_items += len(d.get("Items") or [])
+        self._scan_cursor = d.get("LastEvaluatedKey")
+        if self._scan_cursor is None:
+            self._full_passes += 1
+
     def op_batch(self, rnd: random.Random):
         ids = rnd.sample(range(self.cfg.items), min(25, self.cfg.items))
         payload = {"RequestItems": {self.table: [{"PutRequest": {"Item": self.model.item(i)}} for i in ids]}}
@@ -319,6 +335,13 @@ class _Runner:
                         et = resp.error_type()
                         stats.errors[et] += 1
                         stats.error_samples.setdefault(et, resp.body[:200].decode(errors="replace"))
+                    elif name == "fullscan":
+                        data = resp.json()
+                        self._after_fullscan(data)
+                        if n % VERIFY_EVERY == 1:
+                            stats.verified += 1
+                            if not check(data):
+                                stats.verify_failed += 1
                     elif check is not None and n % VERIFY_EVERY == 1:
                         stats.verified += 1
                         if not check(resp.json()):
@@ -337,6 +360,8 @@ class _Runner:
             "ops": stats.ops,
             "seconds": round(elapsed, 3),
             "ops_per_s": round(stats.ops / elapsed, 1) if elapsed else 0.0,
+            **({"items_per_s": round(self._scanned_items / elapsed, 1) if elapsed else 0.0,
+                "full_passes": self._full_passes} if name == "fullscan" else {}),
             "p50_ms": round(percentile(lat, 0.50) * ms, 3),
             "p90_ms": round(percentile(lat, 0.90) * ms, 3),
             "p99_ms": round(percentile(lat, 0.99) * ms, 3),
