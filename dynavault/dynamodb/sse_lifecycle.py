@@ -117,9 +117,9 @@ class SSELifecycle:
             self._check_quota(meta, now)
             # everything below is synchronous: a bad target key fails here and changes nothing
             key_arn, mode = self.keys.resolve(caller, mode, key_id)
-            old_key = rewrap.decrypt_table_key(self.keys, rewrap.table_key_user(self.keys, caller, current),
-                                               meta.name, meta.account, current)
-            record, new_key = rewrap.new_table_key(self.keys, caller, meta.name, mode, key_arn)
+            old_key = self.keys.decrypt_table_key(self.keys.key_user(caller, current), meta.name, meta.account,
+                                                  current)
+            record, new_key = self.keys.new_table_key(caller, meta.name, mode, key_arn)
             try:
                 rewrap.rewrap_data_keys(old_key, new_key, meta.id_bytes, current["data_keys"])
             except Exception:
@@ -153,12 +153,7 @@ class SSELifecycle:
         if not grant_id or (keep is not None and keep.get("grant_id") == grant_id
                             and keep.get("key_arn") == record.get("key_arn")):
             return  # CreateGrant is idempotent: a re-encryption under the same key reuses the grant
-        try:
-            rewrap.kms_call(self.keys, self.keys.service_caller(meta.account, meta.region), "RetireGrant",
-                            {"KeyId": record["key_arn"], "GrantId": grant_id}, wrap=False)
-        except AWSError as err:
-            log.warning("table %s: retiring grant %s on %s failed: %s", meta.name, grant_id, record["key_arn"],
-                        err.code)
+        self.keys.retire_grant(meta.account, meta.region, record["key_arn"], grant_id, meta.name)
 
     # -- the UPDATING phases and the commit ----------------------------------------------------------
     def advance_switches(self) -> None:
@@ -191,10 +186,10 @@ class SSELifecycle:
         keys = self._switch_keys.pop(meta.table_id, None)
         old = meta.sse
         if keys is None:  # resumed after a restart: the database unwraps both keys itself
-            old_key = rewrap.decrypt_table_key(self.keys, rewrap.table_key_service(self.keys, meta.account,
-                                               meta.region, old), meta.name, meta.account, old)
-            new_key = rewrap.decrypt_table_key(self.keys, rewrap.table_key_service(self.keys, meta.account,
-                                               meta.region, pending), meta.name, meta.account, pending)
+            old_key = self.keys.decrypt_table_key(self.keys.key_service(meta.account, meta.region, old),
+                                                  meta.name, meta.account, old)
+            new_key = self.keys.decrypt_table_key(self.keys.key_service(meta.account, meta.region, pending),
+                                                  meta.name, meta.account, pending)
             keys = rewrap.SwitchKeys(old_key, new_key)
         with svc.catalog.lock:
             # re-wrapped from the data keys as they are now (a node epoch may have been added meanwhile)
@@ -229,9 +224,9 @@ class SSELifecycle:
         if meta.status == ARCHIVING:
             self._archive(meta)
             return
-        who = rewrap.table_key_service(self.keys, meta.account, meta.region, meta.sse)
+        who = self.keys.key_service(meta.account, meta.region, meta.sse)
         try:
-            rewrap.decrypt_table_key(self.keys, who, meta.name, meta.account, meta.sse, wrap=False)
+            self.keys.decrypt_table_key(who, meta.name, meta.account, meta.sse, wrap=False)
         except AWSError as err:
             if err.code not in KEY_LOST_CODES:
                 return  # KMS unreachable or throttled: not a verdict on the key

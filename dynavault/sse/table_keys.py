@@ -85,16 +85,37 @@ class TableKeyService:
         self._lock = threading.Lock()
 
     # -- KMS calls, as DynamoDB makes them -------------------------------------------------
-    def _call(self, caller: Caller, op: str, params: dict) -> dict:
+    def call(self, caller: Caller, op: str, params: dict, *, wrap: bool = True) -> dict:
+        """One KMS call as the database makes it: counted in metrics; failures in DynamoDB's words (§1.4)
+        unless ``wrap`` is False (callers that judge the KMS code themselves)."""
         try:
             result = self.kms.invoke(caller, op, params)
         except AWSError as err:
             if self.metrics is not None:
                 self.metrics.kms_calls.labels(op, err.code).inc()
-            raise wrap_kms_error(err) from None
+            if wrap:
+                raise wrap_kms_error(err) from None
+            raise
         if self.metrics is not None:
             self.metrics.kms_calls.labels(op, "ok").inc()
         return result
+
+    def key_user(self, caller: Caller, sse: dict) -> Caller:
+        """Who decrypts a table key for a user's request: the owned key's account, else the user via DynamoDB."""
+        if sse.get("mode") == OWNED:
+            return self.service_caller(self.owned_account, caller.region)
+        return self._acting_for(caller)
+
+    def key_service(self, account: str, region: str, sse: dict) -> Caller:
+        """Who decrypts a table key in the background: the database itself, through the table's grant."""
+        return self.service_caller(self.owned_account if sse.get("mode") == OWNED else account, region)
+
+    def decrypt_table_key(self, who: Caller, table_name: str, account: str, sse: dict, *,
+                          wrap: bool = True) -> bytes:
+        context = encryption_context(table_name, account)
+        result = self.call(who, "Decrypt", {"CiphertextBlob": sse["table_key_blob"], "EncryptionContext": context},
+                           wrap=wrap)
+        return base64.b64decode(result["Plaintext"])
 
     def service_caller(self, account: str, region: str) -> Caller:
         principal = service_principal(region)
@@ -115,7 +136,7 @@ class TableKeyService:
         if mode == OWNED:
             return self.owned_key_arn(caller.region), OWNED
         target = MANAGED_ALIAS if mode == AWS_MANAGED else str(key_id)
-        meta = self._call(self._acting_for(caller), "DescribeKey", {"KeyId": target})["KeyMetadata"]
+        meta = self.call(self._acting_for(caller), "DescribeKey", {"KeyId": target})["KeyMetadata"]
         arn = meta["Arn"]
         if meta.get("KeyState") == "Disabled":
             raise wrap_kms_error(AWSError("DisabledException", f"{arn} is disabled."))
@@ -144,7 +165,7 @@ class TableKeyService:
         if mode == OWNED:
             generator = self.service_caller(self.owned_account, caller.region)
         else:
-            grant = self._call(self._acting_for(caller), "CreateGrant", {
+            grant = self.call(self._acting_for(caller), "CreateGrant", {
                 "KeyId": key_arn,
                 "GranteePrincipal": service_principal(caller.region),
                 "RetiringPrincipal": service_principal(caller.region),
@@ -155,11 +176,11 @@ class TableKeyService:
             record["grant_token"] = grant.get("GrantToken", "")
             generator = self.service_caller(caller.account, caller.region)
         try:
-            gdk = self._call(generator, "GenerateDataKey",
+            gdk = self.call(generator, "GenerateDataKey",
                              {"KeyId": key_arn, "KeySpec": "AES_256", "EncryptionContext": context})
         except AWSError:
             if grant is not None:
-                self._retire(caller.account, caller.region, key_arn, grant["GrantId"])
+                self.retire_grant(caller.account, caller.region, key_arn, grant["GrantId"], table_name)
             raise
         record["table_key_blob"] = gdk["CiphertextBlob"]
         return record, base64.b64decode(gdk["Plaintext"])
@@ -178,17 +199,19 @@ class TableKeyService:
         return {"token": wrapped("token"), "stream": wrapped("stream"), "node": {"0": wrapped("node")},
                 "node_epoch": 0}
 
-    def _retire(self, account: str, region: str, key_arn: str, grant_id: str) -> None:
+    def retire_grant(self, account: str, region: str, key_arn: str, grant_id: str, table_name: str = "") -> None:
+        """RetireGrant as the database itself; a failure is logged, not raised (the table is gone or moved on)."""
         try:
-            self._call(self.service_caller(account, region), "RetireGrant", {"KeyId": key_arn, "GrantId": grant_id})
+            self.call(self.service_caller(account, region), "RetireGrant", {"KeyId": key_arn, "GrantId": grant_id},
+                      wrap=False)
         except AWSError as err:
-            log.warning("retiring grant %s on %s failed: %s", grant_id, key_arn, err.code)
+            log.warning("table %s: retiring grant %s on %s failed: %s", table_name, grant_id, key_arn, err.code)
 
     def retire(self, ref: TableKeyRef) -> None:
         """DeleteTable: retire the table's grant and forget its cached keys."""
         grant_id = ref.sse.get("grant_id")
         if grant_id:
-            self._retire(ref.account, ref.region, ref.sse["key_arn"], grant_id)
+            self.retire_grant(ref.account, ref.region, ref.sse["key_arn"], grant_id, ref.table_name)
         self.forget_table(ref.table_id)
 
     # -- the per-connection cache ------------------------------------------------------------
@@ -219,16 +242,10 @@ class TableKeyService:
 
     def _decrypt(self, caller: Caller, ref: TableKeyRef) -> TableCrypto:
         sse = ref.sse
-        context = encryption_context(ref.table_name, ref.account)
-        if sse["mode"] == OWNED:
-            who = self.service_caller(self.owned_account, ref.region)
-        else:
-            who = self._acting_for(caller)
-        result = self._call(who, "Decrypt", {"CiphertextBlob": sse["table_key_blob"], "EncryptionContext": context})
+        table_key = self.decrypt_table_key(self.key_user(caller, sse), ref.table_name, ref.account, sse)
         blob = sse["table_key_blob"]
         crypto = self._crypto_by_blob.get(blob)
         if crypto is None:
-            table_key = base64.b64decode(result["Plaintext"])
             crypto = self.build_crypto(table_key, ref.table_id, sse["data_keys"])
             with self._lock:
                 self._crypto_by_blob[blob] = crypto
