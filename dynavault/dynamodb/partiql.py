@@ -48,6 +48,7 @@ from .transactions import (
     cancelled,
     check_distinct,
     consumed,
+    read_items,
     run_writes,
     table_cryptos,
 )
@@ -906,28 +907,7 @@ def _read_transaction(svc: DynamoDBService, caller: Caller, stmts: list[Statemen
             raise validation(MSG_KEY_EQ)
         hkey, skey, _ = key_of_request(meta, key)
         gets.append((meta, hkey, skey, _condition(st.where), _projection(st)))
-    cryptos = table_cryptos(svc, caller, (g[0] for g in gets))
-    responses = []
-    units: dict[str, float] = {}
-    metas = {}
-    with svc.kv.transaction() as tx:  # one snapshot for every read
-        for meta, hkey, skey, cond, proj in gets:
-            crypto = cryptos[meta.table_id]
-            metas[meta.table_id] = meta
-            raw = svc.trees.get(tx, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
-            item = orjson.loads(raw) if raw is not None else None
-            size = item_size(item) if item is not None else 0
-            units[meta.table_id] = units.get(meta.table_id, 0.0) + 2 * item_ops.read_units(size, True)
-            if item is None or (cond is not None and not evaluate(cond, item)):
-                responses.append({})
-            else:
-                responses.append({"Item": project_item(proj, item) if proj is not None else item})
-    out: dict = {"Responses": responses}
-    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=False)
-    if cc is not None:
-        out["ConsumedCapacity"] = cc
-    return out
-
+    return read_items(svc, table_cryptos(svc, caller, (g[0] for g in gets)), gets, p)
 
 HANDLERS = {
     "ExecuteStatement": execute_statement,

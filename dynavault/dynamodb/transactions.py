@@ -445,29 +445,33 @@ def transact_get_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if busy:
         raise cancelled([_reason("TransactionConflict", MSG_CONFLICT) if i in busy else _reason("None")
                          for i in idents])
+    return read_items(svc, cryptos, [(m, h, s, None, proj) for m, h, s, proj in gets], p)
+
+
+def read_items(svc: DynamoDBService, cryptos: dict, gets: list, p: dict) -> dict:
+    """The reads of one transaction (TransactGetItems, a read-only ExecuteTransaction) from one store
+    snapshot. ``gets``: (meta, hash key bytes, sort key bytes, condition or None, projection or None);
+    an item that is missing or fails its condition answers ``{}``."""
     responses = []
     units: dict[str, float] = {}
     metas = {}
-    # one store transaction: every item is read from the same committed state
     with svc.kv.transaction() as tx:
-        for meta, hkey, skey, proj in gets:
+        for meta, hkey, skey, cond, proj in gets:
             crypto = cryptos[meta.table_id]
-            raw = svc.trees.get(tx, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
             metas[meta.table_id] = meta
-            size = 0
-            if raw is None:
+            raw = svc.trees.get(tx, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
+            item = orjson.loads(raw) if raw is not None else None
+            size = item_size(item) if item is not None else 0
+            units[meta.table_id] = units.get(meta.table_id, 0.0) + 2 * item_ops.read_units(size, True)
+            if item is None or (cond is not None and not evaluate(cond, item)):
                 responses.append({})
             else:
-                item = orjson.loads(raw)
-                size = item_size(item)
                 responses.append({"Item": project_item(proj, item) if proj is not None else item})
-            units[meta.table_id] = units.get(meta.table_id, 0.0) + 2 * item_ops.read_units(size, True)
     out: dict = {"Responses": responses}
     cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=False)
     if cc is not None:
         out["ConsumedCapacity"] = cc
     return out
-
 
 HANDLERS = {
     "TransactWriteItems": transact_write_items,
