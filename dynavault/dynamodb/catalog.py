@@ -23,6 +23,8 @@ from dynavault.storage.sealed import CatalogRecord
 # under a different prefix, so the two key spaces never meet.
 CATALOG_PREFIX = b"\x00\x00catalog\x00"
 STATS_PREFIX = b"\x00\x00stats\x00"
+#: item-collection sizes per partition token of tables with LSIs (item_collections.py)
+COLLECTION_PREFIX = b"\x00\x00collection\x00"
 _STATS = struct.Struct(">qq")
 
 
@@ -129,7 +131,7 @@ class Catalog:
         start = STATS_PREFIX + meta.table_id.encode()
         for key, _ in list(tx.range(start, prefix_end(start))):
             tx.delete(key)
-        sizes = b"\x00\x00collection\x00" + meta.id_bytes  # item-collection sizes (collections.py)
+        sizes = COLLECTION_PREFIX + meta.id_bytes
         for key, _ in list(tx.range(sizes, prefix_end(sizes))):
             tx.delete(key)
 

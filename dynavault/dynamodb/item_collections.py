@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from dynavault.errors import AWSError
 from dynavault.storage.sealed import CatalogRecord
 
+from .catalog import COLLECTION_PREFIX
 from .keys import key_of_item
 from .values import item_size
 
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
     from .catalog import TableMeta
 
-COLLECTION_PREFIX = b"\x00\x00collection\x00"
 _SIZE = struct.Struct(">q")
 
 

@@ -113,9 +113,8 @@ class DynamoDBService:
 
 
 def build_dynamodb(settings: Settings, components: dict, metrics=None) -> DynamoDBService:
-    from dynavault.kms.service import AWS_OWNED_ACCOUNT
-
-    owned_account = AWS_OWNED_ACCOUNT
+    """``components``: "owned_account" (the AWS owned keys' account) and, without a KMS endpoint, "kms"."""
+    owned_account = components["owned_account"]
     if settings.kms_endpoint:
         remote = RemoteKms(settings.kms_endpoint, settings.kms_access_key_id, settings.kms_secret_access_key)
         client: KmsClient = remote
@@ -124,8 +123,7 @@ def build_dynamodb(settings: Settings, components: dict, metrics=None) -> Dynamo
         def owned_key_arn(region: str) -> str:
             # The remote KMS keeps the owned key under a reserved alias of the service account.
             if region not in owned_arns:
-                caller = Caller(account=owned_account, region=region, principal_arn=f"dynamodb.{region}.amazonaws.com",
-                                is_service=True, via_service=f"dynamodb.{region}.amazonaws.com")
+                caller = svc.keys.service_caller(owned_account, region)
                 meta = remote.invoke(caller, "DescribeKey", {"KeyId": "alias/aws/dynamodb-owned"})["KeyMetadata"]
                 owned_arns[region] = meta["Arn"]
             return owned_arns[region]

@@ -78,14 +78,12 @@ class Runtime:
                 log.exception("close failed")
 
 
-def _credentials(settings: Settings) -> CredentialStore:
-    from dynavault.kms.service import AWS_OWNED_ACCOUNT
-
+def _credentials(settings: Settings, owned_account: str) -> CredentialStore:
     store = CredentialStore(
         settings.data_path("credentials.json"),
         allow_any=settings.allow_any_credentials,
         default_account=settings.default_account,
-        reserved_accounts=frozenset({AWS_OWNED_ACCOUNT}),
+        reserved_accounts=frozenset({owned_account}),
     )
     if store.is_empty() and not settings.allow_any_credentials:
         cred = store.create()
@@ -102,16 +100,16 @@ def _credentials(settings: Settings) -> CredentialStore:
 def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
     """Wire every component. ``kms_only`` serves just the key service and its audit trail."""
     from dynavault.audit.trail import AuditTrail
-    from dynavault.kms.service import KeyService
+    from dynavault.kms.service import AWS_OWNED_ACCOUNT, KeyService
 
     settings.data_path().mkdir(parents=True, exist_ok=True)
-    credentials = _credentials(settings)
+    credentials = _credentials(settings, AWS_OWNED_ACCOUNT)
     verifier = SigV4Verifier(credentials, max_skew_seconds=settings.max_clock_skew_seconds)
     metrics = Metrics()
     routes = RouteTable()
     closers: list[Callable[[], None]] = []
     periodic: list[Periodic] = []
-    components: dict[str, object] = {}
+    components: dict[str, object] = {"owned_account": AWS_OWNED_ACCOUNT}
 
     trail = AuditTrail(settings.data_path("audit"), settings.audit_rotate_bytes)
     closers.append(getattr(trail, "close", lambda: None))

@@ -21,8 +21,7 @@ def wrap_kms_error(err: AWSError, *, region_label: str = "") -> AWSError:
     if code == "DisabledException":
         return AWSError("ValidationException", f"KMS key disabled error{region}: {_SDK}DisabledException: {msg}"
                         + _suffix(code))
-    if code in ("KMSInvalidStateException", "NotFoundException", "InvalidArnException", "ValidationException",
-                "KMSInvalidStateException"):
+    if code in ("KMSInvalidStateException", "NotFoundException", "InvalidArnException", "ValidationException"):
         return AWSError("ValidationException", f"KMS validation error{region}: {_SDK}{code}: {msg}" + _suffix(code))
     if code == "AccessDeniedException":
         return AWSError("AccessDeniedException",
