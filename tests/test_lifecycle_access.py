@@ -8,16 +8,10 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
+from lifecycle import create_cmk_table, wait_status
 
-KEYS = [{"AttributeName": "pk", "KeyType": "HASH"}]
-DEFS = [{"AttributeName": "pk", "AttributeType": "S"}]
 ACCOUNT = "123456789012"
 SDK = "com.amazonaws.services.kms.model."
-
-
-def _create(ddb, name, key_arn):
-    ddb.create_table(TableName=name, KeySchema=KEYS, AttributeDefinitions=DEFS, BillingMode="PAY_PER_REQUEST",
-                     SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn})
 
 
 def _items(n=5):
@@ -25,13 +19,7 @@ def _items(n=5):
 
 
 def _wait_status(ddb, name, status, timeout=15.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        table = ddb.describe_table(TableName=name)["Table"]
-        if table["TableStatus"] == status:
-            return table
-        time.sleep(0.2)
-    raise AssertionError(f"{name} never reached {status}: {table['TableStatus']}")
+    return wait_status(ddb, name, status, timeout)
 
 
 def _deny_policy(account):
@@ -48,7 +36,7 @@ def test_cached_keys_serve_until_refresh_then_fail_closed(start_server, unique_n
     ddb = srv.client("dynamodb", access_key=ACCOUNT)
     kms = srv.client("kms", access_key=ACCOUNT)
     key = kms.create_key()["KeyMetadata"]
-    _create(ddb, unique_name, key["Arn"])
+    create_cmk_table(ddb, unique_name, key["Arn"])
     item = _items(1)[0]
     ddb.put_item(TableName=unique_name, Item=item)  # caches the table key on this connection
     kms.disable_key(KeyId=key["KeyId"])
@@ -79,8 +67,8 @@ def test_sweep_flags_inaccessible_and_recovery_returns_active(srv, unique_name, 
     key = kms.create_key()["KeyMetadata"]
     other_key = kms.create_key()["KeyMetadata"]
     other = unique_name + "-other"
-    _create(ddb, unique_name, key["Arn"])
-    _create(ddb, other, other_key["Arn"])
+    create_cmk_table(ddb, unique_name, key["Arn"])
+    create_cmk_table(ddb, other, other_key["Arn"])
     items = _items()
     for item in items:
         ddb.put_item(TableName=unique_name, Item=item)
@@ -160,7 +148,7 @@ def test_delete_accepted_while_inaccessible(srv, unique_name):
     ddb = srv.client("dynamodb", access_key=ACCOUNT)
     kms = srv.client("kms", access_key=ACCOUNT)
     key = kms.create_key()["KeyMetadata"]
-    _create(ddb, unique_name, key["Arn"])
+    create_cmk_table(ddb, unique_name, key["Arn"])
     kms.disable_key(KeyId=key["KeyId"])
     _wait_status(ddb, unique_name, "INACCESSIBLE_ENCRYPTION_CREDENTIALS")
     with pytest.raises(ClientError) as err:  # every SSE change fails with the KMS error naming the old key
@@ -181,7 +169,7 @@ def test_switch_away_from_revoked_grant_heals(srv, unique_name):
     ddb = srv.client("dynamodb", access_key=ACCOUNT)
     kms = srv.client("kms", access_key=ACCOUNT)
     key = kms.create_key()["KeyMetadata"]
-    _create(ddb, unique_name, key["Arn"])
+    create_cmk_table(ddb, unique_name, key["Arn"])
     item = _items(1)[0]
     ddb.put_item(TableName=unique_name, Item=item)
     grant_id = kms.list_grants(KeyId=key["KeyId"])["Grants"][0]["GrantId"]

@@ -10,25 +10,13 @@ import urllib.request
 import orjson
 import pytest
 from botocore.exceptions import ClientError
+from lifecycle import create_cmk_table, wait_status
 
-KEYS = [{"AttributeName": "pk", "KeyType": "HASH"}]
-DEFS = [{"AttributeName": "pk", "AttributeType": "S"}]
 ACCOUNT = "123456789012"
 
 
-def _create(ddb, name, key_arn):
-    ddb.create_table(TableName=name, KeySchema=KEYS, AttributeDefinitions=DEFS, BillingMode="PAY_PER_REQUEST",
-                     SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn})
-
-
 def _wait_status(ddb, name, status, timeout=20.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        table = ddb.describe_table(TableName=name)["Table"]
-        if table["TableStatus"] == status:
-            return table
-        time.sleep(0.2)
-    raise AssertionError(f"{name} never reached {status}: {table['TableStatus']}")
+    return wait_status(ddb, name, status, timeout)
 
 
 def _metric(srv, label):
@@ -45,7 +33,7 @@ def test_archived_after_inaccessible_window(start_server, unique_name):
     ddb = srv.client("dynamodb", access_key=ACCOUNT)
     kms = srv.client("kms", access_key=ACCOUNT)
     key = kms.create_key()["KeyMetadata"]
-    _create(ddb, unique_name, key["Arn"])
+    create_cmk_table(ddb, unique_name, key["Arn"])
     ddb.put_item(TableName=unique_name, Item={"pk": {"S": "a"}})
     kms.disable_key(KeyId=key["KeyId"])
     _wait_status(ddb, unique_name, "INACCESSIBLE_ENCRYPTION_CREDENTIALS")
@@ -80,7 +68,7 @@ def test_key_deletion_shreds_the_table(start_server, unique_name):
     ddb = srv.client("dynamodb", access_key=ACCOUNT)
     kms = srv.client("kms", access_key=ACCOUNT)
     key = kms.create_key()["KeyMetadata"]
-    _create(ddb, unique_name, key["Arn"])
+    create_cmk_table(ddb, unique_name, key["Arn"])
     secret = "shred-me-" + unique_name
     for i in range(5):
         ddb.put_item(TableName=unique_name, Item={"pk": {"S": f"k{i}"}, "v": {"S": secret}})
