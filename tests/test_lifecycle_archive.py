@@ -10,6 +10,7 @@ import urllib.request
 import orjson
 import pytest
 from botocore.exceptions import ClientError
+from canary import scan
 from lifecycle import create_cmk_table, wait_status
 
 ACCOUNT = "123456789012"
@@ -34,7 +35,8 @@ def test_archived_after_inaccessible_window(start_server, unique_name):
     kms = srv.client("kms", access_key=ACCOUNT)
     key = kms.create_key()["KeyMetadata"]
     create_cmk_table(ddb, unique_name, key["Arn"])
-    ddb.put_item(TableName=unique_name, Item={"pk": {"S": "a"}})
+    canary = "canary-archive-Tamarind2207"
+    ddb.put_item(TableName=unique_name, Item={"pk": {"S": "a"}, "c": {"S": canary}})
     kms.disable_key(KeyId=key["KeyId"])
     _wait_status(ddb, unique_name, "INACCESSIBLE_ENCRYPTION_CREDENTIALS")
     assert _metric(srv, "INACCESSIBLE_ENCRYPTION_CREDENTIALS") == 1.0
@@ -57,6 +59,11 @@ def test_archived_after_inaccessible_window(start_server, unique_name):
     assert [b["BackupArn"] for b in backups] == [summary["ArchivalBackupArn"]]
     assert backups[0]["sse"]["key_arn"] == key["Arn"]
     assert _metric(srv, "ARCHIVED") == 1.0
+    # the archival backup record and the transitions' log lines hold no item data
+    assert srv.stop() == 0
+    assert scan([srv.data_dir, srv.log_path], [canary]) == []
+    srv.start()
+    ddb = srv.client("dynamodb", access_key=ACCOUNT)
     with pytest.raises(ClientError):  # an archived table takes no updates
         ddb.update_table(TableName=unique_name, DeletionProtectionEnabled=True)
     assert ddb.delete_table(TableName=unique_name)["TableDescription"]["TableStatus"] == "DELETING"
