@@ -860,14 +860,9 @@ def batch_execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> di
 
 def execute_transaction(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     stmts = p.get("TransactStatements") or []
-    token = p.get("ClientRequestToken")
-    token_key = digest = None
-    if token is not None:
-        token_key = (caller.account, caller.region, "ExecuteTransaction", token)
-        digest = TOKENS.digest(stmts)
-        replay = TOKENS.lookup(token_key, digest)
-        if replay is not None:
-            return replay
+    token_key, digest, replay = TOKENS.begin(caller, "ExecuteTransaction", p.get("ClientRequestToken"), stmts)
+    if replay is not None:
+        return replay
     parsed = [(parse_statement(s.get("Statement") or "", s.get("Parameters")), s) for s in stmts]
     kinds = {st.kind for st, _ in parsed}
     if "SELECT" in kinds and kinds != {"SELECT"}:

@@ -349,6 +349,15 @@ class TokenCache:
             raise AWSError("IdempotentParameterMismatchException", MSG_TOKEN_MISMATCH)
         return hit[2]
 
+    def begin(self, caller: Caller, operation: str, token: str | None,
+              payload: object) -> tuple[tuple | None, bytes | None, dict | None]:
+        """-> (token key, request digest, earlier response to replay or None); (None, None, None) without a token."""
+        if token is None:
+            return None, None, None
+        key = (caller.account, caller.region, operation, token)
+        digest = self.digest(payload)
+        return key, digest, self.lookup(key, digest)
+
     def remember(self, key: tuple, digest: bytes, response: dict) -> None:
         with self._lock:
             self._entries[key] = (digest, self.clock(), response)
@@ -385,14 +394,9 @@ def check_distinct(actions: list[WriteAction]) -> None:
 
 def transact_write_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     entries = p.get("TransactItems") or []
-    token = p.get("ClientRequestToken")
-    token_key = digest = None
-    if token is not None:
-        token_key = (caller.account, caller.region, "TransactWriteItems", token)
-        digest = TOKENS.digest(entries)
-        replay = TOKENS.lookup(token_key, digest)
-        if replay is not None:
-            return _replay(replay, p.get("ReturnConsumedCapacity"))
+    token_key, digest, replay = TOKENS.begin(caller, "TransactWriteItems", p.get("ClientRequestToken"), entries)
+    if replay is not None:
+        return _replay(replay, p.get("ReturnConsumedCapacity"))
     actions = [prepare_transact_item(svc, caller, e) for e in entries]
     check_distinct(actions)
     try:
