@@ -55,6 +55,9 @@ class Settings:
     epoch_check_seconds: float = 30.0
     #: DynamoDB's 10 GB item-collection limit for tables with local secondary indexes
     item_collection_max_bytes: int = 10 * 1024**3
+    #: "group": commits share fsyncs and no response is sent before its data is on disk;
+    #: "each": SQLite synchronous=FULL, one fsync inside every commit. Both acknowledge only durable writes.
+    commit_mode: str = "group"
     workers: int = 1
     log_file: str = ""
     log_level: str = "info"

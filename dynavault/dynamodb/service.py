@@ -34,7 +34,9 @@ class DynamoDBService:
         self.metrics = metrics
         data = settings.data_path()
         data.mkdir(parents=True, exist_ok=True)
-        self.kv = SqliteKV(data / "tables.db")
+        if settings.commit_mode not in ("group", "each"):
+            raise ValueError(f"commit_mode must be 'group' or 'each', not {settings.commit_mode!r}")
+        self.kv = SqliteKV(data / "tables.db", group_commit=settings.commit_mode == "group")
         self.trees = EncryptedTrees(self.kv)
         self.catalog = Catalog(self.kv)
         self.keys = TableKeyService(

@@ -21,6 +21,7 @@ from dynavault.caller import Caller
 from dynavault.errors import AWSError, IntegrityError
 
 from .connection import SCOPE_KEY
+from .durability import GroupCommit
 from .sigv4 import SigV4Verifier
 
 log = logging.getLogger("dynavault.server")
@@ -138,6 +139,7 @@ class DynavaultApp:
         on_shutdown: Callable[[], Any] | None = None,
         observe: Callable[[str, str, int], None] | None = None,
         trusted_service_keys: frozenset[str] = frozenset(),
+        durability: GroupCommit | None = None,
     ) -> None:
         self.routes = routes
         self.verifier = verifier
@@ -147,6 +149,7 @@ class DynavaultApp:
         self.on_shutdown = on_shutdown
         self.observe = observe
         self.trusted_service_keys = trusted_service_keys
+        self.durability = durability
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -250,6 +253,14 @@ class DynavaultApp:
             log.exception("internal error on %s (request %s)", target, request_id)
             status = 500
             payload = _error_body(AWSError("InternalServerError", "Internal server error", 500), front)
+        if self.durability is not None:
+            # Whatever this request wrote or saw must be on disk before it is acknowledged (group commit).
+            try:
+                await self.durability.settle()
+            except Exception:
+                log.exception("fsync failed; request %s not acknowledged", request_id)
+                status = 500
+                payload = _error_body(AWSError("InternalServerError", "Internal server error", 500), front)
         if self.observe is not None:
             self.observe(route.front.name if route else "unknown", route.operation if route else target, status)
         await self._respond(send, status, payload, content_type, request_id, origin)

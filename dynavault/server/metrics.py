@@ -29,6 +29,16 @@ class Metrics:
         self.tables_by_sse = Gauge(
             "dynavault_tables", "Tables by SSE status", ["sse_status"], registry=self.registry,
         )
+        self.store_commits = Gauge(
+            "dynavault_store_commits", "Store transactions committed", registry=self.registry,
+        )
+        self.store_durable_commits = Gauge(
+            "dynavault_store_durable_commits", "Store transactions known to be on disk", registry=self.registry,
+        )
+        self.store_syncs = Gauge(
+            "dynavault_store_group_syncs", "fsyncs made by group commit (each covers every commit before it)",
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[str, str, int], object] = {}
 
     def observe_request(self, service: str, operation: str, status: int) -> None:

@@ -135,6 +135,16 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
         closers.append(ddb.close)
         periodic.extend(Periodic(n, i, f) for n, i, f in ddb.periodic_jobs())
 
+    durability = None
+    store = getattr(components.get("dynamodb"), "kv", None)
+    if getattr(store, "group_commit", False):
+        from .durability import GroupCommit
+
+        durability = GroupCommit(store)
+        metrics.store_commits.set_function(lambda: store.commit_seq)
+        metrics.store_durable_commits.set_function(lambda: durability.durable_seq)
+        metrics.store_syncs.set_function(lambda: durability.syncs)
+        closers.insert(0, durability.close)  # closers run in reverse: the fsync thread stops last
     runtime_ref: list[Runtime] = []
     app = DynavaultApp(
         routes,
@@ -144,6 +154,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
         on_shutdown=lambda: runtime_ref[0].stop(),
         observe=metrics.observe_request,
         trusted_service_keys=frozenset(k.strip() for k in settings.trusted_service_keys.split(",") if k.strip()),
+        durability=durability,
     )
     runtime = Runtime(settings, credentials, app, closers, periodic, components)
     runtime_ref.append(runtime)
