@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from dataclasses import MISSING, fields
 
@@ -50,6 +51,9 @@ def _serve(settings: Settings, *, kms_only: bool) -> int:
             settings.workers,
         )
     runtime = build_runtime(settings, kms_only=kms_only)
+    # The group-commit fsync thread needs the GIL back the moment its fsync returns; under load the event
+    # loop would otherwise keep it for the default 5 ms switch interval, and every write would wait that long.
+    sys.setswitchinterval(float(os.environ.get("DYNAVAULT_SWITCH_INTERVAL", "0.0002")))
 
     class ReadyServer(uvicorn.Server):
         async def startup(self, sockets=None) -> None:

@@ -79,6 +79,27 @@ def test_concurrent_writers_share_fsyncs(start_server):
         assert sorted(int(x["v"]["N"]) for x in got) == list(range(per_thread))
 
 
+def test_reads_commit_nothing_and_wait_for_no_fsync(start_server):
+    srv = start_server(allow_any_credentials=True)
+    ddb = _client(srv)
+    ddb.create_table(
+        TableName="reads", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                      {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
+    )
+    for i in range(5):
+        ddb.put_item(TableName="reads", Item={"pk": {"S": "p"}, "sk": {"S": f"s{i}"}})
+    before = _gauges(srv)
+    for _ in range(10):  # Query and TransactGetItems read through a snapshot transaction
+        assert ddb.query(TableName="reads", KeyConditionExpression="pk = :p",
+                         ExpressionAttributeValues={":p": {"S": "p"}})["Count"] == 5
+        ddb.transact_get_items(TransactItems=[{"Get": {"TableName": "reads", "Key": {"pk": {"S": "p"},
+                                                                                       "sk": {"S": "s1"}}}}])
+        ddb.get_item(TableName="reads", Key={"pk": {"S": "p"}, "sk": {"S": "s2"}})
+    assert _gauges(srv) == before
+
+
 def test_commit_mode_each_fsyncs_inside_every_commit(start_server):
     srv = start_server(allow_any_credentials=True, commit_mode="each")
     ddb = _client(srv)
