@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import threading
 
+import orjson
 import pytest
 
 from dynavault.caller import Caller
@@ -109,7 +110,9 @@ def test_threads_calling_the_service_directly_keep_the_sum(svc):
                              "ConditionalCheckFailed+TransactionConflict"}
     total = 0
     for i in range(n_accts):
-        bal = int(ops["GetItem"](caller, {"TableName": T, "Key": {"pk": {"S": f"a{i}"}}})["Item"]["bal"]["N"])
+        # a handler's result is what goes on the wire: decode it as a client would
+        got = orjson.loads(orjson.dumps(ops["GetItem"](caller, {"TableName": T, "Key": {"pk": {"S": f"a{i}"}}})))
+        bal = int(got["Item"]["bal"]["N"])
         assert bal >= 0
         total += bal
     assert total == 50 * n_accts

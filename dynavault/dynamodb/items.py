@@ -145,15 +145,19 @@ def get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     crypto = svc.crypto(caller, meta)
     raw = svc.trees.get(svc.kv, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
     out: dict = {}
-    size = 0
-    if raw is not None:
+    mode = p.get("ReturnConsumedCapacity")
+    wants_units = bool(mode) and mode != "NONE"
+    if raw is None:
+        item = None
+    elif proj is None and not wants_units:
+        # The stored form is the item's canonical JSON: hand it to the response as is, no re-encoding.
+        out["Item"] = orjson.Fragment(raw)
+    else:
         item = orjson.loads(raw)
-        size = item_size(item)
         out["Item"] = project(proj, item) if proj is not None else item
-    cc = capacity(meta, p.get("ReturnConsumedCapacity"), read_units(size, bool(p.get("ConsistentRead"))),
-                  write=False)
-    if cc:
-        out["ConsumedCapacity"] = cc
+    if wants_units:
+        size = item_size(item) if item is not None else 0
+        out["ConsumedCapacity"] = capacity(meta, mode, read_units(size, bool(p.get("ConsistentRead"))), write=False)
     return out
 
 

@@ -114,7 +114,7 @@ class StreamCipher:
 class TableCrypto:
     """Everything a data operation needs from a table's keys. Holds key objects; prints none."""
 
-    __slots__ = ("table_id", "_token_key", "_table_key", "codec", "stream")
+    __slots__ = ("table_id", "_token_key", "_table_key", "codec", "stream", "_tokens")
 
     def __init__(self, table_id: bytes, token_key: bytes, codec: NodeCipher, stream: StreamCipher,
                  table_key: bytes = b"") -> None:
@@ -123,6 +123,7 @@ class TableCrypto:
         self._table_key = table_key  # kept only to wrap new node-key epochs
         self.codec = codec
         self.stream = stream
+        self._tokens: dict[bytes, Token] = {}  # hot partition keys -> token (an HMAC per request saved)
 
     def new_node_epoch(self) -> tuple[int, str]:
         """Generate the next node-key epoch, switch to it, and return (epoch, key wrapped by the table key)."""
@@ -136,4 +137,10 @@ class TableCrypto:
         return f"TableCrypto(table_id={self.table_id.hex()})"
 
     def token(self, index_id: int, key_bytes: bytes) -> Token:
-        return Token(hmac.digest(self._token_key, index_id.to_bytes(4, "big") + key_bytes, "sha256"))
+        msg = index_id.to_bytes(4, "big") + key_bytes
+        tok = self._tokens.get(msg)
+        if tok is None:
+            if len(self._tokens) >= 4096:
+                self._tokens.clear()
+            tok = self._tokens[msg] = Token(hmac.digest(self._token_key, msg, "sha256"))
+        return tok
