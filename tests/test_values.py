@@ -194,3 +194,14 @@ def test_normalize_preserves_order(a, b):
     assert compare({"N": na}, {"N": nb}) == expected
     assert compare({"N": str(a)}, {"N": str(b)}) == expected
     assert equals({"N": na}, {"N": str(b)}) == (a == b)
+
+
+@given(numbers, st.sampled_from(["{}", " {} ", "+{}"]), st.booleans())
+def test_number_size_by_string_matches_decimal_definition(d, shape, as_exponent):
+    from dynavault.dynamodb.values import _num_size, _num_size_decimal
+
+    text = shape.format(f"{d:E}" if as_exponent else str(d))
+    if text.strip().startswith("+-"):
+        text = text.replace("+-", "-")
+    assert _num_size(text) == _num_size_decimal(text)
+    assert _num_size(normalize_number(str(d))) == _num_size_decimal(str(d))
