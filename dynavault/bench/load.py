@@ -179,6 +179,8 @@ class _Runner:
         t0 = time.perf_counter()
         next_i = iter(range(self.cfg.items))
 
+        batch_ok = [True]
+
         async def loader() -> None:
             # BatchWriteItem, 25 items a request (the API's maximum), so 10^6-item tables load in minutes.
             c = Connection(self.ep)
@@ -187,9 +189,21 @@ class _Runner:
                     batch = [{"PutRequest": {"Item": self.model.item(i)}} for i in itertools.islice(next_i, 25)]
                     if not batch:
                         return
+                    if not batch_ok[0]:
+                        for put in batch:
+                            await self._must(c, "PutItem", {"TableName": self.table, "Item": put["PutRequest"]["Item"]})
+                        continue
                     for _attempt in range(50):
-                        out = await self._must(c, "BatchWriteItem", {"RequestItems": {self.table: batch}})
-                        batch = (out.get("UnprocessedItems") or {}).get(self.table) or []
+                        resp = await c.call("BatchWriteItem", {"RequestItems": {self.table: batch}})
+                        if resp.status != 200 and _is_unsupported(resp):
+                            batch_ok[0] = False  # a peer without BatchWriteItem: load with PutItem instead
+                            for put in batch:
+                                await self._must(c, "PutItem",
+                                                 {"TableName": self.table, "Item": put["PutRequest"]["Item"]})
+                            break
+                        if resp.status != 200:
+                            raise RuntimeError(f"BatchWriteItem failed: {resp.status} {resp.body[:300]!r}")
+                        batch = (resp.json().get("UnprocessedItems") or {}).get(self.table) or []
                         if not batch:
                             break
                         await asyncio.sleep(0.05)
