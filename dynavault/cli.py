@@ -51,8 +51,8 @@ def _serve(settings: Settings, *, kms_only: bool) -> int:
             settings.workers,
         )
     runtime = build_runtime(settings, kms_only=kms_only)
-    # The group-commit fsync thread needs the GIL back the moment its fsync returns; under load the event
-    # loop would otherwise keep it for the default 5 ms switch interval, and every write would wait that long.
+    # The group-commit fsync thread needs the GIL back when its fsync returns; a busy event loop could hold
+    # it for the default 5 ms switch interval. (Measured: no throughput difference either way on 2 cores.)
     sys.setswitchinterval(float(os.environ.get("DYNAVAULT_SWITCH_INTERVAL", "0.0002")))
 
     class ReadyServer(uvicorn.Server):
