@@ -6,6 +6,7 @@ Signing keys are cached per (secret, date, region, service): deriving one costs 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -65,19 +66,8 @@ def _format_amz(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
+@functools.lru_cache(maxsize=256)  # clients send the same timestamp string for a whole second
 def _parse_amz_date(value: str) -> float | None:
-    # Clients send the same timestamp string for a whole second: parse each distinct string once.
-    if value == _last_date[0]:
-        return _last_date[1]
-    ts = _parse_amz_date_uncached(value)
-    _last_date[0], _last_date[1] = value, ts
-    return ts
-
-
-_last_date: list = [None, None]
-
-
-def _parse_amz_date_uncached(value: str) -> float | None:
     for fmt in ("%Y%m%dT%H%M%SZ", "%a, %d %b %Y %H:%M:%S GMT"):
         try:
             return datetime.strptime(value, fmt).replace(tzinfo=UTC).timestamp()
