@@ -65,7 +65,7 @@ class SqliteKV:
         #: outermost commits so far; ``sync()`` makes every commit numbered <= its start value durable
         self.commit_seq = 0
         self._dir_synced = False
-        self._wrote = False  # the open transaction has written (set by put/delete)
+        self._changes_at_begin = 0  # connection.total_changes when the outermost transaction began
         if path != ":memory:" and not os.path.exists(path):
             # Only sealed blobs and catalog records live here, but there is no reason to share them.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
@@ -153,7 +153,7 @@ class SqliteKV:
             sp = f"sp{depth}"
             c.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {sp}")
             if depth == 0:
-                self._wrote = False
+                self._changes_at_begin = c.total_changes
             self._depth = depth + 1
             tx = SqliteTransaction(self)
             try:
@@ -175,7 +175,8 @@ class SqliteKV:
                 if depth == 0 and c.in_transaction:
                     c.execute("ROLLBACK")
                 raise
-            if depth == 0 and self._wrote:  # a read-only transaction (a snapshot read) has nothing to sync
+            # a transaction that changed no row (a snapshot read) has nothing to sync
+            if depth == 0 and c.total_changes != self._changes_at_begin:
                 self.commit_seq += 1
 
     def sync(self) -> int:
@@ -241,14 +242,12 @@ class SqliteTransaction:
     def put(self, key: bytes, value: Sealed | CatalogRecord) -> None:
         raw = check_value(value)
         key = check_key(key)
-        self._kv._wrote = True
         self._check().execute(
             "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", (key, raw)
         )
 
     def delete(self, key: bytes) -> None:
         key = check_key(key)
-        self._kv._wrote = True
         self._check().execute("DELETE FROM kv WHERE k = ?", (key,))
 
 
