@@ -179,28 +179,29 @@ class _Runner:
         t0 = time.perf_counter()
         next_i = iter(range(self.cfg.items))
 
-        batch_ok = [True]
+        batch_ok = True  # until the peer says it has no BatchWriteItem
+
+        async def put_each(c: Connection, batch: list[dict]) -> None:
+            for put in batch:
+                await self._must(c, "PutItem", {"TableName": self.table, "Item": put["PutRequest"]["Item"]})
 
         async def loader() -> None:
             # BatchWriteItem, 25 items a request (the API's maximum), so 10^6-item tables load in minutes.
+            nonlocal batch_ok
             c = Connection(self.ep)
             try:
                 while True:
                     batch = [{"PutRequest": {"Item": self.model.item(i)}} for i in itertools.islice(next_i, 25)]
                     if not batch:
                         return
-                    if not batch_ok[0]:
-                        for put in batch:
-                            await self._must(c, "PutItem", {"TableName": self.table, "Item": put["PutRequest"]["Item"]})
-                        continue
                     for _attempt in range(50):
+                        if not batch_ok:
+                            await put_each(c, batch)
+                            break
                         resp = await c.call("BatchWriteItem", {"RequestItems": {self.table: batch}})
                         if resp.status != 200 and _is_unsupported(resp):
-                            batch_ok[0] = False  # a peer without BatchWriteItem: load with PutItem instead
-                            for put in batch:
-                                await self._must(c, "PutItem",
-                                                 {"TableName": self.table, "Item": put["PutRequest"]["Item"]})
-                            break
+                            batch_ok = False  # load with PutItem instead (this batch too, on the next turn)
+                            continue
                         if resp.status != 200:
                             raise RuntimeError(f"BatchWriteItem failed: {resp.status} {resp.body[:300]!r}")
                         batch = (resp.json().get("UnprocessedItems") or {}).get(self.table) or []
