@@ -34,6 +34,7 @@ from .transactions import (
     prepare_delete,
     prepare_put,
     run_writes,
+    units_by_table,
 )
 from .values import item_size
 
@@ -173,10 +174,7 @@ def batch_write_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         # only an in-flight transaction holding one of the items makes a batch's writes fail
         raise AWSError("TransactionConflictException", MSG_CONFLICT) from None
     result: dict = {"UnprocessedItems": unprocessed}
-    metas = {a.meta.table_id: a.meta for a in todo}
-    units: dict[str, float] = {}
-    for a in todo:
-        units[a.meta.table_id] = units.get(a.meta.table_id, 0.0) + a.units
+    metas, units = units_by_table(todo)
     cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
     if cc is not None:
         result["ConsumedCapacity"] = cc

@@ -45,12 +45,12 @@ from .transactions import (
     TOKENS,
     ActionsFailed,
     WriteAction,
-    cancelled,
-    check_distinct,
     consumed,
     read_items,
+    run_transaction,
     run_writes,
     table_cryptos,
+    units_by_table,
 )
 from .values import canonical_item, item_size, validate_attribute_value, validate_item
 
@@ -875,15 +875,8 @@ def execute_transaction(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     else:
         actions = [_write_action(svc, caller, st, s.get("ReturnValuesOnConditionCheckFailure") or "NONE")
                    for st, s in parsed]
-        check_distinct(actions)
-        try:
-            run_writes(svc, caller, actions)
-        except ActionsFailed as failed:
-            raise cancelled(failed.reasons) from None
-        metas = {a.meta.table_id: a.meta for a in actions}
-        units: dict[str, float] = {}
-        for a in actions:
-            units[a.meta.table_id] = units.get(a.meta.table_id, 0.0) + a.units
+        run_transaction(svc, caller, actions)
+        metas, units = units_by_table(actions)
         out = {"Responses": [{} for _ in actions]}
         cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
         if cc is not None:

@@ -392,21 +392,34 @@ def check_distinct(actions: list[WriteAction]) -> None:
         seen.add(a.ident)
 
 
+def run_transaction(svc: DynamoDBService, caller: Caller, actions: list[WriteAction]) -> None:
+    """All of the actions or none (TransactWriteItems, ExecuteTransaction): one target each, and any
+    failed condition cancels the lot with the reasons in request order."""
+    check_distinct(actions)
+    try:
+        run_writes(svc, caller, actions)
+    except ActionsFailed as failed:
+        raise cancelled(failed.reasons) from None
+
+
+def units_by_table(actions: list[WriteAction]) -> tuple[dict[str, TableMeta], dict[str, float]]:
+    """The tables the actions wrote (first-use order) and the write units charged to each."""
+    metas: dict[str, TableMeta] = {}
+    units: dict[str, float] = {}
+    for a in actions:
+        metas[a.meta.table_id] = a.meta
+        units[a.meta.table_id] = units.get(a.meta.table_id, 0.0) + a.units
+    return metas, units
+
+
 def transact_write_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     entries = p.get("TransactItems") or []
     token_key, digest, replay = TOKENS.begin(caller, "TransactWriteItems", p.get("ClientRequestToken"), entries)
     if replay is not None:
         return _replay(replay, p.get("ReturnConsumedCapacity"))
     actions = [prepare_transact_item(svc, caller, e) for e in entries]
-    check_distinct(actions)
-    try:
-        run_writes(svc, caller, actions)
-    except ActionsFailed as failed:
-        raise cancelled(failed.reasons) from None
-    metas = {a.meta.table_id: a.meta for a in actions}
-    units: dict[str, float] = {}
-    for a in actions:
-        units[a.meta.table_id] = units.get(a.meta.table_id, 0.0) + a.units
+    run_transaction(svc, caller, actions)
+    metas, units = units_by_table(actions)
     out: dict = {}
     cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
     if cc is not None:
