@@ -179,6 +179,25 @@ def test_lookup_events_through_boto3(shared_server) -> None:
         assert "Plaintext" not in event["CloudTrailEvent"]
 
 
+def test_forwarded_for_header_does_not_rewrite_the_recorded_source_address(shared_server) -> None:
+    """The trail records the TCP peer: a local client cannot claim another address with a proxy header."""
+    _account, ak = account_key()
+    kms = shared_server.client("kms", access_key=ak)
+
+    def forge(request, **_kw) -> None:
+        request.headers["X-Forwarded-For"] = "203.0.113.9"
+        request.headers["X-Real-IP"] = "203.0.113.9"
+
+    kms.meta.events.register_first("before-sign.kms.CreateKey", forge)
+    kms.create_key(Description="forwarded")
+    events = shared_server.client("cloudtrail", access_key=ak).lookup_events(
+        LookupAttributes=[{"AttributeKey": "EventName", "AttributeValue": "CreateKey"}]
+    )["Events"]
+    recorded = json.loads(events[0]["CloudTrailEvent"])
+    assert recorded["requestParameters"]["description"] == "forwarded"
+    assert recorded["sourceIPAddress"] == "127.0.0.1"
+
+
 def test_deletion_sweep_and_canary_on_a_stopped_server(start_server) -> None:
     srv = start_server(allow_any_credentials=True, kms_day_seconds=0.05, key_deletion_check_seconds=0.1)
     kms = srv.client("kms", access_key="111122223333")
