@@ -205,3 +205,51 @@ def test_number_size_by_string_matches_decimal_definition(d, shape, as_exponent)
         text = text.replace("+-", "-")
     assert _num_size(text) == _num_size_decimal(text)
     assert _num_size(normalize_number(str(d))) == _num_size_decimal(str(d))
+
+
+def _plain_value_size(value: dict) -> int:
+    """DynamoDB's size rules written the obvious way (the reference for the inlined ``item_size``)."""
+    (t, v), = value.items()
+    utf8 = lambda s: len(s.encode("utf-8"))  # noqa: E731
+    from dynavault.dynamodb.values import _num_size_decimal
+
+    return {
+        "S": lambda: utf8(v),
+        "N": lambda: _num_size_decimal(v),
+        "B": lambda: len(base64.b64decode(v)),
+        "BOOL": lambda: 1,
+        "NULL": lambda: 1,
+        "SS": lambda: sum(map(utf8, v)),
+        "NS": lambda: sum(map(_num_size_decimal, v)),
+        "BS": lambda: sum(len(base64.b64decode(x)) for x in v),
+        "M": lambda: 3 + sum(utf8(k) + _plain_value_size(x) + 1 for k, x in v.items()),
+        "L": lambda: 3 + sum(_plain_value_size(x) + 1 for x in v),
+    }[t]()
+
+
+_texts = st.text(max_size=12)
+_scalars = st.one_of(
+    _texts.map(lambda s: {"S": s}),
+    numbers.map(lambda d: {"N": str(d)}),
+    st.binary(max_size=8).map(lambda b: {"B": base64.b64encode(b).decode()}),
+    st.booleans().map(lambda b: {"BOOL": b}),
+    st.just({"NULL": True}),
+    st.sets(_texts, min_size=1, max_size=3).map(lambda s: {"SS": sorted(s)}),
+    st.sets(numbers, min_size=1, max_size=3).map(lambda s: {"NS": [str(d) for d in s]}),
+    st.sets(st.binary(max_size=4), min_size=1, max_size=3).map(
+        lambda s: {"BS": [base64.b64encode(b).decode() for b in s]}
+    ),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.dictionaries(_texts, inner, max_size=3).map(lambda m: {"M": m}),
+        st.lists(inner, max_size=3).map(lambda items: {"L": items}),
+    ),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(_texts.filter(bool), _values, max_size=5))
+def test_item_size_matches_the_plain_definition(item):
+    assert item_size(item) == sum(len(name.encode("utf-8")) + _plain_value_size(v) for name, v in item.items())

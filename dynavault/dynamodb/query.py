@@ -194,7 +194,7 @@ class _Page:
         self.flt = flt
         self.limit = limit
         self.fetch_base = fetch_base
-        self.items: list[dict] = []
+        self.items: list[dict | orjson.Fragment] = []
         self.count = 0
         self.scanned = 0
         self.size = 0
@@ -217,8 +217,15 @@ class _Page:
                 self.base_size += item_size(shown)
         if self.flt is None or evaluate(self.flt, shown):
             self.count += 1
-            if self.select != "COUNT":
-                self.items.append(project(self.proj, shown) if self.proj is not None else shown)
+            if self.select == "COUNT":
+                pass
+            elif self.proj is not None:
+                self.items.append(project(self.proj, shown))
+            elif shown is item:
+                # the stored form is the item's canonical JSON: into the response as is, no re-encoding
+                self.items.append(orjson.Fragment(raw))
+            else:
+                self.items.append(shown)
         if (self.limit is not None and self.scanned >= self.limit) or self.size >= MAX_PAGE_BYTES:
             self.last = self.src.last_key(item)
             return True

@@ -267,7 +267,7 @@ def value_size(value: dict) -> int:
     """Size in bytes of one wire value by DynamoDB's item-size rules."""
     for t, v in value.items():
         if t == "S":
-            return len(v.encode("utf-8"))
+            return _utf8_len(v)
         if t == "N":
             return _num_size(v)
         if t == "B":
@@ -275,22 +275,42 @@ def value_size(value: dict) -> int:
         if t in ("BOOL", "NULL"):
             return 1
         if t == "SS":
-            return sum(len(x.encode("utf-8")) for x in v)
+            return sum(map(_utf8_len, v))
         if t == "NS":
             return sum(_num_size(x) for x in v)
         if t == "BS":
             return sum(len(base64.b64decode(x)) for x in v)
         if t == "M":
             # 3 bytes for the map, 1 per element, plus each element's name and value.
-            return 3 + sum(len(k.encode("utf-8")) + value_size(x) + 1 for k, x in v.items())
+            return 3 + sum(_utf8_len(k) + value_size(x) + 1 for k, x in v.items())
         if t == "L":
             return 3 + sum(value_size(x) + 1 for x in v)
     return 0
 
 
+def _utf8_len(text: str) -> int:
+    # isascii() reads a flag CPython keeps on every str: no copy for the common case
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
+
+
 def item_size(item: dict) -> int:
-    """DynamoDB's item size: UTF-8 attribute names plus their values' sizes."""
-    return sum(len(name.encode("utf-8")) + value_size(v) for name, v in item.items())
+    """DynamoDB's item size: UTF-8 attribute names plus their values' sizes.
+
+    Runs for every item a query, scan or write touches (limits and capacity), so the scalar types are
+    counted inline; ``tests/test_values.py`` checks it against the plain definition."""
+    total = 0
+    for name, value in item.items():
+        total += len(name) if name.isascii() else len(name.encode("utf-8"))
+        if len(value) == 1:
+            if "S" in value:
+                text = value["S"]
+                total += len(text) if text.isascii() else len(text.encode("utf-8"))
+                continue
+            if "N" in value:
+                total += _num_size(value["N"])
+                continue
+        total += value_size(value)
+    return total
 
 
 def value_type(value: dict) -> str:
