@@ -300,6 +300,33 @@ def test_hot_path_costs_one_get_one_open_one_seal_one_put(kv) -> None:
         assert (counting.puts, codec.seals) == (0, 0)
 
 
+def test_slot_reads_and_writes_with_one_descent(kv) -> None:
+    codec = GcmCodec()
+    counting = CountingKV(kv)
+    trees = EncryptedTrees(counting)
+    t = tok(11)
+    with kv.transaction() as tx:
+        counting._tx = tx
+        empty = trees.slot(counting, codec, T1, 0, t, b"a")
+        assert empty.value is None
+        empty.put(b"1")  # an empty partition gets its root leaf
+        with pytest.raises(RuntimeError):
+            empty.put(b"again")
+        trees.put(counting, codec, T1, 0, t, b"b", b"2")
+        counting.gets = counting.puts = codec.seals = codec.opens = 0
+        place = trees.slot(counting, codec, T1, 0, t, b"b")
+        assert place.value == b"2" and repr(place) == "Slot(present=True)"
+        place.put(b"22")  # read, then replace: one get, one open, one seal, one put
+        assert (counting.gets, codec.opens, codec.seals, counting.puts) == (1, 1, 1, 1)
+        gone = trees.slot(counting, codec, T1, 0, t, b"a")
+        gone.delete()
+        absent = trees.slot(counting, codec, T1, 0, t, b"zz")
+        counting.puts = codec.seals = 0
+        absent.delete()  # nothing there: no write
+        assert (counting.puts, codec.seals) == (0, 0)
+    assert [(k, v) for k, v in trees.range(kv, codec, T1, 0, t)] == [(b"b", b"22")]
+
+
 def test_isolation_between_tables_indexes_partitions_and_drop(kv) -> None:
     codec = GcmCodec()
     trees = EncryptedTrees(kv)

@@ -123,11 +123,11 @@ def put_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     new_raw = orjson.dumps(item)
     new_size = item_size(item)
     with svc.kv.transaction() as tx:
-        old_raw = svc.trees.get(tx, crypto.codec, meta.id_bytes, 0, token, skey)
-        old = orjson.loads(old_raw) if old_raw is not None else None
+        place = svc.trees.slot(tx, crypto.codec, meta.id_bytes, 0, token, skey)
+        old = orjson.loads(place.value) if place.value is not None else None
         if cond is not None and not evaluate(cond, old):
             raise _condition_failed(old, p)
-        svc.trees.put(tx, crypto.codec, meta.id_bytes, 0, token, skey, new_raw)
+        place.put(new_raw)
         old_size = item_size(old) if old is not None else 0
         index_units = svc.after_write(tx, caller, meta, crypto, old, item)
         stats = svc.catalog.add_stats(tx, meta.table_id, 0 if old is not None else 1, new_size - old_size)
@@ -173,13 +173,13 @@ def delete_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     token = crypto.token(0, hkey)
     stats = None
     with svc.kv.transaction() as tx:
-        old_raw = svc.trees.get(tx, crypto.codec, meta.id_bytes, 0, token, skey)
-        old = orjson.loads(old_raw) if old_raw is not None else None
+        place = svc.trees.slot(tx, crypto.codec, meta.id_bytes, 0, token, skey)
+        old = orjson.loads(place.value) if place.value is not None else None
         if cond is not None and not evaluate(cond, old):
             raise _condition_failed(old, p)
         index_units = None
         if old is not None:
-            svc.trees.delete(tx, crypto.codec, meta.id_bytes, 0, token, skey)
+            place.delete()
             index_units = svc.after_write(tx, caller, meta, crypto, old, None)
             stats = svc.catalog.add_stats(tx, meta.table_id, -1, -item_size(old))
     if stats is not None:
@@ -206,8 +206,8 @@ def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     crypto = svc.crypto(caller, meta)
     token = crypto.token(0, hkey)
     with svc.kv.transaction() as tx:
-        old_raw = svc.trees.get(tx, crypto.codec, meta.id_bytes, 0, token, skey)
-        old = orjson.loads(old_raw) if old_raw is not None else None
+        place = svc.trees.slot(tx, crypto.codec, meta.id_bytes, 0, token, skey)
+        old = orjson.loads(place.value) if place.value is not None else None
         if cond is not None and not evaluate(cond, old):
             raise _condition_failed(old, p)
         base = old if old is not None else dict(key)
@@ -215,7 +215,7 @@ def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         new = canonical_item(new)
         validate_item(new)
         new_size = item_size(new)
-        svc.trees.put(tx, crypto.codec, meta.id_bytes, 0, token, skey, orjson.dumps(new))
+        place.put(orjson.dumps(new))
         old_size = item_size(old) if old is not None else 0
         index_units = svc.after_write(tx, caller, meta, crypto, old, new)
         stats = svc.catalog.add_stats(tx, meta.table_id, 0 if old is not None else 1, new_size - old_size)

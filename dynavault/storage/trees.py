@@ -222,6 +222,63 @@ class _Op:
         self.dead: set[int] = set()
 
 
+class Slot:
+    """One key's place in one partition tree (see ``EncryptedTrees.slot``); ``value`` is what is stored there
+    now (None if absent). One ``put`` or ``delete`` may follow."""
+
+    __slots__ = ("_trees", "_op", "_path", "_key", "_i", "value")
+
+    def __init__(self, trees: EncryptedTrees, op: _Op, path: list | None, key: bytes) -> None:
+        self._trees = trees
+        self._op = op
+        self._path = path
+        self._key = key
+        self._i = -1
+        self.value: bytes | None = None
+        if path is not None:
+            leaf: _Leaf = path[-1][1]
+            i = bisect_left(leaf.keys, key)
+            self._i = i
+            if i < len(leaf.keys) and leaf.keys[i] == key:
+                self.value = leaf.vals[i]
+
+    def __repr__(self) -> str:
+        return f"Slot(present={self.value is not None})"
+
+    def _take(self) -> _Op:
+        op = self._op
+        if op is None:
+            raise RuntimeError("a slot is written at most once")
+        self._op = None
+        return op
+
+    def put(self, value: bytes) -> None:
+        if type(value) is not bytes:
+            raise TypeError("value is bytes")
+        op = self._take()
+        if self._path is None:
+            op.dirty[ROOT_ID] = _Leaf([self._key], [value])
+            self._trees._flush(op)
+            return
+        leaf: _Leaf = self._path[-1][1]
+        if self.value is not None:
+            leaf.vals[self._i] = value
+        else:
+            leaf.keys.insert(self._i, self._key)
+            leaf.vals.insert(self._i, value)
+        self._trees._fix(op, self._path)
+
+    def delete(self) -> None:
+        """Remove the key (no write at all if it is absent)."""
+        op = self._take()
+        if self.value is None:
+            return
+        leaf: _Leaf = self._path[-1][1]
+        del leaf.keys[self._i]
+        leaf.vals.pop(self._i)
+        self._trees._fix(op, self._path)
+
+
 class EncryptedTrees:
     """B+trees of sealed nodes, one per (table id, index id, partition token)."""
 
@@ -391,6 +448,18 @@ class EncryptedTrees:
                 lo = base + last + b"\xff" * 9
 
     # -- writes --------------------------------------------------------------------------------
+    def slot(
+        self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
+    ) -> Slot:
+        """Find ``key``'s place with one descent: read its value, then write or delete it once.
+
+        A read-check-write (a conditional put) costs one descent instead of two. The slot is valid until
+        the first other write to the same partition tree in ``tx``."""
+        if type(key) is not bytes:
+            raise TypeError("key is bytes")
+        op = _Op(tx, codec, self._pfx(table_id, index_id, token))
+        return Slot(self, op, self._descend(op, key), key)
+
     def put(
         self,
         tx: KVTransaction,
@@ -402,44 +471,17 @@ class EncryptedTrees:
         value: bytes,
     ) -> bytes | None:
         """Insert or replace; returns the previous value (None if the key was absent)."""
-        if type(key) is not bytes or type(value) is not bytes:
-            raise TypeError("key and value are bytes")
-        op = _Op(tx, codec, self._pfx(table_id, index_id, token))
-        path = self._descend(op, key)
-        if path is None:
-            op.dirty[ROOT_ID] = _Leaf([key], [value])
-            self._flush(op)
-            return None
-        leaf: _Leaf = path[-1][1]
-        i = bisect_left(leaf.keys, key)
-        if i < len(leaf.keys) and leaf.keys[i] == key:
-            old = leaf.vals[i]
-            leaf.vals[i] = value
-        else:
-            old = None
-            leaf.keys.insert(i, key)
-            leaf.vals.insert(i, value)
-        self._fix(op, path)
-        return old
+        place = self.slot(tx, codec, table_id, index_id, token, key)
+        place.put(value)
+        return place.value
 
     def delete(
         self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
     ) -> bytes | None:
         """Remove ``key``; returns its value (None, and no write at all, if it was absent)."""
-        if type(key) is not bytes:
-            raise TypeError("key is bytes")
-        op = _Op(tx, codec, self._pfx(table_id, index_id, token))
-        path = self._descend(op, key)
-        if path is None:
-            return None
-        leaf: _Leaf = path[-1][1]
-        i = bisect_left(leaf.keys, key)
-        if i == len(leaf.keys) or leaf.keys[i] != key:
-            return None
-        del leaf.keys[i]
-        old = leaf.vals.pop(i)
-        self._fix(op, path)
-        return old
+        place = self.slot(tx, codec, table_id, index_id, token, key)
+        place.delete()
+        return place.value
 
     def drop(self, tx: KVTransaction, table_id: bytes, index_id: int | None = None) -> None:
         """Delete every row of a table (or of one of its indexes)."""
