@@ -30,6 +30,10 @@ from .keys import key_of_item, key_of_request
 from .values import canonical_item, item_size, validate_item
 
 if TYPE_CHECKING:
+    from dynavault.storage.sealed import Token
+    from dynavault.storage.trees import Slot
+
+    from .catalog import TableMeta
     from .service import DynamoDBService
 
 _RETURN_VALUES = {
@@ -106,6 +110,18 @@ def _condition_failed(old: dict | None, p: dict) -> AWSError:
     return AWSError("ConditionalCheckFailedException", "The conditional request failed", extra=extra)
 
 
+def _checked_place(
+    svc: DynamoDBService, tx, crypto, meta: TableMeta, token: Token, skey: bytes, cond, p: dict
+) -> tuple[Slot, dict | None]:
+    """The item's place in the base table (one descent) and its current value, once the request's
+    condition holds on it; raises ConditionalCheckFailedException otherwise."""
+    place = svc.trees.slot(tx, crypto.codec, meta.id_bytes, 0, token, skey)
+    old = orjson.loads(place.value) if place.value is not None else None
+    if cond is not None and not evaluate(cond, old):
+        raise _condition_failed(old, p)
+    return place, old
+
+
 # -- operations ---------------------------------------------------------------------------------
 def put_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     meta = svc.data_table(caller, p["TableName"])
@@ -123,10 +139,7 @@ def put_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     new_raw = orjson.dumps(item)
     new_size = item_size(item)
     with svc.kv.transaction() as tx:
-        place = svc.trees.slot(tx, crypto.codec, meta.id_bytes, 0, token, skey)
-        old = orjson.loads(place.value) if place.value is not None else None
-        if cond is not None and not evaluate(cond, old):
-            raise _condition_failed(old, p)
+        place, old = _checked_place(svc, tx, crypto, meta, token, skey, cond, p)
         place.put(new_raw)
         old_size = item_size(old) if old is not None else 0
         index_units = svc.after_write(tx, caller, meta, crypto, old, item)
@@ -173,10 +186,7 @@ def delete_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     token = crypto.token(0, hkey)
     stats = None
     with svc.kv.transaction() as tx:
-        place = svc.trees.slot(tx, crypto.codec, meta.id_bytes, 0, token, skey)
-        old = orjson.loads(place.value) if place.value is not None else None
-        if cond is not None and not evaluate(cond, old):
-            raise _condition_failed(old, p)
+        place, old = _checked_place(svc, tx, crypto, meta, token, skey, cond, p)
         index_units = None
         if old is not None:
             place.delete()
@@ -206,10 +216,7 @@ def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     crypto = svc.crypto(caller, meta)
     token = crypto.token(0, hkey)
     with svc.kv.transaction() as tx:
-        place = svc.trees.slot(tx, crypto.codec, meta.id_bytes, 0, token, skey)
-        old = orjson.loads(place.value) if place.value is not None else None
-        if cond is not None and not evaluate(cond, old):
-            raise _condition_failed(old, p)
+        place, old = _checked_place(svc, tx, crypto, meta, token, skey, cond, p)
         base = old if old is not None else dict(key)
         new = apply_update(plan, base, meta.key_names) if plan is not None else dict(base)
         new = canonical_item(new)
