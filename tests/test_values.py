@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dynavault.dynamodb.values import (
+    _num_size_decimal,
     canonical_item,
     compare,
     equals,
@@ -198,7 +199,7 @@ def test_normalize_preserves_order(a, b):
 
 @given(numbers, st.sampled_from(["{}", " {} ", "+{}"]), st.booleans())
 def test_number_size_by_string_matches_decimal_definition(d, shape, as_exponent):
-    from dynavault.dynamodb.values import _num_size, _num_size_decimal
+    from dynavault.dynamodb.values import _num_size
 
     text = shape.format(f"{d:E}" if as_exponent else str(d))
     if text.strip().startswith("+-"):
@@ -211,8 +212,6 @@ def _plain_value_size(value: dict) -> int:
     """DynamoDB's size rules written the obvious way (the reference for the inlined ``item_size``)."""
     (t, v), = value.items()
     utf8 = lambda s: len(s.encode("utf-8"))  # noqa: E731
-    from dynavault.dynamodb.values import _num_size_decimal
-
     return {
         "S": lambda: utf8(v),
         "N": lambda: _num_size_decimal(v),

@@ -300,11 +300,10 @@ def item_size(item: dict) -> int:
     counted inline; ``tests/test_values.py`` checks it against the plain definition."""
     total = 0
     for name, value in item.items():
-        total += len(name) if name.isascii() else len(name.encode("utf-8"))
+        total += _utf8_len(name)
         if len(value) == 1:
             if "S" in value:
-                text = value["S"]
-                total += len(text) if text.isascii() else len(text.encode("utf-8"))
+                total += _utf8_len(value["S"])
                 continue
             if "N" in value:
                 total += _num_size(value["N"])
