@@ -217,19 +217,20 @@ class _Page:
                 self.base_size += item_size(shown)
         if self.flt is None or evaluate(self.flt, shown):
             self.count += 1
-            if self.select == "COUNT":
-                pass
-            elif self.proj is not None:
-                self.items.append(project(self.proj, shown))
-            elif shown is item:
-                # the stored form is the item's canonical JSON: into the response as is, no re-encoding
-                self.items.append(orjson.Fragment(raw))
-            else:
-                self.items.append(shown)
+            if self.select != "COUNT":
+                self.items.append(self._listed(raw, item, shown))
         if (self.limit is not None and self.scanned >= self.limit) or self.size >= MAX_PAGE_BYTES:
             self.last = self.src.last_key(item)
             return True
         return False
+
+    def _listed(self, raw: bytes, item: dict, shown: dict) -> dict | orjson.Fragment:
+        if self.proj is not None:
+            return project(self.proj, shown)
+        if shown is item:
+            # the stored form is the item's canonical JSON: into the response as is, no re-encoding
+            return orjson.Fragment(raw)
+        return shown
 
     def result(self, p: dict, consistent: bool) -> dict:
         out: dict = {}
