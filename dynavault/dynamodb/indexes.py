@@ -252,6 +252,13 @@ def prepare_indexes(p: dict, key_schema: list[dict], definitions: list[dict]) ->
     return {"lsi": out_l, "gsi": out_g}
 
 
+def _global_index(meta: TableMeta, name: str | None) -> dict:
+    d = next((g for g in meta.global_indexes if g["IndexName"] == name), None)
+    if d is None:
+        raise AWSError("ResourceNotFoundException", f"Requested resource not found: Index: {name} not found")
+    return d
+
+
 def _next_id(meta: TableMeta) -> int:
     nid = int(meta.extra.get("next_index_id", 1))
     meta.extra["next_index_id"] = nid + 1
@@ -445,17 +452,13 @@ def update_indexes(svc: DynamoDBService, caller: Caller, meta: TableMeta, p: dic
             _start(svc, caller, meta, name, "create")
         elif "Delete" in u:
             name = u["Delete"].get("IndexName")
-            d = next((g for g in meta.global_indexes if g["IndexName"] == name), None)
-            if d is None:
-                raise AWSError("ResourceNotFoundException", f"Requested resource not found: Index: {name} not found")
+            d = _global_index(meta, name)
             d["IndexStatus"] = "DELETING"
             d.pop("Backfilling", None)
             _start(svc, caller, meta, name, "delete")
         elif "Update" in u:
             name = u["Update"].get("IndexName")
-            d = next((g for g in meta.global_indexes if g["IndexName"] == name), None)
-            if d is None:
-                raise AWSError("ResourceNotFoundException", f"Requested resource not found: Index: {name} not found")
+            d = _global_index(meta, name)
             pt = u["Update"].get("ProvisionedThroughput")
             if pt is not None:
                 d["ProvisionedThroughput"] = {"ReadCapacityUnits": int(pt.get("ReadCapacityUnits", 0)),
