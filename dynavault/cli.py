@@ -133,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dynavault.errors import StartupError
+
+    try:
+        return _main(argv)
+    except StartupError as exc:
+        # One line, no traceback: what is wrong, where, and what to do.
+        print(f"dynavault: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k in Settings.field_names()}

@@ -42,3 +42,9 @@ def internal(message: str = "Internal server error") -> AWSError:
 
 class IntegrityError(Exception):
     """A sealed blob failed authentication: tampered, moved or from another table. Never shown as data."""
+
+
+class StartupError(Exception):
+    """The server must not start: the message is one line saying what is wrong, where, and what to do.
+
+    ``dynavault serve`` / ``verify`` print it to stderr (no traceback) and exit with status 2."""
