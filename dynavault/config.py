@@ -62,6 +62,9 @@ class Settings:
     log_file: str = ""
     log_level: str = "info"
     audit_rotate_bytes: int = 16 * 1024 * 1024
+    #: audit segments whose newest event is older than this are deleted (CloudTrail's event history: 90 days);
+    #: fractions work (tests); the sweep runs every retention/24, between 1 s and 1 h
+    audit_retention_days: float = 90.0
     #: SigV4 clock skew window
     max_clock_skew_seconds: int = 900
     config: str = ""

@@ -2,26 +2,40 @@
 
 Layout: ``<root>/<account>/<region>/events-<seq>.jsonl``. A line is one event, exactly as CloudTrail's
 ``CloudTrailEvent`` string carries it. Files are only appended to, so a reader never sees half a rotation.
+Directories are 0700 and files 0600: the trail names principals, keys and tables.
+
+A trail that cannot be appended to (full disk, read-only mount) never fails the call being audited: the
+event is dropped, counted (``on_write_failure``) and logged at most once a minute. Segments whose last
+write is older than the retention are deleted by ``sweep`` (CloudTrail's event history keeps 90 days).
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
+import errno
 import hashlib
+import logging
+import os
 import pathlib
 import re
+import stat
 import threading
+import time
 from collections.abc import Callable
-from typing import IO
 
 import orjson
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError
 
+log = logging.getLogger("dynavault.audit")
+
 _SEGMENT = re.compile(r"^events-(\d{6})\.jsonl$")
 _SAFE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_DIR_MODE, _FILE_MODE = 0o700, 0o600
+#: at most one "cannot append" warning per this many seconds (a full disk fails every request)
+_FAILURE_LOG_SECONDS = 60.0
 
 #: LookupAttributes key -> how to read it from an event
 _ATTRIBUTES = (
@@ -96,70 +110,178 @@ def _matches(event: dict, key: str, value: str) -> bool:
     return False
 
 
+def _regular_file(path: pathlib.Path) -> bool:
+    """A plain file, not a symlink to a device or FIFO (reading /dev/zero would never end)."""
+    try:
+        return stat.S_ISREG(path.stat().st_mode)
+    except OSError:
+        return False
+
+
 class _Log:
-    """One (account, region) log: the open segment and its size."""
+    """One (account, region) log: the open segment (a raw O_APPEND descriptor) and its size."""
 
     def __init__(self, directory: pathlib.Path) -> None:
         self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        segments = sorted(self.segments())
+        directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+        segments = self.segments()
         self.seq = int(_SEGMENT.match(segments[-1].name).group(1)) if segments else 0
-        self.fh: IO[bytes] | None = None
+        self.fd: int | None = None
         self.size = 0
 
     def segments(self) -> list[pathlib.Path]:
         return sorted(p for p in self.directory.iterdir() if _SEGMENT.match(p.name))
 
+    def path(self) -> pathlib.Path:
+        return self.directory / f"events-{self.seq:06d}.jsonl"
+
+    def _open(self) -> None:
+        self.directory.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)  # a sweep may have emptied it
+        fd = os.open(self.path(), os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, _FILE_MODE)
+        try:
+            info = os.fstat(fd)
+            size = info.st_size if stat.S_ISREG(info.st_mode) else 0
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                # An earlier append failed half-way (disk full): end the torn line so the next event is whole.
+                _write_all(fd, b"\n")
+                size += 1
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd, self.size = fd, size
+
     def append(self, line: bytes, rotate_bytes: int) -> None:
-        if self.fh is None:
-            path = self.directory / f"events-{self.seq:06d}.jsonl"
-            self.fh = open(path, "ab")  # noqa: SIM115 - kept open for the life of the trail
-            self.size = self.fh.tell()
+        if self.fd is None:
+            self._open()
         if self.size and self.size + len(line) > rotate_bytes:
-            self.fh.close()
+            self.close()
             self.seq += 1
-            self.fh = open(self.directory / f"events-{self.seq:06d}.jsonl", "ab")  # noqa: SIM115
-            self.size = 0
-        # One write + flush per event: readers (LookupEvents, other processes) see it at once.
-        self.fh.write(line)
-        self.fh.flush()
+            self._open()
+        # One write per event, no user-space buffer: readers (LookupEvents, other processes) see it at once,
+        # and a failed write leaves nothing queued to be written later.
+        try:
+            _write_all(self.fd, line)
+        except OSError:
+            self.close()  # reopened (and a torn line ended) on the next append
+            raise
         self.size += len(line)
 
     def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
+        if self.fd is not None:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.EIO, "short write to the audit trail")
+        view = view[n:]
 
 
 class AuditTrail:
-    def __init__(self, root: pathlib.Path, rotate_bytes: int = 16 << 20) -> None:
+    def __init__(
+        self,
+        root: pathlib.Path,
+        rotate_bytes: int = 16 << 20,
+        *,
+        retention_seconds: float | None = None,
+        on_write_failure: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.root = pathlib.Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
         self.rotate_bytes = max(1, int(rotate_bytes))
+        #: events older than this are deleted by ``sweep`` and never returned by LookupEvents (None: forever)
+        self.retention_seconds = retention_seconds
+        self._on_write_failure = on_write_failure
+        self._clock = clock
         self._lock = threading.Lock()
         self._logs: dict[tuple[str, str], _Log] = {}
+        self.write_failures = 0
+        self._failures_unlogged = 0
+        self._failure_logged_at: float | None = None
 
     # -- writing -------------------------------------------------------------------------------------------
 
     def _log(self, account: str, region: str) -> _Log:
-        log = self._logs.get((account, region))
-        if log is None:
+        log_ = self._logs.get((account, region))
+        if log_ is None:
             if not _SAFE.match(account) or not _SAFE.match(region):
                 raise ValueError("bad account or region for the audit trail")
-            log = _Log(self.root / account / region)
-            self._logs[(account, region)] = log
-        return log
+            log_ = _Log(self.root / account / region)
+            self._logs[(account, region)] = log_
+        return log_
 
     def record(self, event: dict) -> None:
-        """Append one event to the log of its ``recipientAccountId`` and ``awsRegion``."""
+        """Append one event to the log of its ``recipientAccountId`` and ``awsRegion``.
+
+        Never raises for a trail that cannot be written: the audited call goes on (a full disk must not stop
+        reads); the failure is counted and logged instead."""
         line = orjson.dumps(event) + b"\n"
         with self._lock:
-            self._log(event["recipientAccountId"], event["awsRegion"]).append(line, self.rotate_bytes)
+            try:
+                self._log(event["recipientAccountId"], event["awsRegion"]).append(line, self.rotate_bytes)
+            except (OSError, ValueError) as err:
+                self._failed(err)
+            else:
+                if self._failure_logged_at is not None:
+                    log.warning("audit trail: appending works again (%d events were dropped)", self.write_failures)
+                    self._failure_logged_at = None
+                    self._failures_unlogged = 0
+
+    def _failed(self, err: Exception) -> None:
+        self.write_failures += 1
+        if self._on_write_failure is not None:
+            self._on_write_failure()
+        now = self._clock()
+        if self._failure_logged_at is None or now - self._failure_logged_at >= _FAILURE_LOG_SECONDS:
+            log.error("audit trail: cannot append an event, it is dropped (%s); %d dropped so far, %d since the "
+                      "last report; requests are still served", err, self.write_failures,
+                      self._failures_unlogged + 1)
+            self._failure_logged_at = now
+            self._failures_unlogged = 0
+        else:
+            self._failures_unlogged += 1
+
+    def sweep(self) -> int:
+        """Delete segments whose newest event is older than the retention; return how many were deleted."""
+        if self.retention_seconds is None:
+            return 0
+        cutoff = self._clock() - self.retention_seconds
+        deleted = 0
+        with self._lock:
+            for account_dir in _subdirs(self.root):
+                for region_dir in _subdirs(account_dir):
+                    open_log = self._logs.get((account_dir.name, region_dir.name))
+                    for path in sorted(p for p in region_dir.iterdir() if _SEGMENT.match(p.name)):
+                        try:
+                            if path.lstat().st_mtime >= cutoff:
+                                continue
+                            if open_log is not None and path == open_log.path():
+                                open_log.close()  # the next event starts a new segment
+                                open_log.seq += 1
+                            path.unlink()
+                        except FileNotFoundError:
+                            continue
+                        except OSError as err:
+                            log.warning("audit retention: cannot delete %s: %s", path, err)
+                            continue
+                        deleted += 1
+        if deleted:
+            log.info("audit retention: deleted %d segment(s) older than %.6g days", deleted,
+                     self.retention_seconds / 86400)
+        return deleted
 
     def close(self) -> None:
         with self._lock:
-            for log in self._logs.values():
-                log.close()
+            for log_ in self._logs.values():
+                log_.close()
 
     # -- reading -------------------------------------------------------------------------------------------
 
@@ -173,13 +295,18 @@ class AuditTrail:
             paths = sorted(p for p in directory.iterdir() if _SEGMENT.match(p.name))
             lines: list[bytes] = []
             for path in paths:
-                with open(path, "rb") as fh:
-                    lines.extend(ln for ln in fh.read().split(b"\n") if ln)
+                if not _regular_file(path):
+                    continue
+                try:
+                    with open(path, "rb") as fh:
+                        lines.extend(ln for ln in fh.read().split(b"\n") if ln)
+                except FileNotFoundError:  # deleted by retention meanwhile
+                    continue
         return lines
 
     def events(self, account: str, region: str) -> list[dict]:
         """All events of (account, region), oldest first."""
-        return [orjson.loads(ln) for ln in self._lines(account, region)]
+        return [e for e in map(_parse_line, self._lines(account, region)) if e is not None]
 
     def operations(self) -> dict[str, Callable[[Caller, dict], dict]]:
         return {"LookupEvents": self.lookup_events}
@@ -213,6 +340,8 @@ class AuditTrail:
         end = _epoch(params.get("EndTime"), "EndTime")
         if start is not None and end is not None and start > end:
             raise AWSError("InvalidTimeRangeException", "Start time must be earlier than end time.")
+        # Past the retention an event is gone, even before the sweep deletes the segment holding it.
+        oldest = None if self.retention_seconds is None else self._clock() - self.retention_seconds
         if params.get("EventCategory") not in (None, "insight"):
             raise AWSError("InvalidEventCategoryException", "Event category is not valid.")
         max_results = params.get("MaxResults", 50)
@@ -238,9 +367,13 @@ class AuditTrail:
             line = lines[index]
             index -= 1
             scanned += 1
-            event = orjson.loads(line)
+            event = _parse_line(line)
+            if event is None:
+                continue
             when = _parse_time(event["eventTime"])
             if start is not None and when < start:
+                continue
+            if oldest is not None and when < oldest:
                 continue
             if end is not None and when > end:
                 continue
@@ -251,6 +384,22 @@ class AuditTrail:
         if index >= 0 and len(out) == max_results:
             response["NextToken"] = _encode_token(total, scanned, fingerprint)
         return response
+
+
+def _subdirs(directory: pathlib.Path) -> list[pathlib.Path]:
+    try:
+        return [p for p in directory.iterdir() if _SAFE.match(p.name) and p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return []
+
+
+def _parse_line(line: bytes) -> dict | None:
+    """One stored event; None for a line torn by a failed append (disk full), which is skipped."""
+    try:
+        event = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) and isinstance(event.get("eventTime"), str) else None
 
 
 def _epoch(value: object, name: str) -> float | None:

@@ -39,6 +39,10 @@ class Metrics:
             "dynavault_store_group_syncs", "fsyncs made by group commit (each covers every commit before it)",
             registry=self.registry,
         )
+        self.audit_write_failures = Counter(
+            "dynavault_audit_write_failures", "Audit events dropped because the trail could not be appended",
+            registry=self.registry,
+        )
         self._request_children: dict[tuple[str, str, int], object] = {}
 
     def observe_request(self, service: str, operation: str, status: int) -> None:

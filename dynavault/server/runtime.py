@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dynavault.config import Settings
+from dynavault.errors import StartupError
 
 from .app import JSON_10, JSON_11, DynavaultApp, RouteTable, ServiceFront
 from .connection import on_connection_closed
@@ -97,12 +100,40 @@ def _credentials(settings: Settings, owned_account: str) -> CredentialStore:
     return store
 
 
+def _owner_only_data_dir(settings: Settings) -> None:
+    """The data dir and everything in it are the server user's alone: 0700 directories, 0600 files.
+
+    A umask covers every file made from now on (store, SQLite's -wal/-shm, audit segments, rotations);
+    what an older version left looser is tightened once, with one log line."""
+    os.umask(0o077)
+    root = settings.data_path()
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tightened = 0
+    for directory, dirnames, filenames in os.walk(root):
+        for name in [directory, *(os.path.join(directory, n) for n in dirnames + filenames)]:
+            try:
+                info = os.lstat(name)
+            except OSError:
+                continue
+            if stat.S_ISLNK(info.st_mode) or not info.st_mode & 0o077:
+                continue  # a symlink's own mode means nothing; chmod would change its target
+            os.chmod(name, stat.S_IMODE(info.st_mode) & 0o700)
+            tightened += 1
+    if tightened:
+        log.warning("data dir %s: removed group/other permissions from %d files and directories", root, tightened)
+
+
+def _retention_interval(retention_seconds: float) -> float:
+    # Often enough that a segment outlives the retention by at most ~4 %, never busier than once a second.
+    return min(3600.0, max(1.0, retention_seconds / 24))
+
+
 def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
     """Wire every component. ``kms_only`` serves just the key service and its audit trail."""
     from dynavault.audit.trail import AuditTrail
     from dynavault.kms.service import AWS_OWNED_ACCOUNT, KeyService
 
-    settings.data_path().mkdir(parents=True, exist_ok=True)
+    _owner_only_data_dir(settings)
     credentials = _credentials(settings, AWS_OWNED_ACCOUNT)
     verifier = SigV4Verifier(credentials, max_skew_seconds=settings.max_clock_skew_seconds)
     metrics = Metrics()
@@ -111,8 +142,14 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
     periodic: list[Periodic] = []
     components: dict[str, object] = {"owned_account": AWS_OWNED_ACCOUNT}
 
-    trail = AuditTrail(settings.data_path("audit"), settings.audit_rotate_bytes)
+    retention = settings.audit_retention_days * 86400.0
+    if not retention > 0:
+        raise StartupError(f"audit_retention_days must be more than 0, not {settings.audit_retention_days}: "
+                           "set --audit-retention-days (default 90)")
+    trail = AuditTrail(settings.data_path("audit"), settings.audit_rotate_bytes, retention_seconds=retention,
+                       on_write_failure=metrics.audit_write_failures.inc)
     closers.append(getattr(trail, "close", lambda: None))
+    periodic.append(Periodic("audit-retention", _retention_interval(retention), trail.sweep))
     components["trail"] = trail
     routes.mount(_with_validator(CLOUDTRAIL), trail.operations())
 
