@@ -26,12 +26,23 @@ def _add_setting_flags(parser: argparse.ArgumentParser, *, port_default: int | N
 
 
 def _setup_logging(settings: Settings) -> None:
+    import os
+
+    from dynavault import logsafe
+
+    # No input can forge a log line: every record's message (any logger's) has its line breaks, controls and
+    # bidi overrides escaped; tracebacks are indented under their record.
+    logsafe.install()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if settings.log_file:
+        # owner-only, like the data dir: the log names tables, keys and principals
+        os.close(os.open(settings.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
         handlers.append(logging.FileHandler(settings.log_file))
+    formatter = logsafe.SafeFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in handlers:
+        handler.setFormatter(formatter)
     logging.basicConfig(
         level=getattr(logging, settings.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         handlers=handlers,
         force=True,
     )

@@ -225,24 +225,26 @@ class AuditTrail:
         reads); the failure is counted and logged instead."""
         line = orjson.dumps(event) + b"\n"
         with self._lock:
+            log_: _Log | None = None
             try:
-                self._log(event["recipientAccountId"], event["awsRegion"]).append(line, self.rotate_bytes)
+                log_ = self._log(event["recipientAccountId"], event["awsRegion"])
+                log_.append(line, self.rotate_bytes)
             except (OSError, ValueError) as err:
-                self._failed(err)
+                self._failed(err, log_.directory if log_ is not None else self.root)
             else:
                 if self._failure_logged_at is not None:
                     log.warning("audit trail: appending works again (%d events were dropped)", self.write_failures)
                     self._failure_logged_at = None
                     self._failures_unlogged = 0
 
-    def _failed(self, err: Exception) -> None:
+    def _failed(self, err: Exception, where: pathlib.Path) -> None:
         self.write_failures += 1
         if self._on_write_failure is not None:
             self._on_write_failure()
         now = self._clock()
         if self._failure_logged_at is None or now - self._failure_logged_at >= _FAILURE_LOG_SECONDS:
-            log.error("audit trail: cannot append an event, it is dropped (%s); %d dropped so far, %d since the "
-                      "last report; requests are still served", err, self.write_failures,
+            log.error("audit trail: cannot append an event in %s, it is dropped (%s); %d dropped so far, %d since "
+                      "the last report; requests are still served", where, err, self.write_failures,
                       self._failures_unlogged + 1)
             self._failure_logged_at = now
             self._failures_unlogged = 0

@@ -74,7 +74,11 @@ class DynamoDBService:
         self.sse_lifecycle = sse_lifecycle.install(self)
 
     def operations(self) -> dict[str, Callable[[Caller, dict], dict]]:
-        return {name: functools.partial(h, self) for name, h in self._handlers.items()}
+        return {name: functools.partial(self._call, name, h) for name, h in self._handlers.items()}
+
+    def _call(self, operation: str, handler: Handler, caller: Caller, params: dict) -> dict:
+        # A table's ARN is accepted wherever DynamoDB accepts it; handlers only ever see table names.
+        return handler(self, caller, tables.resolve_table_names(operation, caller, params))
 
     def periodic_jobs(self) -> list[tuple[str, float, Callable[[], None]]]:
         return [

@@ -21,8 +21,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("dynavault.dynamodb")
 
 _INVALID = "One or more parameter values were invalid: "
-_ARN_RE = re.compile(r"^arn:aws:dynamodb:([a-z0-9-]+):(\d{12}):table/([a-zA-Z0-9_.-]{3,255})(/.*)?$")
+_ARN_RE = re.compile(r"arn:aws:dynamodb:([a-z0-9-]{1,64}):([0-9]{12}):table/([a-zA-Z0-9_.-]{3,255})(/.*)?", re.S)
+_NAME_RE = re.compile(r"[a-zA-Z0-9_.-]{3,255}")
 MAX_TAGS = 50
+_CORAL = "com.amazon.coral.service#"
+#: operations whose TableName may be the table's ARN (DynamoDB's "table name overloading")
+_TABLE_NAME_OPERATIONS = frozenset({
+    "CreateTable", "DescribeTable", "UpdateTable", "DeleteTable", "GetItem", "PutItem", "UpdateItem",
+    "DeleteItem", "Query", "Scan", "DescribeTimeToLive", "UpdateTimeToLive", "DescribeContinuousBackups",
+    "UpdateContinuousBackups", "CreateBackup", "ListBackups",
+})
+_TRANSACT_PARTS = ("Get", "ConditionCheck", "Put", "Delete", "Update")
 
 
 def not_found(message: str = "Requested resource not found") -> AWSError:
@@ -284,21 +293,94 @@ def delete_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     return {"TableDescription": desc}
 
 
-def _table_for_arn(svc: DynamoDBService, caller: Caller, arn: str) -> TableMeta:
-    m = _ARN_RE.match(arn or "")
+# -- table ARNs ------------------------------------------------------------------------------
+def _arn_table(caller: Caller, arn: str, operation: str) -> str:
+    """The name in a table ARN of the caller's account and region (the only tables it can reach here).
+
+    Another account's table is refused as DynamoDB refuses it without a resource-based policy (the account
+    is checked first, so the answer says nothing about that account's regions); an index or stream ARN, or
+    another region, is not a table ARN this endpoint serves."""
+    m = _ARN_RE.fullmatch(arn)
     if m is None:
         raise validation(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
-    region, account, name = m.group(1), m.group(2), m.group(3)
-    meta = None
-    if account == caller.account and region == caller.region:
-        meta = svc.catalog.get(account, region, name)
+    region, account, name, rest = m.groups()
+    if account != caller.account:
+        raise AWSError(
+            "AccessDeniedException",
+            f"User: {caller.principal_arn} is not authorized to perform: dynamodb:{operation} on resource: "
+            f"{arn} because no resource-based policy allows the dynamodb:{operation} action",
+            type_prefix=_CORAL,
+        )
+    if rest or region != caller.region:
+        raise validation(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
+    return name
+
+
+def table_name(caller: Caller, value: str, operation: str) -> str:
+    """A TableName as given (a name, or the table's ARN) -> the table's name, validated."""
+    if _NAME_RE.fullmatch(value):
+        return value
+    if value.startswith("arn:aws:dynamodb:"):
+        return _arn_table(caller, value, operation)
+    # The front end's shape check refuses these first; this keeps every caller of the service safe too.
+    raise validation(f"1 validation error detected: Value '{value}' at 'tableName' failed to satisfy constraint: "
+                     "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+")
+
+
+def resolve_table_names(operation: str, caller: Caller, params: dict) -> dict:
+    """The request with every table ARN replaced by the table's name (TableName, batch RequestItems keys,
+    transaction parts), so handlers, echoed names and errors only ever see names."""
+    if not isinstance(params, dict):
+        return params
+    if operation in _TABLE_NAME_OPERATIONS:
+        value = params.get("TableName")
+        if isinstance(value, str):
+            name = table_name(caller, value, operation)
+            if name != value:
+                params = {**params, "TableName": name}
+    elif operation in ("BatchGetItem", "BatchWriteItem"):
+        items = params.get("RequestItems")
+        if isinstance(items, dict):
+            resolved: dict = {}
+            for key, value in items.items():
+                name = table_name(caller, key, operation) if isinstance(key, str) else key
+                if name in resolved:
+                    raise validation(f"{_INVALID}Table {name} is named more than once in RequestItems "
+                                     "(by name and by ARN)")
+                resolved[name] = value
+            params = {**params, "RequestItems": resolved}
+    elif operation in ("TransactGetItems", "TransactWriteItems"):
+        parts = params.get("TransactItems")
+        if isinstance(parts, list):
+            params = {**params, "TransactItems": [_resolve_part(caller, part, operation) for part in parts]}
+    return params
+
+
+def _resolve_part(caller: Caller, part: object, operation: str) -> object:
+    if not isinstance(part, dict):
+        return part
+    out = part
+    for kind in _TRANSACT_PARTS:
+        body = part.get(kind)
+        if isinstance(body, dict) and isinstance(body.get("TableName"), str):
+            name = table_name(caller, body["TableName"], operation)
+            if name != body["TableName"]:
+                out = {**out, kind: {**body, "TableName": name}}
+    return out
+
+
+def _table_for_arn(svc: DynamoDBService, caller: Caller, arn: str, operation: str) -> TableMeta:
+    if not isinstance(arn, str) or _ARN_RE.fullmatch(arn) is None:
+        raise validation(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
+    name = _arn_table(caller, arn, operation)
+    meta = svc.catalog.get(caller.account, caller.region, name)
     if meta is None:
         raise not_found(f"Requested resource not found: ResourcArn: {arn} not found")
     return meta
 
 
 def tag_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = _table_for_arn(svc, caller, p["ResourceArn"])
+    meta = _table_for_arn(svc, caller, p["ResourceArn"], "TagResource")
     with svc.catalog.lock:
         merged = {t["Key"]: t["Value"] for t in meta.tags}
         _validate_tags(p.get("Tags") or [])
@@ -312,7 +394,7 @@ def tag_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
 
 
 def untag_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = _table_for_arn(svc, caller, p["ResourceArn"])
+    meta = _table_for_arn(svc, caller, p["ResourceArn"], "UntagResource")
     with svc.catalog.lock:
         drop = set(p.get("TagKeys") or [])
         meta.tags = [t for t in meta.tags if t["Key"] not in drop]
@@ -321,7 +403,7 @@ def untag_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
 
 
 def list_tags_of_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = _table_for_arn(svc, caller, p["ResourceArn"])
+    meta = _table_for_arn(svc, caller, p["ResourceArn"], "ListTagsOfResource")
     tags = meta.tags
     start = int(p["NextToken"]) if str(p.get("NextToken", "")).isdigit() else 0
     page = tags[start:start + 10]
@@ -353,4 +435,4 @@ HANDLERS = {
     "DescribeEndpoints": describe_endpoints,
 }
 
-__all__ = ["HANDLERS", "describe", "not_found", "MANAGED_ALIAS"]
+__all__ = ["HANDLERS", "describe", "not_found", "resolve_table_names", "table_name", "MANAGED_ALIAS"]

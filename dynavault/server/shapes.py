@@ -69,6 +69,10 @@ _SERVICE_VERSIONS = {
 # DynamoDB's real table-name rule; the model's TableArn shape (1..1024, no pattern) is looser because
 # it also admits ARNs. Plain names are held to this, ARNs to the model.
 _TABLE_NAME_MIN, _TABLE_NAME_MAX, _TABLE_NAME_PATTERN = 3, 255, "[a-zA-Z0-9_.-]+"
+# What counts as an ARN there: a DynamoDB table ARN (a sub-resource suffix is refused later, by the service,
+# as DynamoDB refuses it). Anything else -- "arn:/../x", a newline, U+202E -- is a name and must be a valid one
+# (an "arn:..." value past the model's 1024 characters gets the model's length error alone).
+_TABLE_ARN_RE = re.compile(r"arn:aws:dynamodb:[a-z0-9-]{1,64}:[0-9]{12}:table/[a-zA-Z0-9_.-]{3,255}(?:/[!-~]*)?")
 
 # Where the live service is stricter than today's model (observed answers, see module doc/report).
 # (The table's own KeySchema is held to 2 elements by the CreateTable handler: the same shape also
@@ -249,7 +253,7 @@ class _StringNode(_Node):
             raise _ser(_scalar_mismatch(v, "String", "class java.lang.String"))
         if self.pure:
             return
-        if self.table_name and not v.startswith("arn:"):
+        if self.table_name and self._is_name(v):
             self._check_table_name(v, path, errs)
             return
         if self.regex is not None and self.regex.fullmatch(v) is None:
@@ -268,6 +272,12 @@ class _StringNode(_Node):
             errs.append(_violation(v, path, f"Member must satisfy enum value set: [{self.enum_text}]",
                                    self.sensitive))
 
+    def _is_name(self, v: str) -> bool:
+        """Held to the table-name rule: everything but a table ARN and "arn:..." past the model's 1024."""
+        if not v.startswith("arn:"):
+            return True
+        return _TABLE_ARN_RE.fullmatch(v) is None and not (self.max is not None and _utf16_len(v) > self.max)
+
     @staticmethod
     def _check_table_name(v: str, path: str | None, errs: list[str]) -> None:
         if _TABLE_NAME_RE.fullmatch(v) is None:
@@ -280,7 +290,7 @@ class _StringNode(_Node):
             errs.append(_violation(v, path, _LEN_LE + str(_TABLE_NAME_MAX)))
 
     def key_ok(self, v: str) -> bool:
-        if self.table_name and not v.startswith("arn:"):
+        if self.table_name and self._is_name(v):
             return _TABLE_NAME_MIN <= len(v) <= _TABLE_NAME_MAX and _TABLE_NAME_RE.fullmatch(v) is not None
         n = _utf16_len(v)
         return not (
