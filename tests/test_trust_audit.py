@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 
 from tests.wire import signed_request
 
@@ -171,3 +172,49 @@ def test_data_dir_is_owner_only(start_server, tmp_path):
     assert _loose_entries(data) == []
     srv.stop()
     assert _loose_entries(data) == []
+
+
+def test_store_write_that_cannot_be_made_durable_changes_nothing(tmp_path):
+    """A full disk under the store (a file-size limit, which binds root too): the write that cannot be
+    committed answers 500 InternalServerError and leaves no trace; reads keep working."""
+    from tests.conftest import ServerProcess
+
+    limit = 600_000
+
+    class FileSizeLimited(ServerProcess):
+        def command(self) -> list[str]:
+            cmd = super().command()
+            boot = (f"import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit})); "
+                    "sys.argv = ['dynavault', *sys.argv[1:]]; runpy.run_module('dynavault.cli', run_name='__main__')")
+            return [cmd[0], "-c", boot, *cmd[3:]]  # cmd[1:3] is "-m dynavault.cli"
+
+    srv = FileSizeLimited(tmp_path / "limited", allow_any_credentials=True)
+    try:
+        ddb = srv.client("dynamodb")
+        ddb.create_table(TableName="filling", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         BillingMode="PAY_PER_REQUEST")
+        acknowledged = []
+        failed = None
+        for i in range(40):
+            try:
+                ddb.put_item(TableName="filling", Item={"pk": {"S": f"k{i}"}, "v": {"S": "x" * 50_000}})
+            except ClientError as err:
+                failed = (f"k{i}", err.response)
+                break
+            acknowledged.append(f"k{i}")
+        assert failed is not None, "the store never filled up"
+        key, response = failed
+        assert response["ResponseMetadata"]["HTTPStatusCode"] == 500
+        assert response["Error"]["Code"] == "InternalServerError"
+        assert "Item" not in ddb.get_item(TableName="filling", Key={"pk": {"S": key}})
+        scanned = sorted(i["pk"]["S"] for i in ddb.scan(TableName="filling", ProjectionExpression="pk")["Items"])
+        assert scanned == sorted(acknowledged)
+        assert ddb.describe_table(TableName="filling")["Table"]["ItemCount"] == len(acknowledged)
+        with pytest.raises(ClientError):
+            ddb.create_table(TableName="another", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                             BillingMode="PAY_PER_REQUEST")
+        assert ddb.list_tables()["TableNames"] == ["filling"]
+    finally:
+        srv.kill()
