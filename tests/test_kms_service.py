@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from dynavault.audit.trail import AuditTrail
 from dynavault.caller import Caller
 from dynavault.config import Settings
-from dynavault.errors import AWSError
+from dynavault.errors import AWSError, StartupError
+from dynavault.kms.root import FileRoot
 from dynavault.kms.service import AWS_OWNED_ACCOUNT, KeyService
 
 REGION = "us-east-1"
@@ -714,22 +715,18 @@ def test_aws_owned_key_is_invisible_to_customers(env: Env) -> None:
     # the database refreshing a table key on a user's behalf may decrypt; the user directly may not
     via = env(user().on_behalf(DDB), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)
     assert via["Plaintext"] == dk["Plaintext"]
-    assert env.error(user(), "DescribeKey", KeyId=arn).code == "AccessDeniedException"
-    assert (
-        env.error(user(), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx).code
-        == "AccessDeniedException"
-    )
+    # to the customer's own calls the owned key is an unknown key (issue 12 item 15): no ARN in the answer
+    err = env.error(user(), "DescribeKey", KeyId=arn)
+    assert (err.code, err.message) == ("NotFoundException", f"Key '{arn}' does not exist")
+    err = env.error(user(), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)
+    assert err.code == "AccessDeniedException" and arn not in err.message
     assert env(user(), "ListKeys")["Keys"] == []
-    customer_trail = json.dumps(env.trail.events(A, REGION))
-    assert [e["eventName"] for e in env.trail.events(A, REGION)] == ["ListKeys"] and arn not in customer_trail
+    # the customer's failed calls are theirs to see; they name no owned-key resource
+    customer = env.trail.events(A, REGION)
+    assert [e["eventName"] for e in customer] == ["DescribeKey", "Decrypt", "ListKeys"]
+    assert all(e["resources"] == [] for e in customer)
     owned_events = env.trail.events(AWS_OWNED_ACCOUNT, REGION)
-    assert [e["eventName"] for e in owned_events] == [
-        "GenerateDataKey",
-        "Decrypt",
-        "Decrypt",
-        "DescribeKey",
-        "Decrypt",
-    ]
+    assert [e["eventName"] for e in owned_events] == ["GenerateDataKey", "Decrypt", "Decrypt"]
     assert env.kms.owned_key_arn("eu-west-1") != arn
 
 
@@ -763,13 +760,21 @@ def test_root_key_file_permissions_and_wrong_root(env: Env, tmp_path: pathlib.Pa
     assert len(path.read_bytes()) == 32
     md = env.key()
     blob = env(user(), "Encrypt", KeyId=md["KeyId"], Plaintext=b64(b"x"))["CiphertextBlob"]
-    env.close()
-    # another root key cannot open the store's material: the data dir alone is useless
-    env.settings.root_key_file = str(tmp_path / "other" / "root.key")
-    env.open()
-    err = env.error(user(), "Decrypt", CiphertextBlob=blob)
-    assert err.code == "KMSInternalException"
     assert repr(env.kms._root).startswith("FileRoot(") and "key" not in repr(env.kms._root).split("path=")[0]
+    env.close()
+    # another root key cannot open the store's material: the data dir alone is useless, and the service
+    # refuses to start rather than seal new keys under the wrong root (issue 12 item 6)
+    other = tmp_path / "other" / "root.key"
+    env.settings.root_key_file = str(other)
+    with pytest.raises(StartupError, match="is missing"):
+        env.open()
+    assert not other.exists()
+    FileRoot.create(other)
+    with pytest.raises(StartupError, match="cannot open the key material"):
+        env.open()
+    env.settings.root_key_file = str(path)
+    env.open()
+    assert unb64(env(user(), "Decrypt", CiphertextBlob=blob)["Plaintext"]) == b"x"
 
 
 def test_canary_no_key_material_or_plaintext_at_rest(env: Env) -> None:

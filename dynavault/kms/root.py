@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import stat
 import threading
 from typing import Protocol
 
@@ -24,6 +25,10 @@ class RootOfTrustError(Exception):
     """The root of trust is missing, unreadable, or a sealed blob does not open."""
 
 
+class RootKeyMissing(RootOfTrustError):
+    """No root key file / no key of that label on the token."""
+
+
 class RootOfTrust(Protocol):
     def seal(self, plaintext: bytes, aad: bytes) -> bytes: ...
 
@@ -33,20 +38,34 @@ class RootOfTrust(Protocol):
 
 
 class FileRoot:
+    """A root key file: 32 bytes, readable by its owner only. Never created here (see ``create``)."""
+
     def __init__(self, path: pathlib.Path) -> None:
         self.path = pathlib.Path(path).expanduser()
-        if not self.path.exists():
-            self._create()
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise RootKeyMissing(f"root key file {self.path} does not exist") from None
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            # as ssh does for private keys: a key others can read protects nothing
+            raise RootOfTrustError(
+                f"permissions {mode:04o} for {self.path} are too open: the root key file must be readable "
+                f"by its owner only (chmod 600 {self.path})"
+            )
         data = self.path.read_bytes()
         if len(data) != 32:
-            raise RootOfTrustError(f"root key file {self.path} must hold exactly 32 bytes")
+            raise RootOfTrustError(f"root key file {self.path} must hold exactly 32 bytes (it holds {len(data)})")
         self._aead = AESGCM(data)
 
-    def _create(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    @staticmethod
+    def create(path: pathlib.Path) -> None:
+        """Write a new random root key at ``path`` (mode 0600) unless a file is already there."""
+        path = pathlib.Path(path).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # O_EXCL: two processes starting at once must not each write a different root key.
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             return
         with os.fdopen(fd, "wb") as fh:
@@ -76,7 +95,7 @@ class FileRoot:
 class Pkcs11Root:
     """An AES-256 key on a PKCS#11 token (SoftHSM2 in tests), generated on the token if absent."""
 
-    def __init__(self, module: str, token_label: str, pin: str, key_label: str) -> None:
+    def __init__(self, module: str, token_label: str, pin: str, key_label: str, *, create: bool = False) -> None:
         import pkcs11
         from pkcs11 import Attribute, KeyType, ObjectClass
 
@@ -93,6 +112,11 @@ class Pkcs11Root:
                 label=key_label, key_type=KeyType.AES, object_class=ObjectClass.SECRET_KEY
             )
         except pkcs11.NoSuchKey:
+            if not create:
+                self._session.close()
+                raise RootKeyMissing(
+                    f"PKCS#11 token {token_label!r} holds no AES key labelled {key_label!r}"
+                ) from None
             template = {Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False}
             self._key = self._session.generate_key(
                 KeyType.AES, 256, label=key_label, store=True, template=template
@@ -132,11 +156,15 @@ class Pkcs11Root:
                 pass
 
 
-def open_root(settings: Settings) -> RootOfTrust:
+def open_root(settings: Settings, *, create: bool = False) -> RootOfTrust:
+    """The configured root of trust. ``create`` makes a missing root key: only on a data dir without key
+    material (kms/trust.py decides), never next to material another root sealed."""
     kind = (settings.root_of_trust or "file").lower()
     if kind == "file":
+        if create:
+            FileRoot.create(pathlib.Path(settings.root_key_file))
         return FileRoot(pathlib.Path(settings.root_key_file))
     if kind == "pkcs11":
         return Pkcs11Root(settings.pkcs11_module, settings.pkcs11_token_label, settings.pkcs11_pin,
-                          settings.pkcs11_key_label)
+                          settings.pkcs11_key_label, create=create)
     raise RootOfTrustError(f"unknown root_of_trust {settings.root_of_trust!r} (use 'file' or 'pkcs11')")

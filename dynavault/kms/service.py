@@ -32,8 +32,9 @@ from dynavault.config import Settings
 from dynavault.errors import AWSError
 from dynavault.kms import blob as blobfmt
 from dynavault.kms import policy as pol
-from dynavault.kms.root import RootOfTrustError, open_root
+from dynavault.kms.root import RootOfTrustError
 from dynavault.kms.store import KeyStore
+from dynavault.kms.trust import ensure_check_value, material_aad, open_checked_root
 
 log = logging.getLogger("dynavault.kms")
 
@@ -238,7 +239,7 @@ class _Key:
             materials=[_Material(m["index"], m["id"], m["created"], m["type"]) for m in doc["materials"]],
             on_demand_rotations=doc.get("on_demand_rotations", 0),
         )
-        key.policy_doc = pol.parse(key.policy_text)
+        key.policy_doc = pol.load(key.policy_text)
         return key
 
     def metadata(self) -> dict:
@@ -299,8 +300,14 @@ class KeyService:
         self.trail = trail
         self.clock = clock
         self._lock = threading.RLock()
-        self._root = open_root(settings)
-        self._store = KeyStore(settings.data_path("kms"))
+        # before anything is written: a root that cannot open the stored material refuses the start
+        self._root = open_checked_root(settings)
+        try:
+            self._store = KeyStore(settings.data_path("kms"))
+            ensure_check_value(self._store, self._root)
+        except BaseException:
+            self._root.close()
+            raise
         self._keys: dict[str, _Key] = {}
         self._aliases: dict[tuple[str, str], dict[str, dict]] = {}
         self._aead: dict[tuple[str, int], AESGCM] = {}
@@ -570,7 +577,7 @@ class KeyService:
         self._store.put_key(key.key_id, key.doc(), material)
 
     def _material_aad(self, key: _Key, index: int) -> bytes:
-        return f"dynavault-kms-material:{key.arn}:{index}".encode()
+        return material_aad(key.arn, index)
 
     def _add_material(self, key: _Key, rotation_type: str) -> tuple[int, bytes]:
         index = len(key.materials)
@@ -707,7 +714,7 @@ class KeyService:
             if region != caller.region:
                 raise AWSError("NotFoundException", f"Invalid arn {region}")
             key = self._keys.get(key_id)
-            if key is None or key.account != account or key.region != region:
+            if key is None or key.account != account or key.region != region or self._hidden(caller, key):
                 raise AWSError("NotFoundException", f"Key '{key_ref}' does not exist")
         else:
             m = _ALIAS_ARN.match(key_ref)
@@ -735,10 +742,20 @@ class KeyService:
                 key = self._keys[self._aliases[(account, region)][_OWNED_ALIAS]["TargetKeyId"]]
             else:
                 alias = self._aliases.get((account, region), {}).get(name)
-                if alias is None or alias["TargetKeyId"] not in self._keys:
+                key = self._keys.get(alias["TargetKeyId"]) if alias is not None else None
+                if key is None or self._hidden(caller, key):
                     raise AWSError("NotFoundException", f"Alias {alias_arn} is not found.")
-                key = self._keys[alias["TargetKeyId"]]
         return self._cross_account_check(caller, info.touch(key), op)
+
+    @staticmethod
+    def _hidden(caller: Caller, key: _Key) -> bool:
+        """AWS owned keys exist only for the database: to a customer's own calls they are unknown keys."""
+        return (
+            key.account == AWS_OWNED_ACCOUNT
+            and caller.account != AWS_OWNED_ACCOUNT
+            and not caller.is_service
+            and caller.via_service is None
+        )
 
     def _cross_account_check(self, caller: Caller, key: _Key, op: str) -> _Key:
         if key.account != caller.account and op not in _CROSS_ACCOUNT:
@@ -758,8 +775,15 @@ class KeyService:
         )
 
     def _authorize(
-        self, caller: Caller, key: _Key, action: str, context: dict | None = None, context_bytes: bytes = b""
+        self,
+        caller: Caller,
+        key: _Key,
+        action: str,
+        context: dict | None = None,
+        context_bytes: bytes = b"",
+        extra: dict[str, list[str]] | None = None,
     ) -> None:
+        scope = pol.cache_scope(key.policy_doc, caller.source_ip)
         cache_key = (
             key.key_id,
             key.version,
@@ -769,30 +793,35 @@ class KeyService:
             caller.via_service,
             action,
             context_bytes,
+            scope,
+            tuple(sorted((k, tuple(v)) for k, v in extra.items())) if extra else (),
         )
-        verdict = self._authz_cache.get(cache_key)
+        verdict = self._authz_cache.get(cache_key) if scope is not None else None
         if verdict is None:
-            verdict = self._evaluate(caller, key, action, context)
-            if len(self._authz_cache) > 50_000:
-                self._authz_cache.clear()
-            self._authz_cache[cache_key] = verdict
+            verdict = self._evaluate(caller, key, action, context, extra)
+            if scope is not None:
+                if len(self._authz_cache) > 50_000:
+                    self._authz_cache.clear()
+                self._authz_cache[cache_key] = verdict
         if verdict is True:
             return
         raise self._denied(caller, key, action, explicit=verdict == pol.DENY)
 
-    def _evaluate(self, caller: Caller, key: _Key, action: str, context: dict | None) -> bool | str:
-        values: dict[str, list[str]] = {
-            "kms:calleraccount": [caller.account],
-            "aws:principalaccount": [caller.account],
-            "aws:principalarn": [caller.principal_arn],
-        }
-        if caller.via_service:
-            values["kms:viaservice"] = [caller.via_service]
-        if context is not None:
-            for k, v in context.items():
-                values[f"kms:encryptioncontext:{k.lower()}"] = [v]
-            if context:
-                values["kms:encryptioncontextkeys"] = list(context)
+    def _evaluate(
+        self, caller: Caller, key: _Key, action: str, context: dict | None, extra: dict | None = None
+    ) -> bool | str:
+        values = pol.request_context(
+            account=caller.account,
+            principal_arn=caller.principal_arn,
+            action=f"kms:{action}",
+            source_ip=caller.source_ip,
+            via_service=caller.via_service,
+            is_service=caller.is_service,
+            now=self.clock(),
+            encryption_context=context,
+            extra={"kms:KeySpec": [key.key_spec], "kms:KeyUsage": [key.key_usage], "kms:KeyOrigin": ["AWS_KMS"],
+                   **(extra or {})},
+        )
         req = pol.Request(caller.principal_arn, caller.account, caller.is_service, f"kms:{action}", values)
         verdict = pol.evaluate(key.policy_doc, req)
         if verdict == pol.DENY:
@@ -967,6 +996,8 @@ class KeyService:
                 "UnsupportedOperationException", "Custom key stores are not supported by this key service."
             )
         tags = self._tags(params)
+        if len(tags) > pol.MAX_TAGS:
+            raise pol.too_many_tags("TagException")
         policy_text = params.get("Policy")
         if policy_text is None:
             policy_text = pol.default_policy(caller.account)
@@ -1196,7 +1227,7 @@ class KeyService:
         key = self._keys.get(header.key_id)
         if key is None and header.key_id not in self._deleted:
             raise AWSError("InvalidCiphertextException", "")  # names no key we ever had: corrupted
-        if key is None or key.region != caller.region:
+        if key is None or key.region != caller.region or self._hidden(caller, key):
             raise AWSError(
                 "AccessDeniedException",
                 "The ciphertext refers to a customer master key that does not exist, "
@@ -1526,7 +1557,8 @@ class KeyService:
                     raise AWSError("SerializationException", "Unexpected value type for constraints")
         name = self._string(params, "Name", max_len=256)
         key = self._resolve(caller, params.get("KeyId"), info, "CreateGrant")
-        self._authorize(caller, key, "CreateGrant")
+        self._authorize(caller, key, "CreateGrant", extra=pol.grant_context(
+            operations, grantee, retiring, aws_resource=caller.via_service is not None))
         self._require_state(key)
         if constraints and key.key_spec != _SYMMETRIC:
             raise AWSError(
@@ -1696,7 +1728,9 @@ class KeyService:
                 raise _validation(
                     f"tags.{i}.member.tagKey",
                     tag["TagKey"],
-                    "Member must have length less than or equal to 128",
+                    "Member must have length greater than or equal to 1"
+                    if not tag["TagKey"]
+                    else "Member must have length less than or equal to 128",
                 )
             if len(tag["TagValue"]) > 256:
                 raise _validation(
@@ -1719,7 +1753,10 @@ class KeyService:
         self._require_state(key, allow_disabled=True)
         with self._lock:
             new_keys = {t["TagKey"] for t in tags}
-            key.tags = [t for t in key.tags if t["TagKey"] not in new_keys] + tags
+            merged = [t for t in key.tags if t["TagKey"] not in new_keys] + tags
+            if len(merged) > pol.MAX_TAGS:  # the key's quota, counting the tags it already has
+                raise pol.too_many_tags("LimitExceededException")
+            key.tags = merged
             self._save(key)
         return {}
 

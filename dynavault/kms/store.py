@@ -24,6 +24,7 @@ CREATE TABLE IF NOT EXISTS aliases (
     PRIMARY KEY (account, region, name));
 CREATE TABLE IF NOT EXISTS grants (grant_id TEXT PRIMARY KEY, key_id TEXT NOT NULL, doc BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS deleted_keys (key_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS root_check (id INTEGER PRIMARY KEY CHECK (id = 1), sealed BLOB NOT NULL);
 """
 
 
@@ -93,6 +94,17 @@ class KeyStore:
             row = self._db.execute("SELECT sealed FROM materials WHERE key_id = ? AND material_index = ?",
                                    (key_id, index)).fetchone()
         return row[0] if row else None
+
+    # -- the root of trust's check value (kms/trust.py) ---------------------------------------------------
+
+    def root_check(self) -> bytes | None:
+        with self._lock:
+            row = self._db.execute("SELECT sealed FROM root_check WHERE id = 1").fetchone()
+        return bytes(row[0]) if row else None
+
+    def put_root_check(self, sealed: bytes) -> None:
+        # OR IGNORE: two processes starting at once keep the first value (both were proven by the same root)
+        self._write([("INSERT OR IGNORE INTO root_check (id, sealed) VALUES (1, ?)", (sealed,))])
 
     # -- aliases -------------------------------------------------------------------------------------------
 

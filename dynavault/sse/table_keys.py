@@ -3,8 +3,10 @@
 The table key is 256 bits from KMS GenerateDataKey with DynamoDB's encryption context; only its
 KMS ciphertext is kept (in the table's catalog record). Data keys (token, node epochs, stream) are
 random and stored wrapped by the table key. A data operation gets its TableCrypto from the cache,
-which is scoped per client connection and table and refreshed with KMS Decrypt once older than
-``key_refresh_seconds`` (DESIGN.md "Key cache"). Refresh failure fails closed.
+which is scoped per client connection, principal and table and refreshed with KMS Decrypt once older
+than ``key_refresh_seconds`` (DESIGN.md "Key cache"). The principal is part of the scope because the
+Decrypt that fills an entry is the key policy's check of that principal: another principal on the same
+keep-alive connection must pass its own. Refresh failure fails closed.
 """
 
 from __future__ import annotations
@@ -81,8 +83,9 @@ class TableKeyService:
         # the labelled child, looked up once: labels() costs more than the cache lookup it counts
         self._cache_hits = metrics.key_cache.labels("hit") if metrics is not None else None
         self.clock = clock
-        self._entries: dict[tuple[int, bytes], _Entry] = {}
-        self._by_connection: dict[int, set[bytes]] = {}
+        #: (connection, principal ARN, table id) -> entry
+        self._entries: dict[tuple[int, str, bytes], _Entry] = {}
+        self._by_connection: dict[int, set[tuple[str, bytes]]] = {}
         self._crypto_by_blob: dict[str, TableCrypto] = {}
         self._lock = threading.Lock()
 
@@ -219,7 +222,7 @@ class TableKeyService:
     # -- the per-connection cache ------------------------------------------------------------
     def crypto_for(self, caller: Caller, ref: TableKeyRef) -> TableCrypto:
         conn = 0 if self.shared_cache else caller.connection_id
-        key = (conn, ref.table_id)
+        key = (conn, caller.principal_arn, ref.table_id)
         blob = ref.sse["table_key_blob"]
         now = self.clock()
         entry = self._entries.get(key)
@@ -239,7 +242,7 @@ class TableKeyService:
             raise
         with self._lock:
             self._entries[key] = _Entry(blob, crypto, now + self.refresh_seconds)
-            self._by_connection.setdefault(conn, set()).add(ref.table_id)
+            self._by_connection.setdefault(conn, set()).add(key[1:])
         return crypto
 
     def _decrypt(self, caller: Caller, ref: TableKeyRef) -> TableCrypto:
@@ -273,12 +276,12 @@ class TableKeyService:
 
     def drop_connection(self, connection_id: int) -> None:
         with self._lock:
-            for table_id in self._by_connection.pop(connection_id, ()):
-                self._entries.pop((connection_id, table_id), None)
+            for principal, table_id in self._by_connection.pop(connection_id, ()):
+                self._entries.pop((connection_id, principal, table_id), None)
 
     def forget_table(self, table_id: bytes) -> None:
         with self._lock:
-            for key in [k for k in self._entries if k[1] == table_id]:
+            for key in [k for k in self._entries if k[2] == table_id]:
                 self._entries.pop(key, None)
             for blob in [b for b, c in self._crypto_by_blob.items() if c.table_id == table_id]:
                 self._crypto_by_blob.pop(blob, None)
@@ -291,7 +294,7 @@ class TableKeyService:
                 del self._entries[key]
                 conns = self._by_connection.get(key[0])
                 if conns is not None:
-                    conns.discard(key[1])
+                    conns.discard(key[1:])
                     if not conns:
                         del self._by_connection[key[0]]
             live = {e.blob for e in self._entries.values()}
