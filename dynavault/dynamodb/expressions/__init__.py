@@ -56,6 +56,7 @@ from dynavault.dynamodb.values import MSG_NESTING, validate_attribute_value
 from dynavault.errors import AWSError, validation
 
 __all__ = [
+    "CACHE",
     "And",
     "AttrType",
     "BeginsWith",
@@ -64,6 +65,7 @@ __all__ = [
     "Condition",
     "Contains",
     "Exists",
+    "ExpressionCache",
     "ExpressionContext",
     "In",
     "KeyCondition",
