@@ -180,6 +180,8 @@ class Parser:
         self.errors.setdefault(category, message)
 
     def raise_errors(self, order: tuple) -> None:
+        if not self.errors:
+            return
         for cat in order:
             msg = self.errors.get(cat)
             if msg is not None:
