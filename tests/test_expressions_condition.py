@@ -284,8 +284,9 @@ def test_cache_distinguishes_values():
     a = parse_condition("x = :v", ExpressionContext(None, {":v": {"N": "1"}}))
     b = parse_condition("x = :v", ExpressionContext(None, {":v": {"N": "2"}}))
     assert evaluate(a, {"x": {"N": "1"}}) and not evaluate(b, {"x": {"N": "1"}})
+    # The shared cache is keyed on the text only: values are bound per request, never kept.
     c = parse_condition("x = :v", ExpressionContext(None, {":v": {"N": "1"}}))
-    assert c is a
+    assert evaluate(c, {"x": {"N": "1"}}) and c is not a
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,10 @@ _CTX = decimal.Context(prec=200, Emax=999999, Emin=-999999, traps=[decimal.Inval
 # Arithmetic in update expressions is done at DynamoDB's precision.
 ARITH_CTX = decimal.Context(prec=MAX_DIGITS, Emax=999999, Emin=-999999, rounding=decimal.ROUND_HALF_EVEN)
 
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+# Unambiguous (no two adjacent digit runs), so a failed match on a long digit string never backtracks.
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# A value holds at most 32 levels counting the attribute itself (31 maps or lists around a scalar).
+MAX_NESTING = 32
 
 MSG_EMPTY = "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes"
 MSG_MULTI = (
@@ -44,6 +47,10 @@ MSG_EMPTY_SS = "One or more parameter values were invalid: An string set  may no
 MSG_EMPTY_NS = "One or more parameter values were invalid: An number set  may not be empty"
 MSG_EMPTY_BS = "One or more parameter values were invalid: Binary sets should not be empty"
 MSG_ITEM_SIZE = "Item size has exceeded the maximum allowed size"
+MSG_NESTING = (
+    "Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond supported limit"
+)
+MSG_EMPTY_NAME = "One or more parameter values were invalid: Empty attribute name"
 
 
 def _serialization(message: str) -> AWSError:
@@ -77,20 +84,45 @@ def parse_number(text: Any) -> Decimal:
     stripped = text.strip()
     if not _NUMBER_RE.fullmatch(stripped):
         raise validation(f"{MSG_NOT_NUMERIC}: {text}")
-    num = Decimal(stripped)
-    if num.is_zero():
+    # Everything is decided on the string: Decimal() refuses huge exponents and int() refuses long digit
+    # strings (the interpreter's limit), and both would turn a hostile number into a 500.
+    sig, adjusted = _digits_and_exponent(stripped)
+    if sig == 0:
         return Decimal(0)
-    digits = num.as_tuple().digits
-    # Significant digits: leading zeros never count, trailing zeros are only positional.
-    sig = len(str(int("".join(map(str, digits)))).rstrip("0"))
-    adjusted = num.adjusted()
     if adjusted > MAX_EXPONENT:
         raise validation(MSG_OVERFLOW)
     if adjusted < MIN_EXPONENT:
         raise validation(MSG_UNDERFLOW)
     if sig > MAX_DIGITS:
         raise validation(MSG_DIGITS)
-    return num
+    return Decimal(stripped)
+
+
+def _digits_and_exponent(text: str) -> tuple[int, int]:
+    """(significant digits, adjusted exponent) of a string matching _NUMBER_RE; (0, 0) for zero.
+
+    Leading zeros never count as significant, trailing zeros are only positional."""
+    e = text.find("e")
+    if e < 0:
+        e = text.find("E")
+    mantissa = (text[:e] if e >= 0 else text).lstrip("+-")
+    exp = 0
+    if e >= 0:
+        exp_text = text[e + 1:]
+        negative = exp_text.startswith("-")
+        exp_digits = exp_text.lstrip("+-").lstrip("0")
+        # Past 9 digits the exponent is out of every range: saturate instead of converting it.
+        exp = 10**10 if len(exp_digits) > 9 else int(exp_digits or "0")
+        if negative:
+            exp = -exp
+    point = mantissa.find(".")
+    int_len = point if point >= 0 else len(mantissa)
+    digits = mantissa.replace(".", "")
+    stripped = digits.lstrip("0")
+    if not stripped:
+        return 0, 0
+    first = len(digits) - len(stripped)  # index of the first significant digit
+    return len(stripped.rstrip("0")), int_len - 1 - first + exp
 
 
 def _java_class(value: Any) -> str:
@@ -127,8 +159,11 @@ def _fmt_collection(items: list) -> str:
     return "[" + ", ".join(str(x) for x in items) + "]"
 
 
-def validate_attribute_value(value: Any, path: str = "") -> None:
-    """Raise DynamoDB's error for an invalid wire value; ``path`` names where it sits (for nested context)."""
+def validate_attribute_value(value: Any, path: str = "", depth: int = 1) -> None:
+    """Raise DynamoDB's error for an invalid wire value; ``path`` names where it sits (for nested context).
+
+    ``depth`` is the value's nesting level (the attribute itself is 1); deeper than MAX_NESTING is refused
+    before descending, so hostile nesting costs bounded recursion."""
     t = _type_of(value)
     v = value[t]
     if t == "S":
@@ -147,13 +182,17 @@ def validate_attribute_value(value: Any, path: str = "") -> None:
     elif t == "M":
         if not isinstance(v, dict):
             raise _serialization("Expected map or null")
+        if v and depth >= MAX_NESTING:
+            raise validation(MSG_NESTING)
         for name, child in v.items():
-            validate_attribute_value(child, f"{path}.{name}" if path else name)
+            validate_attribute_value(child, f"{path}.{name}" if path else name, depth + 1)
     elif t == "L":
         if not isinstance(v, list):
             raise _serialization("Expected list or null")
+        if v and depth >= MAX_NESTING:
+            raise validation(MSG_NESTING)
         for i, child in enumerate(v):
-            validate_attribute_value(child, f"{path}[{i}]")
+            validate_attribute_value(child, f"{path}[{i}]", depth + 1)
     else:
         _validate_set(t, v)
 
@@ -194,6 +233,8 @@ def validate_item(item: dict) -> None:
     if not isinstance(item, dict):
         raise _serialization("Start of list found where not expected")
     for name, value in item.items():
+        if not name:
+            raise validation(MSG_EMPTY_NAME)
         validate_attribute_value(value, name)
     if item_size(item) > MAX_ITEM_SIZE:
         raise validation(MSG_ITEM_SIZE)

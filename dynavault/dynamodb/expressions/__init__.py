@@ -9,8 +9,9 @@ Usage by an operation::
     if not evaluate(cond, old_item): ...
     new_item = apply_update(plan, old_item, {"pk", "sk"})
 
-Parsed trees are cached by (kind, expression, names, values), so a hot Query or UpdateItem pays only for a
-dictionary lookup; the context still learns which names and values the cached expression used.
+Syntax trees are cached by expression text alone (projections, which hold no values, fully resolved by text
+and names); each request then binds its own names and values to the shared tree, so the cache never holds a
+request value and one client's values never reach another's request. The cache is bounded in bytes.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-
-import orjson
 
 from dynavault.dynamodb.expressions.ast import (
     And,
@@ -45,16 +44,19 @@ from dynavault.dynamodb.expressions.ast import (
 )
 from dynavault.dynamodb.expressions.keycond import KeyCondition, key_condition_from_ast
 from dynavault.dynamodb.expressions.parser import (
-    parse_condition_text,
+    parse_condition_raw,
     parse_projection_text,
-    parse_update_text,
+    parse_update_raw,
+    resolve_condition,
+    resolve_update,
 )
 from dynavault.dynamodb.expressions.reserved import RESERVED_WORDS, is_reserved
 from dynavault.dynamodb.expressions.update import UpdatePlan, apply_update, updated_attributes
-from dynavault.dynamodb.values import validate_attribute_value
+from dynavault.dynamodb.values import MSG_NESTING, validate_attribute_value
 from dynavault.errors import AWSError, validation
 
 __all__ = [
+    "CACHE",
     "And",
     "AttrType",
     "BeginsWith",
@@ -63,6 +65,7 @@ __all__ = [
     "Condition",
     "Contains",
     "Exists",
+    "ExpressionCache",
     "ExpressionContext",
     "In",
     "KeyCondition",
@@ -95,15 +98,17 @@ _VALUE_KEY = re.compile(r":[0-9a-zA-Z_]+")
 class ExpressionContext:
     """ExpressionAttributeNames / Values of one request, validated, plus which of them the expressions used."""
 
-    __slots__ = ("names", "values", "used_names", "used_values", "_key")
+    __slots__ = ("names", "values", "used_names", "used_values", "_names_key")
 
     def __init__(self, names: dict | None, values: dict | None) -> None:
         if names is not None:
             if not names:
                 raise validation("ExpressionAttributeNames must not be empty")
-            for k in names:
+            for k, v in names.items():
                 if not _NAME_KEY.fullmatch(k):
                     raise validation(f'ExpressionAttributeNames contains invalid key: Syntax error; key: "{k}"')
+                if v == "":
+                    raise validation(f"ExpressionAttributeNames contains invalid value: Empty attribute name for key {k}")
         if values is not None:
             if not values:
                 raise validation("ExpressionAttributeValues must not be empty")
@@ -114,21 +119,19 @@ class ExpressionContext:
                 try:
                     validate_attribute_value(v, k)
                 except AWSError as e:
-                    if e.code != "ValidationException":
-                        raise
+                    if e.code != "ValidationException" or e.message == MSG_NESTING:
+                        raise  # DynamoDB reports too deep a value with the same text as in an item
                     raise validation(f"ExpressionAttributeValues contains invalid value: {e.message} for key {k}") from None
         self.names = names or {}
         self.values = values or {}
         self.used_names: set[str] = set()
         self.used_values: set[str] = set()
-        self._key: tuple | None = None
+        self._names_key: tuple | None = None
 
-    def cache_key(self) -> tuple:
-        if self._key is None:
-            names = tuple(sorted(self.names.items())) if self.names else ()
-            values = orjson.dumps(self.values, option=orjson.OPT_SORT_KEYS) if self.values else b""
-            self._key = (names, values)
-        return self._key
+    def names_key(self) -> tuple:
+        if self._names_key is None:
+            self._names_key = tuple(sorted(self.names.items())) if self.names else ()
+        return self._names_key
 
     def check_all_used(self) -> None:
         """Raise DynamoDB's "unused" error for names or values no expression referred to."""
@@ -148,52 +151,104 @@ class ExpressionContext:
         return f"ExpressionContext(names={sorted(self.names)}, values={sorted(self.values)})"
 
 
-_CACHE_SIZE = 2048
-_cache: OrderedDict = OrderedDict()
-_cache_lock = threading.Lock()
+class ExpressionCache:
+    """LRU of parsed expressions, bounded by an estimate of the memory its entries hold.
+
+    Keys are expression texts (and, for projections, names): never request values. An entry's cost is its
+    key's length times a factor measured for parsed trees (``tests/test_trust_expressions.py`` checks it)."""
+
+    # Measured with tracemalloc: raw trees hold ~25-40 bytes per character of text, resolved projections
+    # with nested paths up to ~100; a short expression ~2 KB in all.
+    BYTES_PER_CHAR = 100
+    ENTRY_OVERHEAD = 2048
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict = OrderedDict()  # key -> (value, cost)
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple):  # noqa: ANN201 - any cached value
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None:
+                return None
+            self._entries.move_to_end(key)
+            return hit[0]
+
+    def put(self, key: tuple, value, chars: int) -> None:  # noqa: ANN001
+        cost = chars * self.BYTES_PER_CHAR + self.ENTRY_OVERHEAD
+        if cost > self.max_bytes:
+            return
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.bytes -= old[1]
+            self._entries[key] = (value, cost)
+            self.bytes += cost
+            while self.bytes > self.max_bytes:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self.bytes -= dropped
+
+    def keys(self) -> list:
+        with self._lock:
+            return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
-def _cached(key: tuple, ctx: ExpressionContext, build):  # noqa: ANN001, ANN202 - internal
-    full = (key, ctx.cache_key())
-    with _cache_lock:
-        hit = _cache.get(full)
-        if hit is not None:
-            _cache.move_to_end(full)
-    if hit is None:
-        # Parse against a private copy of the values so a cached tree never aliases a caller's dicts.
-        values = orjson.loads(full[1][1]) if full[1][1] else None
-        hit = build(values)
-        with _cache_lock:
-            _cache[full] = hit
-            if len(_cache) > _CACHE_SIZE:
-                _cache.popitem(last=False)
-    result, used_names, used_values = hit
+# 16 MiB of estimated tree memory: ~2,000 typical (50-character) expressions, or 40 of the largest (4 KB).
+CACHE = ExpressionCache(16 * 1024 * 1024)
+
+
+def _names_chars(names: tuple) -> int:
+    return sum(len(k) + len(v) for k, v in names)
+
+
+def _raw_condition(text: str, kind: str):  # noqa: ANN202 - parser.RawNode
+    key = ("cond", text)
+    raw = CACHE.get(key)
+    if raw is None:
+        raw = parse_condition_raw(text, kind)
+        CACHE.put(key, raw, len(text))
+    return raw
+
+
+def _bind(ctx: ExpressionContext, result: tuple):  # noqa: ANN202
+    value, used_names, used_values = result
     ctx.used_names.update(used_names)
     ctx.used_values.update(used_values)
-    return result
+    return value
 
 
 def parse_condition(text: str, ctx: ExpressionContext, *, kind: str = "ConditionExpression") -> Condition:
     """Parse a ConditionExpression or FilterExpression (``kind`` names it in error messages)."""
-    return _cached(("cond", kind, text), ctx, lambda values: parse_condition_text(text, kind, ctx.names, values))
+    return _bind(ctx, resolve_condition(_raw_condition(text, kind), kind, ctx.names, ctx.values))
 
 
 def parse_update(text: str, ctx: ExpressionContext) -> UpdatePlan:
-    return _cached(("update", text), ctx, lambda values: parse_update_text(text, ctx.names, values))
+    key = ("update", text)
+    raw = CACHE.get(key)
+    if raw is None:
+        raw = parse_update_raw(text)
+        CACHE.put(key, raw, len(text))
+    return _bind(ctx, resolve_update(raw, ctx.names, ctx.values))
 
 
 def parse_projection(text: str, ctx: ExpressionContext) -> Projection:
-    def build(values):  # noqa: ANN001, ANN202
-        return parse_projection_text(text, ctx.names)
-
-    return _cached(("projection", text), ctx, build)
+    # A projection holds no values: it is cached resolved, by text and names.
+    names = ctx.names_key()
+    key = ("projection", text, names)
+    hit = CACHE.get(key)
+    if hit is None:
+        hit = parse_projection_text(text, ctx.names)
+        CACHE.put(key, hit, len(text) + _names_chars(names))
+    return _bind(ctx, hit)
 
 
 def parse_key_condition(text: str, ctx: ExpressionContext, hash_key: str, range_key: str | None) -> KeyCondition:
     """Parse a KeyConditionExpression and check it against the key schema of the table or index queried."""
-
-    def build(values):  # noqa: ANN001, ANN202
-        cond, used_n, used_v = parse_condition_text(text, "KeyConditionExpression", ctx.names, values)
-        return key_condition_from_ast(cond, hash_key, range_key), used_n, used_v
-
-    return _cached(("key", text, hash_key, range_key), ctx, build)
+    kind = "KeyConditionExpression"
+    cond, used_n, used_v = resolve_condition(_raw_condition(text, kind), kind, ctx.names, ctx.values)
+    return _bind(ctx, (key_condition_from_ast(cond, hash_key, range_key), used_n, used_v))

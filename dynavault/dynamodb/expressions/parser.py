@@ -39,6 +39,13 @@ _COND_FUNCTIONS = {
 _UPDATE_FUNCTIONS = {"if_not_exists": 2, "list_append": 2}
 _TYPE_WORDS = {"S": "STRING", "N": "NUMBER", "B": "BINARY", "NULL": "NULL", "BOOL": "BOOLEAN", "L": "LIST", "M": "MAP"}
 MAX_IN_OPERANDS = 100
+# DynamoDB's documented expression limits (Constraints: "Expression parameters").
+MAX_EXPRESSION_BYTES = 4096
+MAX_OPERATORS = 300
+MAX_PATH_DEPTH = 32
+# Nesting of parentheses. The grammar recurses a few frames per level, so this bounds the parser's stack;
+# it is far beyond what any expression needs (each non-redundant level holds an operator).
+MAX_PAREN_DEPTH = 100
 
 _COND_ORDER = (
     "parens",
@@ -120,7 +127,7 @@ class Parser:
     def __init__(self, text: str, kind: str, names: dict | None, values: dict | None) -> None:
         self.text = text
         self.kind = kind
-        self.toks: list[Token] = tokenize(text)
+        self.toks: list[Token] = []  # filled by run(), after the size limit is checked
         self.pos = 0
         self.furthest = 0
         self.names = names or {}
@@ -173,21 +180,70 @@ class Parser:
         self.errors.setdefault(category, message)
 
     def raise_errors(self, order: tuple) -> None:
+        if not self.errors:
+            return
         for cat in order:
             msg = self.errors.get(cat)
             if msg is not None:
                 raise validation(f"Invalid {self.kind}: {msg}")
 
-    def run(self, rule):  # noqa: ANN001, ANN201 - internal
-        if self.text == "":
+    def run(self, rule, operators: str = ""):  # noqa: ANN001, ANN201 - internal
+        """Parse the whole text with ``rule``; ``operators`` is "cond" or "update" to enforce the operator limit."""
+        text = self.text
+        if text == "":
             raise validation(f"Invalid {self.kind}: The expression can not be empty;")
+        # At most 4 bytes per character: short texts need no encoding to be known within the limit.
+        size = len(text) if len(text) * 4 <= MAX_EXPRESSION_BYTES else len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_EXPRESSION_BYTES:
+            raise validation(
+                f"Invalid {self.kind}: Expression size has exceeded the maximum allowed size; expression size: {size}"
+            )
+        self.toks = tokenize(text)
+        if operators:
+            self.check_counts(operators)
         try:
             raw = rule()
             if self.peek().kind != EOF:
                 self.fail()
         except _SyntaxError:
             raise self.syntax_error() from None
+        except RecursionError:
+            # Unreachable within the limits above; a guard so no input can turn into a 500.
+            raise validation(f"Invalid {self.kind}: The expression has redundant parentheses;") from None
         return raw
+
+    def check_counts(self, operators: str) -> None:
+        """One linear pass over the tokens: DynamoDB's operator limit and our parenthesis nesting bound.
+
+        Checked before parsing so the recursive grammar only ever sees bounded nesting."""
+        count = depth = max_depth = betweens = 0
+        toks = self.toks
+        cond = operators == "cond"
+        for i, t in enumerate(toks):
+            k = t.kind
+            if k == OP:
+                x = t.text
+                if x == "(":
+                    depth += 1
+                    if depth > max_depth:
+                        max_depth = depth
+                elif x == ")":
+                    depth -= 1
+                elif (x in COMPARATORS) if cond else (x == "+" or x == "-"):
+                    count += 1
+            elif k == NAME:
+                nxt = toks[i + 1]
+                word = t.text.upper()
+                if cond and word in _COND_KEYWORDS:
+                    count += 1
+                    betweens += word == "BETWEEN"
+                elif nxt.kind == OP and nxt.text == "(" and word not in _UPDATE_KEYWORDS:
+                    count += 1  # a function call
+        count -= betweens  # BETWEEN's AND is part of BETWEEN, not a second operator
+        if count > MAX_OPERATORS:
+            raise validation(f"Invalid {self.kind}: The expression contains too many operators; operator count: {count}")
+        if max_depth > MAX_PAREN_DEPTH:
+            raise validation(f"Invalid {self.kind}: The expression has redundant parentheses;")
 
     # -- shared grammar
     def path(self, keywords: frozenset) -> RPath:
@@ -219,6 +275,11 @@ class Parser:
                 self.expect_op("]")
                 elems.append(int(t.text))
             else:
+                if len(elems) > MAX_PATH_DEPTH:
+                    raise validation(
+                        f"Invalid {self.kind}: The document path has too many nesting levels; "
+                        f"nesting levels: {len(elems)}"
+                    )
                 return RPath(elems)
 
     # -- condition grammar: OR < AND < NOT < comparison; parentheses anywhere
@@ -438,7 +499,7 @@ class Parser:
             return self.r_cond_function(node)
         if not isinstance(node, RNode):
             # A bare path or value can't be a condition; the grammar never produces this.
-            raise self.syntax_error()
+            raise AssertionError(f"not a condition: {node!r}")
         op = node.op
         if op == "AND":
             return ast.And(self.r_condition(node.args[0]), self.r_condition(node.args[1]))
@@ -627,9 +688,51 @@ class Parser:
         return ListAppend(args[0], args[1])
 
     def check_overlaps(self, paths: list[tuple]) -> None:
+        """Report, per kind, the first pair (in order of the second path, then the first) that overlaps or
+        conflicts, as a pairwise comparison would, in time linear in the total length of the paths.
+
+        A trie of the earlier paths keeps, per node, the first path ending there, the first path passing
+        through it, and the first path leaving it through a map key and through a list index."""
+        if len(paths) < 2:
+            return
+        root: list = [{}, None, None, None, None]  # children, first ending, first through, first via str, via int
         for j, p2 in enumerate(paths):
-            for p1 in paths[:j]:
-                self._check_pair(p1, p2)
+            want_conflict = "conflict" not in self.errors
+            want_overlap = "overlap" not in self.errors
+            best_conflict = best_overlap = None
+            node = root
+            for e in p2:
+                if node[1] is not None and want_overlap:  # an earlier path is a prefix of this one
+                    best_overlap = _first(best_overlap, node[1])
+                if want_conflict:  # earlier paths that leave here through the other kind of step
+                    best_conflict = _first(best_conflict, node[4] if isinstance(e, str) else node[3])
+                child = node[0].get((isinstance(e, int), e))
+                if child is None:
+                    node = None
+                    break
+                node = child
+            if node is not None and want_overlap:  # this path is a prefix of (or equal to) an earlier one
+                best_overlap = _first(best_overlap, node[2])
+            if best_conflict is not None and want_conflict:
+                self._check_pair(paths[best_conflict], p2)
+            if best_overlap is not None and want_overlap:
+                self._check_pair(paths[best_overlap], p2)
+            node = root
+            for e in p2:
+                slot = 4 if isinstance(e, int) else 3
+                if node[slot] is None:
+                    node[slot] = j
+                if node[2] is None:
+                    node[2] = j
+                key = (isinstance(e, int), e)
+                child = node[0].get(key)
+                if child is None:
+                    child = node[0][key] = [{}, None, None, None, None]
+                node = child
+            if node[1] is None:
+                node[1] = j
+            if node[2] is None:
+                node[2] = j
 
     def _check_pair(self, p1: tuple, p2: tuple) -> None:
         for a, b in zip(p1, p2, strict=False):
@@ -649,21 +752,51 @@ class Parser:
         )
 
 
+def _first(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a < b else b
+
+
 # ---------------------------------------------------------------------------------------------- entry points
 
 
-def parse_condition_text(text: str, kind: str, names: dict | None, values: dict | None) -> tuple:
-    """(Condition, used names, used values) or raise DynamoDB's error."""
-    p = Parser(text, kind, names, values)
-    raw = p.run(p.cond_or)
+# Parsing (syntax and limits) depends on the text alone, so its raw tree can be cached and shared; resolving
+# binds one request's names and values and makes every check that depends on them.
+
+
+def parse_condition_raw(text: str, kind: str) -> _Raw:
+    """Syntax tree of a condition / filter / key condition, or raise DynamoDB's syntax or limit error."""
+    p = Parser(text, kind, None, None)
+    return p.run(p.cond_or, "cond")
+
+
+def resolve_condition(raw: _Raw, kind: str, names: dict | None, values: dict | None) -> tuple:
+    """(Condition, used names, used values) for one request, or raise DynamoDB's error."""
+    p = Parser("", kind, names, values)
     cond = p.r_condition(raw)
     p.raise_errors(_COND_ORDER)
     return cond, p.used_names, p.used_values
 
 
-def parse_update_text(text: str, names: dict | None, values: dict | None) -> tuple:
-    p = Parser(text, "UpdateExpression", names, values)
-    clauses = p.run(p.update_clauses)
+def parse_condition_text(text: str, kind: str, names: dict | None, values: dict | None) -> tuple:
+    """(Condition, used names, used values) or raise DynamoDB's error."""
+    return resolve_condition(parse_condition_raw(text, kind), kind, names, values)
+
+
+def parse_update_raw(text: str) -> tuple:
+    """(clauses, errors found while parsing): a repeated section is reported in DynamoDB's order of kinds."""
+    p = Parser(text, "UpdateExpression", None, None)
+    clauses = p.run(p.update_clauses, "update")
+    return clauses, dict(p.errors)
+
+
+def resolve_update(raw: tuple, names: dict | None, values: dict | None) -> tuple:
+    clauses, parse_errors = raw
+    p = Parser("", "UpdateExpression", names, values)
+    p.errors.update(parse_errors)
     sets, removes, adds, deletes, paths = [], [], [], [], []
     for word, rp, rv in clauses:
         path = p.r_path(rp)
@@ -689,6 +822,10 @@ def parse_update_text(text: str, names: dict | None, values: dict | None) -> tup
     return plan, p.used_names, p.used_values
 
 
+def parse_update_text(text: str, names: dict | None, values: dict | None) -> tuple:
+    return resolve_update(parse_update_raw(text), names, values)
+
+
 def parse_projection_text(text: str, names: dict | None) -> tuple:
     p = Parser(text, "ProjectionExpression", names, None)
     raws = p.run(p.projection_paths)
@@ -698,4 +835,13 @@ def parse_projection_text(text: str, names: dict | None) -> tuple:
     return ast.Projection(tuple(paths)), p.used_names, p.used_values
 
 
-__all__ = ["BAD", "parse_condition_text", "parse_projection_text", "parse_update_text"]
+__all__ = [
+    "BAD",
+    "parse_condition_raw",
+    "parse_condition_text",
+    "parse_projection_text",
+    "parse_update_raw",
+    "parse_update_text",
+    "resolve_condition",
+    "resolve_update",
+]

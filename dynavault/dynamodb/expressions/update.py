@@ -146,12 +146,9 @@ class UpdatePlan:
 
 
 def _non_overlapping(paths: tuple) -> tuple:
-    # Expression plans never overlap (the parser rejects it); legacy ones name each attribute once.
-    out = []
-    for p in paths:
-        if not any(q[: len(p)] == p or p[: len(q)] == q for q in out):
-            out.append(p)
-    return tuple(out)
+    # Expression plans never overlap (the parser rejects it); legacy ones name each attribute once. So only
+    # exact repeats can occur: drop those, in linear time.
+    return tuple(dict.fromkeys(paths))
 
 
 def _copy_container(v: dict) -> dict:
