@@ -11,6 +11,8 @@ import json
 import secrets
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 import uuid
 import zlib
@@ -237,6 +239,30 @@ def test_x_amz_target_must_be_signed(root, table):
         assert _error(resp) == ("InvalidSignatureException",
                                 "'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization.")
     assert root.client().describe_table(TableName=table)["Table"]["TableStatus"] == "ACTIVE"
+
+
+def test_on_behalf_header_must_be_signed(tmp_path):
+    """A trusted database's request names whom it acts for; that header must be under the signature."""
+    data = tmp_path / "data"
+    out = subprocess.run([sys.executable, "-m", "dynavault.cli", "credentials", "create", "--data-dir", str(data)],
+                         capture_output=True, check=True, text=True).stdout
+    kv = dict(line.split(" = ", 1) for line in out.strip().splitlines())
+    srv = ServerProcess(tmp_path / "srv", data_dir=data, trusted_service_keys=kv["aws_access_key_id"])
+    try:
+        svc = Root.__new__(Root)
+        svc.srv, svc.key, svc.secret = srv, kv["aws_access_key_id"], kv["aws_secret_access_key"]
+        behalf = json.dumps({"account": "111122223333", "principal": "arn:aws:iam::111122223333:root"})
+        signed = _sign(svc, "TrentService.ListKeys", b"{}", service="kms", content_type=JSON_11,
+                       extra={"x-dynavault-on-behalf-of": behalf})
+        assert send(srv.endpoint, b"{}", signed).status == 200
+        unsigned = dict(_sign(svc, "TrentService.ListKeys", b"{}", service="kms", content_type=JSON_11),
+                        **{"x-dynavault-on-behalf-of": behalf})
+        resp = send(srv.endpoint, b"{}", unsigned)
+        assert resp.status == 400, resp.body
+        assert _error(resp) == ("InvalidSignatureException",
+                                "'X-Dynavault-On-Behalf-Of' must be a 'SignedHeader' in the AWS Authorization.")
+    finally:
+        srv.stop()
 
 
 def test_compressed_body_is_signed_as_sent(root):

@@ -281,6 +281,11 @@ class DynavaultApp:
                 user_agent=headers.get("user-agent", ""),
             )
             if cred.access_key_id in self.trusted_service_keys and "x-dynavault-on-behalf-of" in headers:
+                if pending.check and "x-dynavault-on-behalf-of" not in pending.signed:
+                    # Whom the request acts for must be covered by the signature, or a captured request
+                    # could be replayed for another caller.
+                    raise AWSError("InvalidSignatureException", "'X-Dynavault-On-Behalf-Of' must be a "
+                                   "'SignedHeader' in the AWS Authorization.", type_prefix=_CORAL)
                 caller = self._on_behalf(caller, headers["x-dynavault-on-behalf-of"])
             result = route.handler(caller, params)
             payload = orjson.dumps(result) if result else b"{}"
