@@ -51,7 +51,7 @@ def _setup_logging(settings: Settings) -> None:
 def _serve(settings: Settings, *, kms_only: bool) -> int:
     import uvicorn
 
-    from dynavault.server.connection import TrackedHttpToolsProtocol
+    from dynavault.server.connection import protocol_class
     from dynavault.server.runtime import build_runtime
 
     _setup_logging(settings)
@@ -86,7 +86,10 @@ def _serve(settings: Settings, *, kms_only: bool) -> int:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=TrackedHttpToolsProtocol,
+        # Our httptools protocol: connection ids, a 64 KiB cap on request line + headers, the request read
+        # timeout and the connection cap (uvicorn's own limit_concurrency answers 503 in plain text).
+        http=protocol_class(request_timeout=settings.request_timeout_seconds,
+                            max_connections=settings.max_connections),
         lifespan="on",
         access_log=False,
         log_level="warning",

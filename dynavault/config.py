@@ -67,6 +67,13 @@ class Settings:
     audit_retention_days: float = 90.0
     #: SigV4 clock skew window
     max_clock_skew_seconds: int = 900
+    #: browser origins (comma-separated; "*" for any) that get CORS headers; empty: no CORS headers at all
+    cors_origin: str = ""
+    #: a request's headers and body must arrive within this many seconds of its first byte (slow senders
+    #: are cut off); idle keep-alive connections between requests are closed after 120 s
+    request_timeout_seconds: float = 60.0
+    #: open client connections before requests are answered 503 (every AWS SDK retries it)
+    max_connections: int = 1024
     config: str = ""
 
     @classmethod

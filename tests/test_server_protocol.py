@@ -54,16 +54,18 @@ def test_compressed_request_bodies(shared_server, encoding):
     assert "TableNames" in resp.json()
 
 
-def test_cors_preflight_and_headers(shared_server):
-    pre = send(shared_server.endpoint, b"", {"Origin": "http://localhost:3000",
-                                             "Access-Control-Request-Method": "POST",
-                                             "Access-Control-Request-Headers": "x-amz-target,content-type"},
+def test_cors_preflight_and_headers(start_server):
+    # CORS headers only for configured origins (tests/test_trust_http.py covers the unconfigured default).
+    srv = start_server(allow_any_credentials=True, cors_origin="http://localhost:3000,http://example.test")
+    pre = send(srv.endpoint, b"", {"Origin": "http://localhost:3000",
+                                   "Access-Control-Request-Method": "POST",
+                                   "Access-Control-Request-Headers": "x-amz-target,content-type"},
                method="OPTIONS")
     assert pre.status == 200
     assert pre.headers["access-control-allow-origin"] == "http://localhost:3000"
     assert "POST" in pre.headers["access-control-allow-methods"]
     assert "x-amz-target" in pre.headers["access-control-allow-headers"]
-    resp = signed_request(shared_server.endpoint, LIST_TABLES, {}, extra_headers={"Origin": "http://example.test"})
+    resp = signed_request(srv.endpoint, LIST_TABLES, {}, extra_headers={"Origin": "http://example.test"})
     assert resp.headers["access-control-allow-origin"] == "http://example.test"
     assert "x-amzn-RequestId" in resp.headers["access-control-expose-headers"]
 

@@ -1,7 +1,8 @@
 """The ASGI application: one port, one table of handlers keyed by X-Amz-Target.
 
-A request goes: size limit -> decompress -> target lookup -> SigV4 -> JSON parse -> shape
-validation -> handler(caller, body) -> JSON response with x-amzn-RequestId and x-amz-crc32.
+A request goes: size limit -> target lookup -> SigV4 on the headers (before any body is read) -> body ->
+SigV4 over the body's bytes -> decompress -> JSON parse -> shape validation -> handler(caller, body) -> JSON
+response with x-amzn-RequestId and x-amz-crc32.
 Every failure becomes an AWS JSON error body; a bug becomes a logged 500, never a stack trace.
 """
 
@@ -113,6 +114,19 @@ def _error_body(err: AWSError, front: ServiceFront | None) -> bytes:
     return orjson.dumps(body)
 
 
+def _too_large() -> AWSError:
+    return AWSError("RequestEntityTooLarge", "Request Entity Too Large", 413, type_prefix=_CORAL)
+
+
+def _inflate(body: bytes, wbits: int) -> bytes:
+    """Decode with the output capped at MAX_BODY_BYTES: a bomb costs at most that much memory, then 413."""
+    d = zlib.decompressobj(wbits)
+    out = d.decompress(body, MAX_BODY_BYTES + 1)
+    if len(out) > MAX_BODY_BYTES or d.unconsumed_tail:
+        raise _too_large()
+    return out
+
+
 def _decompress(body: bytes, encoding: str) -> bytes:
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
@@ -124,18 +138,23 @@ def _decompress(body: bytes, encoding: str) -> bytes:
     else:
         raise AWSError("SerializationException", f"Unsupported Content-Encoding: {encoding}", type_prefix=_CORAL)
     try:
-        d = zlib.decompressobj(wbits)
-        out = d.decompress(body, MAX_BODY_BYTES + 1)
-        if len(out) > MAX_BODY_BYTES or d.unconsumed_tail:
-            raise AWSError("RequestEntityTooLarge", "Request Entity Too Large", 413, type_prefix=_CORAL)
-        return out
+        return _inflate(body, wbits)
     except zlib.error:
-        if encoding == "deflate":  # some clients send raw deflate without the zlib header
+        if encoding == "deflate":  # some clients send raw deflate without the zlib header: same cap
             try:
-                return zlib.decompress(body, -zlib.MAX_WBITS)
+                return _inflate(body, -zlib.MAX_WBITS)
             except zlib.error:
                 pass
         raise AWSError("SerializationException", "Could not decode the request body", type_prefix=_CORAL) from None
+
+
+class _Disconnected(Exception):
+    """The client went away (or was cut off by the read timeout) before its body arrived."""
+
+
+def cors_origins(setting: str) -> frozenset[str]:
+    """``--cors-origin``: comma-separated origins allowed to read responses from a browser; ``*`` for any."""
+    return frozenset(o.strip() for o in setting.split(",") if o.strip())
 
 
 class DynavaultApp:
@@ -153,6 +172,7 @@ class DynavaultApp:
         observe: Callable[[str, str, int], None] | None = None,
         trusted_service_keys: frozenset[str] = frozenset(),
         durability: GroupCommit | None = None,
+        cors: frozenset[str] = frozenset(),
     ) -> None:
         self.routes = routes
         self.verifier = verifier
@@ -163,6 +183,8 @@ class DynavaultApp:
         self.observe = observe
         self.trusted_service_keys = trusted_service_keys
         self.durability = durability
+        #: origins given Access-Control-* headers; empty: none (a web page must not drive a local server)
+        self.cors = cors
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -204,6 +226,8 @@ class DynavaultApp:
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         origin = headers.get("origin")
+        if origin is not None and not self.cors:
+            origin = None
         method = scope["method"]
         if method == "OPTIONS":
             await self._preflight(send, headers)
@@ -226,17 +250,20 @@ class DynavaultApp:
         try:
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-                raise AWSError("RequestEntityTooLarge", "Request Entity Too Large", 413, type_prefix=_CORAL)
-            body = await self._read_body(receive)
+                raise _too_large()
             if route is None:
                 raise AWSError("UnknownOperationException", None, type_prefix=_CORAL)
-            identity = self.verifier.verify(
+            # Headers first: an unsigned request or an unknown key is answered before its body is read (the
+            # connection layer then discards the rest of the body without keeping it).
+            pending = self.verifier.authenticate(headers, route.front.signing_name)
+            body = await self._read_body(receive)
+            identity = self.verifier.check_body(
+                pending,
                 method,
                 scope.get("raw_path", b"/").decode("latin-1") or "/",
                 scope.get("query_string", b"").decode("latin-1"),
                 headers,
                 body,
-                route.front.signing_name,
             )
             body = _decompress(body, headers.get("content-encoding", ""))
             params = self._parse_json(body)
@@ -254,9 +281,16 @@ class DynavaultApp:
                 user_agent=headers.get("user-agent", ""),
             )
             if cred.access_key_id in self.trusted_service_keys and "x-dynavault-on-behalf-of" in headers:
+                if pending.check and "x-dynavault-on-behalf-of" not in pending.signed:
+                    # Whom the request acts for must be covered by the signature, or a captured request
+                    # could be replayed for another caller.
+                    raise AWSError("InvalidSignatureException", "'X-Dynavault-On-Behalf-Of' must be a "
+                                   "'SignedHeader' in the AWS Authorization.", type_prefix=_CORAL)
                 caller = self._on_behalf(caller, headers["x-dynavault-on-behalf-of"])
             result = route.handler(caller, params)
             payload = orjson.dumps(result) if result else b"{}"
+        except _Disconnected:
+            return  # nobody to answer; nothing was done
         except AWSError as err:
             status = err.status
             payload = _error_body(err, front)
@@ -277,7 +311,11 @@ class DynavaultApp:
                 status = 500
                 payload = _error_body(AWSError("InternalServerError", "Internal server error", 500), front)
         if self.observe is not None:
-            self.observe(route.front.name if route else "unknown", route.operation if route else target, status)
+            # Fixed labels for targets that name no operation: a client must not be able to grow /metrics.
+            if route is not None:
+                self.observe(route.front.name, route.operation, status)
+            else:
+                self.observe(front.name if front else "unknown", "unknown", status)
         await self._respond(send, status, payload, content_type, request_id, origin)
 
     @staticmethod
@@ -307,7 +345,7 @@ class DynavaultApp:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
-                break
+                raise _Disconnected
             chunk = message.get("body", b"")
             if chunk:
                 size += len(chunk)
@@ -342,21 +380,33 @@ class DynavaultApp:
             return
         await self._respond(send, 404, b"", "text/plain", None, origin)
 
+    def _allowed_origin(self, origin: str | None) -> bytes | None:
+        """The Access-Control-Allow-Origin value for ``origin``, or None: only configured origins get one."""
+        if origin is None or not self.cors:
+            return None
+        if origin in self.cors:
+            return origin.encode("latin-1")
+        if "*" in self.cors:
+            return b"*"
+        return None
+
     async def _preflight(self, send, headers: dict[str, str]) -> None:
-        out = [
-            (b"access-control-allow-origin", (headers.get("origin") or "*").encode("latin-1")),
-            (b"access-control-allow-methods", b"GET,POST,PUT,DELETE,OPTIONS"),
-            (b"access-control-allow-headers",
-             (headers.get("access-control-request-headers") or "*").encode("latin-1")),
-            (b"access-control-max-age", b"172800"),
-            (b"access-control-expose-headers", _CORS_EXPOSE),
-            (b"content-length", b"0"),
-        ]
+        out = [(b"content-length", b"0")]
+        allowed = self._allowed_origin(headers.get("origin"))
+        if allowed is not None:
+            out += [
+                (b"access-control-allow-origin", allowed),
+                (b"access-control-allow-methods", b"GET,POST,OPTIONS"),
+                (b"access-control-allow-headers",
+                 (headers.get("access-control-request-headers") or "*").encode("latin-1")),
+                (b"access-control-max-age", b"172800"),
+                (b"access-control-expose-headers", _CORS_EXPOSE),
+                (b"vary", b"Origin"),
+            ]
         await send({"type": "http.response.start", "status": 200, "headers": out})
         await send({"type": "http.response.body", "body": b""})
 
-    @staticmethod
-    async def _respond(send, status: int, payload: bytes, content_type: str, request_id: str | None,
+    async def _respond(self, send, status: int, payload: bytes, content_type: str, request_id: str | None,
                        origin: str | None) -> None:
         out = [
             (b"content-type", content_type.encode()),
@@ -365,8 +415,11 @@ class DynavaultApp:
         ]
         if request_id is not None:
             out.append((b"x-amzn-requestid", request_id.encode()))
-        if origin is not None:
-            out.append((b"access-control-allow-origin", origin.encode("latin-1")))
-            out.append((b"access-control-expose-headers", _CORS_EXPOSE))
+        if origin is not None:  # only when CORS is configured (see _http)
+            allowed = self._allowed_origin(origin)
+            if allowed is not None:
+                out.append((b"access-control-allow-origin", allowed))
+                out.append((b"access-control-expose-headers", _CORS_EXPOSE))
+                out.append((b"vary", b"Origin"))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": payload})

@@ -1,8 +1,20 @@
-"""Client TCP connection identity.
+"""Client TCP connections: identity, and the limits that hold before a request reaches the app.
 
 uvicorn's httptools protocol is subclassed so each request's ASGI scope carries the id of the
 connection it arrived on, and listeners hear when a connection closes (the table-key cache is
 per connection: DESIGN.md "Key cache").
+
+It also bounds what a client can make the server hold or wait for, none of which uvicorn's httptools
+protocol does by itself:
+- the request line and headers together at most MAX_HEAD_BYTES (AWS's Application Load Balancer allows
+  64 KiB of request headers), else 431 and the connection is closed;
+- a request must arrive whole (headers and body) within ``request_timeout`` seconds of its first byte, and
+  a new connection must start a request within that time (slowloris), else 408 / closed; an idle keep-alive
+  connection between requests keeps uvicorn's own timeout;
+- at most ``max_connections`` open connections (and requests in flight): past that a request gets 503,
+  which every AWS SDK retries.
+The checks are a counter and a timestamp per request; the deadline timer is armed at most once per
+``request_timeout`` per connection, not per request, to keep GetItem cheap.
 """
 
 from __future__ import annotations
@@ -16,8 +28,21 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 log = logging.getLogger("dynavault.server")
 
 SCOPE_KEY = "dynavault.connection"
+#: request line + headers of one request (ALB: 64 KiB of request headers)
+MAX_HEAD_BYTES = 64 * 1024
 _ids = itertools.count(1)
 _close_listeners: list[Callable[[int], None]] = []
+
+_431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: 31\r\nconnection: close\r\n\r\nRequest Header Fields Too Large")
+_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: 15\r\nconnection: close\r\n\r\nRequest Timeout")
+_503_BODY = (b'{"__type":"com.amazon.coral.service#ServiceUnavailableException",'
+             b'"message":"The service is currently unavailable or busy."}')
+
+
+class _HeadTooLarge(Exception):
+    pass
 
 
 def on_connection_closed(listener: Callable[[int], None]) -> None:
@@ -28,23 +53,123 @@ def clear_listeners() -> None:
     _close_listeners.clear()
 
 
+async def _overloaded(scope, receive, send) -> None:
+    """The answer past ``max_connections``: 503 (retried by every AWS SDK), then the connection closes."""
+    await send({"type": "http.response.start", "status": 503, "headers": [
+        (b"content-type", b"application/x-amz-json-1.0"),
+        (b"content-length", str(len(_503_BODY)).encode()),
+        (b"connection", b"close"),
+    ]})
+    await send({"type": "http.response.body", "body": _503_BODY})
+
+
 class TrackedHttpToolsProtocol(HttpToolsProtocol):
-    """HttpToolsProtocol that tags every request with its connection id."""
+    """HttpToolsProtocol that tags every request with its connection id and enforces the limits above."""
 
     _dynavault_conn_id = 0
+    #: seconds for a request's headers and body to arrive (0: no limit)
+    request_timeout: float = 60.0
+    #: open connections (and requests in flight) before requests get 503 (0: no limit)
+    max_connections: int = 0
+    max_head_bytes: int = MAX_HEAD_BYTES
+
+    _head_bytes = 0
+    _head_done = False
+    _reading_since: float | None = None
+    _deadline = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self._dynavault_conn_id = next(_ids)
         super().connection_made(transport)
+        # A connection that never sends a request is held to the same deadline as a slow one.
+        self._reading_since = self.loop.time()
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_done:
+            super().data_received(data)
+            return
+        # Count what arrives while a request's head is incomplete (httptools would buffer it without bound).
+        self._head_bytes += len(data)
+        super().data_received(data)
+        if not self._head_done and self._head_bytes > self.max_head_bytes:
+            self._refuse_head()
+
+    def _refuse_head(self) -> None:
+        if not self.transport.is_closing():
+            log.warning("request head over %d bytes from %s; answered 431", self.max_head_bytes, self.client)
+            self.transport.write(_431)
+            self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:  # uvicorn's answer to a parser error
+        if self.transport.is_closing():
+            return  # the head was refused with 431 from inside the parser (on_headers_complete)
+        super().send_400_response(msg)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope[SCOPE_KEY] = self._dynavault_conn_id  # type: ignore[literal-required]
+        self._reading_since = self.loop.time()
+        if self._deadline is None:
+            self._arm()
+
+    def on_headers_complete(self) -> None:
+        self._head_done = True
+        # A head that arrived whole in one read: measured exactly, but only when that read was large.
+        if self._head_bytes > self.max_head_bytes and (
+            len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers) > self.max_head_bytes
+        ):
+            self._refuse_head()
+            # Stops the parser; uvicorn reports it as a parser error, whose 400 send_400_response skips.
+            raise _HeadTooLarge
+        cap = self.max_connections
+        if cap and (len(self.connections) > cap or len(self.tasks) >= cap):
+            app, self.app = self.app, _overloaded
+            try:
+                super().on_headers_complete()
+            finally:
+                self.app = app
+            return
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._head_done = False
+        self._head_bytes = 0
+        self._reading_since = None
+        super().on_message_complete()
+
+    def _arm(self, delay: float | None = None) -> None:
+        if self.request_timeout > 0:
+            self._deadline = self.loop.call_later(delay or self.request_timeout, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._deadline = None
+        since = self._reading_since
+        if since is None or self.transport.is_closing():
+            return  # between requests (uvicorn's keep-alive timeout applies) or handling one
+        left = since + self.request_timeout - self.loop.time()
+        if left > 0:
+            self._arm(left)
+            return
+        log.warning("request from %s not received within %ss; connection closed", self.client, self.request_timeout)
+        if not self._head_done:
+            self.transport.write(_408)
+        # With the head read, the app is waiting for the body: closing ends that wait (it sees a disconnect).
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
         super().connection_lost(exc)
         for listener in _close_listeners:
             try:
                 listener(self._dynavault_conn_id)
             except Exception:  # a listener bug must not break the server
                 log.exception("connection close listener failed")
+
+
+def protocol_class(*, request_timeout: float, max_connections: int) -> type[TrackedHttpToolsProtocol]:
+    """The protocol class uvicorn instantiates per connection, carrying the configured limits."""
+    return type("DynavaultHttpProtocol", (TrackedHttpToolsProtocol,),
+                {"request_timeout": float(request_timeout), "max_connections": int(max_connections)})

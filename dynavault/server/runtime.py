@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from dynavault.config import Settings
 from dynavault.errors import StartupError
 
-from .app import JSON_10, JSON_11, DynavaultApp, RouteTable, ServiceFront
+from .app import JSON_10, JSON_11, DynavaultApp, RouteTable, ServiceFront, cors_origins
 from .connection import on_connection_closed
 from .credentials import CredentialStore
 from .metrics import Metrics
@@ -192,6 +192,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
         observe=metrics.observe_request,
         trusted_service_keys=frozenset(k.strip() for k in settings.trusted_service_keys.split(",") if k.strip()),
         durability=durability,
+        cors=cors_origins(settings.cors_origin),
     )
     runtime = Runtime(settings, credentials, app, closers, periodic, components)
     runtime_ref.append(runtime)

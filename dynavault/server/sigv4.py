@@ -26,6 +26,9 @@ _AUTH_RE = re.compile(
 )
 _SPACES = re.compile(r"\s+")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+#: AWS region names: lower-case letters, digits and inner hyphens (``us-east-1``, ``us-gov-west-1``; ``local``
+#: for DynamoDB Local setups), at most 32 characters. Anything else is refused before any handler runs.
+_REGION_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 
 
 def _error(code: str, message: str, status: int = 400) -> AWSError:
@@ -76,7 +79,33 @@ def _parse_amz_date(value: str) -> float | None:
     return None
 
 
+class Pending:
+    """A request whose headers passed every SigV4 check; only the body's hash is left to check."""
+
+    __slots__ = ("identity", "amz_date", "scope_date", "signed", "signature", "check")
+
+    def __init__(self, identity: Identity, amz_date: str, scope_date: str, signed: list[str], signature: str,
+                 check: bool) -> None:
+        self.identity = identity
+        self.amz_date = amz_date
+        self.scope_date = scope_date
+        self.signed = signed
+        self.signature = signature
+        self.check = check
+
+
+def _signature_mismatch() -> AWSError:
+    return _error(
+        "InvalidSignatureException",
+        "The request signature we calculated does not match the signature you provided. Check your AWS "
+        "Secret Access Key and signing method. Consult the service documentation for details.",
+    )
+
+
 class SigV4Verifier:
+    """Two steps, so a request is refused before its body is read: ``authenticate`` (headers only: shape,
+    key, scope, date, signed headers) then ``check_body`` (the signature over the bytes received)."""
+
     def __init__(self, store: CredentialStore, *, max_skew_seconds: int = 900, clock=time.time) -> None:
         self.store = store
         self.max_skew = max_skew_seconds
@@ -105,7 +134,11 @@ class SigV4Verifier:
         body: bytes,
         expected_service: str,
     ) -> Identity:
-        """``headers``: lower-cased names, repeated headers joined with ','."""
+        """Both steps at once. ``headers``: lower-cased names, repeated headers joined with ','."""
+        return self.check_body(self.authenticate(headers, expected_service), method, path, query, headers, body)
+
+    def authenticate(self, headers: dict[str, str], expected_service: str) -> Pending:
+        """Everything that needs no body. Raises the AWS error for the first problem found."""
         auth = headers.get("authorization")
         if not auth:
             raise missing_token()
@@ -128,6 +161,10 @@ class SigV4Verifier:
         if service != expected_service:
             raise _error("InvalidSignatureException",
                          f"Credential should be scoped to correct service: '{expected_service}'. ")
+        # The region names the tables, keys and events a request reaches (DESIGN.md "Accounts and regions"):
+        # refuse one that is not a region name before anything is created under it.
+        if _REGION_RE.fullmatch(region) is None:
+            raise _error("InvalidSignatureException", f"Credential should be scoped to a valid region, not '{region}'. ")
         amz_date = headers.get("x-amz-date") or headers.get("date")
         if not amz_date:
             raise _error("IncompleteSignatureException",
@@ -135,6 +172,13 @@ class SigV4Verifier:
         ts = _parse_amz_date(amz_date)
         if ts is None:
             raise _error("IncompleteSignatureException", f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'.")
+        # Botocore signs with the X-Amz-Date value; an old-style Date header is normalised to basic format.
+        request_date = amz_date if "T" in amz_date else _format_amz(ts)
+        if scope_date != request_date[:8]:
+            # A signing key is good for one day: a scope date other than the request's would make it last forever.
+            raise _error("InvalidSignatureException",
+                         f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
+                         f"'{scope_date}' != '{request_date[:8]}', from '{request_date}'.")
         now = self.clock()
         if ts < now - self.max_skew:
             raise _error("InvalidSignatureException",
@@ -144,37 +188,44 @@ class SigV4Verifier:
             raise _error("InvalidSignatureException",
                          f"Signature not yet current: {_format_amz(ts)} is still later than "
                          f"{_format_amz(now + self.max_skew)} ({_format_amz(now)} + {self.max_skew // 60} min.)")
-        if not self.store.allow_any or credential.secret_access_key:
-            self._check_signature(method, path, query, headers, body, m, amz_date, scope_date, region, service,
-                                  credential)
-        return Identity(credential, region, service)
-
-    def _check_signature(self, method, path, query, headers, body, m, amz_date, scope_date, region, service,
-                         credential: Credential) -> None:
+        check = not self.store.allow_any or bool(credential.secret_access_key)
         signed = m.group("signed").lower().split(";")
-        if "host" not in signed:
-            raise _error("InvalidSignatureException", "'Host' or ':authority' must be a 'SignedHeader' in the AWS "
-                         "Authorization.")
+        if check:
+            if "host" not in signed:
+                raise _error("InvalidSignatureException", "'Host' or ':authority' must be a 'SignedHeader' in the "
+                             "AWS Authorization.")
+            # Every SDK signs the target; unsigned, a captured request could be replayed as another operation.
+            if "x-amz-target" not in signed and "x-amz-target" in headers:
+                raise _error("InvalidSignatureException", "'X-Amz-Target' must be a 'SignedHeader' in the AWS "
+                             "Authorization.")
+        return Pending(Identity(credential, region, service), request_date, scope_date, signed, m.group("sig"), check)
+
+    def check_body(self, pending: Pending, method: str, path: str, query: str, headers: dict[str, str],
+                   body: bytes) -> Identity:
+        """The signature over the request as received: the payload hash is always that of ``body`` (the wire
+        bytes, before any Content-Encoding is undone), never taken from the client."""
+        if not pending.check:
+            return pending.identity
+        payload_hash = hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
+        claimed = headers.get("x-amz-content-sha256")
+        if claimed is not None and claimed != payload_hash:
+            # Also refuses UNSIGNED-PAYLOAD and streaming payloads: these JSON protocols sign the body.
+            raise _signature_mismatch()
+        signed = pending.signed
         canonical_headers = "".join(
             f"{name}:{_SPACES.sub(' ', headers.get(name, '').strip())}\n" for name in signed
-        )
-        payload_hash = headers.get("x-amz-content-sha256") or (
-            hashlib.sha256(body).hexdigest() if body else _EMPTY_SHA256
         )
         canonical_request = "\n".join(
             (method, _canonical_uri(path), _canonical_query(query), canonical_headers, ";".join(signed), payload_hash)
         )
-        scope = f"{scope_date}/{region}/{service}/aws4_request"
-        # Botocore signs with the X-Amz-Date value; an old-style Date header is normalised to basic format.
-        request_date = amz_date if "T" in amz_date else _format_amz(_parse_amz_date(amz_date) or 0)
+        identity = pending.identity
+        scope = f"{pending.scope_date}/{identity.region}/{identity.service}/aws4_request"
         string_to_sign = "\n".join(
-            ("AWS4-HMAC-SHA256", request_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest())
+            ("AWS4-HMAC-SHA256", pending.amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest())
         )
-        key = self._signing_key(credential.secret_access_key, scope_date, region, service)
+        key = self._signing_key(identity.credential.secret_access_key, pending.scope_date, identity.region,
+                                identity.service)
         expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(expected, m.group("sig").lower()):
-            raise _error(
-                "InvalidSignatureException",
-                "The request signature we calculated does not match the signature you provided. Check your AWS "
-                "Secret Access Key and signing method. Consult the service documentation for details.",
-            )
+        if not hmac.compare_digest(expected, pending.signature.lower()):
+            raise _signature_mismatch()
+        return identity
