@@ -4,8 +4,10 @@ Rows are keyed ``b"T" ‖ table id (16) ‖ index id (u32 BE) ‖ token (32) ‖
 first byte of the key space belongs to other users of the same store (the catalog). The value of a row is
 ``codec.seal(aad, node_plaintext)`` with ``aad = FORMAT_VERSION ‖ row key``, so a blob copied to another
 table, index, partition or node position fails to open (``IntegrityError``), and a missing child node is an
-integrity error too. (Rolling a node back to an older version of itself at the same position, or deleting a
-whole partition's root, is not detectable at this layer.)
+integrity error too. A partition whose root row vanished or was renamed is told from an empty one by the
+partition directory (``directory.py``): a sealed list of each (table, index)'s partition tokens, changed in
+the same transaction as a partition's first or last item. (Rolling a node back to an older version of itself
+at the same position is not detectable at this layer.)
 
 Shape: the root has the fixed node id 0, so a point lookup in a one-leaf partition (most partitions) is one
 KV get and one open, and a write is one get, one open, one seal, one put. Other nodes have random 64-bit
@@ -33,6 +35,7 @@ from collections.abc import Iterator
 from itertools import chain
 
 from dynavault.errors import IntegrityError
+from dynavault.storage.directory import DIR_LEAF_BYTES, PartitionDirectory
 from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, prefix_end
 from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec, Sealed, Token
 
@@ -258,6 +261,7 @@ class Slot:
         op = self._take()
         if self._path is None:
             op.dirty[ROOT_ID] = _Leaf([self._key], [value])
+            self._trees._listed_now(op)
             self._trees._flush(op)
             return
         leaf: _Leaf = self._path[-1][1]
@@ -282,7 +286,8 @@ class Slot:
 class EncryptedTrees:
     """B+trees of sealed nodes, one per (table id, index id, partition token)."""
 
-    def __init__(self, kv: KVStore, *, max_leaf_bytes: int = 16384, max_inner_entries: int = 256) -> None:
+    def __init__(self, kv: KVStore, *, max_leaf_bytes: int = 16384, max_inner_entries: int = 256,
+                 _directory: bool = False) -> None:
         if max_leaf_bytes < 64:
             raise ValueError("max_leaf_bytes must be at least 64")
         if max_inner_entries < 4:
@@ -293,6 +298,11 @@ class EncryptedTrees:
         self.max_inner_entries = max_inner_entries
         self.min_inner_entries = max(2, max_inner_entries // 3)
         self.max_inner_bytes = max(max_leaf_bytes, 1024)
+        # A directory tree keeps its root even when empty (a missing root is then always an integrity
+        # error); the partition trees have a directory of their own.
+        self._keep_root = _directory
+        self.directory: PartitionDirectory | None = None if _directory else PartitionDirectory(
+            EncryptedTrees(kv, max_leaf_bytes=DIR_LEAF_BYTES, max_inner_entries=max_inner_entries, _directory=True))
 
     def __repr__(self) -> str:
         return f"EncryptedTrees({self.kv!r})"
@@ -343,19 +353,53 @@ class EncryptedTrees:
         self, tx: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
     ) -> bytes | None:
         pfx = self._pfx(table_id, index_id, token)
+        found, value = self._lookup(tx, codec, pfx, key)
+        if not found:
+            self._absent(tx, codec, pfx)  # an empty partition, unless the directory lists it
+        return value
+
+    def _lookup(self, tx: KVReader, codec: NodeCodec, pfx: bytes, key: bytes) -> tuple[bool, bytes | None]:
+        """(root found, value) for ``key`` in the tree at ``pfx``."""
         nid = ROOT_ID
         while True:
             rk = pfx + nid.to_bytes(8, "big")
             blob = tx.get(rk)
             if blob is None:
                 if nid == ROOT_ID:
-                    return None  # empty partition
+                    return False, None
                 raise IntegrityError("missing B+tree node")
             pt = codec.open(_AAD_HEAD + rk, Sealed(blob))
             if pt[:1] == b"\x00":
-                return _leaf_lookup(pt, key)
+                return True, _leaf_lookup(pt, key)
             node = _decode(pt)
             nid = node.kids[bisect_right(node.keys, key)]
+
+    def _absent(self, tx: KVReader, codec: NodeCodec, pfx: bytes) -> None:
+        """A partition root is not in the store: fine if the directory does not list the partition, an
+        integrity error (it vanished or was renamed) if it does."""
+        if self._keep_root:
+            raise IntegrityError("partition directory missing")
+        if self.directory.listed(tx, codec, pfx):
+            raise IntegrityError("partition listed in the directory is missing from the store")
+
+    @staticmethod
+    def _root_exists(r: KVReader, pfx: bytes) -> bool:
+        return r.get(pfx + _ROOT_BYTES) is not None
+
+    @staticmethod
+    def _put_empty_root(tx: KVTransaction, codec: NodeCodec, pfx: bytes) -> None:
+        rk = pfx + _ROOT_BYTES
+        tx.put(rk, codec.seal(_AAD_HEAD + rk, _Leaf([], []).encode()))
+
+    def _listed_now(self, op: _Op) -> None:
+        if self.directory is not None:
+            self.directory.add(op.tx, op.codec, op.pfx)
+
+    def _slot_at(self, tx: KVTransaction, codec: NodeCodec, pfx: bytes, key: bytes) -> Slot | None:
+        """A slot in the tree at a raw prefix (the directory's own trees); None if it has no root."""
+        op = _Op(tx, codec, pfx)
+        path = self._descend(op, key)
+        return None if path is None else Slot(self, op, path, key)
 
     def range(
         self,
@@ -378,6 +422,7 @@ class EncryptedTrees:
     def _range(self, tx, codec, pfx, lo, lo_inc, hi, hi_inc, reverse) -> Iterator[tuple[bytes, bytes]]:
         root = self._load(tx, codec, pfx, ROOT_ID, required=False)
         if root is None:
+            self._absent(tx, codec, pfx)
             return
         if lo is not None and hi is not None and (lo > hi or (lo == hi and not (lo_inc and hi_inc))):
             return
@@ -404,6 +449,7 @@ class EncryptedTrees:
     def tokens(
         self,
         tx: KVReader,
+        codec: NodeCodec,
         table_id: bytes,
         index_id: int,
         *,
@@ -413,18 +459,39 @@ class EncryptedTrees:
         reverse: bool = False,
     ) -> Iterator[Token]:
         """Non-empty partitions in token order with ``token_lo <= token < token_hi``, strictly after
-        (before, when reversed) ``after``: Scan pages resume with ``after``, segments use the bounds."""
+        (before, when reversed) ``after``: Scan pages resume with ``after``, segments use the bounds.
+
+        The store's partitions are walked in step with the partition directory: a partition one lists and
+        the other does not (vanished, renamed, planted) is an ``IntegrityError``, never a short answer."""
         base = row_prefix(table_id, index_id)
         lo = base + token_lo
         hi = base + token_hi if token_hi is not None else prefix_end(base)
+        d_lo: bytes | None = token_lo or None
+        d_lo_inc = True
+        d_hi = token_hi
         if after is not None:
             if type(after) is not Token:
                 raise TypeError("after must be a Token")
             if reverse:
                 hi = min(hi, base + after.raw) if hi is not None else base + after.raw
+                d_hi = after.raw if d_hi is None else min(d_hi, after.raw)
             else:
                 lo = max(lo, base + after.raw + b"\xff" * 9)
-        return self._tokens(tx, base, lo, hi, reverse)
+                if d_lo is None or after.raw >= d_lo:
+                    d_lo, d_lo_inc = after.raw, False
+        stored = self._tokens(tx, base, lo, hi, reverse)
+        listed = self.directory.tokens(tx, codec, table_id, index_id, lo=d_lo, lo_inclusive=d_lo_inc, hi=d_hi,
+                                       reverse=reverse)
+        return self._in_step(stored, listed)
+
+    @staticmethod
+    def _in_step(stored: Iterator[Token], listed: Iterator[bytes]) -> Iterator[Token]:
+        for token in stored:
+            if next(listed, None) != token.raw:
+                raise IntegrityError("the partition directory and the store's partitions differ")
+            yield token
+        if next(listed, None) is not None:
+            raise IntegrityError("partition listed in the directory is missing from the store")
 
     @staticmethod
     def _tokens(tx: KVReader, base: bytes, lo: bytes, hi: bytes | None, reverse: bool) -> Iterator[Token]:
@@ -448,6 +515,13 @@ class EncryptedTrees:
                 lo = base + last + b"\xff" * 9
 
     # -- writes --------------------------------------------------------------------------------
+    def create_directory(self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int) -> None:
+        """Make the empty partition directory of a new table or index (in the transaction that creates it).
+
+        Every (table, index) that holds partitions needs one: without it writes and reads of new
+        partitions fail with ``IntegrityError``."""
+        self.directory.create(tx, codec, table_id, index_id)
+
     def slot(
         self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
     ) -> Slot:
@@ -458,7 +532,11 @@ class EncryptedTrees:
         if type(key) is not bytes:
             raise TypeError("key is bytes")
         op = _Op(tx, codec, self._pfx(table_id, index_id, token))
-        return Slot(self, op, self._descend(op, key), key)
+        path = self._descend(op, key)
+        if path is None:
+            # a new partition, unless it vanished: never answer "absent" for a missing partition
+            self._absent(tx, codec, op.pfx)
+        return Slot(self, op, path, key)
 
     def put(
         self,
@@ -484,7 +562,8 @@ class EncryptedTrees:
         return place.value
 
     def drop(self, tx: KVTransaction, table_id: bytes, index_id: int | None = None) -> None:
-        """Delete every row of a table (or of one of its indexes)."""
+        """Delete every row of a table (or of one of its indexes), its partition directories included."""
+        PartitionDirectory.drop(tx, table_id, index_id)
         p = row_prefix(table_id, index_id)
         end = prefix_end(p)
         while True:
@@ -572,7 +651,10 @@ class EncryptedTrees:
     def _fix_root(self, op: _Op) -> None:
         root = op.dirty[ROOT_ID]
         if type(root) is _Leaf and not root.keys:
-            op.dead.add(ROOT_ID)  # an empty partition leaves no rows
+            if self._keep_root:
+                return  # a directory stays, empty
+            op.dead.add(ROOT_ID)  # an empty partition leaves no rows...
+            self.directory.remove(op.tx, op.codec, op.pfx)  # ...and no directory entry
             return
         # Grow: the root id is fixed, so its contents move down into fresh nodes.
         while self._overflow(root):

@@ -41,6 +41,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dynavault.errors import StartupError
 from dynavault.storage.kv.base import check_key, check_value
 from dynavault.storage.sealed import CatalogRecord, Sealed
 
@@ -74,17 +75,23 @@ class SqliteKV:
             path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
         c = self._conn
-        c.execute("PRAGMA journal_mode=WAL")
-        c.execute(f"PRAGMA synchronous={synchronous}")
-        c.execute("PRAGMA temp_store=MEMORY")
-        # SQLite's default 2 MiB page cache made a warm point read cost 12 µs instead of 8 (measured, 2,000
-        # 1 KB items); the cache only grows as pages are read.
-        c.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
-        # Reads through a memory map instead of a pread per page: a 1 KB item lives in a leaf row that spans
-        # several 4 KiB pages, and at 300k items (370 MB) GetItem went from 4,300 to 4,900 ops/s with it.
-        # SQLite caps the map at its compile-time maximum (2 GiB by default); beyond that it reads as before.
-        c.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-        c.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+        try:
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute(f"PRAGMA synchronous={synchronous}")
+            c.execute("PRAGMA temp_store=MEMORY")
+            # SQLite's default 2 MiB page cache made a warm point read cost 12 µs instead of 8 (measured,
+            # 2,000 1 KB items); the cache only grows as pages are read.
+            c.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+            # Reads through a memory map instead of a pread per page: a 1 KB item lives in a leaf row that
+            # spans several 4 KiB pages, and at 300k items (370 MB) GetItem went from 4,300 to 4,900 ops/s
+            # with it. SQLite caps the map at its compile-time maximum (2 GiB by default).
+            c.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            c.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+        except sqlite3.DatabaseError as exc:
+            c.close()
+            self._conn = None
+            raise StartupError(f"the store {path} is not a readable SQLite database ({exc}); restore it from a "
+                               "backup, or move it away to start with an empty store") from None
         self._depth = 0  # nesting level of transaction(); >1 means SAVEPOINTs
 
     def __repr__(self) -> str:
