@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 from dynavault.errors import IntegrityError
 from dynavault.storage.kv.base import KVReader, KVTransaction, prefix_end
-from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec, Token
+from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec
 
 if TYPE_CHECKING:
     from dynavault.storage.trees import EncryptedTrees
@@ -42,7 +42,7 @@ __all__ = ["DIR_PREFIX", "PartitionDirectory", "directory_prefix"]
 
 DIR_PREFIX = b"D"
 #: directory leaves stay small: a new partition reseals one leaf (~100 tokens at most), not a big page
-DIR_LEAF_BYTES = 4096
+DIR_LEAF_BYTES = 2048
 
 
 def directory_prefix(table_id: bytes, index_id: int | None = None) -> bytes:

@@ -32,7 +32,7 @@ import os
 import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from itertools import chain
+from itertools import accumulate, chain
 
 from dynavault.errors import IntegrityError
 from dynavault.storage.directory import DIR_LEAF_BYTES, PartitionDirectory
@@ -150,6 +150,51 @@ def _leaf_lookup(pt: bytes, key: bytes) -> bytes | None:
     if i < n and keys[i] == key:
         return pt[starts[i] : starts[i] + lens[2 * i + 1]]
     return None
+
+
+def _inner_child(pt: bytes, key: bytes) -> tuple[int, int]:
+    """(position, node id) of the child of an inner node's plaintext that holds ``key``: a binary search
+    over the separators without building the node (a directory root has up to max_inner_entries children)."""
+    try:
+        n = _HDR.unpack_from(pt, 0)[1]
+        if pt[:1] != b"\x01" or n < 1:
+            raise ValueError
+        pos = 5 + 8 * n
+        offs = list(accumulate(struct.unpack_from(f"<{n - 1}I", pt, pos), initial=pos + 4 * (n - 1)))
+        if offs[-1] != len(pt):
+            raise ValueError
+    except (struct.error, ValueError):
+        raise IntegrityError("malformed B+tree node") from None
+    lo, hi = 0, n - 1
+    while lo < hi:  # bisect_right: the first separator greater than key
+        mid = (lo + hi) // 2
+        if key < pt[offs[mid] : offs[mid + 1]]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo, struct.unpack_from("<Q", pt, 5 + 8 * lo)[0]
+
+
+_TOKEN_LENS = struct.pack("<II", TOKEN_SIZE, 0)
+
+
+def _token_leaf_has(pt: bytes, key: bytes) -> bool | None:
+    """Membership in a directory leaf (32-byte tokens, empty values) by binary search over the plaintext,
+    without building lists: a GetItem miss pays this on top of its own lookup. None: not that shape."""
+    n = _HDR.unpack_from(pt, 0)[1]
+    body = 5 + 8 * n
+    if len(pt) != body + TOKEN_SIZE * n or pt[5:body] != _TOKEN_LENS * n:
+        return None
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        at = body + TOKEN_SIZE * mid
+        if pt[at : at + TOKEN_SIZE] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    at = body + TOKEN_SIZE * lo
+    return lo < n and pt[at : at + TOKEN_SIZE] == key
 
 
 def _check_ids(table_id: bytes, index_id: int) -> None:
@@ -302,7 +347,7 @@ class EncryptedTrees:
         # error); the partition trees have a directory of their own.
         self._keep_root = _directory
         self.directory: PartitionDirectory | None = None if _directory else PartitionDirectory(
-            EncryptedTrees(kv, max_leaf_bytes=DIR_LEAF_BYTES, max_inner_entries=max_inner_entries, _directory=True))
+            EncryptedTrees(kv, max_leaf_bytes=DIR_LEAF_BYTES, max_inner_entries=256, _directory=True))
 
     def __repr__(self) -> str:
         return f"EncryptedTrees({self.kv!r})"
@@ -370,9 +415,12 @@ class EncryptedTrees:
                 raise IntegrityError("missing B+tree node")
             pt = codec.open(_AAD_HEAD + rk, Sealed(blob))
             if pt[:1] == b"\x00":
+                if self._keep_root:
+                    has = _token_leaf_has(pt, key)
+                    if has is not None:
+                        return True, b"" if has else None
                 return True, _leaf_lookup(pt, key)
-            node = _decode(pt)
-            nid = node.kids[bisect_right(node.keys, key)]
+            nid = _inner_child(pt, key)[1]
 
     def _absent(self, tx: KVReader, codec: NodeCodec, pfx: bytes) -> None:
         """A partition root is not in the store: fine if the directory does not list the partition, an
@@ -575,17 +623,29 @@ class EncryptedTrees:
                 tx.delete(k)
 
     # -- tree surgery --------------------------------------------------------------------------
-    def _descend(self, op: _Op, key: bytes) -> list[tuple[int, _Leaf | _Inner, int]] | None:
-        node = self._load(op.tx, op.codec, op.pfx, ROOT_ID, required=False)
-        if node is None:
+    def _descend(self, op: _Op, key: bytes) -> list[tuple[int, _Leaf | _Inner | bytes, int]] | None:
+        """Root-to-leaf path to ``key``'s leaf, or None for a tree without a root. Inner nodes stay plaintext
+        bytes until ``_fix`` needs one (a split or merge below it): most writes change only the leaf."""
+        pfx = op.pfx
+        rk = pfx + _ROOT_BYTES
+        blob = op.tx.get(rk)
+        if blob is None:
             return None
+        pt = op.codec.open(_AAD_HEAD + rk, Sealed(blob))
         nid = ROOT_ID
-        path = []
-        while type(node) is _Inner:
-            i = bisect_right(node.keys, key)
-            path.append((nid, node, i))
-            nid = node.kids[i]
-            node = self._load(op.tx, op.codec, op.pfx, nid)
+        path: list[tuple[int, _Leaf | _Inner | bytes, int]] = []
+        while pt[:1] == b"\x01":
+            i, child = _inner_child(pt, key)
+            path.append((nid, pt, i))
+            nid = child
+            rk = pfx + nid.to_bytes(8, "big")
+            blob = op.tx.get(rk)
+            if blob is None:
+                raise IntegrityError("missing B+tree node")
+            pt = op.codec.open(_AAD_HEAD + rk, Sealed(blob))
+        node = _decode(pt)
+        if type(node) is not _Leaf:
+            raise IntegrityError("malformed B+tree node")
         path.append((nid, node, -1))
         return path
 
@@ -630,6 +690,9 @@ class EncryptedTrees:
         op.dirty[nid] = node
         while level > 0:
             pnid, parent, ci = path[level - 1]
+            if type(parent) is bytes and (self._overflow(node) or self._underflow(node)):
+                parent = _decode(parent)
+                path[level - 1] = (pnid, parent, ci)
             if self._overflow(node):
                 parts, seps = self._split(node)
                 ids = [nid] + [self._new_id(op) for _ in parts[1:]]
