@@ -162,6 +162,11 @@ class _Material:
         }
 
 
+def material_aad(key_arn: str, index: int) -> bytes:
+    """What sealed key material is bound to under the root of trust (so it cannot move to another key)."""
+    return f"dynavault-kms-material:{key_arn}:{index}".encode()
+
+
 @dataclass
 class _Key:
     key_id: str
@@ -570,7 +575,7 @@ class KeyService:
         self._store.put_key(key.key_id, key.doc(), material)
 
     def _material_aad(self, key: _Key, index: int) -> bytes:
-        return f"dynavault-kms-material:{key.arn}:{index}".encode()
+        return material_aad(key.arn, index)
 
     def _add_material(self, key: _Key, rotation_type: str) -> tuple[int, bytes]:
         index = len(key.materials)

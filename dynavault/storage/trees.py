@@ -562,6 +562,55 @@ class EncryptedTrees:
             else:
                 lo = base + last + b"\xff" * 9
 
+    # -- offline checks (`dynavault verify`) ----------------------------------------------------
+    def check_partition(
+        self, r: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: Token
+    ) -> tuple[int, set[int]]:
+        """Open every node of one partition and check the tree's shape: -> (entries, node ids reached).
+        Raises ``IntegrityError`` naming the first problem."""
+        count, seen, _ = self._check_tree(r, codec, self._pfx(table_id, index_id, token), False)
+        return count, seen
+
+    def check_directory(self, r: KVReader, codec: NodeCodec, table_id: bytes, index_id: int
+                        ) -> tuple[list[bytes], set[int]]:
+        """Every token the partition directory lists, in order, and the directory node ids reached."""
+        from dynavault.storage.directory import directory_prefix
+
+        _, seen, keys = self.directory._t._check_tree(r, codec, directory_prefix(table_id, index_id), True)
+        return keys, seen
+
+    def _check_tree(self, r: KVReader, codec: NodeCodec, pfx: bytes, keep_keys: bool
+                    ) -> tuple[int, set[int], list[bytes]]:
+        seen: set[int] = set()
+        keys_out: list[bytes] = []
+        count = 0
+        leaf_depth: int | None = None
+        stack: list[tuple[int, bytes | None, bytes | None, int]] = [(ROOT_ID, None, None, 0)]
+        while stack:
+            nid, lo, hi, depth = stack.pop()
+            if nid in seen:
+                raise IntegrityError("a B+tree node is linked twice")
+            seen.add(nid)
+            node = self._load(r, codec, pfx, nid)
+            ks = node.keys
+            if any(a >= b for a, b in zip(ks, ks[1:], strict=False)):
+                raise IntegrityError("B+tree keys out of order")
+            if ks and ((lo is not None and ks[0] < lo) or (hi is not None and ks[-1] >= hi)):
+                raise IntegrityError("a B+tree key outside its parent's range")
+            if type(node) is _Leaf:
+                if leaf_depth is None:
+                    leaf_depth = depth
+                elif depth != leaf_depth:
+                    raise IntegrityError("B+tree leaves at different depths")
+                count += len(ks)
+                if keep_keys:
+                    keys_out.extend(ks)
+                continue
+            bounds = [lo, *ks, hi]
+            for i in range(len(node.kids) - 1, -1, -1):  # pushed in reverse: popped in key order
+                stack.append((node.kids[i], bounds[i], bounds[i + 1], depth + 1))
+        return count, seen, keys_out
+
     # -- writes --------------------------------------------------------------------------------
     def create_directory(self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int) -> None:
         """Make the empty partition directory of a new table or index (in the transaction that creates it).

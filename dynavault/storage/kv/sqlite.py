@@ -38,6 +38,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -55,8 +56,11 @@ class SqliteKV:
     """A :class:`~dynavault.storage.kv.base.KVStore` in one SQLite file (``":memory:"`` works for tests)."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
-                 group_commit: bool = False, cache_mib: int = 64) -> None:
+                 group_commit: bool = False, cache_mib: int = 64, readonly: bool = False) -> None:
         path = os.fspath(path)
+        if readonly:
+            self._open_readonly(path)
+            return
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         if group_commit:
@@ -93,6 +97,28 @@ class SqliteKV:
             raise StartupError(f"the store {path} is not a readable SQLite database ({exc}); restore it from a "
                                "backup, or move it away to start with an empty store") from None
         self._depth = 0  # nesting level of transaction(); >1 means SAVEPOINTs
+
+    def _open_readonly(self, path: str) -> None:
+        """For `dynavault verify`: SQLite's read-only mode creates nothing and writes nothing (WAL readers can
+        share the file with a running server when its -shm file exists)."""
+        self.path = path
+        self.group_commit = False
+        self.commit_seq = 0
+        self._depth = 0
+        self._lock = threading.RLock()
+        if not os.path.isfile(path):
+            raise StartupError(f"no table store at {path}; give the data dir a server wrote (--data-dir)")
+        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+        if not os.path.exists(path + "-wal"):
+            # A cleanly stopped store: nothing to read from a WAL. Without immutable=1 SQLite would create
+            # -wal and -shm files next to it even in read-only mode.
+            uri += "&immutable=1"
+        try:
+            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA query_only=1")
+            self._conn.execute("SELECT 1 FROM kv LIMIT 1").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StartupError(f"the store {path} cannot be read ({exc}): is it a dynavault data dir?") from None
 
     def __repr__(self) -> str:
         return f"SqliteKV({self.path!r})"
