@@ -554,3 +554,32 @@ def test_range_with_keyorder_tuples(kv) -> None:
     assert got == nums[nums.index("-1") + 1 : nums.index("10") + 1]
     i = bisect_left([encode_key_value("N", n) for n in nums], encode_key_value("N", "1.0"))
     assert nums[i] == "1"
+
+
+def test_vanished_or_renamed_partition_is_integrity_error_not_empty(tmp_path) -> None:
+    """Issue 12 item 11 at the storage layer: the directory tells an empty partition from a missing one."""
+    path = str(tmp_path / "dir.db")
+    kv = SqliteKV(path)
+    codec = GcmCodec()
+    trees = EncryptedTrees(kv, max_leaf_bytes=256, max_inner_entries=4)
+    directories(kv, trees, codec)
+    with kv.transaction() as tx:
+        for i in range(1, 6):
+            trees.put(tx, codec, T1, 0, tok(i), b"k", b"v")
+    assert trees.get(kv, codec, T1, 0, tok(9), b"k") is None  # never written: absent
+    root = row_prefix(T1, 0, tok(3)) + ROOT_ID.to_bytes(8, "big")
+    with _raw(path) as c:  # rename partition 3's root onto a token nobody has
+        c.execute("UPDATE kv SET k = ? WHERE k = ?", (row_prefix(T1, 0, tok(7)) + ROOT_ID.to_bytes(8, "big"), root))
+    for read in (lambda: trees.get(kv, codec, T1, 0, tok(3), b"k"), lambda: list(trees.range(kv, codec, T1, 0, tok(3))),
+                 lambda: list(trees.tokens(kv, codec, T1, 0))):
+        with pytest.raises(IntegrityError):
+            read()
+    with pytest.raises(IntegrityError), kv.transaction() as tx:  # a write does not recreate it as new either
+        trees.slot(tx, codec, T1, 0, tok(3), b"k")
+    with _raw(path) as c:  # deleted outright
+        c.execute("DELETE FROM kv WHERE k = ?", (row_prefix(T1, 0, tok(7)) + ROOT_ID.to_bytes(8, "big"),))
+    with pytest.raises(IntegrityError):
+        trees.get(kv, codec, T1, 0, tok(3), b"k")
+    with pytest.raises(IntegrityError):
+        list(trees.tokens(kv, codec, T1, 0))
+    kv.close()
