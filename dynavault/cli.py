@@ -1,4 +1,4 @@
-"""Command line: ``dynavault serve``, ``dynavault kms serve``, ``dynavault credentials``.
+"""Command line: ``dynavault serve``, ``dynavault kms serve``, ``dynavault credentials``, ``dynavault verify``.
 
 Flags are generated from Settings, so every setting is a flag, a DYNAVAULT_* variable and a config
 key under the same name (DESIGN.md "Command line").
@@ -137,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     creds.add_argument("--data-dir", dest="data_dir", default=None)
     creds.add_argument("--config", dest="config", default=None)
 
+    verify = sub.add_parser("verify", help="check a data dir offline, read-only: every blob, tree, count, canary")
+    verify.add_argument("--data-dir", dest="data_dir", required=True)
+    keys = verify.add_mutually_exclusive_group()
+    keys.add_argument("--root-key-file", dest="root_key_file", default=None)
+    keys.add_argument("--kms-endpoint", dest="kms_endpoint", default=None)
+    verify.add_argument("--canary", action="append", default=[], help="text that must not appear (repeatable)")
+    verify.add_argument("--json", dest="as_json", action="store_true", help="print one JSON document")
+    verify.add_argument("--config", dest="config", default=None)
+
     try:
         from dynavault.bench.cli import add_bench_parser
     except ImportError:
@@ -172,6 +181,10 @@ def _main(argv: list[str] | None) -> int:
         return _serve(settings, kms_only=False)
     if args.command == "credentials":
         return _credentials_cmd(settings, args)
+    if args.command == "verify":
+        from dynavault.verify import main as verify_main
+
+        return verify_main(settings, args.canary, args.as_json)
     if args.command == "bench":
         return args.run(args)
     parser.error(f"unknown command {args.command}")

@@ -73,6 +73,13 @@ def tok(i: int) -> Token:
     return Token(i.to_bytes(32, "big"))
 
 
+def directories(kv, trees, codec, *pairs) -> None:
+    """Every (table, index) a test writes to gets its partition directory first, as CreateTable does."""
+    with kv.transaction() as tx:
+        for table_id, index_id in pairs or ((T1, 0),):
+            trees.create_directory(tx, codec, table_id, index_id)
+
+
 def rows(kv, table_id, index_id=None, token=None) -> list[tuple[bytes, bytes]]:
     p = row_prefix(table_id, index_id, token)
     return list(kv.range(p, p + b"\xff" * 80))
@@ -100,6 +107,7 @@ class TreeMachine(RuleBasedStateMachine):
         self.kv = SqliteKV(":memory:")
         self.codec = GcmCodec()
         self.trees = EncryptedTrees(self.kv, max_leaf_bytes=leaf, max_inner_entries=inner)
+        directories(self.kv, self.trees, self.codec, (T1, 0), (T1, 3), (T2, 0))
         self.model: dict[tuple, dict[bytes, bytes]] = {}
 
     def teardown(self) -> None:
@@ -182,7 +190,7 @@ class TreeMachine(RuleBasedStateMachine):
             n = len(rows(self.kv, *part))
             assert (n == 0) == (not m)
         live = {p[2] for p, m in self.model.items() if m and p[:2] == (T1, 0)}
-        assert list(self.trees.tokens(self.kv, T1, 0)) == sorted(live)
+        assert list(self.trees.tokens(self.kv, self.codec, T1, 0)) == sorted(live)
 
 
 TestTreeMachine = TreeMachine.TestCase
@@ -195,6 +203,7 @@ TestTreeMachine.settings = settings(max_examples=100, stateful_step_count=50, de
 def test_large_partition_grows_inner_nodes_and_merges_back(kv) -> None:
     codec = GcmCodec()
     trees = EncryptedTrees(kv)  # production sizes: 16 KiB leaves, 256-entry inner nodes
+    directories(kv, trees, codec)
     t = tok(7)
     rnd = random.Random(1)
     nums = list(range(-6000, 6000))
@@ -239,6 +248,7 @@ def test_large_partition_grows_inner_nodes_and_merges_back(kv) -> None:
 def test_deep_tree_three_levels(kv) -> None:
     codec = GcmCodec()
     trees = EncryptedTrees(kv, max_leaf_bytes=512, max_inner_entries=8)
+    directories(kv, trees, codec)
     t = tok(3)
     keys = [os.urandom(8) for _ in range(3000)]
     with kv.transaction() as tx:
@@ -258,6 +268,7 @@ def test_deep_tree_three_levels(kv) -> None:
 def test_big_values_and_keys(kv) -> None:
     codec = GcmCodec()
     trees = EncryptedTrees(kv, max_leaf_bytes=1024, max_inner_entries=4)
+    directories(kv, trees, codec)
     t = tok(4)
     model = {}
     with kv.transaction() as tx:
@@ -277,6 +288,7 @@ def test_hot_path_costs_one_get_one_open_one_seal_one_put(kv) -> None:
     codec = GcmCodec()
     counting = CountingKV(kv)
     trees = EncryptedTrees(counting)
+    directories(kv, trees, codec)
     t = tok(9)
     with kv.transaction() as tx:
         counting._tx = tx
@@ -288,10 +300,10 @@ def test_hot_path_costs_one_get_one_open_one_seal_one_put(kv) -> None:
     counting.gets = codec.opens = 0
     assert trees.get(counting, codec, T1, 0, t, b"b") == b"2"
     assert (counting.gets, codec.opens) == (1, 1)
-    # a miss in an empty partition costs one get and no crypto
+    # a miss in an empty partition costs one get, then one directory lookup (a one-leaf directory here)
     counting.gets = codec.opens = 0
     assert trees.get(counting, codec, T1, 0, tok(10), b"b") is None
-    assert (counting.gets, codec.opens) == (1, 0)
+    assert (counting.gets, codec.opens) == (2, 1)
     # deleting an absent key writes nothing
     with kv.transaction() as tx:
         counting._tx = tx
@@ -304,6 +316,7 @@ def test_slot_reads_and_writes_with_one_descent(kv) -> None:
     codec = GcmCodec()
     counting = CountingKV(kv)
     trees = EncryptedTrees(counting)
+    directories(kv, trees, codec)
     t = tok(11)
     with kv.transaction() as tx:
         counting._tx = tx
@@ -330,6 +343,7 @@ def test_slot_reads_and_writes_with_one_descent(kv) -> None:
 def test_isolation_between_tables_indexes_partitions_and_drop(kv) -> None:
     codec = GcmCodec()
     trees = EncryptedTrees(kv)
+    directories(kv, trees, codec, (T1, 0), (T1, 1), (T2, 0))
     parts = [(T1, 0, tok(1)), (T1, 0, tok(2)), (T1, 1, tok(1)), (T2, 0, tok(1))]
     with kv.transaction() as tx:
         for i, p in enumerate(parts):
@@ -338,7 +352,9 @@ def test_isolation_between_tables_indexes_partitions_and_drop(kv) -> None:
         assert trees.get(kv, codec, *p, b"same-key") == bytes([i])
     with kv.transaction() as tx:
         trees.drop(tx, T1, 1)
-    assert trees.get(kv, codec, T1, 1, tok(1), b"same-key") is None
+    assert rows(kv, T1, 1) == []
+    with pytest.raises(IntegrityError):  # its directory went with it: the index is gone, not empty
+        trees.get(kv, codec, T1, 1, tok(1), b"same-key")
     assert trees.get(kv, codec, T1, 0, tok(1), b"same-key") == bytes([0])
     with kv.transaction() as tx:
         trees.drop(tx, T1)
@@ -349,6 +365,7 @@ def test_isolation_between_tables_indexes_partitions_and_drop(kv) -> None:
 def test_type_boundary(kv) -> None:
     codec = GcmCodec()
     trees = EncryptedTrees(kv)
+    directories(kv, trees, codec)
     with kv.transaction() as tx:
         with pytest.raises(TypeError):
             trees.put(tx, codec, T1, 0, b"\x00" * 32, b"k", b"v")  # raw bytes are not a Token
@@ -362,17 +379,21 @@ def test_type_boundary(kv) -> None:
             return plaintext
 
         def open(self, aad, sealed):
-            return sealed.raw
+            return codec.open(aad, sealed)
 
     with pytest.raises(TypeError), kv.transaction() as tx:
         trees.put(tx, PlainCodec(), T1, 0, tok(1), b"k", b"v")
+    with pytest.raises(TypeError), kv.transaction() as tx:
+        trees.create_directory(tx, PlainCodec(), T2, 0)
     assert rows(kv, T1) == []
 
 
 def test_wrong_key_is_integrity_error(kv) -> None:
     trees = EncryptedTrees(kv)
+    codec = GcmCodec()
+    directories(kv, trees, codec)
     with kv.transaction() as tx:
-        trees.put(tx, GcmCodec(), T1, 0, tok(1), b"k", b"v")
+        trees.put(tx, codec, T1, 0, tok(1), b"k", b"v")
     with pytest.raises(IntegrityError):
         trees.get(kv, GcmCodec(), T1, 0, tok(1), b"k")
 
@@ -396,6 +417,7 @@ def filled(tmp_path):
     kv = SqliteKV(path)
     codec = GcmCodec()
     trees = EncryptedTrees(kv, max_leaf_bytes=256, max_inner_entries=4)
+    directories(kv, trees, codec, (T1, 0), (T2, 0), (T1, 5))
     with kv.transaction() as tx:
         for p in [(T1, 0, tok(1)), (T1, 0, tok(2)), (T2, 0, tok(1)), (T1, 5, tok(1))]:
             trees.put(tx, codec, *p, b"key", b"value-" + p[0][:1] + bytes([p[1]]) + p[2].raw[-1:])
@@ -479,6 +501,7 @@ def test_moved_node_is_integrity_error(filled) -> None:
 def test_tokens_order_bounds_after_reverse_and_segments(kv) -> None:
     codec = GcmCodec()
     trees = EncryptedTrees(kv, max_leaf_bytes=128, max_inner_entries=4)
+    directories(kv, trees, codec, (T1, 0), (T1, 1), (T2, 0))
     rnd = random.Random(5)
     toks = sorted({Token(rnd.randbytes(32)) for _ in range(60)} | {tok(0), Token(b"\xff" * 32)})
     with kv.transaction() as tx:
@@ -489,34 +512,35 @@ def test_tokens_order_bounds_after_reverse_and_segments(kv) -> None:
         trees.put(tx, codec, T1, 1, tok(5), b"k", b"other index")
         trees.put(tx, codec, T2, 0, tok(6), b"k", b"other table")
     assert len(rows(kv, T1, 0, toks[0])) > 1
-    assert list(trees.tokens(kv, T1, 0)) == toks
-    assert list(trees.tokens(kv, T1, 0, reverse=True)) == toks[::-1]
+    assert list(trees.tokens(kv, codec, T1, 0)) == toks
+    assert list(trees.tokens(kv, codec, T1, 0, reverse=True)) == toks[::-1]
     mid = toks[20]
-    assert list(trees.tokens(kv, T1, 0, after=mid)) == toks[21:]
-    assert list(trees.tokens(kv, T1, 0, after=mid, reverse=True)) == toks[:20][::-1]
+    assert list(trees.tokens(kv, codec, T1, 0, after=mid)) == toks[21:]
+    assert list(trees.tokens(kv, codec, T1, 0, after=mid, reverse=True)) == toks[:20][::-1]
     lo, hi = toks[10].raw, toks[30].raw
-    assert list(trees.tokens(kv, T1, 0, token_lo=lo, token_hi=hi)) == toks[10:30]
-    assert list(trees.tokens(kv, T1, 0, token_lo=lo, token_hi=hi, after=toks[14])) == toks[15:30]
-    assert list(trees.tokens(kv, T1, 0, token_lo=lo, token_hi=hi, reverse=True)) == toks[10:30][::-1]
-    assert list(trees.tokens(kv, T1, 1)) == [tok(5)]
+    assert list(trees.tokens(kv, codec, T1, 0, token_lo=lo, token_hi=hi)) == toks[10:30]
+    assert list(trees.tokens(kv, codec, T1, 0, token_lo=lo, token_hi=hi, after=toks[14])) == toks[15:30]
+    assert list(trees.tokens(kv, codec, T1, 0, token_lo=lo, token_hi=hi, reverse=True)) == toks[10:30][::-1]
+    assert list(trees.tokens(kv, codec, T1, 1)) == [tok(5)]
     for total in (1, 3, 7):
         seen = []
         for seg in range(total):
             a, b = segment_bounds(seg, total)
-            part = list(trees.tokens(kv, T1, 0, token_lo=a, token_hi=b))
+            part = list(trees.tokens(kv, codec, T1, 0, token_lo=a, token_hi=b))
             assert all(a <= t.raw and (b is None or t.raw < b) for t in part)
             seen += part
         assert seen == toks
     with kv.transaction() as tx:
         for j in range(40):
             trees.delete(tx, codec, T1, 0, toks[0], j.to_bytes(2, "big"))
-    assert list(trees.tokens(kv, T1, 0)) == toks[1:]
+    assert list(trees.tokens(kv, codec, T1, 0)) == toks[1:]
 
 
 def test_range_with_keyorder_tuples(kv) -> None:
     """Sort keys in DynamoDB order through the tree: numbers numerically, bounds exclusive/inclusive."""
     codec = GcmCodec()
     trees = EncryptedTrees(kv, max_leaf_bytes=200, max_inner_entries=4)
+    directories(kv, trees, codec)
     nums = ["-1e10", "-2.5", "-1", "0", "0.001", "1", "1.5", "2", "10", "100", "1e20"]
     shuffled = nums[:]
     random.Random(2).shuffle(shuffled)
@@ -530,3 +554,32 @@ def test_range_with_keyorder_tuples(kv) -> None:
     assert got == nums[nums.index("-1") + 1 : nums.index("10") + 1]
     i = bisect_left([encode_key_value("N", n) for n in nums], encode_key_value("N", "1.0"))
     assert nums[i] == "1"
+
+
+def test_vanished_or_renamed_partition_is_integrity_error_not_empty(tmp_path) -> None:
+    """Issue 12 item 11 at the storage layer: the directory tells an empty partition from a missing one."""
+    path = str(tmp_path / "dir.db")
+    kv = SqliteKV(path)
+    codec = GcmCodec()
+    trees = EncryptedTrees(kv, max_leaf_bytes=256, max_inner_entries=4)
+    directories(kv, trees, codec)
+    with kv.transaction() as tx:
+        for i in range(1, 6):
+            trees.put(tx, codec, T1, 0, tok(i), b"k", b"v")
+    assert trees.get(kv, codec, T1, 0, tok(9), b"k") is None  # never written: absent
+    root = row_prefix(T1, 0, tok(3)) + ROOT_ID.to_bytes(8, "big")
+    with _raw(path) as c:  # rename partition 3's root onto a token nobody has
+        c.execute("UPDATE kv SET k = ? WHERE k = ?", (row_prefix(T1, 0, tok(7)) + ROOT_ID.to_bytes(8, "big"), root))
+    for read in (lambda: trees.get(kv, codec, T1, 0, tok(3), b"k"), lambda: list(trees.range(kv, codec, T1, 0, tok(3))),
+                 lambda: list(trees.tokens(kv, codec, T1, 0))):
+        with pytest.raises(IntegrityError):
+            read()
+    with pytest.raises(IntegrityError), kv.transaction() as tx:  # a write does not recreate it as new either
+        trees.slot(tx, codec, T1, 0, tok(3), b"k")
+    with _raw(path) as c:  # deleted outright
+        c.execute("DELETE FROM kv WHERE k = ?", (row_prefix(T1, 0, tok(7)) + ROOT_ID.to_bytes(8, "big"),))
+    with pytest.raises(IntegrityError):
+        trees.get(kv, codec, T1, 0, tok(3), b"k")
+    with pytest.raises(IntegrityError):
+        list(trees.tokens(kv, codec, T1, 0))
+    kv.close()

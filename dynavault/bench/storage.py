@@ -45,6 +45,8 @@ def _one(codec, items: int, item_size: int, seconds: float, synchronous: str, di
         return tokens[i // PARTITION_SIZE], b"s%05d" % (i % PARTITION_SIZE)
 
     try:
+        with kv.transaction() as tx:
+            trees.create_directory(tx, codec, table_id, 0)  # as CreateTable does
         t0 = time.perf_counter()
         for start in range(0, items, PARTITION_SIZE):  # load: one transaction per partition
             with kv.transaction() as tx:

@@ -6,6 +6,7 @@ Nothing here is user data: only what DESIGN.md invariant 1 allows in plaintext.
 
 from __future__ import annotations
 
+import sqlite3
 import struct
 import threading
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from dynavault.errors import StartupError
 from dynavault.sse.table_keys import TableKeyRef
 from dynavault.storage.kv.base import KVStore, prefix_end
 from dynavault.storage.sealed import CatalogRecord
@@ -26,6 +28,9 @@ STATS_PREFIX = b"\x00\x00stats\x00"
 #: item-collection sizes per partition token of tables with LSIs (item_collections.py)
 COLLECTION_PREFIX = b"\x00\x00collection\x00"
 _STATS = struct.Struct(">qq")
+#: what this store's rows mean: written once into a new store; a store without it predates partition directories
+FORMAT_KEY = b"\x00\x00format\x00"
+STORE_FORMAT = b'{"partition_directories":1}'
 
 
 @dataclass
@@ -85,6 +90,35 @@ class TableMeta:
         return cls(**doc)
 
 
+def _load_record(key: bytes, raw: bytes, where: object) -> TableMeta:
+    try:
+        return TableMeta.from_record(raw)
+    except Exception:  # any shape of damage: bad JSON, missing or mistyped fields
+        name = key[len(CATALOG_PREFIX):].decode(errors="replace").replace("\x00", "/")
+        raise StartupError(f"the catalog record of table {name!r} in {where} is damaged; restore the data dir "
+                           "from a backup (`dynavault verify --data-dir DIR` shows what is wrong)") from None
+
+
+def check_store_format(kv: KVStore, has_tables: bool, where: object) -> None:
+    """Refuse a store written before partition directories existed; mark a new store as having them.
+
+    Such a store has partitions no directory lists, and this version cannot tell whether one of them
+    vanished; rather than build directories from whatever is in the store now (which would bless a
+    partition deleted meanwhile), the server refuses to start (DESIGN.md invariant 4)."""
+    raw = kv.get(FORMAT_KEY)
+    if raw == STORE_FORMAT:
+        return
+    if raw is not None:
+        raise StartupError(f"the table store {where} has an unknown format record {raw[:40]!r}; it was written by "
+                           "another dynavault version: start that version, or use a fresh --data-dir")
+    if has_tables:
+        raise StartupError(f"the table store {where} holds tables written before partition directories existed "
+                           "(or its format record was removed); start the dynavault version that wrote it, export "
+                           "the tables (Scan) and import them (BatchWriteItem) into a server with a fresh --data-dir")
+    with kv.transaction() as tx:
+        tx.put(FORMAT_KEY, CatalogRecord(STORE_FORMAT))
+
+
 def _catalog_key(account: str, region: str, name: str) -> bytes:
     return CATALOG_PREFIX + f"{account}\x00{region}\x00{name}".encode()
 
@@ -97,11 +131,20 @@ class Catalog:
         self._tables: dict[tuple[str, str, str], TableMeta] = {}
         self._stats: dict[str, list[int]] = {}
         self.lock = threading.RLock()
-        for _, raw in kv.range(CATALOG_PREFIX, prefix_end(CATALOG_PREFIX)):
-            meta = TableMeta.from_record(raw)
-            self._tables[(meta.account, meta.region, meta.name)] = meta
-        for key, raw in kv.range(STATS_PREFIX, prefix_end(STATS_PREFIX)):
-            self._stats[key[len(STATS_PREFIX):].decode()] = list(_STATS.unpack(raw))
+        where = getattr(kv, "path", "the table store")
+        try:
+            for key, raw in kv.range(CATALOG_PREFIX, prefix_end(CATALOG_PREFIX)):
+                meta = _load_record(key, raw, where)
+                self._tables[(meta.account, meta.region, meta.name)] = meta
+            for key, raw in kv.range(STATS_PREFIX, prefix_end(STATS_PREFIX)):
+                self._stats[key[len(STATS_PREFIX):].decode()] = list(_STATS.unpack(raw))
+            check_store_format(kv, bool(self._tables), where)
+        except sqlite3.DatabaseError as exc:
+            raise StartupError(f"the table store {where} is damaged ({exc}); restore the data dir from a backup "
+                               "(`dynavault verify --data-dir DIR` shows what is wrong)") from None
+        except (struct.error, UnicodeDecodeError):
+            raise StartupError(f"the table store {where} has a damaged counter record; restore the data dir "
+                               "from a backup (`dynavault verify --data-dir DIR` shows what is wrong)") from None
 
     def get(self, account: str, region: str, name: str) -> TableMeta | None:
         return self._tables.get((account, region, name))

@@ -447,7 +447,13 @@ def update_indexes(svc: DynamoDBService, caller: Caller, meta: TableMeta, p: dic
                 if d["AttributeName"] in used and d["AttributeName"] not in meta.attribute_types:
                     meta.attribute_definitions.append(d)
             meta._derive()
-            meta.global_indexes.append({**out, "IndexId": _next_id(meta), "IndexStatus": "CREATING",
+            index_id = _next_id(meta)
+            # Writes reach a CREATING index at once, so its partition directory must exist before the
+            # catalog names the index (an unused directory left by a crash in between is harmless).
+            codec = svc.crypto(caller, meta).codec
+            with svc.kv.transaction() as tx:
+                svc.trees.create_directory(tx, codec, meta.id_bytes, index_id)
+            meta.global_indexes.append({**out, "IndexId": index_id, "IndexStatus": "CREATING",
                                         "Backfilling": True})
             _start(svc, caller, meta, name, "create")
         elif "Delete" in u:
@@ -533,7 +539,7 @@ def _walk(svc: DynamoDBService, tx, meta: TableMeta, codec, after):
         first, key = after
         yield from ((first, k, v) for k, v in svc.trees.range(tx, codec, meta.id_bytes, 0, first, lo=key,
                                                                lo_inclusive=False))
-    for token in svc.trees.tokens(tx, meta.id_bytes, 0, after=first):
+    for token in svc.trees.tokens(tx, codec, meta.id_bytes, 0, after=first):
         yield from ((token, k, v) for k, v in svc.trees.range(tx, codec, meta.id_bytes, 0, token))
 
 

@@ -767,7 +767,7 @@ def _select(svc: DynamoDBService, caller: Caller, st: Statement, p: dict) -> dic
         if after is not None:
             # finish the partition the last page stopped in, then go on with the next tokens
             yield from partition(Token(after[0]), after[1])
-        for token in svc.trees.tokens(svc.kv, meta.id_bytes, 0, after=Token(after[0]) if after else None):
+        for token in svc.trees.tokens(svc.kv, crypto.codec, meta.id_bytes, 0, after=Token(after[0]) if after else None):
             yield from partition(token)
 
     items: list[dict] = []

@@ -454,7 +454,7 @@ def scan(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
                                           lo=src.tree_key(esk), lo_inclusive=False):
                 if page.add(svc, tx, crypto, raw):
                     return page.result(p, consistent)
-        for token in svc.trees.tokens(tx, meta.id_bytes, src.index_id, after=after, token_lo=token_lo,
+        for token in svc.trees.tokens(tx, crypto.codec, meta.id_bytes, src.index_id, after=after, token_lo=token_lo,
                                       token_hi=token_hi):
             for _, raw in svc.trees.range(tx, crypto.codec, meta.id_bytes, src.index_id, token):
                 if page.add(svc, tx, crypto, raw):

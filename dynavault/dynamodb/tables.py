@@ -97,6 +97,11 @@ def _validate_tags(tags: list[dict]) -> None:
             raise validation("Reserved tag key prefix: aws:")
 
 
+def index_ids(meta: TableMeta) -> list[int]:
+    """The base table's (0) and every secondary index's tree id: each has its own partitions."""
+    return [0] + [int(d["IndexId"]) for d in meta.local_indexes + meta.global_indexes]
+
+
 # -- description -----------------------------------------------------------------------------
 def describe(svc: DynamoDBService, meta: TableMeta, status: str | None = None) -> dict:
     count, size = svc.catalog.stats(meta.table_id)
@@ -191,7 +196,13 @@ def create_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             svc.attach_indexes(meta, indexes)
         if p.get("StreamSpecification") and svc.enable_stream is not None:
             svc.enable_stream(meta, p["StreamSpecification"])
-        svc.catalog.save(meta)
+        codec = svc.keys.live_crypto(sse["table_key_blob"]).codec
+        with svc.kv.transaction() as tx:
+            # the partition directories (DESIGN.md invariant 4) exist from the start, with the catalog entry
+            for index_id in index_ids(meta):
+                svc.trees.create_directory(tx, codec, meta.id_bytes, index_id)
+            svc.catalog.put(tx, meta)
+        svc.catalog.remember(meta)
     log.info("table created: %s (account %s, region %s, key %s)", name, caller.account, caller.region,
              sse.get("key_arn") if sse_mode != "OWNED" else "AWS owned")
     return {"TableDescription": describe(svc, meta, "CREATING")}

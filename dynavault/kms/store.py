@@ -29,11 +29,16 @@ CREATE TABLE IF NOT EXISTS root_check (id INTEGER PRIMARY KEY CHECK (id = 1), se
 
 
 class KeyStore:
-    def __init__(self, directory: pathlib.Path) -> None:
+    def __init__(self, directory: pathlib.Path, *, readonly: bool = False) -> None:
         directory = pathlib.Path(directory)
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = directory / "keys.sqlite3"
         self._lock = threading.Lock()
+        if readonly:  # `dynavault verify`: never creates or changes anything
+            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.execute("PRAGMA query_only=1")
+            return
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA secure_delete=ON")
         self._db.execute("PRAGMA journal_mode=DELETE")

@@ -194,6 +194,11 @@ class TableKeyService:
         """Make the table key under ``key_arn`` and fresh wrapped data keys; returns the catalog record."""
         record, table_key = self.new_table_key(caller, table_name, mode, key_arn)
         record["data_keys"] = self._new_data_keys(table_key, table_id)
+        # The new table's keys, for what CreateTable itself seals (its empty partition directories),
+        # without a second KMS call; found again through ``live_crypto``.
+        crypto = self.build_crypto(table_key, table_id, record["data_keys"])
+        with self._lock:
+            self._crypto_by_blob[record["table_key_blob"]] = crypto
         return record
 
     @staticmethod

@@ -4,8 +4,10 @@ Rows are keyed ``b"T" ‖ table id (16) ‖ index id (u32 BE) ‖ token (32) ‖
 first byte of the key space belongs to other users of the same store (the catalog). The value of a row is
 ``codec.seal(aad, node_plaintext)`` with ``aad = FORMAT_VERSION ‖ row key``, so a blob copied to another
 table, index, partition or node position fails to open (``IntegrityError``), and a missing child node is an
-integrity error too. (Rolling a node back to an older version of itself at the same position, or deleting a
-whole partition's root, is not detectable at this layer.)
+integrity error too. A partition whose root row vanished or was renamed is told from an empty one by the
+partition directory (``directory.py``): a sealed list of each (table, index)'s partition tokens, changed in
+the same transaction as a partition's first or last item. (Rolling a node back to an older version of itself
+at the same position is not detectable at this layer.)
 
 Shape: the root has the fixed node id 0, so a point lookup in a one-leaf partition (most partitions) is one
 KV get and one open, and a write is one get, one open, one seal, one put. Other nodes have random 64-bit
@@ -30,9 +32,10 @@ import os
 import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from itertools import chain
+from itertools import accumulate, chain
 
 from dynavault.errors import IntegrityError
+from dynavault.storage.directory import DIR_LEAF_BYTES, PartitionDirectory
 from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, prefix_end
 from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec, Sealed, Token
 
@@ -149,6 +152,51 @@ def _leaf_lookup(pt: bytes, key: bytes) -> bytes | None:
     return None
 
 
+def _inner_child(pt: bytes, key: bytes) -> tuple[int, int]:
+    """(position, node id) of the child of an inner node's plaintext that holds ``key``: a binary search
+    over the separators without building the node (a directory root has up to max_inner_entries children)."""
+    try:
+        n = _HDR.unpack_from(pt, 0)[1]
+        if pt[:1] != b"\x01" or n < 1:
+            raise ValueError
+        pos = 5 + 8 * n
+        offs = list(accumulate(struct.unpack_from(f"<{n - 1}I", pt, pos), initial=pos + 4 * (n - 1)))
+        if offs[-1] != len(pt):
+            raise ValueError
+    except (struct.error, ValueError):
+        raise IntegrityError("malformed B+tree node") from None
+    lo, hi = 0, n - 1
+    while lo < hi:  # bisect_right: the first separator greater than key
+        mid = (lo + hi) // 2
+        if key < pt[offs[mid] : offs[mid + 1]]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo, struct.unpack_from("<Q", pt, 5 + 8 * lo)[0]
+
+
+_TOKEN_LENS = struct.pack("<II", TOKEN_SIZE, 0)
+
+
+def _token_leaf_has(pt: bytes, key: bytes) -> bool | None:
+    """Membership in a directory leaf (32-byte tokens, empty values) by binary search over the plaintext,
+    without building lists: a GetItem miss pays this on top of its own lookup. None: not that shape."""
+    n = _HDR.unpack_from(pt, 0)[1]
+    body = 5 + 8 * n
+    if len(pt) != body + TOKEN_SIZE * n or pt[5:body] != _TOKEN_LENS * n:
+        return None
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) // 2
+        at = body + TOKEN_SIZE * mid
+        if pt[at : at + TOKEN_SIZE] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    at = body + TOKEN_SIZE * lo
+    return lo < n and pt[at : at + TOKEN_SIZE] == key
+
+
 def _check_ids(table_id: bytes, index_id: int) -> None:
     if type(table_id) is not bytes or len(table_id) != 16:
         raise TypeError("table_id must be 16 bytes (UUID bytes)")
@@ -258,6 +306,7 @@ class Slot:
         op = self._take()
         if self._path is None:
             op.dirty[ROOT_ID] = _Leaf([self._key], [value])
+            self._trees._listed_now(op)
             self._trees._flush(op)
             return
         leaf: _Leaf = self._path[-1][1]
@@ -282,7 +331,8 @@ class Slot:
 class EncryptedTrees:
     """B+trees of sealed nodes, one per (table id, index id, partition token)."""
 
-    def __init__(self, kv: KVStore, *, max_leaf_bytes: int = 16384, max_inner_entries: int = 256) -> None:
+    def __init__(self, kv: KVStore, *, max_leaf_bytes: int = 16384, max_inner_entries: int = 256,
+                 _directory: bool = False) -> None:
         if max_leaf_bytes < 64:
             raise ValueError("max_leaf_bytes must be at least 64")
         if max_inner_entries < 4:
@@ -293,6 +343,11 @@ class EncryptedTrees:
         self.max_inner_entries = max_inner_entries
         self.min_inner_entries = max(2, max_inner_entries // 3)
         self.max_inner_bytes = max(max_leaf_bytes, 1024)
+        # A directory tree keeps its root even when empty (a missing root is then always an integrity
+        # error); the partition trees have a directory of their own.
+        self._keep_root = _directory
+        self.directory: PartitionDirectory | None = None if _directory else PartitionDirectory(
+            EncryptedTrees(kv, max_leaf_bytes=DIR_LEAF_BYTES, max_inner_entries=256, _directory=True))
 
     def __repr__(self) -> str:
         return f"EncryptedTrees({self.kv!r})"
@@ -343,19 +398,56 @@ class EncryptedTrees:
         self, tx: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
     ) -> bytes | None:
         pfx = self._pfx(table_id, index_id, token)
+        found, value = self._lookup(tx, codec, pfx, key)
+        if not found:
+            self._absent(tx, codec, pfx)  # an empty partition, unless the directory lists it
+        return value
+
+    def _lookup(self, tx: KVReader, codec: NodeCodec, pfx: bytes, key: bytes) -> tuple[bool, bytes | None]:
+        """(root found, value) for ``key`` in the tree at ``pfx``."""
         nid = ROOT_ID
         while True:
             rk = pfx + nid.to_bytes(8, "big")
             blob = tx.get(rk)
             if blob is None:
                 if nid == ROOT_ID:
-                    return None  # empty partition
+                    return False, None
                 raise IntegrityError("missing B+tree node")
             pt = codec.open(_AAD_HEAD + rk, Sealed(blob))
             if pt[:1] == b"\x00":
-                return _leaf_lookup(pt, key)
-            node = _decode(pt)
-            nid = node.kids[bisect_right(node.keys, key)]
+                if self._keep_root:
+                    has = _token_leaf_has(pt, key)
+                    if has is not None:
+                        return True, b"" if has else None
+                return True, _leaf_lookup(pt, key)
+            nid = _inner_child(pt, key)[1]
+
+    def _absent(self, tx: KVReader, codec: NodeCodec, pfx: bytes) -> None:
+        """A partition root is not in the store: fine if the directory does not list the partition, an
+        integrity error (it vanished or was renamed) if it does."""
+        if self._keep_root:
+            raise IntegrityError("partition directory missing")
+        if self.directory.listed(tx, codec, pfx):
+            raise IntegrityError("partition listed in the directory is missing from the store")
+
+    @staticmethod
+    def _root_exists(r: KVReader, pfx: bytes) -> bool:
+        return r.get(pfx + _ROOT_BYTES) is not None
+
+    @staticmethod
+    def _put_empty_root(tx: KVTransaction, codec: NodeCodec, pfx: bytes) -> None:
+        rk = pfx + _ROOT_BYTES
+        tx.put(rk, codec.seal(_AAD_HEAD + rk, _Leaf([], []).encode()))
+
+    def _listed_now(self, op: _Op) -> None:
+        if self.directory is not None:
+            self.directory.add(op.tx, op.codec, op.pfx)
+
+    def _slot_at(self, tx: KVTransaction, codec: NodeCodec, pfx: bytes, key: bytes) -> Slot | None:
+        """A slot in the tree at a raw prefix (the directory's own trees); None if it has no root."""
+        op = _Op(tx, codec, pfx)
+        path = self._descend(op, key)
+        return None if path is None else Slot(self, op, path, key)
 
     def range(
         self,
@@ -378,6 +470,7 @@ class EncryptedTrees:
     def _range(self, tx, codec, pfx, lo, lo_inc, hi, hi_inc, reverse) -> Iterator[tuple[bytes, bytes]]:
         root = self._load(tx, codec, pfx, ROOT_ID, required=False)
         if root is None:
+            self._absent(tx, codec, pfx)
             return
         if lo is not None and hi is not None and (lo > hi or (lo == hi and not (lo_inc and hi_inc))):
             return
@@ -404,6 +497,7 @@ class EncryptedTrees:
     def tokens(
         self,
         tx: KVReader,
+        codec: NodeCodec,
         table_id: bytes,
         index_id: int,
         *,
@@ -413,18 +507,39 @@ class EncryptedTrees:
         reverse: bool = False,
     ) -> Iterator[Token]:
         """Non-empty partitions in token order with ``token_lo <= token < token_hi``, strictly after
-        (before, when reversed) ``after``: Scan pages resume with ``after``, segments use the bounds."""
+        (before, when reversed) ``after``: Scan pages resume with ``after``, segments use the bounds.
+
+        The store's partitions are walked in step with the partition directory: a partition one lists and
+        the other does not (vanished, renamed, planted) is an ``IntegrityError``, never a short answer."""
         base = row_prefix(table_id, index_id)
         lo = base + token_lo
         hi = base + token_hi if token_hi is not None else prefix_end(base)
+        d_lo: bytes | None = token_lo or None
+        d_lo_inc = True
+        d_hi = token_hi
         if after is not None:
             if type(after) is not Token:
                 raise TypeError("after must be a Token")
             if reverse:
                 hi = min(hi, base + after.raw) if hi is not None else base + after.raw
+                d_hi = after.raw if d_hi is None else min(d_hi, after.raw)
             else:
                 lo = max(lo, base + after.raw + b"\xff" * 9)
-        return self._tokens(tx, base, lo, hi, reverse)
+                if d_lo is None or after.raw >= d_lo:
+                    d_lo, d_lo_inc = after.raw, False
+        stored = self._tokens(tx, base, lo, hi, reverse)
+        listed = self.directory.tokens(tx, codec, table_id, index_id, lo=d_lo, lo_inclusive=d_lo_inc, hi=d_hi,
+                                       reverse=reverse)
+        return self._in_step(stored, listed)
+
+    @staticmethod
+    def _in_step(stored: Iterator[Token], listed: Iterator[bytes]) -> Iterator[Token]:
+        for token in stored:
+            if next(listed, None) != token.raw:
+                raise IntegrityError("the partition directory and the store's partitions differ")
+            yield token
+        if next(listed, None) is not None:
+            raise IntegrityError("partition listed in the directory is missing from the store")
 
     @staticmethod
     def _tokens(tx: KVReader, base: bytes, lo: bytes, hi: bytes | None, reverse: bool) -> Iterator[Token]:
@@ -447,7 +562,63 @@ class EncryptedTrees:
             else:
                 lo = base + last + b"\xff" * 9
 
+    # -- offline checks (`dynavault verify`) ----------------------------------------------------
+    def check_partition(
+        self, r: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: Token
+    ) -> tuple[int, set[int]]:
+        """Open every node of one partition and check the tree's shape: -> (entries, node ids reached).
+        Raises ``IntegrityError`` naming the first problem."""
+        count, seen, _ = self._check_tree(r, codec, self._pfx(table_id, index_id, token), False)
+        return count, seen
+
+    def check_directory(self, r: KVReader, codec: NodeCodec, table_id: bytes, index_id: int
+                        ) -> tuple[list[bytes], set[int]]:
+        """Every token the partition directory lists, in order, and the directory node ids reached."""
+        from dynavault.storage.directory import directory_prefix
+
+        _, seen, keys = self.directory._t._check_tree(r, codec, directory_prefix(table_id, index_id), True)
+        return keys, seen
+
+    def _check_tree(self, r: KVReader, codec: NodeCodec, pfx: bytes, keep_keys: bool
+                    ) -> tuple[int, set[int], list[bytes]]:
+        seen: set[int] = set()
+        keys_out: list[bytes] = []
+        count = 0
+        leaf_depth: int | None = None
+        stack: list[tuple[int, bytes | None, bytes | None, int]] = [(ROOT_ID, None, None, 0)]
+        while stack:
+            nid, lo, hi, depth = stack.pop()
+            if nid in seen:
+                raise IntegrityError("a B+tree node is linked twice")
+            seen.add(nid)
+            node = self._load(r, codec, pfx, nid)
+            ks = node.keys
+            if any(a >= b for a, b in zip(ks, ks[1:], strict=False)):
+                raise IntegrityError("B+tree keys out of order")
+            if ks and ((lo is not None and ks[0] < lo) or (hi is not None and ks[-1] >= hi)):
+                raise IntegrityError("a B+tree key outside its parent's range")
+            if type(node) is _Leaf:
+                if leaf_depth is None:
+                    leaf_depth = depth
+                elif depth != leaf_depth:
+                    raise IntegrityError("B+tree leaves at different depths")
+                count += len(ks)
+                if keep_keys:
+                    keys_out.extend(ks)
+                continue
+            bounds = [lo, *ks, hi]
+            for i in range(len(node.kids) - 1, -1, -1):  # pushed in reverse: popped in key order
+                stack.append((node.kids[i], bounds[i], bounds[i + 1], depth + 1))
+        return count, seen, keys_out
+
     # -- writes --------------------------------------------------------------------------------
+    def create_directory(self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int) -> None:
+        """Make the empty partition directory of a new table or index (in the transaction that creates it).
+
+        Every (table, index) that holds partitions needs one: without it writes and reads of new
+        partitions fail with ``IntegrityError``."""
+        self.directory.create(tx, codec, table_id, index_id)
+
     def slot(
         self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
     ) -> Slot:
@@ -458,7 +629,11 @@ class EncryptedTrees:
         if type(key) is not bytes:
             raise TypeError("key is bytes")
         op = _Op(tx, codec, self._pfx(table_id, index_id, token))
-        return Slot(self, op, self._descend(op, key), key)
+        path = self._descend(op, key)
+        if path is None:
+            # a new partition, unless it vanished: never answer "absent" for a missing partition
+            self._absent(tx, codec, op.pfx)
+        return Slot(self, op, path, key)
 
     def put(
         self,
@@ -484,7 +659,8 @@ class EncryptedTrees:
         return place.value
 
     def drop(self, tx: KVTransaction, table_id: bytes, index_id: int | None = None) -> None:
-        """Delete every row of a table (or of one of its indexes)."""
+        """Delete every row of a table (or of one of its indexes), its partition directories included."""
+        PartitionDirectory.drop(tx, table_id, index_id)
         p = row_prefix(table_id, index_id)
         end = prefix_end(p)
         while True:
@@ -496,17 +672,29 @@ class EncryptedTrees:
                 tx.delete(k)
 
     # -- tree surgery --------------------------------------------------------------------------
-    def _descend(self, op: _Op, key: bytes) -> list[tuple[int, _Leaf | _Inner, int]] | None:
-        node = self._load(op.tx, op.codec, op.pfx, ROOT_ID, required=False)
-        if node is None:
+    def _descend(self, op: _Op, key: bytes) -> list[tuple[int, _Leaf | _Inner | bytes, int]] | None:
+        """Root-to-leaf path to ``key``'s leaf, or None for a tree without a root. Inner nodes stay plaintext
+        bytes until ``_fix`` needs one (a split or merge below it): most writes change only the leaf."""
+        pfx = op.pfx
+        rk = pfx + _ROOT_BYTES
+        blob = op.tx.get(rk)
+        if blob is None:
             return None
+        pt = op.codec.open(_AAD_HEAD + rk, Sealed(blob))
         nid = ROOT_ID
-        path = []
-        while type(node) is _Inner:
-            i = bisect_right(node.keys, key)
-            path.append((nid, node, i))
-            nid = node.kids[i]
-            node = self._load(op.tx, op.codec, op.pfx, nid)
+        path: list[tuple[int, _Leaf | _Inner | bytes, int]] = []
+        while pt[:1] == b"\x01":
+            i, child = _inner_child(pt, key)
+            path.append((nid, pt, i))
+            nid = child
+            rk = pfx + nid.to_bytes(8, "big")
+            blob = op.tx.get(rk)
+            if blob is None:
+                raise IntegrityError("missing B+tree node")
+            pt = op.codec.open(_AAD_HEAD + rk, Sealed(blob))
+        node = _decode(pt)
+        if type(node) is not _Leaf:
+            raise IntegrityError("malformed B+tree node")
         path.append((nid, node, -1))
         return path
 
@@ -551,6 +739,9 @@ class EncryptedTrees:
         op.dirty[nid] = node
         while level > 0:
             pnid, parent, ci = path[level - 1]
+            if type(parent) is bytes and (self._overflow(node) or self._underflow(node)):
+                parent = _decode(parent)
+                path[level - 1] = (pnid, parent, ci)
             if self._overflow(node):
                 parts, seps = self._split(node)
                 ids = [nid] + [self._new_id(op) for _ in parts[1:]]
@@ -572,7 +763,10 @@ class EncryptedTrees:
     def _fix_root(self, op: _Op) -> None:
         root = op.dirty[ROOT_ID]
         if type(root) is _Leaf and not root.keys:
-            op.dead.add(ROOT_ID)  # an empty partition leaves no rows
+            if self._keep_root:
+                return  # a directory stays, empty
+            op.dead.add(ROOT_ID)  # an empty partition leaves no rows...
+            self.directory.remove(op.tx, op.codec, op.pfx)  # ...and no directory entry
             return
         # Grow: the root id is fixed, so its contents move down into fresh nodes.
         while self._overflow(root):

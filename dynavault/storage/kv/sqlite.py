@@ -38,9 +38,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dynavault.errors import StartupError
 from dynavault.storage.kv.base import check_key, check_value
 from dynavault.storage.sealed import CatalogRecord, Sealed
 
@@ -54,8 +56,11 @@ class SqliteKV:
     """A :class:`~dynavault.storage.kv.base.KVStore` in one SQLite file (``":memory:"`` works for tests)."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
-                 group_commit: bool = False, cache_mib: int = 64) -> None:
+                 group_commit: bool = False, cache_mib: int = 64, readonly: bool = False) -> None:
         path = os.fspath(path)
+        if readonly:
+            self._open_readonly(path)
+            return
         if synchronous not in ("FULL", "NORMAL", "EXTRA"):
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         if group_commit:
@@ -74,18 +79,46 @@ class SqliteKV:
             path, isolation_level=None, check_same_thread=False, timeout=10.0
         )
         c = self._conn
-        c.execute("PRAGMA journal_mode=WAL")
-        c.execute(f"PRAGMA synchronous={synchronous}")
-        c.execute("PRAGMA temp_store=MEMORY")
-        # SQLite's default 2 MiB page cache made a warm point read cost 12 µs instead of 8 (measured, 2,000
-        # 1 KB items); the cache only grows as pages are read.
-        c.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
-        # Reads through a memory map instead of a pread per page: a 1 KB item lives in a leaf row that spans
-        # several 4 KiB pages, and at 300k items (370 MB) GetItem went from 4,300 to 4,900 ops/s with it.
-        # SQLite caps the map at its compile-time maximum (2 GiB by default); beyond that it reads as before.
-        c.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
-        c.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+        try:
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute(f"PRAGMA synchronous={synchronous}")
+            c.execute("PRAGMA temp_store=MEMORY")
+            # SQLite's default 2 MiB page cache made a warm point read cost 12 µs instead of 8 (measured,
+            # 2,000 1 KB items); the cache only grows as pages are read.
+            c.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+            # Reads through a memory map instead of a pread per page: a 1 KB item lives in a leaf row that
+            # spans several 4 KiB pages, and at 300k items (370 MB) GetItem went from 4,300 to 4,900 ops/s
+            # with it. SQLite caps the map at its compile-time maximum (2 GiB by default).
+            c.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            c.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+        except sqlite3.DatabaseError as exc:
+            c.close()
+            self._conn = None
+            raise StartupError(f"the store {path} is not a readable SQLite database ({exc}); restore it from a "
+                               "backup, or move it away to start with an empty store") from None
         self._depth = 0  # nesting level of transaction(); >1 means SAVEPOINTs
+
+    def _open_readonly(self, path: str) -> None:
+        """For `dynavault verify`: SQLite's read-only mode creates nothing and writes nothing (WAL readers can
+        share the file with a running server when its -shm file exists)."""
+        self.path = path
+        self.group_commit = False
+        self.commit_seq = 0
+        self._depth = 0
+        self._lock = threading.RLock()
+        if not os.path.isfile(path):
+            raise StartupError(f"no table store at {path}; give the data dir a server wrote (--data-dir)")
+        uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
+        if not os.path.exists(path + "-wal"):
+            # A cleanly stopped store: nothing to read from a WAL. Without immutable=1 SQLite would create
+            # -wal and -shm files next to it even in read-only mode.
+            uri += "&immutable=1"
+        try:
+            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA query_only=1")
+            self._conn.execute("SELECT 1 FROM kv LIMIT 1").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StartupError(f"the store {path} cannot be read ({exc}): is it a dynavault data dir?") from None
 
     def __repr__(self) -> str:
         return f"SqliteKV({self.path!r})"
