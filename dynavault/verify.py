@@ -95,7 +95,8 @@ class OfflineKms:
     def invoke(self, caller: Caller, operation: str, params: dict) -> dict:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-        from dynavault.kms.service import _Key, material_aad
+        from dynavault.kms.service import _Key
+        from dynavault.kms.trust import material_aad
 
         if operation != "Decrypt":
             raise AWSError("UnsupportedOperationException", f"verify does not call {operation}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
@@ -99,8 +100,14 @@ def test_kms_killed_under_load(pair):
     for i in range(20):
         setup.put_item(TableName="load", Item={"pk": {"S": f"k{i}"}, "v": {"N": str(i)}})
 
+    warm = threading.Barrier(5)
+
     def reader(worker: int, seconds: float) -> tuple[int, int, float]:
         client = db.client("dynamodb", access_key=ACCOUNT)
+        # One read before the kill, so each connection holds a cached table key (building four boto3
+        # clients alone can take longer than any fixed delay on a loaded machine).
+        client.get_item(TableName="load", Key={"pk": {"S": "k0"}})
+        warm.wait(timeout=60)
         ok = failed = 0
         slowest = 0.0
         end = time.monotonic() + seconds
@@ -119,7 +126,8 @@ def test_kms_killed_under_load(pair):
 
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         futures = [pool.submit(reader, w, 5.0) for w in range(4)]
-        time.sleep(0.5)
+        warm.wait(timeout=60)
+        time.sleep(0.3)
         kms_srv.kill()
         results = [f.result(timeout=60) for f in futures]
     assert all(ok > 0 for ok, _, _ in results), results  # cached keys served after the kill

@@ -163,10 +163,6 @@ class _Material:
         }
 
 
-def material_aad(key_arn: str, index: int) -> bytes:
-    """What sealed key material is bound to under the root of trust (so it cannot move to another key)."""
-    return f"dynavault-kms-material:{key_arn}:{index}".encode()
-
 
 @dataclass
 class _Key:
