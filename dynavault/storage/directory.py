@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from dynavault.errors import IntegrityError
-from dynavault.storage.kv.base import KVReader, KVTransaction, prefix_end
+from dynavault.storage.kv.base import KVReader, KVTransaction, delete_prefix
 from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec
 
 if TYPE_CHECKING:
@@ -81,14 +81,7 @@ class PartitionDirectory:
 
     @staticmethod
     def drop(tx: KVTransaction, table_id: bytes, index_id: int | None = None) -> None:
-        p = directory_prefix(table_id, index_id)
-        end = prefix_end(p)
-        while True:
-            keys = [k for k, _ in tx.range(p, end, limit=512)]
-            if not keys:
-                return
-            for k in keys:
-                tx.delete(k)
+        delete_prefix(tx, directory_prefix(table_id, index_id))
 
     # -- membership ------------------------------------------------------------------------------------
     @staticmethod

@@ -36,7 +36,7 @@ from itertools import accumulate, chain
 
 from dynavault.errors import IntegrityError
 from dynavault.storage.directory import DIR_LEAF_BYTES, PartitionDirectory
-from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, prefix_end
+from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, delete_prefix, prefix_end
 from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec, Sealed, Token
 
 __all__ = ["EncryptedTrees", "ROW_PREFIX", "FORMAT_VERSION", "ROOT_ID", "row_prefix", "segment_bounds"]
@@ -661,15 +661,7 @@ class EncryptedTrees:
     def drop(self, tx: KVTransaction, table_id: bytes, index_id: int | None = None) -> None:
         """Delete every row of a table (or of one of its indexes), its partition directories included."""
         PartitionDirectory.drop(tx, table_id, index_id)
-        p = row_prefix(table_id, index_id)
-        end = prefix_end(p)
-        while True:
-            # Batches keep any backend's iterator out of the way of the deletes.
-            keys = [k for k, _ in tx.range(p, end, limit=512)]
-            if not keys:
-                return
-            for k in keys:
-                tx.delete(k)
+        delete_prefix(tx, row_prefix(table_id, index_id))
 
     # -- tree surgery --------------------------------------------------------------------------
     def _descend(self, op: _Op, key: bytes) -> list[tuple[int, _Leaf | _Inner | bytes, int]] | None:

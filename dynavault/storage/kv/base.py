@@ -49,6 +49,17 @@ def prefix_end(prefix: bytes) -> bytes | None:
     return bytes(p)
 
 
+def delete_prefix(tx: KVTransaction, prefix: bytes) -> None:
+    """Delete every row under ``prefix``, in batches that keep any backend's iterator out of the way."""
+    end = prefix_end(prefix)
+    while True:
+        keys = [k for k, _ in tx.range(prefix, end, limit=512)]
+        if not keys:
+            return
+        for k in keys:
+            tx.delete(k)
+
+
 @runtime_checkable
 class KVReader(Protocol):
     """What reads need; both a store and a transaction provide it."""
