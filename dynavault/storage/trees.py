@@ -29,232 +29,33 @@ the same partition.
 from __future__ import annotations
 
 import os
-import struct
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from itertools import accumulate, chain
 
 from dynavault.errors import IntegrityError
 from dynavault.storage.directory import DIR_LEAF_BYTES, PartitionDirectory
 from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, delete_prefix, prefix_end
+from dynavault.storage.nodes import (
+    AAD_HEAD,
+    FORMAT_VERSION,
+    ROOT_BYTES,
+    ROOT_ID,
+    ROW_PREFIX,
+    Inner,
+    Leaf,
+    decode_node,
+    inner_child,
+    leaf_lookup,
+    row_prefix,
+    segment_bounds,
+    shortest_separator,
+    split_point,
+    token_leaf_has,
+)
 from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec, Sealed, Token
 
 __all__ = ["EncryptedTrees", "ROW_PREFIX", "FORMAT_VERSION", "ROOT_ID", "row_prefix", "segment_bounds"]
 
-ROW_PREFIX = b"T"
-FORMAT_VERSION = 1
-ROOT_ID = 0
-_ROOT_BYTES = ROOT_ID.to_bytes(8, "big")
-_AAD_HEAD = bytes((FORMAT_VERSION,))
-_HDR = struct.Struct("<BI")
-_KIND_LEAF = 0
-_KIND_INNER = 1
-_PREFIX_LEN = 1 + 16 + 4
-_PART_LEN = _PREFIX_LEN + TOKEN_SIZE
-
-
-class _Leaf:
-    __slots__ = ("keys", "vals")
-
-    def __init__(self, keys: list[bytes], vals: list[bytes]) -> None:
-        self.keys = keys
-        self.vals = vals
-
-    def size(self) -> int:
-        return 5 + 8 * len(self.keys) + sum(map(len, self.keys)) + sum(map(len, self.vals))
-
-    def encode(self) -> bytes:
-        keys, vals = self.keys, self.vals
-        n = len(keys)
-        pairs = list(chain.from_iterable(zip(keys, vals, strict=True)))
-        return struct.pack(f"<BI{2 * n}I", _KIND_LEAF, n, *map(len, pairs)) + b"".join(pairs)
-
-    def __repr__(self) -> str:  # never the contents: they are plaintext user data
-        return f"<leaf {len(self.keys)} entries>"
-
-
-class _Inner:
-    __slots__ = ("keys", "kids")
-
-    def __init__(self, keys: list[bytes], kids: list[int]) -> None:
-        self.keys = keys
-        self.kids = kids
-
-    def size(self) -> int:
-        return 5 + 8 * len(self.kids) + 4 * len(self.keys) + sum(map(len, self.keys))
-
-    def encode(self) -> bytes:
-        n = len(self.kids)
-        return struct.pack(
-            f"<BI{n}Q{n - 1}I", _KIND_INNER, n, *self.kids, *map(len, self.keys)
-        ) + b"".join(self.keys)
-
-    def __repr__(self) -> str:
-        return f"<inner {len(self.kids)} children>"
-
-
-def _decode(pt: bytes) -> _Leaf | _Inner:
-    try:
-        kind, n = _HDR.unpack_from(pt, 0)
-        if kind == _KIND_LEAF:
-            lens = struct.unpack_from(f"<{2 * n}I", pt, 5)
-            pos = 5 + 8 * n
-            keys: list[bytes] = []
-            vals: list[bytes] = []
-            for i in range(n):
-                kl = lens[2 * i]
-                vl = lens[2 * i + 1]
-                e = pos + kl
-                keys.append(pt[pos:e])
-                pos = e + vl
-                vals.append(pt[e:pos])
-            if pos != len(pt):
-                raise ValueError
-            return _Leaf(keys, vals)
-        if kind == _KIND_INNER and n >= 1:
-            kids = list(struct.unpack_from(f"<{n}Q", pt, 5))
-            pos = 5 + 8 * n
-            lens = struct.unpack_from(f"<{n - 1}I", pt, pos)
-            pos += 4 * (n - 1)
-            ks = []
-            for kl in lens:
-                ks.append(pt[pos : pos + kl])
-                pos += kl
-            if pos != len(pt):
-                raise ValueError
-            return _Inner(ks, kids)
-    except (struct.error, ValueError):
-        pass
-    # Only reachable if an authenticated blob holds garbage: still never data.
-    raise IntegrityError("malformed B+tree node")
-
-
-def _leaf_lookup(pt: bytes, key: bytes) -> bytes | None:
-    """Point lookup straight in a leaf's plaintext: slices the keys and only the value asked for."""
-    try:
-        n = _HDR.unpack_from(pt, 0)[1]
-        lens = struct.unpack_from(f"<{2 * n}I", pt, 5)
-        pos = 5 + 8 * n
-        keys: list[bytes] = []
-        starts: list[int] = []
-        for i in range(0, 2 * n, 2):
-            e = pos + lens[i]
-            keys.append(pt[pos:e])
-            starts.append(e)
-            pos = e + lens[i + 1]
-        if pos != len(pt):
-            raise ValueError
-    except (struct.error, ValueError):
-        raise IntegrityError("malformed B+tree node") from None
-    i = bisect_left(keys, key)
-    if i < n and keys[i] == key:
-        return pt[starts[i] : starts[i] + lens[2 * i + 1]]
-    return None
-
-
-def _inner_child(pt: bytes, key: bytes) -> tuple[int, int]:
-    """(position, node id) of the child of an inner node's plaintext that holds ``key``: a binary search
-    over the separators without building the node (a directory root has up to max_inner_entries children)."""
-    try:
-        n = _HDR.unpack_from(pt, 0)[1]
-        if pt[:1] != b"\x01" or n < 1:
-            raise ValueError
-        pos = 5 + 8 * n
-        offs = list(accumulate(struct.unpack_from(f"<{n - 1}I", pt, pos), initial=pos + 4 * (n - 1)))
-        if offs[-1] != len(pt):
-            raise ValueError
-    except (struct.error, ValueError):
-        raise IntegrityError("malformed B+tree node") from None
-    lo, hi = 0, n - 1
-    while lo < hi:  # bisect_right: the first separator greater than key
-        mid = (lo + hi) // 2
-        if key < pt[offs[mid] : offs[mid + 1]]:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo, struct.unpack_from("<Q", pt, 5 + 8 * lo)[0]
-
-
-_TOKEN_LENS = struct.pack("<II", TOKEN_SIZE, 0)
-
-
-def _token_leaf_has(pt: bytes, key: bytes) -> bool | None:
-    """Membership in a directory leaf (32-byte tokens, empty values) by binary search over the plaintext,
-    without building lists: a GetItem miss pays this on top of its own lookup. None: not that shape."""
-    n = _HDR.unpack_from(pt, 0)[1]
-    body = 5 + 8 * n
-    if len(pt) != body + TOKEN_SIZE * n or pt[5:body] != _TOKEN_LENS * n:
-        return None
-    lo, hi = 0, n
-    while lo < hi:
-        mid = (lo + hi) // 2
-        at = body + TOKEN_SIZE * mid
-        if pt[at : at + TOKEN_SIZE] < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    at = body + TOKEN_SIZE * lo
-    return lo < n and pt[at : at + TOKEN_SIZE] == key
-
-
-def _check_ids(table_id: bytes, index_id: int) -> None:
-    if type(table_id) is not bytes or len(table_id) != 16:
-        raise TypeError("table_id must be 16 bytes (UUID bytes)")
-    if type(index_id) is not int or not 0 <= index_id < 2**32:
-        raise TypeError("index_id must be an int in [0, 2**32)")
-
-
-def row_prefix(table_id: bytes, index_id: int | None = None, token: Token | None = None) -> bytes:
-    """Key prefix of a table's rows, one index's rows, or one partition's rows (for ranges and tests)."""
-    if index_id is None:
-        if token is not None:
-            raise ValueError("token needs index_id")
-        if type(table_id) is not bytes or len(table_id) != 16:
-            raise TypeError("table_id must be 16 bytes (UUID bytes)")
-        return ROW_PREFIX + table_id
-    _check_ids(table_id, index_id)
-    p = ROW_PREFIX + table_id + index_id.to_bytes(4, "big")
-    if token is None:
-        return p
-    if type(token) is not Token:
-        raise TypeError(f"partition tokens are Token, not {type(token).__name__}")
-    return p + token.raw
-
-
-def segment_bounds(segment: int, total_segments: int) -> tuple[bytes, bytes | None]:
-    """``(token_lo, token_hi)`` for parallel Scan segment ``segment`` of ``total_segments``: an even
-    split of the 256-bit token space (``token_hi`` None for the last segment)."""
-    if not 0 <= segment < total_segments:
-        raise ValueError("segment out of range")
-    space = 1 << (8 * TOKEN_SIZE)
-    lo = (space * segment // total_segments).to_bytes(TOKEN_SIZE, "big")
-    if segment == total_segments - 1:
-        return lo, None
-    return lo, (space * (segment + 1) // total_segments).to_bytes(TOKEN_SIZE, "big")
-
-
-def _shortest_separator(left: bytes, right: bytes) -> bytes:
-    """Shortest s with left < s <= right: keeps inner nodes small whatever the key sizes."""
-    n = min(len(left), len(right))
-    i = 0
-    while i < n and left[i] == right[i]:
-        i += 1
-    return right[: i + 1]
-
-
-def _mid(sizes: list[int]) -> int:
-    """Split index m (1 <= m <= len-1) that best balances the byte sizes of [:m] and [m:]."""
-    total = sum(sizes)
-    acc = 0
-    best, best_diff = 1, None
-    for m in range(1, len(sizes)):
-        acc += sizes[m - 1]
-        diff = abs(2 * acc - total)
-        if best_diff is None or diff < best_diff:
-            best, best_diff = m, diff
-        elif 2 * acc > total:
-            break
-    return best
 
 
 class _Op:
@@ -266,7 +67,7 @@ class _Op:
         self.tx = tx
         self.codec = codec
         self.pfx = pfx
-        self.dirty: dict[int, _Leaf | _Inner] = {}
+        self.dirty: dict[int, Leaf | Inner] = {}
         self.dead: set[int] = set()
 
 
@@ -284,7 +85,7 @@ class Slot:
         self._i = -1
         self.value: bytes | None = None
         if path is not None:
-            leaf: _Leaf = path[-1][1]
+            leaf: Leaf = path[-1][1]
             i = bisect_left(leaf.keys, key)
             self._i = i
             if i < len(leaf.keys) and leaf.keys[i] == key:
@@ -305,11 +106,11 @@ class Slot:
             raise TypeError("value is bytes")
         op = self._take()
         if self._path is None:
-            op.dirty[ROOT_ID] = _Leaf([self._key], [value])
+            op.dirty[ROOT_ID] = Leaf([self._key], [value])
             self._trees._listed_now(op)
             self._trees._flush(op)
             return
-        leaf: _Leaf = self._path[-1][1]
+        leaf: Leaf = self._path[-1][1]
         if self.value is not None:
             leaf.vals[self._i] = value
         else:
@@ -322,7 +123,7 @@ class Slot:
         op = self._take()
         if self.value is None:
             return
-        leaf: _Leaf = self._path[-1][1]
+        leaf: Leaf = self._path[-1][1]
         del leaf.keys[self._i]
         leaf.vals.pop(self._i)
         self._trees._fix(op, self._path)
@@ -371,9 +172,9 @@ class EncryptedTrees:
             if required:
                 raise IntegrityError("missing B+tree node")
             return None
-        return _decode(codec.open(_AAD_HEAD + rk, Sealed(blob)))
+        return decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
 
-    def _node(self, op: _Op, nid: int) -> _Leaf | _Inner:
+    def _node(self, op: _Op, nid: int) -> Leaf | Inner:
         node = op.dirty.get(nid)
         return node if node is not None else self._load(op.tx, op.codec, op.pfx, nid)
 
@@ -391,7 +192,7 @@ class EncryptedTrees:
             op.tx.delete(op.pfx + nid.to_bytes(8, "big"))
         for nid, node in op.dirty.items():
             rk = op.pfx + nid.to_bytes(8, "big")
-            op.tx.put(rk, op.codec.seal(_AAD_HEAD + rk, node.encode()))
+            op.tx.put(rk, op.codec.seal(AAD_HEAD + rk, node.encode()))
 
     # -- reads ---------------------------------------------------------------------------------
     def get(
@@ -413,14 +214,14 @@ class EncryptedTrees:
                 if nid == ROOT_ID:
                     return False, None
                 raise IntegrityError("missing B+tree node")
-            pt = codec.open(_AAD_HEAD + rk, Sealed(blob))
+            pt = codec.open(AAD_HEAD + rk, Sealed(blob))
             if pt[:1] == b"\x00":
                 if self._keep_root:
-                    has = _token_leaf_has(pt, key)
+                    has = token_leaf_has(pt, key)
                     if has is not None:
                         return True, b"" if has else None
-                return True, _leaf_lookup(pt, key)
-            nid = _inner_child(pt, key)[1]
+                return True, leaf_lookup(pt, key)
+            nid = inner_child(pt, key)[1]
 
     def _absent(self, tx: KVReader, codec: NodeCodec, pfx: bytes) -> None:
         """A partition root is not in the store: fine if the directory does not list the partition, an
@@ -432,12 +233,12 @@ class EncryptedTrees:
 
     @staticmethod
     def _root_exists(r: KVReader, pfx: bytes) -> bool:
-        return r.get(pfx + _ROOT_BYTES) is not None
+        return r.get(pfx + ROOT_BYTES) is not None
 
     @staticmethod
     def _put_empty_root(tx: KVTransaction, codec: NodeCodec, pfx: bytes) -> None:
-        rk = pfx + _ROOT_BYTES
-        tx.put(rk, codec.seal(_AAD_HEAD + rk, _Leaf([], []).encode()))
+        rk = pfx + ROOT_BYTES
+        tx.put(rk, codec.seal(AAD_HEAD + rk, Leaf([], []).encode()))
 
     def _listed_now(self, op: _Op) -> None:
         if self.directory is not None:
@@ -476,13 +277,13 @@ class EncryptedTrees:
             return
         # Depth-first with an explicit stack of nodes or not-yet-loaded child ids, so each node is
         # fetched and opened only when the walk reaches it.
-        stack: list[_Leaf | _Inner | int] = [root]
+        stack: list[Leaf | Inner | int] = [root]
         while stack:
             node = stack.pop()
             if type(node) is int:
                 node = self._load(tx, codec, pfx, node)
             keys = node.keys
-            if type(node) is _Leaf:
+            if type(node) is Leaf:
                 s = 0 if lo is None else (bisect_left(keys, lo) if lo_inc else bisect_right(keys, lo))
                 e = len(keys) if hi is None else (bisect_right(keys, hi) if hi_inc else bisect_left(keys, hi))
                 vals = node.vals
@@ -597,7 +398,7 @@ class EncryptedTrees:
                 raise IntegrityError("B+tree keys out of order")
             if ks and ((lo is not None and ks[0] < lo) or (hi is not None and ks[-1] >= hi)):
                 raise IntegrityError("a B+tree key outside its parent's range")
-            if type(node) is _Leaf:
+            if type(node) is Leaf:
                 if leaf_depth is None:
                     leaf_depth = depth
                 elif depth != leaf_depth:
@@ -664,67 +465,67 @@ class EncryptedTrees:
         delete_prefix(tx, row_prefix(table_id, index_id))
 
     # -- tree surgery --------------------------------------------------------------------------
-    def _descend(self, op: _Op, key: bytes) -> list[tuple[int, _Leaf | _Inner | bytes, int]] | None:
+    def _descend(self, op: _Op, key: bytes) -> list[tuple[int, Leaf | Inner | bytes, int]] | None:
         """Root-to-leaf path to ``key``'s leaf, or None for a tree without a root. Inner nodes stay plaintext
         bytes until ``_fix`` needs one (a split or merge below it): most writes change only the leaf."""
         pfx = op.pfx
-        rk = pfx + _ROOT_BYTES
+        rk = pfx + ROOT_BYTES
         blob = op.tx.get(rk)
         if blob is None:
             return None
-        pt = op.codec.open(_AAD_HEAD + rk, Sealed(blob))
+        pt = op.codec.open(AAD_HEAD + rk, Sealed(blob))
         nid = ROOT_ID
-        path: list[tuple[int, _Leaf | _Inner | bytes, int]] = []
+        path: list[tuple[int, Leaf | Inner | bytes, int]] = []
         while pt[:1] == b"\x01":
-            i, child = _inner_child(pt, key)
+            i, child = inner_child(pt, key)
             path.append((nid, pt, i))
             nid = child
             rk = pfx + nid.to_bytes(8, "big")
             blob = op.tx.get(rk)
             if blob is None:
                 raise IntegrityError("missing B+tree node")
-            pt = op.codec.open(_AAD_HEAD + rk, Sealed(blob))
-        node = _decode(pt)
-        if type(node) is not _Leaf:
+            pt = op.codec.open(AAD_HEAD + rk, Sealed(blob))
+        node = decode_node(pt)
+        if type(node) is not Leaf:
             raise IntegrityError("malformed B+tree node")
         path.append((nid, node, -1))
         return path
 
-    def _overflow(self, node: _Leaf | _Inner) -> bool:
-        if type(node) is _Leaf:
+    def _overflow(self, node: Leaf | Inner) -> bool:
+        if type(node) is Leaf:
             return len(node.keys) > 1 and node.size() > self.max_leaf_bytes
         return len(node.kids) > 1 and (
             len(node.kids) > self.max_inner_entries or node.size() > self.max_inner_bytes
         )
 
-    def _underflow(self, node: _Leaf | _Inner) -> bool:
-        if type(node) is _Leaf:
+    def _underflow(self, node: Leaf | Inner) -> bool:
+        if type(node) is Leaf:
             return node.size() < self.min_leaf_bytes
         n = len(node.kids)
         return n < 2 or (n < self.min_inner_entries and node.size() < self.max_inner_bytes // 4)
 
-    def _fits(self, node: _Leaf | _Inner) -> bool:
+    def _fits(self, node: Leaf | Inner) -> bool:
         return not self._overflow(node)
 
-    def _split(self, node: _Leaf | _Inner) -> tuple[list[_Leaf | _Inner], list[bytes]]:
+    def _split(self, node: Leaf | Inner) -> tuple[list[Leaf | Inner], list[bytes]]:
         """Split an overfull node into parts that fit, plus the separators between them."""
         if not self._overflow(node):
             return [node], []
-        if type(node) is _Leaf:
-            m = _mid([8 + len(k) + len(v) for k, v in zip(node.keys, node.vals, strict=True)])
-            left = _Leaf(node.keys[:m], node.vals[:m])
-            right = _Leaf(node.keys[m:], node.vals[m:])
-            sep = _shortest_separator(left.keys[-1], right.keys[0])
+        if type(node) is Leaf:
+            m = split_point([8 + len(k) + len(v) for k, v in zip(node.keys, node.vals, strict=True)])
+            left = Leaf(node.keys[:m], node.vals[:m])
+            right = Leaf(node.keys[m:], node.vals[m:])
+            sep = shortest_separator(left.keys[-1], right.keys[0])
         else:
-            m = _mid([12 + len(k) for k in node.keys] + [8])
-            left = _Inner(node.keys[: m - 1], node.kids[:m])
+            m = split_point([12 + len(k) for k in node.keys] + [8])
+            left = Inner(node.keys[: m - 1], node.kids[:m])
             sep = node.keys[m - 1]
-            right = _Inner(node.keys[m:], node.kids[m:])
+            right = Inner(node.keys[m:], node.kids[m:])
         lparts, lseps = self._split(left)
         rparts, rseps = self._split(right)
         return lparts + rparts, lseps + [sep] + rseps
 
-    def _fix(self, op: _Op, path: list[tuple[int, _Leaf | _Inner, int]]) -> None:
+    def _fix(self, op: _Op, path: list[tuple[int, Leaf | Inner, int]]) -> None:
         """Restore the size invariants bottom-up from a modified leaf, then write what changed."""
         level = len(path) - 1
         nid, node, _ = path[level]
@@ -732,7 +533,7 @@ class EncryptedTrees:
         while level > 0:
             pnid, parent, ci = path[level - 1]
             if type(parent) is bytes and (self._overflow(node) or self._underflow(node)):
-                parent = _decode(parent)
+                parent = decode_node(parent)
                 path[level - 1] = (pnid, parent, ci)
             if self._overflow(node):
                 parts, seps = self._split(node)
@@ -754,7 +555,7 @@ class EncryptedTrees:
 
     def _fix_root(self, op: _Op) -> None:
         root = op.dirty[ROOT_ID]
-        if type(root) is _Leaf and not root.keys:
+        if type(root) is Leaf and not root.keys:
             if self._keep_root:
                 return  # a directory stays, empty
             op.dead.add(ROOT_ID)  # an empty partition leaves no rows...
@@ -766,25 +567,25 @@ class EncryptedTrees:
             ids = [self._new_id(op) for _ in parts]
             for pid, part in zip(ids, parts, strict=True):
                 op.dirty[pid] = part
-            root = _Inner(seps, ids)
+            root = Inner(seps, ids)
         # Shrink: a root with a single child takes over that child's contents.
-        while type(root) is _Inner and len(root.kids) == 1:
+        while type(root) is Inner and len(root.kids) == 1:
             child_id = root.kids[0]
             root = self._node(op, child_id)
             op.dirty.pop(child_id, None)
             op.dead.add(child_id)
         op.dirty[ROOT_ID] = root
 
-    def _rebalance(self, op: _Op, parent: _Inner, ci: int) -> None:
+    def _rebalance(self, op: _Op, parent: Inner, ci: int) -> None:
         """Merge child ``ci`` with a neighbour, or even out the two if together they are too big."""
         li = ci - 1 if ci > 0 else 0
         ri = li + 1
         lid, rid = parent.kids[li], parent.kids[ri]
         left, right = self._node(op, lid), self._node(op, rid)
-        if type(left) is _Leaf:
-            merged: _Leaf | _Inner = _Leaf(left.keys + right.keys, left.vals + right.vals)
+        if type(left) is Leaf:
+            merged: Leaf | Inner = Leaf(left.keys + right.keys, left.vals + right.vals)
         else:
-            merged = _Inner(left.keys + [parent.keys[li]] + right.keys, left.kids + right.kids)
+            merged = Inner(left.keys + [parent.keys[li]] + right.keys, left.kids + right.kids)
         if self._fits(merged):
             op.dirty[lid] = merged
             op.dirty.pop(rid, None)
@@ -792,13 +593,13 @@ class EncryptedTrees:
             del parent.kids[ri]
             del parent.keys[li]
             return
-        if type(merged) is _Leaf:
-            m = _mid([8 + len(k) + len(v) for k, v in zip(merged.keys, merged.vals, strict=True)])
-            op.dirty[lid] = _Leaf(merged.keys[:m], merged.vals[:m])
-            op.dirty[rid] = _Leaf(merged.keys[m:], merged.vals[m:])
-            parent.keys[li] = _shortest_separator(merged.keys[m - 1], merged.keys[m])
+        if type(merged) is Leaf:
+            m = split_point([8 + len(k) + len(v) for k, v in zip(merged.keys, merged.vals, strict=True)])
+            op.dirty[lid] = Leaf(merged.keys[:m], merged.vals[:m])
+            op.dirty[rid] = Leaf(merged.keys[m:], merged.vals[m:])
+            parent.keys[li] = shortest_separator(merged.keys[m - 1], merged.keys[m])
         else:
-            m = _mid([12 + len(k) for k in merged.keys] + [8])
-            op.dirty[lid] = _Inner(merged.keys[: m - 1], merged.kids[:m])
-            op.dirty[rid] = _Inner(merged.keys[m:], merged.kids[m:])
+            m = split_point([12 + len(k) for k in merged.keys] + [8])
+            op.dirty[lid] = Inner(merged.keys[: m - 1], merged.kids[:m])
+            op.dirty[rid] = Inner(merged.keys[m:], merged.kids[m:])
             parent.keys[li] = merged.keys[m - 1]
