@@ -1,4 +1,5 @@
-"""Command line: ``dynavault serve``, ``dynavault kms serve``, ``dynavault credentials``, ``dynavault verify``.
+"""Command line: ``dynavault serve``, ``dynavault kms serve``, ``dynavault credentials``, ``dynavault verify``,
+``dynavault upgrade``.
 
 Flags are generated from Settings, so every setting is a flag, a DYNAVAULT_* variable and a config
 key under the same name (DESIGN.md "Command line").
@@ -146,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", dest="as_json", action="store_true", help="print one JSON document")
     verify.add_argument("--config", dest="config", default=None)
 
+    upgrade = sub.add_parser("upgrade", help="one-time, server stopped: add partition directories to an older data dir")
+    upgrade.add_argument("--data-dir", dest="data_dir", required=True)
+    up_keys = upgrade.add_mutually_exclusive_group()
+    up_keys.add_argument("--root-key-file", dest="root_key_file", default=None)
+    up_keys.add_argument("--kms-endpoint", dest="kms_endpoint", default=None)
+    upgrade.add_argument("--config", dest="config", default=None)
+
     try:
         from dynavault.bench.cli import add_bench_parser
     except ImportError:
@@ -185,6 +193,10 @@ def _main(argv: list[str] | None) -> int:
         from dynavault.verify import main as verify_main
 
         return verify_main(settings, args.canary, args.as_json)
+    if args.command == "upgrade":
+        from dynavault.upgrade import main as upgrade_main
+
+        return upgrade_main(settings)
     if args.command == "bench":
         return args.run(args)
     parser.error(f"unknown command {args.command}")

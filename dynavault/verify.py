@@ -19,15 +19,10 @@ from pathlib import Path
 
 import orjson
 
-from dynavault.caller import Caller
 from dynavault.config import Settings
 from dynavault.dynamodb.catalog import CATALOG_PREFIX, FORMAT_KEY, STATS_PREFIX, STORE_FORMAT, TableMeta
 from dynavault.errors import AWSError, IntegrityError, StartupError
-from dynavault.kms import blob as blobfmt
-from dynavault.kms.root import FileRoot, RootOfTrustError
-from dynavault.kms.store import KeyStore
-from dynavault.sse.kms_client import KmsClient, RemoteKms
-from dynavault.sse.table_keys import TableKeyService
+from dynavault.offline import OfflineKms, OfflineStore
 from dynavault.storage.directory import DIR_PREFIX
 from dynavault.storage.kv.base import prefix_end
 from dynavault.storage.kv.sqlite import SqliteKV
@@ -68,84 +63,19 @@ class Report:
         return "\n".join(out)
 
 
-# -- keys ---------------------------------------------------------------------------------------------------
-class OfflineKms:
-    """Decrypt only, from the key store on disk and the root key: what the in-process KMS would answer to the
-    database, without policies, audit or any write (an auditor holding the root key can do this anyway)."""
-
-    def __init__(self, data_dir: Path, root_key_file: Path) -> None:
-        # FileRoot creates a missing key file: verify must never do that
-        if not root_key_file.is_file():
-            raise StartupError(f"root key file {root_key_file} not found; give the file the server uses "
-                               "(--root-key-file) or a KMS endpoint (--kms-endpoint)")
-        try:
-            self._root = FileRoot(root_key_file)
-        except (OSError, RootOfTrustError) as exc:
-            raise StartupError(f"root key file {root_key_file} cannot be used ({exc})") from None
-        store_dir = data_dir / "kms"
-        self.store = KeyStore(store_dir, readonly=True) if (store_dir / "keys.sqlite3").is_file() else None
-        self.keys: dict[str, dict] = {}
-        if self.store is not None:
-            for doc in self.store.keys():
-                self.keys[doc["key_id"]] = doc
-
-    def __repr__(self) -> str:
-        return f"OfflineKms(keys={len(self.keys)})"
-
-    def invoke(self, caller: Caller, operation: str, params: dict) -> dict:
-        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-        from dynavault.kms.service import _Key
-        from dynavault.kms.trust import material_aad
-
-        if operation != "Decrypt":
-            raise AWSError("UnsupportedOperationException", f"verify does not call {operation}")
-        blob = base64.b64decode(params["CiphertextBlob"])
-        try:
-            header = blobfmt.parse_header(blob)
-        except blobfmt.BadBlob:
-            raise AWSError("InvalidCiphertextException", "the table key blob is malformed") from None
-        doc = self.keys.get(header.key_id)
-        if doc is None or self.store is None:
-            raise AWSError("NotFoundException", f"KMS key {header.key_id} is not in the key store (deleted?)")
-        arn = _Key.from_doc(doc).arn
-        sealed = self.store.sealed_material(header.key_id, header.material_index)
-        if sealed is None:
-            raise AWSError("NotFoundException", f"key material {header.material_index} of {arn} is missing")
-        try:
-            material = self._root.unseal(sealed, material_aad(arn, header.material_index))
-        except RootOfTrustError:
-            raise StartupError(f"the root key does not open the key material of {arn}: wrong --root-key-file "
-                               "for this data dir") from None
-        context = blobfmt.canonical_context(params.get("EncryptionContext"))
-        try:
-            plaintext = blobfmt.open_blob(AESGCM(material), blob, context)
-        except blobfmt.BadBlob:
-            raise AWSError("InvalidCiphertextException", "the table key blob failed authentication") from None
-        return {"KeyId": arn, "Plaintext": base64.b64encode(plaintext).decode()}
-
-    def key_state(self, arn: str) -> str:
-        key_id = arn.rsplit("/", 1)[-1]
-        doc = self.keys.get(key_id)
-        return doc["state"] if doc else "unknown"
-
-    def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-
-
 # -- the store ----------------------------------------------------------------------------------------------
-def _catalog(kv: SqliteKV, report: Report) -> list[TableMeta]:
+def _catalog(store: OfflineStore, report: Report) -> list[TableMeta]:
+    kv = store.kv
     tables = []
-    for key, raw in kv.range(CATALOG_PREFIX, prefix_end(CATALOG_PREFIX)):
+    for key, raw in store.catalog():
         try:
             tables.append(TableMeta.from_record(raw))
         except Exception:  # any damage: reported, the rest is still checked
             report.problem("catalog record does not parse", key[len(CATALOG_PREFIX):].decode(errors="replace"))
     fmt = kv.get(FORMAT_KEY)
     if fmt != STORE_FORMAT:
-        report.problem("store format record missing or unknown (a store without partition directories?)",
-                       "tables.db")
+        report.problem("store format record missing or unknown (a store without partition directories? "
+                       "`dynavault upgrade` adds them)", "tables.db")
     return tables
 
 
@@ -211,8 +141,8 @@ def _check_index(kv: SqliteKV, trees: EncryptedTrees, codec, meta: TableMeta, in
     return entries, len(stored)
 
 
-def _check_table(kv: SqliteKV, trees: EncryptedTrees, keys: TableKeyService, kms: KmsClient, meta: TableMeta,
-                 stats: dict[str, int], report: Report) -> None:
+def _check_table(store: OfflineStore, meta: TableMeta, stats: dict[str, int], report: Report) -> None:
+    kv, trees, kms = store.kv, store.trees, store.kms
     sse = meta.sse
     entry = {"name": meta.name, "account": meta.account, "region": meta.region, "table_id": meta.table_id,
              "status": meta.status, "key_type": sse.get("mode", "?"), "key_arn": sse.get("key_arn", "?"),
@@ -222,9 +152,7 @@ def _check_table(kv: SqliteKV, trees: EncryptedTrees, keys: TableKeyService, kms
     report.tables.append(entry)
     where = f"table {meta.name}"
     try:
-        who = keys.key_service(meta.account, meta.region, sse)
-        table_key = keys.decrypt_table_key(who, meta.name, meta.account, sse, wrap=False)
-        codec = keys.build_crypto(table_key, meta.id_bytes, sse["data_keys"]).codec
+        codec = store.crypto(meta).codec
     except AWSError as err:
         report.problem(f"the table key cannot be opened ({err.code}: {err.message}); its data is unchecked", where)
         return
@@ -310,34 +238,20 @@ def _scan_files(root: Path, canaries: list[str], report: Report) -> None:
 
 # -- the command --------------------------------------------------------------------------------------------
 def run(settings: Settings, canaries: list[str]) -> Report:
-    data = Path(settings.data_dir)
-    if not data.is_dir():
-        raise StartupError(f"data dir {data} not found; give the directory the server used (--data-dir)")
     for c in canaries:
         if len(c.encode()) < 6:
             raise StartupError(f"canary {c!r} is shorter than 6 bytes: too short to tell from chance matches")
-    report = Report(str(data), canaries=len(canaries))
-    kv = SqliteKV(data / "tables.db", readonly=True)
-    kms: KmsClient
-    if settings.kms_endpoint:
-        kms = RemoteKms(settings.kms_endpoint, settings.kms_access_key_id, settings.kms_secret_access_key)
-    else:
-        kms = OfflineKms(data, Path(settings.root_key_file).expanduser())
+    store = OfflineStore(settings, readonly=True)
+    report = Report(str(store.data), canaries=len(canaries))
     try:
-        from dynavault.kms.service import AWS_OWNED_ACCOUNT
-
-        keys = TableKeyService(kms, owned_key_arn=lambda region: "", owned_account=AWS_OWNED_ACCOUNT)
-        trees = EncryptedTrees(kv)
-        tables = _catalog(kv, report)
-        stats = _stats(kv)
+        tables = _catalog(store, report)
+        stats = _stats(store.kv)
         for meta in sorted(tables, key=lambda m: (m.account, m.region, m.name)):
-            _check_table(kv, trees, keys, kms, meta, stats, report)
-        _orphans(kv, tables, report)
+            _check_table(store, meta, stats, report)
+        _orphans(store.kv, tables, report)
     finally:
-        kv.close()
-        if isinstance(kms, OfflineKms):
-            kms.close()
-    _scan_files(data, canaries, report)
+        store.close()
+    _scan_files(store.data, canaries, report)
     return report
 
 

@@ -103,8 +103,9 @@ def check_store_format(kv: KVStore, has_tables: bool, where: object) -> None:
     """Refuse a store written before partition directories existed; mark a new store as having them.
 
     Such a store has partitions no directory lists, and this version cannot tell whether one of them
-    vanished; rather than build directories from whatever is in the store now (which would bless a
-    partition deleted meanwhile), the server refuses to start (DESIGN.md invariant 4)."""
+    vanished; rather than build directories silently from whatever is in the store now (which would bless a
+    partition deleted meanwhile), the server refuses to start (DESIGN.md invariant 4) and names the
+    one-time, explicit ``dynavault upgrade``, which says what it cannot detect."""
     raw = kv.get(FORMAT_KEY)
     if raw == STORE_FORMAT:
         return
@@ -113,8 +114,8 @@ def check_store_format(kv: KVStore, has_tables: bool, where: object) -> None:
                            "another dynavault version: start that version, or use a fresh --data-dir")
     if has_tables:
         raise StartupError(f"the table store {where} holds tables written before partition directories existed "
-                           "(or its format record was removed); start the dynavault version that wrote it, export "
-                           "the tables (Scan) and import them (BatchWriteItem) into a server with a fresh --data-dir")
+                           "(or its format record was removed); run `dynavault upgrade --data-dir DIR "
+                           "--root-key-file F` once with the server stopped")
     with kv.transaction() as tx:
         tx.put(FORMAT_KEY, CatalogRecord(STORE_FORMAT))
 
