@@ -26,6 +26,9 @@ from conftest import ServerProcess
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+# Generated examples include 70 KB strings; hypothesis warns about their repr, which is harmless here.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+
 #: the server's resident set after all generated requests (it starts near 60 MiB)
 RSS_BOUND_MIB = 400
 TABLE = "hostile"
