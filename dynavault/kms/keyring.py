@@ -118,6 +118,8 @@ class KeyRing:
             raise
 
     def delete_key_now(self, key: KmsKey) -> None:
+        """Forget the key, its aliases and its material for good (its deletion window ended). The caller
+        drops cached authorization verdicts and records the event: the ring knows neither."""
         for (account, region), names in self.aliases.items():
             if account != key.account or region != key.region:
                 continue
