@@ -53,7 +53,7 @@ class OfflineKms:
     def invoke(self, caller: Caller, operation: str, params: dict) -> dict:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-        from dynavault.kms.service import _Key
+        from dynavault.kms.model import KmsKey
         from dynavault.kms.trust import material_aad
 
         if operation != "Decrypt":
@@ -66,7 +66,7 @@ class OfflineKms:
         doc = self.keys.get(header.key_id)
         if doc is None or self.store is None:
             raise AWSError("NotFoundException", f"KMS key {header.key_id} is not in the key store (deleted?)")
-        arn = _Key.from_doc(doc).arn
+        arn = KmsKey.from_doc(doc).arn
         sealed = self.store.sealed_material(header.key_id, header.material_index)
         if sealed is None:
             raise AWSError("NotFoundException", f"key material {header.material_index} of {arn} is missing")
