@@ -36,6 +36,7 @@ def test_decrypt_once_per_connection_and_refresh(start_server):
     kms = srv.client("kms")
     key = kms.create_key()["KeyMetadata"]["Arn"]
     ddb = _fresh_client(srv)
+    created = time.monotonic()  # the cached entry is no older than this
     ddb.create_table(
         TableName="cached", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST",
@@ -48,12 +49,15 @@ def test_decrypt_once_per_connection_and_refresh(start_server):
     for _ in range(1000):
         assert ddb.get_item(TableName="cached", Key={"pk": {"S": "k"}})["Item"]["v"]["S"] == "x"
     elapsed = time.monotonic() - start
-    if elapsed < 3:  # all within one refresh interval: no further Decrypt
-        assert _decrypts(srv, "cached") == base
+    # On a loaded machine the loop may outlast the 3 s interval: each interval crossed is one refresh (a miss).
+    refreshes = _decrypts(srv, "cached") - base
+    if elapsed < 3 and time.monotonic() - created < 3:  # all within one refresh interval: no further Decrypt
+        assert refreshes == 0
+    assert refreshes <= (time.monotonic() - created) // 3
     time.sleep(3.2)
     ddb.get_item(TableName="cached", Key={"pk": {"S": "k"}})
     after_refresh = _decrypts(srv, "cached")
-    assert after_refresh == base + 1 + (1 if elapsed >= 3 else 0)
+    assert after_refresh == base + 1 + refreshes
 
     for _ in range(50):
         client = _fresh_client(srv)
@@ -64,7 +68,7 @@ def test_decrypt_once_per_connection_and_refresh(start_server):
     # the metrics endpoint shows the cache at work
     text = urllib.request.urlopen(srv.endpoint + "/metrics").read().decode()
     hits = [line for line in text.splitlines() if line.startswith('dynavault_key_cache_total{result="hit"}')]
-    assert hits and float(hits[0].split()[-1]) >= 1000
+    assert hits and float(hits[0].split()[-1]) >= 1000 - refreshes
 
 
 def _cache_entries(srv) -> float:
