@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynavault.errors import AWSError
-from dynavault.storage.keyorder import (
-    canonical_number,
+from dynavault.dynamodb.keyorder import (
     decode_key_tuple,
     encode_key_tuple,
     encode_key_value,
     prefix_range,
 )
+from dynavault.dynamodb.numbers import normalize_number as canonical_number
+from dynavault.errors import AWSError
 
 SETTINGS = settings(max_examples=300, deadline=None)
 
