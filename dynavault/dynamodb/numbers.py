@@ -29,6 +29,7 @@ __all__ = [
     "format_parts",
     "normalize_number",
     "number_parts",
+    "to_decimal",
 ]
 
 MAX_DIGITS = 38
@@ -114,9 +115,23 @@ def format_number(num: Decimal) -> str:
     return format(num.normalize(EXACT_CTX), "f")
 
 
+def to_decimal(text: str) -> Decimal:
+    """The Decimal of a valid number string.
+
+    A zero is valid with any exponent ("0E+999999999999999999999" is in range: it is zero), but Decimal()
+    refuses exponents past about 10^18; such a zero is just Decimal(0). Every nonzero valid number has an
+    exponent inside the range, so this never raises for what :func:`number_parts` accepted."""
+    try:
+        return Decimal(text.strip())
+    except decimal.InvalidOperation:
+        if number_parts(text)[0] == 0:
+            return Decimal(0)
+        raise
+
+
 def normalize_number(text: str) -> str:
     """Canonical DynamoDB form of a valid number string: "1.50" -> "1.5", "1E+2" -> "100", "-0" -> "0".
 
     The same text as ``format_parts(*number_parts(text))``; Decimal's C formatting is just faster, and this
     runs for every number of every item written."""
-    return format_number(Decimal(text.strip()))
+    return format_number(to_decimal(text))

@@ -14,7 +14,7 @@ from typing import Any
 
 from dynavault.errors import AWSError, validation
 
-from .numbers import EXACT_CTX, normalize_number, number_parts
+from .numbers import EXACT_CTX, normalize_number, number_parts, to_decimal
 
 TYPES = frozenset({"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"})
 SCALAR_ORDERED = frozenset({"S", "N", "B"})
@@ -64,7 +64,7 @@ def parse_number(text: Any) -> Decimal:
     """Parse and range-check a DynamoDB number string; raise DynamoDB's messages."""
     if not isinstance(text, str):
         raise _serialization(f"class {_java_class(text)} can not be converted to an String")
-    # number_parts decides everything on the string, so Decimal() only ever sees a valid number.
+    # number_parts decides everything on the string, so Decimal() only ever sees a valid nonzero number.
     if number_parts(text)[0] == 0:
         return Decimal(0)
     return Decimal(text.strip())
@@ -302,7 +302,7 @@ def compare(a: dict, b: dict) -> int | None:
         return None
     x, y = a[ta], b[ta]
     if ta == "N":
-        dx, dy = Decimal(x), Decimal(y)
+        dx, dy = to_decimal(x), to_decimal(y)
         return (dx > dy) - (dx < dy)
     if ta == "B":
         x, y = _binary(x), _binary(y)
@@ -321,13 +321,13 @@ def equals(a: dict | None, b: dict | None) -> bool:
     if ta == "S" or ta == "BOOL" or ta == "NULL":
         return x == y
     if ta == "N":
-        return x == y or Decimal(x) == Decimal(y)
+        return x == y or to_decimal(x) == to_decimal(y)
     if ta == "B":
         return x == y or _binary(x) == _binary(y)
     if ta == "SS":
         return len(x) == len(y) and set(x) == set(y)
     if ta == "NS":
-        return len(x) == len(y) and {Decimal(n) for n in x} == {Decimal(n) for n in y}
+        return len(x) == len(y) and {to_decimal(n) for n in x} == {to_decimal(n) for n in y}
     if ta == "BS":
         return len(x) == len(y) and {_binary(n) for n in x} == {_binary(n) for n in y}
     if ta == "L":
@@ -340,7 +340,7 @@ def equals(a: dict | None, b: dict | None) -> bool:
 def set_key(t: str, member: str) -> Any:
     """Identity of a set member for set algebra (numbers numerically, binaries by bytes)."""
     if t == "NS":
-        return Decimal(member)
+        return to_decimal(member)
     if t == "BS":
         return _binary(member)
     return member
