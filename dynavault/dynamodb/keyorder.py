@@ -31,6 +31,8 @@ TAG_NPOS = 0x0C
 
 _EXP_BIAS = 129  # E (for 0.d × 10^E) ranges over [-129, 126]
 _COMPLEMENT = bytes(range(255, -1, -1))
+_NPOS = bytes((TAG_NPOS,))
+_NNEG = bytes((TAG_NNEG,))
 # A pair of decimal digits as its base-100 byte plus one (1..100; 0 is the terminator).
 _PAIR = {f"{i:02d}": i + 1 for i in range(100)}
 
@@ -45,12 +47,10 @@ def _encode_number(text: str) -> bytes:
         return bytes((TAG_NZERO,))
     if len(ds) % 2:
         ds += "0"
-    body = bytearray((e + _EXP_BIAS,))
-    body.extend([_PAIR[ds[i : i + 2]] for i in range(0, len(ds), 2)])
-    body.append(0)
+    raw = bytes((e + _EXP_BIAS, *[_PAIR[ds[i : i + 2]] for i in range(0, len(ds), 2)], 0))
     if sign > 0:
-        return bytes((TAG_NPOS,)) + body
-    return bytes((TAG_NNEG,)) + body.translate(_COMPLEMENT)
+        return _NPOS + raw
+    return _NNEG + raw.translate(_COMPLEMENT)
 
 
 def encode_key_value(type_: str, value: str | bytes) -> bytes:
