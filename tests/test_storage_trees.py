@@ -14,8 +14,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from dynavault.dynamodb.keyorder import encode_key_value
 from dynavault.errors import IntegrityError
-from dynavault.storage.keyorder import encode_key_value
 from dynavault.storage.kv.sqlite import SqliteKV
 from dynavault.storage.sealed import Sealed, Token
 from dynavault.storage.trees import ROOT_ID, EncryptedTrees, row_prefix, segment_bounds

@@ -31,9 +31,9 @@ import orjson
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
-from dynavault.storage.keyorder import encode_key_value
 
 from .catalog import STATS_PREFIX
+from .keyorder import encode_key_value
 from .values import decode_binary, item_size
 
 if TYPE_CHECKING:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dynavault.errors import validation
-from dynavault.storage.keyorder import encode_key_value
 
 from .catalog import TableMeta
-from .values import decode_binary, normalize_number, validate_attribute_value
+from .keyorder import encode_key_value
+from .numbers import normalize_number
+from .values import decode_binary, validate_attribute_value
 
 _INVALID = "One or more parameter values were invalid: "
 MAX_HASH_BYTES = 2048

@@ -632,8 +632,7 @@ def _full_key(meta: TableMeta, where) -> dict | None:
 
 def _hash_bytes(meta: TableMeta, hv: dict) -> bytes:
     # keys.py has no public helper for a lone partition key value (see the issue report)
-    from dynavault.storage.keyorder import encode_key_value
-
+    from .keyorder import encode_key_value
     from .keys import _check_key_value
 
     return encode_key_value(meta.hash_type, _check_key_value(meta.hash_key, meta.hash_type, hv, is_hash=True,

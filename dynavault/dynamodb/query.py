@@ -21,7 +21,6 @@ import orjson
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
-from dynavault.storage.keyorder import prefix_range
 from dynavault.storage.kv.base import prefix_end
 from dynavault.storage.trees import segment_bounds
 
@@ -31,6 +30,7 @@ from .expressions import ast as east
 from .expressions.keycond import _flatten_and, _single, key_condition_from_parts
 from .indexes import IndexDef, base_key_bytes, encode_attr, find_index, scalar
 from .items import capacity, read_units
+from .keyorder import prefix_range
 from .values import item_size, validate_attribute_value, value_type
 
 if TYPE_CHECKING:

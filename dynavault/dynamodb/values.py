@@ -9,28 +9,17 @@ from __future__ import annotations
 
 import base64
 import binascii
-import decimal
-import re
 from decimal import Decimal
 from typing import Any
 
 from dynavault.errors import AWSError, validation
 
+from .numbers import EXACT_CTX, normalize_number, number_parts, to_decimal
+
 TYPES = frozenset({"S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS"})
 SCALAR_ORDERED = frozenset({"S", "N", "B"})
 
 MAX_ITEM_SIZE = 400 * 1024
-MAX_DIGITS = 38
-MAX_EXPONENT = 125  # largest magnitude 9.99..E+125
-MIN_EXPONENT = -130  # smallest magnitude 1E-130
-
-# Wide enough that no valid DynamoDB number (38 digits, exponent +-130) is ever rounded while we compute.
-_CTX = decimal.Context(prec=200, Emax=999999, Emin=-999999, traps=[decimal.InvalidOperation])
-# Arithmetic in update expressions is done at DynamoDB's precision.
-ARITH_CTX = decimal.Context(prec=MAX_DIGITS, Emax=999999, Emin=-999999, rounding=decimal.ROUND_HALF_EVEN)
-
-# Unambiguous (no two adjacent digit runs), so a failed match on a long digit string never backtracks.
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 # A value holds at most 32 levels counting the attribute itself (31 maps or lists around a scalar).
 MAX_NESTING = 32
 
@@ -38,10 +27,6 @@ MSG_EMPTY = "Supplied AttributeValue is empty, must contain exactly one of the s
 MSG_MULTI = (
     "Supplied AttributeValue has more than one datatypes set, must contain exactly one of the supported datatypes"
 )
-MSG_NOT_NUMERIC = "The parameter cannot be converted to a numeric value"
-MSG_OVERFLOW = "Number overflow. Attempting to store a number with magnitude larger than supported range"
-MSG_UNDERFLOW = "Number underflow. Attempting to store a number with magnitude smaller than supported range"
-MSG_DIGITS = "Attempting to store more than 38 significant digits in a Number"
 MSG_NULL = "One or more parameter values were invalid: Null attribute value types must have the value of true"
 MSG_EMPTY_SS = "One or more parameter values were invalid: An string set  may not be empty"
 MSG_EMPTY_NS = "One or more parameter values were invalid: An number set  may not be empty"
@@ -79,50 +64,10 @@ def parse_number(text: Any) -> Decimal:
     """Parse and range-check a DynamoDB number string; raise DynamoDB's messages."""
     if not isinstance(text, str):
         raise _serialization(f"class {_java_class(text)} can not be converted to an String")
-    if not text:
-        raise validation(MSG_NOT_NUMERIC)
-    stripped = text.strip()
-    if not _NUMBER_RE.fullmatch(stripped):
-        raise validation(f"{MSG_NOT_NUMERIC}: {text}")
-    # Everything is decided on the string: Decimal() refuses huge exponents and int() refuses long digit
-    # strings (the interpreter's limit), and both would turn a hostile number into a 500.
-    sig, adjusted = _digits_and_exponent(stripped)
-    if sig == 0:
+    # number_parts decides everything on the string, so Decimal() only ever sees a valid nonzero number.
+    if number_parts(text)[0] == 0:
         return Decimal(0)
-    if adjusted > MAX_EXPONENT:
-        raise validation(MSG_OVERFLOW)
-    if adjusted < MIN_EXPONENT:
-        raise validation(MSG_UNDERFLOW)
-    if sig > MAX_DIGITS:
-        raise validation(MSG_DIGITS)
-    return Decimal(stripped)
-
-
-def _digits_and_exponent(text: str) -> tuple[int, int]:
-    """(significant digits, adjusted exponent) of a string matching _NUMBER_RE; (0, 0) for zero.
-
-    Leading zeros never count as significant, trailing zeros are only positional."""
-    e = text.find("e")
-    if e < 0:
-        e = text.find("E")
-    mantissa = (text[:e] if e >= 0 else text).lstrip("+-")
-    exp = 0
-    if e >= 0:
-        exp_text = text[e + 1:]
-        negative = exp_text.startswith("-")
-        exp_digits = exp_text.lstrip("+-").lstrip("0")
-        # Past 9 digits the exponent is out of every range: saturate instead of converting it.
-        exp = 10**10 if len(exp_digits) > 9 else int(exp_digits or "0")
-        if negative:
-            exp = -exp
-    point = mantissa.find(".")
-    int_len = point if point >= 0 else len(mantissa)
-    digits = mantissa.replace(".", "")
-    stripped = digits.lstrip("0")
-    if not stripped:
-        return 0, 0
-    first = len(digits) - len(stripped)  # index of the first significant digit
-    return len(stripped.rstrip("0")), int_len - 1 - first + exp
+    return Decimal(text.strip())
 
 
 def _java_class(value: Any) -> str:
@@ -240,20 +185,6 @@ def validate_item(item: dict) -> None:
         raise validation(MSG_ITEM_SIZE)
 
 
-def format_number(num: Decimal) -> str:
-    """Plain (never exponent) notation without trailing zeros, as DynamoDB returns numbers."""
-    if num.is_zero():
-        return "0"
-    num = num.normalize(_CTX)
-    text = format(num, "f")
-    return text
-
-
-def normalize_number(text: str) -> str:
-    """Canonical DynamoDB form of a number string: "1.50" -> "1.5", "1E+2" -> "100", "-0" -> "0"."""
-    return format_number(Decimal(text.strip()))
-
-
 def canonical_value(value: dict) -> dict:
     """A wire value with every number canonical (a new dict only where something changes)."""
     for t, v in value.items():
@@ -300,7 +231,7 @@ def _num_size_decimal(text: str) -> int:
     num = Decimal(text.strip())
     if num.is_zero():
         return 1
-    digits = "".join(map(str, num.normalize(_CTX).as_tuple().digits))
+    digits = "".join(map(str, num.normalize(EXACT_CTX).as_tuple().digits))
     return (len(digits) + 1) // 2 + 1
 
 
@@ -371,7 +302,7 @@ def compare(a: dict, b: dict) -> int | None:
         return None
     x, y = a[ta], b[ta]
     if ta == "N":
-        dx, dy = Decimal(x), Decimal(y)
+        dx, dy = to_decimal(x), to_decimal(y)
         return (dx > dy) - (dx < dy)
     if ta == "B":
         x, y = _binary(x), _binary(y)
@@ -390,13 +321,13 @@ def equals(a: dict | None, b: dict | None) -> bool:
     if ta == "S" or ta == "BOOL" or ta == "NULL":
         return x == y
     if ta == "N":
-        return x == y or Decimal(x) == Decimal(y)
+        return x == y or to_decimal(x) == to_decimal(y)
     if ta == "B":
         return x == y or _binary(x) == _binary(y)
     if ta == "SS":
         return len(x) == len(y) and set(x) == set(y)
     if ta == "NS":
-        return len(x) == len(y) and {Decimal(n) for n in x} == {Decimal(n) for n in y}
+        return len(x) == len(y) and {to_decimal(n) for n in x} == {to_decimal(n) for n in y}
     if ta == "BS":
         return len(x) == len(y) and {_binary(n) for n in x} == {_binary(n) for n in y}
     if ta == "L":
@@ -409,7 +340,7 @@ def equals(a: dict | None, b: dict | None) -> bool:
 def set_key(t: str, member: str) -> Any:
     """Identity of a set member for set algebra (numbers numerically, binaries by bytes)."""
     if t == "NS":
-        return Decimal(member)
+        return to_decimal(member)
     if t == "BS":
         return _binary(member)
     return member

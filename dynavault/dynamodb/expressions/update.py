@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from dynavault.dynamodb.expressions.ast import Operand, PathOp, Projection, path_str, project, resolve
-from dynavault.dynamodb.values import (
+from dynavault.dynamodb.numbers import (
     ARITH_CTX,
     MAX_DIGITS,
     MAX_EXPONENT,
@@ -19,9 +19,8 @@ from dynavault.dynamodb.values import (
     MSG_OVERFLOW,
     MSG_UNDERFLOW,
     format_number,
-    set_key,
-    value_type,
 )
+from dynavault.dynamodb.values import set_key, value_type
 from dynavault.errors import validation
 
 MSG_NO_ATTRIBUTE = "The provided expression refers to an attribute that does not exist in the item"

@@ -17,13 +17,11 @@ still compare element by element under plain bytewise comparison (the Foundation
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from decimal import Decimal
 
-from dynavault.errors import validation
+from .numbers import format_parts, number_parts
 
-__all__ = ["encode_key_value", "encode_key_tuple", "decode_key_tuple", "prefix_range", "canonical_number"]
+__all__ = ["encode_key_value", "encode_key_tuple", "decode_key_tuple", "prefix_range"]
 
 TAG_B = 0x01
 TAG_S = 0x02
@@ -31,76 +29,28 @@ TAG_NNEG = 0x0A
 TAG_NZERO = 0x0B
 TAG_NPOS = 0x0C
 
-MAX_DIGITS = 38
 _EXP_BIAS = 129  # E (for 0.d × 10^E) ranges over [-129, 126]
-_NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-
-MSG_NOT_NUMERIC = "The parameter cannot be converted to a numeric value"
-MSG_OVERFLOW = "Number overflow. Attempting to store a number with magnitude larger than supported range"
-MSG_UNDERFLOW = "Number underflow. Attempting to store a number with magnitude smaller than supported range"
-MSG_DIGITS = "Attempting to store more than 38 significant digits in a Number"
-
 _COMPLEMENT = bytes(range(255, -1, -1))
+_NPOS = bytes((TAG_NPOS,))
+_NNEG = bytes((TAG_NNEG,))
+# A pair of decimal digits as its base-100 byte plus one (1..100; 0 is the terminator).
+_PAIR = {f"{i:02d}": i + 1 for i in range(100)}
 
 
 def _escape(raw: bytes) -> bytes:
     return raw.replace(b"\x00", b"\x00\xff") + b"\x00"
 
 
-def _parse_number(text: str) -> tuple[int, str, int]:
-    """(sign, significant digits without trailing zeros, E) for |n| = 0.digits × 10^E; sign 0 for zero.
-
-    Exact: Decimal's constructor never rounds, and we never run context arithmetic on it."""
-    if not isinstance(text, str):
-        raise TypeError(f"N values are str, not {type(text).__name__}")
-    stripped = text.strip()
-    if not _NUMBER_RE.fullmatch(stripped):
-        raise validation(f"{MSG_NOT_NUMERIC}: {text}" if text else MSG_NOT_NUMERIC)
-    sign, digits, exp = Decimal(stripped).as_tuple()
-    ds = "".join(map(str, digits)).lstrip("0")
-    if not ds:
-        return 0, "", 0
-    stripped_digits = ds.rstrip("0")
-    e = exp + len(ds)  # value = 0.ds × 10^(exp + len(ds))
-    if e - 1 > 125:
-        raise validation(MSG_OVERFLOW)
-    if e - 1 < -130:
-        raise validation(MSG_UNDERFLOW)
-    if len(stripped_digits) > MAX_DIGITS:
-        raise validation(MSG_DIGITS)
-    return (-1 if sign else 1), stripped_digits, e
-
-
 def _encode_number(text: str) -> bytes:
-    sign, ds, e = _parse_number(text)
+    sign, ds, e = number_parts(text)
     if sign == 0:
         return bytes((TAG_NZERO,))
     if len(ds) % 2:
         ds += "0"
-    body = bytearray((e + _EXP_BIAS,))
-    body.extend(int(ds[i : i + 2]) + 1 for i in range(0, len(ds), 2))
-    body.append(0)
+    raw = bytes((e + _EXP_BIAS, *[_PAIR[ds[i : i + 2]] for i in range(0, len(ds), 2)], 0))
     if sign > 0:
-        return bytes((TAG_NPOS,)) + bytes(body)
-    return bytes((TAG_NNEG,)) + bytes(body).translate(_COMPLEMENT)
-
-
-def canonical_number(text: str) -> str:
-    """DynamoDB's canonical text for a number: plain notation, no trailing zeros, "-0" is "0"."""
-    sign, ds, e = _parse_number(text)
-    return _format(sign, ds, e)
-
-
-def _format(sign: int, ds: str, e: int) -> str:
-    if sign == 0:
-        return "0"
-    if e <= 0:
-        out = "0." + "0" * (-e) + ds
-    elif e >= len(ds):
-        out = ds + "0" * (e - len(ds))
-    else:
-        out = ds[:e] + "." + ds[e:]
-    return "-" + out if sign < 0 else out
+        return _NPOS + raw
+    return _NNEG + raw.translate(_COMPLEMENT)
 
 
 def encode_key_value(type_: str, value: str | bytes) -> bytes:
@@ -151,7 +101,7 @@ def _read_number(raw: bytes, i: int, negative: bool) -> tuple[str, int]:
     if not pairs or any(b < 1 or b > 100 for b in pairs):
         raise ValueError("malformed number encoding")
     ds = "".join(f"{b - 1:02d}" for b in pairs).rstrip("0")
-    return _format(-1 if negative else 1, ds, e), j + 1
+    return format_parts(-1 if negative else 1, ds, e), j + 1
 
 
 def decode_key_tuple(raw: bytes) -> list[tuple[str, str | bytes]]:

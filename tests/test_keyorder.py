@@ -8,14 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynavault.errors import AWSError
-from dynavault.storage.keyorder import (
-    canonical_number,
+from dynavault.dynamodb.keyorder import (
     decode_key_tuple,
     encode_key_tuple,
     encode_key_value,
     prefix_range,
 )
+from dynavault.dynamodb.numbers import normalize_number as canonical_number
+from dynavault.errors import AWSError
 
 SETTINGS = settings(max_examples=300, deadline=None)
 
@@ -186,3 +186,37 @@ def test_prefix_range_covers_exactly_the_prefixed_values(t: str, data) -> None:
     enc = head + encode_key_value(t, value)
     inside = lo <= enc and (hi is None or enc < hi)
     assert inside == _model(t, value).startswith(_model(t, prefix))
+
+
+NUMBERISH = st.text(st.sampled_from("0123456789.eE+- ٠١"), max_size=14) | st.builds(
+    lambda d, e: d + e, st.text(st.sampled_from("0123456789."), min_size=1, max_size=60),
+    st.sampled_from(["", "e5", "E-140", "e+126", "e" + "9" * 30, "E-" + "0" * 12 + "7"]),
+)
+
+
+@SETTINGS
+@given(NUMBERISH)
+def test_key_encoding_and_value_validation_accept_the_same_numbers(text: str) -> None:
+    # One parser: an N key value is encodable exactly when it is a valid attribute value, and a refused
+    # one gets the same ValidationException text from both.
+    from dynavault.dynamodb.values import validate_attribute_value
+
+    def outcome(f):
+        try:
+            f()
+        except AWSError as e:
+            return e.message
+        return None
+
+    from_values = outcome(lambda: validate_attribute_value({"N": text}, "n"))
+    from_keys = outcome(lambda: encode_key_value("N", text))
+    assert from_keys == from_values
+    if from_keys is None:
+        assert decode_key_tuple(encode_key_value("N", text)) == [("N", canonical_number(text))]
+
+
+def test_unicode_digits_encode_as_the_digits_they_stand_for() -> None:
+    # The grammar admits any Unicode decimal digit (as Decimal does); "٠" (Arabic-Indic zero) is a zero.
+    assert encode_key_value("N", "١٢") == encode_key_value("N", "12")
+    assert encode_key_value("N", "٠" * 40 + "١") == encode_key_value("N", "1")
+    assert encode_key_value("N", "-١.٥٠") == encode_key_value("N", "-1.5")
