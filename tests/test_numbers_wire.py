@@ -40,3 +40,14 @@ def test_zero_with_huge_exponent_is_zero(shared_server, table, zero: str) -> Non
                     ExpressionAttributeValues={":z": {"NS": [zero]}})
     after = ddb.get_item(TableName=table, Key={"pk": {"N": "0"}}, ConsistentRead=True)["Item"]
     assert after["s"] == {"NS": ["1"]}
+
+
+@pytest.mark.parametrize("zero", [HUGE_ZERO, HUGE_NEG_ZERO])
+def test_arithmetic_on_a_huge_exponent_zero(shared_server, table, zero: str) -> None:
+    ddb = shared_server.client("dynamodb")
+    ddb.put_item(TableName=table, Item={"pk": {"N": "7"}, "a": {"N": "2"}})
+    for expression in ("ADD a :z", "SET a = a + :z", "SET a = a - :z", "SET b = :z + :z"):
+        ddb.update_item(TableName=table, Key={"pk": {"N": "7"}}, UpdateExpression=expression,
+                        ExpressionAttributeValues={":z": {"N": zero}})
+    item = ddb.get_item(TableName=table, Key={"pk": {"N": "7"}}, ConsistentRead=True)["Item"]
+    assert item == {"pk": {"N": "7"}, "a": {"N": "2"}, "b": {"N": "0"}}

@@ -19,6 +19,7 @@ from dynavault.dynamodb.numbers import (
     MSG_OVERFLOW,
     MSG_UNDERFLOW,
     format_number,
+    to_decimal,
 )
 from dynavault.dynamodb.values import set_key, value_type
 from dynavault.errors import validation
@@ -106,9 +107,9 @@ class Arith(Operand):
         if x is None or y is None:
             raise validation(MSG_BAD_TYPE)
         if self.op == "+":
-            r = ARITH_CTX.add(Decimal(x), Decimal(y))
+            r = ARITH_CTX.add(to_decimal(x), to_decimal(y))
         else:
-            r = ARITH_CTX.subtract(Decimal(x), Decimal(y))
+            r = ARITH_CTX.subtract(to_decimal(x), to_decimal(y))
         return {"N": checked_number(r)}
 
     def __repr__(self) -> str:
@@ -234,7 +235,7 @@ def _add(old: dict | None, value: dict) -> dict:
     if ot != t:
         raise validation(MSG_BAD_TYPE)
     if t == "N":
-        return {"N": checked_number(ARITH_CTX.add(Decimal(old["N"]), Decimal(value["N"])))}
+        return {"N": checked_number(ARITH_CTX.add(to_decimal(old["N"]), to_decimal(value["N"])))}
     if t in ("SS", "NS", "BS"):
         seen = {set_key(t, m) for m in old[t]}
         merged = list(old[t])
