@@ -8,18 +8,26 @@ never creating a root key), or through a remote KMS endpoint (``RemoteKms``).
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 from dynavault.caller import Caller
 from dynavault.config import Settings
 from dynavault.dynamodb.catalog import CATALOG_PREFIX, TableMeta
-from dynavault.errors import AWSError, StartupError
+from dynavault.errors import StartupError
 from dynavault.kms import blob as blobfmt
 from dynavault.kms.root import FileRoot, RootOfTrustError
 from dynavault.kms.store import KeyStore
 from dynavault.sse.crypto import TableCrypto
-from dynavault.sse.kms_client import KmsClient, RemoteKms
+from dynavault.sse.key_port import (
+    DataKey,
+    Grant,
+    InvalidCiphertext,
+    KeyInfo,
+    KeyNotFound,
+    KeyPort,
+    KmsFailure,
+)
+from dynavault.sse.kms_client import RemoteKms
 from dynavault.sse.table_keys import TableKeyService
 from dynavault.storage.kv.base import prefix_end
 from dynavault.storage.kv.sqlite import SqliteKV
@@ -50,37 +58,49 @@ class OfflineKms:
     def __repr__(self) -> str:
         return f"OfflineKms(keys={len(self.keys)})"
 
-    def invoke(self, caller: Caller, operation: str, params: dict) -> dict:
+    def decrypt(self, caller: Caller, blob: bytes, context: dict[str, str]) -> bytes:
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         from dynavault.kms.model import KmsKey
         from dynavault.kms.trust import material_aad
 
-        if operation != "Decrypt":
-            raise AWSError("UnsupportedOperationException", f"offline tools do not call {operation}")
-        blob = base64.b64decode(params["CiphertextBlob"])
         try:
             header = blobfmt.parse_header(blob)
         except blobfmt.BadBlob:
-            raise AWSError("InvalidCiphertextException", "the table key blob is malformed") from None
+            raise InvalidCiphertext("InvalidCiphertextException", "the table key blob is malformed") from None
         doc = self.keys.get(header.key_id)
         if doc is None or self.store is None:
-            raise AWSError("NotFoundException", f"KMS key {header.key_id} is not in the key store (deleted?)")
+            raise KeyNotFound("NotFoundException", f"KMS key {header.key_id} is not in the key store (deleted?)")
         arn = KmsKey.from_doc(doc).arn
         sealed = self.store.sealed_material(header.key_id, header.material_index)
         if sealed is None:
-            raise AWSError("NotFoundException", f"key material {header.material_index} of {arn} is missing")
+            raise KeyNotFound("NotFoundException", f"key material {header.material_index} of {arn} is missing")
         try:
             material = self._root.unseal(sealed, material_aad(arn, header.material_index))
         except RootOfTrustError:
             raise StartupError(f"the root key does not open the key material of {arn}: wrong --root-key-file "
                                "for this data dir") from None
-        context = blobfmt.canonical_context(params.get("EncryptionContext"))
         try:
-            plaintext = blobfmt.open_blob(AESGCM(material), blob, context)
+            return blobfmt.open_blob(AESGCM(material), blob, blobfmt.canonical_context(context))
         except blobfmt.BadBlob:
-            raise AWSError("InvalidCiphertextException", "the table key blob failed authentication") from None
-        return {"KeyId": arn, "Plaintext": base64.b64encode(plaintext).decode()}
+            raise InvalidCiphertext("InvalidCiphertextException", "the table key blob failed authentication") from None
+
+    # offline tools only ever decrypt
+    def _unsupported(self, operation: str) -> KmsFailure:
+        return KmsFailure("UnsupportedOperationException", f"offline tools do not call {operation}")
+
+    def describe_key(self, caller: Caller, key_id: str) -> KeyInfo:
+        raise self._unsupported("DescribeKey")
+
+    def generate_data_key(self, caller: Caller, key_id: str, context: dict[str, str]) -> DataKey:
+        raise self._unsupported("GenerateDataKey")
+
+    def create_grant(self, caller: Caller, key_id: str, *, grantee: str, retiring: str,
+                     operations: list[str], context_subset: dict[str, str]) -> Grant:
+        raise self._unsupported("CreateGrant")
+
+    def retire_grant(self, caller: Caller, key_id: str, grant_id: str) -> None:
+        raise self._unsupported("RetireGrant")
 
     def key_state(self, arn: str) -> str:
         key_id = arn.rsplit("/", 1)[-1]
@@ -107,7 +127,7 @@ class OfflineStore:
             # SqliteKV would create an empty store: a typo in --data-dir must not leave one behind
             raise StartupError(f"no table store at {db}; give the data dir a server wrote (--data-dir)")
         self.kv = SqliteKV(db, readonly=readonly)
-        self.kms: KmsClient
+        self.kms: KeyPort
         try:
             if settings.kms_endpoint:
                 self.kms = RemoteKms(settings.kms_endpoint, settings.kms_access_key_id,
@@ -130,7 +150,7 @@ class OfflineStore:
         return list(self.kv.range(CATALOG_PREFIX, prefix_end(CATALOG_PREFIX)))
 
     def crypto(self, meta: TableMeta) -> TableCrypto:
-        """The table's unwrapped keys. Raises AWSError when KMS refuses the table key, and IntegrityError,
+        """The table's unwrapped keys. Raises KeyPortError when KMS refuses the table key, and IntegrityError,
         KeyError, ValueError or TypeError when the wrapped data keys do not open."""
         who = self.keys.key_service(meta.account, meta.region, meta.sse)
         table_key = self.keys.decrypt_table_key(who, meta.name, meta.account, meta.sse, wrap=False)

@@ -19,6 +19,7 @@ from dynavault.config import Settings
 from dynavault.dynamodb.catalog import FORMAT_KEY, STORE_FORMAT, TableMeta
 from dynavault.errors import AWSError, IntegrityError, StartupError
 from dynavault.offline import OfflineStore
+from dynavault.sse.key_port import KeyPortError
 from dynavault.storage.kv.base import KVReader, KVTransaction, prefix_end
 from dynavault.storage.sealed import TOKEN_SIZE, CatalogRecord, Token
 from dynavault.storage.trees import row_prefix
@@ -55,7 +56,7 @@ def _upgrade_table(store: OfflineStore, key: bytes, meta: TableMeta) -> str:
     where = f"table {meta.name!r} (account {meta.account}, region {meta.region})"
     try:
         crypto = store.crypto(meta)
-    except AWSError as err:
+    except (AWSError, KeyPortError) as err:
         raise StartupError(f"{where}: its table key cannot be opened ({err.code}: {err.message}); make its KMS key "
                            "usable (enable it, cancel its deletion, reach its KMS) and run the upgrade again") from None
     except (IntegrityError, KeyError, ValueError, TypeError):

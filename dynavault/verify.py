@@ -23,6 +23,7 @@ from dynavault.config import Settings
 from dynavault.dynamodb.catalog import CATALOG_PREFIX, FORMAT_KEY, STATS_PREFIX, STORE_FORMAT, TableMeta
 from dynavault.errors import AWSError, IntegrityError, StartupError
 from dynavault.offline import OfflineKms, OfflineStore
+from dynavault.sse.key_port import KeyPortError
 from dynavault.storage.directory import DIR_PREFIX
 from dynavault.storage.kv.base import prefix_end
 from dynavault.storage.kv.sqlite import SqliteKV
@@ -153,7 +154,7 @@ def _check_table(store: OfflineStore, meta: TableMeta, stats: dict[str, int], re
     where = f"table {meta.name}"
     try:
         codec = store.crypto(meta).codec
-    except AWSError as err:
+    except (AWSError, KeyPortError) as err:
         report.problem(f"the table key cannot be opened ({err.code}: {err.message}); its data is unchecked", where)
         return
     except (IntegrityError, KeyError, ValueError, TypeError) as exc:

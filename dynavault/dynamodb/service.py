@@ -13,7 +13,8 @@ from dynavault.caller import Caller
 from dynavault.config import Settings
 from dynavault.errors import AWSError
 from dynavault.sse.crypto import TableCrypto
-from dynavault.sse.kms_client import InProcessKms, KmsClient, RemoteKms
+from dynavault.sse.key_port import KeyPort, KeyPortError
+from dynavault.sse.kms_client import InProcessKms, RemoteKms
 from dynavault.sse.table_keys import TableKeyService
 from dynavault.storage.kv.sqlite import SqliteKV
 from dynavault.storage.trees import EncryptedTrees
@@ -28,7 +29,7 @@ Handler = Callable[["DynamoDBService", Caller, dict], dict]
 
 
 class DynamoDBService:
-    def __init__(self, settings: Settings, kms: KmsClient, *, owned_key_arn: Callable[[str], str],
+    def __init__(self, settings: Settings, kms: KeyPort, *, owned_key_arn: Callable[[str], str],
                  owned_account: str, metrics=None) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -123,15 +124,17 @@ def build_dynamodb(settings: Settings, components: dict, metrics=None) -> Dynamo
     owned_account = components["owned_account"]
     if settings.kms_endpoint:
         remote = RemoteKms(settings.kms_endpoint, settings.kms_access_key_id, settings.kms_secret_access_key)
-        client: KmsClient = remote
+        client: KeyPort = remote
         owned_arns: dict[str, str] = {}
 
         def owned_key_arn(region: str) -> str:
             # The remote KMS keeps the owned key under a reserved alias of the service account.
             if region not in owned_arns:
                 caller = svc.keys.service_caller(owned_account, region)
-                meta = remote.invoke(caller, "DescribeKey", {"KeyId": "alias/aws/dynamodb-owned"})["KeyMetadata"]
-                owned_arns[region] = meta["Arn"]
+                try:
+                    owned_arns[region] = remote.describe_key(caller, "alias/aws/dynamodb-owned").arn
+                except KeyPortError as err:  # answered as the KMS said it, as before the typed port
+                    raise AWSError(err.code, err.message, err.status) from None
             return owned_arns[region]
     else:
         kms_service = components["kms"]

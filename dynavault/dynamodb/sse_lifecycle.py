@@ -25,6 +25,7 @@ import orjson
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
 from dynavault.sse import rewrap
+from dynavault.sse.key_port import KeyPortError, key_error
 from dynavault.sse.kms_errors import wrap_kms_error
 from dynavault.sse.table_keys import OWNED, TableKeyRef
 from dynavault.storage.sealed import CatalogRecord
@@ -64,7 +65,7 @@ def inaccessible_error(meta: TableMeta) -> AWSError:
     err = meta.sse_state.get("error") or {}
     code = err.get("code") or "DisabledException"
     message = err.get("message") or f"{meta.sse.get('key_arn')} is disabled."
-    return wrap_kms_error(AWSError(code, message))
+    return wrap_kms_error(key_error(code, message))
 
 
 def refuse_if_inaccessible(meta: TableMeta) -> None:
@@ -227,7 +228,7 @@ class SSELifecycle:
         who = self.keys.key_service(meta.account, meta.region, meta.sse)
         try:
             self.keys.decrypt_table_key(who, meta.name, meta.account, meta.sse, wrap=False)
-        except AWSError as err:
+        except KeyPortError as err:
             if err.code not in KEY_LOST_CODES:
                 return  # KMS unreachable or throttled: not a verdict on the key
             self._lost(meta, err)
@@ -235,7 +236,7 @@ class SSELifecycle:
         if meta.status == INACCESSIBLE:
             self._transition(meta, "ACTIVE", drop=("inaccessible_since", "error"))
 
-    def _lost(self, meta: TableMeta, err: AWSError) -> None:
+    def _lost(self, meta: TableMeta, err: KeyPortError) -> None:
         now = self.clock()
         if meta.status != INACCESSIBLE:
             self.keys.forget_table(meta.id_bytes)  # no cached key outlives the verdict

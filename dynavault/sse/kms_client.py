@@ -1,37 +1,83 @@
-"""How the database reaches KMS: in process (no HTTP) or a remote KMS-compatible endpoint.
+"""Adapters of the key port (key_port.py) to a KMS that speaks TrentService JSON: in process (no HTTP)
+or a remote KMS-compatible endpoint.
 
-Both expose ``invoke(caller, operation, params) -> dict`` with the JSON the wire carries, and raise
-AWSError with the KMS error code. The remote client retries throttling and transient failures with
-bounded, jittered backoff and fails with code ``KMSUnavailable`` in bounded time.
+``WireKeys`` turns each port call into the wire request KMS's own API takes (the same parameters, so
+the audit trail shows what a DynamoDB would send) and the answer or AWSError back into bytes, records
+and typed errors; subclasses only carry a request: ``InProcessKms`` hands it to the key service's
+dispatch (which authorizes and audits it), ``RemoteKms`` signs and posts it. The remote client retries
+throttling and transient failures with bounded, jittered backoff and fails with ``KeyUnavailable``
+(code ``KMSUnavailable``) in bounded time.
 """
 
 from __future__ import annotations
 
+import base64
 import random
 import time
-from typing import Protocol
 
 import orjson
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError
 
+from .key_port import DataKey, Grant, KeyInfo, key_error
+
 RETRYABLE = {"ThrottlingException", "KMSInternalException", "DependencyTimeoutException", "LimitExceededException"}
 
 
-class KmsClient(Protocol):
-    def invoke(self, caller: Caller, operation: str, params: dict) -> dict: ...
+class WireKeys:
+    """The key port over ``_invoke(caller, operation, params) -> dict`` (raising AWSError)."""
+
+    def _invoke(self, caller: Caller, operation: str, params: dict) -> dict:
+        raise NotImplementedError
+
+    def _call(self, caller: Caller, operation: str, params: dict) -> dict:
+        try:
+            return self._invoke(caller, operation, params)
+        except AWSError as err:
+            raise key_error(err.code, err.message, err.status) from None
+
+    def describe_key(self, caller: Caller, key_id: str) -> KeyInfo:
+        meta = self._call(caller, "DescribeKey", {"KeyId": key_id})["KeyMetadata"]
+        return KeyInfo(arn=meta["Arn"], state=meta.get("KeyState"), manager=meta.get("KeyManager"),
+                       usage=meta.get("KeyUsage", "ENCRYPT_DECRYPT"), spec=meta.get("KeySpec", "SYMMETRIC_DEFAULT"))
+
+    def generate_data_key(self, caller: Caller, key_id: str, context: dict[str, str]) -> DataKey:
+        out = self._call(caller, "GenerateDataKey", {"KeyId": key_id, "KeySpec": "AES_256",
+                                                     "EncryptionContext": context})
+        return DataKey(base64.b64decode(out["Plaintext"]), base64.b64decode(out["CiphertextBlob"]))
+
+    def decrypt(self, caller: Caller, blob: bytes, context: dict[str, str]) -> bytes:
+        out = self._call(caller, "Decrypt", {"CiphertextBlob": base64.b64encode(blob).decode(),
+                                             "EncryptionContext": context})
+        return base64.b64decode(out["Plaintext"])
+
+    def create_grant(self, caller: Caller, key_id: str, *, grantee: str, retiring: str,
+                     operations: list[str], context_subset: dict[str, str]) -> Grant:
+        out = self._call(caller, "CreateGrant", {
+            "KeyId": key_id,
+            "GranteePrincipal": grantee,
+            "RetiringPrincipal": retiring,
+            "Operations": operations,
+            "Constraints": {"EncryptionContextSubset": context_subset},
+        })
+        return Grant(out["GrantId"], out.get("GrantToken", ""))
+
+    def retire_grant(self, caller: Caller, key_id: str, grant_id: str) -> None:
+        self._call(caller, "RetireGrant", {"KeyId": key_id, "GrantId": grant_id})
 
 
-class InProcessKms:
+class InProcessKms(WireKeys):
+    """The key service in this process, through its dispatch so every call is authorized and audited."""
+
     def __init__(self, service) -> None:
         self.service = service
 
-    def invoke(self, caller: Caller, operation: str, params: dict) -> dict:
+    def _invoke(self, caller: Caller, operation: str, params: dict) -> dict:
         return self.service.invoke(caller, operation, params)
 
 
-class RemoteKms:
+class RemoteKms(WireKeys):
     """A remote KMS endpoint, signed with the database's own credentials.
 
     The caller the database acts for is sent in ``x-dynavault-on-behalf-of`` (account, principal,
@@ -51,7 +97,7 @@ class RemoteKms:
         self.base_delay = base_delay
         self.pool = urllib3.PoolManager(maxsize=8, retries=False)
 
-    def invoke(self, caller: Caller, operation: str, params: dict) -> dict:
+    def _invoke(self, caller: Caller, operation: str, params: dict) -> dict:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
 

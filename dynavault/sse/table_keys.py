@@ -12,21 +12,24 @@ keep-alive connection must pass its own. Refresh failure fails closed.
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from dynavault.caller import DYNAMODB_SERVICE, Caller
 from dynavault.errors import AWSError
 
 from .crypto import NodeCipher, StreamCipher, TableCrypto, unwrap_data_key, wrap_data_key
-from .kms_client import KmsClient
+from .key_port import InvalidKeyRequest, KeyDisabled, KeyInvalidState, KeyPort, KeyPortError, KmsFailure
 from .kms_errors import wrap_kms_error
 
 log = logging.getLogger("dynavault.sse")
+T = TypeVar("T")
 
 OWNED = "OWNED"
 AWS_MANAGED = "AWS_MANAGED"
@@ -65,7 +68,7 @@ class _Entry:
 class TableKeyService:
     def __init__(
         self,
-        kms: KmsClient,
+        kms: KeyPort,
         *,
         owned_key_arn: Callable[[str], str],
         owned_account: str,
@@ -90,12 +93,13 @@ class TableKeyService:
         self._lock = threading.Lock()
 
     # -- KMS calls, as DynamoDB makes them -------------------------------------------------
-    def call(self, caller: Caller, op: str, params: dict, *, wrap: bool = True) -> dict:
-        """One KMS call as the database makes it: counted in metrics; failures in DynamoDB's words (§1.4)
-        unless ``wrap`` is False (callers that judge the KMS code themselves)."""
+    def call(self, op: str, fn: Callable[..., T], *args, wrap: bool = True, **kwargs) -> T:
+        """One key-port call as the database makes it (``op`` is KMS's name for it, for metrics): failures
+        in DynamoDB's words (§1.4), unless ``wrap`` is False: then the typed KeyPortError, for callers that
+        judge the failure themselves."""
         try:
-            result = self.kms.invoke(caller, op, params)
-        except AWSError as err:
+            result = fn(*args, **kwargs)
+        except KeyPortError as err:
             if self.metrics is not None:
                 self.metrics.kms_calls.labels(op, err.code).inc()
             if wrap:
@@ -118,9 +122,15 @@ class TableKeyService:
     def decrypt_table_key(self, who: Caller, table_name: str, account: str, sse: dict, *,
                           wrap: bool = True) -> bytes:
         context = encryption_context(table_name, account)
-        result = self.call(who, "Decrypt", {"CiphertextBlob": sse["table_key_blob"], "EncryptionContext": context},
-                           wrap=wrap)
-        return base64.b64decode(result["Plaintext"])
+        return self.call("Decrypt", self._decrypt_blob, who, sse["table_key_blob"], context, wrap=wrap)
+
+    def _decrypt_blob(self, who: Caller, blob: str, context: dict[str, str]) -> bytes:
+        try:
+            raw = base64.b64decode(blob, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            # what KMS answers for such a CiphertextBlob (only a catalog record edited by hand has one)
+            raise KmsFailure("SerializationException", "Could not decode base64 for ciphertextBlob") from None
+        return self.kms.decrypt(who, raw, context)
 
     def service_caller(self, account: str, region: str) -> Caller:
         principal = service_principal(region)
@@ -141,22 +151,20 @@ class TableKeyService:
         if mode == OWNED:
             return self.owned_key_arn(caller.region), OWNED
         target = MANAGED_ALIAS if mode == AWS_MANAGED else str(key_id)
-        meta = self.call(self._acting_for(caller), "DescribeKey", {"KeyId": target})["KeyMetadata"]
-        arn = meta["Arn"]
-        if meta.get("KeyState") == "Disabled":
-            raise wrap_kms_error(AWSError("DisabledException", f"{arn} is disabled."))
-        if meta.get("KeyState") == "PendingDeletion":
-            raise wrap_kms_error(AWSError("KMSInvalidStateException", f"{arn} is pending deletion."))
-        if meta.get("KeyState") not in (None, "Enabled"):
-            raise wrap_kms_error(AWSError("KMSInvalidStateException", f"{arn} is {str(meta['KeyState']).lower()}."))
-        if meta.get("KeyUsage", "ENCRYPT_DECRYPT") != "ENCRYPT_DECRYPT" or meta.get(
-            "KeySpec", "SYMMETRIC_DEFAULT"
-        ) != "SYMMETRIC_DEFAULT":
-            raise wrap_kms_error(AWSError(
+        info = self.call("DescribeKey", self.kms.describe_key, self._acting_for(caller), target)
+        arn = info.arn
+        if info.state == "Disabled":
+            raise wrap_kms_error(KeyDisabled("DisabledException", f"{arn} is disabled."))
+        if info.state == "PendingDeletion":
+            raise wrap_kms_error(KeyInvalidState("KMSInvalidStateException", f"{arn} is pending deletion."))
+        if info.state not in (None, "Enabled"):
+            raise wrap_kms_error(KeyInvalidState("KMSInvalidStateException", f"{arn} is {str(info.state).lower()}."))
+        if info.usage != "ENCRYPT_DECRYPT" or info.spec != "SYMMETRIC_DEFAULT":
+            raise wrap_kms_error(InvalidKeyRequest(
                 "ValidationException",
                 "EncryptionContext is supported only when creating a grant for a symmetric encryption KMS key.",
             ))
-        return arn, (AWS_MANAGED if meta.get("KeyManager") == "AWS" else CUSTOMER)
+        return arn, (AWS_MANAGED if info.manager == "AWS" else CUSTOMER)
 
     def new_table_key(self, caller: Caller, table_name: str, mode: str, key_arn: str) -> tuple[dict, bytes]:
         """A grant for the table (unless owned) and a fresh table key under ``key_arn``.
@@ -166,29 +174,25 @@ class TableKeyService:
         """
         context = encryption_context(table_name, caller.account)
         record: dict = {"mode": mode, "key_arn": key_arn}
-        grant: dict | None = None
+        grant = None
         if mode == OWNED:
             generator = self.service_caller(self.owned_account, caller.region)
         else:
-            grant = self.call(self._acting_for(caller), "CreateGrant", {
-                "KeyId": key_arn,
-                "GranteePrincipal": service_principal(caller.region),
-                "RetiringPrincipal": service_principal(caller.region),
-                "Operations": GRANT_OPERATIONS,
-                "Constraints": {"EncryptionContextSubset": context},
-            })
-            record["grant_id"] = grant["GrantId"]
-            record["grant_token"] = grant.get("GrantToken", "")
+            grant = self.call("CreateGrant", self.kms.create_grant, self._acting_for(caller), key_arn,
+                              grantee=service_principal(caller.region), retiring=service_principal(caller.region),
+                              operations=list(GRANT_OPERATIONS), context_subset=context)
+            record["grant_id"] = grant.grant_id
+            record["grant_token"] = grant.token
             generator = self.service_caller(caller.account, caller.region)
         try:
-            gdk = self.call(generator, "GenerateDataKey",
-                             {"KeyId": key_arn, "KeySpec": "AES_256", "EncryptionContext": context})
+            table_key, blob = self.call("GenerateDataKey", self.kms.generate_data_key, generator, key_arn, context)
         except AWSError:
             if grant is not None:
-                self.retire_grant(caller.account, caller.region, key_arn, grant["GrantId"], table_name)
+                self.retire_grant(caller.account, caller.region, key_arn, grant.grant_id, table_name)
             raise
-        record["table_key_blob"] = gdk["CiphertextBlob"]
-        return record, base64.b64decode(gdk["Plaintext"])
+        # the catalog is JSON: the blob is kept base64, as KMS's own API spells it
+        record["table_key_blob"] = base64.b64encode(blob).decode()
+        return record, table_key
 
     def create_table_keys(self, caller: Caller, table_name: str, table_id: bytes, mode: str, key_arn: str) -> dict:
         """Make the table key under ``key_arn`` and fresh wrapped data keys; returns the catalog record."""
@@ -212,9 +216,9 @@ class TableKeyService:
     def retire_grant(self, account: str, region: str, key_arn: str, grant_id: str, table_name: str = "") -> None:
         """RetireGrant as the database itself; a failure is logged, not raised (the table is gone or moved on)."""
         try:
-            self.call(self.service_caller(account, region), "RetireGrant", {"KeyId": key_arn, "GrantId": grant_id},
+            self.call("RetireGrant", self.kms.retire_grant, self.service_caller(account, region), key_arn, grant_id,
                       wrap=False)
-        except AWSError as err:
+        except KeyPortError as err:
             log.warning("table %s: retiring grant %s on %s failed: %s", table_name, grant_id, key_arn, err.code)
 
     def retire(self, ref: TableKeyRef) -> None:
