@@ -255,3 +255,37 @@ def test_the_check_flags_each_kind_of_module_state():
 def test_the_check_passes_constants():
     found = module_state(_parse({"classes.py": _CLASSES, "m.py": "\n".join(GOOD)}))
     assert found == []
+
+
+# -- the moved state is per store ------------------------------------------------------------------
+def _service(tmp_path, name: str):
+    from dynavault.config import Settings
+    from dynavault.server.runtime import build_runtime
+
+    runtime = build_runtime(Settings(data_dir=str(tmp_path / name), root_key_file=str(tmp_path / "root.key"),
+                                     allow_any_credentials=True))
+    return runtime.components["dynamodb"]
+
+
+def test_two_stores_in_one_process_share_no_idempotency_tokens(tmp_path):
+    """A ClientRequestToken used against one store says nothing about another (it was one process-wide
+    table: the second store answered the replay and wrote nothing)."""
+    from dynavault.caller import Caller
+
+    caller = Caller(account="123456789012", region="us-east-1", principal_arn="arn:aws:iam::123456789012:root",
+                    connection_id=1)
+    request = {"ClientRequestToken": "same-token", "TransactItems": [
+        {"Put": {"TableName": "tokens", "Item": {"pk": {"S": "a"}}}}]}
+    services = [_service(tmp_path, "one"), _service(tmp_path, "two")]
+    try:
+        for svc in services:
+            ops = svc.operations()
+            ops["CreateTable"](caller, {"TableName": "tokens", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                                        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                                        "BillingMode": "PAY_PER_REQUEST"})
+            ops["TransactWriteItems"](caller, request)
+            assert "Item" in ops["GetItem"](caller, {"TableName": "tokens", "Key": {"pk": {"S": "a"}}})
+        assert services[0].transaction_state is not services[1].transaction_state
+    finally:
+        for svc in services:
+            svc.close()
