@@ -89,7 +89,7 @@ def _serve(settings: Settings, *, kms_only: bool) -> int:
         loop="uvloop",
         # Our httptools protocol: connection ids, a 64 KiB cap on request line + headers, the request read
         # timeout and the connection cap (uvicorn's own limit_concurrency answers 503 in plain text).
-        http=protocol_class(request_timeout=settings.request_timeout_seconds,
+        http=protocol_class(runtime.connections, request_timeout=settings.request_timeout_seconds,
                             max_connections=settings.max_connections),
         lifespan="on",
         access_log=False,

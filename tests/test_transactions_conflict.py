@@ -16,7 +16,6 @@ import pytest
 
 from dynavault.caller import Caller
 from dynavault.config import Settings
-from dynavault.dynamodb.transactions import CLAIMS
 from dynavault.errors import AWSError
 from dynavault.server.runtime import build_runtime
 
@@ -45,6 +44,7 @@ def _raises(fn, *args) -> AWSError:
 
 def test_item_held_by_an_inflight_transaction(svc):
     svc, ops, caller = svc
+    CLAIMS = svc.transaction_state.claims  # the store's claim table, as the engine sees it
     meta = svc.data_table(caller, T)
     from dynavault.dynamodb.keys import key_of_request
 
@@ -76,6 +76,7 @@ def test_item_held_by_an_inflight_transaction(svc):
 
 def test_threads_calling_the_service_directly_keep_the_sum(svc):
     svc, ops, caller = svc
+    CLAIMS = svc.transaction_state.claims  # the store's claim table, as the engine sees it
     n_accts = 5
     for i in range(n_accts):
         ops["PutItem"](caller, {"TableName": T, "Item": {"pk": {"S": f"a{i}"}, "bal": {"N": "50"}}})

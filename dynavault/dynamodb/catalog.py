@@ -72,6 +72,8 @@ class TableMeta:
         self.range_type = types[self.range_key] if self.range_key else None
         self.key_names = {self.hash_key} | ({self.range_key} if self.range_key else set())
         self.id_bytes = uuid.UUID(self.table_id).bytes
+        #: (signature of the index definitions, their parsed form): filled by indexes.index_defs
+        self.parsed_indexes: tuple[bytes, list] | None = None
 
     @property
     def arn(self) -> str:

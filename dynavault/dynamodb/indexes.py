@@ -101,24 +101,22 @@ def _parse(d: dict, kind: str, types: dict[str, str]) -> IndexDef:
     )
 
 
-_cache: dict[tuple, list[IndexDef]] = {}
-_cache_lock = threading.Lock()
-
-
 def index_defs(meta: TableMeta) -> list[IndexDef]:
-    """All indexes of a table (LSIs first), parsed once per catalog state."""
+    """All indexes of a table (LSIs first), parsed once per catalog state.
+
+    The parsed list is kept on the table's own catalog entry (derived data, like its key names), not in a
+    module-wide cache: it lives and dies with the store's catalog. The signature still guards it, as a
+    definition list may be changed in place."""
     if not meta.local_indexes and not meta.global_indexes:
         return []
-    sig = (meta.table_id, orjson.dumps([meta.local_indexes, meta.global_indexes, meta.attribute_definitions]))
-    hit = _cache.get(sig)
-    if hit is None:
-        types = meta.attribute_types
-        hit = [_parse(d, "lsi", types) for d in meta.local_indexes]
-        hit += [_parse(d, "gsi", types) for d in meta.global_indexes]
-        with _cache_lock:
-            if len(_cache) > 1024:
-                _cache.clear()
-            _cache[sig] = hit
+    sig = orjson.dumps([meta.local_indexes, meta.global_indexes, meta.attribute_definitions])
+    cached = meta.parsed_indexes
+    if cached is not None and cached[0] == sig:
+        return cached[1]
+    types = meta.attribute_types
+    hit = [_parse(d, "lsi", types) for d in meta.local_indexes]
+    hit += [_parse(d, "gsi", types) for d in meta.global_indexes]
+    meta.parsed_indexes = (sig, hit)  # one tuple, swapped whole: a reader on another thread sees old or new
     return hit
 
 

@@ -42,7 +42,6 @@ from .expressions import (
 from .expressions import project as project_item
 from .keys import key_of_item, key_of_request
 from .transactions import (
-    TOKENS,
     ActionsFailed,
     WriteAction,
     consumed,
@@ -859,7 +858,8 @@ def batch_execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> di
 
 def execute_transaction(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     stmts = p.get("TransactStatements") or []
-    token_key, digest, replay = TOKENS.begin(caller, "ExecuteTransaction", p.get("ClientRequestToken"), stmts)
+    tokens = svc.transaction_state.tokens
+    token_key, digest, replay = tokens.begin(caller, "ExecuteTransaction", p.get("ClientRequestToken"), stmts)
     if replay is not None:
         return replay
     parsed = [(parse_statement(s.get("Statement") or "", s.get("Parameters")), s) for s in stmts]
@@ -881,7 +881,7 @@ def execute_transaction(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if cc is not None:
             out["ConsumedCapacity"] = cc
     if token_key is not None:
-        TOKENS.remember(token_key, digest, out)
+        tokens.remember(token_key, digest, out)
     return out
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from dynavault.caller import Caller
 from dynavault.config import Settings
@@ -23,6 +24,9 @@ from . import epochs, item_collections, items, sse_lifecycle, tables
 from .catalog import Catalog, TableMeta
 from .sse_lifecycle import refuse_if_inaccessible
 
+if TYPE_CHECKING:
+    from .transactions import TransactionState
+
 log = logging.getLogger("dynavault.dynamodb")
 
 Handler = Callable[["DynamoDBService", Caller, dict], dict]
@@ -30,9 +34,11 @@ Handler = Callable[["DynamoDBService", Caller, dict], dict]
 
 class DynamoDBService:
     def __init__(self, settings: Settings, kms: KeyPort, *, owned_key_arn: Callable[[str], str],
-                 owned_account: str, metrics=None) -> None:
+                 owned_account: str, transaction_state: TransactionState, metrics=None) -> None:
         self.settings = settings
         self.metrics = metrics
+        #: claims and idempotency tokens of multi-item requests: per store, never a module global
+        self.transaction_state = transaction_state
         data = settings.data_path()
         data.mkdir(parents=True, exist_ok=True)
         if settings.commit_mode not in ("group", "each"):
@@ -140,6 +146,8 @@ def build_dynamodb(settings: Settings, components: dict, metrics=None) -> Dynamo
         kms_service = components["kms"]
         client = InProcessKms(kms_service)
         owned_key_arn = kms_service.owned_key_arn
+    from .transactions import TransactionState
+
     svc = DynamoDBService(settings, client, owned_key_arn=owned_key_arn, owned_account=owned_account,
-                          metrics=metrics)
+                          transaction_state=TransactionState(), metrics=metrics)
     return svc

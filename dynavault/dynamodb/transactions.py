@@ -23,6 +23,7 @@ of waiting, as DynamoDB does. With today's single-threaded server no claim is ev
 from __future__ import annotations
 
 import hashlib
+import itertools
 import threading
 import time
 from collections.abc import Iterable
@@ -189,14 +190,6 @@ class ItemClaims:
         return len(self._held)
 
 
-CLAIMS = ItemClaims()
-_owner_ids = iter(range(1, 2**62))
-_owner_lock = threading.Lock()
-
-
-def _new_owner() -> int:
-    with _owner_lock:
-        return next(_owner_ids)
 
 
 # -- the engine ---------------------------------------------------------------------------------
@@ -223,9 +216,10 @@ def run_writes(svc: DynamoDBService, caller: Caller, actions: list[WriteAction],
     """Apply ``actions`` in ONE store transaction, all or nothing (raises ActionsFailed / AWSError).
 
     ``transactional`` doubles the write units (DynamoDB charges two per transactional write)."""
-    owner = _new_owner()
+    state = svc.transaction_state
+    owner = state.new_owner()
     idents = [a.ident for a in actions]
-    busy = set(CLAIMS.claim(owner, idents))
+    busy = set(state.claims.claim(owner, idents))
     if busy:
         raise ActionsFailed([_reason("TransactionConflict", MSG_CONFLICT) if a.ident in busy
                              else _reason("None") for a in actions])
@@ -277,7 +271,7 @@ def run_writes(svc: DynamoDBService, caller: Caller, actions: list[WriteAction],
         for table_id, s in stats.items():
             svc.catalog.commit_stats(table_id, s)
     finally:
-        CLAIMS.release(owner, idents)
+        state.claims.release(owner, idents)
 
 
 def _evaluate(a: WriteAction) -> dict:
@@ -363,7 +357,23 @@ class TokenCache:
             self._entries[key] = (digest, self.clock(), response)
 
 
-TOKENS = TokenCache()
+class TransactionState:
+    """What multi-item requests share beyond one request: claims on in-flight items, the owner ids that
+    name those claims, and the ClientRequestToken window. One per store, made when the service is built
+    (a module global would be shared by every store a process opens, e.g. two test servers in one process).
+
+    All in memory: correct for one process. With ``--workers N`` the claims and tokens must move into the
+    store (DESIGN.md "Processes and state") so every worker sees them."""
+
+    def __init__(self, *, token_ttl: float = IDEMPOTENCY_SECONDS, clock=time.monotonic) -> None:
+        self.claims = ItemClaims()
+        self.tokens = TokenCache(token_ttl, clock)
+        self._owner_ids = itertools.count(1)
+        self._owner_lock = threading.Lock()
+
+    def new_owner(self) -> int:
+        with self._owner_lock:
+            return next(self._owner_ids)
 
 
 # -- operations ---------------------------------------------------------------------------------
@@ -414,7 +424,8 @@ def units_by_table(actions: list[WriteAction]) -> tuple[dict[str, TableMeta], di
 
 def transact_write_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     entries = p.get("TransactItems") or []
-    token_key, digest, replay = TOKENS.begin(caller, "TransactWriteItems", p.get("ClientRequestToken"), entries)
+    tokens = svc.transaction_state.tokens
+    token_key, digest, replay = tokens.begin(caller, "TransactWriteItems", p.get("ClientRequestToken"), entries)
     if replay is not None:
         return _replay(replay, p.get("ReturnConsumedCapacity"))
     actions = [prepare_transact_item(svc, caller, e) for e in entries]
@@ -425,7 +436,7 @@ def transact_write_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if cc is not None:
         out["ConsumedCapacity"] = cc
     if token_key is not None:
-        TOKENS.remember(token_key, digest, {"metas": metas, "units": units})
+        tokens.remember(token_key, digest, {"metas": metas, "units": units})
     return out
 
 
@@ -453,12 +464,13 @@ def transact_get_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         ctx.check_all_used()
         gets.append((meta, hkey, skey, proj))
     cryptos = table_cryptos(svc, caller, (g[0] for g in gets))
-    owner = _new_owner()
+    state = svc.transaction_state
+    owner = state.new_owner()
     idents = [(m.table_id, h, s) for m, h, s, _ in gets]
     # Reads conflict with an in-flight write transaction on the same item, never with each other;
     # only check, don't hold, so concurrent readers don't cancel one another.
-    busy = set(CLAIMS.claim(owner, idents))
-    CLAIMS.release(owner, idents)
+    busy = set(state.claims.claim(owner, idents))
+    state.claims.release(owner, idents)
     if busy:
         raise cancelled([_reason("TransactionConflict", MSG_CONFLICT) if i in busy else _reason("None")
                          for i in idents])

@@ -94,9 +94,6 @@ class _RequestIds:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
 
-_request_id = _RequestIds()
-
-
 def _error_body(err: AWSError, front: ServiceFront | None) -> bytes:
     if err.type_prefix is not None:
         prefix = err.type_prefix
@@ -185,6 +182,7 @@ class DynavaultApp:
         self.durability = durability
         #: origins given Access-Control-* headers; empty: none (a web page must not drive a local server)
         self.cors = cors
+        self._request_id = _RequestIds()  # per app: its PRNG state is nobody else's
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -245,7 +243,7 @@ class DynavaultApp:
         content_type = headers.get("content-type", "").split(";")[0].strip()
         if content_type not in (JSON_10, JSON_11):
             content_type = front.content_type if front else JSON_10
-        request_id = _request_id(front)
+        request_id = self._request_id(front)
         status = 200
         try:
             length = headers.get("content-length")

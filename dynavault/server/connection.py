@@ -30,8 +30,6 @@ log = logging.getLogger("dynavault.server")
 SCOPE_KEY = "dynavault.connection"
 #: request line + headers of one request (ALB: 64 KiB of request headers)
 MAX_HEAD_BYTES = 64 * 1024
-_ids = itertools.count(1)
-_close_listeners: list[Callable[[int], None]] = []
 
 _431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain; charset=utf-8\r\n"
         b"content-length: 31\r\nconnection: close\r\n\r\nRequest Header Fields Too Large")
@@ -45,12 +43,27 @@ class _HeadTooLarge(Exception):
     pass
 
 
-def on_connection_closed(listener: Callable[[int], None]) -> None:
-    _close_listeners.append(listener)
+class Connections:
+    """Connection ids and who hears of a closed connection: one per runtime (built by build_runtime and
+    handed to the protocol class), so two servers in one process never share ids or listeners."""
 
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self._close_listeners: list[Callable[[int], None]] = []
 
-def clear_listeners() -> None:
-    _close_listeners.clear()
+    def new_id(self) -> int:
+        return next(self._ids)
+
+    def on_closed(self, listener: Callable[[int], None]) -> None:
+        """``listener(connection id)`` runs when a client connection closes (registered while wiring)."""
+        self._close_listeners.append(listener)
+
+    def closed(self, connection_id: int) -> None:
+        for listener in self._close_listeners:
+            try:
+                listener(connection_id)
+            except Exception:  # a listener bug must not break the server
+                log.exception("connection close listener failed")
 
 
 async def _overloaded(scope, receive, send) -> None:
@@ -67,6 +80,8 @@ class TrackedHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol that tags every request with its connection id and enforces the limits above."""
 
     _dynavault_conn_id = 0
+    #: set per server by protocol_class (not ``connections``: uvicorn's protocol has its own)
+    registry: Connections
     #: seconds for a request's headers and body to arrive (0: no limit)
     request_timeout: float = 60.0
     #: open connections (and requests in flight) before requests get 503 (0: no limit)
@@ -79,7 +94,7 @@ class TrackedHttpToolsProtocol(HttpToolsProtocol):
     _deadline = None
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
-        self._dynavault_conn_id = next(_ids)
+        self._dynavault_conn_id = self.registry.new_id()
         super().connection_made(transport)
         # A connection that never sends a request is held to the same deadline as a slow one.
         self._reading_since = self.loop.time()
@@ -162,14 +177,13 @@ class TrackedHttpToolsProtocol(HttpToolsProtocol):
             self._deadline.cancel()
             self._deadline = None
         super().connection_lost(exc)
-        for listener in _close_listeners:
-            try:
-                listener(self._dynavault_conn_id)
-            except Exception:  # a listener bug must not break the server
-                log.exception("connection close listener failed")
+        self.registry.closed(self._dynavault_conn_id)
 
 
-def protocol_class(*, request_timeout: float, max_connections: int) -> type[TrackedHttpToolsProtocol]:
-    """The protocol class uvicorn instantiates per connection, carrying the configured limits."""
+def protocol_class(connections: Connections, *, request_timeout: float,
+                   max_connections: int) -> type[TrackedHttpToolsProtocol]:
+    """The protocol class uvicorn instantiates per connection, carrying the runtime's connection registry
+    and the configured limits."""
     return type("DynavaultHttpProtocol", (TrackedHttpToolsProtocol,),
-                {"request_timeout": float(request_timeout), "max_connections": int(max_connections)})
+                {"registry": connections, "request_timeout": float(request_timeout),
+                 "max_connections": int(max_connections)})

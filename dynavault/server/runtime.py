@@ -13,7 +13,7 @@ from dynavault.config import Settings
 from dynavault.errors import StartupError
 
 from .app import JSON_10, JSON_11, DynavaultApp, RouteTable, ServiceFront, cors_origins
-from .connection import on_connection_closed
+from .connection import Connections
 from .credentials import CredentialStore
 from .metrics import Metrics
 from .sigv4 import SigV4Verifier
@@ -48,6 +48,8 @@ class Runtime:
     settings: Settings
     credentials: CredentialStore
     app: DynavaultApp
+    #: connection ids and close listeners, handed to the HTTP protocol class (connection.protocol_class)
+    connections: Connections = field(default_factory=Connections)
     closers: list[Callable[[], None]] = field(default_factory=list)
     periodic: list[Periodic] = field(default_factory=list)
     components: dict[str, object] = field(default_factory=dict)
@@ -137,6 +139,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
     credentials = _credentials(settings, AWS_OWNED_ACCOUNT)
     verifier = SigV4Verifier(credentials, max_skew_seconds=settings.max_clock_skew_seconds)
     metrics = Metrics()
+    connections = Connections()
     routes = RouteTable()
     closers: list[Callable[[], None]] = []
     periodic: list[Periodic] = []
@@ -164,7 +167,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
         from dynavault.dynamodb.service import build_dynamodb
 
         ddb = build_dynamodb(settings, components, metrics)
-        on_connection_closed(ddb.connection_closed)
+        connections.on_closed(ddb.connection_closed)
         components["dynamodb"] = ddb
         routes.mount(_with_validator(DYNAMODB), ddb.operations())
         if hasattr(ddb, "stream_operations"):
@@ -194,6 +197,6 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
         durability=durability,
         cors=cors_origins(settings.cors_origin),
     )
-    runtime = Runtime(settings, credentials, app, closers, periodic, components)
+    runtime = Runtime(settings, credentials, app, connections, closers, periodic, components)
     runtime_ref.append(runtime)
     return runtime
