@@ -92,7 +92,7 @@ class KVStore(KVReader, Protocol):
         """A read-only view of one consistent committed state for the whole ``with`` block.
 
         It takes no write lock: writers (other threads, other processes on the same store) are neither
-        blocked by it nor block it, and it does not see what they commit after it began. Opened inside a
+        blocked by it nor block it, and once it has read, it does not see what they commit afterwards. Opened inside a
         transaction on the same thread, it is that transaction (and sees its writes). Whatever it reads was
         committed, but under group commit not necessarily durable yet: the caller owes the same wait for
         durability (``commit_seq`` / ``sync``) as after a write before it answers."""

@@ -34,8 +34,8 @@ while it iterates.
 
 Read snapshots (:meth:`SqliteKV.snapshot`, used by GetItem, Query, Scan, BatchGetItem, TransactGetItems and
 PartiQL SELECT) run on a second connection that only ever reads (``query_only``), inside a deferred
-``BEGIN`` that is made to read at once: from then on WAL serves that connection one committed state, so
-every read of the block agrees (a TransactGet sees one snapshot) while writers commit freely. Why a second
+``BEGIN``: from the block's first read on, WAL serves that connection one committed state, so every read
+of the block agrees (a TransactGet sees one snapshot) while writers commit freely. Why a second
 connection, although the server runs every handler on one thread: a transaction is per connection, so a
 snapshot on the writing connection would hold that connection (and its lock) and a ``BEGIN IMMEDIATE``
 there would be the write lock again; on its own connection, a snapshot neither takes the write lock nor
@@ -200,10 +200,8 @@ class SqliteKV:
                 c = self._c() if shared else self._rconn
                 depth = self._rdepth
                 if depth == 0:
+                    # Deferred: the WAL snapshot is fixed by the block's first read and held to its end.
                     c.execute("BEGIN")
-                    # A deferred BEGIN takes its snapshot at the first read: read now, so the block sees the
-                    # state of the moment it was entered.
-                    c.execute("SELECT 1 FROM kv LIMIT 1").fetchall()
                 self._rdepth = depth + 1
                 snap = SqliteSnapshot(self, c)
                 try:
