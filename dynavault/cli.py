@@ -119,6 +119,17 @@ def _credentials_cmd(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _offline_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A command that opens a data dir without a server: where it is, and one way to its keys."""
+    parser = sub.add_parser(name, help=help_text)
+    parser.add_argument("--data-dir", dest="data_dir", required=True)
+    keys = parser.add_mutually_exclusive_group()
+    keys.add_argument("--root-key-file", dest="root_key_file", default=None)
+    keys.add_argument("--kms-endpoint", dest="kms_endpoint", default=None)
+    parser.add_argument("--config", dest="config", default=None)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dynavault", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,21 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     creds.add_argument("--data-dir", dest="data_dir", default=None)
     creds.add_argument("--config", dest="config", default=None)
 
-    verify = sub.add_parser("verify", help="check a data dir offline, read-only: every blob, tree, count, canary")
-    verify.add_argument("--data-dir", dest="data_dir", required=True)
-    keys = verify.add_mutually_exclusive_group()
-    keys.add_argument("--root-key-file", dest="root_key_file", default=None)
-    keys.add_argument("--kms-endpoint", dest="kms_endpoint", default=None)
+    verify = _offline_parser(sub, "verify", "check a data dir offline, read-only: every blob, tree, count, canary")
     verify.add_argument("--canary", action="append", default=[], help="text that must not appear (repeatable)")
     verify.add_argument("--json", dest="as_json", action="store_true", help="print one JSON document")
-    verify.add_argument("--config", dest="config", default=None)
-
-    upgrade = sub.add_parser("upgrade", help="one-time, server stopped: add partition directories to an older data dir")
-    upgrade.add_argument("--data-dir", dest="data_dir", required=True)
-    up_keys = upgrade.add_mutually_exclusive_group()
-    up_keys.add_argument("--root-key-file", dest="root_key_file", default=None)
-    up_keys.add_argument("--kms-endpoint", dest="kms_endpoint", default=None)
-    upgrade.add_argument("--config", dest="config", default=None)
+    _offline_parser(sub, "upgrade", "one-time, server stopped: add partition directories to an older data dir")
 
     try:
         from dynavault.bench.cli import add_bench_parser

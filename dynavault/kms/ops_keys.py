@@ -94,24 +94,23 @@ def list_keys(ctx: KmsContext, caller: Caller, params: dict, info: CallInfo) -> 
     return {"Keys": [{"KeyId": k.key_id, "KeyArn": k.arn} for k in page], **extra}
 
 
-def enable_key(ctx: KmsContext, caller: Caller, params: dict, info: CallInfo) -> dict:
-    key = ctx.authz.resolve(caller, params.get("KeyId"), info, "EnableKey")
-    ctx.authz.authorize(caller, key, "EnableKey")
+def _set_enabled(ctx: KmsContext, caller: Caller, params: dict, info: CallInfo, operation: str,
+                 state: str) -> dict:
+    key = ctx.authz.resolve(caller, params.get("KeyId"), info, operation)
+    ctx.authz.authorize(caller, key, operation)
     prm.require_state(key, allow_disabled=True)
     with ctx.ring.lock:
-        key.state = "Enabled"
+        key.state = state
         ctx.ring.save(key)
     return {}
+
+
+def enable_key(ctx: KmsContext, caller: Caller, params: dict, info: CallInfo) -> dict:
+    return _set_enabled(ctx, caller, params, info, "EnableKey", "Enabled")
 
 
 def disable_key(ctx: KmsContext, caller: Caller, params: dict, info: CallInfo) -> dict:
-    key = ctx.authz.resolve(caller, params.get("KeyId"), info, "DisableKey")
-    ctx.authz.authorize(caller, key, "DisableKey")
-    prm.require_state(key, allow_disabled=True)
-    with ctx.ring.lock:
-        key.state = "Disabled"
-        ctx.ring.save(key)
-    return {}
+    return _set_enabled(ctx, caller, params, info, "DisableKey", "Disabled")
 
 
 def schedule_key_deletion(ctx: KmsContext, caller: Caller, params: dict, info: CallInfo) -> dict:
