@@ -130,7 +130,7 @@ class _Log:
         self.size = 0
 
     def segments(self) -> list[pathlib.Path]:
-        return sorted(p for p in self.directory.iterdir() if _SEGMENT.match(p.name))
+        return _segments(self.directory)
 
     def path(self) -> pathlib.Path:
         return self.directory / f"events-{self.seq:06d}.jsonl"
@@ -173,6 +173,11 @@ class _Log:
             except OSError:
                 pass
             self.fd = None
+
+
+def _segments(directory: pathlib.Path) -> list[pathlib.Path]:
+    """One (account, region) log's segment files, oldest first."""
+    return sorted(p for p in directory.iterdir() if _SEGMENT.match(p.name))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -261,7 +266,7 @@ class AuditTrail:
             for account_dir in _subdirs(self.root):
                 for region_dir in _subdirs(account_dir):
                     open_log = self._logs.get((account_dir.name, region_dir.name))
-                    for path in sorted(p for p in region_dir.iterdir() if _SEGMENT.match(p.name)):
+                    for path in _segments(region_dir):
                         try:
                             if path.lstat().st_mtime >= cutoff:
                                 continue
@@ -294,7 +299,7 @@ class AuditTrail:
         if not directory.is_dir():
             return []
         with self._lock:
-            paths = sorted(p for p in directory.iterdir() if _SEGMENT.match(p.name))
+            paths = _segments(directory)
             lines: list[bytes] = []
             for path in paths:
                 if not _regular_file(path):

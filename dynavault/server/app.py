@@ -224,8 +224,6 @@ class DynavaultApp:
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         origin = headers.get("origin")
-        if origin is not None and not self.cors:
-            origin = None
         method = scope["method"]
         if method == "OPTIONS":
             await self._preflight(send, headers)
@@ -413,11 +411,10 @@ class DynavaultApp:
         ]
         if request_id is not None:
             out.append((b"x-amzn-requestid", request_id.encode()))
-        if origin is not None:  # only when CORS is configured (see _http)
-            allowed = self._allowed_origin(origin)
-            if allowed is not None:
-                out.append((b"access-control-allow-origin", allowed))
-                out.append((b"access-control-expose-headers", _CORS_EXPOSE))
-                out.append((b"vary", b"Origin"))
+        allowed = self._allowed_origin(origin)  # None unless CORS is configured for this origin
+        if allowed is not None:
+            out.append((b"access-control-allow-origin", allowed))
+            out.append((b"access-control-expose-headers", _CORS_EXPOSE))
+            out.append((b"vary", b"Origin"))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": payload})

@@ -79,19 +79,16 @@ def _parse_amz_date(value: str) -> float | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
 class Pending:
     """A request whose headers passed every SigV4 check; only the body's hash is left to check."""
 
-    __slots__ = ("identity", "amz_date", "scope_date", "signed", "signature", "check")
-
-    def __init__(self, identity: Identity, amz_date: str, scope_date: str, signed: list[str], signature: str,
-                 check: bool) -> None:
-        self.identity = identity
-        self.amz_date = amz_date
-        self.scope_date = scope_date
-        self.signed = signed
-        self.signature = signature
-        self.check = check
+    identity: Identity
+    amz_date: str
+    scope_date: str
+    signed: list[str]
+    signature: str
+    check: bool
 
 
 def _signature_mismatch() -> AWSError:
