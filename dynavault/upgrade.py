@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from dynavault.config import Settings
 from dynavault.dynamodb.catalog import FORMAT_KEY, STORE_FORMAT, TableMeta
+from dynavault.dynamodb.tables import index_trees
 from dynavault.errors import AWSError, IntegrityError, StartupError
 from dynavault.offline import OfflineStore
 from dynavault.sse.key_port import KeyPortError
@@ -47,11 +48,6 @@ def _stored_tokens(r: KVReader, table_id: bytes, index_id: int) -> list[bytes]:
         lo = prefix_end(pfx + raw)  # one seek per partition, however many nodes it has
 
 
-def _index_ids(meta: TableMeta) -> list[tuple[int, str]]:
-    return [(0, "base table")] + [(int(d["IndexId"]), f"index {d['IndexName']}")
-                                  for d in meta.local_indexes + meta.global_indexes]
-
-
 def _upgrade_table(store: OfflineStore, key: bytes, meta: TableMeta) -> str:
     where = f"table {meta.name!r} (account {meta.account}, region {meta.region})"
     try:
@@ -65,7 +61,7 @@ def _upgrade_table(store: OfflineStore, key: bytes, meta: TableMeta) -> str:
     codec, trees, tid = crypto.codec, store.trees, meta.id_bytes
     parts: list[str] = []
     with store.kv.transaction() as tx:
-        for index_id, label in _index_ids(meta):
+        for index_id, label in index_trees(meta):
             stored = _stored_tokens(tx, tid, index_id)
             if trees.directory.exists(tx, tid, index_id):
                 # left by an earlier run that stopped before the format record: keep it if it still matches

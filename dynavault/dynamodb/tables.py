@@ -97,9 +97,14 @@ def _validate_tags(tags: list[dict]) -> None:
             raise validation("Reserved tag key prefix: aws:")
 
 
+def index_trees(meta: TableMeta) -> list[tuple[int, str]]:
+    """(tree id, label) of the base table (0) and of every secondary index: each has its own partitions."""
+    return [(0, "base table")] + [(int(d["IndexId"]), f"index {d['IndexName']}")
+                                  for d in meta.local_indexes + meta.global_indexes]
+
+
 def index_ids(meta: TableMeta) -> list[int]:
-    """The base table's (0) and every secondary index's tree id: each has its own partitions."""
-    return [0] + [int(d["IndexId"]) for d in meta.local_indexes + meta.global_indexes]
+    return [index_id for index_id, _ in index_trees(meta)]
 
 
 # -- description -----------------------------------------------------------------------------
@@ -381,7 +386,7 @@ def _resolve_part(caller: Caller, part: object, operation: str) -> object:
 
 
 def _table_for_arn(svc: DynamoDBService, caller: Caller, arn: str, operation: str) -> TableMeta:
-    if not isinstance(arn, str) or _ARN_RE.fullmatch(arn) is None:
+    if not isinstance(arn, str):  # _arn_table refuses any other malformed ARN with the same text
         raise validation(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
     name = _arn_table(caller, arn, operation)
     meta = svc.catalog.get(caller.account, caller.region, name)
