@@ -1,131 +1,76 @@
-"""Real server processes for tests: ``dynavault serve`` / ``dynavault kms serve`` on 127.0.0.1.
+"""Real server processes for tests (``tests/servers.py``) and the one create-table helper.
 
 Fixtures:
-- ``start_server(**settings)``: starts a fresh server (own data dir and root key) and returns a
-  ServerProcess; stopped at the end of the test. Settings are passed as flags (``key_refresh_seconds=1``).
-- ``shared_server``: one server per test session (per xdist worker) with ``--allow-any-credentials``;
-  tests sharing it must use unique table/key names (``unique_name``).
+- ``server_factory(group="", **settings)``: a server with those settings (flags, e.g.
+  ``key_refresh_seconds=1``), started on first use and shared by every test of the session (of one xdist
+  worker) asking for the same group and settings; stopped when the session ends. Tests on a shared server use
+  unique table/key names (``unique_name``) or an account of their own (a 12-digit access key names its
+  account); a module whose assertions cover the whole server (its memory, say) names a group of its own.
+- ``srv``: the module's server from ``server_factory``, with the module's ``SERVER_SETTINGS`` (default
+  ``{"allow_any_credentials": True}``, the same server as ``shared_server``).
+- ``shared_server``: ``server_factory(allow_any_credentials=True)``.
+- ``start_server(**settings)``: a fresh server of the test's own (own data dir and root key), stopped at the
+  end of the test: for tests that restart, kill, tamper with or count things on the whole server.
+
+``make_table(client, name, ...)`` creates a PAY_PER_REQUEST table (``from tests.conftest import make_table``).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
 import uuid
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
-import boto3
 import pytest
-from botocore.config import Config
 
-READY_PREFIXES = ("dynavault listening on ", "dynavault kms listening on ")
+from tests.servers import ServerProcess
+
+DEFAULT_SETTINGS = {"allow_any_credentials": True}
 
 
-class ServerProcess:
-    def __init__(self, base: Path, *, kms_only: bool = False, **settings) -> None:
-        self.base = base
-        base.mkdir(parents=True, exist_ok=True)
-        self.kms_only = kms_only
-        self.data_dir = Path(settings.pop("data_dir", base / "data"))
-        self.root_key_file = Path(settings.pop("root_key_file", base / "keys" / "root.key"))
-        self.log_path = base / "server.log"
-        self.settings = settings
-        self.proc: subprocess.Popen | None = None
-        self.endpoint = ""
-        self.port = 0
-        self.stdout_lines: list[str] = []
-        self.start()
+def make_table(client, name: str, *, hash_type: str = "S", range_type: str | None = None, sse: dict | None = None,
+               hash_key: str = "pk", range_key: str = "sk", **kwargs) -> dict:
+    """CreateTable(pk [, sk]) on demand billing; extra CreateTable parameters pass through. -> TableDescription."""
+    schema = [{"AttributeName": hash_key, "KeyType": "HASH"}]
+    defs = [{"AttributeName": hash_key, "AttributeType": hash_type}]
+    if range_type is not None:
+        schema.append({"AttributeName": range_key, "KeyType": "RANGE"})
+        defs.append({"AttributeName": range_key, "AttributeType": range_type})
+    args = dict(TableName=name, KeySchema=schema, AttributeDefinitions=defs, BillingMode="PAY_PER_REQUEST",
+                **kwargs)
+    if sse is not None:
+        args["SSESpecification"] = sse
+    return client.create_table(**args)["TableDescription"]
 
-    def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "dynavault.cli"]
-        cmd += ["kms", "serve"] if self.kms_only else ["serve"]
-        cmd += ["--host", "127.0.0.1", "--port", str(self.settings.get("port", 0)),
-                "--data-dir", str(self.data_dir), "--root-key-file", str(self.root_key_file)]
-        for name, value in self.settings.items():
-            if name == "port":
-                continue
-            flag = "--" + name.replace("_", "-")
-            if value is True:
-                cmd.append(flag)
-            elif value is not False and value is not None:
-                cmd += [flag, str(value)]
-        return cmd
 
-    def start(self, timeout: float = 30.0) -> None:
-        env = dict(os.environ)
-        env.pop("AWS_PROFILE", None)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE, stderr=log, env=env)
-        log.close()
-        deadline = time.time() + timeout
-        assert self.proc.stdout is not None
-        while True:
-            if time.time() > deadline:
-                self.proc.kill()
-                raise RuntimeError(f"server not ready in {timeout}s; log:\n{self.log_path.read_text()[-4000:]}")
-            line = self.proc.stdout.readline().decode()
-            if not line:
-                raise RuntimeError(f"server exited ({self.proc.wait()}); log:\n{self.log_path.read_text()[-4000:]}")
-            self.stdout_lines.append(line)
-            if line.startswith(READY_PREFIXES):
-                self.endpoint = line.split(" on ", 1)[1].strip()
-                self.port = int(self.endpoint.rsplit(":", 1)[1])
-                self.settings["port"] = self.port  # a restart keeps the same endpoint
-                break
-        threading.Thread(target=self._drain, args=(self.proc,), daemon=True).start()
+@pytest.fixture(scope="session")
+def server_factory(tmp_path_factory) -> Iterator[Callable[..., ServerProcess]]:
+    servers: dict[tuple, ServerProcess] = {}
 
-    def _drain(self, proc: subprocess.Popen) -> None:
-        for raw in proc.stdout:  # type: ignore[union-attr]
-            self.stdout_lines.append(raw.decode(errors="replace"))
+    def get(group: str = "", **settings) -> ServerProcess:
+        key = (group, *sorted(settings.items()))
+        srv = servers.get(key)
+        if srv is None:
+            srv = ServerProcess(tmp_path_factory.mktemp(group or "server"), **settings)
+            servers[key] = srv
+        return srv
 
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
+    yield get
+    for srv in servers.values():
+        srv.stop()
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
+@pytest.fixture(scope="module")
+def srv(request, server_factory) -> ServerProcess:
+    return server_factory(**getattr(request.module, "SERVER_SETTINGS", DEFAULT_SETTINGS))
 
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") + "".join(self.stdout_lines)
 
-    def client(self, service: str, access_key: str = "testing", secret: str = "testing",
-               region: str = "us-east-1", validate: bool = True, **config):
-        return boto3.session.Session().client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=region,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret,
-            config=Config(retries={"total_max_attempts": 1}, parameter_validation=validate,
-                          connect_timeout=10, read_timeout=60, **config),
-        )
-
-    def resource(self, service: str = "dynamodb", access_key: str = "testing", secret: str = "testing",
-                 region: str = "us-east-1"):
-        return boto3.session.Session().resource(
-            service, endpoint_url=self.endpoint, region_name=region, aws_access_key_id=access_key,
-            aws_secret_access_key=secret, config=Config(retries={"total_max_attempts": 1}),
-        )
+@pytest.fixture(scope="session")
+def shared_server(server_factory) -> ServerProcess:
+    return server_factory(**DEFAULT_SETTINGS)
 
 
 @pytest.fixture
-def start_server(tmp_path):
+def start_server(tmp_path) -> Iterator[Callable[..., ServerProcess]]:
     servers: list[ServerProcess] = []
 
     def start(name: str = "server", **settings) -> ServerProcess:
@@ -136,13 +81,6 @@ def start_server(tmp_path):
     yield start
     for srv in servers:
         srv.stop()
-
-
-@pytest.fixture(scope="session")
-def shared_server(tmp_path_factory):
-    srv = ServerProcess(tmp_path_factory.mktemp("shared"), allow_any_credentials=True)
-    yield srv
-    srv.stop()
 
 
 @pytest.fixture

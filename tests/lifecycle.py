@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import time
 
-KEYS = [{"AttributeName": "pk", "KeyType": "HASH"}]
-DEFS = [{"AttributeName": "pk", "AttributeType": "S"}]
+from tests.conftest import make_table
 
 
 def create_cmk_table(ddb, name: str, key_arn: str) -> None:
-    ddb.create_table(TableName=name, KeySchema=KEYS, AttributeDefinitions=DEFS, BillingMode="PAY_PER_REQUEST",
-                     SSESpecification={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn})
+    make_table(ddb, name, sse={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn})
 
 
 def wait_status(ddb, name: str, status: str, timeout: float) -> dict:

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ServerProcess
+
+from tests.servers import ServerProcess
 
 N = 30
 FORMAT_KEY = b"\x00\x00format\x00"  # dynamodb/catalog.py

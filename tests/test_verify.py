@@ -14,7 +14,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-from conftest import ServerProcess
+
+from tests.servers import ServerProcess
 
 SECRET = "verify-canary-7f3a9c-item-value"
 N = 40

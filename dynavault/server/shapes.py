@@ -10,7 +10,7 @@ business logic runs, in two steps that we reproduce:
    collected into one ``com.amazon.coral.validate#ValidationException``:
    ``N validation errors detected: Value 'x' at 'a.b' failed to satisfy constraint: ...; ...``.
 
-Ordering rules (reverse-engineered from recorded AWS answers, see tests/test_shapes.py):
+Ordering rules (reverse-engineered from recorded AWS answers, see tests/server/test_shapes.py):
 
 * Members of a structure are reported in Java 8 ``HashMap`` iteration order of their lower-first
   names (the service validates a generated map of members), nested errors staying with their member.

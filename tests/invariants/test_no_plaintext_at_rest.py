@@ -1,0 +1,147 @@
+"""Invariant 1: no plaintext user data at rest, under all three key types, in the data dir or the log."""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import subprocess
+import sys
+
+import orjson
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from dynavault.storage.kv.sqlite import SqliteKV
+from dynavault.storage.sealed import Sealed, Token
+from dynavault.storage.trees import EncryptedTrees
+from tests.canary import scan
+
+PK = "canary-pk-Quixotic7781"
+SK = "canary-sk-Zephyr4410"
+ATTR = "canary-attr-Marmalade9902"
+NESTED = "canary-nested-Obsidian3317"
+NUMBER = "31415926535897932"
+BINARY = b"\x13canary-bin-Lattice\x99"
+SET_MEMBER = "canary-set-Wombat5520"
+UPDATED = "canary-updated-Gossamer6634"
+DELETED = "canary-deleted-Halcyon1123"
+KMS_PLAINTEXT = b"canary-kms-plaintext-Nimbus8803"
+CANARIES: list[str | bytes] = [PK, SK, ATTR, NESTED, NUMBER, BINARY, SET_MEMBER, UPDATED, DELETED, KMS_PLAINTEXT]
+
+
+def _items(suffix: str) -> list[dict]:
+    return [
+        {
+            "pk": {"S": f"{PK}-{suffix}"},
+            "sk": {"S": f"{SK}-{i}"},
+            "a": {"S": ATTR},
+            "n": {"N": NUMBER},
+            "b": {"B": base64.b64encode(BINARY).decode()},
+            "m": {"M": {"inner": {"S": NESTED}, "l": {"L": [{"S": NESTED}, {"N": NUMBER}]}}},
+            "ss": {"SS": [SET_MEMBER, "other"]},
+        }
+        for i in range(30)
+    ]
+
+
+def _exercise(srv) -> None:
+    ddb = srv.client("dynamodb")
+    kms = srv.client("kms")
+    key = kms.create_key(Description="canary key")["KeyMetadata"]
+    specs = {
+        "owned": None,
+        "managed": {"Enabled": True},
+        "customer": {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key["Arn"]},
+    }
+    for label, spec in specs.items():
+        args = dict(
+            TableName=f"canary-{label}",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "sk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        if spec is not None:
+            args["SSESpecification"] = spec
+        ddb.create_table(**args)
+        for item in _items(label):
+            ddb.put_item(TableName=args["TableName"], Item=item)
+        first = {"pk": {"S": f"{PK}-{label}"}, "sk": {"S": f"{SK}-0"}}
+        ddb.update_item(TableName=args["TableName"], Key=first, UpdateExpression="SET u = :u",
+                        ExpressionAttributeValues={":u": {"S": UPDATED}})
+        gone = {"pk": {"S": f"{DELETED}-{label}"}, "sk": {"S": DELETED}}
+        ddb.put_item(TableName=args["TableName"], Item={**gone, "x": {"S": DELETED}})
+        ddb.delete_item(TableName=args["TableName"], Key=gone)
+        got = ddb.get_item(TableName=args["TableName"], Key=first, ConsistentRead=True)["Item"]
+        assert got["u"]["S"] == UPDATED and got["m"]["M"]["inner"]["S"] == NESTED
+    # KMS data too: a user's own Encrypt, and a data key's plaintext
+    kms.encrypt(KeyId=key["KeyId"], Plaintext=KMS_PLAINTEXT, EncryptionContext={"purpose": "canary"})
+    data_key = kms.generate_data_key(KeyId=key["KeyId"], KeySpec="AES_256")["Plaintext"]
+    CANARIES.append(data_key)
+
+
+def test_no_canary_at_rest_under_any_key_type(start_server):
+    srv = start_server(allow_any_credentials=True, log_file="")
+    _exercise(srv)
+    assert srv.stop() == 0
+    files = list(srv.data_dir.rglob("*"))
+    assert any(f.name == "tables.db" for f in files), files
+    hits = scan([srv.data_dir, srv.log_path], CANARIES)
+    assert hits == []
+    # the server's printed output (ready line, any notices) holds no user data either
+    assert not any(str(c) in srv.log_text() for c in CANARIES if isinstance(c, str))
+    # and the auditor's tool agrees: every blob opens, every count matches, no canary in any form
+    cmd = [sys.executable, "-m", "dynavault.cli", "verify", "--data-dir", str(srv.data_dir),
+           "--root-key-file", str(srv.root_key_file)]
+    for c in CANARIES:
+        if isinstance(c, str):
+            cmd += ["--canary", c]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "tables: 3" in p.stdout and "problems: 0" in p.stdout
+
+
+def test_scan_finds_plaintext_when_the_cipher_is_bypassed(tmp_path):
+    """The same scan, over a store written through an identity codec built here in the test, must hit."""
+
+    class IdentityCodec:
+        def seal(self, aad: bytes, plaintext: bytes) -> Sealed:
+            return Sealed(plaintext)
+
+        def open(self, aad: bytes, sealed: Sealed) -> bytes:
+            return sealed.raw
+
+    kv = SqliteKV(tmp_path / "tables.db")
+    trees = EncryptedTrees(kv)
+    table_id = os.urandom(16)
+    with kv.transaction() as tx:
+        trees.create_directory(tx, IdentityCodec(), table_id, 0)
+        for item in _items("bypass"):
+            token = Token(os.urandom(32))
+            trees.put(tx, IdentityCodec(), table_id, 0, token, item["sk"]["S"].encode(), orjson.dumps(item))
+    kv.close()
+    hits = {h[0] for h in scan([tmp_path], [ATTR, NESTED, NUMBER, BINARY, SET_MEMBER])}
+    assert hits == {repr(ATTR), repr(NESTED), repr(NUMBER), repr(BINARY), repr(SET_MEMBER)}
+
+    # and with the real AEAD the same rows are clean
+    real = tmp_path / "real"
+    real.mkdir()
+    kv = SqliteKV(real / "tables.db")
+    trees = EncryptedTrees(kv)
+    aead = AESGCM(AESGCM.generate_key(bit_length=256))
+
+    class Aead:
+        def seal(self, aad: bytes, plaintext: bytes) -> Sealed:
+            nonce = os.urandom(12)
+            return Sealed(nonce + aead.encrypt(nonce, plaintext, aad))
+
+        def open(self, aad: bytes, sealed: Sealed) -> bytes:
+            return aead.decrypt(sealed.raw[:12], sealed.raw[12:], aad)
+
+    with kv.transaction() as tx:
+        trees.create_directory(tx, Aead(), table_id, 0)
+        for item in _items("real"):
+            trees.put(tx, Aead(), table_id, 0, Token(os.urandom(32)), b"k", orjson.dumps(item))
+    kv.close()
+    assert scan([real], [ATTR, NESTED, NUMBER, BINARY, SET_MEMBER]) == []
+    assert sqlite3.connect(real / "tables.db").execute("select count(*) from kv").fetchone()[0] >= 1

@@ -1,0 +1,232 @@
+"""KV interface and the SQLite backend: structural value check, transactions, durability, ranges."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dynavault.storage.kv.base import KVStore, KVTransaction, prefix_end
+from dynavault.storage.kv.sqlite import SqliteKV
+from dynavault.storage.sealed import CatalogRecord, Sealed, Token
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def kv(tmp_path):
+    store = SqliteKV(tmp_path / "kv.db")
+    yield store
+    store.close()
+
+
+def test_protocols(kv) -> None:
+    assert isinstance(kv, KVStore)
+    with kv.transaction() as tx:
+        assert isinstance(tx, KVTransaction)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"plaintext", bytearray(b"x"), memoryview(b"x"), "text", 5, None, Token(b"\x01" * 32)],
+    ids=["bytes", "bytearray", "memoryview", "str", "int", "None", "Token"],
+)
+def test_put_refuses_anything_but_sealed_or_catalog(kv, value) -> None:
+    with kv.transaction() as tx:
+        with pytest.raises(TypeError):
+            tx.put(b"k", value)
+    assert kv.get(b"k") is None
+
+
+def test_put_refuses_subclass_smuggling(kv) -> None:
+    # Only the exact boundary types count; a bytes subclass named like one is still plain bytes.
+    class Sneaky(bytes):
+        raw = b"x"
+
+    with kv.transaction() as tx, pytest.raises(TypeError):
+        tx.put(b"k", Sneaky(b"secret"))
+
+
+def test_sealed_and_catalog_values_round_trip(kv) -> None:
+    with kv.transaction() as tx:
+        tx.put(b"a", Sealed(b"\x00sealed"))
+        tx.put(b"b", CatalogRecord(b'{"TableName":"t"}'))
+        assert tx.get(b"a") == b"\x00sealed"  # a transaction sees its own writes
+    assert kv.get(b"a") == b"\x00sealed"
+    assert kv.get(b"b") == b'{"TableName":"t"}'
+    with kv.transaction() as tx:
+        tx.put(b"a", Sealed(b"v2"))
+        tx.delete(b"b")
+        tx.delete(b"missing")
+    assert kv.get(b"a") == b"v2"
+    assert kv.get(b"b") is None
+
+
+def test_reprs_hide_bytes() -> None:
+    secret = b"canary-4242-secret"
+    for obj in (Sealed(secret), CatalogRecord(secret)):
+        assert "canary" not in repr(obj) and secret.hex() not in repr(obj)
+        assert str(len(secret)) in repr(obj)
+    with pytest.raises(AttributeError):
+        Sealed(b"x").raw = b"y"
+    with pytest.raises(ValueError):
+        Token(b"short")
+
+
+def test_token_order_and_hash() -> None:
+    a, b = Token(b"\x01" * 32), Token(b"\x02" * 32)
+    assert a < b and b > a and a <= Token(b"\x01" * 32)
+    assert sorted([b, a]) == [a, b]
+    assert len({a, Token(b"\x01" * 32), b}) == 2
+
+
+def test_rollback_on_exception(kv) -> None:
+    with kv.transaction() as tx:
+        tx.put(b"keep", Sealed(b"1"))
+    with pytest.raises(RuntimeError, match="boom"), kv.transaction() as tx:
+        tx.put(b"keep", Sealed(b"2"))
+        tx.put(b"new", Sealed(b"3"))
+        tx.delete(b"keep")
+        tx.put(b"keep", Sealed(b"4"))
+        raise RuntimeError("boom")
+    assert kv.get(b"keep") == b"1"
+    assert kv.get(b"new") is None
+    # the store is usable afterwards
+    with kv.transaction() as tx:
+        tx.put(b"new", Sealed(b"5"))
+    assert kv.get(b"new") == b"5"
+
+
+def test_finished_transaction_handle_is_dead(kv) -> None:
+    with kv.transaction() as tx:
+        pass
+    with pytest.raises(RuntimeError):
+        tx.put(b"k", Sealed(b"v"))
+
+
+def test_nested_transaction_is_a_savepoint(kv) -> None:
+    with kv.transaction() as outer:
+        outer.put(b"a", Sealed(b"1"))
+        with pytest.raises(KeyError), kv.transaction() as inner:
+            inner.put(b"b", Sealed(b"2"))
+            raise KeyError("inner fails")
+        with kv.transaction() as inner:
+            inner.put(b"c", Sealed(b"3"))
+    assert kv.get(b"a") == b"1"
+    assert kv.get(b"b") is None
+    assert kv.get(b"c") == b"3"
+    with pytest.raises(ValueError), kv.transaction() as outer:
+        with kv.transaction() as inner:
+            inner.put(b"d", Sealed(b"4"))
+        raise ValueError("outer fails")
+    assert kv.get(b"d") is None
+
+
+def test_durable_across_reopen(tmp_path) -> None:
+    path = tmp_path / "d.db"
+    kv = SqliteKV(path)
+    with kv.transaction() as tx:
+        for i in range(300):
+            tx.put(i.to_bytes(2, "big"), Sealed(bytes([i % 256]) * 10))
+    with pytest.raises(ZeroDivisionError), kv.transaction() as tx:
+        tx.put(b"uncommitted", Sealed(b"x"))
+        1 / 0  # noqa: B018
+    kv.close()
+    kv = SqliteKV(path)
+    assert kv.get((299).to_bytes(2, "big")) == bytes([299 % 256]) * 10
+    assert len(list(kv.range(b"", None))) == 300
+    assert kv.get(b"uncommitted") is None
+    kv.close()
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+def test_commit_survives_process_death(tmp_path) -> None:
+    """A commit that returned is on disk even if the process dies without closing anything."""
+    path = tmp_path / "crash.db"
+    code = (
+        "import os, sys\n"
+        "from dynavault.storage.kv.sqlite import SqliteKV\n"
+        "from dynavault.storage.sealed import Sealed\n"
+        f"kv = SqliteKV({str(path)!r})\n"
+        "with kv.transaction() as tx:\n"
+        "    tx.put(b'committed', Sealed(b'yes'))\n"
+        "kv._lock.acquire()\n"
+        "kv._conn.execute('BEGIN IMMEDIATE')\n"
+        "kv._conn.execute(\"INSERT INTO kv VALUES (x'6f70656e', x'00')\")\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+    kv = SqliteKV(path)
+    assert kv.get(b"committed") == b"yes"
+    assert kv.get(b"open") is None
+    kv.close()
+
+
+def test_range_bounds_order_limit_and_paging(kv) -> None:
+    keys = sorted({bytes([a, b]) for a in (1, 2, 3) for b in range(0, 256, 3)})
+    with kv.transaction() as tx:
+        for k in keys:
+            tx.put(k, Sealed(k[::-1]))
+    got = list(kv.range(b"\x02", b"\x03"))
+    want = [k for k in keys if b"\x02" <= k < b"\x03"]
+    assert [k for k, _ in got] == want and len(want) == 86
+    assert all(v == k[::-1] for k, v in got)
+    assert [k for k, _ in kv.range(b"\x02", b"\x03", reverse=True)] == want[::-1]
+    assert [k for k, _ in kv.range(b"", None)] == keys  # > one page of 128
+    assert [k for k, _ in kv.range(b"", None, reverse=True)] == keys[::-1]
+    assert [k for k, _ in kv.range(b"\x01\x03", None, limit=5)] == keys[1:6]
+    assert [k for k, _ in kv.range(b"", None, reverse=True, limit=130)] == keys[::-1][:130]
+    assert list(kv.range(b"\x02", b"\x02")) == []
+    with kv.transaction() as tx:
+        assert [k for k, _ in tx.range(b"\x03", None)] == [k for k in keys if k >= b"\x03"]
+
+
+def test_range_iterator_tolerates_writes(kv) -> None:
+    with kv.transaction() as tx:
+        for i in range(400):
+            tx.put(i.to_bytes(2, "big"), Sealed(b"v"))
+        seen = 0
+        for k, _ in tx.range(b"", None):
+            tx.delete(k)
+            seen += 1
+    assert seen == 400
+    assert list(kv.range(b"", None)) == []
+
+
+def test_prefix_end() -> None:
+    assert prefix_end(b"ab") == b"ac"
+    assert prefix_end(b"a\xff\xff") == b"b"
+    assert prefix_end(b"\xff") is None
+    assert prefix_end(b"") is None
+
+
+def test_threads_serialize_on_the_store(kv) -> None:
+    """The lock makes whole transactions atomic with respect to other threads (no lost updates)."""
+    import threading
+
+    with kv.transaction() as tx:
+        tx.put(b"counter", Sealed((0).to_bytes(4, "big")))
+
+    def bump(n: int) -> None:
+        for _ in range(n):
+            with kv.transaction() as tx:
+                v = int.from_bytes(tx.get(b"counter"), "big")
+                tx.put(b"counter", Sealed((v + 1).to_bytes(4, "big")))
+
+    threads = [threading.Thread(target=bump, args=(25,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert int.from_bytes(kv.get(b"counter"), "big") == 100
+
+
+def test_two_stores_on_one_file_see_each_others_commits(tmp_path) -> None:
+    a, b = SqliteKV(tmp_path / "shared.db"), SqliteKV(tmp_path / "shared.db")
+    with a.transaction() as tx:
+        tx.put(b"k", CatalogRecord(b"from-a"))
+    assert b.get(b"k") == b"from-a"
+    a.close()
+    b.close()
