@@ -3,6 +3,7 @@ with its own data dir and root key, configured by settings passed as flags (``ke
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -15,6 +16,14 @@ import boto3
 from botocore.config import Config
 
 READY_PREFIXES = ("dynavault listening on ", "dynavault kms listening on ")
+
+
+@functools.cache
+def boto_session() -> tuple[boto3.session.Session, threading.Lock]:
+    """One boto3 session per test process, and the lock to make clients from it (a session is not thread-safe,
+    its clients are). A client from a new session parses its service model again (~100 ms of CPU); from this
+    one it costs ~3 ms, and it still has a connection pool (so TCP connections) of its own."""
+    return boto3.session.Session(), threading.Lock()
 
 
 class ServerProcess:
@@ -98,19 +107,23 @@ class ServerProcess:
 
     def client(self, service: str, access_key: str = "testing", secret: str = "testing",
                region: str = "us-east-1", validate: bool = True, **config):
-        return boto3.session.Session().client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=region,
-            aws_access_key_id=access_key,
-            aws_secret_access_key=secret,
-            config=Config(retries={"total_max_attempts": 1}, parameter_validation=validate,
-                          connect_timeout=10, read_timeout=60, **config),
-        )
+        session, lock = boto_session()
+        with lock:
+            return session.client(
+                service,
+                endpoint_url=self.endpoint,
+                region_name=region,
+                aws_access_key_id=access_key,
+                aws_secret_access_key=secret,
+                config=Config(retries={"total_max_attempts": 1}, parameter_validation=validate,
+                              connect_timeout=10, read_timeout=60, **config),
+            )
 
     def resource(self, service: str = "dynamodb", access_key: str = "testing", secret: str = "testing",
                  region: str = "us-east-1"):
-        return boto3.session.Session().resource(
-            service, endpoint_url=self.endpoint, region_name=region, aws_access_key_id=access_key,
-            aws_secret_access_key=secret, config=Config(retries={"total_max_attempts": 1}),
-        )
+        session, lock = boto_session()
+        with lock:
+            return session.resource(
+                service, endpoint_url=self.endpoint, region_name=region, aws_access_key_id=access_key,
+                aws_secret_access_key=secret, config=Config(retries={"total_max_attempts": 1}),
+            )

@@ -176,7 +176,7 @@ def test_data_dir_is_owner_only(start_server, tmp_path):
 def test_store_write_that_cannot_be_made_durable_changes_nothing(tmp_path):
     """A full disk under the store (a file-size limit, which binds root too): the write that cannot be
     committed answers 500 InternalServerError and leaves no trace; reads keep working."""
-    from tests.conftest import ServerProcess
+    from tests.servers import ServerProcess
 
     limit = 600_000
 

@@ -18,6 +18,15 @@ def _catalog(db) -> dict:
     return {r["name"]: r for r in rows}
 
 
+def _wait_for_epoch(db, epoch: int, timeout: float = 5.0) -> None:
+    """Give the epoch check (every 0.3 s) time to roll the key over: poll the catalog, up to a deadline."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _catalog(db)["epochs"]["sse"]["data_keys"]["node_epoch"] >= epoch:
+            return
+        time.sleep(0.05)
+
+
 def test_epochs_roll_and_old_blobs_still_open(start_server):
     srv = start_server(allow_any_credentials=True, node_epoch_max_seals=20, epoch_check_seconds=0.3)
     ddb = srv.client("dynamodb")
@@ -25,7 +34,7 @@ def test_epochs_roll_and_old_blobs_still_open(start_server):
     for round_ in range(4):
         for i in range(25):
             ddb.put_item(TableName="epochs", Item={"pk": {"S": f"r{round_}-{i}"}, "v": {"N": str(i)}})
-        time.sleep(0.8)
+        _wait_for_epoch(srv.data_dir / "tables.db", round_ + 1)
     srv.stop()
     data_keys = _catalog(srv.data_dir / "tables.db")["epochs"]["sse"]["data_keys"]
     assert data_keys["node_epoch"] >= 3

@@ -55,10 +55,9 @@ def test_cached_keys_serve_until_refresh_then_fail_closed(start_server, unique_n
     assert ddb.get_item(TableName=unique_name, Key={"pk": item["pk"]})["Item"] == item
 
 
-@pytest.fixture
-def srv(start_server):
-    return start_server(allow_any_credentials=True, key_refresh_seconds=1, key_check_seconds=0.5, sse_update_seconds=1,
-                        archive_after_seconds=600)
+# the module's server (conftest's ``srv``): its tests use tables and keys of their own
+SERVER_SETTINGS = dict(allow_any_credentials=True, key_refresh_seconds=1, key_check_seconds=0.5, sse_update_seconds=1,
+                       archive_after_seconds=600)
 
 
 @pytest.mark.parametrize("cause", ["disable", "schedule_deletion", "revoke_grant", "deny_policy"])

@@ -55,12 +55,12 @@ def _catalog_sse(data_dir, name: str) -> dict:
     raise AssertionError("no catalog row")
 
 
-@pytest.fixture
-def srv(start_server):
-    return start_server(allow_any_credentials=True, sse_update_seconds=1.5, key_check_seconds=1)
+# the module's server (conftest's ``srv``): its tests use tables and keys of their own
+SERVER_SETTINGS = dict(allow_any_credentials=True, sse_update_seconds=1.5, key_check_seconds=1)
 
 
-def test_switch_cycle_keeps_blobs_and_data_under_live_traffic(srv, unique_name):
+def test_switch_cycle_keeps_blobs_and_data_under_live_traffic(start_server, unique_name):
+    srv = start_server(**SERVER_SETTINGS)  # its own: stopped at the end for the canary scan
     ddb = srv.client("dynamodb", access_key=ACCOUNT)
     kms = srv.client("kms", access_key=ACCOUNT)
     k1 = kms.create_key()["KeyMetadata"]

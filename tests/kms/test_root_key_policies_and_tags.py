@@ -84,7 +84,8 @@ def test_wrong_missing_or_exposed_root_key_refuses_to_start(start_server):
     # (c) the right key, readable by others
     root.write_bytes(good)
     os.chmod(root, 0o644)
-    assert "permissions 0644" in _refused(srv) and "too open" in _refused(srv)
+    line = _refused(srv)
+    assert "permissions 0644" in line and "too open" in line
     os.chmod(root, 0o640)
     assert "permissions 0640" in _refused(srv)
 

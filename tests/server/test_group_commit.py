@@ -6,9 +6,6 @@ import re
 import threading
 import urllib.request
 
-import boto3
-from botocore.config import Config
-
 from tests.conftest import make_table
 
 
@@ -22,10 +19,7 @@ def _gauges(srv) -> dict[str, float]:
 
 
 def _client(srv):
-    return boto3.session.Session().client(
-        "dynamodb", endpoint_url=srv.endpoint, region_name="us-east-1", aws_access_key_id="testing",
-        aws_secret_access_key="testing", config=Config(retries={"total_max_attempts": 1}, max_pool_connections=1),
-    )
+    return srv.client("dynamodb", max_pool_connections=1)
 
 def test_every_acknowledged_write_is_already_synced(start_server):
     srv = start_server(allow_any_credentials=True)

@@ -5,9 +5,6 @@ from __future__ import annotations
 import time
 import urllib.request
 
-import boto3
-from botocore.config import Config
-
 from tests.conftest import make_table
 
 REFRESH = 3  # key_refresh_seconds: long enough that GETS requests usually fit in one interval
@@ -28,13 +25,9 @@ def _decrypts(srv, table_name: str) -> int:
         kwargs["NextToken"] = page["NextToken"]
 
 
-def _fresh_client(srv, session: boto3.session.Session | None = None):
-    # a new client = a new connection pool = a new TCP connection (a shared session only saves loading the
-    # service model again)
-    return (session or boto3.session.Session()).client(
-        "dynamodb", endpoint_url=srv.endpoint, region_name="us-east-1", aws_access_key_id="testing",
-        aws_secret_access_key="testing", config=Config(retries={"total_max_attempts": 1}, max_pool_connections=1),
-    )
+def _fresh_client(srv):
+    # a new client = a new connection pool = a new TCP connection
+    return srv.client("dynamodb", max_pool_connections=1)
 
 
 def test_decrypt_once_per_connection_and_refresh(start_server):
@@ -64,9 +57,8 @@ def test_decrypt_once_per_connection_and_refresh(start_server):
     after_refresh = _decrypts(srv, "cached")
     assert after_refresh == base + 1 + refreshes
 
-    session = boto3.session.Session()
     for _ in range(50):
-        client = _fresh_client(srv, session)
+        client = _fresh_client(srv)
         client.get_item(TableName="cached", Key={"pk": {"S": "k"}})
         client.close()
     assert _decrypts(srv, "cached") == after_refresh + 50
