@@ -6,6 +6,8 @@ Fixtures:
   worker) asking for the same group and settings; stopped when the session ends. Tests on a shared server use
   unique table/key names (``unique_name``) or an account of their own (a 12-digit access key names its
   account); a module whose assertions cover the whole server (its memory, say) names a group of its own.
+  Module-scoped fixtures that create tables on it use unique names too: under xdist a worker may leave a
+  module and come back to it, which sets its module fixtures up again on the same server.
 - ``srv``: the module's server from ``server_factory``, with the module's ``SERVER_SETTINGS`` (default
   ``{"allow_any_credentials": True}``, the same server as ``shared_server``).
 - ``shared_server``: ``server_factory(allow_any_credentials=True)``.

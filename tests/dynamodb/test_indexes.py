@@ -4,6 +4,7 @@ index keys, write-time key validation, multi-attribute GSI keys, online create (
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 from botocore.exceptions import ClientError
@@ -56,7 +57,7 @@ def _wait_gone(ddb, name, index, timeout=20.0) -> None:
 @pytest.fixture(scope="module")
 def shop(ddb):
     """pk/sk table with an LSI (KEYS_ONLY), a GSI (INCLUDE) and a GSI (ALL) on a number key."""
-    name = "idx-shop"
+    name = f"idx-shop-{uuid.uuid4().hex[:8]}"  # unique: xdist may set the module up twice
     ddb.create_table(
         TableName=name, KeySchema=[HASH, RANGE], BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=_defs(pk="S", sk="S", price="N", cat="S", rank="B"),

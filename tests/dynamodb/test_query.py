@@ -3,6 +3,8 @@ capacity, legacy parameters, and DynamoDB's validation errors."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -34,7 +36,7 @@ def _make(ddb, name: str, sort_type: str) -> None:
 
 @pytest.fixture(scope="module", params=["S", "N", "B"])
 def table(request, ddb):
-    name = f"query-{request.param}"
+    name = f"query-{request.param}-{uuid.uuid4().hex[:8]}"  # unique: xdist may set the module up twice
     _make(ddb, name, request.param)
     return name, request.param
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -11,7 +13,7 @@ from tests.conftest import make_table
 @pytest.fixture(scope="module")
 def table(srv):
     ddb = srv.client("dynamodb")
-    name = "scan-table"
+    name = f"scan-{uuid.uuid4().hex[:8]}"  # unique: xdist may set the module up twice
     make_table(ddb, name, range_type="N")
     for p in range(40):
         for s in range(p % 4 + 1):

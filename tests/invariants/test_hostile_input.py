@@ -247,7 +247,7 @@ def _rss_mib(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # once per session: the server outlives the module, and so does its table
 def hostile_server(server_factory):
     srv = server_factory(group="hostile")  # of its own: the RSS bound is absolute
     out = "".join(srv.stdout_lines)
