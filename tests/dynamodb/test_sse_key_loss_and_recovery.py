@@ -40,9 +40,10 @@ def test_cached_keys_serve_until_refresh_then_fail_closed(start_server, unique_n
     create_cmk_table(ddb, unique_name, key["Arn"])
     item = _items(1)[0]
     ddb.put_item(TableName=unique_name, Item=item)  # caches the table key on this connection
+    filled = time.monotonic()
     kms.disable_key(KeyId=key["KeyId"])
     assert ddb.get_item(TableName=unique_name, Key={"pk": item["pk"]})["Item"] == item  # cached
-    time.sleep(2.3)
+    time.sleep(max(0.0, filled + 2.3 - time.monotonic()))  # past key_refresh_seconds=2 since the entry was filled
     with pytest.raises(ClientError) as err:
         ddb.get_item(TableName=unique_name, Key={"pk": item["pk"]})
     assert err.value.response["Error"]["Code"] == "ValidationException"

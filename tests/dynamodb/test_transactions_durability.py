@@ -153,8 +153,9 @@ def test_unusable_key_fails_whole_transaction_and_defers_batch_items(start_serve
     bad = make_table(ddb, unique_name + "-bad", sse={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": bad_key["Arn"]})["TableName"]
     ddb.transact_write_items(TransactItems=[
         {"Put": {"TableName": t, "Item": {"pk": {"S": "seed"}}}} for t in (good, owned, bad)])
+    filled = time.monotonic()  # the bad table's key was cached before this
     kms.disable_key(KeyId=bad_key["KeyId"])
-    time.sleep(1.5)  # past key_refresh_seconds: cached table keys of the bad table expire
+    time.sleep(max(0.0, filled + 1.5 - time.monotonic()))  # past key_refresh_seconds: the cached key expires
 
     with pytest.raises(ClientError) as exc:
         ddb.transact_write_items(TransactItems=[
