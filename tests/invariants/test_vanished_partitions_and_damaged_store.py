@@ -1,7 +1,8 @@
 """Issue 12 items 11 and 18: a vanished or renamed partition is an integrity error (500), never "not found"
 or a short Scan; a damaged store makes the server refuse to start with one line, never a traceback.
 
-Every test changes tables.db of a stopped real server with sqlite3, then starts it again."""
+Every test changes tables.db of a stopped real server with sqlite3, then starts a server on it again: most of
+them on their own copy of one data dir a real server wrote (``written``)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,13 @@ import sqlite3
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import make_table
+from tests.servers import ServerProcess
 
 N = 24
 
@@ -98,14 +101,34 @@ def _scan(ddb, name: str, n: int = N) -> str:
     return "ok"
 
 
-@pytest.mark.parametrize("attack", ["rename-root", "delete-partition", "rename-root-to-new-token"])
-def test_vanished_or_renamed_partition_is_500_not_absent(start_server, attack):
-    srv = start_server(allow_any_credentials=True)
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> tuple[ServerProcess, str]:
+    """A data dir a real server wrote, then stopped: tables "victim" (N items, one partition each), "bystander"
+    (5) and "tbl" (3). -> (the stopped server, victim's table id); tests change copies of it."""
+    srv = ServerProcess(tmp_path_factory.mktemp("written"), allow_any_credentials=True)
     ddb = srv.client("dynamodb")
     tid = _make_table(ddb, "victim")
     _make_table(ddb, "bystander", 5)
+    _make_table(ddb, "tbl", 3)
     srv.stop()
-    db = srv.data_dir / "tables.db"
+    return srv, tid
+
+
+def _copy(written: tuple[ServerProcess, str], dest: Path) -> tuple[Path, str]:
+    """-> (a copy of the written data dir, victim's table id)."""
+    srv, tid = written
+    shutil.copytree(srv.data_dir, dest)
+    return dest, tid
+
+
+def _start_on(start_server, written: tuple[ServerProcess, str], data: Path) -> ServerProcess:
+    return start_server(allow_any_credentials=True, data_dir=data, root_key_file=written[0].root_key_file)
+
+
+@pytest.mark.parametrize("attack", ["rename-root", "delete-partition", "rename-root-to-new-token"])
+def test_vanished_or_renamed_partition_is_500_not_absent(start_server, written, tmp_path, attack):
+    data, tid = _copy(written, tmp_path / "data")
+    db = data / "tables.db"
     roots = _roots(db, tid)
     assert len(roots) == N  # one partition per item
     victim = roots[7]
@@ -118,7 +141,7 @@ def test_vanished_or_renamed_partition_is_500_not_absent(start_server, attack):
         _sql(db, "update kv set k = ? where k = ?", renamed, victim)
     else:
         _sql(db, "delete from kv where substr(k, 1, 53) = ?", victim[:53])
-    srv.start()
+    srv = _start_on(start_server, written, data)
     ddb = srv.client("dynamodb")
     assert _reads(ddb, "victim") == (N - 1, 1)
     assert _scan(ddb, "victim") == "500"
@@ -138,14 +161,10 @@ def test_vanished_or_renamed_partition_is_500_not_absent(start_server, attack):
     assert _reads(ddb, "bystander", 5) == (5, 0) and _scan(ddb, "bystander", 5) == "ok"
 
 
-def test_deleted_directory_is_500(start_server):
-    srv = start_server(allow_any_credentials=True)
-    ddb = srv.client("dynamodb")
-    tid = _make_table(ddb, "victim")
-    srv.stop()
-    db = srv.data_dir / "tables.db"
-    _sql(db, "delete from kv where substr(k, 1, 17) = ?", b"D" + uuid.UUID(tid).bytes)
-    srv.start()
+def test_deleted_directory_is_500(start_server, written, tmp_path):
+    data, tid = _copy(written, tmp_path / "data")
+    _sql(data / "tables.db", "delete from kv where substr(k, 1, 17) = ?", b"D" + uuid.UUID(tid).bytes)
+    srv = _start_on(start_server, written, data)
     ddb = srv.client("dynamodb")
     assert _reads(ddb, "victim") == (N, 0)  # the partitions are all there: reads of them need no directory
     assert _scan(ddb, "victim") == "500"
@@ -214,18 +233,16 @@ def test_random_bit_flips_never_give_a_wrong_200(start_server, tmp_path):
 
 
 # -- item 18: a damaged store refuses to start with one line ------------------------------------------------
-def _serve(srv) -> subprocess.CompletedProcess:
+def _serve(data_dir: Path, root_key_file: Path) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "dynavault.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--data-dir", str(srv.data_dir), "--root-key-file", str(srv.root_key_file), "--allow-any-credentials"]
+           "--data-dir", str(data_dir), "--root-key-file", str(root_key_file), "--allow-any-credentials"]
     return subprocess.run(cmd, capture_output=True, timeout=60)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garble", "catalog-row", "catalog-json-shape", "format-row"])
-def test_damaged_store_refuses_to_start_with_one_line(start_server, damage):
-    srv = start_server(allow_any_credentials=True)
-    _make_table(srv.client("dynamodb"), "tbl", 3)
-    srv.stop()
-    db = srv.data_dir / "tables.db"
+def test_damaged_store_refuses_to_start_with_one_line(written, tmp_path, damage):
+    data, _ = _copy(written, tmp_path / "data")
+    db = data / "tables.db"
     if damage == "truncate":
         with open(db, "r+b") as fh:
             fh.truncate(1000)
@@ -239,7 +256,7 @@ def test_damaged_store_refuses_to_start_with_one_line(start_server, damage):
         _sql(db, "update kv set v = ? where substr(k, 1, 10) = ?", b'{"table_id": 5}', b"\x00\x00catalog\x00")
     else:
         _sql(db, "delete from kv where k = ?", b"\x00\x00format\x00")
-    p = _serve(srv)
+    p = _serve(data, written[0].root_key_file)
     err = p.stderr.decode()
     assert p.returncode == 2, (p.returncode, err[-2000:])
     assert "Traceback" not in err
