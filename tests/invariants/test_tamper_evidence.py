@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 import uuid
 
@@ -9,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import make_table
+from tests.servers import ServerProcess
 
 
 def _make_table(ddb, name: str, n: int) -> str:
@@ -49,14 +51,24 @@ def _outcomes(ddb, name: str, n: int) -> tuple[int, list[int]]:
     return good, failed
 
 
-@pytest.mark.parametrize("attack", ["flip", "swap-partitions", "swap-tables", "move-node-id"])
-def test_tampering_is_detected(start_server, attack):
-    srv = start_server(allow_any_credentials=True)
+@pytest.fixture(scope="module")
+def written(tmp_path_factory) -> tuple[ServerProcess, str, str]:
+    """A data dir a real server wrote, then stopped: "victim" (6 items) and "other" (3). -> (the stopped server,
+    victim's table id, other's); each test tampers with a copy of it."""
+    srv = ServerProcess(tmp_path_factory.mktemp("written"), allow_any_credentials=True)
     ddb = srv.client("dynamodb")
     a = _make_table(ddb, "victim", 6)
     b = _make_table(ddb, "other", 3)
     srv.stop()
-    db = srv.data_dir / "tables.db"
+    return srv, a, b
+
+
+@pytest.mark.parametrize("attack", ["flip", "swap-partitions", "swap-tables", "move-node-id"])
+def test_tampering_is_detected(start_server, written, tmp_path, attack):
+    origin, a, b = written
+    data = tmp_path / "data"
+    shutil.copytree(origin.data_dir, data)
+    db = data / "tables.db"
     rows_a, rows_b = _rows(db, a), _rows(db, b)
     assert len(rows_a) == 6 and len(rows_b) == 3
     if attack == "flip":
@@ -82,7 +94,7 @@ def test_tampering_is_detected(start_server, attack):
         con.commit()
         con.close()
         expected_failures = 1
-    srv.start()
+    srv = start_server(allow_any_credentials=True, data_dir=data, root_key_file=origin.root_key_file)
     good, failed = _outcomes(ddb := srv.client("dynamodb"), "victim", 6)
     assert len(failed) == expected_failures, (good, failed)
     assert good == 6 - expected_failures
