@@ -20,8 +20,7 @@ def _bench(endpoint: str, *extra: str) -> tuple[int, dict, str]:
     return p.returncode, orjson.loads(p.stdout) if p.stdout.strip() else {}, p.stderr.decode()
 
 
-def test_bench_json_shape_and_verification(start_server):
-    srv = start_server(allow_any_credentials=True)
+def test_bench_json_shape_and_verification(srv):
     rc, out, err = _bench(srv.endpoint, "--workloads", "get,query,put,txn", "--kms-calls")
     assert rc == 0, err
     assert out["setup"]["items"] == 50 and out["setup"]["table"].startswith("dvbench-")
@@ -44,9 +43,8 @@ def test_bench_json_shape_and_verification(start_server):
     assert out["setup"]["table"] not in names
 
 
-def test_verification_catches_wrong_items(start_server):
+def test_verification_catches_wrong_items(srv):
     """The checker the bench applies to reads rejects a changed item: verification can fail."""
-    srv = start_server(allow_any_credentials=True)
     model = ItemModel(50, 1024, "abcd1234")
     ddb = srv.client("dynamodb")
     ddb.create_table(TableName="vtab", BillingMode="PAY_PER_REQUEST",
@@ -96,8 +94,7 @@ def test_signer_is_accepted_and_rejected_by_secret(start_server):
     assert "secret" not in repr(Signer("AK", "secret", "us-east-1", "h"))
 
 
-def test_unknown_workload_name_is_a_usage_error(start_server):
-    srv = start_server(allow_any_credentials=True)
+def test_unknown_workload_name_is_a_usage_error(srv):
     rc, out, err = _bench(srv.endpoint, "--workloads", "get,nosuch")
     assert rc == 2 and "unknown workloads" in err
 
@@ -158,8 +155,7 @@ def test_selftest_and_storage_run(tmp_path):
     assert "encryption_cost_get_pct" in s
 
 
-def test_fullscan_pages_through_the_whole_table(start_server):
-    srv = start_server(allow_any_credentials=True)
+def test_fullscan_pages_through_the_whole_table(srv):
     rc, out, err = _bench(srv.endpoint, "--workloads", "fullscan", "--connections", "1")
     assert rc == 0, err
     w = out["workloads"]["fullscan"]

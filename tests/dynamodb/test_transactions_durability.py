@@ -54,8 +54,7 @@ def _check_books(ddb, table, ledger, ledger_ids):
     return {e["pk"]["S"] for e in entries}
 
 
-def test_conflicting_transfers_from_threads_keep_the_books(start_server, unique_name):
-    srv = start_server(allow_any_credentials=True)
+def test_conflicting_transfers_from_threads_keep_the_books(srv, unique_name):
     ddb = srv.client("dynamodb", access_key="630000000001")
     table, ledger = unique_name + "-acct", unique_name + "-ledger"
     _setup_accounts(ddb, table, ledger)
