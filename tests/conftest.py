@@ -3,7 +3,7 @@
 Fixtures:
 - ``server_factory(group="", **settings)``: a server with those settings (flags, e.g.
   ``key_refresh_seconds=1``), started on first use and shared by every test of the session (of one xdist
-  worker) asking for the same group and settings; stopped when the session ends. Tests on a shared server use
+  worker) asking for the same group and settings; killed when the session ends. Tests on a shared server use
   unique table/key names (``unique_name``) or an account of their own (a 12-digit access key names its
   account); a module whose assertions cover the whole server (its memory, say) names a group of its own.
   Module-scoped fixtures that create tables on it use unique names too: under xdist a worker may leave a
