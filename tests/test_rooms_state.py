@@ -1,7 +1,7 @@
 """No module-level mutable state in dynavault/ (issue 13 item 8; DESIGN.md "Processes and state").
 
 State that outlives a request lives in the store or in an object the runtime owns (built by
-``server.runtime.build_runtime`` / ``dynamodb.service.build_dynamodb``), so two servers in one process
+``server.runtime.build_runtime``), so two servers in one process
 share nothing and the state has one obvious place to move into the store when workers arrive.
 
 The check reads every module with ``ast`` (nothing is imported) and flags, at module level:
@@ -264,7 +264,7 @@ def _service(tmp_path, name: str):
 
     runtime = build_runtime(Settings(data_dir=str(tmp_path / name), root_key_file=str(tmp_path / "root.key"),
                                      allow_any_credentials=True))
-    return runtime.components["dynamodb"]
+    return runtime
 
 
 def test_two_stores_in_one_process_share_no_idempotency_tokens(tmp_path):
@@ -276,10 +276,13 @@ def test_two_stores_in_one_process_share_no_idempotency_tokens(tmp_path):
                     connection_id=1)
     request = {"ClientRequestToken": "same-token", "TransactItems": [
         {"Put": {"TableName": "tokens", "Item": {"pk": {"S": "a"}}}}]}
-    services = [_service(tmp_path, "one"), _service(tmp_path, "two")]
+    from dynavault.dynamodb.operations import operations
+
+    runtimes = [_service(tmp_path, "one"), _service(tmp_path, "two")]
+    services = [r.components["dynamodb"] for r in runtimes]
     try:
         for svc in services:
-            ops = svc.operations()
+            ops = operations(svc)
             ops["CreateTable"](caller, {"TableName": "tokens", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
                                         "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
                                         "BillingMode": "PAY_PER_REQUEST"})
@@ -287,5 +290,5 @@ def test_two_stores_in_one_process_share_no_idempotency_tokens(tmp_path):
             assert "Item" in ops["GetItem"](caller, {"TableName": "tokens", "Key": {"pk": {"S": "a"}}})
         assert services[0].transaction_state is not services[1].transaction_state
     finally:
-        for svc in services:
-            svc.close()
+        for runtime in runtimes:
+            runtime.close()

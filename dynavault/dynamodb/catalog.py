@@ -166,6 +166,10 @@ class Catalog:
     def remember(self, meta: TableMeta) -> None:
         self._tables[(meta.account, meta.region, meta.name)] = meta
 
+    def transaction(self):
+        """A store transaction for catalog rows (and records kept beside them, like backup records)."""
+        return self.kv.transaction()
+
     def save(self, meta: TableMeta) -> None:
         with self.kv.transaction() as tx:
             self.put(tx, meta)

@@ -749,8 +749,8 @@ def _select(svc: DynamoDBService, caller: Caller, st: Statement, p: dict) -> dic
     def rows():
         """(token raw, sort key bytes, item) in storage order, after the NextToken position."""
         def partition(token, lo=None):
-            for skey, raw in svc.trees.range(svc.kv, crypto.codec, meta.id_bytes, 0, token, lo=lo,
-                                             lo_inclusive=lo is None):
+            for skey, raw in svc.items.entries(svc.items.kv, meta, crypto, 0, token, lo=lo,
+                                               lo_inclusive=lo is None):
                 yield token.raw, skey, orjson.loads(raw)
 
         if meta.hash_key in eq:
@@ -765,7 +765,8 @@ def _select(svc: DynamoDBService, caller: Caller, st: Statement, p: dict) -> dic
         if after is not None:
             # finish the partition the last page stopped in, then go on with the next tokens
             yield from partition(Token(after[0]), after[1])
-        for token in svc.trees.tokens(svc.kv, crypto.codec, meta.id_bytes, 0, after=Token(after[0]) if after else None):
+        for token in svc.items.partitions(svc.items.kv, meta, crypto, 0,
+                                          after=Token(after[0]) if after else None):
             yield from partition(token)
 
     items: list[dict] = []
@@ -802,7 +803,7 @@ def execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     rv = p.get("ReturnValuesOnConditionCheckFailure") or "NONE"
     a = _write_action(svc, caller, st, rv)
     try:
-        run_writes(svc, caller, [a], transactional=False)
+        run_writes(svc, caller, [a], cause="ExecuteStatement", transactional=False)
     except ActionsFailed as failed:
         raise _single_error(failed.first_failure()) from None
     out: dict = {"Items": _returning(st, a)}
@@ -834,7 +835,7 @@ def batch_execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> di
                 raise _malformed("EXISTS is only supported in ExecuteTransaction")
             a = _write_action(svc, caller, st, req.get("ReturnValuesOnConditionCheckFailure") or "NONE")
             try:
-                run_writes(svc, caller, [a], transactional=False)
+                run_writes(svc, caller, [a], cause="BatchExecuteStatement", transactional=False)
             except ActionsFailed as failed:
                 raise _single_error(failed.first_failure()) from None
             responses.append({"TableName": table})
@@ -874,7 +875,7 @@ def execute_transaction(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     else:
         actions = [_write_action(svc, caller, st, s.get("ReturnValuesOnConditionCheckFailure") or "NONE")
                    for st, s in parsed]
-        run_transaction(svc, caller, actions)
+        run_transaction(svc, caller, actions, "ExecuteTransaction")
         metas, units = units_by_table(actions)
         out = {"Responses": [{} for _ in actions]}
         cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)

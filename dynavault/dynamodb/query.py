@@ -28,7 +28,7 @@ from . import legacy
 from .expressions import ExpressionContext, evaluate, parse_condition, parse_projection, project
 from .expressions import ast as east
 from .expressions.keycond import _flatten_and, _single, key_condition_from_parts
-from .indexes import IndexDef, base_key_bytes, encode_attr, find_index, scalar
+from .index_model import IndexDef, base_key_bytes, encode_attr, find_index, scalar
 from .items import capacity, read_units
 from .keyorder import prefix_range
 from .values import item_size, validate_attribute_value, value_type
@@ -209,11 +209,10 @@ class _Page:
         shown = item
         if self.fetch_base:
             meta = self.src.meta
-            base_raw = svc.trees.get(tx, crypto.codec, meta.id_bytes, 0,
-                                     crypto.token(0, encode_attr(meta.hash_type, item[meta.hash_key])),
-                                     encode_attr(meta.range_type, item[meta.range_key]) if meta.range_key else b"")
-            if base_raw is not None:
-                shown = orjson.loads(base_raw)
+            base = svc.items.get(meta, crypto, encode_attr(meta.hash_type, item[meta.hash_key]),
+                                 encode_attr(meta.range_type, item[meta.range_key]) if meta.range_key else b"", tx)
+            if base is not None:
+                shown = base
                 self.base_size += item_size(shown)
         if self.flt is None or evaluate(self.flt, shown):
             self.count += 1
@@ -414,9 +413,9 @@ def query(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     crypto = svc.crypto(caller, meta)
     token = crypto.token(src.index_id, hash_enc)
     page = _Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
-    with svc.kv.transaction() as tx:
-        for _, raw in svc.trees.range(tx, crypto.codec, meta.id_bytes, src.index_id, token, lo=lo,
-                                      lo_inclusive=lo_inc, hi=hi, hi_inclusive=hi_inc, reverse=not forward):
+    with svc.items.read() as tx:
+        for _, raw in svc.items.entries(tx, meta, crypto, src.index_id, token, lo=lo, lo_inclusive=lo_inc, hi=hi,
+                                        hi_inclusive=hi_inc, reverse=not forward):
             if page.add(svc, tx, crypto, raw):
                 break
     return page.result(p, consistent)
@@ -444,26 +443,22 @@ def scan(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     token_lo, token_hi = segment_bounds(segment, total) if total is not None else (b"", None)
     crypto = svc.crypto(caller, meta)
     page = _Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
-    with svc.kv.transaction() as tx:
+    with svc.items.read() as tx:
         after = None
         if esk is not None:
             after = crypto.token(src.index_id, src.hash_bytes(esk))
             if after.raw < token_lo or (token_hi is not None and after.raw >= token_hi):
                 raise validation("The provided Exclusive start key does not map to the provided segment")
-            for _, raw in svc.trees.range(tx, crypto.codec, meta.id_bytes, src.index_id, after,
-                                          lo=src.tree_key(esk), lo_inclusive=False):
+            for _, raw in svc.items.entries(tx, meta, crypto, src.index_id, after, lo=src.tree_key(esk),
+                                            lo_inclusive=False):
                 if page.add(svc, tx, crypto, raw):
                     return page.result(p, consistent)
-        for token in svc.trees.tokens(tx, crypto.codec, meta.id_bytes, src.index_id, after=after, token_lo=token_lo,
-                                      token_hi=token_hi):
-            for _, raw in svc.trees.range(tx, crypto.codec, meta.id_bytes, src.index_id, token):
+        for token in svc.items.partitions(tx, meta, crypto, src.index_id, after=after, token_lo=token_lo,
+                                          token_hi=token_hi):
+            for _, raw in svc.items.entries(tx, meta, crypto, src.index_id, token):
                 if page.add(svc, tx, crypto, raw):
                     return page.result(p, consistent)
     return page.result(p, consistent)
 
 
 HANDLERS = {"Query": query, "Scan": scan}
-
-
-def install(svc: DynamoDBService) -> None:
-    svc._handlers.update(HANDLERS)
