@@ -5,7 +5,8 @@ maps to bounds on the encoded tree key (begins_with to a prefix range). A Scan w
 order (parallel Scan: a segment is an even slice of the token space, ``segment_bounds``), each partition in
 key order. Pages stop after ``Limit`` items evaluated (before the filter) or once the items read reach 1 MB,
 as DynamoDB does; LastEvaluatedKey is the primary key (plus index key) of the last item read. Resuming needs
-no token in the key: it is recomputed from the key's partition key value(s).
+no token in the key: it is recomputed from the key's partition key value(s). ``read_page`` is that walk, shared
+with PartiQL's SELECT, whose NextToken is a sealed LastEvaluatedKey.
 
 Each page is read inside one store transaction so that a concurrent split or merge of a B+tree node can
 never be observed half-done; pagination resumes by position, so items that did not change are neither
