@@ -41,6 +41,8 @@ def malformed(detail: str) -> AWSError:
 
 @dataclass
 class Lexeme:
+    """One lexical unit of a statement (a partition token is :class:`dynavault.storage.sealed.Token`)."""
+
     kind: str  # str | qid | num | id | op | end
     text: str
 
