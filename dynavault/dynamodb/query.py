@@ -5,7 +5,8 @@ maps to bounds on the encoded tree key (begins_with to a prefix range). A Scan w
 order (parallel Scan: a segment is an even slice of the token space, ``segment_bounds``), each partition in
 key order. Pages stop after ``Limit`` items evaluated (before the filter) or once the items read reach 1 MB,
 as DynamoDB does; LastEvaluatedKey is the primary key (plus index key) of the last item read. Resuming needs
-no token in the key: it is recomputed from the key's partition key value(s).
+no token in the key: it is recomputed from the key's partition key value(s). ``read_page`` is that walk, shared
+with PartiQL's SELECT, whose NextToken is a sealed LastEvaluatedKey.
 
 Each page is read inside one store transaction so that a concurrent split or merge of a B+tree node can
 never be observed half-done; pagination resumes by position, so items that did not change are neither
@@ -70,7 +71,7 @@ class Source:
         return {n: item[n] for n in self.start_key_names()}
 
 
-def _source(meta: TableMeta, index_name: str | None) -> Source:
+def source(meta: TableMeta, index_name: str | None) -> Source:
     if index_name is None:
         rng = ((meta.range_key, meta.range_type),) if meta.range_key else ()
         return Source(meta, None, 0, ((meta.hash_key, meta.hash_type),), rng)
@@ -186,7 +187,7 @@ def _start_key(p: dict, src: Source, *, scan: bool) -> dict | None:
 
 
 # -- the page walk -----------------------------------------------------------------------------------------
-class _Page:
+class Page:
     def __init__(self, src: Source, select: str, proj, flt, limit: int | None, fetch_base: bool) -> None:
         self.src = src
         self.select = select
@@ -268,10 +269,62 @@ def _needs_base(src: Source, select: str, proj, flt) -> bool:
     return bool(wanted - names)
 
 
+@dataclass
+class Walk:
+    """Where a page reads: one partition's tree-key range [lo, hi) (a Query), or, with no partition, every
+    partition whose token lies in [token_lo, token_hi) in token order (a Scan or one segment of it)."""
+
+    partition: bytes | None = None  # the encoded partition key value(s)
+    lo: bytes | None = None
+    hi: bytes | None = None
+    forward: bool = True
+    token_lo: bytes = b""
+    token_hi: bytes | None = None
+
+
+def read_page(svc: DynamoDBService, caller: Caller, page: Page, walk: Walk, start: dict | None) -> None:
+    """Fill ``page`` from ``walk``, resuming after ``start`` (a checked ExclusiveStartKey of the page's source);
+    the one page walk behind Query, Scan and PartiQL's SELECT."""
+    src = page.src
+    meta = src.meta
+    crypto = svc.crypto(caller, meta)
+    items = svc.items
+    with items.read() as tx:
+        if walk.partition is not None:
+            lo, lo_inc, hi, hi_inc = walk.lo, True, walk.hi, False
+            if start is not None:
+                k = src.tree_key(start)
+                if walk.forward:
+                    if lo is None or k >= lo:
+                        lo, lo_inc = k, False
+                elif hi is None or k <= hi:
+                    hi, hi_inc = k, False
+            token = crypto.token(src.index_id, walk.partition)
+            for _, raw in items.entries(tx, meta, crypto, src.index_id, token, lo=lo, lo_inclusive=lo_inc, hi=hi,
+                                        hi_inclusive=hi_inc, reverse=not walk.forward):
+                if page.add(svc, tx, crypto, raw):
+                    return
+            return
+        after = None
+        if start is not None:
+            after = crypto.token(src.index_id, src.hash_bytes(start))
+            if after.raw < walk.token_lo or (walk.token_hi is not None and after.raw >= walk.token_hi):
+                raise validation("The provided Exclusive start key does not map to the provided segment")
+            for _, raw in items.entries(tx, meta, crypto, src.index_id, after, lo=src.tree_key(start),
+                                        lo_inclusive=False):
+                if page.add(svc, tx, crypto, raw):
+                    return
+        for token in items.partitions(tx, meta, crypto, src.index_id, after=after, token_lo=walk.token_lo,
+                                      token_hi=walk.token_hi):
+            for _, raw in items.entries(tx, meta, crypto, src.index_id, token):
+                if page.add(svc, tx, crypto, raw):
+                    return
+
+
 def _prepare(svc: DynamoDBService, caller: Caller, p: dict, op: str):
     meta = svc.data_table(caller, p["TableName"])
     legacy.check_no_mixing(p, op)
-    src = _source(meta, p.get("IndexName"))
+    src = source(meta, p.get("IndexName"))
     consistent = bool(p.get("ConsistentRead"))
     if consistent and src.index is not None and src.index.kind == "gsi":
         raise validation("Consistent reads are not supported on global secondary indexes")
@@ -396,28 +449,13 @@ def query(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             raise validation(f"{what} can only contain non-primary key attributes: Primary key attribute: {keys[0]}")
     _check_gsi_projection(src, proj)
     esk = _start_key(p, src, scan=False)
-    forward = p.get("ScanIndexForward", True) is not False
     lo, hi = _bounds(src, eq, op, vals)
-    lo_inc = True
-    hi_inc = False
     hash_enc = b"".join(encode_attr(t, v) for (_, t), v in zip(src.hash, hvals, strict=True))
-    if esk is not None:
-        if src.hash_bytes(esk) != hash_enc:
-            raise validation("The provided starting key is outside query boundaries based on provided conditions")
-        k = src.tree_key(esk)
-        if forward:
-            if lo is None or k >= lo:
-                lo, lo_inc = k, False
-        elif hi is None or k < hi or k == hi:
-            hi, hi_inc = k, False
-    crypto = svc.crypto(caller, meta)
-    token = crypto.token(src.index_id, hash_enc)
-    page = _Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
-    with svc.items.read() as tx:
-        for _, raw in svc.items.entries(tx, meta, crypto, src.index_id, token, lo=lo, lo_inclusive=lo_inc, hi=hi,
-                                        hi_inclusive=hi_inc, reverse=not forward):
-            if page.add(svc, tx, crypto, raw):
-                break
+    if esk is not None and src.hash_bytes(esk) != hash_enc:
+        raise validation("The provided starting key is outside query boundaries based on provided conditions")
+    page = Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
+    walk = Walk(partition=hash_enc, lo=lo, hi=hi, forward=p.get("ScanIndexForward", True) is not False)
+    read_page(svc, caller, page, walk, esk)
     return page.result(p, consistent)
 
 
@@ -441,23 +479,8 @@ def scan(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     _check_gsi_projection(src, proj)
     esk = _start_key(p, src, scan=True)
     token_lo, token_hi = segment_bounds(segment, total) if total is not None else (b"", None)
-    crypto = svc.crypto(caller, meta)
-    page = _Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
-    with svc.items.read() as tx:
-        after = None
-        if esk is not None:
-            after = crypto.token(src.index_id, src.hash_bytes(esk))
-            if after.raw < token_lo or (token_hi is not None and after.raw >= token_hi):
-                raise validation("The provided Exclusive start key does not map to the provided segment")
-            for _, raw in svc.items.entries(tx, meta, crypto, src.index_id, after, lo=src.tree_key(esk),
-                                            lo_inclusive=False):
-                if page.add(svc, tx, crypto, raw):
-                    return page.result(p, consistent)
-        for token in svc.items.partitions(tx, meta, crypto, src.index_id, after=after, token_lo=token_lo,
-                                          token_hi=token_hi):
-            for _, raw in svc.items.entries(tx, meta, crypto, src.index_id, token):
-                if page.add(svc, tx, crypto, raw):
-                    return page.result(p, consistent)
+    page = Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
+    read_page(svc, caller, page, Walk(token_lo=token_lo, token_hi=token_hi), esk)
     return page.result(p, consistent)
 
 
