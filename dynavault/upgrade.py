@@ -16,7 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dynavault.config import Settings
-from dynavault.dynamodb.catalog import FORMAT_KEY, STORE_FORMAT, TableMeta
+from dynavault.dynamodb.catalog import STORE_FORMAT, TableMeta
+from dynavault.dynamodb.layout import FORMAT_KEY
 from dynavault.dynamodb.tables import index_trees
 from dynavault.errors import AWSError, IntegrityError, StartupError
 from dynavault.offline import OfflineStore

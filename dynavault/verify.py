@@ -20,7 +20,8 @@ from pathlib import Path
 import orjson
 
 from dynavault.config import Settings
-from dynavault.dynamodb.catalog import CATALOG_PREFIX, FORMAT_KEY, STATS_PREFIX, STORE_FORMAT, TableMeta
+from dynavault.dynamodb.catalog import STORE_FORMAT, TableMeta
+from dynavault.dynamodb.layout import CATALOG_PREFIX, FORMAT_KEY, STATS_PREFIX
 from dynavault.errors import AWSError, IntegrityError, StartupError
 from dynavault.offline import OfflineKms, OfflineStore
 from dynavault.sse.key_port import KeyPortError

@@ -27,8 +27,8 @@ import orjson
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
 
-from .catalog import STATS_PREFIX
 from .index_model import index_defs, stats_id
+from .layout import STATS_PREFIX
 
 if TYPE_CHECKING:
     from .catalog import TableMeta

@@ -31,6 +31,7 @@ from dynavault.storage.sealed import CatalogRecord
 
 from .catalog import TableMeta
 from .describe import table_description
+from .layout import BACKUP_PREFIX
 from .sse_spec import (
     ARCHIVED,
     ARCHIVING,
@@ -60,7 +61,6 @@ QUOTA_WINDOW = 86400.0
 QUOTA_SPACING = 21600.0
 #: part of the UPDATING window that still shows the old key ARN (DynamoDB: ~8 of ~22 s)
 OLD_ARN_SHARE = 0.4
-BACKUP_PREFIX = b"\x00\x00backup\x00"
 
 
 def _iso(ts: float) -> str:
