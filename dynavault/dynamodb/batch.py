@@ -78,7 +78,7 @@ def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         keys = ka.get("Keys") or []
         if not keys:
             raise validation(f"The list of keys in RequestItems for BatchGetItem is required: {name} has empty list")
-        ctx = ExpressionContext(ka.get("ExpressionAttributeNames"), None)
+        ctx = ExpressionContext(ka.get("ExpressionAttributeNames"), None, cache=svc.expression_cache)
         proj = item_ops.parse_request_projection(ka, ctx)
         ctx.check_all_used()
         parsed = []

@@ -126,7 +126,7 @@ def put_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     validate_item(item)
     hkey, skey, _ = key_of_item(meta, item)
     rv = return_values(p, "PutItem")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     cond = parse_request_condition(p, ctx, "PutItem")
     ctx.check_all_used()
     item = canonical_item(item)
@@ -144,7 +144,7 @@ def get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     meta = svc.data_table(caller, p["TableName"])
     legacy.check_no_mixing(p, "GetItem")
     hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     proj = parse_request_projection(p, ctx)
     ctx.check_all_used()
     crypto = svc.crypto(caller, meta)
@@ -171,7 +171,7 @@ def delete_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     legacy.check_no_mixing(p, "DeleteItem")
     hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
     rv = return_values(p, "DeleteItem")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     cond = parse_request_condition(p, ctx, "DeleteItem")
     ctx.check_all_used()
     crypto = svc.crypto(caller, meta)
@@ -189,7 +189,7 @@ def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     key = p.get("Key") or {}
     hkey, skey, _ = key_of_request(meta, key)
     rv = return_values(p, "UpdateItem")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     if p.get("UpdateExpression") is not None:
         plan = parse_update(p["UpdateExpression"], ctx)
     elif p.get("AttributeUpdates") is not None:

@@ -423,7 +423,7 @@ def _bounds(src: Source, eq: list[dict], op: str | None, vals: list) -> tuple[by
 
 def query(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     meta, src, consistent, select = _prepare(svc, caller, p, "Query")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     parts = _key_parts(p, ctx)
     proj = _projection(p, ctx)
     flt = _filter(p, ctx, "QueryFilter")
@@ -472,7 +472,7 @@ def scan(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if total is not None and segment >= total:
         raise validation("The Segment parameter is zero-based and must be less than parameter TotalSegments: "
                          f"Segment: {segment} is not less than TotalSegments: {total}")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     proj = _projection(p, ctx)
     flt = _filter(p, ctx, "ScanFilter")
     ctx.check_all_used()

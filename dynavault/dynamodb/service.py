@@ -20,6 +20,7 @@ from dynavault.sse.crypto import TableCrypto
 from dynavault.sse.table_keys import TableKeyService
 
 from .catalog import Catalog, TableMeta
+from .expressions import DEFAULT_CACHE_BYTES, ExpressionCache
 from .item_store import ItemStore
 from .sse_spec import refuse_if_inaccessible
 
@@ -38,6 +39,8 @@ class DynamoDBService:
     transaction_state: TransactionState
     #: key switches in flight and the inaccessible-key sweep
     sse: SSELifecycle
+    #: parsed expressions by text, bounded by memory (one per server, like its other caches)
+    expression_cache: ExpressionCache = field(default_factory=lambda: ExpressionCache(DEFAULT_CACHE_BYTES))
     metrics: object | None = None
     clock: Callable[[], float] = field(default=time.time)
 

@@ -126,7 +126,7 @@ def prepare_put(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
     item = p.get("Item") or {}
     validate_item(item)
     hkey, skey, key = key_of_item(meta, item)
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     cond = item_ops.parse_request_condition(p, ctx, "PutItem")
     ctx.check_all_used()
     return WriteAction("Put", meta, hkey, skey, key, item=canonical_item(item), cond=cond,
@@ -136,7 +136,7 @@ def prepare_put(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
 def prepare_delete(svc: DynamoDBService, caller: Caller, p: dict, kind: str = "Delete") -> WriteAction:
     meta = svc.data_table(caller, p.get("TableName") or "")
     hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     cond = item_ops.parse_request_condition(p, ctx, "DeleteItem")
     ctx.check_all_used()
     return WriteAction(kind, meta, hkey, skey, key, cond=cond, return_on_failure=_return_on_failure(p))
@@ -145,7 +145,7 @@ def prepare_delete(svc: DynamoDBService, caller: Caller, p: dict, kind: str = "D
 def prepare_check(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
     meta = svc.data_table(caller, p.get("TableName") or "")
     hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     cond = parse_condition(p.get("ConditionExpression") or "", ctx)
     ctx.check_all_used()
     return WriteAction("ConditionCheck", meta, hkey, skey, key, cond=cond,
@@ -155,7 +155,7 @@ def prepare_check(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
 def prepare_update(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
     meta = svc.data_table(caller, p.get("TableName") or "")
     hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     plan = parse_update(p.get("UpdateExpression") or "", ctx)
     cond = item_ops.parse_request_condition(p, ctx, "UpdateItem")
     ctx.check_all_used()
@@ -434,7 +434,7 @@ def transact_get_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             raise validation("Invalid Request: TransactGetItem should contain a Get request")
         meta = svc.data_table(caller, body.get("TableName") or "")
         hkey, skey, _ = key_of_request(meta, body.get("Key") or {})
-        ctx = ExpressionContext(body.get("ExpressionAttributeNames"), None)
+        ctx = ExpressionContext(body.get("ExpressionAttributeNames"), None, cache=svc.expression_cache)
         proj = parse_projection(body["ProjectionExpression"], ctx) if body.get("ProjectionExpression") else None
         ctx.check_all_used()
         gets.append((meta, hkey, skey, proj))
