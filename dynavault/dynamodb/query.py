@@ -28,7 +28,7 @@ from dynavault.storage.trees import segment_bounds
 from . import legacy
 from .expressions import ExpressionContext, evaluate, parse_condition, parse_projection, project
 from .expressions import ast as east
-from .expressions.keycond import _flatten_and, _single, key_condition_from_parts
+from .expressions.keycond import key_condition_from_parts, key_parts
 from .index_model import IndexDef, base_key_bytes, encode_attr, find_index, scalar
 from .items import capacity, read_units
 from .keyorder import prefix_range
@@ -336,13 +336,7 @@ def _prepare(svc: DynamoDBService, caller: Caller, p: dict, op: str):
 def _key_parts(p: dict, ctx: ExpressionContext) -> dict:
     """attribute -> (op, values) from KeyConditionExpression or KeyConditions."""
     if p.get("KeyConditionExpression") is not None:
-        cond = parse_condition(p["KeyConditionExpression"], ctx, kind="KeyConditionExpression")
-        conds: list = []
-        _flatten_and(cond, conds)
-        parts: dict = {}
-        for c in conds:
-            _single(c, parts)
-        return parts
+        return key_parts(parse_condition(p["KeyConditionExpression"], ctx, kind="KeyConditionExpression"))
     kc = p.get("KeyConditions")
     if kc is None:
         raise validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the "
