@@ -20,7 +20,8 @@ from dynavault.dynamodb.expressions import (
     evaluate,
     parse_condition,
 )
-from dynavault.dynamodb.expressions.parser import parse_condition_raw, parse_projection_text, parse_update_raw
+from dynavault.dynamodb.expressions.parser import parse_condition_raw, parse_update_raw
+from dynavault.dynamodb.expressions.resolver import parse_projection_text
 
 TIME_BOUND = 5.0  # seconds; generous: a sanity bound against quadratic work, not a benchmark
 NESTING = ("Nesting Levels have exceeded supported limits: Attributes in the item have nested levels beyond "

@@ -290,7 +290,7 @@ def consumed(metas: dict[str, TableMeta], units: dict[str, float], mode: str | N
 
 
 # -- idempotency tokens -------------------------------------------------------------------------
-class TokenCache:
+class IdempotencyTokens:
     """ClientRequestToken -> (request digest, response) for 10 minutes after the request completes.
 
     Kept in memory (per account and region): a token outlives neither a restart nor its window. The
@@ -342,7 +342,7 @@ class TransactionState:
 
     def __init__(self, *, token_ttl: float = IDEMPOTENCY_SECONDS, clock=time.monotonic) -> None:
         self.claims = ItemClaims()
-        self.tokens = TokenCache(token_ttl, clock)
+        self.tokens = IdempotencyTokens(token_ttl, clock)
         self._owner_ids = itertools.count(1)
         self._owner_lock = threading.Lock()
 

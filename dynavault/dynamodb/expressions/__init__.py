@@ -44,14 +44,9 @@ from dynavault.dynamodb.expressions.ast import (
     resolve,
 )
 from dynavault.dynamodb.expressions.keycond import KeyCondition, key_condition_from_ast
-from dynavault.dynamodb.expressions.parser import (
-    parse_condition_raw,
-    parse_projection_text,
-    parse_update_raw,
-    resolve_condition,
-    resolve_update,
-)
+from dynavault.dynamodb.expressions.parser import parse_condition_raw, parse_update_raw
 from dynavault.dynamodb.expressions.reserved import RESERVED_WORDS, is_reserved
+from dynavault.dynamodb.expressions.resolver import parse_projection_text, resolve_condition, resolve_update
 from dynavault.dynamodb.expressions.update import UpdatePlan, apply_update, updated_attributes
 from dynavault.dynamodb.values import MSG_NESTING, validate_attribute_value
 from dynavault.errors import AWSError, validation
