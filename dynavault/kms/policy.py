@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import orjson
 
+from dynavault.audit.events import service_root
 from dynavault.errors import AWSError
 
 from . import conditions
@@ -267,17 +268,9 @@ def _principal_matches(principal: object, req: Request) -> bool:
             if not isinstance(svc, str):
                 continue
             # "dynamodb.amazonaws.com" names the service in every region; our callers name it regionally.
-            if svc == req.principal_arn or _service_root(req.principal_arn) == svc:
+            if svc == req.principal_arn or service_root(req.principal_arn) == svc:
                 return True
     return False
-
-
-def _service_root(principal: str) -> str:
-    """dynamodb.us-east-1.amazonaws.com -> dynamodb.amazonaws.com"""
-    parts = principal.split(".")
-    if len(parts) == 4 and parts[2] == "amazonaws":
-        return f"{parts[0]}.amazonaws.com"
-    return principal
 
 
 def _action_matches(patterns: object, action: str) -> bool:
