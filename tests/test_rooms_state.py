@@ -30,9 +30,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "dynavault"
 ALLOWED = {
     # Memo tables of pure functions of their text arguments: the same for every store and every caller,
     # bounded, and holding no user data (item values never reach them).
-    "_glob": "kms/conditions: lru_cache, a policy glob pattern -> its matcher",
-    "parse_operator": "kms/conditions: lru_cache, a condition operator name -> its parts",
-    "_wildcard": "kms/policy: lru_cache, a policy wildcard -> its regex",
     "_load_model": "server/shapes: lru_cache, a service name -> botocore's (read-only) service model",
     "_parse_amz_date": "server/sigv4: lru_cache, an X-Amz-Date string -> its timestamp",
 }

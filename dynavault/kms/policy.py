@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 import orjson
 
@@ -227,20 +226,6 @@ def grant_context(operations: list[str], grantee: str, retiring: str | None, *, 
     return values
 
 
-@lru_cache(maxsize=1024)
-def _wildcard(pattern: str) -> re.Pattern:
-    return re.compile(
-        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
-        re.IGNORECASE | re.DOTALL,
-    )
-
-
-def _like(pattern: str, value: str) -> bool:
-    if "*" not in pattern and "?" not in pattern:
-        return pattern == value
-    return _wildcard(pattern).fullmatch(value) is not None
-
-
 def _as_list(value: object) -> list:
     if value is None:
         return []
@@ -274,7 +259,7 @@ def _principal_matches(principal: object, req: Request) -> bool:
 
 
 def _action_matches(patterns: object, action: str) -> bool:
-    return any(isinstance(p, str) and _like(p.lower(), action.lower()) for p in _as_list(patterns))
+    return any(isinstance(p, str) and conditions.like(p.lower(), action.lower()) for p in _as_list(patterns))
 
 
 def _conditions_hold(cond: object, req: Request, effect: str) -> bool:
