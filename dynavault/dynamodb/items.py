@@ -120,15 +120,18 @@ def _checked_place(w: ItemWriter, crypto, meta: TableMeta, hkey: bytes, skey: by
 
 # -- operations ---------------------------------------------------------------------------------
 def put_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = svc.data_table(caller, p["TableName"])
+    # The request is validated as a whole before the table is looked up: a bad request to a missing table
+    # is a ValidationException, as in DynamoDB; only checks that need the key schema come after.
     legacy.check_no_mixing(p, "PutItem")
     item = p.get("Item") or {}
     validate_item(item)
-    hkey, skey, _ = key_of_item(meta, item)
     rv = return_values(p, "PutItem")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=svc.expression_cache)
     cond = parse_request_condition(p, ctx, "PutItem")
     ctx.check_all_used()
+    meta = svc.data_table(caller, p["TableName"])
+    hkey, skey, _ = key_of_item(meta, item)
     item = canonical_item(item)
     crypto = svc.crypto(caller, meta)
     new_size = item_size(item)
@@ -141,12 +144,13 @@ def put_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
 
 
 def get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = svc.data_table(caller, p["TableName"])
     legacy.check_no_mixing(p, "GetItem")
-    hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=svc.expression_cache)
     proj = parse_request_projection(p, ctx)
     ctx.check_all_used()
+    meta = svc.data_table(caller, p["TableName"])
+    hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
     crypto = svc.crypto(caller, meta)
     raw = svc.items.get_json(meta, crypto, hkey, skey)
     out: dict = {}
@@ -167,13 +171,14 @@ def get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
 
 
 def delete_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = svc.data_table(caller, p["TableName"])
     legacy.check_no_mixing(p, "DeleteItem")
-    hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
     rv = return_values(p, "DeleteItem")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=svc.expression_cache)
     cond = parse_request_condition(p, ctx, "DeleteItem")
     ctx.check_all_used()
+    meta = svc.data_table(caller, p["TableName"])
+    hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
     crypto = svc.crypto(caller, meta)
     with svc.items.write() as w:
         place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
@@ -184,12 +189,11 @@ def delete_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
 
 
 def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = svc.data_table(caller, p["TableName"])
     legacy.check_no_mixing(p, "UpdateItem")
     key = p.get("Key") or {}
-    hkey, skey, _ = key_of_request(meta, key)
     rv = return_values(p, "UpdateItem")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=svc.expression_cache)
     if p.get("UpdateExpression") is not None:
         plan = parse_update(p["UpdateExpression"], ctx)
     elif p.get("AttributeUpdates") is not None:
@@ -198,23 +202,30 @@ def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         plan = None
     cond = parse_request_condition(p, ctx, "UpdateItem")
     ctx.check_all_used()
+    meta = svc.data_table(caller, p["TableName"])
+    hkey, skey, _ = key_of_request(meta, key)
     crypto = svc.crypto(caller, meta)
     with svc.items.write() as w:
         place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
         old = place.old
-        base = old if old is not None else dict(key)
-        new = apply_update(plan, base, meta.key_names) if plan is not None else dict(base)
-        new = canonical_item(new)
-        validate_item(new)
-        index_units = w.apply(ItemChange(meta, old, new, "UpdateItem"), crypto, hkey=hkey, skey=skey, place=place)
-    new_size = item_size(new)
+        if old is None and plan is not None and plan.only_removals:
+            new = None
+            index_units: dict = {}
+        else:
+            base = old if old is not None else dict(key)
+            new = apply_update(plan, base, meta.key_names) if plan is not None else dict(base)
+            new = canonical_item(new)
+            validate_item(new)
+            index_units = w.apply(ItemChange(meta, old, new, "UpdateItem"), crypto, hkey=hkey, skey=skey,
+                                  place=place)
+    new_size = item_size(new) if new is not None else 0
     old_size = item_size(old) if old is not None else 0
     attrs = None
     if rv == "ALL_OLD":
         attrs = old
     elif rv == "ALL_NEW":
         attrs = new
-    elif rv in ("UPDATED_OLD", "UPDATED_NEW") and plan is not None:
+    elif rv in ("UPDATED_OLD", "UPDATED_NEW") and plan is not None and new is not None:
         attrs = updated_attributes(plan, old, new, rv)
     return write_response(meta, p, attrs, write_units(new_size, old_size), index_units)
 

@@ -262,6 +262,8 @@ def _evaluate(a: WriteAction) -> dict:
             return _reason("ConditionalCheckFailed", MSG_CONDITION, fail_item)
         if a.kind == "Put":
             a.new = a.item
+        elif a.kind == "Update" and old is None and a.plan.only_removals:
+            a.new = None
         elif a.kind == "Update":
             base = old if old is not None else dict(a.key)
             new = canonical_item(apply_update(a.plan, base, a.meta.key_names))
