@@ -12,7 +12,8 @@ from pathlib import Path
 
 from dynavault.caller import Caller
 from dynavault.config import Settings
-from dynavault.dynamodb.catalog import CATALOG_PREFIX, TableMeta
+from dynavault.dynamodb.catalog import TableMeta
+from dynavault.dynamodb.layout import CATALOG_PREFIX
 from dynavault.errors import StartupError
 from dynavault.kms import blob as blobfmt
 from dynavault.kms.root import FileRoot, RootOfTrustError

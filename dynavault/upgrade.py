@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from dynavault.config import Settings
-from dynavault.dynamodb.catalog import FORMAT_KEY, STORE_FORMAT, TableMeta
+from dynavault.dynamodb.catalog import STORE_FORMAT, TableMeta
+from dynavault.dynamodb.layout import FORMAT_KEY
 from dynavault.dynamodb.tables import index_trees
 from dynavault.errors import AWSError, IntegrityError, StartupError
 from dynavault.offline import OfflineStore
 from dynavault.sse.key_port import KeyPortError
-from dynavault.storage.kv.base import KVReader, KVTransaction, prefix_end
+from dynavault.storage.kv.base import KVReader, KVTransaction, distinct_segments
 from dynavault.storage.sealed import TOKEN_SIZE, CatalogRecord, Token
 from dynavault.storage.trees import row_prefix
 
@@ -31,21 +32,13 @@ CLOSING = ("partitions deleted from the store BEFORE this upgrade cannot be dete
 
 def _stored_tokens(r: KVReader, table_id: bytes, index_id: int) -> list[bytes]:
     """Distinct partition tokens with at least one row under (table, index), in order."""
-    pfx = row_prefix(table_id, index_id)
-    n = len(pfx)
     out: list[bytes] = []
-    lo = pfx
-    end = prefix_end(pfx)
-    while True:
-        row = next(iter(r.range(lo, end, limit=1)), None)
-        if row is None:
-            return out
-        raw = row[0][n : n + TOKEN_SIZE]
+    for raw in distinct_segments(r, row_prefix(table_id, index_id), TOKEN_SIZE):
         if len(raw) != TOKEN_SIZE:
             raise StartupError(f"the table store holds a row key of the wrong length under table id "
                                f"{table_id.hex()}; `dynavault verify --data-dir DIR` shows what is wrong")
         out.append(raw)
-        lo = prefix_end(pfx + raw)  # one seek per partition, however many nodes it has
+    return out
 
 
 def _upgrade_table(store: OfflineStore, key: bytes, meta: TableMeta) -> str:

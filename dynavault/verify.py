@@ -20,12 +20,13 @@ from pathlib import Path
 import orjson
 
 from dynavault.config import Settings
-from dynavault.dynamodb.catalog import CATALOG_PREFIX, FORMAT_KEY, STATS_PREFIX, STORE_FORMAT, TableMeta
+from dynavault.dynamodb.catalog import STORE_FORMAT, TableMeta
+from dynavault.dynamodb.layout import CATALOG_PREFIX, FORMAT_KEY, STATS_PREFIX
 from dynavault.errors import AWSError, IntegrityError, StartupError
 from dynavault.offline import OfflineKms, OfflineStore
 from dynavault.sse.key_port import KeyPortError
 from dynavault.storage.directory import DIR_PREFIX
-from dynavault.storage.kv.base import prefix_end
+from dynavault.storage.kv.base import distinct_segments, prefix_end
 from dynavault.storage.kv.sqlite import SqliteKV
 from dynavault.storage.sealed import TOKEN_SIZE, Token
 from dynavault.storage.trees import ROW_PREFIX, EncryptedTrees
@@ -179,17 +180,10 @@ def _orphans(kv: SqliteKV, tables: list[TableMeta], report: Report) -> None:
     """Tree or directory rows of a table id the catalog does not have (a table moved in from elsewhere)."""
     known = {m.id_bytes for m in tables}
     for first in (ROW_PREFIX, DIR_PREFIX):
-        end = prefix_end(first)
-        lo: bytes | None = first
-        while lo is not None:
-            row = next(iter(kv.range(lo, end, limit=1)), None)
-            if row is None:
-                break
-            tid = row[0][1:17]
+        for tid in distinct_segments(kv, first, 16):
             if tid not in known:
                 label = str(uuid.UUID(bytes=tid)) if len(tid) == 16 else tid.hex()
                 report.problem("rows of a table the catalog does not list", f"table id {label}")
-            lo = prefix_end(first + tid)
 
 
 # -- canaries -----------------------------------------------------------------------------------------------

@@ -436,10 +436,10 @@ def run_bench(cfg: BenchConfig) -> dict:
     bad = [w for w in cfg.workloads if w not in ALL_WORKLOADS]
     if bad:
         raise ValueError(f"unknown workloads {bad}; choose from {','.join(ALL_WORKLOADS)}")
-    return _new_loop_run(_run(cfg))
+    return run_in_new_loop(_run(cfg))
 
 
-def _new_loop_run(coro):
+def run_in_new_loop(coro):
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a server dependency, but stay usable without it

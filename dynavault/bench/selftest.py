@@ -79,10 +79,10 @@ async def _requests(connections: int, seconds: float) -> dict:
 
 
 def selftest(connections: int = 8, seconds: float = 3.0) -> dict:
-    from dynavault.bench.load import _new_loop_run
+    from dynavault.bench.load import run_in_new_loop
 
     return {
         "signatures_per_s": round(_signer_rate(min(seconds, 2.0)), 1),
         # Client and trivial server share this process (one core): the true client ceiling is higher.
-        "trivial_endpoint": _new_loop_run(_requests(connections, seconds)),
+        "trivial_endpoint": run_in_new_loop(_requests(connections, seconds)),
     }

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import orjson
-
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
 
@@ -80,7 +78,7 @@ def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         keys = ka.get("Keys") or []
         if not keys:
             raise validation(f"The list of keys in RequestItems for BatchGetItem is required: {name} has empty list")
-        ctx = ExpressionContext(ka.get("ExpressionAttributeNames"), None)
+        ctx = ExpressionContext(ka.get("ExpressionAttributeNames"), None, cache=svc.expression_cache)
         proj = item_ops.parse_request_projection(ka, ctx)
         ctx.check_all_used()
         parsed = []
@@ -114,10 +112,9 @@ def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             if full:
                 left.append(key)
                 continue
-            raw = svc.trees.get(svc.kv, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
+            item = svc.items.get(meta, crypto, hkey, skey)
             size = 0
-            if raw is not None:
-                item = orjson.loads(raw)
+            if item is not None:
                 size = item_size(item)
                 if total + size > MAX_RESPONSE_BYTES:
                     # this key and every one after it are left for the client's next call
@@ -169,7 +166,7 @@ def batch_write_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     todo = [a for _, _, acts in plan for a in acts if a.meta.table_id in cryptos]
     unprocessed = {name: reqs for name, reqs, acts in plan if acts[0].meta.table_id not in cryptos}
     try:
-        run_writes(svc, caller, todo, transactional=False, cryptos=cryptos)
+        run_writes(svc, caller, todo, cause="BatchWriteItem", transactional=False, cryptos=cryptos)
     except ActionsFailed:
         # only an in-flight transaction holding one of the items makes a batch's writes fail
         raise AWSError("TransactionConflictException", MSG_CONFLICT) from None

@@ -21,15 +21,10 @@ from dynavault.sse.table_keys import TableKeyRef
 from dynavault.storage.kv.base import KVStore, prefix_end
 from dynavault.storage.sealed import CatalogRecord
 
-# Catalog rows live under their own first byte; table data rows are keyed by the storage layer
-# under a different prefix, so the two key spaces never meet.
-CATALOG_PREFIX = b"\x00\x00catalog\x00"
-STATS_PREFIX = b"\x00\x00stats\x00"
-#: item-collection sizes per partition token of tables with LSIs (item_collections.py)
-COLLECTION_PREFIX = b"\x00\x00collection\x00"
+from .layout import CATALOG_PREFIX, COLLECTION_PREFIX, FORMAT_KEY, STATS_PREFIX
+
 _STATS = struct.Struct(">qq")
 #: what this store's rows mean: written once into a new store; a store without it predates partition directories
-FORMAT_KEY = b"\x00\x00format\x00"
 STORE_FORMAT = b'{"partition_directories":1}'
 
 
@@ -165,6 +160,10 @@ class Catalog:
 
     def remember(self, meta: TableMeta) -> None:
         self._tables[(meta.account, meta.region, meta.name)] = meta
+
+    def transaction(self):
+        """A store transaction for catalog rows (and records kept beside them, like backup records)."""
+        return self.kv.transaction()
 
     def save(self, meta: TableMeta) -> None:
         with self.kv.transaction() as tx:

@@ -13,21 +13,23 @@ import logging
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .service import DynamoDBService
+    from dynavault.sse.table_keys import TableKeyService
+
+    from .catalog import Catalog
 
 log = logging.getLogger("dynavault.dynamodb")
 
 
-def account_node_seals(svc: DynamoDBService) -> None:
-    limit = svc.settings.node_epoch_max_seals
-    for meta in svc.catalog.all():
+def account_node_seals(catalog: Catalog, keys: TableKeyService, limit: int) -> None:
+    """Add each table's new seals to its count; roll to a new node key at ``limit``."""
+    for meta in catalog.all():
         # Under the catalog lock: a key switch replaces meta.sse, and a new epoch key must be wrapped
         # by the table key the catalog holds at that moment.
-        with svc.catalog.lock:
+        with catalog.lock:
             data_keys = meta.sse.get("data_keys")
             if not data_keys:
                 continue
-            crypto = svc.keys.live_crypto(meta.sse["table_key_blob"])
+            crypto = keys.live_crypto(meta.sse["table_key_blob"])
             if crypto is None:
                 continue
             delta = crypto.codec.take_seals()
@@ -43,4 +45,4 @@ def account_node_seals(svc: DynamoDBService) -> None:
                 counts[str(new_epoch)] = 0
                 log.info("table %s: node key epoch %s retired after %s seals; sealing under epoch %s",
                          meta.name, epoch, counts[epoch], new_epoch)
-            svc.catalog.save(meta)
+            catalog.save(meta)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from dynavault.errors import AWSError
 from dynavault.storage.sealed import CatalogRecord
 
-from .catalog import COLLECTION_PREFIX
 from .keys import key_of_item
+from .layout import COLLECTION_PREFIX
 from .values import item_size
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """Item operations: PutItem, GetItem, DeleteItem, UpdateItem.
 
-Each write is one store transaction: read the old item, check the condition, write the new item
-(index entries and stream records join the same transaction through the service's hooks).
+Each write is one store transaction of the item store: find the item's place and old value, check the
+condition, then apply the change (the item store writes index entries and hands it to subscribers).
 The table key is fetched from the per-connection cache before any data is touched (fail closed).
 """
 
@@ -26,14 +26,13 @@ from .expressions import (
     project,
     updated_attributes,
 )
+from .item_store import ItemChange
 from .keys import key_of_item, key_of_request
 from .values import canonical_item, item_size, validate_item
 
 if TYPE_CHECKING:
-    from dynavault.storage.sealed import Token
-    from dynavault.storage.trees import Slot
-
     from .catalog import TableMeta
+    from .item_store import ItemWriter, Place
     from .service import DynamoDBService
 
 _RETURN_VALUES = {
@@ -110,53 +109,50 @@ def _condition_failed(old: dict | None, p: dict) -> AWSError:
     return AWSError("ConditionalCheckFailedException", "The conditional request failed", extra=extra)
 
 
-def _checked_place(
-    svc: DynamoDBService, tx, crypto, meta: TableMeta, token: Token, skey: bytes, cond, p: dict
-) -> tuple[Slot, dict | None]:
-    """The item's place in the base table (one descent) and its current value, once the request's
+def _checked_place(w: ItemWriter, crypto, meta: TableMeta, hkey: bytes, skey: bytes, cond, p: dict) -> Place:
+    """The item's place in the base table (one descent) with its current value, once the request's
     condition holds on it; raises ConditionalCheckFailedException otherwise."""
-    place = svc.trees.slot(tx, crypto.codec, meta.id_bytes, 0, token, skey)
-    old = orjson.loads(place.value) if place.value is not None else None
-    if cond is not None and not evaluate(cond, old):
-        raise _condition_failed(old, p)
-    return place, old
+    place = w.place(meta, crypto, hkey, skey)
+    if cond is not None and not evaluate(cond, place.old):
+        raise _condition_failed(place.old, p)
+    return place
 
 
 # -- operations ---------------------------------------------------------------------------------
 def put_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = svc.data_table(caller, p["TableName"])
+    # The request is validated as a whole before the table is looked up: a bad request to a missing table
+    # is a ValidationException, as in DynamoDB; only checks that need the key schema come after.
     legacy.check_no_mixing(p, "PutItem")
     item = p.get("Item") or {}
     validate_item(item)
-    hkey, skey, _ = key_of_item(meta, item)
     rv = return_values(p, "PutItem")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=svc.expression_cache)
     cond = parse_request_condition(p, ctx, "PutItem")
     ctx.check_all_used()
+    meta = svc.data_table(caller, p["TableName"])
+    hkey, skey, _ = key_of_item(meta, item)
     item = canonical_item(item)
     crypto = svc.crypto(caller, meta)
-    token = crypto.token(0, hkey)
-    new_raw = orjson.dumps(item)
     new_size = item_size(item)
-    with svc.kv.transaction() as tx:
-        place, old = _checked_place(svc, tx, crypto, meta, token, skey, cond, p)
-        place.put(new_raw)
-        old_size = item_size(old) if old is not None else 0
-        index_units = svc.after_write(tx, caller, meta, crypto, old, item)
-        stats = svc.catalog.add_stats(tx, meta.table_id, 0 if old is not None else 1, new_size - old_size)
-    svc.catalog.commit_stats(meta.table_id, stats)
+    with svc.items.write() as w:
+        place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
+        old = place.old
+        index_units = w.apply(ItemChange(meta, old, item, "PutItem"), crypto, hkey=hkey, skey=skey, place=place)
+    old_size = item_size(old) if old is not None else 0
     return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(new_size, old_size), index_units)
 
 
 def get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = svc.data_table(caller, p["TableName"])
     legacy.check_no_mixing(p, "GetItem")
-    hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=svc.expression_cache)
     proj = parse_request_projection(p, ctx)
     ctx.check_all_used()
+    meta = svc.data_table(caller, p["TableName"])
+    hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
     crypto = svc.crypto(caller, meta)
-    raw = svc.trees.get(svc.kv, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
+    raw = svc.items.get_json(meta, crypto, hkey, skey)
     out: dict = {}
     mode = p.get("ReturnConsumedCapacity")
     wants_units = bool(mode) and mode != "NONE"
@@ -175,36 +171,29 @@ def get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
 
 
 def delete_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = svc.data_table(caller, p["TableName"])
     legacy.check_no_mixing(p, "DeleteItem")
-    hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
     rv = return_values(p, "DeleteItem")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=svc.expression_cache)
     cond = parse_request_condition(p, ctx, "DeleteItem")
     ctx.check_all_used()
+    meta = svc.data_table(caller, p["TableName"])
+    hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
     crypto = svc.crypto(caller, meta)
-    token = crypto.token(0, hkey)
-    stats = None
-    with svc.kv.transaction() as tx:
-        place, old = _checked_place(svc, tx, crypto, meta, token, skey, cond, p)
-        index_units = None
-        if old is not None:
-            place.delete()
-            index_units = svc.after_write(tx, caller, meta, crypto, old, None)
-            stats = svc.catalog.add_stats(tx, meta.table_id, -1, -item_size(old))
-    if stats is not None:
-        svc.catalog.commit_stats(meta.table_id, stats)
+    with svc.items.write() as w:
+        place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
+        old = place.old
+        index_units = w.apply(ItemChange(meta, old, None, "DeleteItem"), crypto, hkey=hkey, skey=skey, place=place)
     old_size = item_size(old) if old is not None else 0
     return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(old_size), index_units)
 
 
 def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = svc.data_table(caller, p["TableName"])
     legacy.check_no_mixing(p, "UpdateItem")
     key = p.get("Key") or {}
-    hkey, skey, _ = key_of_request(meta, key)
     rv = return_values(p, "UpdateItem")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=svc.expression_cache)
     if p.get("UpdateExpression") is not None:
         plan = parse_update(p["UpdateExpression"], ctx)
     elif p.get("AttributeUpdates") is not None:
@@ -213,26 +202,30 @@ def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         plan = None
     cond = parse_request_condition(p, ctx, "UpdateItem")
     ctx.check_all_used()
+    meta = svc.data_table(caller, p["TableName"])
+    hkey, skey, _ = key_of_request(meta, key)
     crypto = svc.crypto(caller, meta)
-    token = crypto.token(0, hkey)
-    with svc.kv.transaction() as tx:
-        place, old = _checked_place(svc, tx, crypto, meta, token, skey, cond, p)
-        base = old if old is not None else dict(key)
-        new = apply_update(plan, base, meta.key_names) if plan is not None else dict(base)
-        new = canonical_item(new)
-        validate_item(new)
-        new_size = item_size(new)
-        place.put(orjson.dumps(new))
-        old_size = item_size(old) if old is not None else 0
-        index_units = svc.after_write(tx, caller, meta, crypto, old, new)
-        stats = svc.catalog.add_stats(tx, meta.table_id, 0 if old is not None else 1, new_size - old_size)
-    svc.catalog.commit_stats(meta.table_id, stats)
+    with svc.items.write() as w:
+        place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
+        old = place.old
+        if old is None and plan is not None and plan.only_removals:
+            new = None
+            index_units: dict = {}
+        else:
+            base = old if old is not None else dict(key)
+            new = apply_update(plan, base, meta.key_names) if plan is not None else dict(base)
+            new = canonical_item(new)
+            validate_item(new)
+            index_units = w.apply(ItemChange(meta, old, new, "UpdateItem"), crypto, hkey=hkey, skey=skey,
+                                  place=place)
+    new_size = item_size(new) if new is not None else 0
+    old_size = item_size(old) if old is not None else 0
     attrs = None
     if rv == "ALL_OLD":
         attrs = old
     elif rv == "ALL_NEW":
         attrs = new
-    elif rv in ("UPDATED_OLD", "UPDATED_NEW") and plan is not None:
+    elif rv in ("UPDATED_OLD", "UPDATED_NEW") and plan is not None and new is not None:
         attrs = updated_attributes(plan, old, new, rv)
     return write_response(meta, p, attrs, write_units(new_size, old_size), index_units)
 

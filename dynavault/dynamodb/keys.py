@@ -61,6 +61,12 @@ def key_of_item(meta: TableMeta, item: dict) -> tuple[bytes, bytes, dict]:
     return encode_key_value(meta.hash_type, h), sort, key
 
 
+def partition_key_bytes(meta: TableMeta, value: dict) -> bytes:
+    """A lone partition key value (a read pinned to one partition), checked as a request's key."""
+    return encode_key_value(meta.hash_type,
+                            _check_key_value(meta.hash_key, meta.hash_type, value, is_hash=True, from_item=False))
+
+
 def key_of_request(meta: TableMeta, key: dict) -> tuple[bytes, bytes, dict]:
     """The same for a Key parameter: exactly the key attributes, no others."""
     if not isinstance(key, dict) or set(key) != meta.key_names:

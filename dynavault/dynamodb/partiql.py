@@ -1,46 +1,44 @@
 """PartiQL for DynamoDB: ExecuteStatement, BatchExecuteStatement, ExecuteTransaction.
 
-The subset DynamoDB documents, on one table per statement:
+A statement is parsed by :mod:`.expressions.partiql` into a small tree, then *rendered* here into the
+DynamoDB expression language (``#n0.#n1 = :v0``) and handed to the ordinary expression parser, so PartiQL
+conditions and updates evaluate exactly as ConditionExpression and UpdateExpression do.
 
-    SELECT * | path, ... FROM "table" [WHERE condition]
-    INSERT INTO "table" VALUE {'attr': value, ...}
-    UPDATE "table" SET path = value [, ...] | REMOVE path | SET path = set_add(path, value) ...
-        WHERE key = value [AND condition] [RETURNING ALL|MODIFIED OLD|NEW *]
-    DELETE FROM "table" WHERE key = value [AND condition] [RETURNING ALL OLD *]
-    EXISTS(SELECT ...) / NOT EXISTS(SELECT ...)        (condition checks, ExecuteTransaction only)
-
-with ``?`` parameters. A statement is parsed into a small tree here, then *rendered* into the DynamoDB
-expression language (``#n0.#n1 = :v0``) and handed to the ordinary expression parser, so PartiQL
-conditions and updates evaluate exactly as ConditionExpression and UpdateExpression do. Writes go
-through the shared engine in :mod:`.transactions` (one store transaction per request).
-Anything else (UPSERT, REPLACE, joins, DDL, ...) is DynamoDB's syntax error.
+- Writes (INSERT, UPDATE, DELETE, EXISTS checks) become :class:`.transactions.WriteAction`s and run through the
+  shared write engine (one store transaction per request).
+- SELECT is a Query when the WHERE pins the partition key by equality (and a sort key equality narrows it to
+  one item's range), otherwise a Scan; either way the whole WHERE is the filter, and the page is read by
+  Query/Scan's own page walk (:func:`.query.read_page`), with its Limit and 1 MB rules. NextToken is that
+  walk's LastEvaluatedKey, sealed for the table and the statement: opaque to the client, as DynamoDB's is,
+  and never a key value in the clear.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
-import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import orjson
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
+from dynavault.storage.kv.base import prefix_end
 
 from . import items as item_ops
+from . import query
 from .catalog import TableMeta
 from .expressions import (
     ExpressionContext,
-    evaluate,
     parse_condition,
     parse_projection,
     parse_update,
     updated_attributes,
 )
-from .expressions import project as project_item
-from .keys import key_of_item, key_of_request
+from .expressions.partiql import COMPARISONS, Binary, Call, Path, Statement, Value, malformed, parse_statement
+from .index_model import encode_attr
+from .keys import key_of_item, key_of_request, partition_key_bytes
 from .transactions import (
     ActionsFailed,
     WriteAction,
@@ -51,460 +49,15 @@ from .transactions import (
     table_cryptos,
     units_by_table,
 )
-from .values import canonical_item, item_size, validate_attribute_value, validate_item
+from .values import canonical_item, validate_item
 
 if TYPE_CHECKING:
+    from dynavault.sse.crypto import TableCrypto
+
     from .service import DynamoDBService
 
-MALFORMED = "Statement wasn't well formed, can't be processed: "
-MSG_PARAMS = "Number of parameters in request and statement don't match."
 MSG_KEY_EQ = "Where clause does not contain a mandatory equality on all key attributes"
 MSG_MIXED = "ExecuteTransaction API does not support both read and write operations in the same request."
-PAGE_BYTES = 1024 * 1024
-
-_TOKEN = re.compile(
-    r"""\s+|--[^\n]*|/\*.*?\*/
-    |(?P<str>'(?:[^']|'')*')
-    |(?P<qid>"(?:[^"]|"")*")
-    |(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
-    |(?P<id>[A-Za-z_][A-Za-z0-9_$]*)
-    |(?P<op><<|>>|<=|>=|<>|!=|[-+*/=<>(),.\[\]{}:?;])""",
-    re.S | re.X,
-)
-
-
-def _malformed(detail: str) -> AWSError:
-    return validation(MALFORMED + detail)
-
-
-@dataclass
-class Tok:
-    kind: str  # str | qid | num | id | op | end
-    text: str
-
-
-def _lex(text: str) -> list[Tok]:
-    out: list[Tok] = []
-    pos = 0
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if m is None:
-            raise _malformed(f"Unexpected character: {text[pos]!r}")
-        pos = m.end()
-        kind = m.lastgroup
-        if kind is None:
-            continue
-        raw = m.group(kind)
-        if kind == "str":
-            out.append(Tok("str", raw[1:-1].replace("''", "'")))
-        elif kind == "qid":
-            out.append(Tok("qid", raw[1:-1].replace('""', '"')))
-        else:
-            out.append(Tok(kind, raw))
-    while out and out[-1].kind == "op" and out[-1].text == ";":
-        out.pop()
-    out.append(Tok("end", ""))
-    return out
-
-
-# -- tree ---------------------------------------------------------------------------------------
-@dataclass
-class Path:
-    parts: list  # str names and int indexes
-
-
-@dataclass
-class Value:
-    value: dict  # an AttributeValue
-
-
-@dataclass
-class Call:
-    name: str
-    args: list
-
-
-@dataclass
-class Binary:
-    op: str
-    left: object
-    right: object
-
-
-@dataclass
-class Statement:
-    kind: str  # SELECT | INSERT | UPDATE | DELETE | EXISTS
-    table: str
-    index: str | None = None
-    projection: list[Path] | None = None
-    where: object | None = None
-    value: dict | None = None
-    sets: list = field(default_factory=list)  # (op, path, value-expr) with op SET | REMOVE | ADD | DELETE
-    returning: str | None = None
-    negated: bool = False
-
-
-_RESERVED_STARTS = {"UPSERT", "REPLACE", "CREATE", "DROP", "ALTER", "BEGIN", "COMMIT", "ROLLBACK"}
-_CMP = {"=", "<>", "!=", "<", "<=", ">", ">="}
-
-
-class _Parser:
-    def __init__(self, text: str, params: list[dict]) -> None:
-        self.toks = _lex(text)
-        self.i = 0
-        self.params = params
-        self.used = 0
-
-    # token helpers
-    def peek(self, ahead: int = 0) -> Tok:
-        return self.toks[min(self.i + ahead, len(self.toks) - 1)]
-
-    def next(self) -> Tok:
-        t = self.peek()
-        self.i += 1
-        return t
-
-    def is_kw(self, *words: str) -> bool:
-        t = self.peek()
-        return t.kind == "id" and t.text.upper() in words
-
-    def is_op(self, *ops: str) -> bool:
-        t = self.peek()
-        return t.kind == "op" and t.text in ops
-
-    def kw(self, word: str) -> None:
-        if not self.is_kw(word):
-            raise _malformed(f"Expected {word}")
-        self.i += 1
-
-    def op(self, text: str) -> None:
-        if not self.is_op(text):
-            raise _malformed(f"Expected {text!r}")
-        self.i += 1
-
-    def name(self) -> str:
-        t = self.next()
-        if t.kind in ("id", "qid"):
-            return t.text
-        raise _malformed("Expected identifier")
-
-    # statements
-    def statement(self) -> Statement:
-        if self.peek().kind == "end":
-            raise _malformed("Empty statement")
-        head = self.peek().text.upper() if self.peek().kind == "id" else ""
-        if head == "SELECT":
-            st = self.select()
-        elif head == "INSERT":
-            st = self.insert()
-        elif head == "UPDATE":
-            st = self.update()
-        elif head == "DELETE":
-            st = self.delete()
-        elif head in ("EXISTS", "NOT"):
-            negated = head == "NOT"
-            self.i += 1
-            if negated:
-                self.kw("EXISTS")
-            self.op("(")
-            st = self.select()
-            self.op(")")
-            st.kind, st.negated = "EXISTS", negated
-        else:
-            raise _malformed("Expected data manipulation")
-        if self.peek().kind != "end":
-            raise _malformed("Unexpected token after expression")
-        return st
-
-    def table(self, st: Statement) -> None:
-        st.table = self.name()
-        if self.is_op(".") and self.peek(1).kind in ("id", "qid"):
-            self.i += 1
-            st.index = self.name()
-        if self.is_kw("AS") or (self.peek().kind in ("id", "qid") and not self.is_kw("WHERE", "SET", "REMOVE",
-                                                                                     "RETURNING", "VALUE")):
-            raise validation("Aliasing is not supported")
-
-    def select(self) -> Statement:
-        self.kw("SELECT")
-        st = Statement("SELECT", "")
-        if self.is_op("*"):
-            self.i += 1
-        else:
-            st.projection = [self.path()]
-            while self.is_op(","):
-                self.i += 1
-                st.projection.append(self.path())
-        self.kw("FROM")
-        self.table(st)
-        if self.is_kw("WHERE"):
-            self.i += 1
-            st.where = self.expr()
-        return st
-
-    def insert(self) -> Statement:
-        self.kw("INSERT")
-        self.kw("INTO")
-        st = Statement("INSERT", "")
-        self.table(st)
-        self.kw("VALUE")
-        v = self.operand()
-        if not isinstance(v, Value) or "M" not in v.value:
-            raise _malformed("Expected a tuple in VALUE")
-        st.value = v.value["M"]
-        return st
-
-    def update(self) -> Statement:
-        self.kw("UPDATE")
-        st = Statement("UPDATE", "")
-        self.table(st)
-        while self.is_kw("SET", "REMOVE"):
-            word = self.next().text.upper()
-            while True:
-                path = self.path()
-                if word == "REMOVE":
-                    st.sets.append(("REMOVE", path, None))
-                else:
-                    self.op("=")
-                    rhs = self.value_expr()
-                    if isinstance(rhs, Call) and rhs.name in ("set_add", "set_delete"):
-                        st.sets.append(("ADD" if rhs.name == "set_add" else "DELETE", path, rhs.args[1]))
-                    else:
-                        st.sets.append(("SET", path, rhs))
-                if not self.is_op(","):
-                    break
-                self.i += 1
-        if not st.sets:
-            raise _malformed("Expected SET or REMOVE")
-        self.where_and_returning(st)
-        return st
-
-    def delete(self) -> Statement:
-        self.kw("DELETE")
-        self.kw("FROM")
-        st = Statement("DELETE", "")
-        self.table(st)
-        self.where_and_returning(st)
-        return st
-
-    def where_and_returning(self, st: Statement) -> None:
-        if self.is_kw("WHERE"):
-            self.i += 1
-            st.where = self.expr()
-        if self.is_kw("RETURNING"):
-            self.i += 1
-            which = self.name().upper()
-            age = self.name().upper()
-            self.op("*")
-            if which not in ("ALL", "MODIFIED") or age not in ("OLD", "NEW"):
-                raise _malformed("Expected RETURNING ALL|MODIFIED OLD|NEW *")
-            if st.kind == "DELETE" and (which, age) != ("ALL", "OLD"):
-                raise validation("DELETE statement only supports RETURNING ALL OLD *")
-            st.returning = f"{which}_{age}"
-
-    # expressions
-    def expr(self):
-        left = self.and_expr()
-        while self.is_kw("OR"):
-            self.i += 1
-            left = Binary("OR", left, self.and_expr())
-        return left
-
-    def and_expr(self):
-        left = self.not_expr()
-        while self.is_kw("AND"):
-            self.i += 1
-            left = Binary("AND", left, self.not_expr())
-        return left
-
-    def not_expr(self):
-        if self.is_kw("NOT"):
-            self.i += 1
-            return Binary("NOT", self.not_expr(), None)
-        return self.predicate()
-
-    def predicate(self):
-        if self.is_op("("):
-            self.i += 1
-            inner = self.expr()
-            self.op(")")
-            return inner
-        left = self.value_expr()
-        if isinstance(left, Call) and left.name in ("begins_with", "contains", "attribute_exists",
-                                                    "attribute_not_exists", "attribute_type"):
-            return left
-        if self.is_op(*_CMP):
-            op = self.next().text
-            return Binary("<>" if op == "!=" else op, left, self.value_expr())
-        if self.is_kw("BETWEEN"):
-            self.i += 1
-            lo = self.value_expr()
-            self.kw("AND")
-            return Binary("BETWEEN", left, (lo, self.value_expr()))
-        if self.is_kw("IN"):
-            self.i += 1
-            closing = "]" if self.is_op("[") else ")"
-            self.op("[" if closing == "]" else "(")
-            opts = [self.value_expr()]
-            while self.is_op(","):
-                self.i += 1
-                opts.append(self.value_expr())
-            self.op(closing)
-            return Binary("IN", left, opts)
-        if self.is_kw("IS"):
-            self.i += 1
-            neg = False
-            if self.is_kw("NOT"):
-                self.i += 1
-                neg = True
-            what = self.name().upper()
-            if what not in ("MISSING", "NULL"):
-                raise _malformed("Expected MISSING or NULL")
-            return Binary("IS", left, (what, neg))
-        raise _malformed("Expected a comparison")
-
-    def value_expr(self):
-        left = self.operand()
-        while self.is_op("+", "-"):
-            op = self.next().text
-            left = Binary(op, left, self.operand())
-        return left
-
-    def path(self) -> Path:
-        parts: list = [self.name()]
-        while True:
-            if self.is_op(".") and self.peek(1).kind in ("id", "qid"):
-                self.i += 1
-                parts.append(self.name())
-            elif self.is_op("["):
-                self.i += 1
-                t = self.next()
-                if t.kind != "num" or not t.text.isdigit():
-                    raise _malformed("Expected a list index")
-                parts.append(int(t.text))
-                self.op("]")
-            else:
-                return Path(parts)
-
-    def operand(self):
-        t = self.peek()
-        if t.kind == "op" and t.text == "?":
-            self.i += 1
-            if self.used >= len(self.params):
-                raise validation(MSG_PARAMS)
-            v = self.params[self.used]
-            self.used += 1
-            return Value(v)
-        if t.kind == "str":
-            self.i += 1
-            return Value({"S": t.text})
-        if t.kind == "num" or (t.kind == "op" and t.text == "-" and self.peek(1).kind == "num"):
-            sign = ""
-            if t.kind == "op":
-                self.i += 1
-                sign = "-"
-            return Value({"N": sign + self.next().text})
-        if t.kind == "op" and t.text == "[":
-            self.i += 1
-            vals = []
-            while not self.is_op("]"):
-                vals.append(self._literal())
-                if not self.is_op(","):
-                    break
-                self.i += 1
-            self.op("]")
-            return Value({"L": vals})
-        if t.kind == "op" and t.text == "{":
-            self.i += 1
-            m = {}
-            while not self.is_op("}"):
-                k = self.next()
-                if k.kind != "str":
-                    raise _malformed("Expected a string key in a tuple")
-                self.op(":")
-                m[k.text] = self._literal()
-                if not self.is_op(","):
-                    break
-                self.i += 1
-            self.op("}")
-            return Value({"M": m})
-        if t.kind == "op" and t.text == "<<":
-            self.i += 1
-            members = []
-            while not self.is_op(">>"):
-                v = self.operand()
-                if not isinstance(v, Value):
-                    raise validation("Unsupported data type in Bag")
-                members.append(v.value)
-                if not self.is_op(","):
-                    break
-                self.i += 1
-            self.op(">>")
-            return Value(_bag(members))
-        if t.kind == "id":
-            up = t.text.upper()
-            if up in ("TRUE", "FALSE"):
-                self.i += 1
-                return Value({"BOOL": up == "TRUE"})
-            if up == "NULL":
-                self.i += 1
-                return Value({"NULL": True})
-            if up == "MISSING":
-                raise _malformed("MISSING is only allowed after IS")
-            if self.peek(1).kind == "op" and self.peek(1).text == "(":
-                name = t.text.lower()
-                self.i += 2
-                args = []
-                while not self.is_op(")"):
-                    args.append(self.value_expr())
-                    if not self.is_op(","):
-                        break
-                    self.i += 1
-                self.op(")")
-                return Call(name, args)
-        if t.kind in ("id", "qid"):
-            return self.path()
-        raise _malformed("Expected an expression")
-
-    def _literal(self) -> dict:
-        v = self.operand()
-        if not isinstance(v, Value):
-            raise _malformed("Expected a literal")
-        return v.value
-
-
-def _bag(members: list[dict]) -> dict:
-    if not members:
-        raise validation("Empty bags are not supported")
-    kinds = {next(iter(m)) for m in members}
-    if kinds == {"S"}:
-        vals = [m["S"] for m in members]
-        t = "SS"
-    elif kinds == {"N"}:
-        vals = [m["N"] for m in members]
-        t = "NS"
-    elif kinds == {"B"}:
-        vals = [m["B"] for m in members]
-        t = "BS"
-    else:
-        raise validation("DynamoDB only supports either numbers or strings in bags")
-    if len(set(vals)) != len(vals):
-        raise validation("Input collection contains duplicates")
-    return {t: vals}
-
-
-def parse_statement(text: str, params: list[dict] | None) -> Statement:
-    params = params or []
-    for i, v in enumerate(params):
-        validate_attribute_value(v, f"[{i}]")
-    first = re.match(r"\s*([A-Za-z]+)", text or "")
-    if first and first.group(1).upper() in _RESERVED_STARTS:
-        raise _malformed(f"Unsupported operation {first.group(1).upper()}")
-    p = _Parser(text, params)
-    st = p.statement()
-    if p.used != len(params):
-        raise validation(MSG_PARAMS)
-    return st
 
 
 # -- rendering into the DynamoDB expression language --------------------------------------------
@@ -538,18 +91,18 @@ class _Render:
             return f"{self.operand(node.left)} {node.op} {self.operand(node.right)}"
         if isinstance(node, Call) and node.name in ("size", "list_append", "if_not_exists"):
             return f"{node.name}({', '.join(self.operand(a) for a in node.args)})"
-        raise _malformed("Unsupported expression")
+        raise malformed("Unsupported expression")
 
     def cond(self, node) -> str:
         if isinstance(node, Call):
             return f"{node.name}({', '.join(self.operand(a) for a in node.args)})"
         if not isinstance(node, Binary):
-            raise _malformed("Expected a condition")
+            raise malformed("Expected a condition")
         if node.op in ("AND", "OR"):
             return f"({self.cond(node.left)}) {node.op} ({self.cond(node.right)})"
         if node.op == "NOT":
             return f"NOT ({self.cond(node.left)})"
-        if node.op in _CMP:
+        if node.op in COMPARISONS:
             return f"{self.operand(node.left)} {node.op} {self.operand(node.right)}"
         if node.op == "BETWEEN":
             lo, hi = node.right
@@ -563,7 +116,7 @@ class _Render:
                 return f"attribute_{'exists' if neg else 'not_exists'}({target})"
             test = f"attribute_type({target}, {self.value({'S': 'NULL'})})"
             return f"NOT ({test})" if neg else test
-        raise _malformed("Unsupported condition")
+        raise malformed("Unsupported condition")
 
     def context(self) -> ExpressionContext:
         return ExpressionContext(self.names or None, self.values or None)
@@ -629,15 +182,6 @@ def _full_key(meta: TableMeta, where) -> dict | None:
     return eq
 
 
-def _hash_bytes(meta: TableMeta, hv: dict) -> bytes:
-    # keys.py has no public helper for a lone partition key value (see the issue report)
-    from .keyorder import encode_key_value
-    from .keys import _check_key_value
-
-    return encode_key_value(meta.hash_type, _check_key_value(meta.hash_key, meta.hash_type, hv, is_hash=True,
-                                                             from_item=False))
-
-
 def _table(svc: DynamoDBService, caller: Caller, st: Statement) -> TableMeta:
     meta = svc.data_table(caller, st.table)
     if st.index is not None:
@@ -650,7 +194,7 @@ def _write_action(svc: DynamoDBService, caller: Caller, st: Statement, rv_on_fai
     meta = _table(svc, caller, st)
     if st.kind == "INSERT":
         if st.where is not None:
-            raise _malformed("INSERT takes no WHERE")
+            raise malformed("INSERT takes no WHERE")
         item = st.value or {}
         validate_item(item)
         hkey, skey, key = key_of_item(meta, item)
@@ -708,6 +252,7 @@ def _returning(st: Statement, a: WriteAction) -> list[dict]:
     return [attrs] if attrs else []
 
 
+
 # -- SELECT ---------------------------------------------------------------------------------------
 def _projection(st: Statement):
     if st.projection is None:
@@ -717,78 +262,66 @@ def _projection(st: Statement):
     return parse_projection(text, r.context())
 
 
-def _encode_next(statement: str, token_raw: bytes, skey: bytes) -> str:
-    doc = {"s": hashlib.sha256(statement.encode()).hexdigest()[:16], "t": token_raw.hex(),
-           "k": base64.b64encode(skey).decode()}
-    return base64.urlsafe_b64encode(orjson.dumps(doc)).decode()
+def _statement_binding(statement: str) -> bytes:
+    return hashlib.sha256(statement.encode()).digest()
 
 
-def _decode_next(statement: str, text: str) -> tuple[bytes, bytes]:
+def _encode_next(crypto: TableCrypto, statement: str, last_key: dict) -> str:
+    blob = crypto.seal_cursor(_statement_binding(statement), orjson.dumps(last_key))
+    return base64.urlsafe_b64encode(blob).decode()
+
+
+def _decode_next(crypto: TableCrypto, statement: str, text: str) -> dict:
+    """The LastEvaluatedKey a NextToken carries; it opens only for the table and statement that made it."""
     try:
-        doc = orjson.loads(base64.urlsafe_b64decode(text.encode()))
-        if doc["s"] != hashlib.sha256(statement.encode()).hexdigest()[:16]:
-            raise ValueError
-        return bytes.fromhex(doc["t"]), base64.b64decode(doc["k"])
-    except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
-        raise validation("Invalid NextToken") from None
+        blob = base64.urlsafe_b64decode(text.encode())
+    except (ValueError, binascii.Error):
+        blob = b""
+    plain = crypto.open_cursor(_statement_binding(statement), blob)
+    if plain is None:
+        raise validation("Invalid NextToken")
+    return orjson.loads(plain)
+
+
+def _walk(meta: TableMeta, eq: dict) -> query.Walk | None:
+    """Query-shaped when the partition key is pinned (None: pinned to a value no item can hold), else a Scan."""
+    if meta.hash_key not in eq:
+        return query.Walk()
+    hv = eq[meta.hash_key]
+    if hv is None or next(iter(hv)) != meta.hash_type:
+        return None
+    walk = query.Walk(partition=partition_key_bytes(meta, hv))
+    rv = eq.get(meta.range_key) if meta.range_key else None
+    if rv is not None and next(iter(rv)) == meta.range_type:
+        try:
+            e = encode_attr(meta.range_type, rv)
+        except AWSError:
+            return walk  # not a storable sort key: the filter alone decides (no item matches)
+        walk.lo, walk.hi = e, prefix_end(e)
+    return walk
 
 
 def _select(svc: DynamoDBService, caller: Caller, st: Statement, p: dict) -> dict:
-    from dynavault.storage.sealed import Token
-
     meta = _table(svc, caller, st)
     cond = _condition(st.where)
     proj = _projection(st)
-    eq = _key_equalities(meta, st.where)
+    walk = _walk(meta, _key_equalities(meta, st.where))
     crypto = svc.crypto(caller, meta)
-    consistent = bool(p.get("ConsistentRead"))
-    limit = p.get("Limit")
     statement = p.get("Statement") or ""
-    after = _decode_next(statement, p["NextToken"]) if p.get("NextToken") else None
-
-    def rows():
-        """(token raw, sort key bytes, item) in storage order, after the NextToken position."""
-        def partition(token, lo=None):
-            for skey, raw in svc.trees.range(svc.kv, crypto.codec, meta.id_bytes, 0, token, lo=lo,
-                                             lo_inclusive=lo is None):
-                yield token.raw, skey, orjson.loads(raw)
-
-        if meta.hash_key in eq:
-            hv = eq[meta.hash_key]
-            if hv is None or next(iter(hv)) != meta.hash_type:
-                return
-            token = crypto.token(0, _hash_bytes(meta, hv))
-            if after is not None and after[0] != token.raw:
-                raise validation("Invalid NextToken")
-            yield from partition(token, after[1] if after else None)
-            return
-        if after is not None:
-            # finish the partition the last page stopped in, then go on with the next tokens
-            yield from partition(Token(after[0]), after[1])
-        for token in svc.trees.tokens(svc.kv, crypto.codec, meta.id_bytes, 0, after=Token(after[0]) if after else None):
-            yield from partition(token)
-
-    items: list[dict] = []
-    scanned = 0
-    size = 0
-    last = None
-    more = False
-    for token_raw, skey, item in rows():
-        if (limit is not None and scanned >= limit) or size >= PAGE_BYTES:
-            more = True
-            break
-        scanned += 1
-        size += item_size(item)
-        last = (token_raw, skey)
-        if cond is None or evaluate(cond, item):
-            items.append(project_item(proj, item) if proj is not None else item)
-    out: dict = {"Items": items}
-    if more and last is not None:
-        out["NextToken"] = _encode_next(statement, *last)
-    cc = item_ops.capacity(meta, p.get("ReturnConsumedCapacity"), item_ops.read_units(size, consistent),
-                           write=False)
-    if cc:
-        out["ConsumedCapacity"] = cc
+    start = _decode_next(crypto, statement, p["NextToken"]) if p.get("NextToken") else None
+    src = query.source(meta, None)
+    page = query.Page(src, "ALL_ATTRIBUTES" if proj is None else "SPECIFIC_ATTRIBUTES", proj, cond,
+                      p.get("Limit"), False)
+    if walk is not None:
+        if start is not None and walk.partition is not None and src.hash_bytes(start) != walk.partition:
+            raise validation("Invalid NextToken")  # same statement, other parameters
+        query.read_page(svc, caller, page, walk, start)
+    got = page.result(p, bool(p.get("ConsistentRead")))
+    out: dict = {"Items": got["Items"]}
+    if "LastEvaluatedKey" in got:
+        out["NextToken"] = _encode_next(crypto, statement, got["LastEvaluatedKey"])
+    if "ConsumedCapacity" in got:
+        out["ConsumedCapacity"] = got["ConsumedCapacity"]
     return out
 
 
@@ -798,11 +331,11 @@ def execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if st.kind == "SELECT":
         return _select(svc, caller, st, p)
     if st.kind == "EXISTS":
-        raise _malformed("EXISTS is only supported in ExecuteTransaction")
+        raise malformed("EXISTS is only supported in ExecuteTransaction")
     rv = p.get("ReturnValuesOnConditionCheckFailure") or "NONE"
     a = _write_action(svc, caller, st, rv)
     try:
-        run_writes(svc, caller, [a], transactional=False)
+        run_writes(svc, caller, [a], cause="ExecuteStatement", transactional=False)
     except ActionsFailed as failed:
         raise _single_error(failed.first_failure()) from None
     out: dict = {"Items": _returning(st, a)}
@@ -831,10 +364,10 @@ def batch_execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> di
                 responses.append(resp)
                 continue
             if st.kind == "EXISTS":
-                raise _malformed("EXISTS is only supported in ExecuteTransaction")
+                raise malformed("EXISTS is only supported in ExecuteTransaction")
             a = _write_action(svc, caller, st, req.get("ReturnValuesOnConditionCheckFailure") or "NONE")
             try:
-                run_writes(svc, caller, [a], transactional=False)
+                run_writes(svc, caller, [a], cause="BatchExecuteStatement", transactional=False)
             except ActionsFailed as failed:
                 raise _single_error(failed.first_failure()) from None
             responses.append({"TableName": table})
@@ -874,7 +407,7 @@ def execute_transaction(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     else:
         actions = [_write_action(svc, caller, st, s.get("ReturnValuesOnConditionCheckFailure") or "NONE")
                    for st, s in parsed]
-        run_transaction(svc, caller, actions)
+        run_transaction(svc, caller, actions, "ExecuteTransaction")
         metas, units = units_by_table(actions)
         out = {"Responses": [{} for _ in actions]}
         cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)

@@ -5,7 +5,8 @@ maps to bounds on the encoded tree key (begins_with to a prefix range). A Scan w
 order (parallel Scan: a segment is an even slice of the token space, ``segment_bounds``), each partition in
 key order. Pages stop after ``Limit`` items evaluated (before the filter) or once the items read reach 1 MB,
 as DynamoDB does; LastEvaluatedKey is the primary key (plus index key) of the last item read. Resuming needs
-no token in the key: it is recomputed from the key's partition key value(s).
+no token in the key: it is recomputed from the key's partition key value(s). ``read_page`` is that walk, shared
+with PartiQL's SELECT, whose NextToken is a sealed LastEvaluatedKey.
 
 Each page is read inside one store transaction so that a concurrent split or merge of a B+tree node can
 never be observed half-done; pagination resumes by position, so items that did not change are neither
@@ -27,8 +28,8 @@ from dynavault.storage.trees import segment_bounds
 from . import legacy
 from .expressions import ExpressionContext, evaluate, parse_condition, parse_projection, project
 from .expressions import ast as east
-from .expressions.keycond import _flatten_and, _single, key_condition_from_parts
-from .indexes import IndexDef, base_key_bytes, encode_attr, find_index, scalar
+from .expressions.keycond import key_condition_from_parts, key_parts
+from .index_model import IndexDef, base_key_bytes, encode_attr, find_index, scalar
 from .items import capacity, read_units
 from .keyorder import prefix_range
 from .values import item_size, validate_attribute_value, value_type
@@ -70,7 +71,7 @@ class Source:
         return {n: item[n] for n in self.start_key_names()}
 
 
-def _source(meta: TableMeta, index_name: str | None) -> Source:
+def source(meta: TableMeta, index_name: str | None) -> Source:
     if index_name is None:
         rng = ((meta.range_key, meta.range_type),) if meta.range_key else ()
         return Source(meta, None, 0, ((meta.hash_key, meta.hash_type),), rng)
@@ -186,7 +187,7 @@ def _start_key(p: dict, src: Source, *, scan: bool) -> dict | None:
 
 
 # -- the page walk -----------------------------------------------------------------------------------------
-class _Page:
+class Page:
     def __init__(self, src: Source, select: str, proj, flt, limit: int | None, fetch_base: bool) -> None:
         self.src = src
         self.select = select
@@ -209,11 +210,10 @@ class _Page:
         shown = item
         if self.fetch_base:
             meta = self.src.meta
-            base_raw = svc.trees.get(tx, crypto.codec, meta.id_bytes, 0,
-                                     crypto.token(0, encode_attr(meta.hash_type, item[meta.hash_key])),
-                                     encode_attr(meta.range_type, item[meta.range_key]) if meta.range_key else b"")
-            if base_raw is not None:
-                shown = orjson.loads(base_raw)
+            base = svc.items.get(meta, crypto, encode_attr(meta.hash_type, item[meta.hash_key]),
+                                 encode_attr(meta.range_type, item[meta.range_key]) if meta.range_key else b"", tx)
+            if base is not None:
+                shown = base
                 self.base_size += item_size(shown)
         if self.flt is None or evaluate(self.flt, shown):
             self.count += 1
@@ -269,10 +269,62 @@ def _needs_base(src: Source, select: str, proj, flt) -> bool:
     return bool(wanted - names)
 
 
+@dataclass
+class Walk:
+    """Where a page reads: one partition's tree-key range [lo, hi) (a Query), or, with no partition, every
+    partition whose token lies in [token_lo, token_hi) in token order (a Scan or one segment of it)."""
+
+    partition: bytes | None = None  # the encoded partition key value(s)
+    lo: bytes | None = None
+    hi: bytes | None = None
+    forward: bool = True
+    token_lo: bytes = b""
+    token_hi: bytes | None = None
+
+
+def read_page(svc: DynamoDBService, caller: Caller, page: Page, walk: Walk, start: dict | None) -> None:
+    """Fill ``page`` from ``walk``, resuming after ``start`` (a checked ExclusiveStartKey of the page's source);
+    the one page walk behind Query, Scan and PartiQL's SELECT."""
+    src = page.src
+    meta = src.meta
+    crypto = svc.crypto(caller, meta)
+    items = svc.items
+    with items.read() as tx:
+        if walk.partition is not None:
+            lo, lo_inc, hi, hi_inc = walk.lo, True, walk.hi, False
+            if start is not None:
+                k = src.tree_key(start)
+                if walk.forward:
+                    if lo is None or k >= lo:
+                        lo, lo_inc = k, False
+                elif hi is None or k <= hi:
+                    hi, hi_inc = k, False
+            token = crypto.token(src.index_id, walk.partition)
+            for _, raw in items.entries(tx, meta, crypto, src.index_id, token, lo=lo, lo_inclusive=lo_inc, hi=hi,
+                                        hi_inclusive=hi_inc, reverse=not walk.forward):
+                if page.add(svc, tx, crypto, raw):
+                    return
+            return
+        after = None
+        if start is not None:
+            after = crypto.token(src.index_id, src.hash_bytes(start))
+            if after.raw < walk.token_lo or (walk.token_hi is not None and after.raw >= walk.token_hi):
+                raise validation("The provided Exclusive start key does not map to the provided segment")
+            for _, raw in items.entries(tx, meta, crypto, src.index_id, after, lo=src.tree_key(start),
+                                        lo_inclusive=False):
+                if page.add(svc, tx, crypto, raw):
+                    return
+        for token in items.partitions(tx, meta, crypto, src.index_id, after=after, token_lo=walk.token_lo,
+                                      token_hi=walk.token_hi):
+            for _, raw in items.entries(tx, meta, crypto, src.index_id, token):
+                if page.add(svc, tx, crypto, raw):
+                    return
+
+
 def _prepare(svc: DynamoDBService, caller: Caller, p: dict, op: str):
     meta = svc.data_table(caller, p["TableName"])
     legacy.check_no_mixing(p, op)
-    src = _source(meta, p.get("IndexName"))
+    src = source(meta, p.get("IndexName"))
     consistent = bool(p.get("ConsistentRead"))
     if consistent and src.index is not None and src.index.kind == "gsi":
         raise validation("Consistent reads are not supported on global secondary indexes")
@@ -284,13 +336,7 @@ def _prepare(svc: DynamoDBService, caller: Caller, p: dict, op: str):
 def _key_parts(p: dict, ctx: ExpressionContext) -> dict:
     """attribute -> (op, values) from KeyConditionExpression or KeyConditions."""
     if p.get("KeyConditionExpression") is not None:
-        cond = parse_condition(p["KeyConditionExpression"], ctx, kind="KeyConditionExpression")
-        conds: list = []
-        _flatten_and(cond, conds)
-        parts: dict = {}
-        for c in conds:
-            _single(c, parts)
-        return parts
+        return key_parts(parse_condition(p["KeyConditionExpression"], ctx, kind="KeyConditionExpression"))
     kc = p.get("KeyConditions")
     if kc is None:
         raise validation("Either the KeyConditions or KeyConditionExpression parameter must be specified in the "
@@ -371,7 +417,7 @@ def _bounds(src: Source, eq: list[dict], op: str | None, vals: list) -> tuple[by
 
 def query(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     meta, src, consistent, select = _prepare(svc, caller, p, "Query")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     parts = _key_parts(p, ctx)
     proj = _projection(p, ctx)
     flt = _filter(p, ctx, "QueryFilter")
@@ -397,28 +443,13 @@ def query(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             raise validation(f"{what} can only contain non-primary key attributes: Primary key attribute: {keys[0]}")
     _check_gsi_projection(src, proj)
     esk = _start_key(p, src, scan=False)
-    forward = p.get("ScanIndexForward", True) is not False
     lo, hi = _bounds(src, eq, op, vals)
-    lo_inc = True
-    hi_inc = False
     hash_enc = b"".join(encode_attr(t, v) for (_, t), v in zip(src.hash, hvals, strict=True))
-    if esk is not None:
-        if src.hash_bytes(esk) != hash_enc:
-            raise validation("The provided starting key is outside query boundaries based on provided conditions")
-        k = src.tree_key(esk)
-        if forward:
-            if lo is None or k >= lo:
-                lo, lo_inc = k, False
-        elif hi is None or k < hi or k == hi:
-            hi, hi_inc = k, False
-    crypto = svc.crypto(caller, meta)
-    token = crypto.token(src.index_id, hash_enc)
-    page = _Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
-    with svc.kv.transaction() as tx:
-        for _, raw in svc.trees.range(tx, crypto.codec, meta.id_bytes, src.index_id, token, lo=lo,
-                                      lo_inclusive=lo_inc, hi=hi, hi_inclusive=hi_inc, reverse=not forward):
-            if page.add(svc, tx, crypto, raw):
-                break
+    if esk is not None and src.hash_bytes(esk) != hash_enc:
+        raise validation("The provided starting key is outside query boundaries based on provided conditions")
+    page = Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
+    walk = Walk(partition=hash_enc, lo=lo, hi=hi, forward=p.get("ScanIndexForward", True) is not False)
+    read_page(svc, caller, page, walk, esk)
     return page.result(p, consistent)
 
 
@@ -435,35 +466,16 @@ def scan(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if total is not None and segment >= total:
         raise validation("The Segment parameter is zero-based and must be less than parameter TotalSegments: "
                          f"Segment: {segment} is not less than TotalSegments: {total}")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     proj = _projection(p, ctx)
     flt = _filter(p, ctx, "ScanFilter")
     ctx.check_all_used()
     _check_gsi_projection(src, proj)
     esk = _start_key(p, src, scan=True)
     token_lo, token_hi = segment_bounds(segment, total) if total is not None else (b"", None)
-    crypto = svc.crypto(caller, meta)
-    page = _Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
-    with svc.kv.transaction() as tx:
-        after = None
-        if esk is not None:
-            after = crypto.token(src.index_id, src.hash_bytes(esk))
-            if after.raw < token_lo or (token_hi is not None and after.raw >= token_hi):
-                raise validation("The provided Exclusive start key does not map to the provided segment")
-            for _, raw in svc.trees.range(tx, crypto.codec, meta.id_bytes, src.index_id, after,
-                                          lo=src.tree_key(esk), lo_inclusive=False):
-                if page.add(svc, tx, crypto, raw):
-                    return page.result(p, consistent)
-        for token in svc.trees.tokens(tx, crypto.codec, meta.id_bytes, src.index_id, after=after, token_lo=token_lo,
-                                      token_hi=token_hi):
-            for _, raw in svc.trees.range(tx, crypto.codec, meta.id_bytes, src.index_id, token):
-                if page.add(svc, tx, crypto, raw):
-                    return page.result(p, consistent)
+    page = Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
+    read_page(svc, caller, page, Walk(token_lo=token_lo, token_hi=token_hi), esk)
     return page.result(p, consistent)
 
 
 HANDLERS = {"Query": query, "Scan": scan}
-
-
-def install(svc: DynamoDBService) -> None:
-    svc._handlers.update(HANDLERS)

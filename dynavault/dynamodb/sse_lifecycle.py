@@ -25,25 +25,33 @@ import orjson
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
 from dynavault.sse import rewrap
-from dynavault.sse.key_port import KeyPortError, key_error
-from dynavault.sse.kms_errors import wrap_kms_error
+from dynavault.sse.key_port import KeyPortError
 from dynavault.sse.table_keys import OWNED, TableKeyRef
 from dynavault.storage.sealed import CatalogRecord
 
 from .catalog import TableMeta
-from .sse_spec import parse_sse_specification
+from .describe import table_description
+from .layout import BACKUP_PREFIX
+from .sse_spec import (
+    ARCHIVED,
+    ARCHIVING,
+    INACCESSIBLE,
+    NO_DATA_STATES,
+    inaccessible_error,
+    parse_sse_specification,
+)
 
 if TYPE_CHECKING:
-    from .service import DynamoDBService
+    from collections.abc import Callable
+
+    from dynavault.config import Settings
+    from dynavault.sse.table_keys import TableKeyService
+
+    from .catalog import Catalog
 
 log = logging.getLogger("dynavault.dynamodb.sse")
 
 _INVALID = "One or more parameter values were invalid: "
-INACCESSIBLE = "INACCESSIBLE_ENCRYPTION_CREDENTIALS"
-ARCHIVING = "ARCHIVING"
-ARCHIVED = "ARCHIVED"
-#: table states in which no data operation is served (the key is not usable)
-NO_DATA_STATES = frozenset({INACCESSIBLE, ARCHIVING, ARCHIVED})
 #: KMS answers that mean "this key is not usable for this table" (an outage or throttling is not)
 KEY_LOST_CODES = frozenset({"DisabledException", "KMSInvalidStateException", "NotFoundException",
                             "AccessDeniedException", "InvalidCiphertextException", "IncorrectKeyException",
@@ -53,24 +61,10 @@ QUOTA_WINDOW = 86400.0
 QUOTA_SPACING = 21600.0
 #: part of the UPDATING window that still shows the old key ARN (DynamoDB: ~8 of ~22 s)
 OLD_ARN_SHARE = 0.4
-BACKUP_PREFIX = b"\x00\x00backup\x00"
 
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def inaccessible_error(meta: TableMeta) -> AWSError:
-    """What a refused operation answers while the table's key is unusable: the KMS error naming the key."""
-    err = meta.sse_state.get("error") or {}
-    code = err.get("code") or "DisabledException"
-    message = err.get("message") or f"{meta.sse.get('key_arn')} is disabled."
-    return wrap_kms_error(key_error(code, message))
-
-
-def refuse_if_inaccessible(meta: TableMeta) -> None:
-    if meta.status in NO_DATA_STATES:
-        raise inaccessible_error(meta)
 
 
 def _enc(sse: dict) -> dict:
@@ -78,17 +72,21 @@ def _enc(sse: dict) -> dict:
 
 
 class SSELifecycle:
-    def __init__(self, svc: DynamoDBService) -> None:
-        self.svc = svc
-        self.keys = svc.keys
-        self.settings = svc.settings
-        self.clock = time.time
+    """Owned by the runtime: its switches in flight and its sweep lock outlive any request."""
+
+    def __init__(self, catalog: Catalog, keys: TableKeyService, settings: Settings, *, metrics=None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.catalog = catalog
+        self.keys = keys
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
         # plaintext table keys of switches started in this process (none survives a restart)
         self._switch_keys: dict[str, rewrap.SwitchKeys] = {}
         self._sweep_lock = threading.Lock()
 
-    def install(self) -> None:
-        self.svc.update_sse = self.update_sse
+    def __repr__(self) -> str:
+        return f"<SSELifecycle {len(self._switch_keys)} switch(es) in flight>"
 
     def jobs(self) -> list[tuple[str, float, object]]:
         step = max(0.2, min(1.0, self.settings.sse_update_seconds / 5))
@@ -97,10 +95,7 @@ class SSELifecycle:
 
     # -- UpdateTable SSESpecification -------------------------------------------------------------
     def update_sse(self, caller: Caller, meta: TableMeta, spec: dict | None) -> dict:
-        from .tables import describe
-
-        svc = self.svc
-        with svc.catalog.lock:
+        with self.catalog.lock:
             if meta.status in (ARCHIVING, ARCHIVED):
                 raise inaccessible_error(meta)
             if meta.sse_state.get("pending") or meta.sse_state.get("phase"):
@@ -130,12 +125,12 @@ class SSELifecycle:
             meta.sse_state = {**meta.sse_state, "changes": changes + [now], "started": now,
                               "pending": record, "phase": _enc(current) if current_mode != OWNED
                               else {"Status": "UPDATING"}}
-            svc.catalog.save(meta)
+            self.catalog.save(meta)
             self._switch_keys[meta.table_id] = rewrap.SwitchKeys(old_key, new_key)
         log.info("table %s: SSE switch started: %s -> %s (%s -> %s)", meta.name,
                  current.get("key_arn") if current_mode != OWNED else "AWS owned",
                  key_arn if mode != OWNED else "AWS owned", current_mode, mode)
-        return {"TableDescription": describe(svc, meta)}
+        return {"TableDescription": table_description(self.catalog, meta)}
 
     def _check_quota(self, meta: TableMeta, now: float) -> None:
         changes = sorted(t for t in meta.sse_state.get("changes", []) if t > now - QUOTA_WINDOW)
@@ -159,7 +154,7 @@ class SSELifecycle:
     # -- the UPDATING phases and the commit ----------------------------------------------------------
     def advance_switches(self) -> None:
         now = self.clock()
-        for meta in self.svc.catalog.all():
+        for meta in self.catalog.all():
             pending = meta.sse_state.get("pending")
             if not pending:
                 continue
@@ -176,14 +171,13 @@ class SSELifecycle:
             if elapsed >= window * OLD_ARN_SHARE:
                 shown = _enc(pending) if pending["mode"] != OWNED else {"Status": "UPDATING"}
                 if meta.sse_state.get("phase") != shown:
-                    with self.svc.catalog.lock:
+                    with self.catalog.lock:
                         meta.sse_state = {**meta.sse_state, "phase": shown}
-                        self.svc.catalog.save(meta)
+                        self.catalog.save(meta)
             return
         self._commit(meta, pending)
 
     def _commit(self, meta: TableMeta, pending: dict) -> None:
-        svc = self.svc
         keys = self._switch_keys.pop(meta.table_id, None)
         old = meta.sse
         if keys is None:  # resumed after a restart: the database unwraps both keys itself
@@ -192,7 +186,7 @@ class SSELifecycle:
             new_key = self.keys.decrypt_table_key(self.keys.key_service(meta.account, meta.region, pending),
                                                   meta.name, meta.account, pending)
             keys = rewrap.SwitchKeys(old_key, new_key)
-        with svc.catalog.lock:
+        with self.catalog.lock:
             # re-wrapped from the data keys as they are now (a node epoch may have been added meanwhile)
             record = {**pending, "data_keys": rewrap.rewrap_data_keys(keys.old, keys.new, meta.id_bytes,
                                                                      meta.sse["data_keys"])}
@@ -203,7 +197,7 @@ class SSELifecycle:
                 meta.status = "ACTIVE"
             meta.sse = record
             meta.sse_state = state
-            svc.catalog.save(meta)  # the one write that moves the table to the new key
+            self.catalog.save(meta)  # the one write that moves the table to the new key
         self._retire_grant(meta, old, keep=record)
         self.keys.forget_table(meta.id_bytes)
         log.info("table %s: SSE switch committed: key %s -> %s, SSE UPDATING -> ENABLED", meta.name,
@@ -212,7 +206,7 @@ class SSELifecycle:
     # -- the inaccessible-key sweep, recovery, archival ------------------------------------------------
     def sweep(self) -> None:
         with self._sweep_lock:
-            for meta in self.svc.catalog.all():
+            for meta in self.catalog.all():
                 try:
                     self._check(meta)
                 except Exception:
@@ -248,13 +242,13 @@ class SSELifecycle:
             self._transition(meta, ARCHIVING)
 
     def _transition(self, meta: TableMeta, status: str, add: dict | None = None, drop: tuple = ()) -> None:
-        with self.svc.catalog.lock:
+        with self.catalog.lock:
             old = meta.status
             meta.status = status
             state = {k: v for k, v in meta.sse_state.items() if k not in drop}
             state.update(add or {})
             meta.sse_state = state
-            self.svc.catalog.save(meta)
+            self.catalog.save(meta)
         log.info("table %s: key %s: %s -> %s", meta.name, meta.sse.get("key_arn"), old, status)
 
     def _archive(self, meta: TableMeta) -> None:
@@ -265,25 +259,25 @@ class SSELifecycle:
                   "BackupCreationDateTime": now, "TableId": meta.table_id, "TableName": meta.name,
                   "TableArn": meta.arn, "KeySchema": meta.key_schema,
                   "AttributeDefinitions": meta.attribute_definitions, "sse": meta.sse}
-        with self.svc.catalog.lock:
-            with self.svc.kv.transaction() as tx:
+        with self.catalog.lock:
+            with self.catalog.transaction() as tx:
                 tx.put(BACKUP_PREFIX + backup_arn.encode(), CatalogRecord(orjson.dumps(record)))
                 old = meta.status
                 meta.status = ARCHIVED
                 meta.sse_state = {**meta.sse_state, "archival": {
                     "ArchivalDateTime": now, "ArchivalReason": INACCESSIBLE, "ArchivalBackupArn": backup_arn}}
-                self.svc.catalog.put(tx, meta)
-            self.svc.catalog.remember(meta)
+                self.catalog.put(tx, meta)
+            self.catalog.remember(meta)
         log.info("table %s: key %s: %s -> %s (backup %s)", meta.name, meta.sse.get("key_arn"), old, ARCHIVED,
                  backup_arn)
 
     # -- metrics -------------------------------------------------------------------------------------------
     def update_metrics(self) -> None:
-        metrics = self.svc.metrics
+        metrics = self.metrics
         if metrics is None:
             return
         counts = dict.fromkeys(("OWNED", "ENABLED", "UPDATING", INACCESSIBLE, ARCHIVING, ARCHIVED), 0)
-        for meta in self.svc.catalog.all():
+        for meta in self.catalog.all():
             counts[self.sse_status(meta)] = counts.get(self.sse_status(meta), 0) + 1
         for label, n in counts.items():
             metrics.tables_by_sse.labels(label).set(n)
@@ -297,10 +291,4 @@ class SSELifecycle:
         return "OWNED" if meta.sse.get("mode", OWNED) == OWNED else "ENABLED"
 
 
-def install(svc: DynamoDBService) -> SSELifecycle:
-    lifecycle = SSELifecycle(svc)
-    lifecycle.install()
-    return lifecycle
-
-
-__all__ = ["SSELifecycle", "install", "refuse_if_inaccessible", "inaccessible_error", "TableKeyRef"]
+__all__ = ["SSELifecycle", "TableKeyRef"]

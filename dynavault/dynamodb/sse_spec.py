@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
-from dynavault.errors import validation
+from typing import TYPE_CHECKING
+
+from dynavault.errors import AWSError, validation
+from dynavault.sse.key_port import key_error
+from dynavault.sse.kms_errors import wrap_kms_error
 from dynavault.sse.table_keys import AWS_MANAGED, CUSTOMER, OWNED
 
+if TYPE_CHECKING:
+    from .catalog import TableMeta
+
 _INVALID = "One or more parameter values were invalid: "
+INACCESSIBLE = "INACCESSIBLE_ENCRYPTION_CREDENTIALS"
+ARCHIVING = "ARCHIVING"
+ARCHIVED = "ARCHIVED"
+#: table states in which no data operation is served (the key is not usable)
+NO_DATA_STATES = frozenset({INACCESSIBLE, ARCHIVING, ARCHIVED})
+
+
+def inaccessible_error(meta: TableMeta) -> AWSError:
+    """What a refused operation answers while the table's key is unusable: the KMS error naming the key."""
+    err = meta.sse_state.get("error") or {}
+    code = err.get("code") or "DisabledException"
+    message = err.get("message") or f"{meta.sse.get('key_arn')} is disabled."
+    return wrap_kms_error(key_error(code, message))
+
+
+def refuse_if_inaccessible(meta: TableMeta) -> None:
+    if meta.status in NO_DATA_STATES:
+        raise inaccessible_error(meta)
 
 
 def parse_sse_specification(spec: dict | None) -> tuple[str, str | None]:

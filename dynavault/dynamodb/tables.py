@@ -13,7 +13,9 @@ from dynavault.errors import AWSError, validation
 from dynavault.sse.table_keys import MANAGED_ALIAS
 
 from .catalog import TableMeta
-from .sse_spec import parse_sse_specification, sse_description
+from .describe import table_description
+from .indexes import attach_indexes, prepare_indexes, update_indexes
+from .sse_spec import inaccessible_error, parse_sse_specification
 
 if TYPE_CHECKING:
     from .service import DynamoDBService
@@ -107,49 +109,6 @@ def index_ids(meta: TableMeta) -> list[int]:
     return [index_id for index_id, _ in index_trees(meta)]
 
 
-# -- description -----------------------------------------------------------------------------
-def describe(svc: DynamoDBService, meta: TableMeta, status: str | None = None) -> dict:
-    count, size = svc.catalog.stats(meta.table_id)
-    desc: dict = {
-        "AttributeDefinitions": meta.attribute_definitions,
-        "TableName": meta.name,
-        "KeySchema": meta.key_schema,
-        "TableStatus": status or meta.status,
-        "CreationDateTime": meta.created,
-        "ProvisionedThroughput": {
-            "NumberOfDecreasesToday": 0,
-            "ReadCapacityUnits": meta.read_capacity,
-            "WriteCapacityUnits": meta.write_capacity,
-        },
-        "TableSizeBytes": size,
-        "ItemCount": count,
-        "TableArn": meta.arn,
-        "TableId": meta.table_id,
-        "DeletionProtectionEnabled": meta.deletion_protection,
-    }
-    if meta.billing_mode == "PAY_PER_REQUEST":
-        desc["BillingModeSummary"] = {
-            "BillingMode": "PAY_PER_REQUEST",
-            "LastUpdateToPayPerRequestDateTime": meta.last_pay_per_request or meta.created,
-        }
-    if meta.table_class:
-        desc["TableClassSummary"] = {"TableClass": meta.table_class}
-    sse = sse_description(meta.sse, meta.sse_state)
-    if sse is not None:
-        desc["SSEDescription"] = sse
-    if meta.stream:
-        desc["StreamSpecification"] = meta.stream.get("spec")
-        if meta.stream.get("arn"):
-            desc["LatestStreamArn"] = meta.stream["arn"]
-            desc["LatestStreamLabel"] = meta.stream["label"]
-    archival = meta.sse_state.get("archival")
-    if archival:
-        desc["ArchivalSummary"] = archival
-    if svc.describe_indexes is not None:
-        svc.describe_indexes(meta, desc)
-    return desc
-
-
 # -- operations ------------------------------------------------------------------------------
 def create_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
@@ -169,12 +128,7 @@ def create_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     tags = p.get("Tags") or []
     _validate_tags(tags)
     sse_mode, key_id = parse_sse_specification(p.get("SSESpecification"))
-    if svc.prepare_indexes is not None:
-        indexes = svc.prepare_indexes(p, key_schema, definitions)
-    elif p.get("LocalSecondaryIndexes") or p.get("GlobalSecondaryIndexes"):
-        raise validation("Secondary indexes are not supported yet")
-    else:
-        indexes = None
+    indexes = prepare_indexes(p, key_schema, definitions)
     with svc.catalog.lock:
         if svc.catalog.get(caller.account, caller.region, name) is not None:
             raise AWSError("ResourceInUseException", f"Table already exists: {name}")
@@ -197,20 +151,17 @@ def create_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             tags=tags,
             sse=sse,
         )
-        if indexes is not None:
-            svc.attach_indexes(meta, indexes)
-        if p.get("StreamSpecification") and svc.enable_stream is not None:
-            svc.enable_stream(meta, p["StreamSpecification"])
+        attach_indexes(meta, indexes)
         codec = svc.keys.live_crypto(sse["table_key_blob"]).codec
-        with svc.kv.transaction() as tx:
+        with svc.items.write() as w:
             # the partition directories (DESIGN.md invariant 4) exist from the start, with the catalog entry
             for index_id in index_ids(meta):
-                svc.trees.create_directory(tx, codec, meta.id_bytes, index_id)
-            svc.catalog.put(tx, meta)
+                w.create_partitions(meta, codec, index_id)
+            svc.catalog.put(w.tx, meta)
         svc.catalog.remember(meta)
     log.info("table created: %s (account %s, region %s, key %s)", name, caller.account, caller.region,
              sse.get("key_arn") if sse_mode != "OWNED" else "AWS owned")
-    return {"TableDescription": describe(svc, meta, "CREATING")}
+    return {"TableDescription": table_description(svc.catalog, meta, "CREATING")}
 
 
 def describe_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
@@ -218,7 +169,7 @@ def describe_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     meta = svc.catalog.get(caller.account, caller.region, name)
     if meta is None:
         raise not_found(f"Requested resource not found: Table: {name} not found")
-    return {"Table": describe(svc, meta)}
+    return {"Table": table_description(svc.catalog, meta)}
 
 
 def list_tables(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
@@ -245,16 +196,12 @@ def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         raise validation("At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, "
                          "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required")
     if "SSESpecification" in p:
-        if svc.update_sse is None:
-            raise validation("SSESpecification updates are not supported yet")
         if len([c for c in changes if c != "AttributeDefinitions"]) > 1:
             raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
-        return svc.update_sse(caller, meta, p["SSESpecification"])
-    # key lifecycle (issue 5, sse-spec §1.5): index builds need the data; an archiving/archived table takes nothing
+        return svc.sse.update_sse(caller, meta, p["SSESpecification"])
+    # sse-spec §1.5: index builds need the data; an archiving or archived table takes no change at all
     if meta.status in ("ARCHIVING", "ARCHIVED") or (
             meta.status == "INACCESSIBLE_ENCRYPTION_CREDENTIALS" and "GlobalSecondaryIndexUpdates" in p):
-        from .sse_lifecycle import inaccessible_error
-
         raise inaccessible_error(meta)
     with svc.catalog.lock:
         if "BillingMode" in p or "ProvisionedThroughput" in p:
@@ -276,15 +223,11 @@ def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if "TableClass" in p:
             meta.table_class = p["TableClass"]
         if "StreamSpecification" in p:
-            if svc.enable_stream is None:
-                raise validation("Streams are not supported yet")
-            svc.enable_stream(meta, p["StreamSpecification"])
+            raise validation("Streams are not supported yet")
         if "GlobalSecondaryIndexUpdates" in p:
-            if svc.update_indexes is None:
-                raise validation("GlobalSecondaryIndexUpdates are not supported yet")
-            svc.update_indexes(caller, meta, p)
+            update_indexes(svc, caller, meta, p)
         svc.catalog.save(meta)
-    return {"TableDescription": describe(svc, meta)}
+    return {"TableDescription": table_description(svc.catalog, meta)}
 
 
 def delete_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
@@ -299,10 +242,10 @@ def delete_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if meta.sse_state.get("phase"):
             raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table: "
                            f"{name} is in the process of being updated.")
-        desc = describe(svc, meta, "DELETING")
-        with svc.kv.transaction() as tx:
-            svc.trees.drop(tx, meta.id_bytes)
-            svc.catalog.remove(tx, meta)
+        desc = table_description(svc.catalog, meta, "DELETING")
+        with svc.items.write() as w:
+            w.drop(meta)
+            svc.catalog.remove(w.tx, meta)
         svc.catalog.forget(meta)
     svc.keys.retire(meta.key_ref())
     log.info("table deleted: %s (account %s, region %s)", name, caller.account, caller.region)
@@ -451,4 +394,4 @@ HANDLERS = {
     "DescribeEndpoints": describe_endpoints,
 }
 
-__all__ = ["HANDLERS", "describe", "not_found", "resolve_table_names", "table_name", "MANAGED_ALIAS"]
+__all__ = ["HANDLERS", "not_found", "resolve_table_names", "table_name", "MANAGED_ALIAS"]

@@ -46,6 +46,7 @@ from .expressions import (
     parse_update,
 )
 from .expressions import project as project_item
+from .item_store import ItemChange
 from .keys import key_of_item, key_of_request
 from .values import canonical_item, item_size, validate_item
 
@@ -125,7 +126,7 @@ def prepare_put(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
     item = p.get("Item") or {}
     validate_item(item)
     hkey, skey, key = key_of_item(meta, item)
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     cond = item_ops.parse_request_condition(p, ctx, "PutItem")
     ctx.check_all_used()
     return WriteAction("Put", meta, hkey, skey, key, item=canonical_item(item), cond=cond,
@@ -135,7 +136,7 @@ def prepare_put(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
 def prepare_delete(svc: DynamoDBService, caller: Caller, p: dict, kind: str = "Delete") -> WriteAction:
     meta = svc.data_table(caller, p.get("TableName") or "")
     hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     cond = item_ops.parse_request_condition(p, ctx, "DeleteItem")
     ctx.check_all_used()
     return WriteAction(kind, meta, hkey, skey, key, cond=cond, return_on_failure=_return_on_failure(p))
@@ -144,7 +145,7 @@ def prepare_delete(svc: DynamoDBService, caller: Caller, p: dict, kind: str = "D
 def prepare_check(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
     meta = svc.data_table(caller, p.get("TableName") or "")
     hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     cond = parse_condition(p.get("ConditionExpression") or "", ctx)
     ctx.check_all_used()
     return WriteAction("ConditionCheck", meta, hkey, skey, key, cond=cond,
@@ -154,7 +155,7 @@ def prepare_check(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
 def prepare_update(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
     meta = svc.data_table(caller, p.get("TableName") or "")
     hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
     plan = parse_update(p.get("UpdateExpression") or "", ctx)
     cond = item_ops.parse_request_condition(p, ctx, "UpdateItem")
     ctx.check_all_used()
@@ -211,11 +212,11 @@ def _reason(code: str, message: str | None = None, item: dict | None = None) -> 
     return r
 
 
-def run_writes(svc: DynamoDBService, caller: Caller, actions: list[WriteAction], *,
+def run_writes(svc: DynamoDBService, caller: Caller, actions: list[WriteAction], *, cause: str,
                transactional: bool = True, cryptos: dict | None = None) -> None:
     """Apply ``actions`` in ONE store transaction, all or nothing (raises ActionsFailed / AWSError).
 
-    ``transactional`` doubles the write units (DynamoDB charges two per transactional write)."""
+    ``cause`` names the operation to the change's subscribers; ``transactional`` doubles the write units (DynamoDB charges two per transactional write)."""
     state = svc.transaction_state
     owner = state.new_owner()
     idents = [a.ident for a in actions]
@@ -226,50 +227,24 @@ def run_writes(svc: DynamoDBService, caller: Caller, actions: list[WriteAction],
     try:
         if cryptos is None:
             cryptos = table_cryptos(svc, caller, (a.meta for a in actions))
-        stats: dict[str, tuple[int, int]] = {}
-        with svc.kv.transaction() as tx:
+        with svc.items.write() as w:
             reasons: list[dict] = []
-            tokens = []
             for a in actions:
-                crypto = cryptos[a.meta.table_id]
-                token = crypto.token(0, a.hkey)
-                tokens.append(token)
-                raw = svc.trees.get(tx, crypto.codec, a.meta.id_bytes, 0, token, a.skey)
-                a.old = orjson.loads(raw) if raw is not None else None
+                a.old = w.get(a.meta, cryptos[a.meta.table_id], a.hkey, a.skey)
                 reasons.append(_evaluate(a))
             if any(r["Code"] != "None" for r in reasons):
                 raise ActionsFailed(reasons)
-            deltas: dict[str, list[int]] = {}
-            for a, token in zip(actions, tokens, strict=True):
-                crypto = cryptos[a.meta.table_id]
-                old_size = item_size(a.old) if a.old is not None else 0
+            for a in actions:
                 if a.kind == "ConditionCheck":
                     a.units = 1.0
                     continue
-                d = deltas.setdefault(a.meta.table_id, [0, 0])
-                if a.new is not None:
-                    svc.trees.put(tx, crypto.codec, a.meta.id_bytes, 0, token, a.skey, orjson.dumps(a.new))
-                    new_size = item_size(a.new)
-                    d[0] += 0 if a.old is not None else 1
-                    d[1] += new_size - old_size
-                elif a.old is not None:
-                    svc.trees.delete(tx, crypto.codec, a.meta.id_bytes, 0, token, a.skey)
-                    new_size = 0
-                    d[0] -= 1
-                    d[1] -= old_size
-                else:
-                    new_size = 0
-                index_units = None
-                if a.new is not None or a.old is not None:
-                    index_units = svc.after_write(tx, caller, a.meta, crypto, a.old, a.new)
-                a.units = item_ops.write_units(new_size, old_size) + sum((index_units or {}).values())
+                index_units = w.apply(ItemChange(a.meta, a.old, a.new, cause), cryptos[a.meta.table_id],
+                                      hkey=a.hkey, skey=a.skey)
+                new_size = item_size(a.new) if a.new is not None else 0
+                old_size = item_size(a.old) if a.old is not None else 0
+                a.units = item_ops.write_units(new_size, old_size) + sum(index_units.values())
                 if transactional:
                     a.units *= 2
-            for table_id, (dc, db) in deltas.items():
-                # add_stats reads committed numbers, so one call per table carries the whole delta
-                stats[table_id] = svc.catalog.add_stats(tx, table_id, dc, db)
-        for table_id, s in stats.items():
-            svc.catalog.commit_stats(table_id, s)
     finally:
         state.claims.release(owner, idents)
 
@@ -287,6 +262,8 @@ def _evaluate(a: WriteAction) -> dict:
             return _reason("ConditionalCheckFailed", MSG_CONDITION, fail_item)
         if a.kind == "Put":
             a.new = a.item
+        elif a.kind == "Update" and old is None and a.plan.only_removals:
+            a.new = None
         elif a.kind == "Update":
             base = old if old is not None else dict(a.key)
             new = canonical_item(apply_update(a.plan, base, a.meta.key_names))
@@ -315,7 +292,7 @@ def consumed(metas: dict[str, TableMeta], units: dict[str, float], mode: str | N
 
 
 # -- idempotency tokens -------------------------------------------------------------------------
-class TokenCache:
+class IdempotencyTokens:
     """ClientRequestToken -> (request digest, response) for 10 minutes after the request completes.
 
     Kept in memory (per account and region): a token outlives neither a restart nor its window. The
@@ -367,7 +344,7 @@ class TransactionState:
 
     def __init__(self, *, token_ttl: float = IDEMPOTENCY_SECONDS, clock=time.monotonic) -> None:
         self.claims = ItemClaims()
-        self.tokens = TokenCache(token_ttl, clock)
+        self.tokens = IdempotencyTokens(token_ttl, clock)
         self._owner_ids = itertools.count(1)
         self._owner_lock = threading.Lock()
 
@@ -402,12 +379,12 @@ def check_distinct(actions: list[WriteAction]) -> None:
         seen.add(a.ident)
 
 
-def run_transaction(svc: DynamoDBService, caller: Caller, actions: list[WriteAction]) -> None:
+def run_transaction(svc: DynamoDBService, caller: Caller, actions: list[WriteAction], cause: str) -> None:
     """All of the actions or none (TransactWriteItems, ExecuteTransaction): one target each, and any
     failed condition cancels the lot with the reasons in request order."""
     check_distinct(actions)
     try:
-        run_writes(svc, caller, actions)
+        run_writes(svc, caller, actions, cause=cause)
     except ActionsFailed as failed:
         raise cancelled(failed.reasons) from None
 
@@ -429,7 +406,7 @@ def transact_write_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if replay is not None:
         return _replay(replay, p.get("ReturnConsumedCapacity"))
     actions = [prepare_transact_item(svc, caller, e) for e in entries]
-    run_transaction(svc, caller, actions)
+    run_transaction(svc, caller, actions, "TransactWriteItems")
     metas, units = units_by_table(actions)
     out: dict = {}
     cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
@@ -459,7 +436,7 @@ def transact_get_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             raise validation("Invalid Request: TransactGetItem should contain a Get request")
         meta = svc.data_table(caller, body.get("TableName") or "")
         hkey, skey, _ = key_of_request(meta, body.get("Key") or {})
-        ctx = ExpressionContext(body.get("ExpressionAttributeNames"), None)
+        ctx = ExpressionContext(body.get("ExpressionAttributeNames"), None, cache=svc.expression_cache)
         proj = parse_projection(body["ProjectionExpression"], ctx) if body.get("ProjectionExpression") else None
         ctx.check_all_used()
         gets.append((meta, hkey, skey, proj))
@@ -484,12 +461,10 @@ def read_items(svc: DynamoDBService, cryptos: dict, gets: list, p: dict) -> dict
     responses = []
     units: dict[str, float] = {}
     metas = {}
-    with svc.kv.transaction() as tx:
+    with svc.items.read() as r:
         for meta, hkey, skey, cond, proj in gets:
-            crypto = cryptos[meta.table_id]
             metas[meta.table_id] = meta
-            raw = svc.trees.get(tx, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
-            item = orjson.loads(raw) if raw is not None else None
+            item = svc.items.get(meta, cryptos[meta.table_id], hkey, skey, r)
             size = item_size(item) if item is not None else 0
             units[meta.table_id] = units.get(meta.table_id, 0.0) + 2 * item_ops.read_units(size, True)
             if item is None or (cond is not None and not evaluate(cond, item)):

@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 
 Matcher = Callable[[str, str], bool]
 
@@ -24,16 +23,32 @@ class ConditionError(ValueError):
     """A condition block that cannot be evaluated (unknown operator, value of the wrong kind)."""
 
 
-@lru_cache(maxsize=1024)
-def _glob(pattern: str) -> re.Pattern:
-    # IAM wildcards: * any run, ? one character; case-sensitive (unlike action names)
-    return re.compile("".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern), re.DOTALL)
+def like(pattern: str, value: str) -> bool:
+    """IAM wildcards, case-sensitive: ``*`` any run, ``?`` one character, the rest literal.
 
-
-def _like(pattern: str, value: str) -> bool:
+    Greedy matching that backs up only to the last ``*``: at most len(pattern) x len(value) steps for any
+    pattern a policy author writes (a regular expression could backtrack far longer), and nothing to cache."""
     if "*" not in pattern and "?" not in pattern:
         return pattern == value
-    return _glob(pattern).fullmatch(value) is not None
+    p = v = 0
+    star = -1  # position in the pattern just after the last *, and where in the value it started
+    mark = 0
+    np, nv = len(pattern), len(value)
+    while v < nv:
+        if p < np and (pattern[p] == "?" or pattern[p] == value[v]) and pattern[p] != "*":
+            p += 1
+            v += 1
+        elif p < np and pattern[p] == "*":
+            star, mark = p + 1, v
+            p += 1
+        elif star >= 0:
+            mark += 1
+            p, v = star, mark
+        else:
+            return False
+    while p < np and pattern[p] == "*":
+        p += 1
+    return p == np
 
 
 def _number(text: str) -> Decimal | None:
@@ -68,7 +83,7 @@ def _arn_like(pattern: str, value: str) -> bool:
     # ARNs compare component by component (arn:partition:service:region:account:resource), each with wildcards
     p = pattern.split(":", 5)
     v = value.split(":", 5)
-    return len(p) == 6 and len(v) == 6 and all(_like(a, b) for a, b in zip(p, v, strict=True))
+    return len(p) == 6 and len(v) == 6 and all(like(a, b) for a, b in zip(p, v, strict=True))
 
 
 def _compare(convert: Callable[[str], object], op: str) -> Matcher:
@@ -104,8 +119,8 @@ _OPS: dict[str, tuple[Matcher, bool, Callable[[str], object] | None]] = {
     "StringNotEquals": (lambda e, v: v == e, True, None),
     "StringEqualsIgnoreCase": (lambda e, v: v.casefold() == e.casefold(), False, None),
     "StringNotEqualsIgnoreCase": (lambda e, v: v.casefold() == e.casefold(), True, None),
-    "StringLike": (_like, False, None),
-    "StringNotLike": (_like, True, None),
+    "StringLike": (like, False, None),
+    "StringNotLike": (like, True, None),
     "NumericEquals": (_compare(_number, "eq"), False, _number),
     "NumericNotEquals": (_compare(_number, "eq"), True, _number),
     "NumericLessThan": (_compare(_number, "lt"), False, _number),
@@ -138,7 +153,6 @@ class Operator:
     if_exists: bool
 
 
-@lru_cache(maxsize=256)
 def parse_operator(text: str) -> Operator:
     """``ForAnyValue:StringLikeIfExists`` -> Operator; raises ConditionError for anything IAM does not define."""
     quantifier = ""

@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as _dt
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 import orjson
 
+from dynavault.audit.events import service_root
 from dynavault.errors import AWSError
 
 from . import conditions
@@ -226,20 +226,6 @@ def grant_context(operations: list[str], grantee: str, retiring: str | None, *, 
     return values
 
 
-@lru_cache(maxsize=1024)
-def _wildcard(pattern: str) -> re.Pattern:
-    return re.compile(
-        "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern),
-        re.IGNORECASE | re.DOTALL,
-    )
-
-
-def _like(pattern: str, value: str) -> bool:
-    if "*" not in pattern and "?" not in pattern:
-        return pattern == value
-    return _wildcard(pattern).fullmatch(value) is not None
-
-
 def _as_list(value: object) -> list:
     if value is None:
         return []
@@ -267,21 +253,13 @@ def _principal_matches(principal: object, req: Request) -> bool:
             if not isinstance(svc, str):
                 continue
             # "dynamodb.amazonaws.com" names the service in every region; our callers name it regionally.
-            if svc == req.principal_arn or _service_root(req.principal_arn) == svc:
+            if svc == req.principal_arn or service_root(req.principal_arn) == svc:
                 return True
     return False
 
 
-def _service_root(principal: str) -> str:
-    """dynamodb.us-east-1.amazonaws.com -> dynamodb.amazonaws.com"""
-    parts = principal.split(".")
-    if len(parts) == 4 and parts[2] == "amazonaws":
-        return f"{parts[0]}.amazonaws.com"
-    return principal
-
-
 def _action_matches(patterns: object, action: str) -> bool:
-    return any(isinstance(p, str) and _like(p.lower(), action.lower()) for p in _as_list(patterns))
+    return any(isinstance(p, str) and conditions.like(p.lower(), action.lower()) for p in _as_list(patterns))
 
 
 def _conditions_hold(cond: object, req: Request, effect: str) -> bool:

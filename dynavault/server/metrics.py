@@ -43,6 +43,10 @@ class Metrics:
             "dynavault_audit_write_failures", "Audit events dropped because the trail could not be appended",
             registry=self.registry,
         )
+        self.item_changes = Counter(
+            "dynavault_item_changes", "Item changes committed, by cause (the operation or system job) and event",
+            ["cause", "event"], registry=self.registry,
+        )
         self._request_children: dict[tuple[str, str, int], object] = {}
 
     def observe_request(self, service: str, operation: str, status: int) -> None:

@@ -76,6 +76,10 @@ class Runtime:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        self.close()
+
+    def close(self) -> None:
+        """Close every component, last built first (what ``stop`` ends with; in-process users call it)."""
         for close in reversed(self.closers):
             try:
                 close()
@@ -130,6 +134,61 @@ def _retention_interval(retention_seconds: float) -> float:
     return min(3600.0, max(1.0, retention_seconds / 24))
 
 
+def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, connections: Connections,
+              closers: list[Callable[[], None]], periodic: list[Periodic]):
+    """The database: its store, catalog, item store (with the change subscribers), table keys, key
+    lifecycle and the context its operations get; -> (context, store)."""
+    from dynavault.dynamodb import epochs, indexes
+    from dynavault.dynamodb.catalog import Catalog
+    from dynavault.dynamodb.change_counter import ChangeCounter
+    from dynavault.dynamodb.item_store import ItemStore
+    from dynavault.dynamodb.service import DynamoDBService
+    from dynavault.dynamodb.sse_lifecycle import SSELifecycle
+    from dynavault.dynamodb.transactions import TransactionState
+    from dynavault.sse.kms_client import InProcessKms, RemoteKms
+    from dynavault.sse.table_keys import TableKeyService, service_caller
+    from dynavault.storage.kv.sqlite import SqliteKV
+
+    if settings.commit_mode not in ("group", "each"):
+        raise ValueError(f"commit_mode must be 'group' or 'each', not {settings.commit_mode!r}")
+    if settings.kms_endpoint:
+        remote = RemoteKms(settings.kms_endpoint, settings.kms_access_key_id, settings.kms_secret_access_key)
+        port = remote
+
+        def owned_key_arn(region: str) -> str:
+            return remote.owned_key_arn(service_caller(owned_account, region))
+    else:
+        port = InProcessKms(kms)
+        owned_key_arn = kms.owned_key_arn
+    data = settings.data_path()
+    data.mkdir(parents=True, exist_ok=True)
+    store = SqliteKV(data / "tables.db", group_commit=settings.commit_mode == "group")
+    catalog = Catalog(store)
+    items = ItemStore(store, catalog, collection_limit=settings.item_collection_max_bytes,
+                      subscribers=[ChangeCounter(metrics.item_changes)])
+    keys = TableKeyService(port, owned_key_arn=owned_key_arn, owned_account=owned_account,
+                           refresh_seconds=settings.key_refresh_seconds, shared_cache=settings.shared_key_cache,
+                           metrics=metrics)
+    metrics.key_cache_entries.set_function(keys.cached_entries)
+    lifecycle = SSELifecycle(catalog, keys, settings, metrics=metrics)
+    svc = DynamoDBService(settings, catalog, items, keys, TransactionState(), lifecycle, metrics=metrics)
+    connections.on_closed(keys.drop_connection)
+
+    def account_seals() -> None:
+        epochs.account_node_seals(catalog, keys, settings.node_epoch_max_seals)
+
+    def close() -> None:
+        account_seals()
+        store.close()
+
+    closers.append(close)
+    periodic.append(Periodic("node-epochs", settings.epoch_check_seconds, account_seals))
+    periodic.append(Periodic("key-cache-prune", max(1.0, min(60.0, settings.key_refresh_seconds)), keys.prune))
+    periodic.extend(Periodic(n, i, f) for n, i, f in lifecycle.jobs())
+    indexes.resume_jobs(svc)
+    return svc, store
+
+
 def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
     """Wire every component. ``kms_only`` serves just the key service and its audit trail."""
     from dynavault.audit.trail import AuditTrail
@@ -163,21 +222,17 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
         routes.mount(_with_validator(KMS), kms.operations())
         periodic.append(Periodic("kms-key-deletion", settings.key_deletion_check_seconds, kms.sweep))
 
+    store = None
     if not kms_only:
-        from dynavault.dynamodb.service import build_dynamodb
+        svc, store = _dynamodb(settings, components["kms"] if "kms" in components else None, AWS_OWNED_ACCOUNT,
+                               metrics, connections, closers, periodic)
+        components["dynamodb"] = svc
+        from dynavault.dynamodb.operations import operations
 
-        ddb = build_dynamodb(settings, components, metrics)
-        connections.on_closed(ddb.connection_closed)
-        components["dynamodb"] = ddb
-        routes.mount(_with_validator(DYNAMODB), ddb.operations())
-        if hasattr(ddb, "stream_operations"):
-            routes.mount(_with_validator(STREAMS), ddb.stream_operations())
-        closers.append(ddb.close)
-        periodic.extend(Periodic(n, i, f) for n, i, f in ddb.periodic_jobs())
+        routes.mount(_with_validator(DYNAMODB), operations(svc))
 
     durability = None
-    store = getattr(components.get("dynamodb"), "kv", None)
-    if getattr(store, "group_commit", False):
+    if store is not None and store.group_commit:
         from .durability import GroupCommit
 
         durability = GroupCommit(store)

@@ -13,7 +13,9 @@ import os
 import struct
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dynavault.errors import IntegrityError
 from dynavault.storage.sealed import Sealed, Token
@@ -21,6 +23,8 @@ from dynavault.storage.sealed import Sealed, Token
 FORMAT_VERSION = 1
 _HEADER = struct.Struct(">BI")
 _WRAP_VERSION = b"dv-dk-1"
+_CURSOR_VERSION = b"\x01"
+_CURSOR_AAD = b"dv-cursor-1"
 
 
 def wrap_data_key(table_key: bytes, table_id: bytes, purpose: str, epoch: int, data_key: bytes) -> bytes:
@@ -114,7 +118,7 @@ class StreamCipher:
 class TableCrypto:
     """Everything a data operation needs from a table's keys. Holds key objects; prints none."""
 
-    __slots__ = ("table_id", "_token_key", "_table_key", "codec", "stream", "_tokens")
+    __slots__ = ("table_id", "_token_key", "_table_key", "codec", "stream", "_tokens", "_cursor")
 
     def __init__(self, table_id: bytes, token_key: bytes, codec: NodeCipher, stream: StreamCipher,
                  table_key: bytes = b"") -> None:
@@ -124,6 +128,7 @@ class TableCrypto:
         self.codec = codec
         self.stream = stream
         self._tokens: dict[bytes, Token] = {}  # hot partition keys -> token (an HMAC per request saved)
+        self._cursor: AESGCM | None = None
 
     def new_node_epoch(self) -> tuple[int, str]:
         """Generate the next node-key epoch, switch to it, and return (epoch, key wrapped by the table key)."""
@@ -144,3 +149,27 @@ class TableCrypto:
                 self._tokens.clear()
             tok = self._tokens[msg] = Token(hmac.digest(self._token_key, msg, "sha256"))
         return tok
+
+    def _cursor_aead(self) -> AESGCM:
+        # HKDF keyed apart from the token HMACs (the token key is HKDF's input, not an HMAC key here), so no
+        # cursor key can equal a partition token; no new wrapped key to store or rotate.
+        if self._cursor is None:
+            key = HKDF(hashes.SHA256(), 32, None, b"dynavault cursor key v1").derive(self._token_key)
+            self._cursor = AESGCM(key)
+        return self._cursor
+
+    def seal_cursor(self, binding: bytes, plaintext: bytes) -> bytes:
+        """Seal a pagination position handed to the client (it holds key values): opaque, and bound to this
+        table and to ``binding`` (e.g. the statement it continues)."""
+        nonce = os.urandom(12)
+        aad = _CURSOR_AAD + self.table_id + binding
+        return _CURSOR_VERSION + nonce + self._cursor_aead().encrypt(nonce, plaintext, aad)
+
+    def open_cursor(self, binding: bytes, blob: bytes) -> bytes | None:
+        """The plaintext of :meth:`seal_cursor`'s blob, or None when it was not sealed here for ``binding``."""
+        if len(blob) < 1 + 12 + 16 or blob[:1] != _CURSOR_VERSION:
+            return None
+        try:
+            return self._cursor_aead().decrypt(blob[1:13], blob[13:], _CURSOR_AAD + self.table_id + binding)
+        except InvalidTag:
+            return None

@@ -20,7 +20,7 @@ import orjson
 from dynavault.caller import Caller
 from dynavault.errors import AWSError
 
-from .key_port import DataKey, Grant, KeyInfo, key_error
+from .key_port import DataKey, Grant, KeyInfo, KeyPortError, key_error
 
 RETRYABLE = {"ThrottlingException", "KMSInternalException", "DependencyTimeoutException", "LimitExceededException"}
 
@@ -96,6 +96,19 @@ class RemoteKms(WireKeys):
         self.attempts = attempts
         self.base_delay = base_delay
         self.pool = urllib3.PoolManager(maxsize=8, retries=False)
+        self._owned_arns: dict[str, str] = {}
+
+    def owned_key_arn(self, service: Caller) -> str:
+        """The AWS owned key of ``service``'s region: the remote KMS keeps it under a reserved alias of the
+        service account (``service`` is DynamoDB acting in that account)."""
+        arn = self._owned_arns.get(service.region)
+        if arn is None:
+            try:
+                arn = self.describe_key(service, "alias/aws/dynamodb-owned").arn
+            except KeyPortError as err:  # answered as the KMS said it
+                raise AWSError(err.code, err.message, err.status) from None
+            self._owned_arns[service.region] = arn
+        return arn
 
     def _invoke(self, caller: Caller, operation: str, params: dict) -> dict:
         from botocore.auth import SigV4Auth

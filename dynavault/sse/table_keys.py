@@ -65,6 +65,13 @@ class _Entry:
     expires: float
 
 
+def service_caller(account: str, region: str) -> Caller:
+    """DynamoDB itself, acting in ``account`` (the service principal, marked as a service call)."""
+    principal = service_principal(region)
+    return Caller(account=account, region=region, principal_arn=principal, source_ip=DYNAMODB_SERVICE,
+                  user_agent=DYNAMODB_SERVICE, via_service=principal, is_service=True)
+
+
 class TableKeyService:
     def __init__(
         self,
@@ -133,9 +140,7 @@ class TableKeyService:
         return self.kms.decrypt(who, raw, context)
 
     def service_caller(self, account: str, region: str) -> Caller:
-        principal = service_principal(region)
-        return Caller(account=account, region=region, principal_arn=principal, source_ip=DYNAMODB_SERVICE,
-                      user_agent=DYNAMODB_SERVICE, via_service=principal, is_service=True)
+        return service_caller(account, region)
 
     def _acting_for(self, caller: Caller) -> Caller:
         return caller.on_behalf(service_principal(caller.region))

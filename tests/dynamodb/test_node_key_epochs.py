@@ -7,7 +7,7 @@ import time
 
 import orjson
 
-from dynavault.dynamodb.catalog import CATALOG_PREFIX
+from dynavault.dynamodb.layout import CATALOG_PREFIX
 from tests.conftest import make_table
 
 

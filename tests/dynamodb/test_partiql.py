@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from botocore.exceptions import ClientError
 
@@ -175,3 +177,88 @@ def test_execute_transaction(ddb, table):
         ddb.execute_transaction(TransactStatements=[ok[1], {"Statement": f'SELECT * FROM "{table}" WHERE pk = \'a\''}])
     assert _err(exc) == ("ValidationException",
                          "ExecuteTransaction API does not support both read and write operations in the same request.")
+
+
+def _pages(ddb, stmt, *params, limit, **kw):
+    """Every page of a SELECT: [(items, next token)], following NextToken to the end."""
+    pages, token = [], None
+    while True:
+        args = {"Limit": limit, **kw}
+        if token:
+            args["NextToken"] = token
+        out = _x(ddb, stmt, *params, **args)
+        token = out.get("NextToken")
+        pages.append((out["Items"], token))
+        assert len(pages) < 100
+        if not token:
+            return pages
+
+
+def _fill(ddb, table):
+    """Partitions q (30 items, n = sk) and r0..r4 (3 items each, n = 100 + sk)."""
+    items = [{"pk": {"S": "q"}, "sk": {"N": str(i)}, "n": {"N": str(i)}} for i in range(30)]
+    items += [{"pk": {"S": f"r{j}"}, "sk": {"N": str(i)}, "n": {"N": str(100 + i)}} for j in range(5) for i in range(3)]
+    for start in range(0, len(items), 25):
+        ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": it}} for it in items[start:start + 25]]})
+
+
+def test_select_pages_query_shaped_with_filter(ddb, table):
+    _fill(ddb, table)
+    pages = _pages(ddb, f'SELECT sk FROM "{table}" WHERE pk = ? AND n >= 10', {"S": "q"}, limit=4)
+    # Limit counts items read before the filter, as Query's does: 30 items in the partition, 4 a page
+    assert len(pages) == 8
+    assert [len(items) for items, _ in pages[:2]] == [0, 0]  # sk 0..7 read, filtered out, NextToken given
+    assert all(token for _, token in pages[:-1])
+    seen = [int(i["sk"]["N"]) for items, _ in pages for i in items]
+    assert seen == list(range(10, 30))  # the partition in sort key order, no item twice
+    assert all(set(i) == {"sk"} for items, _ in pages for i in items)
+    # a sort key equality narrows the read to that item: the first page holds it
+    out = _x(ddb, f"SELECT * FROM \"{table}\" WHERE pk = 'q' AND sk = 17", Limit=1)
+    assert out["Items"] == [{"pk": {"S": "q"}, "sk": {"N": "17"}, "n": {"N": "17"}}]
+
+
+def test_select_pages_scan_shaped_with_filter(ddb, table):
+    _fill(ddb, table)
+    pages = _pages(ddb, f'SELECT pk, sk FROM "{table}" WHERE n >= 25', limit=7,
+                   ReturnConsumedCapacity="TOTAL")
+    assert len(pages) == 7  # 45 items read, 7 a page
+    seen = [(i["pk"]["S"], int(i["sk"]["N"])) for items, _ in pages for i in items]
+    expected = [("q", i) for i in range(25, 30)] + [(f"r{j}", i) for j in range(5) for i in range(3)]
+    assert sorted(seen) == sorted(expected) and len(seen) == len(expected)
+    out = _x(ddb, f'SELECT pk, sk FROM "{table}" WHERE n >= 25', Limit=7, ReturnConsumedCapacity="TOTAL")
+    assert out["ConsumedCapacity"]["TableName"] == table and out["ConsumedCapacity"]["CapacityUnits"] > 0
+    # the same pages as a Scan with the same filter and Limit (one page walk behind both)
+    scan_pages, esk = [], None
+    while True:
+        kw = {"ExclusiveStartKey": esk} if esk else {}
+        got = ddb.scan(TableName=table, Limit=7, FilterExpression="n >= :v", ExpressionAttributeValues={
+            ":v": {"N": "25"}}, ProjectionExpression="pk, sk", **kw)
+        scan_pages.append(got["Items"])
+        esk = got.get("LastEvaluatedKey")
+        if not esk:
+            break
+    assert scan_pages == [items for items, _ in pages]
+
+
+def test_next_token_is_sealed(ddb, table):
+    secret = "canary-pk-7f3a9c"
+    ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": secret}, "sk": {"N": str(i)}}}}
+                                               for i in range(6)]})
+    stmt = f'SELECT * FROM "{table}" WHERE pk = ?'
+    for kw in ({"Limit": 2}, {"Limit": 2, "Parameters": [{"S": secret}]}):
+        s = stmt if "Parameters" in kw else f'SELECT * FROM "{table}"'
+        token = ddb.execute_statement(Statement=s, **kw)["NextToken"]
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        assert secret.encode() not in raw and secret.encode() not in token.encode()
+    token = _x(ddb, stmt, {"S": secret}, Limit=2)["NextToken"]
+    # a flipped bit, the same statement with other parameters, another statement: all refused
+    raw = bytearray(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    raw[-1] ^= 1
+    for bad, params in ((base64.urlsafe_b64encode(bytes(raw)).decode(), [{"S": secret}]),
+                        (token, [{"S": "other"}]), ("not a token!", [{"S": secret}])):
+        with pytest.raises(ClientError) as exc:
+            _x(ddb, stmt, *params, Limit=2, NextToken=bad)
+        assert _err(exc) == ("ValidationException", "Invalid NextToken")
+    with pytest.raises(ClientError) as exc:
+        _x(ddb, f'SELECT * FROM "{table}" WHERE pk = ? AND sk > 0', {"S": secret}, NextToken=token)
+    assert _err(exc) == ("ValidationException", "Invalid NextToken")

@@ -16,6 +16,7 @@ import pytest
 
 from dynavault.caller import Caller
 from dynavault.config import Settings
+from dynavault.dynamodb.operations import operations
 from dynavault.errors import AWSError
 from dynavault.server.runtime import build_runtime
 
@@ -26,14 +27,14 @@ T = "conflict-table"
 def svc(tmp_path):
     runtime = build_runtime(Settings(data_dir=str(tmp_path / "data"), root_key_file=str(tmp_path / "root.key")))
     svc = runtime.components["dynamodb"]
-    ops = svc.operations()
+    ops = operations(svc)
     caller = Caller(account="123456789012", region="us-east-1", principal_arn="arn:aws:iam::123456789012:root",
                     connection_id=1)
     ops["CreateTable"](caller, {"TableName": T, "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
                                 "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
                                 "BillingMode": "PAY_PER_REQUEST"})
     yield svc, ops, caller
-    svc.close()
+    runtime.close()
 
 
 def _raises(fn, *args) -> AWSError:

@@ -1,7 +1,7 @@
 """No module-level mutable state in dynavault/ (issue 13 item 8; DESIGN.md "Processes and state").
 
 State that outlives a request lives in the store or in an object the runtime owns (built by
-``server.runtime.build_runtime`` / ``dynamodb.service.build_dynamodb``), so two servers in one process
+``server.runtime.build_runtime``), so two servers in one process
 share nothing and the state has one obvious place to move into the store when workers arrive.
 
 The check reads every module with ``ast`` (nothing is imported) and flags, at module level:
@@ -30,10 +30,6 @@ PACKAGE = Path(__file__).resolve().parents[2] / "dynavault"
 ALLOWED = {
     # Memo tables of pure functions of their text arguments: the same for every store and every caller,
     # bounded, and holding no user data (item values never reach them).
-    "CACHE": "dynamodb/expressions: parse trees by expression text (+ names for projections), 16 MiB bound",
-    "_glob": "kms/conditions: lru_cache, a policy glob pattern -> its matcher",
-    "parse_operator": "kms/conditions: lru_cache, a condition operator name -> its parts",
-    "_wildcard": "kms/policy: lru_cache, a policy wildcard -> its regex",
     "_load_model": "server/shapes: lru_cache, a service name -> botocore's (read-only) service model",
     "_parse_amz_date": "server/sigv4: lru_cache, an X-Amz-Date string -> its timestamp",
 }
@@ -264,7 +260,7 @@ def _service(tmp_path, name: str):
 
     runtime = build_runtime(Settings(data_dir=str(tmp_path / name), root_key_file=str(tmp_path / "root.key"),
                                      allow_any_credentials=True))
-    return runtime.components["dynamodb"]
+    return runtime
 
 
 def test_two_stores_in_one_process_share_no_idempotency_tokens(tmp_path):
@@ -276,10 +272,13 @@ def test_two_stores_in_one_process_share_no_idempotency_tokens(tmp_path):
                     connection_id=1)
     request = {"ClientRequestToken": "same-token", "TransactItems": [
         {"Put": {"TableName": "tokens", "Item": {"pk": {"S": "a"}}}}]}
-    services = [_service(tmp_path, "one"), _service(tmp_path, "two")]
+    from dynavault.dynamodb.operations import operations
+
+    runtimes = [_service(tmp_path, "one"), _service(tmp_path, "two")]
+    services = [r.components["dynamodb"] for r in runtimes]
     try:
         for svc in services:
-            ops = svc.operations()
+            ops = operations(svc)
             ops["CreateTable"](caller, {"TableName": "tokens", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
                                         "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
                                         "BillingMode": "PAY_PER_REQUEST"})
@@ -287,5 +286,5 @@ def test_two_stores_in_one_process_share_no_idempotency_tokens(tmp_path):
             assert "Item" in ops["GetItem"](caller, {"TableName": "tokens", "Key": {"pk": {"S": "a"}}})
         assert services[0].transaction_state is not services[1].transaction_state
     finally:
-        for svc in services:
-            svc.close()
+        for runtime in runtimes:
+            runtime.close()

@@ -2,7 +2,8 @@
 
 Usage by an operation::
 
-    ctx = ExpressionContext(req.get("ExpressionAttributeNames"), req.get("ExpressionAttributeValues"))
+    ctx = ExpressionContext(req.get("ExpressionAttributeNames"), req.get("ExpressionAttributeValues"),
+                            cache=the_servers_expression_cache)
     cond = parse_condition(req["ConditionExpression"], ctx)          # "Invalid ConditionExpression: ..."
     plan = parse_update(req["UpdateExpression"], ctx)
     ctx.check_all_used()                                              # after *all* expressions are parsed
@@ -43,20 +44,15 @@ from dynavault.dynamodb.expressions.ast import (
     resolve,
 )
 from dynavault.dynamodb.expressions.keycond import KeyCondition, key_condition_from_ast
-from dynavault.dynamodb.expressions.parser import (
-    parse_condition_raw,
-    parse_projection_text,
-    parse_update_raw,
-    resolve_condition,
-    resolve_update,
-)
+from dynavault.dynamodb.expressions.parser import parse_condition_raw, parse_update_raw
 from dynavault.dynamodb.expressions.reserved import RESERVED_WORDS, is_reserved
+from dynavault.dynamodb.expressions.resolver import parse_projection_text, resolve_condition, resolve_update
 from dynavault.dynamodb.expressions.update import UpdatePlan, apply_update, updated_attributes
 from dynavault.dynamodb.values import MSG_NESTING, validate_attribute_value
 from dynavault.errors import AWSError, validation
 
 __all__ = [
-    "CACHE",
+    "DEFAULT_CACHE_BYTES",
     "And",
     "AttrType",
     "BeginsWith",
@@ -98,9 +94,10 @@ _VALUE_KEY = re.compile(r":[0-9a-zA-Z_]+")
 class ExpressionContext:
     """ExpressionAttributeNames / Values of one request, validated, plus which of them the expressions used."""
 
-    __slots__ = ("names", "values", "used_names", "used_values", "_names_key")
+    __slots__ = ("names", "values", "used_names", "used_values", "_names_key", "cache")
 
-    def __init__(self, names: dict | None, values: dict | None) -> None:
+    def __init__(self, names: dict | None, values: dict | None, *, cache: ExpressionCache | None = None) -> None:
+        """``cache``: the server's parse cache (owned by the runtime); without one every parse is fresh."""
         if names is not None:
             if not names:
                 raise validation("ExpressionAttributeNames must not be empty")
@@ -127,6 +124,7 @@ class ExpressionContext:
         self.used_names: set[str] = set()
         self.used_values: set[str] = set()
         self._names_key: tuple | None = None
+        self.cache = cache
 
     def names_key(self) -> tuple:
         if self._names_key is None:
@@ -198,21 +196,26 @@ class ExpressionCache:
         return len(self._entries)
 
 
-# 16 MiB of estimated tree memory: ~2,000 typical (50-character) expressions, or 40 of the largest (4 KB).
-CACHE = ExpressionCache(16 * 1024 * 1024)
+#: 16 MiB of estimated tree memory: ~2,000 typical (50-character) expressions, or 40 of the largest (4 KB).
+DEFAULT_CACHE_BYTES = 16 * 1024 * 1024
 
 
 def _names_chars(names: tuple) -> int:
     return sum(len(k) + len(v) for k, v in names)
 
 
-def _raw_condition(text: str, kind: str):  # noqa: ANN202 - parser.RawNode
-    key = ("cond", text)
-    raw = CACHE.get(key)
-    if raw is None:
-        raw = parse_condition_raw(text, kind)
-        CACHE.put(key, raw, len(text))
-    return raw
+def _cached(cache: ExpressionCache | None, key: tuple, chars: int, parse):  # noqa: ANN001, ANN202
+    if cache is None:
+        return parse()
+    hit = cache.get(key)
+    if hit is None:
+        hit = parse()
+        cache.put(key, hit, chars)
+    return hit
+
+
+def _raw_condition(ctx: ExpressionContext, text: str, kind: str):  # noqa: ANN202 - parser.RawNode
+    return _cached(ctx.cache, ("cond", text), len(text), lambda: parse_condition_raw(text, kind))
 
 
 def _bind(ctx: ExpressionContext, result: tuple):  # noqa: ANN202
@@ -224,31 +227,24 @@ def _bind(ctx: ExpressionContext, result: tuple):  # noqa: ANN202
 
 def parse_condition(text: str, ctx: ExpressionContext, *, kind: str = "ConditionExpression") -> Condition:
     """Parse a ConditionExpression or FilterExpression (``kind`` names it in error messages)."""
-    return _bind(ctx, resolve_condition(_raw_condition(text, kind), kind, ctx.names, ctx.values))
+    return _bind(ctx, resolve_condition(_raw_condition(ctx, text, kind), kind, ctx.names, ctx.values))
 
 
 def parse_update(text: str, ctx: ExpressionContext) -> UpdatePlan:
-    key = ("update", text)
-    raw = CACHE.get(key)
-    if raw is None:
-        raw = parse_update_raw(text)
-        CACHE.put(key, raw, len(text))
+    raw = _cached(ctx.cache, ("update", text), len(text), lambda: parse_update_raw(text))
     return _bind(ctx, resolve_update(raw, ctx.names, ctx.values))
 
 
 def parse_projection(text: str, ctx: ExpressionContext) -> Projection:
     # A projection holds no values: it is cached resolved, by text and names.
     names = ctx.names_key()
-    key = ("projection", text, names)
-    hit = CACHE.get(key)
-    if hit is None:
-        hit = parse_projection_text(text, ctx.names)
-        CACHE.put(key, hit, len(text) + _names_chars(names))
+    hit = _cached(ctx.cache, ("projection", text, names), len(text) + _names_chars(names),
+                  lambda: parse_projection_text(text, ctx.names))
     return _bind(ctx, hit)
 
 
 def parse_key_condition(text: str, ctx: ExpressionContext, hash_key: str, range_key: str | None) -> KeyCondition:
     """Parse a KeyConditionExpression and check it against the key schema of the table or index queried."""
     kind = "KeyConditionExpression"
-    cond, used_n, used_v = resolve_condition(_raw_condition(text, kind), kind, ctx.names, ctx.values)
+    cond, used_n, used_v = resolve_condition(_raw_condition(ctx, text, kind), kind, ctx.names, ctx.values)
     return _bind(ctx, (key_condition_from_ast(cond, hash_key, range_key), used_n, used_v))

@@ -159,10 +159,15 @@ def key_condition_from_parts(parts: dict, hash_key: str, range_key: str | None) 
     return kc
 
 
-def key_condition_from_ast(cond: ast.Condition, hash_key: str, range_key: str | None) -> KeyCondition:
+def key_parts(cond: ast.Condition) -> dict:
+    """attribute -> (operator, values) of a key condition: a conjunction of one condition per attribute."""
     conds: list = []
     _flatten_and(cond, conds)
     parts: dict = {}
     for c in conds:
         _single(c, parts)
-    return key_condition_from_parts(parts, hash_key, range_key)
+    return parts
+
+
+def key_condition_from_ast(cond: ast.Condition, hash_key: str, range_key: str | None) -> KeyCondition:
+    return key_condition_from_parts(key_parts(cond), hash_key, range_key)

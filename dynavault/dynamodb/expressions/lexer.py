@@ -17,7 +17,7 @@ _TWO = ("<=", ">=", "<>")
 _ONE = frozenset("()[].,=<>+-")
 
 
-class Token:
+class Lexeme:
     __slots__ = ("kind", "text", "start", "end")
 
     def __init__(self, kind: str, text: str, start: int, end: int) -> None:
@@ -30,12 +30,12 @@ class Token:
         return self.kind == NAME and self.text.upper() == word
 
     def __repr__(self) -> str:
-        return f"Token({self.kind}, {self.text!r})"
+        return f"Lexeme({self.kind}, {self.text!r})"
 
 
-def tokenize(text: str) -> list[Token]:
+def tokenize(text: str) -> list[Lexeme]:
     """Split an expression into tokens; always ends with an EOF token."""
-    tokens: list[Token] = []
+    tokens: list[Lexeme] = []
     i, n = 0, len(text)
     while i < n:
         c = text[i]
@@ -50,27 +50,27 @@ def tokenize(text: str) -> list[Token]:
             if i < n and text[i] in _WORD_CHARS:
                 while i < n and text[i] in _WORD_CHARS:
                     i += 1
-                tokens.append(Token(BAD, text[start:i], start, i))
+                tokens.append(Lexeme(BAD, text[start:i], start, i))
             else:
-                tokens.append(Token(INT, text[start:i], start, i))
+                tokens.append(Lexeme(INT, text[start:i], start, i))
         elif c in _WORD_CHARS:
             while i < n and text[i] in _WORD_CHARS:
                 i += 1
-            tokens.append(Token(NAME, text[start:i], start, i))
+            tokens.append(Lexeme(NAME, text[start:i], start, i))
         elif c == "#" or c == ":":
             i += 1
             while i < n and text[i] in _WORD_CHARS:
                 i += 1
             kind = (ATTR_NAME if c == "#" else ATTR_VALUE) if i - start > 1 else BAD
-            tokens.append(Token(kind, text[start:i], start, i))
+            tokens.append(Lexeme(kind, text[start:i], start, i))
         elif text.startswith(_TWO, i):
             i += 2
-            tokens.append(Token(OP, text[start:i], start, i))
+            tokens.append(Lexeme(OP, text[start:i], start, i))
         elif c in _ONE:
             i += 1
-            tokens.append(Token(OP, c, start, i))
+            tokens.append(Lexeme(OP, c, start, i))
         else:
             i += 1
-            tokens.append(Token(BAD, c, start, i))
-    tokens.append(Token(EOF, "<EOF>", n, n))
+            tokens.append(Lexeme(BAD, c, start, i))
+    tokens.append(Lexeme(EOF, "<EOF>", n, n))
     return tokens

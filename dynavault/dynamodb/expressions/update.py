@@ -135,6 +135,12 @@ class UpdatePlan:
         self._projection: Projection | None = None
 
     @property
+    def only_removals(self) -> bool:
+        """Only REMOVE / DELETE actions: applied to a missing item, the item stays missing (DynamoDB creates
+        nothing, since there is nothing to take away)."""
+        return not self.sets and not self.adds
+
+    @property
     def projection(self) -> Projection:
         """The updated paths as a projection (for ReturnValues UPDATED_OLD / UPDATED_NEW)."""
         if self._projection is None:

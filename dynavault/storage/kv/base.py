@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from dynavault.storage.sealed import CatalogRecord, Sealed
 
-__all__ = ["KVReader", "KVTransaction", "KVStore", "check_value", "prefix_end"]
+__all__ = ["KVReader", "KVTransaction", "KVStore", "check_value", "distinct_segments", "prefix_end"]
 
 
 def check_value(value: object) -> bytes:
@@ -58,6 +58,21 @@ def delete_prefix(tx: KVTransaction, prefix: bytes) -> None:
             return
         for k in keys:
             tx.delete(k)
+
+
+def distinct_segments(r: KVReader, prefix: bytes, width: int) -> Iterator[bytes]:
+    """Each distinct ``width``-byte segment that follows ``prefix`` in some row key, in order: one seek per
+    segment however many rows share it (a segment shorter than ``width`` — a damaged key — is yielded as is)."""
+    end = prefix_end(prefix)
+    lo: bytes | None = prefix
+    n = len(prefix)
+    while lo is not None:
+        row = next(iter(r.range(lo, end, limit=1)), None)
+        if row is None:
+            return
+        segment = row[0][n:n + width]
+        yield segment
+        lo = prefix_end(prefix + segment)
 
 
 @runtime_checkable

@@ -14,13 +14,14 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dynavault.dynamodb.expressions import (
-    CACHE,
+    DEFAULT_CACHE_BYTES,
     ExpressionCache,
     ExpressionContext,
     evaluate,
     parse_condition,
 )
-from dynavault.dynamodb.expressions.parser import parse_condition_raw, parse_projection_text, parse_update_raw
+from dynavault.dynamodb.expressions.parser import parse_condition_raw, parse_update_raw
+from dynavault.dynamodb.expressions.resolver import parse_projection_text
 from tests.conftest import make_table
 
 TIME_BOUND = 5.0  # seconds; generous: a sanity bound against quadratic work, not a benchmark
@@ -245,11 +246,12 @@ def test_cache_keeps_no_request_values(start_server):
 def test_cache_object_holds_no_values_and_is_bounded():
     canary = f"canary-{uuid.uuid4().hex}"
     text = f"trust_cache_{uuid.uuid4().hex[:8]} = :v"
-    cond = parse_condition(text, ExpressionContext(None, {":v": {"S": canary}}))
+    cache = ExpressionCache(DEFAULT_CACHE_BYTES)
+    cond = parse_condition(text, ExpressionContext(None, {":v": {"S": canary}}, cache=cache))
     assert evaluate(cond, {text.split()[0]: {"S": canary}})
-    assert ("cond", text) in CACHE.keys()
-    assert canary not in repr(CACHE.keys())
-    assert canary not in repr(CACHE.get(("cond", text)))
+    assert ("cond", text) in cache.keys()
+    assert canary not in repr(cache.keys())
+    assert canary not in repr(cache.get(("cond", text)))
     # The bound is in bytes: many distinct expressions never take more than it.
     small = ExpressionCache(200_000)
     for i in range(2000):

@@ -1,0 +1,78 @@
+"""A table as DynamoDB describes it: TableDescription with its indexes, key and stream summaries."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .index_model import stats_id
+from .sse_spec import sse_description
+
+if TYPE_CHECKING:
+    from .catalog import Catalog, TableMeta
+
+
+def table_description(catalog: Catalog, meta: TableMeta, status: str | None = None) -> dict:
+    """DescribeTable's TableDescription (also the answer of CreateTable, UpdateTable, DeleteTable)."""
+    count, size = catalog.stats(meta.table_id)
+    desc: dict = {
+        "AttributeDefinitions": meta.attribute_definitions,
+        "TableName": meta.name,
+        "KeySchema": meta.key_schema,
+        "TableStatus": status or meta.status,
+        "CreationDateTime": meta.created,
+        "ProvisionedThroughput": {
+            "NumberOfDecreasesToday": 0,
+            "ReadCapacityUnits": meta.read_capacity,
+            "WriteCapacityUnits": meta.write_capacity,
+        },
+        "TableSizeBytes": size,
+        "ItemCount": count,
+        "TableArn": meta.arn,
+        "TableId": meta.table_id,
+        "DeletionProtectionEnabled": meta.deletion_protection,
+    }
+    if meta.billing_mode == "PAY_PER_REQUEST":
+        desc["BillingModeSummary"] = {
+            "BillingMode": "PAY_PER_REQUEST",
+            "LastUpdateToPayPerRequestDateTime": meta.last_pay_per_request or meta.created,
+        }
+    if meta.table_class:
+        desc["TableClassSummary"] = {"TableClass": meta.table_class}
+    sse = sse_description(meta.sse, meta.sse_state)
+    if sse is not None:
+        desc["SSEDescription"] = sse
+    if meta.stream:
+        desc["StreamSpecification"] = meta.stream.get("spec")
+        if meta.stream.get("arn"):
+            desc["LatestStreamArn"] = meta.stream["arn"]
+            desc["LatestStreamLabel"] = meta.stream["label"]
+    archival = meta.sse_state.get("archival")
+    if archival:
+        desc["ArchivalSummary"] = archival
+    describe_indexes(catalog, meta, desc)
+    return desc
+
+
+def describe_indexes(catalog: Catalog, meta: TableMeta, desc: dict) -> None:
+    creating = desc.get("TableStatus") == "CREATING"
+    lsis, gsis = [], []
+    for d in meta.local_indexes:
+        count, size = catalog.stats(stats_id(meta, d["IndexId"]))
+        lsis.append({"IndexName": d["IndexName"], "KeySchema": d["KeySchema"], "Projection": d["Projection"],
+                     "IndexSizeBytes": size, "ItemCount": count, "IndexArn": f"{meta.arn}/index/{d['IndexName']}"})
+    for d in meta.global_indexes:
+        count, size = catalog.stats(stats_id(meta, d["IndexId"]))
+        pt = d.get("ProvisionedThroughput") or {}
+        g = {"IndexName": d["IndexName"], "KeySchema": d["KeySchema"], "Projection": d["Projection"],
+             "IndexStatus": "CREATING" if creating else d.get("IndexStatus", "ACTIVE"),
+             "ProvisionedThroughput": {"NumberOfDecreasesToday": 0,
+                                       "ReadCapacityUnits": pt.get("ReadCapacityUnits", 0),
+                                       "WriteCapacityUnits": pt.get("WriteCapacityUnits", 0)},
+             "IndexSizeBytes": size, "ItemCount": count, "IndexArn": f"{meta.arn}/index/{d['IndexName']}"}
+        if "Backfilling" in d:  # only indexes added by UpdateTable show it (DynamoDB's rule)
+            g["Backfilling"] = d["Backfilling"]
+        gsis.append(g)
+    if lsis:
+        desc["LocalSecondaryIndexes"] = lsis
+    if gsis:
+        desc["GlobalSecondaryIndexes"] = gsis

@@ -1,0 +1,271 @@
+"""The item store: the one place where item data is read from and written to the encrypted trees.
+
+Every item change — PutItem, UpdateItem, DeleteItem, batches, transactions, PartiQL writes, and later
+TTL deletes, restores and replicated writes — is an ``ItemChange`` (table, old item, new item, cause)
+applied by ``ItemWriter.apply`` inside one store transaction: it writes the base item, every LSI and
+GSI entry, the item-collection size and the table and index statistics, then hands the change to the
+subscribers the runtime registered when it built the store (streams, point-in-time history,
+replication). A change and all of its consequences commit together or not at all. No other module
+writes item data; ``tests/test_rooms.py`` checks that.
+
+Stored values (base items and index entries) carry a versioned envelope (``envelope.py``), so metadata
+(TTL bookkeeping, replication clocks) can join an item later without a format break.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import orjson
+
+from dynavault.storage.trees import EncryptedTrees
+
+from . import item_collections
+from .envelope import item_json, open_item, seal_item
+from .index_model import entry_for, entry_write_units, index_defs, stats_id
+from .values import item_size
+
+if TYPE_CHECKING:
+    from dynavault.sse.crypto import TableCrypto
+    from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction
+    from dynavault.storage.sealed import NodeCodec, Token
+    from dynavault.storage.trees import Slot
+
+    from .catalog import Catalog, TableMeta
+    from .index_model import IndexDef
+
+BASE = 0  # index id of the base table's trees
+
+
+@dataclass(frozen=True, slots=True)
+class ItemChange:
+    """One item's change, as subscribers see it. ``cause`` names what made it: the operation
+    ("PutItem", "TransactWriteItems", "ExecuteStatement", ...) or a system cause ("TTL", "Restore")."""
+
+    table: TableMeta
+    old: dict | None
+    new: dict | None
+    cause: str
+
+    @property
+    def event(self) -> str:
+        """DynamoDB Streams' eventName: INSERT, MODIFY or REMOVE."""
+        if self.old is None:
+            return "INSERT"
+        return "REMOVE" if self.new is None else "MODIFY"
+
+    @property
+    def keys(self) -> dict:
+        item = self.new if self.new is not None else self.old
+        return {k: item[k] for k in self.table.key_names} if item is not None else {}
+
+
+class ChangeSubscriber(Protocol):
+    """Registered at build time; ``in_transaction`` writes its own records in the change's transaction
+    (raising rolls the whole write back), ``committed`` runs once the transaction is durable."""
+
+    def in_transaction(self, tx: KVTransaction, change: ItemChange, crypto: TableCrypto) -> None: ...
+
+    def committed(self, changes: Sequence[ItemChange]) -> None: ...
+
+
+class Place:
+    """An item's place in the base table, found with one descent; ``old`` is the item there now."""
+
+    __slots__ = ("slot", "old")
+
+    def __init__(self, slot: Slot) -> None:
+        self.slot = slot
+        self.old = open_item(slot.value) if slot.value is not None else None
+
+
+class ItemStore:
+    def __init__(self, kv: KVStore, catalog: Catalog, *, collection_limit: int,
+                 subscribers: Sequence[ChangeSubscriber] = ()) -> None:
+        self.kv = kv
+        self.trees = EncryptedTrees(kv)
+        self.catalog = catalog
+        self.collection_limit = collection_limit
+        self.subscribers = tuple(subscribers)
+
+    def __repr__(self) -> str:
+        return f"<ItemStore {len(self.subscribers)} subscriber(s)>"
+
+    # -- reads ----------------------------------------------------------------------------------------
+    @contextmanager
+    def read(self) -> Iterator[KVReader]:
+        """A consistent view for a multi-step read (a page, a transaction's reads)."""
+        with self.kv.transaction() as tx:
+            yield tx
+
+    def get_json(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes,
+                 r: KVReader | None = None) -> bytes | None:
+        """An item's canonical JSON (what GetItem answers as is), or None."""
+        raw = self.trees.get(r if r is not None else self.kv, crypto.codec, meta.id_bytes, BASE,
+                             crypto.token(BASE, hkey), skey)
+        return item_json(raw) if raw is not None else None
+
+    def get(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes,
+            r: KVReader | None = None) -> dict | None:
+        raw = self.trees.get(r if r is not None else self.kv, crypto.codec, meta.id_bytes, BASE,
+                             crypto.token(BASE, hkey), skey)
+        return open_item(raw) if raw is not None else None
+
+    def entries(self, r: KVReader, meta: TableMeta, crypto: TableCrypto, index_id: int, token: Token, *,
+                lo: bytes | None = None, lo_inclusive: bool = True, hi: bytes | None = None,
+                hi_inclusive: bool = True, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """(tree key, item JSON) of one partition of the table (index 0) or an index, in key order."""
+        for key, raw in self.trees.range(r, crypto.codec, meta.id_bytes, index_id, token, lo=lo,
+                                         lo_inclusive=lo_inclusive, hi=hi, hi_inclusive=hi_inclusive,
+                                         reverse=reverse):
+            yield key, item_json(raw)
+
+    def partitions(self, r: KVReader, meta: TableMeta, crypto: TableCrypto, index_id: int, *,
+                   after: Token | None = None, token_lo: bytes = b"",
+                   token_hi: bytes | None = None) -> Iterator[Token]:
+        """Non-empty partitions of the table or an index in token order (see ``EncryptedTrees.tokens``)."""
+        return self.trees.tokens(r, crypto.codec, meta.id_bytes, index_id, after=after, token_lo=token_lo,
+                                 token_hi=token_hi)
+
+    def walk(self, r: KVReader, meta: TableMeta, crypto: TableCrypto,
+             after: tuple[Token, bytes] | None = None) -> Iterator[tuple[Token, bytes, bytes]]:
+        """Base items as (partition token, sort key, item JSON) in (token, sort key) order, strictly
+        after ``after``."""
+        first = None
+        if after is not None:
+            first, key = after
+            yield from ((first, k, v) for k, v in self.entries(r, meta, crypto, BASE, first, lo=key,
+                                                                lo_inclusive=False))
+        for token in self.partitions(r, meta, crypto, BASE, after=first):
+            yield from ((token, k, v) for k, v in self.entries(r, meta, crypto, BASE, token))
+
+    # -- writes ---------------------------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[ItemWriter]:
+        """One store transaction for item changes; statistics and subscribers' ``committed`` follow the
+        commit. An exception inside rolls everything back."""
+        with self.kv.transaction() as tx:
+            w = ItemWriter(self, tx)
+            yield w
+            stats = w.flush_stats()
+        for sid, s in stats.items():
+            self.catalog.commit_stats(sid, s)
+        if w.changes:
+            for sub in self.subscribers:
+                sub.committed(w.changes)
+
+
+class ItemWriter:
+    """The writes of one store transaction (see ``ItemStore.write``)."""
+
+    __slots__ = ("store", "tx", "changes", "_stats")
+
+    def __init__(self, store: ItemStore, tx: KVTransaction) -> None:
+        self.store = store
+        self.tx = tx
+        self.changes: list[ItemChange] = []
+        self._stats: dict[str, list[int]] = {}
+
+    def __repr__(self) -> str:
+        return f"<ItemWriter {len(self.changes)} change(s)>"
+
+    def get(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes) -> dict | None:
+        return self.store.get(meta, crypto, hkey, skey, self.tx)
+
+    def place(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes) -> Place:
+        return Place(self.store.trees.slot(self.tx, crypto.codec, meta.id_bytes, BASE,
+                                           crypto.token(BASE, hkey), skey))
+
+    def apply(self, change: ItemChange, crypto: TableCrypto, *, hkey: bytes, skey: bytes,
+              place: Place | None = None) -> dict[str, float]:
+        """Make ``change`` durable with everything that follows from it; -> write units per index.
+
+        ``place`` (from ``place()``) saves a second descent for a read-check-write. Raises DynamoDB's
+        errors (an index key of the wrong type, an item collection over its limit), rolling back."""
+        meta, old, new = change.table, change.old, change.new
+        if old is None and new is None:
+            return {}
+        store, tx = self.store, self.tx
+        if meta.local_indexes:
+            item_collections.check_collection(tx, meta, crypto, old, new, store.collection_limit)
+        if place is None:
+            place = self.place(meta, crypto, hkey, skey)
+        if new is not None:
+            place.slot.put(seal_item(orjson.dumps(new)))
+        else:
+            place.slot.delete()
+        new_size = item_size(new) if new is not None else 0
+        old_size = item_size(old) if old is not None else 0
+        self._add(meta.table_id, (new is not None) - (old is not None), new_size - old_size)
+        units = self._index(meta, crypto, old, new) if meta.local_indexes or meta.global_indexes else {}
+        self.changes.append(change)
+        for sub in store.subscribers:
+            sub.in_transaction(tx, change, crypto)
+        return units
+
+    def _index(self, meta: TableMeta, crypto: TableCrypto, old: dict | None, new: dict | None) -> dict:
+        """Bring every index in line with one base item change."""
+        trees, tx, tid = self.store.trees, self.tx, meta.id_bytes
+        units: dict[str, float] = {}
+        live = [idx for idx in index_defs(meta) if idx.status != "DELETING"]
+        # Every new entry first (this validates the new item's index keys): the write fails as a whole.
+        news = [entry_for(idx, meta, crypto, new, check=True) for idx in live]
+        for idx, n in zip(live, news, strict=True):
+            o = entry_for(idx, meta, crypto, old)
+            if o is None and n is None:
+                continue
+            d_count = d_bytes = 0
+            u = 0.0
+            same_place = o is not None and n is not None and o[0] == n[0] and o[1] == n[1]
+            if o is not None and not same_place:
+                trees.delete(tx, crypto.codec, tid, idx.index_id, o[0], o[1])
+                d_count -= 1
+                d_bytes -= item_size(o[2])
+                u += entry_write_units(item_size(o[2]))
+            if n is not None:
+                if same_place and o[2] == n[2]:
+                    continue  # nothing the index holds changed: no index write
+                trees.put(tx, crypto.codec, tid, idx.index_id, n[0], n[1], seal_item(orjson.dumps(n[2])))
+                if same_place:
+                    d_bytes += item_size(n[2]) - item_size(o[2])
+                else:
+                    d_count += 1
+                    d_bytes += item_size(n[2])
+                u += entry_write_units(item_size(n[2]))
+            self._add(stats_id(meta, idx.index_id), d_count, d_bytes)
+            units[idx.label] = u
+        return units
+
+    def backfill_entry(self, meta: TableMeta, crypto: TableCrypto, idx: IndexDef, item: dict) -> None:
+        """Write an existing item's entry into an index being built (no item change: no subscribers)."""
+        e = entry_for(idx, meta, crypto, item)
+        if e is None:
+            return
+        prev = self.store.trees.put(self.tx, crypto.codec, meta.id_bytes, idx.index_id, e[0], e[1],
+                                    seal_item(orjson.dumps(e[2])))
+        if prev is None:
+            self._add(stats_id(meta, idx.index_id), 1, item_size(e[2]))
+
+    def create_partitions(self, meta: TableMeta, codec: NodeCodec, index_id: int) -> None:
+        """The empty partition directory of a new table (index 0) or index."""
+        self.store.trees.create_directory(self.tx, codec, meta.id_bytes, index_id)
+
+    def drop(self, meta: TableMeta, index_id: int | None = None) -> None:
+        """Delete every item of a table (or every entry of one index)."""
+        self.store.trees.drop(self.tx, meta.id_bytes, index_id)
+
+    def _add(self, sid: str, d_count: int, d_bytes: int) -> None:
+        if d_count or d_bytes:
+            s = self._stats.get(sid)
+            if s is None:
+                self._stats[sid] = [d_count, d_bytes]
+            else:
+                s[0] += d_count
+                s[1] += d_bytes
+
+    def flush_stats(self) -> dict[str, tuple[int, int]]:
+        """Write the transaction's statistics rows (before commit); -> the numbers to publish after it."""
+        return {sid: self.store.catalog.add_stats(self.tx, sid, dc, db) for sid, (dc, db) in self._stats.items()}

@@ -1,0 +1,44 @@
+"""The table store's key space: every row starts with exactly one of these prefixes.
+
+One registry, so a new kind of row (stream records, backups, history) takes a prefix here and cannot
+collide with another: ``PREFIXES`` must stay prefix-free (checked at import and by a test). The trees'
+own rows (``T``) and partition directories (``D``) are named by the storage layer, which knows nothing
+of DynamoDB; everything DynamoDB keeps beside them starts with two zero bytes and a name.
+"""
+
+from __future__ import annotations
+
+from dynavault.storage.directory import DIR_PREFIX
+from dynavault.storage.nodes import ROW_PREFIX
+
+#: table definitions (plaintext metadata, as DynamoDB's control plane shows it)
+CATALOG_PREFIX = b"\x00\x00catalog\x00"
+#: item count and size per table and per index
+STATS_PREFIX = b"\x00\x00stats\x00"
+#: item-collection sizes per partition token of tables with LSIs
+COLLECTION_PREFIX = b"\x00\x00collection\x00"
+#: what this store's rows mean (written once into a new store)
+FORMAT_KEY = b"\x00\x00format\x00"
+#: backup records (the wrapped keys a backup is under, and its summary)
+BACKUP_PREFIX = b"\x00\x00backup\x00"
+
+PREFIXES: dict[str, bytes] = {
+    "tree nodes": ROW_PREFIX,
+    "partition directories": DIR_PREFIX,
+    "catalog": CATALOG_PREFIX,
+    "statistics": STATS_PREFIX,
+    "item collections": COLLECTION_PREFIX,
+    "store format": FORMAT_KEY,
+    "backups": BACKUP_PREFIX,
+}
+
+
+def overlapping(prefixes: dict[str, bytes]) -> list[tuple[str, str]]:
+    """Pairs of names whose prefixes overlap (one is a prefix of the other)."""
+    items = sorted(prefixes.items())
+    return [(a, b) for i, (a, pa) in enumerate(items) for b, pb in items[i + 1:]
+            if pa.startswith(pb) or pb.startswith(pa)]
+
+
+if overlapping(PREFIXES):  # a build that breaks the key space must not start
+    raise RuntimeError(f"overlapping key prefixes: {overlapping(PREFIXES)}")

@@ -1,0 +1,34 @@
+"""The DynamoDB operation table: each operation module's ``HANDLERS``, bound to the context.
+
+One registration style: a module lists its operations in ``HANDLERS = {"Name": handler}``; adding a
+module here is the only step to serve its operations. An operation named twice is a startup error.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from dynavault.caller import Caller
+
+from . import batch, items, partiql, query, tables, transactions
+from .service import DynamoDBService
+
+MODULES = (tables, items, query, batch, transactions, partiql)
+
+Operation = Callable[[Caller, dict], dict]
+
+
+def _call(svc: DynamoDBService, operation: str, handler, caller: Caller, params: dict) -> dict:
+    # A table's ARN is accepted wherever DynamoDB accepts it; handlers only ever see table names.
+    return handler(svc, caller, tables.resolve_table_names(operation, caller, params))
+
+
+def operations(svc: DynamoDBService) -> dict[str, Operation]:
+    out: dict[str, Operation] = {}
+    for module in MODULES:
+        for name, handler in module.HANDLERS.items():
+            if name in out:
+                raise RuntimeError(f"operation {name} is registered twice (again by {module.__name__})")
+            out[name] = functools.partial(_call, svc, name, handler)
+    return out
