@@ -59,6 +59,7 @@ def _stored(data: Path, root_key: Path, key: dict) -> tuple[bytes, list[bytes]]:
 def test_a_data_dir_from_before_the_envelope_opens_reads_and_is_rewritten_by_writes(tmp_path, start_server):
     shutil.copytree(FIXTURE, tmp_path / "old")
     data, root_key = tmp_path / "old" / "data", tmp_path / "old" / "root.key"
+    root_key.chmod(0o600)  # git keeps no file modes but the executable bit: a checkout has it 0644
     untouched = {"pk": {"S": "p1"}, "sk": {"N": "6"}}
     changed = {"pk": {"S": "p2"}, "sk": {"N": "7"}}
     base, entries = _stored(data, root_key, changed)
