@@ -1,7 +1,9 @@
 """AWS Signature Version 4 verification for POST JSON requests.
 
 The canonical request is rebuilt from what arrived on the wire and compared in constant time.
-Signing keys are cached per (secret, date, region, service): deriving one costs four HMACs.
+Signing keys are cached per (secret, date, region, service): deriving one costs four HMACs. What is the same
+for every request of a client on one day (the Authorization header up to its signature, the request path) is
+parsed once and cached; the signature itself is checked on every request.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import hashlib
 import hmac
 import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from dynavault.errors import AWSError
@@ -20,10 +22,11 @@ from dynavault.errors import AWSError
 from .credentials import Credential, CredentialStore
 
 _SERVICE_PREFIX = "com.amazon.coral.service#"
-_AUTH_RE = re.compile(
-    r"^AWS4-HMAC-SHA256\s+Credential=(?P<cred>[^,\s]+)\s*,\s*SignedHeaders=(?P<signed>[^,\s]+)\s*,"
-    r"\s*Signature=(?P<sig>[0-9a-fA-F]+)\s*$"
+#: the Authorization header up to its signature: "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., "
+_AUTH_HEAD_RE = re.compile(
+    r"AWS4-HMAC-SHA256\s+Credential=(?P<cred>[^,\s]+)\s*,\s*SignedHeaders=(?P<signed>[^,\s]+)\s*,\s*"
 )
+_SIGNATURE_RE = re.compile(r"[0-9a-fA-F]+")
 _SPACES = re.compile(r"\s+")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 #: AWS region names: lower-case letters, digits and inner hyphens (``us-east-1``, ``us-gov-west-1``; ``local``
@@ -39,17 +42,66 @@ def missing_token() -> AWSError:
     return _error("MissingAuthenticationTokenException", "Request is missing Authentication Token")
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
     credential: Credential
     region: str
     service: str
 
 
-def _canonical_uri(path: str) -> str:
+#: longer inputs are parsed each time, not cached: the caches stay small whatever a client sends
+_CACHED_LEN = 512
+
+
+def _parse_auth_head(head: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(credential scope parts, lower-cased signed header names) of the Authorization header's part before
+    ``Signature=``; None if that part is malformed."""
+    m = _AUTH_HEAD_RE.fullmatch(head)
+    if m is None:
+        return None
+    return tuple(m.group("cred").split("/")), tuple(m.group("signed").lower().split(";"))
+
+
+# every request of a client's day has the same head; only the signature differs
+_cached_auth_head = functools.lru_cache(maxsize=256)(_parse_auth_head)
+
+
+def _split_auth(auth: str) -> tuple[tuple[str, ...], tuple[str, ...], str] | None:
+    """What ``^AWS4-HMAC-SHA256\\s+Credential=C\\s*,\\s*SignedHeaders=H\\s*,\\s*Signature=HEX$`` would match in
+    the stripped header: (scope parts of C, H's names, HEX), or None. HEX has no "Signature=" in it, so the
+    last one splits the header."""
+    auth = auth.strip()
+    at = auth.rfind("Signature=")
+    if at < 0:
+        return None
+    signature = auth[at + 10:]
+    if _SIGNATURE_RE.fullmatch(signature) is None:
+        return None
+    head = (_cached_auth_head if at <= _CACHED_LEN else _parse_auth_head)(auth[:at])
+    if head is None:
+        return None
+    return head[0], head[1], signature
+
+
+def _header_value(value: str) -> str:
+    """A header's value in the canonical request: trimmed, each run of whitespace one space."""
+    value = value.strip()
+    # Printable text holds no whitespace but the space itself: only a double space would change.
+    if value.isprintable() and "  " not in value:
+        return value
+    return _SPACES.sub(" ", value)
+
+
+def _encode_uri(path: str) -> str:
     # Non-S3 services normalise then encode each segment once (as botocore signs).
     segments = unquote(path or "/").split("/")
     return "/".join(quote(s, safe="-_.~") for s in segments) or "/"
+
+
+_cached_uri = functools.lru_cache(maxsize=64)(_encode_uri)  # a client posts to one path ("/" for DynamoDB)
+
+
+def _canonical_uri(path: str) -> str:
+    return _cached_uri(path) if len(path) <= _CACHED_LEN else _encode_uri(path)
 
 
 def _canonical_query(query: str) -> str:
@@ -79,14 +131,13 @@ def _parse_amz_date(value: str) -> float | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Pending:
+class Pending(NamedTuple):
     """A request whose headers passed every SigV4 check; only the body's hash is left to check."""
 
     identity: Identity
     amz_date: str
     scope_date: str
-    signed: list[str]
+    signed: tuple[str, ...]
     signature: str
     check: bool
 
@@ -139,15 +190,15 @@ class SigV4Verifier:
         auth = headers.get("authorization")
         if not auth:
             raise missing_token()
-        m = _AUTH_RE.match(auth.strip())
-        if m is None:
+        parsed = _split_auth(auth)
+        if parsed is None:
             if not auth.startswith("AWS4-HMAC-SHA256"):
                 raise _error("IncompleteSignatureException", f"Authorization header requires 'Credential' parameter. "
                              f"Authorization header requires 'Signature' parameter. Authorization header requires "
                              f"'SignedHeaders' parameter. Authorization={auth}")
             raise _error("IncompleteSignatureException",
                          "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.")
-        cred_parts = m.group("cred").split("/")
+        cred_parts, signed, signature = parsed
         if len(cred_parts) != 5 or cred_parts[4] != "aws4_request":
             raise _error("IncompleteSignatureException",
                          f"Credential should be scoped to a valid region, not '{'/'.join(cred_parts[2:3])}'. ")
@@ -186,7 +237,6 @@ class SigV4Verifier:
                          f"Signature not yet current: {_format_amz(ts)} is still later than "
                          f"{_format_amz(now + self.max_skew)} ({_format_amz(now)} + {self.max_skew // 60} min.)")
         check = not self.store.allow_any or bool(credential.secret_access_key)
-        signed = m.group("signed").lower().split(";")
         if check:
             if "host" not in signed:
                 raise _error("InvalidSignatureException", "'Host' or ':authority' must be a 'SignedHeader' in the "
@@ -195,7 +245,7 @@ class SigV4Verifier:
             if "x-amz-target" not in signed and "x-amz-target" in headers:
                 raise _error("InvalidSignatureException", "'X-Amz-Target' must be a 'SignedHeader' in the AWS "
                              "Authorization.")
-        return Pending(Identity(credential, region, service), request_date, scope_date, signed, m.group("sig"), check)
+        return Pending(Identity(credential, region, service), request_date, scope_date, signed, signature, check)
 
     def check_body(self, pending: Pending, method: str, path: str, query: str, headers: dict[str, str],
                    body: bytes) -> Identity:
@@ -209,9 +259,7 @@ class SigV4Verifier:
             # Also refuses UNSIGNED-PAYLOAD and streaming payloads: these JSON protocols sign the body.
             raise _signature_mismatch()
         signed = pending.signed
-        canonical_headers = "".join(
-            f"{name}:{_SPACES.sub(' ', headers.get(name, '').strip())}\n" for name in signed
-        )
+        canonical_headers = "".join([f"{name}:{_header_value(headers.get(name, ''))}\n" for name in signed])
         canonical_request = "\n".join(
             (method, _canonical_uri(path), _canonical_query(query), canonical_headers, ";".join(signed), payload_hash)
         )
