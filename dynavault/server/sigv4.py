@@ -158,20 +158,31 @@ class SigV4Verifier:
         self.store = store
         self.max_skew = max_skew_seconds
         self.clock = clock
-        self._keys: dict[tuple[str, str, str, str], bytes] = {}
+        self._keys: dict[tuple[str, str, str, str], tuple] = {}
 
-    def _signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
+    def _signing_key(self, secret: str, date: str, region: str, service: str):
+        """HMAC-SHA256 under the day's signing key, as its two keyed SHA-256 states (RFC 2104: inner
+        H((K ^ ipad) || m), outer H((K ^ opad) || inner)): a signature then costs two hash copies, not the
+        HMAC set-up that OpenSSL does per call."""
         cache_key = (secret, date, region, service)
-        key = self._keys.get(cache_key)
-        if key is None:
+        states = self._keys.get(cache_key)
+        if states is None:
             k = hmac.digest(("AWS4" + secret).encode(), date.encode(), "sha256")
             k = hmac.digest(k, region.encode(), "sha256")
             k = hmac.digest(k, service.encode(), "sha256")
-            key = hmac.digest(k, b"aws4_request", "sha256")
+            key = hmac.digest(k, b"aws4_request", "sha256").ljust(64, b"\0")  # 32 bytes: padded, never hashed
+            states = (hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key)))
             if len(self._keys) > 4096:
                 self._keys.clear()
-            self._keys[cache_key] = key
-        return key
+            self._keys[cache_key] = states
+        return states
+
+    @staticmethod
+    def _hmac_hex(states, message: bytes) -> str:
+        inner, outer = states[0].copy(), states[1].copy()
+        inner.update(message)
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     def verify(
         self,
@@ -268,9 +279,9 @@ class SigV4Verifier:
         string_to_sign = "\n".join(
             ("AWS4-HMAC-SHA256", pending.amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest())
         )
-        key = self._signing_key(identity.credential.secret_access_key, pending.scope_date, identity.region,
-                                identity.service)
-        expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        states = self._signing_key(identity.credential.secret_access_key, pending.scope_date, identity.region,
+                                   identity.service)
+        expected = self._hmac_hex(states, string_to_sign.encode())
         if not hmac.compare_digest(expected, pending.signature.lower()):
             raise _signature_mismatch()
         return identity
