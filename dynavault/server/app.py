@@ -148,22 +148,6 @@ def _decompress(body: bytes, encoding: str) -> bytes:
         raise AWSError("SerializationException", "Could not decode the request body", type_prefix=_CORAL) from None
 
 
-def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
-    """Header names (lower-cased) -> values, a repeated header's values joined with ','."""
-    headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in raw}
-    # uvicorn lower-cases names and a request rarely repeats one: then the dict is already right. Otherwise
-    # (another server, or a repeated header) build it the long way.
-    names = "".join(headers)
-    if len(headers) == len(raw) and names == names.lower():
-        return headers
-    headers = {}
-    for raw_name, raw_value in raw:
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        headers[name] = f"{headers[name]},{value}" if name in headers else value
-    return headers
-
-
 class _Disconnected(Exception):
     """The client went away (or was cut off by the read timeout) before its body arrived."""
 
@@ -236,7 +220,13 @@ class DynavaultApp:
                 return
 
     async def _http(self, scope, receive, send) -> None:
-        headers = _header_dict(scope["headers"])
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1")
+            if not name.islower():  # uvicorn already lower-cases; other servers may not
+                name = name.lower()
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
         origin = headers.get("origin")
         method = scope["method"]
         if method == "OPTIONS":
