@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ab import measured_bench  # benchmarks/ab.py, beside this script
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -135,12 +137,14 @@ def main() -> int:
                 print(f"{name}: {e}", file=sys.stderr)
                 continue
             try:
-                cmd = [sys.executable, "-m", "dynavault.cli", "bench", "--endpoint", endpoint, "--json",
-                       "--workloads", a.workloads, "--duration", a.duration, "--items", a.items,
-                       "--connections", a.connections, "--item-size", a.item_size]
-                print(f"{name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
-                p = subprocess.run(cmd, capture_output=True, text=True)
-                results[name] = json.loads(p.stdout) if p.stdout.strip() else {"error": p.stderr[-500:]}
+                print(f"{name}: bench {endpoint} --workloads {a.workloads} --duration {a.duration} --items "
+                      f"{a.items} --connections {a.connections} --item-size {a.item_size}", file=sys.stderr, flush=True)
+                # dynavault bench's own load, with the server's CPU per operation (its process group's CPU times)
+                results[name] = measured_bench(endpoint, proc.pid, tuple(workloads), {
+                    "duration": float(a.duration), "items": int(a.items), "connections": int(a.connections),
+                    "item_size": int(a.item_size)})
+            except Exception as e:  # a server that breaks mid-run is reported, the others still run
+                results[name] = {"error": f"{type(e).__name__}: {e}"[:500]}
             finally:
                 _stop(proc)
     if a.json_out:
@@ -151,7 +155,8 @@ def main() -> int:
 
 def _print_table(results: dict, workloads: list[str], a) -> None:
     print(f"\n{a.connections} keep-alive connections, {a.item_size}-byte items, {a.items} items, "
-          f"{a.duration} s per workload; ops/s (p50 / p99 ms); read-back verification per server\n")
+          f"{a.duration} s per workload; ops/s (p50 / p99 ms) [server CPU µs per operation, from its process "
+          "times]; read-back verification per server\n")
     names = list(results)
     print("| workload | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
@@ -166,7 +171,8 @@ def _print_table(results: dict, workloads: list[str], a) -> None:
                 cells.append("unsupported")
             else:
                 err = f", {wr['errors']} errors" if wr["errors"] else ""
-                cells.append(f"{wr['ops_per_s']:,.0f} ({wr['p50_ms']:.2f} / {wr['p99_ms']:.2f}){err}")
+                cpu = f" [{wr['cpu_us_per_op']:.0f} µs]" if "cpu_us_per_op" in wr else ""
+                cells.append(f"{wr['ops_per_s']:,.0f} ({wr['p50_ms']:.2f} / {wr['p99_ms']:.2f}){cpu}{err}")
         print(f"| {w} | " + " | ".join(cells) + " |")
     ver = []
     for n in names:
