@@ -48,8 +48,10 @@ class Identity(NamedTuple):
     service: str
 
 
-#: longer inputs are parsed each time, not cached: the caches stay small whatever a client sends
+#: longer inputs are parsed each time, not cached, and a cache is emptied when full: the caches stay small
+#: whatever a client sends
 _CACHED_LEN = 512
+_CACHED_ENTRIES = 256
 
 
 def _parse_auth_head(head: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
@@ -61,14 +63,11 @@ def _parse_auth_head(head: str) -> tuple[tuple[str, ...], tuple[str, ...]] | Non
     return tuple(m.group("cred").split("/")), tuple(m.group("signed").lower().split(";"))
 
 
-# every request of a client's day has the same head; only the signature differs
-_cached_auth_head = functools.lru_cache(maxsize=256)(_parse_auth_head)
-
-
-def _split_auth(auth: str) -> tuple[tuple[str, ...], tuple[str, ...], str] | None:
-    """What ``^AWS4-HMAC-SHA256\\s+Credential=C\\s*,\\s*SignedHeaders=H\\s*,\\s*Signature=HEX$`` would match in
-    the stripped header: (scope parts of C, H's names, HEX), or None. HEX has no "Signature=" in it, so the
-    last one splits the header."""
+def _split_auth(auth: str) -> tuple[str, str] | None:
+    """(the head up to ``Signature=``, the signature) of what
+    ``^AWS4-HMAC-SHA256\\s+Credential=C\\s*,\\s*SignedHeaders=H\\s*,\\s*Signature=HEX$`` would match in the
+    stripped header, the head still to be parsed (``_parse_auth_head``); None if the signature part is not
+    that. HEX has no "Signature=" in it, so the last one splits the header."""
     auth = auth.strip()
     at = auth.rfind("Signature=")
     if at < 0:
@@ -76,10 +75,7 @@ def _split_auth(auth: str) -> tuple[tuple[str, ...], tuple[str, ...], str] | Non
     signature = auth[at + 10:]
     if _SIGNATURE_RE.fullmatch(signature) is None:
         return None
-    head = (_cached_auth_head if at <= _CACHED_LEN else _parse_auth_head)(auth[:at])
-    if head is None:
-        return None
-    return head[0], head[1], signature
+    return auth[:at], signature
 
 
 def _header_value(value: str) -> str:
@@ -91,17 +87,10 @@ def _header_value(value: str) -> str:
     return _SPACES.sub(" ", value)
 
 
-def _encode_uri(path: str) -> str:
+def _canonical_uri(path: str) -> str:
     # Non-S3 services normalise then encode each segment once (as botocore signs).
     segments = unquote(path or "/").split("/")
     return "/".join(quote(s, safe="-_.~") for s in segments) or "/"
-
-
-_cached_uri = functools.lru_cache(maxsize=64)(_encode_uri)  # a client posts to one path ("/" for DynamoDB)
-
-
-def _canonical_uri(path: str) -> str:
-    return _cached_uri(path) if len(path) <= _CACHED_LEN else _encode_uri(path)
 
 
 def _canonical_query(query: str) -> str:
@@ -159,6 +148,22 @@ class SigV4Verifier:
         self.max_skew = max_skew_seconds
         self.clock = clock
         self._keys: dict[tuple[str, str, str, str], tuple] = {}
+        # What every request of a client's day repeats, parsed once: the Authorization head (all but the
+        # signature) and the request path (DynamoDB's JSON protocol posts to "/").
+        self._heads: dict[str, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
+        self._uris: dict[str, str] = {}
+
+    @staticmethod
+    def _memo(cache: dict, key: str, make):
+        if len(key) > _CACHED_LEN:
+            return make(key)
+        try:
+            return cache[key]
+        except KeyError:
+            if len(cache) >= _CACHED_ENTRIES:
+                cache.clear()
+            value = cache[key] = make(key)
+            return value
 
     def _signing_key(self, secret: str, date: str, region: str, service: str):
         """HMAC-SHA256 under the day's signing key, as its two keyed SHA-256 states (RFC 2104: inner
@@ -201,15 +206,17 @@ class SigV4Verifier:
         auth = headers.get("authorization")
         if not auth:
             raise missing_token()
-        parsed = _split_auth(auth)
-        if parsed is None:
+        split = _split_auth(auth)
+        head = None if split is None else self._memo(self._heads, split[0], _parse_auth_head)
+        if head is None:
             if not auth.startswith("AWS4-HMAC-SHA256"):
                 raise _error("IncompleteSignatureException", f"Authorization header requires 'Credential' parameter. "
                              f"Authorization header requires 'Signature' parameter. Authorization header requires "
                              f"'SignedHeaders' parameter. Authorization={auth}")
             raise _error("IncompleteSignatureException",
                          "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.")
-        cred_parts, signed, signature = parsed
+        cred_parts, signed = head
+        signature = split[1]
         if len(cred_parts) != 5 or cred_parts[4] != "aws4_request":
             raise _error("IncompleteSignatureException",
                          f"Credential should be scoped to a valid region, not '{'/'.join(cred_parts[2:3])}'. ")
@@ -271,8 +278,9 @@ class SigV4Verifier:
             raise _signature_mismatch()
         signed = pending.signed
         canonical_headers = "".join([f"{name}:{_header_value(headers.get(name, ''))}\n" for name in signed])
+        uri = self._memo(self._uris, path, _canonical_uri)
         canonical_request = "\n".join(
-            (method, _canonical_uri(path), _canonical_query(query), canonical_headers, ";".join(signed), payload_hash)
+            (method, uri, _canonical_query(query), canonical_headers, ";".join(signed), payload_hash)
         )
         identity = pending.identity
         scope = f"{pending.scope_date}/{identity.region}/{identity.service}/aws4_request"
