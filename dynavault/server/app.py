@@ -38,8 +38,10 @@ _CORAL = "com.amazon.coral.service#"
 _CORAL_VALIDATE = "com.amazon.coral.validate#"
 _CORS_EXPOSE = b"x-amzn-RequestId,x-amzn-ErrorType,x-amz-crc32,Date"
 _CONTENT_TYPES = {JSON_10: JSON_10.encode(), JSON_11: JSON_11.encode(), "text/plain": b"text/plain"}
-#: Callers kept for reuse (see DynavaultApp._caller)
+#: Callers kept for reuse (see DynavaultApp._caller), and the longest user agent kept with one: the table
+#: stays small whatever clients send
 _MAX_CALLERS = 4096
+_MAX_KEPT_AGENT = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,9 +330,10 @@ class DynavaultApp:
                 source_ip=client[0],
                 user_agent=user_agent,
             )
-            if len(self._callers) >= _MAX_CALLERS:
-                self._callers.clear()  # bounded whatever the clients send
-            self._callers[key] = caller
+            if len(user_agent) <= _MAX_KEPT_AGENT:
+                if len(self._callers) >= _MAX_CALLERS:
+                    self._callers.clear()
+                self._callers[key] = caller
         return caller
 
     @staticmethod
