@@ -1,11 +1,13 @@
 #!/usr/bin/env python
-"""Reproduce the README table: dynavault vs dynalite vs moto, each started on loopback, same bench run.
+"""Reproduce the README table: dynavault vs dynalite vs dynoxide vs moto, each started on loopback, same run.
 
     python benchmarks/compare.py [--duration 10] [--items 2000] [--connections 8] [--workloads get,put,query]
 
-Needs ``pip install 'moto[server]'`` (moto_server on PATH) and node/npm (dynalite is installed into a temp
-dir with ``npm install dynalite`` unless ``--dynalite-dir`` points at an existing install). A server that is
-not available is skipped with a note. Every server gets a fresh data dir and is stopped afterwards.
+Needs ``pip install 'moto[server]'`` (moto_server on PATH) and node/npm: dynalite and dynoxide are installed
+into the run's temp dir (``npm install dynalite``; ``npm install @dynoxide/linux-x64``, the platform package
+that carries dynoxide's binary) unless ``--dynalite-dir`` / ``--dynoxide-dir`` point at an existing install.
+dynoxide runs in memory (no ``--db-path``), as dynalite does. A server that is not available is skipped with
+a note. Every server gets a fresh data dir and is stopped afterwards.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -21,6 +24,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ab import measured_bench  # benchmarks/ab.py, beside this script
 
 
 def _free_port() -> int:
@@ -42,7 +47,30 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None
     raise RuntimeError(f"port {port} not open after {timeout}s")
 
 
-def _start(name: str, work: Path, dynalite_dir: Path | None) -> tuple[subprocess.Popen, str]:
+def _npm_install(where: Path, package: str, log) -> None:
+    where.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", package], cwd=where, check=True,
+                   stdout=log, stderr=log)
+
+
+def _dynoxide_package() -> str:
+    """dynoxide's npm wrapper only picks a per-platform package holding the native binary; we install that."""
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine().lower())
+    osname = {"linux": "linux", "darwin": "darwin"}.get(sys.platform)
+    if arch is None or osname is None:
+        raise RuntimeError(f"no dynoxide package for {sys.platform}/{platform.machine()}")
+    return f"@dynoxide/{osname}-{arch}"
+
+
+def _dynoxide_binary(install_dir: Path) -> Path:
+    for candidate in sorted((install_dir / "node_modules" / "@dynoxide").glob("*/dynoxide")):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    raise RuntimeError(f"no dynoxide binary under {install_dir}/node_modules/@dynoxide")
+
+
+def _start(name: str, work: Path, dynalite_dir: Path | None,
+           dynoxide_dir: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     log = open(work / f"{name}.log", "wb")
     if name == "dynavault":
@@ -57,13 +85,16 @@ def _start(name: str, work: Path, dynalite_dir: Path | None) -> tuple[subprocess
     elif name == "dynalite":
         if dynalite_dir is None:
             dynalite_dir = work / "dynalite"
-            dynalite_dir.mkdir()
-            subprocess.run(["npm", "install", "--silent", "dynalite"], cwd=dynalite_dir, check=True,
-                           stdout=log, stderr=log)
+            _npm_install(dynalite_dir, "dynalite", log)
         cmd = ["npx", "dynalite", "--port", str(port), "--host", "127.0.0.1"]
         proc = subprocess.Popen(cmd, cwd=dynalite_dir, stdout=log, stderr=log, start_new_session=True)
         _wait_port(port, proc)
         return proc, f"http://127.0.0.1:{port}"
+    elif name == "dynoxide":
+        if dynoxide_dir is None:
+            dynoxide_dir = work / "dynoxide"
+            _npm_install(dynoxide_dir, _dynoxide_package(), log)
+        cmd = [str(_dynoxide_binary(dynoxide_dir)), "serve", "--host", "127.0.0.1", "--port", str(port)]
     else:
         raise ValueError(name)
     proc = subprocess.Popen(cmd, stdout=log, stderr=log, start_new_session=True)
@@ -83,13 +114,15 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--servers", default="dynavault,dynalite,moto")
+    ap.add_argument("--servers", default="dynavault,dynalite,dynoxide,moto")
     ap.add_argument("--workloads", default="get,put,query")
     ap.add_argument("--duration", default="10")
     ap.add_argument("--items", default="2000")
     ap.add_argument("--connections", default="8")
     ap.add_argument("--item-size", default="1024")
     ap.add_argument("--dynalite-dir", type=Path, default=None, help="an existing `npm install dynalite` dir")
+    ap.add_argument("--dynoxide-dir", type=Path, default=None,
+                    help="an existing `npm install @dynoxide/linux-x64` dir")
     ap.add_argument("--json-out", type=Path, default=None, help="also write all raw results here")
     a = ap.parse_args()
     workloads = a.workloads.split(",")
@@ -98,18 +131,20 @@ def main() -> int:
         work = Path(tmp)
         for name in a.servers.split(","):
             try:
-                proc, endpoint = _start(name, work, a.dynalite_dir)
+                proc, endpoint = _start(name, work, a.dynalite_dir, a.dynoxide_dir)
             except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
                 results[name] = {"error": f"not started: {e}"}
                 print(f"{name}: {e}", file=sys.stderr)
                 continue
             try:
-                cmd = [sys.executable, "-m", "dynavault.cli", "bench", "--endpoint", endpoint, "--json",
-                       "--workloads", a.workloads, "--duration", a.duration, "--items", a.items,
-                       "--connections", a.connections, "--item-size", a.item_size]
-                print(f"{name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
-                p = subprocess.run(cmd, capture_output=True, text=True)
-                results[name] = json.loads(p.stdout) if p.stdout.strip() else {"error": p.stderr[-500:]}
+                print(f"{name}: bench {endpoint} --workloads {a.workloads} --duration {a.duration} --items "
+                      f"{a.items} --connections {a.connections} --item-size {a.item_size}", file=sys.stderr, flush=True)
+                # dynavault bench's own load, with the server's CPU per operation (its process group's CPU times)
+                results[name] = measured_bench(endpoint, proc.pid, tuple(workloads), {
+                    "duration": float(a.duration), "items": int(a.items), "connections": int(a.connections),
+                    "item_size": int(a.item_size)})
+            except Exception as e:  # a server that breaks mid-run is reported, the others still run
+                results[name] = {"error": f"{type(e).__name__}: {e}"[:500]}
             finally:
                 _stop(proc)
     if a.json_out:
@@ -120,7 +155,8 @@ def main() -> int:
 
 def _print_table(results: dict, workloads: list[str], a) -> None:
     print(f"\n{a.connections} keep-alive connections, {a.item_size}-byte items, {a.items} items, "
-          f"{a.duration} s per workload; ops/s (p50 / p99 ms); read-back verification per server\n")
+          f"{a.duration} s per workload; ops/s (p50 / p99 ms) [server CPU µs per operation, from its process "
+          "times]; read-back verification per server\n")
     names = list(results)
     print("| workload | " + " | ".join(names) + " |")
     print("|---|" + "---:|" * len(names))
@@ -135,7 +171,8 @@ def _print_table(results: dict, workloads: list[str], a) -> None:
                 cells.append("unsupported")
             else:
                 err = f", {wr['errors']} errors" if wr["errors"] else ""
-                cells.append(f"{wr['ops_per_s']:,.0f} ({wr['p50_ms']:.2f} / {wr['p99_ms']:.2f}){err}")
+                cpu = f" [{wr['cpu_us_per_op']:.0f} µs]" if "cpu_us_per_op" in wr else ""
+                cells.append(f"{wr['ops_per_s']:,.0f} ({wr['p50_ms']:.2f} / {wr['p99_ms']:.2f}){cpu}{err}")
         print(f"| {w} | " + " | ".join(cells) + " |")
     ver = []
     for n in names:

@@ -24,7 +24,7 @@ from dynavault.errors import AWSError, IntegrityError
 
 from .connection import SCOPE_KEY
 from .durability import GroupCommit
-from .sigv4 import SigV4Verifier
+from .sigv4 import Identity, SigV4Verifier
 
 log = logging.getLogger("dynavault.server")
 
@@ -37,6 +37,11 @@ JSON_11 = "application/x-amz-json-1.1"
 _CORAL = "com.amazon.coral.service#"
 _CORAL_VALIDATE = "com.amazon.coral.validate#"
 _CORS_EXPOSE = b"x-amzn-RequestId,x-amzn-ErrorType,x-amz-crc32,Date"
+_CONTENT_TYPES = {JSON_10: JSON_10.encode(), JSON_11: JSON_11.encode(), "text/plain": b"text/plain"}
+#: Callers kept for reuse (see DynavaultApp._caller), and the longest user agent kept with one: the table
+#: stays small whatever clients send
+_MAX_CALLERS = 4096
+_MAX_KEPT_AGENT = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +188,7 @@ class DynavaultApp:
         #: origins given Access-Control-* headers; empty: none (a web page must not drive a local server)
         self.cors = cors
         self._request_id = _RequestIds()  # per app: its PRNG state is nobody else's
+        self._callers: dict[tuple, Caller] = {}
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -265,17 +271,8 @@ class DynavaultApp:
             params = self._parse_json(body)
             if route.front.validate is not None:
                 route.front.validate(route.operation, params)
-            client = scope.get("client") or ("127.0.0.1", 0)
+            caller = self._caller(scope, identity, headers.get("user-agent", ""))
             cred = identity.credential
-            caller = Caller(
-                account=cred.account_id,
-                region=identity.region,
-                principal_arn=cred.principal_arn,
-                access_key=cred.access_key_id,
-                connection_id=scope.get(SCOPE_KEY) or hash(client),
-                source_ip=client[0],
-                user_agent=headers.get("user-agent", ""),
-            )
             if cred.access_key_id in self.trusted_service_keys and "x-dynavault-on-behalf-of" in headers:
                 if pending.check and "x-dynavault-on-behalf-of" not in pending.signed:
                     # Whom the request acts for must be covered by the signature, or a captured request
@@ -313,6 +310,31 @@ class DynavaultApp:
             else:
                 self.observe(front.name if front else "unknown", "unknown", status)
         await self._respond(send, status, payload, content_type, request_id, origin)
+
+    def _caller(self, scope, identity: Identity, user_agent: str) -> Caller:
+        """The request's Caller. Immutable, so one is kept per (connection, identity, user agent) and shared
+        by that connection's requests: a keep-alive client sends the same ones each time."""
+        client = scope.get("client") or ("127.0.0.1", 0)
+        cred = identity.credential
+        connection_id = scope.get(SCOPE_KEY) or hash(client)
+        key = (connection_id, client[0], cred.access_key_id, cred.account_id, cred.principal_arn, identity.region,
+               user_agent)
+        caller = self._callers.get(key)
+        if caller is None:
+            caller = Caller(
+                account=cred.account_id,
+                region=identity.region,
+                principal_arn=cred.principal_arn,
+                access_key=cred.access_key_id,
+                connection_id=connection_id,
+                source_ip=client[0],
+                user_agent=user_agent,
+            )
+            if len(user_agent) <= _MAX_KEPT_AGENT:
+                if len(self._callers) >= _MAX_CALLERS:
+                    self._callers.clear()
+                self._callers[key] = caller
+        return caller
 
     @staticmethod
     def _on_behalf(caller: Caller, header: str) -> Caller:
@@ -405,7 +427,7 @@ class DynavaultApp:
     async def _respond(self, send, status: int, payload: bytes, content_type: str, request_id: str | None,
                        origin: str | None) -> None:
         out = [
-            (b"content-type", content_type.encode()),
+            (b"content-type", _CONTENT_TYPES.get(content_type) or content_type.encode()),
             (b"content-length", str(len(payload)).encode()),
             (b"x-amz-crc32", str(zlib.crc32(payload)).encode()),
         ]

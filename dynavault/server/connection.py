@@ -15,6 +15,8 @@ protocol does by itself:
   which every AWS SDK retries.
 The checks are a counter and a timestamp per request; the deadline timer is armed at most once per
 ``request_timeout`` per connection, not per request, to keep GetItem cheap.
+
+A response to a POST leaves in one socket send (uvicorn sends the head and the body apart): see _OneWriteCycle.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import itertools
 import logging
 from collections.abc import Callable
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 log = logging.getLogger("dynavault.server")
 
@@ -74,6 +76,75 @@ async def _overloaded(scope, receive, send) -> None:
         (b"connection", b"close"),
     ]})
     await send({"type": "http.response.body", "body": _503_BODY})
+
+
+class _HeadBuffer:
+    """Stands in for the transport while uvicorn writes a response's head: keeps the bytes."""
+
+    __slots__ = ("real", "data")
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+
+class _HeadFirst:
+    """Stands in for the transport while uvicorn writes the body: the held head goes out in the same send."""
+
+    __slots__ = ("real", "head")
+
+    def __init__(self, real, head: bytes) -> None:
+        self.real = real
+        self.head = head
+
+    def write(self, data: bytes) -> None:
+        head, self.head = self.head, b""
+        self.real.write(head + data if head else data)
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+
+class _OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request/response cycle, with a POST's response head held back until the body is sent, so both
+    leave in one socket send: one send, and one wake-up of the client, per response instead of two (the
+    responses are small and the app sends the body right after the head)."""
+
+    _held: bytes | None = None
+
+    async def send(self, message) -> None:  # type: ignore[override]
+        kind = message["type"]
+        if kind == "http.response.start" and not self.response_started and self.scope["method"] == "POST":
+            real = self.transport
+            buffer = _HeadBuffer(real)
+            self.transport = buffer  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = real
+            if buffer.data:
+                self._held = buffer.data
+            return
+        held = self._held
+        if held is not None:
+            self._held = None
+            real = self.transport
+            if kind != "http.response.body":
+                real.write(held)
+            else:
+                self.transport = _HeadFirst(real, held)  # type: ignore[assignment]
+                try:
+                    await super().send(message)
+                finally:
+                    self.transport = real
+                return
+        await super().send(message)
 
 
 class TrackedHttpToolsProtocol(HttpToolsProtocol):
@@ -144,8 +215,12 @@ class TrackedHttpToolsProtocol(HttpToolsProtocol):
                 super().on_headers_complete()
             finally:
                 self.app = app
-            return
-        super().on_headers_complete()
+        else:
+            super().on_headers_complete()
+        cycle = getattr(self, "cycle", None)
+        if type(cycle) is RequestResponseCycle:
+            # Its task has not run yet: every send it makes goes through _OneWriteCycle.send.
+            cycle.__class__ = _OneWriteCycle
 
     def on_message_complete(self) -> None:
         self._head_done = False

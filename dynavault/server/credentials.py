@@ -54,6 +54,8 @@ class CredentialStore:
         self.allow_any = allow_any
         self.default_account = default_account
         self._by_key: dict[str, Credential] = {}
+        #: allow_any's made-up credentials, made once per key id (bounded: short ids only, cleared when full)
+        self._any: dict[str, Credential] = {}
         if path.exists():
             self._load()
 
@@ -105,7 +107,13 @@ class CredentialStore:
     def lookup(self, access_key_id: str) -> Credential | None:
         cred = self._by_key.get(access_key_id)
         if cred is None and self.allow_any:
-            cred = self._any_credential(access_key_id)
+            cred = self._any.get(access_key_id)
+            if cred is None:
+                cred = self._any_credential(access_key_id)
+                if len(access_key_id) <= 128:
+                    if len(self._any) >= 4096:
+                        self._any.clear()
+                    self._any[access_key_id] = cred
         if cred is not None and cred.account_id in self.reserved_accounts:
             return None
         return cred

@@ -1,7 +1,9 @@
 """AWS Signature Version 4 verification for POST JSON requests.
 
 The canonical request is rebuilt from what arrived on the wire and compared in constant time.
-Signing keys are cached per (secret, date, region, service): deriving one costs four HMACs.
+Signing keys are cached per (secret, date, region, service): deriving one costs four HMACs. What is the same
+for every request of a client on one day (the Authorization header up to its signature, the request path) is
+parsed once and cached; the signature itself is checked on every request.
 """
 
 from __future__ import annotations
@@ -11,8 +13,8 @@ import hashlib
 import hmac
 import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 from urllib.parse import quote, unquote
 
 from dynavault.errors import AWSError
@@ -20,10 +22,11 @@ from dynavault.errors import AWSError
 from .credentials import Credential, CredentialStore
 
 _SERVICE_PREFIX = "com.amazon.coral.service#"
-_AUTH_RE = re.compile(
-    r"^AWS4-HMAC-SHA256\s+Credential=(?P<cred>[^,\s]+)\s*,\s*SignedHeaders=(?P<signed>[^,\s]+)\s*,"
-    r"\s*Signature=(?P<sig>[0-9a-fA-F]+)\s*$"
+#: the Authorization header up to its signature: "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., "
+_AUTH_HEAD_RE = re.compile(
+    r"AWS4-HMAC-SHA256\s+Credential=(?P<cred>[^,\s]+)\s*,\s*SignedHeaders=(?P<signed>[^,\s]+)\s*,\s*"
 )
+_SIGNATURE_RE = re.compile(r"[0-9a-fA-F]+")
 _SPACES = re.compile(r"\s+")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 #: AWS region names: lower-case letters, digits and inner hyphens (``us-east-1``, ``us-gov-west-1``; ``local``
@@ -39,11 +42,49 @@ def missing_token() -> AWSError:
     return _error("MissingAuthenticationTokenException", "Request is missing Authentication Token")
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
+class Identity(NamedTuple):
     credential: Credential
     region: str
     service: str
+
+
+#: longer inputs are parsed each time, not cached, and a cache is emptied when full: the caches stay small
+#: whatever a client sends
+_CACHED_LEN = 512
+_CACHED_ENTRIES = 256
+
+
+def _parse_auth_head(head: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """(credential scope parts, lower-cased signed header names) of the Authorization header's part before
+    ``Signature=``; None if that part is malformed."""
+    m = _AUTH_HEAD_RE.fullmatch(head)
+    if m is None:
+        return None
+    return tuple(m.group("cred").split("/")), tuple(m.group("signed").lower().split(";"))
+
+
+def _split_auth(auth: str) -> tuple[str, str] | None:
+    """(the head up to ``Signature=``, the signature) of what
+    ``^AWS4-HMAC-SHA256\\s+Credential=C\\s*,\\s*SignedHeaders=H\\s*,\\s*Signature=HEX$`` would match in the
+    stripped header, the head still to be parsed (``_parse_auth_head``); None if the signature part is not
+    that. HEX has no "Signature=" in it, so the last one splits the header."""
+    auth = auth.strip()
+    at = auth.rfind("Signature=")
+    if at < 0:
+        return None
+    signature = auth[at + 10:]
+    if _SIGNATURE_RE.fullmatch(signature) is None:
+        return None
+    return auth[:at], signature
+
+
+def _header_value(value: str) -> str:
+    """A header's value in the canonical request: trimmed, each run of whitespace one space."""
+    value = value.strip()
+    # Printable text holds no whitespace but the space itself: only a double space would change.
+    if value.isprintable() and "  " not in value:
+        return value
+    return _SPACES.sub(" ", value)
 
 
 def _canonical_uri(path: str) -> str:
@@ -79,14 +120,13 @@ def _parse_amz_date(value: str) -> float | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Pending:
+class Pending(NamedTuple):
     """A request whose headers passed every SigV4 check; only the body's hash is left to check."""
 
     identity: Identity
     amz_date: str
     scope_date: str
-    signed: list[str]
+    signed: tuple[str, ...]
     signature: str
     check: bool
 
@@ -107,20 +147,47 @@ class SigV4Verifier:
         self.store = store
         self.max_skew = max_skew_seconds
         self.clock = clock
-        self._keys: dict[tuple[str, str, str, str], bytes] = {}
+        self._keys: dict[tuple[str, str, str, str], tuple] = {}
+        # What every request of a client's day repeats, parsed once: the Authorization head (all but the
+        # signature) and the request path (DynamoDB's JSON protocol posts to "/").
+        self._heads: dict[str, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
+        self._uris: dict[str, str] = {}
 
-    def _signing_key(self, secret: str, date: str, region: str, service: str) -> bytes:
+    @staticmethod
+    def _memo(cache: dict, key: str, make):
+        if len(key) > _CACHED_LEN:
+            return make(key)
+        try:
+            return cache[key]
+        except KeyError:
+            if len(cache) >= _CACHED_ENTRIES:
+                cache.clear()
+            value = cache[key] = make(key)
+            return value
+
+    def _signing_key(self, secret: str, date: str, region: str, service: str):
+        """HMAC-SHA256 under the day's signing key, as its two keyed SHA-256 states (RFC 2104: inner
+        H((K ^ ipad) || m), outer H((K ^ opad) || inner)): a signature then costs two hash copies, not the
+        HMAC set-up that OpenSSL does per call."""
         cache_key = (secret, date, region, service)
-        key = self._keys.get(cache_key)
-        if key is None:
+        states = self._keys.get(cache_key)
+        if states is None:
             k = hmac.digest(("AWS4" + secret).encode(), date.encode(), "sha256")
             k = hmac.digest(k, region.encode(), "sha256")
             k = hmac.digest(k, service.encode(), "sha256")
-            key = hmac.digest(k, b"aws4_request", "sha256")
+            key = hmac.digest(k, b"aws4_request", "sha256").ljust(64, b"\0")  # 32 bytes: padded, never hashed
+            states = (hashlib.sha256(bytes(b ^ 0x36 for b in key)), hashlib.sha256(bytes(b ^ 0x5C for b in key)))
             if len(self._keys) > 4096:
                 self._keys.clear()
-            self._keys[cache_key] = key
-        return key
+            self._keys[cache_key] = states
+        return states
+
+    @staticmethod
+    def _hmac_hex(states, message: bytes) -> str:
+        inner, outer = states[0].copy(), states[1].copy()
+        inner.update(message)
+        outer.update(inner.digest())
+        return outer.hexdigest()
 
     def verify(
         self,
@@ -139,15 +206,17 @@ class SigV4Verifier:
         auth = headers.get("authorization")
         if not auth:
             raise missing_token()
-        m = _AUTH_RE.match(auth.strip())
-        if m is None:
+        split = _split_auth(auth)
+        head = None if split is None else self._memo(self._heads, split[0], _parse_auth_head)
+        if head is None:
             if not auth.startswith("AWS4-HMAC-SHA256"):
                 raise _error("IncompleteSignatureException", f"Authorization header requires 'Credential' parameter. "
                              f"Authorization header requires 'Signature' parameter. Authorization header requires "
                              f"'SignedHeaders' parameter. Authorization={auth}")
             raise _error("IncompleteSignatureException",
                          "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.")
-        cred_parts = m.group("cred").split("/")
+        cred_parts, signed = head
+        signature = split[1]
         if len(cred_parts) != 5 or cred_parts[4] != "aws4_request":
             raise _error("IncompleteSignatureException",
                          f"Credential should be scoped to a valid region, not '{'/'.join(cred_parts[2:3])}'. ")
@@ -186,7 +255,6 @@ class SigV4Verifier:
                          f"Signature not yet current: {_format_amz(ts)} is still later than "
                          f"{_format_amz(now + self.max_skew)} ({_format_amz(now)} + {self.max_skew // 60} min.)")
         check = not self.store.allow_any or bool(credential.secret_access_key)
-        signed = m.group("signed").lower().split(";")
         if check:
             if "host" not in signed:
                 raise _error("InvalidSignatureException", "'Host' or ':authority' must be a 'SignedHeader' in the "
@@ -195,7 +263,7 @@ class SigV4Verifier:
             if "x-amz-target" not in signed and "x-amz-target" in headers:
                 raise _error("InvalidSignatureException", "'X-Amz-Target' must be a 'SignedHeader' in the AWS "
                              "Authorization.")
-        return Pending(Identity(credential, region, service), request_date, scope_date, signed, m.group("sig"), check)
+        return Pending(Identity(credential, region, service), request_date, scope_date, signed, signature, check)
 
     def check_body(self, pending: Pending, method: str, path: str, query: str, headers: dict[str, str],
                    body: bytes) -> Identity:
@@ -209,20 +277,19 @@ class SigV4Verifier:
             # Also refuses UNSIGNED-PAYLOAD and streaming payloads: these JSON protocols sign the body.
             raise _signature_mismatch()
         signed = pending.signed
-        canonical_headers = "".join(
-            f"{name}:{_SPACES.sub(' ', headers.get(name, '').strip())}\n" for name in signed
-        )
+        canonical_headers = "".join([f"{name}:{_header_value(headers.get(name, ''))}\n" for name in signed])
+        uri = self._memo(self._uris, path, _canonical_uri)
         canonical_request = "\n".join(
-            (method, _canonical_uri(path), _canonical_query(query), canonical_headers, ";".join(signed), payload_hash)
+            (method, uri, _canonical_query(query), canonical_headers, ";".join(signed), payload_hash)
         )
         identity = pending.identity
         scope = f"{pending.scope_date}/{identity.region}/{identity.service}/aws4_request"
         string_to_sign = "\n".join(
             ("AWS4-HMAC-SHA256", pending.amz_date, scope, hashlib.sha256(canonical_request.encode()).hexdigest())
         )
-        key = self._signing_key(identity.credential.secret_access_key, pending.scope_date, identity.region,
-                                identity.service)
-        expected = hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest()
+        states = self._signing_key(identity.credential.secret_access_key, pending.scope_date, identity.region,
+                                   identity.service)
+        expected = self._hmac_hex(states, string_to_sign.encode())
         if not hmac.compare_digest(expected, pending.signature.lower()):
             raise _signature_mismatch()
         return identity
