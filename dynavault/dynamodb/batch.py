@@ -101,34 +101,36 @@ def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     metas = {}
     total = 0
     full = False
-    for name, ka, meta, proj, parsed in tables:
-        metas[meta.table_id] = meta
-        crypto = cryptos.get(meta.table_id)
-        if crypto is None:
-            unprocessed[name] = ka
-            continue
-        consistent = bool(ka.get("ConsistentRead"))
-        out = responses.setdefault(name, [])
-        left = []
-        for hkey, skey, key in parsed:
-            if full:
-                left.append(key)
+    # one snapshot for the whole batch, without the write lock (see KVStore.snapshot)
+    with svc.kv.snapshot() as r:
+        for name, ka, meta, proj, parsed in tables:
+            metas[meta.table_id] = meta
+            crypto = cryptos.get(meta.table_id)
+            if crypto is None:
+                unprocessed[name] = ka
                 continue
-            raw = svc.trees.get(svc.kv, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
-            size = 0
-            if raw is not None:
-                item = orjson.loads(raw)
-                size = item_size(item)
-                if total + size > MAX_RESPONSE_BYTES:
-                    # this key and every one after it are left for the client's next call
-                    full = True
+            consistent = bool(ka.get("ConsistentRead"))
+            out = responses.setdefault(name, [])
+            left = []
+            for hkey, skey, key in parsed:
+                if full:
                     left.append(key)
                     continue
-                total += size
-                out.append(project_item(proj, item) if proj is not None else item)
-            units[meta.table_id] = units.get(meta.table_id, 0.0) + item_ops.read_units(size, consistent)
-        if left:
-            unprocessed[name] = {**ka, "Keys": left}
+                raw = svc.trees.get(r, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
+                size = 0
+                if raw is not None:
+                    item = orjson.loads(raw)
+                    size = item_size(item)
+                    if total + size > MAX_RESPONSE_BYTES:
+                        # this key and every one after it are left for the client's next call
+                        full = True
+                        left.append(key)
+                        continue
+                    total += size
+                    out.append(project_item(proj, item) if proj is not None else item)
+                units[meta.table_id] = units.get(meta.table_id, 0.0) + item_ops.read_units(size, consistent)
+            if left:
+                unprocessed[name] = {**ka, "Keys": left}
     result: dict = {"Responses": responses, "UnprocessedKeys": unprocessed}
     cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=False)
     if cc is not None:

@@ -156,7 +156,8 @@ def get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     proj = parse_request_projection(p, ctx)
     ctx.check_all_used()
     crypto = svc.crypto(caller, meta)
-    raw = svc.trees.get(svc.kv, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
+    with svc.kv.snapshot() as r:
+        raw = svc.trees.get(r, crypto.codec, meta.id_bytes, 0, crypto.token(0, hkey), skey)
     out: dict = {}
     mode = p.get("ReturnConsumedCapacity")
     wants_units = bool(mode) and mode != "NONE"

@@ -746,10 +746,10 @@ def _select(svc: DynamoDBService, caller: Caller, st: Statement, p: dict) -> dic
     statement = p.get("Statement") or ""
     after = _decode_next(statement, p["NextToken"]) if p.get("NextToken") else None
 
-    def rows():
-        """(token raw, sort key bytes, item) in storage order, after the NextToken position."""
+    def rows(r):
+        """(token raw, sort key bytes, item) in storage order read through ``r``, after the NextToken position."""
         def partition(token, lo=None):
-            for skey, raw in svc.trees.range(svc.kv, crypto.codec, meta.id_bytes, 0, token, lo=lo,
+            for skey, raw in svc.trees.range(r, crypto.codec, meta.id_bytes, 0, token, lo=lo,
                                              lo_inclusive=lo is None):
                 yield token.raw, skey, orjson.loads(raw)
 
@@ -765,7 +765,7 @@ def _select(svc: DynamoDBService, caller: Caller, st: Statement, p: dict) -> dic
         if after is not None:
             # finish the partition the last page stopped in, then go on with the next tokens
             yield from partition(Token(after[0]), after[1])
-        for token in svc.trees.tokens(svc.kv, crypto.codec, meta.id_bytes, 0, after=Token(after[0]) if after else None):
+        for token in svc.trees.tokens(r, crypto.codec, meta.id_bytes, 0, after=Token(after[0]) if after else None):
             yield from partition(token)
 
     items: list[dict] = []
@@ -773,15 +773,16 @@ def _select(svc: DynamoDBService, caller: Caller, st: Statement, p: dict) -> dic
     size = 0
     last = None
     more = False
-    for token_raw, skey, item in rows():
-        if (limit is not None and scanned >= limit) or size >= PAGE_BYTES:
-            more = True
-            break
-        scanned += 1
-        size += item_size(item)
-        last = (token_raw, skey)
-        if cond is None or evaluate(cond, item):
-            items.append(project_item(proj, item) if proj is not None else item)
+    with svc.kv.snapshot() as r:  # one consistent state per page, without the write lock
+        for token_raw, skey, item in rows(r):
+            if (limit is not None and scanned >= limit) or size >= PAGE_BYTES:
+                more = True
+                break
+            scanned += 1
+            size += item_size(item)
+            last = (token_raw, skey)
+            if cond is None or evaluate(cond, item):
+                items.append(project_item(proj, item) if proj is not None else item)
     out: dict = {"Items": items}
     if more and last is not None:
         out["NextToken"] = _encode_next(statement, *last)

@@ -414,7 +414,7 @@ def query(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     crypto = svc.crypto(caller, meta)
     token = crypto.token(src.index_id, hash_enc)
     page = _Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
-    with svc.kv.transaction() as tx:
+    with svc.kv.snapshot() as tx:
         for _, raw in svc.trees.range(tx, crypto.codec, meta.id_bytes, src.index_id, token, lo=lo,
                                       lo_inclusive=lo_inc, hi=hi, hi_inclusive=hi_inc, reverse=not forward):
             if page.add(svc, tx, crypto, raw):
@@ -444,7 +444,7 @@ def scan(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     token_lo, token_hi = segment_bounds(segment, total) if total is not None else (b"", None)
     crypto = svc.crypto(caller, meta)
     page = _Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
-    with svc.kv.transaction() as tx:
+    with svc.kv.snapshot() as tx:
         after = None
         if esk is not None:
             after = crypto.token(src.index_id, src.hash_bytes(esk))

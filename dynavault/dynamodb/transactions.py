@@ -484,7 +484,7 @@ def read_items(svc: DynamoDBService, cryptos: dict, gets: list, p: dict) -> dict
     responses = []
     units: dict[str, float] = {}
     metas = {}
-    with svc.kv.transaction() as tx:
+    with svc.kv.snapshot() as tx:
         for meta, hkey, skey, cond, proj in gets:
             crypto = cryptos[meta.table_id]
             metas[meta.table_id] = meta

@@ -31,6 +31,24 @@ anyway, held for the whole of a transaction. Reads outside a transaction are all
 data (plus, from the thread inside a transaction, that transaction's writes). Ranges are fetched in
 pages, re-seeking after the last key, so an open iterator never pins a statement and a caller may write
 while it iterates.
+
+Read snapshots (:meth:`SqliteKV.snapshot`, used by GetItem, Query, Scan, BatchGetItem, TransactGetItems and
+PartiQL SELECT) run on a second connection that only ever reads (``query_only``), inside a deferred
+``BEGIN``: from the block's first read on, WAL serves that connection one committed state, so every read
+of the block agrees (a TransactGet sees one snapshot) while writers commit freely. Why a second
+connection, although the server runs every handler on one thread: a transaction is per connection, so a
+snapshot on the writing connection would hold that connection (and its lock) and a ``BEGIN IMMEDIATE``
+there would be the write lock again; on its own connection, a snapshot neither takes the write lock nor
+waits for it — from another thread, or another process on the same file. The read connection has its own
+lock, so a snapshot on one thread and a write transaction on another do not serialize in Python either.
+A snapshot opened inside a write transaction on the same thread is that transaction (reads see its own
+writes, as they always did). ``":memory:"`` and read-only stores have no second connection (a second
+``:memory:`` connection would be another database): their snapshots are a deferred ``BEGIN`` on the one
+connection under its lock — still no write lock, but serialized with this store's transactions.
+
+Durability is unchanged by snapshots: a snapshot sees only committed data, and every commit this process
+made is counted in ``commit_seq`` before its ``transaction()`` returns; the server (one thread) reads
+``commit_seq`` after the handler, so the group-commit wait covers everything the snapshot could have seen.
 """
 
 from __future__ import annotations
@@ -39,14 +57,14 @@ import os
 import sqlite3
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from dynavault.errors import StartupError
 from dynavault.storage.kv.base import check_key, check_value
 from dynavault.storage.sealed import CatalogRecord, Sealed
 
-__all__ = ["SqliteKV", "SqliteTransaction"]
+__all__ = ["SqliteKV", "SqliteSnapshot", "SqliteTransaction"]
 
 _PAGE = 128
 MMAP_BYTES = 2**31 - 2**16
@@ -97,6 +115,22 @@ class SqliteKV:
             raise StartupError(f"the store {path} is not a readable SQLite database ({exc}); restore it from a "
                                "backup, or move it away to start with an empty store") from None
         self._depth = 0  # nesting level of transaction(); >1 means SAVEPOINTs
+        self._owner = 0  # thread ident inside the outermost transaction (0: none)
+        self._rlock = threading.RLock()
+        self._rdepth = 0  # nesting level of snapshot() on the read connection
+        self._rconn: sqlite3.Connection | None = None
+        if path != ":memory:":
+            self._rconn = self._open_reader(path, cache_mib)
+
+    @staticmethod
+    def _open_reader(path: str, cache_mib: int) -> sqlite3.Connection:
+        """The connection snapshots read through; WAL mode is a property of the file, set by the writer."""
+        r = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        r.execute("PRAGMA query_only=1")
+        r.execute("PRAGMA temp_store=MEMORY")
+        r.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+        r.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+        return r
 
     def _open_readonly(self, path: str) -> None:
         """For `dynavault verify`: SQLite's read-only mode creates nothing and writes nothing (WAL readers can
@@ -105,7 +139,11 @@ class SqliteKV:
         self.group_commit = False
         self.commit_seq = 0
         self._depth = 0
+        self._owner = 0
         self._lock = threading.RLock()
+        self._rlock = self._lock  # no second connection: snapshots share the one (see the module doc)
+        self._rdepth = 0
+        self._rconn = None
         if not os.path.isfile(path):
             raise StartupError(f"no table store at {path}; give the data dir a server wrote (--data-dir)")
         uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
@@ -140,42 +178,42 @@ class SqliteKV:
     ) -> Iterator[tuple[bytes, bytes]]:
         lo = check_key(lo)
         hi = None if hi is None else check_key(hi)
-        return self._range(lo, hi, reverse, limit)
+        return _paged_range(self._fetch, lo, hi, reverse, limit)
 
-    def _range(
-        self, lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
-    ) -> Iterator[tuple[bytes, bytes]]:
-        left = limit
-        first = True
-        while left is None or left > 0:
-            n = _PAGE if left is None else min(left, _PAGE)
-            # After the first page the bound that moves becomes exclusive (k > last / k < last).
-            if not reverse:
-                lo_op = ">=" if first else ">"
-                if hi is None:
-                    sql, args = f"SELECT k, v FROM kv WHERE k {lo_op} ? ORDER BY k LIMIT ?", (lo, n)
-                else:
-                    sql = f"SELECT k, v FROM kv WHERE k {lo_op} ? AND k < ? ORDER BY k LIMIT ?"
-                    args = (lo, hi, n)
-            else:
-                if hi is None:
-                    sql = "SELECT k, v FROM kv WHERE k >= ? ORDER BY k DESC LIMIT ?"
-                    args = (lo, n)
-                else:
-                    sql = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k DESC LIMIT ?"
-                    args = (lo, hi, n)
-            with self._lock:
-                rows = self._c().execute(sql, args).fetchall()
-            yield from rows
-            if len(rows) < n:
-                return
-            if left is not None:
-                left -= len(rows)
-            if reverse:
-                hi = rows[-1][0]  # k < hi is already exclusive
-            else:
-                lo = rows[-1][0]
-                first = False
+    def _fetch(self, sql: str, args: tuple) -> list:
+        with self._lock:
+            return self._c().execute(sql, args).fetchall()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[SqliteTransaction | SqliteSnapshot]:
+        """One consistent committed state for the whole block, without the write lock (module doc)."""
+        if self._depth and self._owner == threading.get_ident():
+            # inside this thread's own write transaction: its reads must keep seeing its writes
+            with self.transaction() as tx:
+                yield tx
+            return
+        with self._rlock:
+            shared = self._rconn is None
+            if shared:
+                self._lock.acquire()  # the one connection: wait out another thread's transaction
+            try:
+                c = self._c() if shared else self._rconn
+                depth = self._rdepth
+                if depth == 0:
+                    # Deferred: the WAL snapshot is fixed by the block's first read and held to its end.
+                    c.execute("BEGIN")
+                self._rdepth = depth + 1
+                snap = SqliteSnapshot(self, c)
+                try:
+                    yield snap
+                finally:
+                    snap._open = False
+                    self._rdepth = depth
+                    if depth == 0:
+                        c.execute("COMMIT")  # ends the read transaction: releases the WAL read mark
+            finally:
+                if shared:
+                    self._lock.release()
 
     # -- writes --------------------------------------------------------------------------------
     @contextmanager
@@ -187,6 +225,7 @@ class SqliteKV:
             c.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {sp}")
             if depth == 0:
                 self._changes_at_begin = c.total_changes
+                self._owner = threading.get_ident()
             self._depth = depth + 1
             tx = SqliteTransaction(self)
             try:
@@ -195,6 +234,7 @@ class SqliteKV:
                 tx._open = False
                 self._depth = depth
                 if depth == 0:
+                    self._owner = 0
                     c.execute("ROLLBACK")
                 else:
                     c.execute(f"ROLLBACK TO {sp}")
@@ -202,6 +242,8 @@ class SqliteKV:
                 raise
             tx._open = False
             self._depth = depth
+            if depth == 0:
+                self._owner = 0
             try:
                 c.execute("COMMIT" if depth == 0 else f"RELEASE {sp}")
             except BaseException:
@@ -237,12 +279,48 @@ class SqliteKV:
         return seq
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._rlock:
             if self._conn is not None:
-                if self._depth:
-                    raise RuntimeError("close() inside a transaction")
+                if self._depth or self._rdepth:
+                    raise RuntimeError("close() inside a transaction or snapshot")
+                if self._rconn is not None:
+                    self._rconn.close()
+                    self._rconn = None
                 self._conn.close()
                 self._conn = None
+
+
+class SqliteSnapshot:
+    """The reader a ``with kv.snapshot() as r`` block reads through; dead once the block exits."""
+
+    __slots__ = ("_kv", "_conn", "_open")
+
+    def __init__(self, kv: SqliteKV, conn: sqlite3.Connection) -> None:
+        self._kv = kv
+        self._conn = conn
+        self._open = True
+
+    def __repr__(self) -> str:
+        return f"SqliteSnapshot({self._kv.path!r}, open={self._open})"
+
+    def _rows(self, sql: str, args: tuple) -> list:
+        with self._kv._rlock:
+            if not self._open:
+                raise RuntimeError("snapshot is finished")
+            return self._conn.execute(sql, args).fetchall()
+
+    def get(self, key: bytes) -> bytes | None:
+        rows = self._rows("SELECT v FROM kv WHERE k = ?", (check_key(key),))
+        return rows[0][0] if rows else None
+
+    def range(
+        self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        if not self._open:
+            raise RuntimeError("snapshot is finished")
+        lo = check_key(lo)
+        hi = None if hi is None else check_key(hi)
+        return _paged_range(self._rows, lo, hi, reverse, limit)
 
 
 class SqliteTransaction:
@@ -282,6 +360,42 @@ class SqliteTransaction:
     def delete(self, key: bytes) -> None:
         key = check_key(key)
         self._check().execute("DELETE FROM kv WHERE k = ?", (key,))
+
+
+def _paged_range(
+    fetch: Callable[[str, tuple], list], lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
+) -> Iterator[tuple[bytes, bytes]]:
+    """Rows of ``lo <= k < hi`` fetched a page at a time through ``fetch(sql, args)``."""
+    left = limit
+    first = True
+    while left is None or left > 0:
+        n = _PAGE if left is None else min(left, _PAGE)
+        # After the first page the bound that moves becomes exclusive (k > last / k < last).
+        if not reverse:
+            lo_op = ">=" if first else ">"
+            if hi is None:
+                sql, args = f"SELECT k, v FROM kv WHERE k {lo_op} ? ORDER BY k LIMIT ?", (lo, n)
+            else:
+                sql = f"SELECT k, v FROM kv WHERE k {lo_op} ? AND k < ? ORDER BY k LIMIT ?"
+                args = (lo, hi, n)
+        else:
+            if hi is None:
+                sql = "SELECT k, v FROM kv WHERE k >= ? ORDER BY k DESC LIMIT ?"
+                args = (lo, n)
+            else:
+                sql = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k DESC LIMIT ?"
+                args = (lo, hi, n)
+        rows = fetch(sql, args)
+        yield from rows
+        if len(rows) < n:
+            return
+        if left is not None:
+            left -= len(rows)
+        if reverse:
+            hi = rows[-1][0]  # k < hi is already exclusive
+        else:
+            lo = rows[-1][0]
+            first = False
 
 
 def _measure(directory: str, n: int = 200) -> dict[str, float]:
