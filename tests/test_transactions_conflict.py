@@ -124,6 +124,7 @@ def test_snapshot_reads_on_other_threads_always_see_the_whole_sum(svc):
     """TransactGetItems, Scan and BatchGetItem read from a snapshot without the write lock: run beside
     writers on other threads, every answer still sees each transfer whole (the books always balance)."""
     svc, ops, caller = svc
+    CLAIMS = svc.transaction_state.claims  # the store's claim table, as the engine sees it
     n_accts = 4
     for i in range(n_accts):
         ops["PutItem"](caller, {"TableName": T, "Item": {"pk": {"S": f"a{i}"}, "bal": {"N": "50"}}})
