@@ -150,10 +150,9 @@ def test_commit_survives_process_death(tmp_path) -> None:
         f"kv = SqliteKV({str(path)!r})\n"
         "with kv.transaction() as tx:\n"
         "    tx.put(b'committed', Sealed(b'yes'))\n"
-        "kv._lock.acquire()\n"
-        "kv._conn.execute('BEGIN IMMEDIATE')\n"
-        "kv._conn.execute(\"INSERT INTO kv VALUES (x'6f70656e', x'00')\")\n"
-        "os._exit(0)\n"
+        "with kv.transaction() as tx:\n"  # dies with this one still open
+        "    tx.put(b'open', Sealed(b'\\x00'))\n"
+        "    os._exit(0)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(os.path.dirname(__file__)))
     kv = SqliteKV(path)
@@ -288,8 +287,8 @@ def test_snapshot_and_writer_on_other_threads_do_not_block_each_other(kv) -> Non
 def test_snapshot_takes_no_write_lock_across_stores(tmp_path) -> None:
     """Two stores on one file stand for two processes: the write lock (BEGIN IMMEDIATE) is free while a
     snapshot is open, and a snapshot opens while the other store holds the write lock."""
-    a, b = SqliteKV(tmp_path / "shared.db"), SqliteKV(tmp_path / "shared.db")
-    b._c().execute("PRAGMA busy_timeout=200")  # fail fast instead of waiting 10 s if it were locked
+    # b fails fast (0.2 s busy timeout) instead of waiting 10 s if a's snapshot held the write lock
+    a, b = SqliteKV(tmp_path / "shared.db"), SqliteKV(tmp_path / "shared.db", timeout=0.2)
     try:
         with a.transaction() as tx:
             tx.put(b"a", CatalogRecord(b"1"))
@@ -334,3 +333,26 @@ def test_snapshot_on_memory_store() -> None:
         tx.put(b"a", CatalogRecord(b"y"))
     assert kv.get(b"a") == b"y"
     kv.close()
+
+
+def test_one_thread_reads_and_writes_on_one_warm_connection(kv) -> None:
+    """Snapshots, plain reads and write transactions from one thread (the server's handlers) share one
+    connection: SQLite drops a connection's page cache whenever another connection has committed since its
+    last read, so a separate reader would re-read every page after each write. Another thread gets a
+    connection of its own only while the first one is in use."""
+    import threading
+
+    for i in range(20):
+        with kv.transaction() as tx:
+            tx.put(b"k%d" % i, CatalogRecord(b"v"))
+        with kv.snapshot() as snap:
+            assert snap.get(b"k%d" % i) == b"v"
+        assert kv.get(b"k%d" % i) == b"v"
+    assert kv.connections == 1
+    seen: list = []
+    with kv.snapshot() as snap:
+        snap.get(b"k0")
+        reader = threading.Thread(target=lambda: seen.append(kv.get(b"k1")), daemon=True)
+        reader.start()
+        reader.join(5)
+    assert seen == [b"v"] and kv.connections == 2
