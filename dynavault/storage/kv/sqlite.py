@@ -134,16 +134,14 @@ class SqliteKV:
             return c
 
         self._connect = connect
+        c = None
         try:
             c = connect()
-        except sqlite3.DatabaseError as exc:
-            raise StartupError(f"the store {path} is not a readable SQLite database ({exc}); restore it from a "
-                               "backup, or move it away to start with an empty store") from None
-        try:
             c.execute("PRAGMA journal_mode=WAL")  # a property of the file: every later connection is in WAL
             c.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
         except sqlite3.DatabaseError as exc:
-            c.close()
+            if c is not None:
+                c.close()
             raise StartupError(f"the store {path} is not a readable SQLite database ({exc}); restore it from a "
                                "backup, or move it away to start with an empty store") from None
         self._opened = 1
