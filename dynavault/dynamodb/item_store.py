@@ -97,9 +97,10 @@ class ItemStore:
     # -- reads ----------------------------------------------------------------------------------------
     @contextmanager
     def read(self) -> Iterator[KVReader]:
-        """A consistent view for a multi-step read (a page, a transaction's reads)."""
-        with self.kv.transaction() as tx:
-            yield tx
+        """A consistent view for a multi-step read (a page, a transaction's reads): a read transaction, so
+        readers never take the write lock."""
+        with self.kv.snapshot() as r:
+            yield r
 
     def get_json(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes,
                  r: KVReader | None = None) -> bytes | None:

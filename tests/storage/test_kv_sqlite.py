@@ -152,10 +152,9 @@ def test_commit_survives_process_death(tmp_path) -> None:
         f"kv = SqliteKV({str(path)!r})\n"
         "with kv.transaction() as tx:\n"
         "    tx.put(b'committed', Sealed(b'yes'))\n"
-        "kv._lock.acquire()\n"
-        "kv._conn.execute('BEGIN IMMEDIATE')\n"
-        "kv._conn.execute(\"INSERT INTO kv VALUES (x'6f70656e', x'00')\")\n"
-        "os._exit(0)\n"
+        "with kv.transaction() as tx:\n"  # dies with this one still open
+        "    tx.put(b'open', Sealed(b'\\x00'))\n"
+        "    os._exit(0)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
     kv = SqliteKV(path)
@@ -230,3 +229,132 @@ def test_two_stores_on_one_file_see_each_others_commits(tmp_path) -> None:
     assert b.get(b"k") == b"from-a"
     a.close()
     b.close()
+
+
+def _pair(r) -> tuple[bytes | None, bytes | None, list[bytes]]:
+    return r.get(b"a"), r.get(b"b"), [v for _, v in r.range(b"a", b"c")]
+
+
+def test_snapshot_and_writer_on_other_threads_do_not_block_each_other(kv) -> None:
+    """A read snapshot takes no write lock: a writer on another thread commits while it is open (and it
+    keeps seeing the state it began with), and a snapshot opens and reads while another thread holds an
+    uncommitted write transaction (seeing only committed data)."""
+    import threading
+
+    with kv.transaction() as tx:  # invariant kept by every writer: a == b
+        tx.put(b"a", CatalogRecord(b"1"))
+        tx.put(b"b", CatalogRecord(b"1"))
+
+    def write(v: bytes, hold: threading.Event | None = None, holding: threading.Event | None = None) -> None:
+        with kv.transaction() as tx:
+            tx.put(b"a", CatalogRecord(v))
+            if holding is not None:
+                holding.set()
+                hold.wait(10)
+            tx.put(b"b", CatalogRecord(v))
+
+    with kv.snapshot() as snap:
+        assert snap.get(b"a") == b"1"
+        writer = threading.Thread(target=write, args=(b"2",), daemon=True)
+        writer.start()
+        writer.join(5)
+        assert not writer.is_alive(), "a write transaction waited for a read snapshot"
+        assert kv.get(b"a") == b"2"  # committed ...
+        assert _pair(snap) == (b"1", b"1", [b"1", b"1"])  # ... but not in the snapshot's state
+    with kv.snapshot() as snap:
+        assert _pair(snap) == (b"2", b"2", [b"2", b"2"])
+
+    hold, holding = threading.Event(), threading.Event()
+    writer = threading.Thread(target=write, args=(b"3", hold, holding), daemon=True)
+    writer.start()
+    assert holding.wait(5)
+    seen: list = []
+
+    def read() -> None:
+        with kv.snapshot() as snap:
+            seen.append(_pair(snap))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(5)
+    alive = reader.is_alive()
+    hold.set()
+    writer.join(5)
+    assert not alive, "a read snapshot waited for a write transaction"
+    assert seen == [(b"2", b"2", [b"2", b"2"])]  # not the half-written a=3
+    with kv.snapshot() as snap:
+        assert _pair(snap) == (b"3", b"3", [b"3", b"3"])
+
+
+def test_snapshot_takes_no_write_lock_across_stores(tmp_path) -> None:
+    """Two stores on one file stand for two processes: the write lock (BEGIN IMMEDIATE) is free while a
+    snapshot is open, and a snapshot opens while the other store holds the write lock."""
+    # b fails fast (0.2 s busy timeout) instead of waiting 10 s if a's snapshot held the write lock
+    a, b = SqliteKV(tmp_path / "shared.db"), SqliteKV(tmp_path / "shared.db", timeout=0.2)
+    try:
+        with a.transaction() as tx:
+            tx.put(b"a", CatalogRecord(b"1"))
+            tx.put(b"b", CatalogRecord(b"1"))
+        with a.snapshot() as snap:
+            assert snap.get(b"a") == b"1"
+            with b.transaction() as tx:
+                tx.put(b"a", CatalogRecord(b"2"))
+                tx.put(b"b", CatalogRecord(b"2"))
+            assert _pair(snap) == (b"1", b"1", [b"1", b"1"])
+        with b.transaction() as tx:
+            tx.put(b"a", CatalogRecord(b"3"))
+            with a.snapshot() as snap:
+                assert _pair(snap) == (b"2", b"2", [b"2", b"2"])
+    finally:
+        a.close()
+        b.close()
+
+
+def test_snapshot_inside_a_transaction_sees_its_writes_and_dies_on_exit(kv) -> None:
+    with kv.transaction() as tx:
+        tx.put(b"a", CatalogRecord(b"mine"))
+        with kv.snapshot() as r:
+            assert r.get(b"a") == b"mine"
+    with kv.snapshot() as snap:
+        with kv.snapshot() as inner:  # nested snapshots share the outer one
+            assert inner.get(b"a") == b"mine"
+        assert snap.get(b"a") == b"mine"
+    with pytest.raises(RuntimeError):
+        snap.get(b"a")
+    with pytest.raises(RuntimeError):
+        list(snap.range(b"", None))
+
+
+def test_snapshot_on_memory_store() -> None:
+    kv = SqliteKV(":memory:")
+    with kv.transaction() as tx:
+        tx.put(b"a", CatalogRecord(b"x"))
+    with kv.snapshot() as snap:
+        assert snap.get(b"a") == b"x" and [k for k, _ in snap.range(b"", None)] == [b"a"]
+    with kv.transaction() as tx:  # the shared connection's read transaction is over
+        tx.put(b"a", CatalogRecord(b"y"))
+    assert kv.get(b"a") == b"y"
+    kv.close()
+
+
+def test_one_thread_reads_and_writes_on_one_warm_connection(kv) -> None:
+    """Snapshots, plain reads and write transactions from one thread (the server's handlers) share one
+    connection: SQLite drops a connection's page cache whenever another connection has committed since its
+    last read, so a separate reader would re-read every page after each write. Another thread gets a
+    connection of its own only while the first one is in use."""
+    import threading
+
+    for i in range(20):
+        with kv.transaction() as tx:
+            tx.put(b"k%d" % i, CatalogRecord(b"v"))
+        with kv.snapshot() as snap:
+            assert snap.get(b"k%d" % i) == b"v"
+        assert kv.get(b"k%d" % i) == b"v"
+    assert kv.connections == 1
+    seen: list = []
+    with kv.snapshot() as snap:
+        snap.get(b"k0")
+        reader = threading.Thread(target=lambda: seen.append(kv.get(b"k1")), daemon=True)
+        reader.start()
+        reader.join(5)
+    assert seen == [b"v"] and kv.connections == 2

@@ -1,6 +1,6 @@
 """The key-value interface under the encrypted B+tree.
 
-Small on purpose (get, ordered range, transaction with put/delete) so any transactional ordered store
+Small on purpose (get, ordered range, read snapshot, transaction with put/delete) so any transactional ordered store
 can sit underneath: SQLite by default, a PostgreSQL-compatible or distributed store later. Keys are raw
 bytes compared bytewise (memcmp); values are bytes on the way out, and on the way in only
 :class:`~dynavault.storage.sealed.Sealed` or :class:`~dynavault.storage.sealed.CatalogRecord` —
@@ -101,6 +101,16 @@ class KVTransaction(KVReader, Protocol):
 class KVStore(KVReader, Protocol):
     def transaction(self) -> AbstractContextManager[KVTransaction]:
         """Commit on clean exit (durable when the ``with`` returns), roll back on exception."""
+        ...
+
+    def snapshot(self) -> AbstractContextManager[KVReader]:
+        """A read-only view of one consistent committed state for the whole ``with`` block.
+
+        It takes no write lock: writers (other threads, other processes on the same store) are neither
+        blocked by it nor block it, and once it has read, it does not see what they commit afterwards. Opened inside a
+        transaction on the same thread, it is that transaction (and sees its writes). Whatever it reads was
+        committed, but under group commit not necessarily durable yet: the caller owes the same wait for
+        durability (``commit_seq`` / ``sync``) as after a write before it answers."""
         ...
 
     def close(self) -> None: ...

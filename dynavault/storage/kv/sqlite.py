@@ -1,14 +1,14 @@
 """SQLite backend for the key-value interface (stdlib ``sqlite3``).
 
 One table ``kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID`` in WAL mode: rows are clustered by key, so a
-range over a partition prefix is one index walk. The connection runs in autocommit mode and transactions
-are explicit (``BEGIN IMMEDIATE``: the write lock is taken up front, so a transaction never fails midway
-on lock upgrade); nested ``transaction()`` calls become SAVEPOINTs and only the outermost commit is
+range over a partition prefix is one index walk. Connections run in autocommit mode and transactions are
+explicit (``BEGIN IMMEDIATE``: the write lock is taken up front, so a transaction never fails midway on lock
+upgrade); nested ``transaction()`` calls on one thread become SAVEPOINTs and only the outermost commit is
 durable.
 
 Durability: an outermost commit is durable before anyone is told it happened, in one of two ways.
 ``synchronous=FULL`` (``group_commit=False``) fsyncs the WAL inside every COMMIT. With ``group_commit=True``
-the connection runs ``synchronous=NORMAL`` (COMMIT writes the WAL frames but does not fsync) and
+connections run ``synchronous=NORMAL`` (COMMIT writes the WAL frames but does not fsync) and
 :meth:`SqliteKV.sync` fsyncs the WAL for every commit made before it started; the server answers a request
 only after a ``sync`` that started after the request's last observed commit (``commit_seq``), so many
 concurrent writes share one fsync while an acknowledged write still survives power loss. Checkpoints under
@@ -26,11 +26,35 @@ an item plus its index entries and stream record) must be one atomic store trans
 gives within one file; and WAL commits cost one fsync whatever the table count, so per-table files would
 buy nothing but more open handles.
 
-Used from one thread at a time (the server is single-threaded); an ``RLock`` guards the connection
-anyway, held for the whole of a transaction. Reads outside a transaction are allowed and see committed
-data (plus, from the thread inside a transaction, that transaction's writes). Ranges are fetched in
-pages, re-seeking after the last key, so an open iterator never pins a statement and a caller may write
-while it iterates.
+Connections: a small pool of identical connections, handed out last-in first-out. A write transaction or a
+read snapshot holds one connection for its whole block; a read outside both borrows one per statement (or
+per page of a range). Reads outside a transaction see committed data, plus, from the thread inside a write
+transaction, that transaction's writes. Ranges are fetched in pages, re-seeking after the last key, so an
+open iterator never pins a statement and a caller may write while it iterates.
+
+Why one pool handed out last-in first-out, not a writer connection plus a reader connection: when a connection
+starts a read transaction and the WAL changed since its previous one, SQLite drops that connection's whole
+page cache, unless it made the change itself. A dedicated reader thus lost its cache after every write and
+re-read each node's pages, mostly WAL frames by ``pread``. Measured: 12 KB rows and one write per five reads
+cost ~100 µs per read on a reader against ~45 µs on the writing connection; the service's 70/20/10
+get/put/query mix made ~4.3 more ``pread`` calls and ~4 % more instructions per request than reads on the
+writing connection, and the HTTP bench's mixed workload lost ~15 %. The server runs every handler on one
+thread, so LIFO keeps it on one connection whose cache stays warm for reads and writes alike (the same mix:
+~1.5 % more instructions than plain reads without a snapshot, no extra ``pread``). Another connection opens
+only when another thread needs one at the same moment (an index backfill, a test's writer threads), so a
+snapshot never waits for a write transaction and a write never waits for a snapshot.
+
+Read snapshots (:meth:`SqliteKV.snapshot`, used by GetItem, Query, Scan, BatchGetItem, TransactGetItems and
+PartiQL SELECT) are a deferred ``BEGIN`` on the borrowed connection: from the block's first read on, WAL
+serves it one committed state, so every read of the block agrees (a TransactGet sees one snapshot), and no
+write lock is taken, so writers on other threads or in other processes on the same file commit freely. A
+snapshot opened inside this thread's write transaction reads through that transaction (and sees its
+writes). ``":memory:"`` and read-only stores have a pool of one connection (a second ``:memory:``
+connection would be another database): there a snapshot waits for another thread's transaction to end.
+
+Durability is unchanged by snapshots: a snapshot sees only committed data, and every commit this process
+made is counted in ``commit_seq`` before its ``transaction()`` returns; the server (one thread) reads
+``commit_seq`` after the handler, so the group-commit wait covers everything the snapshot could have seen.
 """
 
 from __future__ import annotations
@@ -39,25 +63,49 @@ import os
 import sqlite3
 import threading
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from dynavault.errors import StartupError
 from dynavault.storage.kv.base import check_key, check_value
 from dynavault.storage.sealed import CatalogRecord, Sealed
 
-__all__ = ["SqliteKV", "SqliteTransaction"]
+__all__ = ["SqliteKV", "SqliteSnapshot", "SqliteTransaction"]
 
 _PAGE = 128
 MMAP_BYTES = 2**31 - 2**16
+#: connections a file-backed store opens at most; further concurrent users wait for one to come back
+POOL_SIZE = 8
+
+
+class _ThreadState(threading.local):
+    """What the current thread holds open on one store: its write transaction and its read snapshot."""
+
+    tx_conn: sqlite3.Connection | None = None
+    tx_depth = 0  # nesting level of transaction(); >1 means SAVEPOINTs
+    snap_conn: sqlite3.Connection | None = None
 
 
 class SqliteKV:
     """A :class:`~dynavault.storage.kv.base.KVStore` in one SQLite file (``":memory:"`` works for tests)."""
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
-                 group_commit: bool = False, cache_mib: int = 64, readonly: bool = False) -> None:
+                 group_commit: bool = False, cache_mib: int = 64, readonly: bool = False,
+                 timeout: float = 10.0) -> None:
         path = os.fspath(path)
+        self.path = path
+        #: outermost commits so far; ``sync()`` makes every commit numbered <= its start value durable
+        self.commit_seq = 0
+        self.group_commit = group_commit and not readonly
+        self._dir_synced = False
+        self._local = _ThreadState()
+        self._write_lock = threading.Lock()  # one write transaction at a time in this process
+        self._pool_lock = threading.Lock()
+        self._returned = threading.Condition(self._pool_lock)
+        self._idle: list[sqlite3.Connection] = []  # LIFO: the top one has the warmest page cache
+        self._opened = 0
+        self._waiting = 0
+        self._closed = False
         if readonly:
             self._open_readonly(path)
             return
@@ -65,47 +113,47 @@ class SqliteKV:
             raise ValueError("synchronous must be FULL, NORMAL or EXTRA")
         if group_commit:
             synchronous = "NORMAL"  # durability comes from sync(), shared by concurrent commits
-        self.path = path
-        self.group_commit = group_commit
-        #: outermost commits so far; ``sync()`` makes every commit numbered <= its start value durable
-        self.commit_seq = 0
-        self._dir_synced = False
-        self._changes_at_begin = 0  # connection.total_changes when the outermost transaction began
+        self._max = 1 if path == ":memory:" else POOL_SIZE
         if path != ":memory:" and not os.path.exists(path):
             # Only sealed blobs and catalog records live here, but there is no reason to share them.
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, timeout=10.0
-        )
-        c = self._conn
+
+        def connect() -> sqlite3.Connection:
+            c = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
+            try:
+                c.execute(f"PRAGMA synchronous={synchronous}")  # per connection: any of them may commit
+                c.execute("PRAGMA temp_store=MEMORY")
+                # SQLite's default 2 MiB page cache made a warm point read cost 12 µs instead of 8 (measured,
+                # 2,000 1 KB items); the cache only grows as pages are read.
+                c.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
+                # Reads through a memory map instead of a pread per page: a 1 KB item lives in a leaf row that
+                # spans several 4 KiB pages, and at 300k items (370 MB) GetItem went from 4,300 to 4,900 ops/s
+                # with it. SQLite caps the map at its compile-time maximum (2 GiB by default). Connections of
+                # one process share the mapped pages.
+                c.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            except BaseException:
+                c.close()
+                raise
+            return c
+
+        self._connect = connect
+        c = None
         try:
-            c.execute("PRAGMA journal_mode=WAL")
-            c.execute(f"PRAGMA synchronous={synchronous}")
-            c.execute("PRAGMA temp_store=MEMORY")
-            # SQLite's default 2 MiB page cache made a warm point read cost 12 µs instead of 8 (measured,
-            # 2,000 1 KB items); the cache only grows as pages are read.
-            c.execute(f"PRAGMA cache_size=-{cache_mib * 1024}")
-            # Reads through a memory map instead of a pread per page: a 1 KB item lives in a leaf row that
-            # spans several 4 KiB pages, and at 300k items (370 MB) GetItem went from 4,300 to 4,900 ops/s
-            # with it. SQLite caps the map at its compile-time maximum (2 GiB by default).
-            c.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            c = connect()
+            c.execute("PRAGMA journal_mode=WAL")  # a property of the file: every later connection is in WAL
             c.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
         except sqlite3.DatabaseError as exc:
-            c.close()
-            self._conn = None
+            if c is not None:
+                c.close()
             raise StartupError(f"the store {path} is not a readable SQLite database ({exc}); restore it from a "
                                "backup, or move it away to start with an empty store") from None
-        self._depth = 0  # nesting level of transaction(); >1 means SAVEPOINTs
+        self._opened = 1
+        self._idle.append(c)
 
     def _open_readonly(self, path: str) -> None:
         """For `dynavault verify`: SQLite's read-only mode creates nothing and writes nothing (WAL readers can
         share the file with a running server when its -shm file exists)."""
-        self.path = path
-        self.group_commit = False
-        self.commit_seq = 0
-        self._depth = 0
-        self._lock = threading.RLock()
+        self._max = 1
         if not os.path.isfile(path):
             raise StartupError(f"no table store at {path}; give the data dir a server wrote (--data-dir)")
         uri = "file:" + urllib.parse.quote(os.path.abspath(path)) + "?mode=ro"
@@ -114,103 +162,131 @@ class SqliteKV:
             # -wal and -shm files next to it even in read-only mode.
             uri += "&immutable=1"
         try:
-            self._conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA query_only=1")
-            self._conn.execute("SELECT 1 FROM kv LIMIT 1").fetchone()
+            c = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            c.execute("PRAGMA query_only=1")
+            c.execute("SELECT 1 FROM kv LIMIT 1").fetchone()
         except sqlite3.DatabaseError as exc:
             raise StartupError(f"the store {path} cannot be read ({exc}): is it a dynavault data dir?") from None
+        self._opened = 1
+        self._idle.append(c)
 
     def __repr__(self) -> str:
         return f"SqliteKV({self.path!r})"
 
-    def _c(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise RuntimeError("SqliteKV is closed")
-        return self._conn
+    @property
+    def connections(self) -> int:
+        """Connections open now: one while a single thread uses the store (see the module doc)."""
+        return self._opened
+
+    # -- the pool ------------------------------------------------------------------------------
+    def _borrow(self) -> sqlite3.Connection:
+        with self._pool_lock:
+            while True:
+                if self._closed:
+                    raise RuntimeError("SqliteKV is closed")
+                if self._idle:
+                    return self._idle.pop()
+                if self._opened < self._max:
+                    self._opened += 1
+                    break
+                self._waiting += 1
+                try:
+                    self._returned.wait()
+                finally:
+                    self._waiting -= 1
+        try:
+            return self._connect()
+        except BaseException:
+            with self._pool_lock:
+                self._opened -= 1
+                if self._waiting:
+                    self._returned.notify()
+            raise
+
+    def _give_back(self, c: sqlite3.Connection) -> None:
+        with self._pool_lock:
+            self._idle.append(c)
+            if self._waiting:
+                self._returned.notify()
 
     # -- reads ---------------------------------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
-        key = check_key(key)
-        with self._lock:
-            row = self._c().execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
-        return None if row is None else row[0]
+        rows = self._fetch("SELECT v FROM kv WHERE k = ?", (check_key(key),))
+        return rows[0][0] if rows else None
 
     def range(
         self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
         lo = check_key(lo)
         hi = None if hi is None else check_key(hi)
-        return self._range(lo, hi, reverse, limit)
+        return _paged_range(self._fetch, lo, hi, reverse, limit)
 
-    def _range(
-        self, lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
-    ) -> Iterator[tuple[bytes, bytes]]:
-        left = limit
-        first = True
-        while left is None or left > 0:
-            n = _PAGE if left is None else min(left, _PAGE)
-            # After the first page the bound that moves becomes exclusive (k > last / k < last).
-            if not reverse:
-                lo_op = ">=" if first else ">"
-                if hi is None:
-                    sql, args = f"SELECT k, v FROM kv WHERE k {lo_op} ? ORDER BY k LIMIT ?", (lo, n)
-                else:
-                    sql = f"SELECT k, v FROM kv WHERE k {lo_op} ? AND k < ? ORDER BY k LIMIT ?"
-                    args = (lo, hi, n)
-            else:
-                if hi is None:
-                    sql = "SELECT k, v FROM kv WHERE k >= ? ORDER BY k DESC LIMIT ?"
-                    args = (lo, n)
-                else:
-                    sql = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k DESC LIMIT ?"
-                    args = (lo, hi, n)
-            with self._lock:
-                rows = self._c().execute(sql, args).fetchall()
-            yield from rows
-            if len(rows) < n:
-                return
-            if left is not None:
-                left -= len(rows)
-            if reverse:
-                hi = rows[-1][0]  # k < hi is already exclusive
-            else:
-                lo = rows[-1][0]
-                first = False
+    def _fetch(self, sql: str, args: tuple) -> list:
+        own = self._local.tx_conn  # this thread's write transaction: its reads see its writes
+        if own is not None:
+            return own.execute(sql, args).fetchall()
+        c = self._borrow()
+        try:
+            return c.execute(sql, args).fetchall()
+        finally:
+            self._give_back(c)
+
+    def snapshot(self) -> _SnapshotBlock:
+        """One consistent committed state for the whole block, without the write lock (module doc)."""
+        return _SnapshotBlock(self)
 
     # -- writes --------------------------------------------------------------------------------
     @contextmanager
     def transaction(self) -> Iterator[SqliteTransaction]:
-        with self._lock:
-            c = self._c()
-            depth = self._depth
+        st = self._local
+        c = st.tx_conn
+        if c is not None:  # nested on this thread: a SAVEPOINT on the same connection
+            depth = st.tx_depth
             sp = f"sp{depth}"
-            c.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT {sp}")
-            if depth == 0:
-                self._changes_at_begin = c.total_changes
-            self._depth = depth + 1
-            tx = SqliteTransaction(self)
+            c.execute(f"SAVEPOINT {sp}")
+            st.tx_depth = depth + 1
+            tx = SqliteTransaction(self, c)
             try:
                 yield tx
             except BaseException:
                 tx._open = False
-                self._depth = depth
-                if depth == 0:
-                    c.execute("ROLLBACK")
-                else:
-                    c.execute(f"ROLLBACK TO {sp}")
-                    c.execute(f"RELEASE {sp}")
+                st.tx_depth = depth
+                c.execute(f"ROLLBACK TO {sp}")
+                c.execute(f"RELEASE {sp}")
                 raise
             tx._open = False
-            self._depth = depth
+            st.tx_depth = depth
+            c.execute(f"RELEASE {sp}")
+            return
+        if st.snap_conn is not None and self._max == 1:
+            raise RuntimeError("a write transaction cannot start inside a snapshot on a one-connection store")
+        with self._write_lock:
+            c = self._borrow()
             try:
-                c.execute("COMMIT" if depth == 0 else f"RELEASE {sp}")
-            except BaseException:
-                if depth == 0 and c.in_transaction:
+                c.execute("BEGIN IMMEDIATE")
+                changes_at_begin = c.total_changes
+                st.tx_conn, st.tx_depth = c, 1
+                tx = SqliteTransaction(self, c)
+                try:
+                    yield tx
+                except BaseException:
+                    tx._open = False
+                    st.tx_conn, st.tx_depth = None, 0
                     c.execute("ROLLBACK")
-                raise
-            # a transaction that changed no row (a snapshot read) has nothing to sync
-            if depth == 0 and c.total_changes != self._changes_at_begin:
-                self.commit_seq += 1
+                    raise
+                tx._open = False
+                st.tx_conn, st.tx_depth = None, 0
+                try:
+                    c.execute("COMMIT")
+                except BaseException:
+                    if c.in_transaction:
+                        c.execute("ROLLBACK")
+                    raise
+                # a transaction that changed no row has nothing to sync
+                if c.total_changes != changes_at_begin:
+                    self.commit_seq += 1
+            finally:
+                self._give_back(c)
 
     def sync(self) -> int:
         """Make every commit made so far durable; return the ``commit_seq`` that is now durable.
@@ -237,22 +313,102 @@ class SqliteKV:
         return seq
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                if self._depth:
-                    raise RuntimeError("close() inside a transaction")
-                self._conn.close()
-                self._conn = None
+        with self._pool_lock:
+            if self._closed:
+                return
+            if len(self._idle) != self._opened:
+                raise RuntimeError("close() inside a transaction or snapshot")
+            self._closed = True
+            for c in self._idle:
+                c.close()
+            self._idle.clear()
+            self._returned.notify_all()
 
 
-class SqliteTransaction:
-    """The handle a ``with kv.transaction() as tx`` block writes through; dead once the block exits."""
+class _SnapshotBlock:
+    """What ``with kv.snapshot() as r`` enters (a class, not a generator: every GetItem opens one)."""
 
-    __slots__ = ("_kv", "_open")
+    __slots__ = ("_kv", "_snap", "_conn")
 
     def __init__(self, kv: SqliteKV) -> None:
         self._kv = kv
+        self._snap: SqliteSnapshot | None = None
+        self._conn: sqlite3.Connection | None = None  # borrowed by this block (None: nested in another)
+
+    def __enter__(self) -> SqliteSnapshot:
+        kv = self._kv
+        st = kv._local
+        # inside this thread's write transaction, read through it (its reads see its writes); inside an
+        # outer snapshot, share its state
+        c = st.tx_conn if st.tx_conn is not None else st.snap_conn
+        if c is None:
+            c = kv._borrow()
+            try:
+                # Deferred: the WAL snapshot is fixed by the block's first read and held to its end.
+                c.execute("BEGIN")
+            except BaseException:
+                kv._give_back(c)
+                raise
+            st.snap_conn = self._conn = c
+        self._snap = SqliteSnapshot(kv, c)
+        return self._snap
+
+    def __exit__(self, *exc: object) -> None:
+        if self._snap is not None:
+            self._snap._open = False
+        c = self._conn
+        if c is None:
+            return
+        self._conn = None
+        self._kv._local.snap_conn = None
+        try:
+            c.execute("COMMIT")  # ends the read transaction: releases the WAL read mark
+        except BaseException:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            raise
+        finally:
+            self._kv._give_back(c)
+
+
+class SqliteSnapshot:
+    """The reader a ``with kv.snapshot() as r`` block reads through; dead once the block exits."""
+
+    __slots__ = ("_kv", "_conn", "_open")
+    _what = "snapshot"
+
+    def __init__(self, kv: SqliteKV, conn: sqlite3.Connection) -> None:
+        self._kv = kv
+        self._conn = conn
         self._open = True
+
+    def __repr__(self) -> str:
+        return f"SqliteSnapshot({self._kv.path!r}, open={self._open})"
+
+    def _rows(self, sql: str, args: tuple) -> list:
+        if not self._open:
+            raise RuntimeError(f"{self._what} is finished")
+        return self._conn.execute(sql, args).fetchall()
+
+    def get(self, key: bytes) -> bytes | None:
+        rows = self._rows("SELECT v FROM kv WHERE k = ?", (check_key(key),))
+        return rows[0][0] if rows else None
+
+    def range(
+        self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        if not self._open:
+            raise RuntimeError(f"{self._what} is finished")
+        lo = check_key(lo)
+        hi = None if hi is None else check_key(hi)
+        return _paged_range(self._rows, lo, hi, reverse, limit)
+
+
+class SqliteTransaction(SqliteSnapshot):
+    """The handle a ``with kv.transaction() as tx`` block writes through; dead once the block exits."""
+
+    __slots__ = ()
+    _what = "transaction"
 
     def __repr__(self) -> str:
         return f"SqliteTransaction({self._kv.path!r}, open={self._open})"
@@ -260,17 +416,7 @@ class SqliteTransaction:
     def _check(self) -> sqlite3.Connection:
         if not self._open:
             raise RuntimeError("transaction is finished")
-        return self._kv._c()
-
-    def get(self, key: bytes) -> bytes | None:
-        self._check()
-        return self._kv.get(key)
-
-    def range(
-        self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
-    ) -> Iterator[tuple[bytes, bytes]]:
-        self._check()
-        return self._kv.range(lo, hi, reverse=reverse, limit=limit)
+        return self._conn
 
     def put(self, key: bytes, value: Sealed | CatalogRecord) -> None:
         raw = check_value(value)
@@ -282,6 +428,42 @@ class SqliteTransaction:
     def delete(self, key: bytes) -> None:
         key = check_key(key)
         self._check().execute("DELETE FROM kv WHERE k = ?", (key,))
+
+
+def _paged_range(
+    fetch: Callable[[str, tuple], list], lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
+) -> Iterator[tuple[bytes, bytes]]:
+    """Rows of ``lo <= k < hi`` fetched a page at a time through ``fetch(sql, args)``."""
+    left = limit
+    first = True
+    while left is None or left > 0:
+        n = _PAGE if left is None else min(left, _PAGE)
+        # After the first page the bound that moves becomes exclusive (k > last / k < last).
+        if not reverse:
+            lo_op = ">=" if first else ">"
+            if hi is None:
+                sql, args = f"SELECT k, v FROM kv WHERE k {lo_op} ? ORDER BY k LIMIT ?", (lo, n)
+            else:
+                sql = f"SELECT k, v FROM kv WHERE k {lo_op} ? AND k < ? ORDER BY k LIMIT ?"
+                args = (lo, hi, n)
+        else:
+            if hi is None:
+                sql = "SELECT k, v FROM kv WHERE k >= ? ORDER BY k DESC LIMIT ?"
+                args = (lo, n)
+            else:
+                sql = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k DESC LIMIT ?"
+                args = (lo, hi, n)
+        rows = fetch(sql, args)
+        yield from rows
+        if len(rows) < n:
+            return
+        if left is not None:
+            left -= len(rows)
+        if reverse:
+            hi = rows[-1][0]  # k < hi is already exclusive
+        else:
+            lo = rows[-1][0]
+            first = False
 
 
 def _measure(directory: str, n: int = 200) -> dict[str, float]:
