@@ -25,6 +25,8 @@ from .sse_spec import refuse_if_inaccessible
 
 if TYPE_CHECKING:
     from .sse_lifecycle import SSELifecycle
+    from .streams.control import StreamLimits
+    from .streams.store import StreamStore
     from .transactions import TransactionState
 
 
@@ -40,6 +42,9 @@ class DynamoDBService:
     sse: SSELifecycle
     metrics: object | None = None
     clock: Callable[[], float] = field(default=time.time)
+    #: DynamoDB Streams: the stream rows and the stream settings (built by the runtime)
+    streams: StreamStore | None = None
+    stream_limits: StreamLimits | None = None
 
     def __repr__(self) -> str:
         return f"<DynamoDB context {len(self.catalog.all())} table(s)>"
