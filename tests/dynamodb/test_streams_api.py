@@ -175,16 +175,14 @@ def test_forged_and_foreign_iterators_are_refused(server, unique_name):
 
 
 def test_expired_iterator_and_trimmed_data(start_server, unique_name):
-    srv = start_server(allow_any_credentials=True, stream_status_seconds=0, stream_iterator_seconds=1,
-                       stream_shard_max_records=2, stream_retention_seconds=2)
+    srv = start_server(allow_any_credentials=True, stream_status_seconds=0, stream_iterator_seconds=3,
+                       stream_shard_max_records=2, stream_retention_seconds=1)
     ddb, st = srv.client("dynamodb"), srv.client("dynamodbstreams")
     arn = create_stream_table(ddb, unique_name)["LatestStreamArn"]
     _fill(ddb, unique_name, 3)  # shard 0 closes with two records, shard 1 holds the third
-    first = all_shards(st, arn)[0]["ShardId"]
-    it = st.get_shard_iterator(StreamArn=arn, ShardId=first, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
-    time.sleep(1.2)
-    assert _error(st.get_records, ShardIterator=it) == (
-        "ExpiredIteratorException", "The provided iterator exceeds the maximum age allowed.")
+    first, second = (s["ShardId"] for s in all_shards(st, arn))
+    old = st.get_shard_iterator(StreamArn=arn, ShardId=second, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    issued = time.time()
     it = st.get_shard_iterator(StreamArn=arn, ShardId=first, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
     deadline = time.time() + 10
     while first in [s["ShardId"] for s in all_shards(st, arn)]:  # the job trims the closed shard
@@ -193,5 +191,9 @@ def test_expired_iterator_and_trimmed_data(start_server, unique_name):
     assert _error(st.get_records, ShardIterator=it) == (
         "TrimmedDataAccessException", "The data you are trying to access has been trimmed.")
     shards = all_shards(st, arn)
+    assert [s["ShardId"] for s in shards] == [second]
     assert shards[0]["ParentShardId"] == first  # lineage still names the trimmed parent
-    assert len(consume(st, arn)) <= 1
+    assert len(consume(st, arn)) == 1
+    time.sleep(max(0.0, issued + 3.2 - time.time()))
+    assert _error(st.get_records, ShardIterator=old) == (
+        "ExpiredIteratorException", "The provided iterator exceeds the maximum age allowed.")
