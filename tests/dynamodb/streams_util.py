@@ -8,7 +8,8 @@ DEFS = [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "
 
 
 def create_stream_table(ddb, name: str, view: str | None = "NEW_AND_OLD_IMAGES", **extra) -> dict:
-    args = dict(TableName=name, KeySchema=KEYS, AttributeDefinitions=DEFS, BillingMode="PAY_PER_REQUEST", **extra)
+    args = {"TableName": name, "KeySchema": KEYS, "AttributeDefinitions": DEFS, "BillingMode": "PAY_PER_REQUEST",
+            **extra}
     if view is not None:
         args["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view}
     return ddb.create_table(**args)["TableDescription"]

@@ -144,3 +144,28 @@ def test_consumer_across_rollovers_sees_exactly_the_writes_in_item_order(server,
     for pk, events in per_item.items():
         for (_, new1, _), (_, _, old2) in zip(events, events[1:], strict=False):
             assert new1 == old2, pk  # each change starts where the previous one left the item
+
+
+def test_a_write_rolled_back_after_its_record_leaves_no_trace(server, unique_name):
+    """The first Put of a transaction is applied (record appended) before the second fails on its index key:
+    the whole transaction rolls back, and the next write's record follows the last committed one, no gap."""
+    ddb, st = server.client("dynamodb"), server.client("dynamodbstreams")
+    t = unique_name
+    arn = create_stream_table(ddb, t, "NEW_IMAGE", GlobalSecondaryIndexes=[{
+        "IndexName": "by-g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+        "Projection": {"ProjectionType": "KEYS_ONLY"}}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                              {"AttributeName": "sk", "AttributeType": "S"},
+                              {"AttributeName": "g", "AttributeType": "S"}])["LatestStreamArn"]
+    ddb.put_item(TableName=t, Item=k("first"))
+    for _ in range(3):
+        with pytest.raises(ClientError) as err:
+            ddb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": t, "Item": {**k("rolled-back"), "g": {"S": "ok"}}}},
+                {"Put": {"TableName": t, "Item": {**k("bad"), "g": {"N": "1"}}}}])
+        assert err.value.response["Error"]["Code"] == "ValidationException"
+    ddb.put_item(TableName=t, Item=k("next"))
+    records = consume(st, arn)
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in records] == ["first", "next"]
+    seqs = [int(r["dynamodb"]["SequenceNumber"]) for r in records]
+    assert seqs[1] == seqs[0] + 1

@@ -114,6 +114,15 @@ class StreamStore:
 
     def __init__(self, kv: KVStore) -> None:
         self.kv = kv
+        #: table id -> a counter bumped by every write of a stream or shard descriptor (even one later rolled
+        #: back): the writer's cached view of a table's open shard is only used while this is unchanged
+        self._generations: dict[bytes, int] = {}
+
+    def generation(self, table_id: bytes) -> int:
+        return self._generations.get(table_id, 0)
+
+    def _changed(self, table_id: bytes) -> None:
+        self._generations[table_id] = self._generations.get(table_id, 0) + 1
 
     def __repr__(self) -> str:
         return "<StreamStore>"
@@ -127,9 +136,11 @@ class StreamStore:
         return next((s for s in self.streams(r, table_id) if s.label == label), None)
 
     def put_stream(self, tx: KVTransaction, table_id: bytes, info: StreamInfo) -> None:
+        self._changed(table_id)
         tx.put(_stream_key(table_id, info.no), CatalogRecord(orjson.dumps(asdict(info))))
 
     def delete_stream(self, tx: KVTransaction, table_id: bytes, stream_no: int) -> None:
+        self._changed(table_id)
         for shard in self.shards(tx, table_id, stream_no):
             self.delete_shard(tx, table_id, shard)
         tx.delete(_stream_key(table_id, stream_no))
@@ -150,9 +161,11 @@ class StreamStore:
         return _load(row[1], ShardInfo, "shard") if row is not None else None
 
     def put_shard(self, tx: KVTransaction, table_id: bytes, shard: ShardInfo) -> None:
+        self._changed(table_id)
         tx.put(_shard_key(table_id, shard.stream_no, shard.no), CatalogRecord(orjson.dumps(asdict(shard))))
 
     def delete_shard(self, tx: KVTransaction, table_id: bytes, shard: ShardInfo) -> None:
+        self._changed(table_id)
         delete_prefix(tx, _record_prefix(table_id, shard.stream_no, shard.no))
         tx.delete(_shard_key(table_id, shard.stream_no, shard.no))
 
@@ -176,6 +189,7 @@ class StreamStore:
 
     def drop_table(self, tx: KVTransaction, table_id: bytes) -> None:
         """Every stream row of a table (DeleteTable): its records go with its keys."""
+        self._changed(table_id)
         delete_prefix(tx, _base(table_id))
 
     def has_rows(self, r: KVReader, table_id: bytes) -> bool:
