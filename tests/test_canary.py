@@ -114,6 +114,7 @@ def test_no_canary_at_rest_under_any_key_type(start_server):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "tables: 3" in p.stdout and "problems: 0" in p.stdout
+    assert p.stdout.count("stream records 0") == 0  # the stream records were opened and checked too
 
 
 def test_scan_finds_plaintext_when_the_cipher_is_bypassed(tmp_path):

@@ -4,6 +4,8 @@ or deleted from the middle of a shard, is an integrity error (HTTP 500), never w
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -67,6 +69,11 @@ def test_tampered_stream_records_fail_closed(start_server, unique_name, attack):
         _sql(db, (update, (rows_b[0][1], rows_a[0][0])))
     else:  # a record of the next shard put into the first one
         _sql(db, (update, (rows_a[4][1], rows_a[2][0])))
+    # the offline auditor's tool finds it too
+    cmd = [sys.executable, "-m", "dynavault.cli", "verify", "--data-dir", str(srv.data_dir),
+           "--root-key-file", str(srv.root_key_file)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and "stream record" in p.stdout, p.stdout + p.stderr
     srv.start()
     st = srv.client("dynamodbstreams")
     with pytest.raises(ClientError) as err:

@@ -179,7 +179,7 @@ class StreamStore:
         tx.put(_record_prefix(table_id, shard.stream_no, shard.no) + _U64.pack(seq), sealed)
 
     def records(self, r: KVReader, table_id: bytes, shard: ShardInfo, from_seq: int,
-                limit: int) -> Iterator[tuple[int, Sealed]]:
+                limit: int | None) -> Iterator[tuple[int, Sealed]]:
         """(sequence number, sealed body) of a shard from ``from_seq`` on, in order."""
         prefix = _record_prefix(table_id, shard.stream_no, shard.no)
         for key, raw in r.range(prefix + _U64.pack(from_seq), prefix_end(prefix), limit=limit):
