@@ -155,3 +155,38 @@ def test_stream_status_transitions(start_server, unique_name):
     time.sleep(1.1)
     assert st.describe_stream(StreamArn=arn)["StreamDescription"]["StreamStatus"] == "DISABLED"
     assert len(consume(st, arn)) == 1
+
+
+def test_aws_cli_consumes_a_stream(server, unique_name, tmp_path):
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    aws = shutil.which("aws")
+    if aws is None:
+        pytest.skip("AWS CLI not installed")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+
+    def cli(*args: str) -> dict:
+        out = subprocess.run([aws, "--endpoint-url", server.endpoint, "--output", "json", *args], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    created = cli("dynamodb", "create-table", "--table-name", unique_name, "--billing-mode", "PAY_PER_REQUEST",
+                  "--attribute-definitions", "AttributeName=pk,AttributeType=S",
+                  "--key-schema", "AttributeName=pk,KeyType=HASH",
+                  "--stream-specification", "StreamEnabled=true,StreamViewType=NEW_IMAGE")
+    arn = created["TableDescription"]["LatestStreamArn"]
+    cli("dynamodb", "put-item", "--table-name", unique_name, "--item", '{"pk": {"S": "cli"}, "v": {"N": "7"}}')
+    assert [s["StreamArn"] for s in cli("dynamodbstreams", "list-streams", "--table-name", unique_name)["Streams"]] \
+        == [arn]
+    shard = cli("dynamodbstreams", "describe-stream", "--stream-arn", arn)["StreamDescription"]["Shards"][0]
+    it = cli("dynamodbstreams", "get-shard-iterator", "--stream-arn", arn, "--shard-id", shard["ShardId"],
+             "--shard-iterator-type", "TRIM_HORIZON")["ShardIterator"]
+    records = cli("dynamodbstreams", "get-records", "--shard-iterator", it)["Records"]
+    assert [(r["eventName"], r["dynamodb"]["NewImage"]) for r in records] == [
+        ("INSERT", {"pk": {"S": "cli"}, "v": {"N": "7"}})]
