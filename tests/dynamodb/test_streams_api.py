@@ -197,3 +197,24 @@ def test_expired_iterator_and_trimmed_data(start_server, unique_name):
     time.sleep(max(0.0, issued + 3.2 - time.time()))
     assert _error(st.get_records, ShardIterator=old) == (
         "ExpiredIteratorException", "The provided iterator exceeds the maximum age allowed.")
+
+
+def test_shards_roll_over_by_age(start_server, unique_name):
+    srv = start_server(allow_any_credentials=True, stream_status_seconds=0, stream_shard_seconds=1)
+    ddb, st = srv.client("dynamodb"), srv.client("dynamodbstreams")
+    arn = create_stream_table(ddb, unique_name)["LatestStreamArn"]
+    time.sleep(1.5)
+    assert len(all_shards(st, arn)) == 1  # an empty shard has nothing to close over
+    ddb.put_item(TableName=unique_name, Item={"pk": {"S": "one"}, "sk": {"S": "s"}})
+    deadline = time.time() + 10
+    while len(shards := all_shards(st, arn)) < 2:  # the job closes the aged shard and opens its child
+        assert time.time() < deadline, shards
+        time.sleep(0.2)
+    first, child = shards[:2]
+    assert child["ParentShardId"] == first["ShardId"] and "EndingSequenceNumber" in first["SequenceNumberRange"]
+    records, closed = read_shard(st, arn, first["ShardId"])
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in records] == ["one"] and closed
+    time.sleep(1.1)
+    _fill(ddb, unique_name, 2)  # the child is old too: the writer rolls it over after its first record
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in consume(st, arn)] == ["one", "k000", "k001"]
+    assert len(all_shards(st, arn)) >= 3

@@ -188,22 +188,33 @@ class StreamJobs:
     def run(self) -> None:
         now = self.clock()
         for meta in self.catalog.all():
-            if meta.stream is None:
-                continue
-            with self.store.kv.transaction() as tx:
-                self._table(tx, meta, now)
+            # a write transaction only for a table with something to do (the check reads descriptors only)
+            if meta.stream is not None and self._table(self.store.kv, meta, now, dry=True):
+                with self.store.kv.transaction() as tx:
+                    self._table(tx, meta, now, dry=False)
 
-    def _table(self, tx: KVTransaction, meta: TableMeta, now: float) -> None:
+    def _table(self, tx, meta: TableMeta, now: float, *, dry: bool) -> bool:
+        """Close aged shards, trim expired ones, forget emptied disabled streams; ``dry``: only say whether
+        there is anything to do."""
         tid, limits = meta.id_bytes, self.limits
         latest = (meta.stream or {}).get("no")
+        work = False
         for info in self.store.streams(tx, tid):
             shards = self.store.shards(tx, tid, info.no)
             for shard in shards:
                 if shard.is_open and info.disabled is None and now - shard.created >= limits.shard_seconds:
-                    _close(self.store, tx, tid, shard, now, reopen=True)
+                    if dry:
+                        work = work or self.store.last_seq(tx, tid, shard) is not None  # empty: nothing to close
+                    else:
+                        _close(self.store, tx, tid, shard, now, reopen=True)
                 elif not shard.is_open and now - (shard.closed or now) >= limits.retention_seconds:
-                    self.store.delete_shard(tx, tid, shard)
-                    log.debug("table %s: stream %s: shard %s trimmed", meta.name, info.label, shard.id)
+                    work = True
+                    if not dry:
+                        self.store.delete_shard(tx, tid, shard)
+                        log.debug("table %s: stream %s: shard %s trimmed", meta.name, info.label, shard.id)
             if (info.disabled is not None and info.no != latest and now - info.disabled >= limits.retention_seconds
                     and not self.store.shards(tx, tid, info.no)):
-                self.store.delete_stream(tx, tid, info.no)
+                work = True
+                if not dry:
+                    self.store.delete_stream(tx, tid, info.no)
+        return work
