@@ -61,7 +61,9 @@ class StreamWriter:
     (reading them costs two range reads and a descriptor parse per write): what a transaction appended is
     held apart (``_pending``, tied to that transaction) and becomes the remembered state only once it
     committed, so a rolled-back write never leaves a gap (nor a reused number); a changed descriptor
-    (``StreamStore.generation``) sends the writer back to the store."""
+    (``StreamStore.generation``) sends the writer back to the store. The memory is per process: correct while
+    one process writes the store (``--workers N`` is not served yet); with several, the generation must live
+    in the store (or the writer read the tail every time)."""
 
     def __init__(self, store: StreamStore, limits: StreamLimits, clock: Callable[[], float] = time.time) -> None:
         self.store = store
