@@ -122,3 +122,24 @@ def test_ttl_cause_carries_the_service_identity():
     assert rec["dynamodb"]["OldImage"] == {"pk": {"S": "a"}, "exp": {"N": "1"}} and "NewImage" not in rec["dynamodb"]
     user = record_body(ItemChange(meta_like, change.old, None, "DeleteItem"), "KEYS_ONLY", 0.0)  # type: ignore[arg-type]
     assert "userIdentity" not in _record(user, info, 2, "us-east-1")
+
+
+def test_records_still_expire_while_the_key_is_unusable(start_server, unique_name):
+    """sse-spec.md §1.5: stream records still expire while the table is inaccessible (trimming needs no key)."""
+    srv = start_server(allow_any_credentials=True, key_refresh_seconds=1, key_check_seconds=0.5,
+                       stream_status_seconds=0, stream_shard_max_records=1, stream_retention_seconds=3)
+    ddb = srv.client("dynamodb", access_key=ACCOUNT)
+    st = srv.client("dynamodbstreams", access_key=ACCOUNT)
+    kms = srv.client("kms", access_key=ACCOUNT)
+    key = kms.create_key()["KeyMetadata"]
+    arn = _create(ddb, unique_name, key["Arn"])
+    for i in range(2):  # the first shard closes with one record
+        ddb.put_item(TableName=unique_name, Item={"pk": {"S": f"k{i}"}})
+    first = all_shards(st, arn)[0]["ShardId"]
+    kms.disable_key(KeyId=key["KeyId"])
+    _wait(ddb, unique_name, "INACCESSIBLE_ENCRYPTION_CREDENTIALS")
+    deadline = time.time() + 15
+    while first in [s["ShardId"] for s in all_shards(st, arn)]:
+        assert time.time() < deadline, "the closed shard was not trimmed while the key was unusable"
+        time.sleep(0.2)
+    assert ddb.describe_table(TableName=unique_name)["Table"]["TableStatus"] == "INACCESSIBLE_ENCRYPTION_CREDENTIALS"
