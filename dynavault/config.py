@@ -58,6 +58,15 @@ class Settings:
     #: "group": commits share fsyncs and no response is sent before its data is on disk;
     #: "each": SQLite synchronous=FULL, one fsync inside every commit. Both acknowledge only durable writes.
     commit_mode: str = "group"
+    #: DynamoDB Streams: a shard closes (and a child opens) once it is this old or holds this many records
+    stream_shard_seconds: float = 14400.0
+    stream_shard_max_records: int = 100_000
+    #: stream records are trimmed once older than this (whole closed shards at a time)
+    stream_retention_seconds: float = 86400.0
+    #: how long a stream shows ENABLING / DISABLING after UpdateTable or CreateTable (DynamoDB: ~4-5 s)
+    stream_status_seconds: float = 4.0
+    #: a shard iterator expires this long after GetShardIterator / GetRecords handed it out
+    stream_iterator_seconds: float = 900.0
     workers: int = 1
     log_file: str = ""
     log_level: str = "info"

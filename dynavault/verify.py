@@ -21,7 +21,8 @@ import orjson
 
 from dynavault.config import Settings
 from dynavault.dynamodb.catalog import STORE_FORMAT, TableMeta
-from dynavault.dynamodb.layout import CATALOG_PREFIX, FORMAT_KEY, STATS_PREFIX
+from dynavault.dynamodb.layout import CATALOG_PREFIX, FORMAT_KEY, STATS_PREFIX, STREAM_PREFIX
+from dynavault.dynamodb.streams.store import StreamStore, check_run, record_aad
 from dynavault.errors import AWSError, IntegrityError, StartupError
 from dynavault.offline import OfflineKms, OfflineStore
 from dynavault.sse.key_port import KeyPortError
@@ -56,7 +57,8 @@ class Report:
         for t in self.tables:
             out.append(f"  {t['region']} {t['account']} {t['name']} (id {t['table_id']}): key {t['key_type']} "
                        f"{t['key_arn']}; items {t['items']} (catalog {t['catalog_items']}), "
-                       f"partitions {t['partitions']}, indexes {len(t['indexes'])}")
+                       f"partitions {t['partitions']}, indexes {len(t['indexes'])}, "
+                       f"stream records {t.get('stream_records', 0)}")
         out.append(f"blobs checked: {self.blobs_checked}")
         out.append(f"files scanned: {self.files_scanned} for {self.canaries} canar{'y' if self.canaries == 1 else 'ies'}")
         out.append(f"problems: {len(self.problems)}")
@@ -154,7 +156,8 @@ def _check_table(store: OfflineStore, meta: TableMeta, stats: dict[str, int], re
     report.tables.append(entry)
     where = f"table {meta.name}"
     try:
-        codec = store.crypto(meta).codec
+        crypto = store.crypto(meta)
+        codec = crypto.codec
     except (AWSError, KeyPortError) as err:
         report.problem(f"the table key cannot be opened ({err.code}: {err.message}); its data is unchecked", where)
         return
@@ -174,12 +177,38 @@ def _check_table(store: OfflineStore, meta: TableMeta, stats: dict[str, int], re
                                  "partitions": p})
         if n != counted and d.get("IndexStatus") == "ACTIVE":
             report.problem(f"{n} entries in the store, the catalog counts {counted}", f"{where} index {d['IndexName']}")
+    entry["stream_records"] = _check_streams(kv, crypto, meta, report)
+
+
+def _check_streams(kv: SqliteKV, crypto, meta: TableMeta, report: Report) -> int:
+    """Open every stream record of the table (bound to its table, stream, shard and sequence number) and check
+    each shard's records are numbered without gaps; -> records checked."""
+    streams = StreamStore(kv)
+    n = 0
+    try:
+        for info in streams.streams(kv, meta.id_bytes):
+            for shard in streams.shards(kv, meta.id_bytes, info.no):
+                where = f"table {meta.name} stream {info.label} shard {shard.id}"
+                expected = shard.start
+                try:
+                    for seq, sealed in streams.records(kv, meta.id_bytes, shard, shard.start, None):
+                        check_run(expected, seq)
+                        crypto.stream.open(record_aad(meta.id_bytes, info.label, shard.id, seq), sealed)
+                        expected, n = seq + 1, n + 1
+                    if shard.end is not None and expected <= shard.end:
+                        check_run(expected, -1)
+                except IntegrityError as exc:
+                    report.problem(f"stream record: {exc}", where)
+    except IntegrityError as exc:
+        report.problem(str(exc), f"table {meta.name} streams")
+    report.blobs_checked += n
+    return n
 
 
 def _orphans(kv: SqliteKV, tables: list[TableMeta], report: Report) -> None:
     """Tree or directory rows of a table id the catalog does not have (a table moved in from elsewhere)."""
     known = {m.id_bytes for m in tables}
-    for first in (ROW_PREFIX, DIR_PREFIX):
+    for first in (ROW_PREFIX, DIR_PREFIX, STREAM_PREFIX):
         for tid in distinct_segments(kv, first, 16):
             if tid not in known:
                 label = str(uuid.UUID(bytes=tid)) if len(tid) == 16 else tid.hex()

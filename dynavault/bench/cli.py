@@ -27,6 +27,11 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--selftest", action="store_true", help="the load generator's own ceiling")
     p.add_argument("--storage", action="store_true", help="in-process storage path: AEAD vs identity codec")
     p.add_argument("--keep-table", dest="keep_table", action="store_true")
+    p.add_argument("--stream", action="store_true",
+                   help="the table gets a NEW_AND_OLD_IMAGES stream; then read it back (GetRecords throughput); "
+                        "implies --changing-puts")
+    p.add_argument("--changing-puts", dest="changing_puts", action="store_true",
+                   help="each put changes its item (an identical rewrite writes no stream record)")
     p.add_argument("--access-key", dest="access_key", default="benchkey")
     p.add_argument("--secret-key", dest="secret_key", default="benchsecret")
     p.add_argument("--region", dest="bench_region", default="us-east-1")
@@ -77,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
             connections=args.connections, duration=args.duration, items=args.items, item_size=args.item_size,
             new_connection_per_request=args.new_connection_per_request, kms_calls=args.kms_calls,
             keep_table=args.keep_table, access_key=args.access_key, secret_key=args.secret_key,
-            region=args.bench_region,
+            region=args.bench_region, stream=args.stream, changing_puts=args.changing_puts,
         )
         try:
             out.update(run_bench(cfg))
@@ -106,4 +111,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  encryption cost: get {s['encryption_cost_get_pct']} %, put {s['encryption_cost_put_pct']} %")
     if args.endpoint:
         print(format_table(out))
+        if "stream" in out:
+            s = out["stream"]
+            print(f"stream: {s['records']} records in {s['shards']} shard(s) read in {s['seconds']} s: "
+                  f"{_fmt(s['records_per_s'])} records/s, {s['mb_per_s']} MB/s, {s['get_records_calls']} GetRecords")
     return rc

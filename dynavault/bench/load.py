@@ -40,6 +40,10 @@ class BenchConfig:
     access_key: str = "benchkey"
     secret_key: str = "benchsecret"
     region: str = "us-east-1"
+    #: give the table a NEW_AND_OLD_IMAGES stream and measure reading it back (bench/stream.py)
+    stream: bool = False
+    #: every put changes its item (a "w" attribute); a rewrite with identical content writes no stream record
+    changing_puts: bool = False
 
 
 class ItemModel:
@@ -83,7 +87,8 @@ class ItemModel:
             i = int(got["n"]["N"])
         except ValueError:
             return False
-        return 0 <= i < self.items and got == self.item(i)
+        # "w" is what a changing put (BenchConfig.changing_puts) varies; everything else must match
+        return 0 <= i < self.items and {k: v for k, v in got.items() if k != "w"} == self.item(i)
 
 
 def percentile(sorted_vals: list[float], q: float) -> float:
@@ -152,6 +157,10 @@ class _Runner:
             "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
             "BillingMode": "PAY_PER_REQUEST",
         }
+        if self.cfg.stream:
+            from dynavault.bench.stream import STREAM_SPEC
+
+            base["StreamSpecification"] = STREAM_SPEC
         with_gsi = dict(base, GlobalSecondaryIndexes=[{
             "IndexName": GSI_NAME,
             "KeySchema": [{"AttributeName": "gk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
@@ -239,7 +248,10 @@ class _Runner:
 
     def op_put(self, rnd: random.Random):
         i = rnd.randrange(self.cfg.items)  # rewrite with identical content: reads stay verifiable
-        return "PutItem", {"TableName": self.table, "Item": self.model.item(i)}, None
+        item = self.model.item(i)
+        if self.cfg.changing_puts or self.cfg.stream:
+            item["w"] = {"N": str(rnd.getrandbits(32))}
+        return "PutItem", {"TableName": self.table, "Item": item}, None
 
     def op_query(self, rnd: random.Random):
         part = rnd.randrange(self.model.partitions)
@@ -423,6 +435,10 @@ async def _run(cfg: BenchConfig) -> dict:
         for name in cfg.workloads:
             wl[name] = await runner.run_workload(name)
         result["workloads"] = wl
+        if cfg.stream:
+            from dynavault.bench.stream import read_stream
+
+            result["stream"] = await read_stream(runner.ep, runner.table)
     finally:
         await runner.teardown()
     checked = sum(w.get("verified", 0) for w in wl.values())

@@ -42,7 +42,8 @@ def table_description(catalog: Catalog, meta: TableMeta, status: str | None = No
     if sse is not None:
         desc["SSEDescription"] = sse
     if meta.stream:
-        desc["StreamSpecification"] = meta.stream.get("spec")
+        if meta.stream.get("spec"):  # absent once disabled; the latest ARN and label linger (as in DynamoDB)
+            desc["StreamSpecification"] = meta.stream["spec"]
         if meta.stream.get("arn"):
             desc["LatestStreamArn"] = meta.stream["arn"]
             desc["LatestStreamLabel"] = meta.stream["label"]

@@ -21,6 +21,8 @@ COLLECTION_PREFIX = b"\x00\x00collection\x00"
 FORMAT_KEY = b"\x00\x00format\x00"
 #: backup records (the wrapped keys a backup is under, and its summary)
 BACKUP_PREFIX = b"\x00\x00backup\x00"
+#: DynamoDB Streams: stream and shard descriptors (plaintext metadata) and sealed stream records
+STREAM_PREFIX = b"\x00\x00stream\x00"
 
 PREFIXES: dict[str, bytes] = {
     "tree nodes": ROW_PREFIX,
@@ -30,6 +32,7 @@ PREFIXES: dict[str, bytes] = {
     "item collections": COLLECTION_PREFIX,
     "store format": FORMAT_KEY,
     "backups": BACKUP_PREFIX,
+    "streams": STREAM_PREFIX,
 }
 
 

@@ -13,8 +13,11 @@ from dynavault.caller import Caller
 
 from . import batch, items, partiql, query, tables, transactions
 from .service import DynamoDBService
+from .streams import api as streams_api
 
 MODULES = (tables, items, query, batch, transactions, partiql)
+#: the DynamoDB Streams front (DynamoDBStreams_20120810) has its own operation table
+STREAM_MODULES = (streams_api,)
 
 Operation = Callable[[Caller, dict], dict]
 
@@ -31,4 +34,15 @@ def operations(svc: DynamoDBService) -> dict[str, Operation]:
             if name in out:
                 raise RuntimeError(f"operation {name} is registered twice (again by {module.__name__})")
             out[name] = functools.partial(_call, svc, name, handler)
+    return out
+
+
+def stream_operations(svc: DynamoDBService) -> dict[str, Operation]:
+    """The DynamoDB Streams operations (stream ARNs carry their table's name; no table-name overloading)."""
+    out: dict[str, Operation] = {}
+    for module in STREAM_MODULES:
+        for name, handler in module.HANDLERS.items():
+            if name in out:
+                raise RuntimeError(f"operation {name} is registered twice (again by {module.__name__})")
+            out[name] = functools.partial(handler, svc)
     return out

@@ -26,6 +26,8 @@ from .sse_spec import refuse_if_inaccessible
 
 if TYPE_CHECKING:
     from .sse_lifecycle import SSELifecycle
+    from .streams.control import StreamLimits
+    from .streams.store import StreamStore
     from .transactions import TransactionState
 
 
@@ -43,6 +45,9 @@ class DynamoDBService:
     expression_cache: ExpressionCache = field(default_factory=lambda: ExpressionCache(DEFAULT_CACHE_BYTES))
     metrics: object | None = None
     clock: Callable[[], float] = field(default=time.time)
+    #: DynamoDB Streams: the stream rows and the stream settings (built by the runtime)
+    streams: StreamStore | None = None
+    stream_limits: StreamLimits | None = None
 
     def __repr__(self) -> str:
         return f"<DynamoDB context {len(self.catalog.all())} table(s)>"

@@ -16,6 +16,7 @@ from .catalog import TableMeta
 from .describe import table_description
 from .indexes import attach_indexes, prepare_indexes, update_indexes
 from .sse_spec import inaccessible_error, parse_sse_specification
+from .streams import control as stream_control
 
 if TYPE_CHECKING:
     from .service import DynamoDBService
@@ -128,6 +129,7 @@ def create_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     tags = p.get("Tags") or []
     _validate_tags(tags)
     sse_mode, key_id = parse_sse_specification(p.get("SSESpecification"))
+    stream_view = stream_control.check_create_spec(p.get("StreamSpecification"))
     indexes = prepare_indexes(p, key_schema, definitions)
     with svc.catalog.lock:
         if svc.catalog.get(caller.account, caller.region, name) is not None:
@@ -157,6 +159,8 @@ def create_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             # the partition directories (DESIGN.md invariant 4) exist from the start, with the catalog entry
             for index_id in index_ids(meta):
                 w.create_partitions(meta, codec, index_id)
+            if stream_view is not None and svc.streams is not None:
+                stream_control.enable(svc.streams, w.tx, meta, stream_view, meta.created)
             svc.catalog.put(w.tx, meta)
         svc.catalog.remember(meta)
     log.info("table created: %s (account %s, region %s, key %s)", name, caller.account, caller.region,
@@ -203,6 +207,10 @@ def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if meta.status in ("ARCHIVING", "ARCHIVED") or (
             meta.status == "INACCESSIBLE_ENCRYPTION_CREDENTIALS" and "GlobalSecondaryIndexUpdates" in p):
         raise inaccessible_error(meta)
+    if "StreamSpecification" in p:
+        if "GlobalSecondaryIndexUpdates" in p:
+            raise validation(_INVALID + "You cannot create or delete index while changing stream status")
+        stream_view = stream_control.check_update_spec(meta, p["StreamSpecification"])
     with svc.catalog.lock:
         if "BillingMode" in p or "ProvisionedThroughput" in p:
             merged = {"BillingMode": p.get("BillingMode", meta.billing_mode)}
@@ -222,11 +230,16 @@ def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             meta.deletion_protection = bool(p["DeletionProtectionEnabled"])
         if "TableClass" in p:
             meta.table_class = p["TableClass"]
-        if "StreamSpecification" in p:
-            raise validation("Streams are not supported yet")
         if "GlobalSecondaryIndexUpdates" in p:
             update_indexes(svc, caller, meta, p)
-        svc.catalog.save(meta)
+        with svc.catalog.transaction() as tx:  # the stream's rows and the table's record commit together
+            if "StreamSpecification" in p and svc.streams is not None:
+                if stream_view is not None:
+                    stream_control.enable(svc.streams, tx, meta, stream_view, time.time())
+                else:
+                    stream_control.disable(svc.streams, tx, meta, time.time())
+            svc.catalog.put(tx, meta)
+        svc.catalog.remember(meta)
     return {"TableDescription": table_description(svc.catalog, meta)}
 
 
@@ -245,6 +258,8 @@ def delete_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         desc = table_description(svc.catalog, meta, "DELETING")
         with svc.items.write() as w:
             w.drop(meta)
+            if svc.streams is not None:  # stream records go with the table's keys (crypto-shredded)
+                svc.streams.drop_table(w.tx, meta.id_bytes)
             svc.catalog.remove(w.tx, meta)
         svc.catalog.forget(meta)
     svc.keys.retire(meta.key_ref())

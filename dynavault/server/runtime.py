@@ -144,6 +144,9 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.item_store import ItemStore
     from dynavault.dynamodb.service import DynamoDBService
     from dynavault.dynamodb.sse_lifecycle import SSELifecycle
+    from dynavault.dynamodb.streams.control import StreamJobs, StreamLimits
+    from dynavault.dynamodb.streams.store import StreamStore
+    from dynavault.dynamodb.streams.writer import StreamWriter
     from dynavault.dynamodb.transactions import TransactionState
     from dynavault.sse.kms_client import InProcessKms, RemoteKms
     from dynavault.sse.table_keys import TableKeyService, service_caller
@@ -164,14 +167,17 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     data.mkdir(parents=True, exist_ok=True)
     store = SqliteKV(data / "tables.db", group_commit=settings.commit_mode == "group")
     catalog = Catalog(store)
+    streams = StreamStore(store)
+    stream_limits = StreamLimits.from_settings(settings)
     items = ItemStore(store, catalog, collection_limit=settings.item_collection_max_bytes,
-                      subscribers=[ChangeCounter(metrics.item_changes)])
+                      subscribers=[ChangeCounter(metrics.item_changes), StreamWriter(streams, stream_limits)])
     keys = TableKeyService(port, owned_key_arn=owned_key_arn, owned_account=owned_account,
                            refresh_seconds=settings.key_refresh_seconds, shared_cache=settings.shared_key_cache,
                            metrics=metrics)
     metrics.key_cache_entries.set_function(keys.cached_entries)
     lifecycle = SSELifecycle(catalog, keys, settings, metrics=metrics)
-    svc = DynamoDBService(settings, catalog, items, keys, TransactionState(), lifecycle, metrics=metrics)
+    svc = DynamoDBService(settings, catalog, items, keys, TransactionState(), lifecycle, metrics=metrics,
+                          streams=streams, stream_limits=stream_limits)
     connections.on_closed(keys.drop_connection)
 
     def account_seals() -> None:
@@ -185,6 +191,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     periodic.append(Periodic("node-epochs", settings.epoch_check_seconds, account_seals))
     periodic.append(Periodic("key-cache-prune", max(1.0, min(60.0, settings.key_refresh_seconds)), keys.prune))
     periodic.extend(Periodic(n, i, f) for n, i, f in lifecycle.jobs())
+    stream_jobs = StreamJobs(streams, catalog, stream_limits)
+    periodic.append(Periodic("stream-shards", stream_jobs.interval(), stream_jobs.run))
     indexes.resume_jobs(svc)
     return svc, store
 
@@ -227,9 +235,10 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
         svc, store = _dynamodb(settings, components["kms"] if "kms" in components else None, AWS_OWNED_ACCOUNT,
                                metrics, connections, closers, periodic)
         components["dynamodb"] = svc
-        from dynavault.dynamodb.operations import operations
+        from dynavault.dynamodb.operations import operations, stream_operations
 
         routes.mount(_with_validator(DYNAMODB), operations(svc))
+        routes.mount(_with_validator(STREAMS), stream_operations(svc))
 
     durability = None
     if store is not None and store.group_commit:

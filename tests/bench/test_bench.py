@@ -164,3 +164,16 @@ def test_fullscan_pages_through_the_whole_table(srv):
     # every pass reads all 50 items: items/s is at least passes × 50 over the run
     assert w["items_per_s"] * w["seconds"] >= 0.99 * 50 * w["full_passes"]  # (both figures are rounded)
     assert out["verification"]["ok"]
+
+
+def test_stream_option_reads_back_every_change(start_server):
+    srv = start_server(allow_any_credentials=True, stream_status_seconds=0)
+    rc, out, err = _bench(srv.endpoint, "--workloads", "put,get", "--stream")
+    assert rc == 0, err
+    s = out["stream"]
+    # the load's inserts plus one record per put (every put changes its item), all read back; a put in
+    # flight when the workload's clock ran out is done but not counted (at most one per connection)
+    puts = out["workloads"]["put"]["ops"]
+    assert 50 + puts <= s["records"] <= 50 + puts + 4
+    assert s["get_records_calls"] >= 1 and s["records_per_s"] > 0 and "/stream/" in s["stream_arn"]
+    assert out["verification"]["ok"] and out["workloads"]["get"]["verified"] > 0

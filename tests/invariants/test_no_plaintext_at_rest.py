@@ -60,6 +60,8 @@ def _exercise(srv) -> None:
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                                   {"AttributeName": "sk", "AttributeType": "S"}],
             BillingMode="PAY_PER_REQUEST",
+            # stream records hold every image of every change: they are at rest too
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
         )
         if spec is not None:
             args["SSESpecification"] = spec
@@ -74,10 +76,23 @@ def _exercise(srv) -> None:
         ddb.delete_item(TableName=args["TableName"], Key=gone)
         got = ddb.get_item(TableName=args["TableName"], Key=first, ConsistentRead=True)["Item"]
         assert got["u"]["S"] == UPDATED and got["m"]["M"]["inner"]["S"] == NESTED
+        _assert_stream_holds_canaries(srv, args["TableName"])
     # KMS data too: a user's own Encrypt, and a data key's plaintext
     kms.encrypt(KeyId=key["KeyId"], Plaintext=KMS_PLAINTEXT, EncryptionContext={"purpose": "canary"})
     data_key = kms.generate_data_key(KeyId=key["KeyId"], KeySpec="AES_256")["Plaintext"]
     CANARIES.append(data_key)
+
+
+def _assert_stream_holds_canaries(srv, table: str) -> None:
+    """The stream really carries the canaries (so the scan below covers stream storage, not nothing)."""
+    st = srv.client("dynamodbstreams")
+    arn = srv.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    text = ""
+    for shard in st.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        it = st.get_shard_iterator(StreamArn=arn, ShardId=shard["ShardId"],
+                                   ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        text += str(st.get_records(ShardIterator=it)["Records"])
+    assert UPDATED in text and DELETED in text and NESTED in text
 
 
 def test_no_canary_at_rest_under_any_key_type(start_server):
@@ -99,6 +114,7 @@ def test_no_canary_at_rest_under_any_key_type(start_server):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "tables: 3" in p.stdout and "problems: 0" in p.stdout
+    assert p.stdout.count("stream records 0") == 0  # the stream records were opened and checked too
 
 
 def test_scan_finds_plaintext_when_the_cipher_is_bypassed(tmp_path):
