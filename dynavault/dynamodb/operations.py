@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 from dynavault.caller import Caller
 
-from . import batch, items, partiql, query, tables, transactions
+from . import batch, items, partiql, query, tables, transactions, ttl
 from .service import DynamoDBService
 
-MODULES = (tables, items, query, batch, transactions, partiql)
+MODULES = (tables, items, query, batch, transactions, partiql, ttl)
 
 Operation = Callable[[Caller, dict], dict]
 

@@ -145,6 +145,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.service import DynamoDBService
     from dynavault.dynamodb.sse_lifecycle import SSELifecycle
     from dynavault.dynamodb.transactions import TransactionState
+    from dynavault.dynamodb.ttl import TTLSweeper
     from dynavault.sse.kms_client import InProcessKms, RemoteKms
     from dynavault.sse.table_keys import TableKeyService, service_caller
     from dynavault.storage.kv.sqlite import SqliteKV
@@ -185,6 +186,10 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     periodic.append(Periodic("node-epochs", settings.epoch_check_seconds, account_seals))
     periodic.append(Periodic("key-cache-prune", max(1.0, min(60.0, settings.key_refresh_seconds)), keys.prune))
     periodic.extend(Periodic(n, i, f) for n, i, f in lifecycle.jobs())
+    # Time to Live: one sweeper per store; its pass runs on its own thread and ends before the store closes
+    sweeper = TTLSweeper(svc)
+    periodic.append(Periodic("ttl-sweep", settings.ttl_sweep_seconds, sweeper.tick))
+    closers.append(sweeper.stop)
     indexes.resume_jobs(svc)
     return svc, store
 
