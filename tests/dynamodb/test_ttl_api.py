@@ -177,3 +177,16 @@ def test_aws_cli(server, unique_name, tmp_path):
     out = cli("update-time-to-live", "--table-name", unique_name, "--time-to-live-specification",
               "Enabled=true,AttributeName=expires", ok=False)
     assert "(ValidationException) when calling the UpdateTimeToLive operation: TimeToLive is already enabled" in out.stderr
+
+
+def test_expired_items_are_returned_until_the_sweeper_deletes_them(server, unique_name):
+    # this server's sweeper runs once an hour: an expired item stays, and reads return it, as in DynamoDB
+    ddb = server.client("dynamodb")
+    _table(ddb, unique_name)
+    _update(ddb, unique_name, True, "exp")
+    item = {"pk": {"S": "old"}, "exp": {"N": str(int(time.time()) - 3600)}}
+    ddb.put_item(TableName=unique_name, Item=item)
+    assert ddb.get_item(TableName=unique_name, Key={"pk": item["pk"]})["Item"] == item
+    assert ddb.query(TableName=unique_name, KeyConditionExpression="pk = :p",
+                     ExpressionAttributeValues={":p": item["pk"]})["Items"] == [item]
+    assert ddb.scan(TableName=unique_name)["Items"] == [item]
