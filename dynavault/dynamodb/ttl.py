@@ -18,19 +18,22 @@ Where the answers come from (texts copied exactly):
 - sse-spec.md §1.5: while the table's key is unusable UpdateTimeToLive fails with the KMS error naming the
   key; DescribeTimeToLive keeps working.
 
-The sweeper (``TTLSweeper``) runs as one periodic job per store: each tick starts a pass on its own thread
-unless the previous pass is still running. A pass walks every TTL-enabled table in (partition, sort key)
-order in bounded batches: one short read transaction finds the expired items of a batch, one write
-transaction deletes them through the item-change path (cause ``TTL``: indexes, sizes, statistics and
-subscribers in the same transaction), re-checking each item inside it, since a write in between may have
-renewed it. No capacity is charged: no request is involved. Tables whose key is unusable are skipped and
+The sweeper (``TTLSweeper``) runs as one periodic job per store: each tick starts a pass unless the previous
+one is still under way; the pass runs on the server's event loop in slices of one short transaction each,
+between requests (a thread would compete with request handling for the interpreter). It walks every
+TTL-enabled table in (partition, sort key) order in bounded batches: a read transaction finds the expired
+items among the next 100, write transactions of at most 10 deletes remove them through the item-change
+path (cause ``TTL``: indexes, sizes, statistics and subscribers in the same transaction), re-checking each
+item inside it, since a write in between may have renewed it. No capacity is charged: no request is involved. Tables whose key is unusable are skipped and
 swept again once the key is back (the key-lifecycle sweep returns them to ACTIVE).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
+import time
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
@@ -55,10 +58,14 @@ log = logging.getLogger("dynavault.dynamodb.ttl")
 CAUSE = "TTL"
 #: DynamoDB's documented rule: an expiry more than five years in the past is not acted on
 MAX_AGE_SECONDS = 5 * 365 * 86400
-#: items examined per read transaction, and so at most deleted per write transaction
-BATCH = 200
-#: pause between batches, so requests waiting for the store get it before the next batch
-PAUSE_SECONDS = 0.005
+#: items examined per read transaction
+BATCH = 100
+#: items deleted per write transaction (each delete also writes its index entries): the store is held for
+#: about a dozen milliseconds at a time
+DELETE_BATCH = 10
+#: the longest the sweeper runs on the event loop before letting waiting requests through (it stops after
+#: the transaction that crosses it)
+SLICE_SECONDS = 0.005
 
 
 # -- the table's setting ----------------------------------------------------------------------------
@@ -154,55 +161,85 @@ HANDLERS = {
 
 # -- the sweeper --------------------------------------------------------------------------------------
 class TTLSweeper:
-    """Deletes expired items of every TTL-enabled table; owned by the runtime (one per store)."""
+    """Deletes expired items of every TTL-enabled table; owned by the runtime (one per store).
+
+    A pass is a generator that stops after each store transaction. ``tick`` (the periodic job, on the
+    server's event loop) runs steps for at most ``SLICE_SECONDS`` and schedules the rest behind the
+    requests that arrived meanwhile, so a request waits for at most one short transaction, and the pass
+    never competes with request handling for the interpreter from another thread."""
 
     def __init__(self, svc: DynamoDBService, *, batch: int = BATCH) -> None:
         self.svc = svc
         self.batch = batch
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._steps: Iterator[None] | None = None
+        self._handle: asyncio.Handle | None = None
+        #: items deleted by the pass under way (logged per table, counted on /metrics by the change path)
+        self.deleted = 0
 
     def __repr__(self) -> str:
-        running = self._thread is not None and self._thread.is_alive()
-        return f"<TTLSweeper {'running' if running else 'idle'}>"
+        return f"<TTLSweeper {'running' if self._steps is not None else 'idle'}>"
 
     def tick(self) -> None:
-        """The periodic job: start a pass on the sweeper's thread, unless one is still running (the
-        event loop that calls this never waits for a pass)."""
-        with self._lock:
-            if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
-                return
-            self._thread = threading.Thread(target=self._run, name="ttl-sweep", daemon=True)
-            self._thread.start()
+        """The periodic job: start a pass unless one is still under way (it then goes on by itself)."""
+        if self._stopped or self._steps is not None:
+            return
+        self.deleted = 0
+        self._steps = self._pass()
+        self._advance()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """At shutdown, before the store closes: the pass ends after its current batch."""
-        with self._lock:
-            self._stop.set()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+    def stop(self) -> None:
+        """At shutdown, before the store closes: no step runs after this."""
+        self._stopped = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
 
-    def _run(self) -> None:
+    def _advance(self) -> None:
+        self._handle = None
+        steps = self._steps
+        if steps is None or self._stopped:
+            return
+        started = time.monotonic()
+        deadline = started + SLICE_SECONDS
         try:
-            self.sweep()
-        except Exception:  # noqa: BLE001 - a background job must log, never die silently
-            log.exception("TTL sweep failed")
+            while time.monotonic() < deadline:
+                next(steps)
+        except StopIteration:
+            self._steps = None
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside the server's loop: finish the pass here
+            for _ in steps:
+                pass
+            self._steps = None
+            return
+        # as long a pause as the slice took: the sweeper has at most half of the loop's time, and requests
+        # that need several turns of the loop get them without a slice before each
+        self._handle = loop.call_later(max(time.monotonic() - started, 0.001), self._advance)
 
     def sweep(self) -> int:
-        """One pass over every TTL-enabled table; -> the number of items deleted."""
-        deleted = 0
+        """One whole pass at once (tools and tests); -> the number of items deleted."""
+        self.deleted = 0
+        for _ in self._pass():
+            pass
+        return self.deleted
+
+    def _pass(self) -> Iterator[None]:
         for meta in self.svc.catalog.all():
-            if self._stop.is_set():
-                break
             if ttl_attribute(meta) is None:
                 continue
+            before = self.deleted
             try:
-                deleted += self._sweep_table(meta)
+                yield from self._sweep_table(meta)
             except Exception:  # noqa: BLE001 - one damaged table must not stop the others' expiry
                 log.exception("table %s: TTL sweep failed", meta.name)
-        return deleted
+            if self.deleted > before:
+                log.info("table %s: Time to Live deleted %d expired item(s)", meta.name, self.deleted - before)
 
     def _live(self, meta: TableMeta) -> tuple[TableMeta, str] | None:
         """The table as the catalog has it now, with its TTL attribute; None when it went away, TTL was
@@ -213,14 +250,13 @@ class TTLSweeper:
         attribute = ttl_attribute(live)
         return (live, attribute) if attribute is not None else None
 
-    def _sweep_table(self, meta: TableMeta) -> int:
+    def _sweep_table(self, meta: TableMeta) -> Iterator[None]:
         svc = self.svc
         after = None
-        deleted = 0
-        while not self._stop.is_set():
+        while True:
             cur = self._live(meta)
             if cur is None:
-                break
+                return
             live, attribute = cur
             try:
                 # the database itself, through the table's grant; per batch, so never a key older than the
@@ -228,17 +264,17 @@ class TTLSweeper:
                 crypto = svc.crypto(svc.keys.key_service(live.account, live.region, live.sse), live)
             except AWSError as err:
                 log.warning("table %s: TTL sweep skipped, the table key is not usable (%s)", live.name, err.code)
-                break
+                return
             now = svc.clock()
             found, after, more = self._scan(live, crypto, attribute, after, now)
-            if found:
-                deleted += self._delete(live, crypto, attribute, found, now)
+            yield
+            for start in range(0, len(found), DELETE_BATCH):
+                if self._live(meta) is None:  # disabled or flagged meanwhile
+                    return
+                self.deleted += self._delete(live, crypto, attribute, found[start:start + DELETE_BATCH], now)
+                yield
             if not more:
-                break
-            self._stop.wait(PAUSE_SECONDS)
-        if deleted:
-            log.info("table %s: Time to Live deleted %d expired item(s)", meta.name, deleted)
-        return deleted
+                return
 
     def _scan(self, meta: TableMeta, crypto: TableCrypto, attribute: str, after, now: float):
         """One batch of the walk: -> (expired items, resume point, whether more items may follow)."""

@@ -128,7 +128,7 @@ def test_many_expired_items_are_deleted_in_batches(srv, unique_name):
                      KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                      AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
     now = int(time.time())
-    n_expired, n_live = 450, 75  # more than two batches of 200
+    n_expired, n_live = 450, 75  # several read batches (100) and many delete transactions (10)
     for start in range(0, n_expired + n_live, 25):
         puts = []
         for i in range(start, min(start + 25, n_expired + n_live)):
