@@ -60,8 +60,8 @@ CAUSE = "TTL"
 MAX_AGE_SECONDS = 5 * 365 * 86400
 #: items examined per read transaction
 BATCH = 100
-#: items deleted per write transaction (each delete also writes its index entries): the store is held for
-#: about a dozen milliseconds at a time
+#: items deleted per write transaction (each delete also writes its index entries): a few milliseconds
+#: of holding the store
 DELETE_BATCH = 10
 #: the longest the sweeper runs on the event loop before letting waiting requests through (it stops after
 #: the transaction that crosses it)
