@@ -188,7 +188,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     periodic.extend(Periodic(n, i, f) for n, i, f in lifecycle.jobs())
     # Time to Live: one sweeper per store; its pass runs on its own thread and ends before the store closes
     sweeper = TTLSweeper(svc)
-    periodic.append(Periodic("ttl-sweep", settings.ttl_sweep_seconds, sweeper.tick))
+    periodic.append(Periodic("ttl-sweep", max(0.1, settings.ttl_sweep_seconds), sweeper.tick))
     closers.append(sweeper.stop)
     indexes.resume_jobs(svc)
     return svc, store
