@@ -186,7 +186,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     periodic.append(Periodic("node-epochs", settings.epoch_check_seconds, account_seals))
     periodic.append(Periodic("key-cache-prune", max(1.0, min(60.0, settings.key_refresh_seconds)), keys.prune))
     periodic.extend(Periodic(n, i, f) for n, i, f in lifecycle.jobs())
-    # Time to Live: one sweeper per store; its pass runs on its own thread and ends before the store closes
+    # Time to Live: one sweeper per store; its pass runs in short slices on the event loop, stopped before the
+    # store closes
     sweeper = TTLSweeper(svc)
     periodic.append(Periodic("ttl-sweep", max(0.1, settings.ttl_sweep_seconds), sweeper.tick))
     closers.append(sweeper.stop)
