@@ -53,6 +53,10 @@ class Settings:
     #: seals under one node key before a new epoch key is made (random nonces: stay far below 2^32)
     node_epoch_max_seals: int = 1 << 30
     epoch_check_seconds: float = 30.0
+    #: how often the Time to Live sweeper looks for expired items (DynamoDB: "typically within a few days")
+    ttl_sweep_seconds: float = 60.0
+    #: UpdateTimeToLive refuses a second change to a table within this interval (DynamoDB documents one hour)
+    ttl_cooldown_seconds: float = 3600.0
     #: DynamoDB's 10 GB item-collection limit for tables with local secondary indexes
     item_collection_max_bytes: int = 10 * 1024**3
     #: "group": commits share fsyncs and no response is sent before its data is on disk;

@@ -148,6 +148,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.streams.store import StreamStore
     from dynavault.dynamodb.streams.writer import StreamWriter
     from dynavault.dynamodb.transactions import TransactionState
+    from dynavault.dynamodb.ttl import TTLSweeper
     from dynavault.sse.kms_client import InProcessKms, RemoteKms
     from dynavault.sse.table_keys import TableKeyService, service_caller
     from dynavault.storage.kv.sqlite import SqliteKV
@@ -193,6 +194,11 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     periodic.extend(Periodic(n, i, f) for n, i, f in lifecycle.jobs())
     stream_jobs = StreamJobs(streams, catalog, stream_limits)
     periodic.append(Periodic("stream-shards", stream_jobs.interval(), stream_jobs.run))
+    # Time to Live: one sweeper per store; its pass runs in short slices on the event loop, stopped before the
+    # store closes
+    sweeper = TTLSweeper(svc)
+    periodic.append(Periodic("ttl-sweep", max(0.1, settings.ttl_sweep_seconds), sweeper.tick))
+    closers.append(sweeper.stop)
     indexes.resume_jobs(svc)
     return svc, store
 

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -26,7 +27,12 @@ SET_MEMBER = "canary-set-Wombat5520"
 UPDATED = "canary-updated-Gossamer6634"
 DELETED = "canary-deleted-Halcyon1123"
 KMS_PLAINTEXT = b"canary-kms-plaintext-Nimbus8803"
-CANARIES: list[str | bytes] = [PK, SK, ATTR, NESTED, NUMBER, BINARY, SET_MEMBER, UPDATED, DELETED, KMS_PLAINTEXT]
+#: an item Time to Live deletes, and the expiry of one it keeps (2100-01-01 + 17 s). The TTL attribute's
+#: name is table metadata kept in plaintext in the catalog, like key schema: it is not a canary.
+TTL_GONE = "canary-ttl-expired-Bramble2291"
+TTL_FUTURE = "4102444817"
+CANARIES: list[str | bytes] = [PK, SK, ATTR, NESTED, NUMBER, BINARY, SET_MEMBER, UPDATED, DELETED, KMS_PLAINTEXT,
+                               TTL_GONE, TTL_FUTURE]
 
 
 def _items(suffix: str) -> list[dict]:
@@ -77,6 +83,19 @@ def _exercise(srv) -> None:
         got = ddb.get_item(TableName=args["TableName"], Key=first, ConsistentRead=True)["Item"]
         assert got["u"]["S"] == UPDATED and got["m"]["M"]["inner"]["S"] == NESTED
         _assert_stream_holds_canaries(srv, args["TableName"])
+        # Time to Live: one item for the sweeper to delete, one it keeps
+        ddb.update_time_to_live(TableName=args["TableName"],
+                                TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"})
+        ddb.put_item(TableName=args["TableName"], Item={"pk": {"S": f"{TTL_GONE}-{label}"}, "sk": {"S": TTL_GONE},
+                                                         "x": {"S": TTL_GONE}, "exp": {"N": str(int(time.time()) - 60)}})
+        ddb.update_item(TableName=args["TableName"], Key=first, UpdateExpression="SET exp = :e",
+                        ExpressionAttributeValues={":e": {"N": TTL_FUTURE}})
+    for label in specs:
+        gone = {"pk": {"S": f"{TTL_GONE}-{label}"}, "sk": {"S": TTL_GONE}}
+        deadline = time.time() + 15
+        while "Item" in ddb.get_item(TableName=f"canary-{label}", Key=gone, ConsistentRead=True):
+            assert time.time() < deadline, "the TTL sweeper did not delete the expired item"
+            time.sleep(0.1)
     # KMS data too: a user's own Encrypt, and a data key's plaintext
     kms.encrypt(KeyId=key["KeyId"], Plaintext=KMS_PLAINTEXT, EncryptionContext={"purpose": "canary"})
     data_key = kms.generate_data_key(KeyId=key["KeyId"], KeySpec="AES_256")["Plaintext"]
@@ -96,7 +115,7 @@ def _assert_stream_holds_canaries(srv, table: str) -> None:
 
 
 def test_no_canary_at_rest_under_any_key_type(start_server):
-    srv = start_server(allow_any_credentials=True, log_file="")
+    srv = start_server(allow_any_credentials=True, log_file="", ttl_sweep_seconds=0.3)
     _exercise(srv)
     assert srv.stop() == 0
     files = list(srv.data_dir.rglob("*"))
