@@ -46,7 +46,7 @@ from dynavault.errors import StartupError
 from dynavault.storage.kv.base import check_key, check_value
 from dynavault.storage.sealed import CatalogRecord, Sealed
 
-__all__ = ["SqliteKV", "SqliteTransaction"]
+__all__ = ["SqliteKV", "SqliteSnapshot", "SqliteTransaction"]
 
 _PAGE = 128
 MMAP_BYTES = 2**31 - 2**16
@@ -145,37 +145,24 @@ class SqliteKV:
     def _range(
         self, lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
     ) -> Iterator[tuple[bytes, bytes]]:
-        left = limit
-        first = True
-        while left is None or left > 0:
-            n = _PAGE if left is None else min(left, _PAGE)
-            # After the first page the bound that moves becomes exclusive (k > last / k < last).
-            if not reverse:
-                lo_op = ">=" if first else ">"
-                if hi is None:
-                    sql, args = f"SELECT k, v FROM kv WHERE k {lo_op} ? ORDER BY k LIMIT ?", (lo, n)
-                else:
-                    sql = f"SELECT k, v FROM kv WHERE k {lo_op} ? AND k < ? ORDER BY k LIMIT ?"
-                    args = (lo, hi, n)
-            else:
-                if hi is None:
-                    sql = "SELECT k, v FROM kv WHERE k >= ? ORDER BY k DESC LIMIT ?"
-                    args = (lo, n)
-                else:
-                    sql = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k DESC LIMIT ?"
-                    args = (lo, hi, n)
-            with self._lock:
-                rows = self._c().execute(sql, args).fetchall()
-            yield from rows
-            if len(rows) < n:
-                return
-            if left is not None:
-                left -= len(rows)
-            if reverse:
-                hi = rows[-1][0]  # k < hi is already exclusive
-            else:
-                lo = rows[-1][0]
-                first = False
+        return _paged(self._c(), self._lock, lo, hi, reverse, limit)
+
+    def snapshot(self) -> SqliteSnapshot:
+        """A read-only view of the store as it is now, on a connection of its own: in WAL mode its read
+        transaction pins this instant while writers go on committing (a backup copies a table from it
+        without holding the write lock). Pinned before this returns; ``close()`` (or ``with``) ends it."""
+        if self.path == ":memory:":
+            raise RuntimeError("an in-memory store has no second connection to take a snapshot from")
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        try:
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+            with self._lock:  # no transaction of ours is half-way while the snapshot is pinned
+                conn.execute("BEGIN")
+                conn.execute("SELECT 1 FROM kv LIMIT 1").fetchall()  # the first read fixes the snapshot
+        except BaseException:
+            conn.close()
+            raise
+        return SqliteSnapshot(conn)
 
     # -- writes --------------------------------------------------------------------------------
     @contextmanager
@@ -245,6 +232,52 @@ class SqliteKV:
                 self._conn = None
 
 
+class SqliteSnapshot:
+    """The reader ``SqliteKV.snapshot`` hands out: ``get`` and paged ``range`` over one pinned instant.
+    Used by one thread at a time (a backup's copier); its own lock keeps a stray second user safe."""
+
+    __slots__ = ("_conn", "_lock")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"SqliteSnapshot(open={self._conn is not None})"
+
+    def __enter__(self) -> SqliteSnapshot:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            conn, self._conn = self._conn, None
+        if conn is not None:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+            conn.close()
+
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("snapshot is closed")
+        return self._conn
+
+    def get(self, key: bytes) -> bytes | None:
+        key = check_key(key)
+        with self._lock:
+            row = self._c().execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def range(
+        self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        lo = check_key(lo)
+        hi = None if hi is None else check_key(hi)
+        return _paged(self._c(), self._lock, lo, hi, reverse, limit)
+
+
 class SqliteTransaction:
     """The handle a ``with kv.transaction() as tx`` block writes through; dead once the block exits."""
 
@@ -282,6 +315,41 @@ class SqliteTransaction:
     def delete(self, key: bytes) -> None:
         key = check_key(key)
         self._check().execute("DELETE FROM kv WHERE k = ?", (key,))
+
+
+def _paged(conn: sqlite3.Connection, lock, lo: bytes, hi: bytes | None, reverse: bool,
+           limit: int | None) -> Iterator[tuple[bytes, bytes]]:
+    left = limit
+    first = True
+    while left is None or left > 0:
+        n = _PAGE if left is None else min(left, _PAGE)
+        # After the first page the bound that moves becomes exclusive (k > last / k < last).
+        if not reverse:
+            lo_op = ">=" if first else ">"
+            if hi is None:
+                sql, args = f"SELECT k, v FROM kv WHERE k {lo_op} ? ORDER BY k LIMIT ?", (lo, n)
+            else:
+                sql = f"SELECT k, v FROM kv WHERE k {lo_op} ? AND k < ? ORDER BY k LIMIT ?"
+                args = (lo, hi, n)
+        else:
+            if hi is None:
+                sql = "SELECT k, v FROM kv WHERE k >= ? ORDER BY k DESC LIMIT ?"
+                args = (lo, n)
+            else:
+                sql = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k DESC LIMIT ?"
+                args = (lo, hi, n)
+        with lock:
+            rows = conn.execute(sql, args).fetchall()
+        yield from rows
+        if len(rows) < n:
+            return
+        if left is not None:
+            left -= len(rows)
+        if reverse:
+            hi = rows[-1][0]  # k < hi is already exclusive
+        else:
+            lo = rows[-1][0]
+            first = False
 
 
 def _measure(directory: str, n: int = 200) -> dict[str, float]:
