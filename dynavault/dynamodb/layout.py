@@ -21,6 +21,8 @@ COLLECTION_PREFIX = b"\x00\x00collection\x00"
 FORMAT_KEY = b"\x00\x00format\x00"
 #: backup records (the wrapped keys a backup is under, and its summary)
 BACKUP_PREFIX = b"\x00\x00backup\x00"
+#: backup data: copies of the source table's sealed rows, under the backup's id
+BACKUP_DATA_PREFIX = b"\x00\x00backupdata\x00"
 
 PREFIXES: dict[str, bytes] = {
     "tree nodes": ROW_PREFIX,
@@ -30,6 +32,7 @@ PREFIXES: dict[str, bytes] = {
     "item collections": COLLECTION_PREFIX,
     "store format": FORMAT_KEY,
     "backups": BACKUP_PREFIX,
+    "backup data": BACKUP_DATA_PREFIX,
 }
 
 

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dynavault.caller import Caller
 
 from . import batch, items, partiql, query, tables, transactions
+from .backups import operations as backups
 from .service import DynamoDBService
 
-MODULES = (tables, items, query, batch, transactions, partiql)
+MODULES = (tables, items, query, batch, transactions, partiql, backups)
 
 Operation = Callable[[Caller, dict], dict]
 
