@@ -84,9 +84,9 @@ def _create_params(rec: dict, p: dict) -> dict:
     params: dict = {"TableName": p["TargetTableName"], "KeySchema": rec["KeySchema"], "BillingMode": billing}
     if "ProvisionedThroughputOverride" in p:
         params["ProvisionedThroughput"] = p["ProvisionedThroughputOverride"]
-    elif billing == "PROVISIONED":
-        params["ProvisionedThroughput"] = ({"ReadCapacityUnits": rcu, "WriteCapacityUnits": wcu} if rcu and wcu
-                                           else {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5})
+    elif billing == "PROVISIONED" and source_billing == "PROVISIONED":
+        params["ProvisionedThroughput"] = {"ReadCapacityUnits": rcu, "WriteCapacityUnits": wcu}
+    # (PROVISIONED over an on-demand source without a throughput override: CreateTable's own error)
     if "LocalSecondaryIndexOverride" in p:
         lsis = p["LocalSecondaryIndexOverride"]
     else:
@@ -117,7 +117,7 @@ def _index_throughput(g: dict, params: dict) -> dict:
     pt = g.get("ProvisionedThroughput") or {}
     if pt.get("ReadCapacityUnits") and pt.get("WriteCapacityUnits"):
         return {"ReadCapacityUnits": pt["ReadCapacityUnits"], "WriteCapacityUnits": pt["WriteCapacityUnits"]}
-    return dict(params.get("ProvisionedThroughput") or {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5})
+    return dict(params.get("ProvisionedThroughput") or {})
 
 
 def _make_grant(svc: DynamoDBService, caller: Caller, rec: dict) -> dict | None:
