@@ -7,6 +7,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 
 import orjson
 from canary import scan
@@ -74,6 +75,13 @@ def _exercise(srv) -> None:
         ddb.delete_item(TableName=args["TableName"], Key=gone)
         got = ddb.get_item(TableName=args["TableName"], Key=first, ConsistentRead=True)["Item"]
         assert got["u"]["S"] == UPDATED and got["m"]["M"]["inner"]["S"] == NESTED
+        # an on-demand backup: a copy of the table's sealed rows, as unreadable as the table
+        backup = ddb.create_backup(TableName=args["TableName"], BackupName=f"canary-{label}")["BackupDetails"]
+        deadline = time.time() + 30
+        while ddb.describe_backup(BackupArn=backup["BackupArn"])["BackupDescription"]["BackupDetails"][
+                "BackupStatus"] != "AVAILABLE":
+            assert time.time() < deadline
+            time.sleep(0.05)
     # KMS data too: a user's own Encrypt, and a data key's plaintext
     kms.encrypt(KeyId=key["KeyId"], Plaintext=KMS_PLAINTEXT, EncryptionContext={"purpose": "canary"})
     data_key = kms.generate_data_key(KeyId=key["KeyId"], KeySpec="AES_256")["Plaintext"]
