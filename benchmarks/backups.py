@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import sys
@@ -52,7 +53,7 @@ async def _load(ep: Endpoint, model: ItemModel, items: int, connections: int) ->
     async def loader() -> None:
         conn = Connection(ep)
         while True:
-            batch = [{"PutRequest": {"Item": model.item(i)}} for i in [i for _, i in zip(range(25), todo)]]
+            batch = [{"PutRequest": {"Item": model.item(i)}} for i in itertools.islice(todo, 25)]
             if not batch:
                 break
             while batch:

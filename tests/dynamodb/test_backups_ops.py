@@ -307,6 +307,16 @@ def test_a_restoring_table_is_creating_and_takes_no_data_operations(ddb, unique_
     with pytest.raises(ClientError) as err:
         ddb.create_backup(TableName=target, BackupName="too-early")
     assert err.value.response["Error"]["Code"] == "TableInUseException"
+    # one backup copy at a time per table: the worker is busy with the restore, so this one stays CREATING
+    first = ddb.create_backup(TableName=unique_name, BackupName="queued")["BackupDetails"]
+    assert ddb.describe_backup(BackupArn=first["BackupArn"])["BackupDescription"]["BackupDetails"][
+        "BackupStatus"] == "CREATING"
+    with pytest.raises(ClientError) as err:
+        ddb.create_backup(TableName=unique_name, BackupName="second")
+    assert err.value.response["Error"]["Code"] == "BackupInUseException"
+    with pytest.raises(ClientError) as err:
+        ddb.delete_backup(BackupArn=first["BackupArn"])
+    assert err.value.response["Error"]["Code"] == "BackupInUseException"
     t = _active(ddb, target, timeout=60)
     assert t["ItemCount"] == 3000
     ddb.delete_backup(BackupArn=arn)

@@ -51,6 +51,10 @@ def create_backup(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if meta.status == "CREATING":
         raise AWSError("TableInUseException", f"Table is being created: {name}")
     refuse_if_inaccessible(meta)  # sse-spec.md §1.5: CreateBackup fails with the KMS error naming the key
+    if any(r["TableId"] == meta.table_id and records.status(r) == records.CREATING
+           for r in records.of_account(svc.items.kv, caller.account, caller.region)):
+        raise AWSError("BackupInUseException", "There is another ongoing conflicting backup control plane "
+                       f"operation on the table: {name}")
     jobs = _jobs(svc)
     # The key must be usable now (fail closed, as a data operation would); its stream key seals the manifest.
     crypto = svc.crypto(caller, meta)
