@@ -204,6 +204,9 @@ def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if len([c for c in changes if c != "AttributeDefinitions"]) > 1:
             raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
         return svc.sse.update_sse(caller, meta, p["SSESpecification"])
+    if meta.status == "CREATING":  # being restored
+        raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table is "
+                       f"being created: {name}")
     # sse-spec §1.5: index builds need the data; an archiving or archived table takes no change at all
     if meta.status in ("ARCHIVING", "ARCHIVED") or (
             meta.status == "INACCESSIBLE_ENCRYPTION_CREDENTIALS" and "GlobalSecondaryIndexUpdates" in p):

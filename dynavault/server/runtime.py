@@ -190,6 +190,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     periodic.append(Periodic("node-epochs", settings.epoch_check_seconds, account_seals))
     periodic.append(Periodic("key-cache-prune", max(1.0, min(60.0, settings.key_refresh_seconds)), keys.prune))
     periodic.extend(Periodic(n, i, f) for n, i, f in lifecycle.jobs())
+    periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(svc)))
     indexes.resume_jobs(svc)
     restore.recover(svc)
     return svc, store

@@ -302,6 +302,9 @@ def test_a_restoring_table_is_creating_and_takes_no_data_operations(ddb, unique_
         ddb.delete_table(TableName=target)
     assert err.value.response["Error"]["Code"] == "ResourceInUseException"
     with pytest.raises(ClientError) as err:
+        ddb.update_table(TableName=target, DeletionProtectionEnabled=True)
+    assert err.value.response["Error"]["Code"] == "ResourceInUseException"
+    with pytest.raises(ClientError) as err:
         ddb.delete_backup(BackupArn=arn)
     assert err.value.response["Error"]["Code"] == "BackupInUseException"
     with pytest.raises(ClientError) as err:

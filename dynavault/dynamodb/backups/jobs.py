@@ -27,13 +27,17 @@ class BackupJobs:
         self._lock = threading.Lock()
         #: backup ARNs a job is reading now (a copy being made, a restore reading it)
         self._busy: dict[str, int] = {}
+        #: ids of the tables a job of this process is filling
+        self._filling: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<BackupJobs {sum(self._busy.values())} job(s)>"
 
-    def submit(self, fn: Callable[[], None], *, uses: str) -> Future:
+    def submit(self, fn: Callable[[], None], *, uses: str, fills: str | None = None) -> Future:
         with self._lock:
             self._busy[uses] = self._busy.get(uses, 0) + 1
+            if fills is not None:
+                self._filling.add(fills)
 
         def run() -> None:
             try:
@@ -45,6 +49,7 @@ class BackupJobs:
                 log.exception("backup job on %s failed", uses)
             finally:
                 with self._lock:
+                    self._filling.discard(fills)
                     left = self._busy.get(uses, 1) - 1
                     if left:
                         self._busy[uses] = left
@@ -52,6 +57,10 @@ class BackupJobs:
                         self._busy.pop(uses, None)
 
         return self._pool.submit(run)
+
+    def filling(self, table_id: str) -> bool:
+        with self._lock:
+            return table_id in self._filling
 
     def busy(self, arn: str) -> bool:
         with self._lock:

@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING
 import orjson
 
 from dynavault.errors import AWSError
+from dynavault.sse.key_port import KeyPortError
 from dynavault.sse.table_keys import OWNED, encryption_context, service_principal
 
 from ..catalog import TableMeta
 from ..item_store import ItemChange
 from ..keys import key_of_item
+from ..sse_lifecycle import KEY_LOST_CODES
 from ..tables import create_table
 from . import records
 from .jobs import BackupJobs, Stopped
@@ -173,7 +175,7 @@ def restore_table_from_backup(svc: DynamoDBService, caller: Caller, p: dict) -> 
     except BaseException:
         _abandon(svc, meta, "its new key could not be used")
         raise
-    jobs.submit(lambda: fill(svc, jobs, meta, rec, src_crypto, dst_crypto), uses=arn)
+    jobs.submit(lambda: fill(svc, jobs, meta, rec, src_crypto, dst_crypto), uses=arn, fills=meta.table_id)
     log.info("restore of backup %s into table %s: started (%d items)", arn, target, extra["restore"]["total"])
     return answer
 
@@ -246,40 +248,52 @@ def _abandon(svc: DynamoDBService, meta: TableMeta, why: str) -> None:
     log.error("restore of table %s: %s; the half-restored table was removed", meta.name, why)
 
 
-# -- at start ---------------------------------------------------------------------------------------------------
+# -- at start, and after --------------------------------------------------------------------------------------
 def recover(svc: DynamoDBService) -> None:
-    """After a stop or crash: remove backups that were still CREATING (their snapshot is gone), and resume
-    every restore that was under way, unwrapping the keys as the database (the restore's grant)."""
-    kv = svc.items.kv
-    for rec in records.every(kv):
+    """At start: remove backups that were still CREATING (their snapshot died with the process), then resume
+    the restores that were under way."""
+    for rec in records.every(svc.items.kv):
         if records.status(rec) == records.CREATING:
             with svc.catalog.transaction() as tx:
                 records.remove(tx, rec)
                 drop_data(tx, rec["BackupId"])
             log.warning("backup %s was being created when the server stopped: removed", rec["BackupArn"])
+    resume_restores(svc)
+
+
+def resume_restores(svc: DynamoDBService) -> None:
+    """Resume every restore no job of this process is running, unwrapping the keys as the database (through
+    the restore's grant). A key that is gone for good ends the restore (its table is removed); KMS being
+    unreachable or throttling leaves it CREATING for the next try (a periodic job)."""
     jobs = svc.backup_jobs
+    if jobs is None:
+        return
+    kv = svc.items.kv
     for meta in svc.catalog.all():
         state = meta.extra.get("restore")
-        if meta.status != "CREATING" or not state:
+        if meta.status != "CREATING" or not state or jobs.filling(meta.table_id):
             continue
+        raw = kv.get(records.BACKUP_PREFIX + state["BackupArn"].encode())
+        if raw is None:
+            _abandon(svc, meta, "its backup was deleted")
+            continue
+        rec = orjson.loads(raw)
         try:
-            rec = orjson.loads(kv.get(records.BACKUP_PREFIX + state["BackupArn"].encode()) or b"null")
-            if rec is None:
-                raise AWSError("BackupNotFoundException", "the backup was deleted")
             src_crypto = _database_crypto(svc, source_meta(rec), rec["sse"])
             dst_crypto = _database_crypto(svc, meta, meta.sse)
-        except Exception as exc:
-            _abandon(svc, meta, f"it cannot resume ({getattr(exc, 'code', type(exc).__name__)})")
-            continue
-        if jobs is None:
+        except KeyPortError as err:
+            if err.code in KEY_LOST_CODES:
+                _abandon(svc, meta, f"it cannot resume: its key is unusable ({err.code})")
+            else:
+                log.warning("restore of table %s: not resumed yet, KMS answered %s", meta.name, err.code)
             continue
         log.info("restore of table %s from %s: resuming at %s / %s items", meta.name, state["BackupArn"],
                  state["done"], state["total"])
         jobs.submit(lambda m=meta, r=rec, s=src_crypto, d=dst_crypto: fill(svc, jobs, m, r, s, d),
-                    uses=state["BackupArn"])
+                    uses=state["BackupArn"], fills=meta.table_id)
 
 
 def _database_crypto(svc: DynamoDBService, meta: TableMeta, sse: dict) -> TableCrypto:
     key = svc.keys.decrypt_table_key(svc.keys.key_service(meta.account, meta.region, sse), meta.name, meta.account,
-                                     sse)
+                                     sse, wrap=False)
     return svc.keys.build_crypto(key, meta.id_bytes, sse["data_keys"])
