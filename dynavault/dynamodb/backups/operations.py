@@ -87,6 +87,10 @@ def _copy(svc: DynamoDBService, jobs: BackupJobs, snap: SqliteSnapshot, rec: dic
         with kv.transaction() as tx:
             for key, value in rows:
                 tx.put(key, value)
+        # Under group commit a request's answer waits for an fsync of the WAL that covers everything written
+        # before it: syncing the copy's own batches here keeps that fsync small (without it, PutItems
+        # during a 10^5-item backup waited up to ~2 s for one fsync of the whole copy).
+        kv.sync()
 
     try:
         with snap:

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dynavault.dynamodb.backups")
 
 #: items per store transaction while filling a restored table (the write lock is held that long)
-RESTORE_BATCH = 200
+RESTORE_BATCH = 500
 
 
 class TableGone(Exception):

@@ -257,7 +257,14 @@ class SqliteSnapshot:
         if conn is not None:
             if conn.in_transaction:
                 conn.execute("COMMIT")
-            conn.close()
+            # While pinned, the snapshot kept checkpoints from folding anything written after it into the
+            # database, so the WAL grew by all of it; fold it here, on this connection and the caller's thread
+            # (a passive checkpoint lets writers go on), not in the next commit of the store's connection,
+            # which would stall a request for as long (measured: 1.3 s after a 100 MB backup copy).
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                conn.close()
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
