@@ -323,3 +323,45 @@ def test_a_restoring_table_is_creating_and_takes_no_data_operations(ddb, unique_
     t = _active(ddb, target, timeout=60)
     assert t["ItemCount"] == 3000
     ddb.delete_backup(BackupArn=arn)
+
+
+def test_aws_cli(srv, unique_name, tmp_path):
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    aws = shutil.which("aws")
+    if aws is None:
+        pytest.skip("AWS CLI not installed")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCOUNT, AWS_SECRET_ACCESS_KEY="testing",
+               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+
+    def cli(*args: str) -> dict:
+        out = subprocess.run([aws, "--endpoint-url", srv.endpoint, "--output", "json", "dynamodb", *args], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    cli("create-table", "--table-name", unique_name, "--attribute-definitions", "AttributeName=pk,AttributeType=S",
+        "--key-schema", "AttributeName=pk,KeyType=HASH", "--billing-mode", "PAY_PER_REQUEST")
+    cli("put-item", "--table-name", unique_name, "--item", '{"pk": {"S": "cli"}, "n": {"N": "2"}}')
+    arn = cli("create-backup", "--table-name", unique_name, "--backup-name", "cli-backup")["BackupDetails"]["BackupArn"]
+    deadline = time.time() + 20
+    while cli("describe-backup", "--backup-arn", arn)["BackupDescription"]["BackupDetails"]["BackupStatus"] != "AVAILABLE":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    listed = cli("list-backups", "--table-name", unique_name)["BackupSummaries"]
+    assert [b["BackupArn"] for b in listed] == [arn]
+    out = cli("restore-table-from-backup", "--target-table-name", unique_name + "-cli", "--backup-arn", arn,
+              "--sse-specification-override", "Enabled=true,SSEType=KMS")
+    assert out["TableDescription"]["RestoreSummary"]["SourceBackupArn"] == arn
+    _active(ddb_for(srv), unique_name + "-cli")
+    got = cli("get-item", "--table-name", unique_name + "-cli", "--key", '{"pk": {"S": "cli"}}')
+    assert got["Item"]["n"] == {"N": "2"}
+    assert cli("delete-backup", "--backup-arn", arn)["BackupDescription"]["BackupDetails"]["BackupStatus"] == "DELETED"
+
+
+def ddb_for(srv):
+    return srv.client("dynamodb", access_key=ACCOUNT)
