@@ -41,6 +41,17 @@ def _rows(data_dir, prefix: bytes) -> list[tuple[bytes, bytes]]:
         con.close()
 
 
+def _progress(data_dir, target: str) -> None:
+    """Wait until the restore into ``target`` has committed its first batch (read from the store)."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        rows = [orjson.loads(v) for k, v in _rows(data_dir, b"\x00\x00catalog\x00") if k.endswith(target.encode())]
+        if rows and (rows[0].get("extra", {}).get("restore") or {}).get("done", 0) > 0:
+            return
+        time.sleep(0.02)
+    raise AssertionError("the restore made no progress")
+
+
 def _scan_count(ddb, name: str) -> int:
     n, start = 0, None
     while True:
@@ -58,8 +69,12 @@ def _wait_active(ddb, name: str, timeout: float = 90.0) -> dict:
         if t["TableStatus"] == "ACTIVE":
             return t
         assert t["TableStatus"] == "CREATING" and t["RestoreSummary"]["RestoreInProgress"] is True
-        with pytest.raises(ClientError):  # never readable half-way
+        try:  # never readable half-way
             ddb.get_item(TableName=name, Key={"pk": {"S": "k00001"}})
+        except ClientError as err:
+            assert err.response["Error"]["Code"] == "ResourceNotFoundException"
+        else:  # it became ACTIVE in between: only then does a read answer
+            assert ddb.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE"
         time.sleep(0.2)
     raise AssertionError(f"{name} never ACTIVE")
 
@@ -118,7 +133,7 @@ def test_kill_during_restore_resumes_through_its_grant(start_server, unique_name
     ddb.delete_table(TableName=unique_name)  # its grant goes: a resume needs the restore's own grant
     target = unique_name + "-r"
     ddb.restore_table_from_backup(TargetTableName=target, BackupArn=arn)
-    time.sleep(0.5)
+    _progress(srv.data_dir, target)
     srv.kill()
     catalog = [orjson.loads(v) for k, v in _rows(srv.data_dir, b"\x00\x00catalog\x00") if k.endswith(target.encode())]
     assert catalog[0]["status"] == "CREATING"
@@ -147,7 +162,7 @@ def test_a_restore_that_cannot_resume_leaves_no_table(start_server, unique_name)
         time.sleep(0.1)
     target = unique_name + "-r"
     ddb.restore_table_from_backup(TargetTableName=target, BackupArn=arn)
-    time.sleep(0.5)
+    _progress(srv.data_dir, target)
     srv.kill()
     srv.start()  # the restore resumes at start; disable its key and kill again before it finishes
     kms = srv.client("kms", access_key=ACCOUNT)

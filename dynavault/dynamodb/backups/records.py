@@ -96,8 +96,11 @@ def source_record(meta: TableMeta, count: int, size: int) -> dict:
 
 # -- DynamoDB's shapes ----------------------------------------------------------------------------------------
 def details(rec: dict, shown_status: str | None = None) -> dict:
+    shown = shown_status or status(rec)
+    # DynamoDB answers CreateBackup with size 0; the size is known once the backup is AVAILABLE
+    size = 0 if shown == CREATING else int(rec.get("BackupSizeBytes", 0))
     return {"BackupArn": rec["BackupArn"], "BackupName": rec["BackupName"],
-            "BackupSizeBytes": int(rec.get("BackupSizeBytes", 0)), "BackupStatus": shown_status or status(rec),
+            "BackupSizeBytes": size, "BackupStatus": shown,
             "BackupType": rec.get("BackupType", "USER"), "BackupCreationDateTime": rec["BackupCreationDateTime"]}
 
 
