@@ -92,9 +92,11 @@ def _window(log: list[tuple[float, float]], lo: float, hi: float) -> dict:
             "p99_put_ms": round(sorted(inside)[int(len(inside) * 0.99)] * 1000, 1) if inside else None}
 
 
-async def _backup(c: Connection, name: str) -> tuple[str, float]:
+async def _backup(c: Connection, name: str, calls: list[float] | None = None) -> tuple[str, float]:
     t0 = time.perf_counter()
     arn = (await _must(c, "CreateBackup", {"TableName": TABLE, "BackupName": name}))["BackupDetails"]["BackupArn"]
+    if calls is not None:
+        calls.append(time.perf_counter() - t0)
     while True:
         d = await _must(c, "DescribeBackup", {"BackupArn": arn})
         if d["BackupDescription"]["BackupDetails"]["BackupStatus"] == "AVAILABLE":
@@ -134,8 +136,11 @@ async def _measure(ep: Endpoint, items: int, connections: int) -> dict:
     out["put_during_backup_vs_without"] = round(out["put_during_backup"]["ops_per_s"]
                                                 / out["put_without_backup"]["ops_per_s"], 3)
     # backup alone, then restore
-    _, secs = await _backup(c, "idle")
+    calls: list[float] = []
+    _, secs = await _backup(c, "idle", calls)
     out["backup_seconds_idle"] = round(secs, 2)
+    # the synchronous part of CreateBackup (key check, snapshot pinned, record written): what writes wait for
+    out["create_backup_call_ms"] = round(calls[0] * 1000, 1)
     t0 = time.perf_counter()
     await _must(c, "RestoreTableFromBackup", {"TargetTableName": TABLE + "-restored", "BackupArn": arn})
     # the synchronous part: key check, the backup's rows against its manifest, CreateTable
