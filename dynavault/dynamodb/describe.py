@@ -47,6 +47,9 @@ def table_description(catalog: Catalog, meta: TableMeta, status: str | None = No
         if meta.stream.get("arn"):
             desc["LatestStreamArn"] = meta.stream["arn"]
             desc["LatestStreamLabel"] = meta.stream["label"]
+    restored = meta.extra.get("restore_summary")
+    if restored:
+        desc["RestoreSummary"] = {**restored, "RestoreInProgress": meta.status == "CREATING"}
     archival = meta.sse_state.get("archival")
     if archival:
         desc["ArchivalSummary"] = archival

@@ -23,6 +23,8 @@ FORMAT_KEY = b"\x00\x00format\x00"
 BACKUP_PREFIX = b"\x00\x00backup\x00"
 #: DynamoDB Streams: stream and shard descriptors (plaintext metadata) and sealed stream records
 STREAM_PREFIX = b"\x00\x00stream\x00"
+#: backup data: copies of the source table's sealed rows, under the backup's id
+BACKUP_DATA_PREFIX = b"\x00\x00backupdata\x00"
 
 PREFIXES: dict[str, bytes] = {
     "tree nodes": ROW_PREFIX,
@@ -33,6 +35,7 @@ PREFIXES: dict[str, bytes] = {
     "store format": FORMAT_KEY,
     "backups": BACKUP_PREFIX,
     "streams": STREAM_PREFIX,
+    "backup data": BACKUP_DATA_PREFIX,
 }
 
 

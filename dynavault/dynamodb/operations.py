@@ -12,10 +12,11 @@ from collections.abc import Callable
 from dynavault.caller import Caller
 
 from . import batch, items, partiql, query, tables, transactions, ttl
+from .backups import operations as backups
 from .service import DynamoDBService
 from .streams import api as streams_api
 
-MODULES = (tables, items, query, batch, transactions, partiql, ttl)
+MODULES = (tables, items, query, batch, transactions, partiql, ttl, backups)
 #: the DynamoDB Streams front (DynamoDBStreams_20120810) has its own operation table
 STREAM_MODULES = (streams_api,)
 

@@ -25,6 +25,7 @@ from .item_store import ItemStore
 from .sse_spec import refuse_if_inaccessible
 
 if TYPE_CHECKING:
+    from .backups.jobs import BackupJobs
     from .sse_lifecycle import SSELifecycle
     from .streams.control import StreamLimits
     from .streams.store import StreamStore
@@ -44,6 +45,8 @@ class DynamoDBService:
     #: parsed expressions by text, bounded by memory (one per server, like its other caches)
     expression_cache: ExpressionCache = field(default_factory=lambda: ExpressionCache(DEFAULT_CACHE_BYTES))
     metrics: object | None = None
+    #: the thread that copies backups and fills restored tables (runtime-owned)
+    backup_jobs: BackupJobs | None = None
     clock: Callable[[], float] = field(default=time.time)
     #: DynamoDB Streams: the stream rows and the stream settings (built by the runtime)
     streams: StreamStore | None = None
@@ -56,6 +59,8 @@ class DynamoDBService:
         """The table a data operation reads or writes; refused while its key is unusable."""
         meta = self.catalog.get(caller.account, caller.region, name)
         if meta is None:
+            raise AWSError("ResourceNotFoundException", "Requested resource not found")
+        if meta.status == "CREATING":  # a table being restored takes no data operation until ACTIVE
             raise AWSError("ResourceNotFoundException", "Requested resource not found")
         refuse_if_inaccessible(meta)
         return meta

@@ -20,18 +20,16 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-import orjson
-
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
 from dynavault.sse import rewrap
 from dynavault.sse.key_port import KeyPortError
 from dynavault.sse.table_keys import OWNED, TableKeyRef
-from dynavault.storage.sealed import CatalogRecord
 
+from .backups import records as backups
+from .backups.snapshot import copy_rows
 from .catalog import TableMeta
 from .describe import table_description
-from .layout import BACKUP_PREFIX
 from .sse_spec import (
     ARCHIVED,
     ARCHIVING,
@@ -214,7 +212,8 @@ class SSELifecycle:
             self.update_metrics()
 
     def _check(self, meta: TableMeta) -> None:
-        if meta.sse.get("mode", OWNED) == OWNED or meta.sse_state.get("pending") or meta.status == ARCHIVED:
+        if (meta.sse.get("mode", OWNED) == OWNED or meta.sse_state.get("pending") or meta.status == ARCHIVED
+                or meta.status == "CREATING"):  # a table being restored is judged once it is ACTIVE
             return
         if meta.status == ARCHIVING:
             self._archive(meta)
@@ -252,16 +251,20 @@ class SSELifecycle:
         log.info("table %s: key %s: %s -> %s", meta.name, meta.sse.get("key_arn"), old, status)
 
     def _archive(self, meta: TableMeta) -> None:
-        """ARCHIVING -> ARCHIVED: keep a backup record (the wrapped keys the data is under) and the summary."""
+        """ARCHIVING -> ARCHIVED: a SYSTEM backup (the table's sealed rows and the wrapped keys they are under,
+        copied without any key: the key is what is missing) and the ArchivalSummary, in one transaction."""
         now = self.clock()
-        backup_arn = f"{meta.arn}/backup/{int(now * 1000):013d}-{uuid.uuid4().hex[:8]}"
+        count, size = self.catalog.stats(meta.table_id)
+        backup_id = uuid.uuid4().hex
+        backup_arn = backups.new_arn(meta, now)
         record = {"BackupArn": backup_arn, "BackupName": f"{meta.name}-archival", "BackupType": "SYSTEM",
-                  "BackupCreationDateTime": now, "TableId": meta.table_id, "TableName": meta.name,
-                  "TableArn": meta.arn, "KeySchema": meta.key_schema,
-                  "AttributeDefinitions": meta.attribute_definitions, "sse": meta.sse}
+                  "BackupStatus": backups.AVAILABLE, "BackupCreationDateTime": now, "BackupSizeBytes": size,
+                  "BackupId": backup_id, **backups.source_record(meta, count, size)}
         with self.catalog.lock:
             with self.catalog.transaction() as tx:
-                tx.put(BACKUP_PREFIX + backup_arn.encode(), CatalogRecord(orjson.dumps(record)))
+                digest = copy_rows(tx, meta.id_bytes, backup_id, lambda rows: [tx.put(k, v) for k, v in rows])
+                record["digest"] = {"rows": digest.rows, "sha256": digest.hexdigest()}
+                backups.save(tx, record)
                 old = meta.status
                 meta.status = ARCHIVED
                 meta.sse_state = {**meta.sse_state, "archival": {

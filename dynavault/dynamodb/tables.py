@@ -111,7 +111,10 @@ def index_ids(meta: TableMeta) -> list[int]:
 
 
 # -- operations ------------------------------------------------------------------------------
-def create_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def create_table(svc: DynamoDBService, caller: Caller, p: dict, *, status: str = "ACTIVE",
+                 extra: dict | None = None) -> dict:
+    """CreateTable; a restore makes its table here too (``status`` CREATING and its progress in ``extra``,
+    written with the catalog entry, so the table never shows ACTIVE before it is filled)."""
     name = p["TableName"]
     key_schema = p.get("KeySchema") or []
     definitions = p.get("AttributeDefinitions") or []
@@ -152,6 +155,8 @@ def create_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             table_class=p.get("TableClass"),
             tags=tags,
             sse=sse,
+            status=status,
+            extra=dict(extra or {}),
         )
         attach_indexes(meta, indexes)
         codec = svc.keys.live_crypto(sse["table_key_blob"]).codec
@@ -203,6 +208,9 @@ def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if len([c for c in changes if c != "AttributeDefinitions"]) > 1:
             raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
         return svc.sse.update_sse(caller, meta, p["SSESpecification"])
+    if meta.status == "CREATING":  # being restored
+        raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table is "
+                       f"being created: {name}")
     # sse-spec §1.5: index builds need the data; an archiving or archived table takes no change at all
     if meta.status in ("ARCHIVING", "ARCHIVED") or (
             meta.status == "INACCESSIBLE_ENCRYPTION_CREDENTIALS" and "GlobalSecondaryIndexUpdates" in p):
@@ -255,6 +263,9 @@ def delete_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if meta.sse_state.get("phase"):
             raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table: "
                            f"{name} is in the process of being updated.")
+        if meta.status == "CREATING":  # being restored
+            raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table is "
+                           f"being created: {name}")
         desc = table_description(svc.catalog, meta, "DELETING")
         with svc.items.write() as w:
             w.drop(meta)

@@ -139,6 +139,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     """The database: its store, catalog, item store (with the change subscribers), table keys, key
     lifecycle and the context its operations get; -> (context, store)."""
     from dynavault.dynamodb import epochs, indexes
+    from dynavault.dynamodb.backups import restore
+    from dynavault.dynamodb.backups.jobs import BackupJobs
     from dynavault.dynamodb.catalog import Catalog
     from dynavault.dynamodb.change_counter import ChangeCounter
     from dynavault.dynamodb.item_store import ItemStore
@@ -177,14 +179,16 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
                            metrics=metrics)
     metrics.key_cache_entries.set_function(keys.cached_entries)
     lifecycle = SSELifecycle(catalog, keys, settings, metrics=metrics)
+    backup_jobs = BackupJobs()
     svc = DynamoDBService(settings, catalog, items, keys, TransactionState(), lifecycle, metrics=metrics,
-                          streams=streams, stream_limits=stream_limits)
+                          streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs)
     connections.on_closed(keys.drop_connection)
 
     def account_seals() -> None:
         epochs.account_node_seals(catalog, keys, settings.node_epoch_max_seals)
 
     def close() -> None:
+        backup_jobs.close()  # stops between batches; what is left is finished or removed at the next start
         account_seals()
         store.close()
 
@@ -199,7 +203,9 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     sweeper = TTLSweeper(svc)
     periodic.append(Periodic("ttl-sweep", max(0.1, settings.ttl_sweep_seconds), sweeper.tick))
     closers.append(sweeper.stop)
+    periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(svc)))
     indexes.resume_jobs(svc)
+    restore.recover(svc)
     return svc, store
 
 

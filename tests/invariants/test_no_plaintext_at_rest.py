@@ -82,6 +82,13 @@ def _exercise(srv) -> None:
         ddb.delete_item(TableName=args["TableName"], Key=gone)
         got = ddb.get_item(TableName=args["TableName"], Key=first, ConsistentRead=True)["Item"]
         assert got["u"]["S"] == UPDATED and got["m"]["M"]["inner"]["S"] == NESTED
+        # an on-demand backup: a copy of the table's sealed rows, as unreadable as the table
+        backup = ddb.create_backup(TableName=args["TableName"], BackupName=f"canary-{label}")["BackupDetails"]
+        deadline = time.time() + 30
+        while ddb.describe_backup(BackupArn=backup["BackupArn"])["BackupDescription"]["BackupDetails"][
+                "BackupStatus"] != "AVAILABLE":
+            assert time.time() < deadline
+            time.sleep(0.05)
         _assert_stream_holds_canaries(srv, args["TableName"])
         # Time to Live: one item for the sweeper to delete, one it keeps
         ddb.update_time_to_live(TableName=args["TableName"],
