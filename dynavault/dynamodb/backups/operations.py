@@ -1,7 +1,7 @@
 """On-demand backups: CreateBackup, DescribeBackup, ListBackups, DeleteBackup (RestoreTableFromBackup is
 in ``restore.py``).
 
-CreateBackup pins a snapshot of the store (``SqliteKV.snapshot``, a moment under the store lock) and
+CreateBackup pins a snapshot of the store (``SqliteKV.pinned_snapshot``: one committed instant) and
 writes the backup record as CREATING with the table's wrapped keys of that moment; the worker thread then
 copies the table's sealed rows from the snapshot in small batches and seals the manifest, and one last
 transaction makes the record AVAILABLE. A crash before that leaves a CREATING record, which the next start
