@@ -10,7 +10,8 @@ import time
 import orjson
 import pytest
 from botocore.exceptions import ClientError
-from canary import scan
+
+from tests.canary import scan
 
 ACCOUNT = "123456789012"
 DATA = b"\x00\x00backupdata\x00"

@@ -12,7 +12,8 @@ import uuid
 import orjson
 import pytest
 from botocore.exceptions import ClientError
-from lifecycle import create_cmk_table, wait_status
+
+from tests.lifecycle import create_cmk_table, wait_status
 
 ACCOUNT = "123456789012"
 INVALID = "One or more parameter values were invalid: "

@@ -21,7 +21,7 @@ LSI = {"IndexName": "by-l", "KeySchema": [{"AttributeName": "pk", "KeyType": "HA
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
-    from conftest import ServerProcess
+    from tests.servers import ServerProcess
 
     s = ServerProcess(tmp_path_factory.mktemp("backups-ops"), allow_any_credentials=True)
     yield s

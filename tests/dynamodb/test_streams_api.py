@@ -7,14 +7,15 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from streams_util import all_shards, consume, create_stream_table, read_shard
+
+from tests.dynamodb.streams_util import all_shards, consume, create_stream_table, read_shard
 
 NOT_FOUND = "Requested resource not found: Stream: {} not found"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from conftest import ServerProcess
+    from tests.servers import ServerProcess
 
     srv = ServerProcess(tmp_path_factory.mktemp("streams-api"), allow_any_credentials=True,
                         stream_status_seconds=0, stream_shard_max_records=5)

@@ -7,14 +7,15 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from streams_util import DEFS, KEYS, consume, create_stream_table
+
+from tests.dynamodb.streams_util import DEFS, KEYS, consume, create_stream_table
 
 _INVALID = "One or more parameter values were invalid: "
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from conftest import ServerProcess
+    from tests.servers import ServerProcess
 
     srv = ServerProcess(tmp_path_factory.mktemp("streams-control"), allow_any_credentials=True,
                         stream_status_seconds=0)

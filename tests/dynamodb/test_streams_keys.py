@@ -9,12 +9,12 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from streams_util import all_shards, consume, summary
 
 from dynavault.dynamodb.item_store import ItemChange
 from dynavault.dynamodb.streams.api import _record
 from dynavault.dynamodb.streams.store import StreamInfo
 from dynavault.dynamodb.streams.writer import record_body
+from tests.dynamodb.streams_util import all_shards, consume, summary
 
 ACCOUNT = "123456789012"
 KEYS = [{"AttributeName": "pk", "KeyType": "HASH"}]

@@ -8,7 +8,8 @@ import uuid
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as s
-from streams_util import consume, create_stream_table, summary
+
+from tests.dynamodb.streams_util import consume, create_stream_table, summary
 
 VIEWS = ["KEYS_ONLY", "NEW_IMAGE", "OLD_IMAGE", "NEW_AND_OLD_IMAGES"]
 PKS = ["a", "b", "c"]
@@ -16,7 +17,7 @@ PKS = ["a", "b", "c"]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from conftest import ServerProcess
+    from tests.servers import ServerProcess
 
     srv = ServerProcess(tmp_path_factory.mktemp("streams-model"), allow_any_credentials=True,
                         stream_status_seconds=0, stream_shard_max_records=4)

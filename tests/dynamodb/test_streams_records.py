@@ -8,12 +8,13 @@ import random
 
 import pytest
 from botocore.exceptions import ClientError
-from streams_util import all_shards, consume, create_stream_table, in_lineage_order, summary
+
+from tests.dynamodb.streams_util import all_shards, consume, create_stream_table, in_lineage_order, summary
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from conftest import ServerProcess
+    from tests.servers import ServerProcess
 
     srv = ServerProcess(tmp_path_factory.mktemp("streams-records"), allow_any_credentials=True,
                         stream_status_seconds=0, stream_shard_max_records=7)

@@ -10,7 +10,8 @@ import uuid
 
 import pytest
 from botocore.exceptions import ClientError
-from streams_util import all_shards, create_stream_table
+
+from tests.dynamodb.streams_util import all_shards, create_stream_table
 
 PREFIX = b"\x00\x00stream\x00"
 

@@ -11,7 +11,8 @@ import time
 
 import pytest
 from botocore.exceptions import ClientError
-from wire import signed_request
+
+from tests.wire import signed_request
 
 COOLDOWN = 1.5
 PREFIX = "com.amazonaws.dynamodb.v20120810#"
@@ -19,7 +20,7 @@ PREFIX = "com.amazonaws.dynamodb.v20120810#"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from conftest import ServerProcess
+    from tests.servers import ServerProcess
 
     srv = ServerProcess(tmp_path_factory.mktemp("ttl-api"), allow_any_credentials=True,
                         ttl_cooldown_seconds=COOLDOWN, ttl_sweep_seconds=3600)

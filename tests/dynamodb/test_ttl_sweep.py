@@ -9,7 +9,8 @@ import time
 import urllib.request
 
 import pytest
-from lifecycle import create_cmk_table, wait_status
+
+from tests.lifecycle import create_cmk_table, wait_status
 
 ACCOUNT = "123456789012"
 FIVE_YEARS = 5 * 365 * 86400

@@ -9,14 +9,15 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from wire import send
+
+from tests.wire import send
 
 LIST_TABLES = "DynamoDB_20120810.ListTables"
 
 
 @pytest.fixture(scope="module")
 def real_server(tmp_path_factory):
-    from conftest import ServerProcess
+    from tests.servers import ServerProcess
 
     srv = ServerProcess(tmp_path_factory.mktemp("sigv4"))
     out = "".join(srv.stdout_lines)
