@@ -99,33 +99,35 @@ def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     metas = {}
     total = 0
     full = False
-    for name, ka, meta, proj, parsed in tables:
-        metas[meta.table_id] = meta
-        crypto = cryptos.get(meta.table_id)
-        if crypto is None:
-            unprocessed[name] = ka
-            continue
-        consistent = bool(ka.get("ConsistentRead"))
-        out = responses.setdefault(name, [])
-        left = []
-        for hkey, skey, key in parsed:
-            if full:
-                left.append(key)
+    # one read view for the whole batch: every item as of one committed state
+    with svc.items.read() as r:
+        for name, ka, meta, proj, parsed in tables:
+            metas[meta.table_id] = meta
+            crypto = cryptos.get(meta.table_id)
+            if crypto is None:
+                unprocessed[name] = ka
                 continue
-            item = svc.items.get(meta, crypto, hkey, skey)
-            size = 0
-            if item is not None:
-                size = item_size(item)
-                if total + size > MAX_RESPONSE_BYTES:
-                    # this key and every one after it are left for the client's next call
-                    full = True
+            consistent = bool(ka.get("ConsistentRead"))
+            out = responses.setdefault(name, [])
+            left = []
+            for hkey, skey, key in parsed:
+                if full:
                     left.append(key)
                     continue
-                total += size
-                out.append(project_item(proj, item) if proj is not None else item)
-            units[meta.table_id] = units.get(meta.table_id, 0.0) + item_ops.read_units(size, consistent)
-        if left:
-            unprocessed[name] = {**ka, "Keys": left}
+                item = svc.items.get(meta, crypto, hkey, skey, r)
+                size = 0
+                if item is not None:
+                    size = item_size(item)
+                    if total + size > MAX_RESPONSE_BYTES:
+                        # this key and every one after it are left for the client's next call
+                        full = True
+                        left.append(key)
+                        continue
+                    total += size
+                    out.append(project_item(proj, item) if proj is not None else item)
+                units[meta.table_id] = units.get(meta.table_id, 0.0) + item_ops.read_units(size, consistent)
+            if left:
+                unprocessed[name] = {**ka, "Keys": left}
     result: dict = {"Responses": responses, "UnprocessedKeys": unprocessed}
     cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=False)
     if cc is not None:
