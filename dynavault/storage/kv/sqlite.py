@@ -44,9 +44,9 @@ thread, so LIFO keeps it on one connection whose cache stays warm for reads and 
 only when another thread needs one at the same moment (an index backfill, a test's writer threads), so a
 snapshot never waits for a write transaction and a write never waits for a snapshot.
 
-Read snapshots (:meth:`SqliteKV.snapshot`, used by GetItem, Query, Scan, BatchGetItem, TransactGetItems and
-PartiQL SELECT) are a deferred ``BEGIN`` on the borrowed connection: from the block's first read on, WAL
-serves it one committed state, so every read of the block agrees (a TransactGet sees one snapshot), and no
+Read snapshots (:meth:`SqliteKV.snapshot`, used by Query, Scan, BatchGetItem, TransactGetItems and PartiQL
+SELECT; a GetItem is one statement and needs none) are a deferred ``BEGIN`` on the borrowed connection:
+from the block's first read on, WAL serves it one committed state, so every read of the block agrees (a TransactGet sees one snapshot), and no
 write lock is taken, so writers on other threads or in other processes on the same file commit freely. A
 snapshot opened inside this thread's write transaction reads through that transaction (and sees its
 writes). ``":memory:"`` and read-only stores have a pool of one connection (a second ``:memory:``
@@ -70,7 +70,7 @@ from dynavault.errors import StartupError
 from dynavault.storage.kv.base import check_key, check_value
 from dynavault.storage.sealed import CatalogRecord, Sealed
 
-__all__ = ["SqliteKV", "SqliteSnapshot", "SqliteTransaction"]
+__all__ = ["PinnedSnapshot", "SqliteKV", "SqliteSnapshot", "SqliteTransaction"]
 
 _PAGE = 128
 MMAP_BYTES = 2**31 - 2**16
@@ -236,15 +236,14 @@ class SqliteKV:
         return _SnapshotBlock(self)
 
     def pinned_snapshot(self) -> PinnedSnapshot:
-        """A read-only view of the store as it is now, held open on a connection of its own (unlike ``snapshot``, which
-        lasts one block on a pooled connection): in WAL mode its read
-        transaction pins this instant while writers go on committing (a backup copies a table from it
-        without holding the write lock). Pinned before this returns; ``close()`` (or ``with``) ends it."""
-        if self.path == ":memory:":
-            raise RuntimeError("an in-memory store has no second connection to take a snapshot from")
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        """A read-only view of the store as it is now, held open on a connection of its own (``snapshot`` lasts
+        one block on a pooled connection): in WAL mode its read transaction pins this instant while writers go
+        on committing, so a backup copies a table from it without holding the write lock. Pinned before this
+        returns; ``close()`` (or ``with``) ends it."""
+        if self.path == ":memory:" or self._max == 1:
+            raise RuntimeError("an in-memory or read-only store has no second connection to take a snapshot from")
+        conn = self._connect()
         try:
-            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             conn.execute("BEGIN")  # a reader in WAL mode sees only committed transactions
             conn.execute("SELECT 1 FROM kv LIMIT 1").fetchall()  # the first read fixes the snapshot
         except BaseException:
@@ -343,7 +342,7 @@ class SqliteKV:
 
 
 class PinnedSnapshot:
-    """The reader ``SqliteKV.snapshot`` hands out: ``get`` and paged ``range`` over one pinned instant.
+    """The reader ``SqliteKV.pinned_snapshot`` hands out: ``get`` and paged ``range`` over one pinned instant.
     Used by one thread at a time (a backup's copier); its own lock keeps a stray second user safe."""
 
     __slots__ = ("_conn", "_lock")
@@ -386,10 +385,8 @@ class PinnedSnapshot:
             return self._c().execute(sql, args).fetchall()
 
     def get(self, key: bytes) -> bytes | None:
-        key = check_key(key)
-        with self._lock:
-            row = self._c().execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()
-        return None if row is None else row[0]
+        rows = self._fetch("SELECT v FROM kv WHERE k = ?", (check_key(key),))
+        return rows[0][0] if rows else None
 
     def range(
         self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
@@ -400,7 +397,7 @@ class PinnedSnapshot:
 
 
 class _SnapshotBlock:
-    """What ``with kv.snapshot() as r`` enters (a class, not a generator: every GetItem opens one)."""
+    """What ``with kv.snapshot() as r`` enters (a class, not a generator: every page read opens one)."""
 
     __slots__ = ("_kv", "_snap", "_conn")
 
