@@ -6,7 +6,7 @@ applied by ``ItemWriter.apply`` inside one store transaction: it writes the base
 GSI entry, the item-collection size and the table and index statistics, then hands the change to the
 subscribers the runtime registered when it built the store (streams, point-in-time history,
 replication). A change and all of its consequences commit together or not at all. No other module
-writes item data; ``tests/test_rooms.py`` checks that.
+writes item data; ``tests/dynamodb/test_item_store_room.py`` checks that.
 
 Stored values (base items and index entries) carry a versioned envelope (``envelope.py``), so metadata
 (TTL bookkeeping, replication clocks) can join an item later without a format break.
@@ -111,9 +111,8 @@ class ItemStore:
 
     def get(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes,
             r: KVReader | None = None) -> dict | None:
-        raw = self.trees.get(r if r is not None else self.kv, crypto.codec, meta.id_bytes, BASE,
-                             crypto.token(BASE, hkey), skey)
-        return open_item(raw) if raw is not None else None
+        found = self.get_json(meta, crypto, hkey, skey, r)
+        return orjson.loads(found) if found is not None else None
 
     def entries(self, r: KVReader, meta: TableMeta, crypto: TableCrypto, index_id: int, token: Token, *,
                 lo: bytes | None = None, lo_inclusive: bool = True, hi: bytes | None = None,

@@ -269,7 +269,7 @@ def item_size(item: dict) -> int:
     """DynamoDB's item size: UTF-8 attribute names plus their values' sizes.
 
     Runs for every item a query, scan or write touches (limits and capacity), so the scalar types are
-    counted inline; ``tests/test_values.py`` checks it against the plain definition."""
+    counted inline; ``tests/dynamodb/test_values.py`` checks it against the plain definition."""
     total = 0
     for name, value in item.items():
         total += _utf8_len(name)

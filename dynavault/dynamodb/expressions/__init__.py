@@ -153,7 +153,7 @@ class ExpressionCache:
     """LRU of parsed expressions, bounded by an estimate of the memory its entries hold.
 
     Keys are expression texts (and, for projections, names): never request values. An entry's cost is its
-    key's length times a factor measured for parsed trees (``tests/test_trust_expressions.py`` checks it)."""
+    key's length times a factor measured for parsed trees (``tests/dynamodb/expressions/test_limits_and_cache.py`` checks it)."""
 
     # Measured with tracemalloc: raw trees hold ~25-40 bytes per character of text, resolved projections
     # with nested paths up to ~100; a short expression ~2 KB in all.
