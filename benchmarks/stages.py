@@ -136,7 +136,7 @@ def _patch(timers: Timers, runtime) -> None:
     from dynavault.storage.kv.sqlite import SqliteKV, SqliteTransaction
 
     app = runtime.app
-    svc = runtime.components["dynamodb"]
+    db = runtime.components["dynamodb"]
     w = timers.wrap
     app.verifier.authenticate = w("SigV4: headers", app.verifier.authenticate)
     app.verifier.check_body = w("SigV4: signature", app.verifier.check_body)
@@ -161,9 +161,9 @@ def _patch(timers: Timers, runtime) -> None:
             front = dataclasses.replace(front, validate=w("shape validation", front.validate))
         app.routes._routes[target] = dataclasses.replace(route, front=front,
                                                          handler=w("handler: other", route.handler))
-    svc.data_table = w("table lookup (catalog)", svc.data_table)
-    svc.crypto = w("table key cache", svc.crypto)
-    svc.after_write = w("put: GSI entry + stream", svc.after_write)
+    db.data_table = w("table lookup (catalog)", db.data_table)
+    db.crypto = w("table key cache", db.crypto)
+    db.after_write = w("put: GSI entry + stream", db.after_write)
     for name in ("key_of_request", "key_of_item"):
         setattr(items, name, w("key: parse + encode", getattr(items, name)))
     for name in ("validate_item", "canonical_item", "item_size"):
@@ -180,7 +180,7 @@ def _patch(timers: Timers, runtime) -> None:
     SqliteKV.get = w("storage: kv get", SqliteKV.get)
     SqliteTransaction.put = w("storage: kv put", SqliteTransaction.put)
     SqliteKV.transaction = timers.wrap_cm("storage: begin/commit", SqliteKV.transaction)
-    svc.kv._conn = _TimedConn(svc.kv._conn, timers)
+    db.kv._conn = _TimedConn(db.kv._conn, timers)
 
 
 class Driver:

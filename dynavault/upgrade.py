@@ -23,7 +23,7 @@ from dynavault.errors import AWSError, IntegrityError, StartupError
 from dynavault.offline import OfflineStore
 from dynavault.sse.key_port import KeyPortError
 from dynavault.storage.kv.base import KVReader, KVTransaction, distinct_segments
-from dynavault.storage.sealed import TOKEN_SIZE, CatalogRecord, Token
+from dynavault.storage.sealed import TOKEN_SIZE, CatalogRecord, PartitionToken
 from dynavault.storage.trees import row_prefix
 
 CLOSING = ("partitions deleted from the store BEFORE this upgrade cannot be detected: the directories list the "
@@ -70,7 +70,7 @@ def _upgrade_table(store: OfflineStore, key: bytes, meta: TableMeta) -> str:
                 continue
             trees.create_directory(tx, codec, tid, index_id)
             for raw in stored:
-                trees.directory.add(tx, codec, row_prefix(tid, index_id, Token(raw)))
+                trees.directory.add(tx, codec, row_prefix(tid, index_id, PartitionToken(raw)))
             parts.append(f"{label} {len(stored)}")
         _count_seals(tx, key, meta, codec.take_seals(), codec.epoch)
     return f"table {meta.account} {meta.region} {meta.name}: partition directories written: {', '.join(parts)}"

@@ -29,7 +29,7 @@ from dynavault.sse.key_port import KeyPortError
 from dynavault.storage.directory import DIR_PREFIX
 from dynavault.storage.kv.base import distinct_segments, prefix_end
 from dynavault.storage.kv.sqlite import SqliteKV
-from dynavault.storage.sealed import TOKEN_SIZE, Token
+from dynavault.storage.sealed import TOKEN_SIZE, PartitionToken
 from dynavault.storage.trees import ROW_PREFIX, EncryptedTrees
 
 _CHUNK = 1 << 20
@@ -126,7 +126,7 @@ def _check_index(kv: SqliteKV, trees: EncryptedTrees, codec, meta: TableMeta, in
             report.problem("a row key of the wrong length", part)
             continue
         try:
-            n, seen = trees.check_partition(kv, codec, tid, index_id, Token(raw))
+            n, seen = trees.check_partition(kv, codec, tid, index_id, PartitionToken(raw))
         except IntegrityError as exc:
             report.problem(str(exc), part)
             continue

@@ -14,7 +14,7 @@ import time
 from dynavault.bench.load import PARTITION_SIZE
 from dynavault.sse.crypto import NodeCipher
 from dynavault.storage.kv.sqlite import SqliteKV
-from dynavault.storage.sealed import Sealed, Token
+from dynavault.storage.sealed import PartitionToken, Sealed
 from dynavault.storage.trees import EncryptedTrees
 
 __all__ = ["storage_bench"]
@@ -38,10 +38,10 @@ def _one(codec, items: int, item_size: int, seconds: float, synchronous: str, di
     trees = EncryptedTrees(kv)
     table_id = os.urandom(16)
     rnd = random.Random(7)
-    tokens = [Token(os.urandom(32)) for _ in range((items + PARTITION_SIZE - 1) // PARTITION_SIZE)]
+    tokens = [PartitionToken(os.urandom(32)) for _ in range((items + PARTITION_SIZE - 1) // PARTITION_SIZE)]
     value = os.urandom(item_size // 2).hex().encode()[:item_size]
 
-    def key(i: int) -> tuple[Token, bytes]:
+    def key(i: int) -> tuple[PartitionToken, bytes]:
         return tokens[i // PARTITION_SIZE], b"s%05d" % (i % PARTITION_SIZE)
 
     try:

@@ -37,7 +37,7 @@ from .transactions import (
 from .values import item_size
 
 if TYPE_CHECKING:
-    from .service import DynamoDBService
+    from .database import Database
 
 MAX_GET_KEYS = 100
 MAX_WRITES = 25
@@ -48,7 +48,7 @@ MSG_ONE_REQUEST = ("Supplied AttributeValue has more than one datatypes set, mus
                    "supported datatypes")
 
 
-def _usable_cryptos(svc: DynamoDBService, caller: Caller, metas: list) -> tuple[dict, AWSError | None]:
+def _usable_cryptos(db: Database, caller: Caller, metas: list) -> tuple[dict, AWSError | None]:
     """Table keys of the tables whose key can be had now, and the first key error met (if any)."""
     cryptos: dict = {}
     first: AWSError | None = None
@@ -56,7 +56,7 @@ def _usable_cryptos(svc: DynamoDBService, caller: Caller, metas: list) -> tuple[
         if meta.table_id in cryptos:
             continue
         try:
-            cryptos[meta.table_id] = svc.crypto(caller, meta)
+            cryptos[meta.table_id] = db.crypto(caller, meta)
         except AWSError as e:
             if first is None:
                 first = e
@@ -64,7 +64,7 @@ def _usable_cryptos(svc: DynamoDBService, caller: Caller, metas: list) -> tuple[
 
 
 # -- BatchGetItem -------------------------------------------------------------------------------
-def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def batch_get_item(db: Database, caller: Caller, p: dict) -> dict:
     request = p.get("RequestItems") or {}
     if not request:
         raise validation("BatchGetItem must have some requests set")
@@ -74,11 +74,11 @@ def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     for name, ka in request.items():
         ka = ka or {}
         legacy.check_no_mixing(ka, "BatchGetItem")
-        meta = svc.data_table(caller, name)
+        meta = db.data_table(caller, name)
         keys = ka.get("Keys") or []
         if not keys:
             raise validation(f"The list of keys in RequestItems for BatchGetItem is required: {name} has empty list")
-        ctx = ExpressionContext(ka.get("ExpressionAttributeNames"), None, cache=svc.expression_cache)
+        ctx = ExpressionContext(ka.get("ExpressionAttributeNames"), None, cache=db.expression_cache)
         proj = item_ops.parse_request_projection(ka, ctx)
         ctx.check_all_used()
         parsed = []
@@ -90,7 +90,7 @@ def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             seen.add((hkey, skey))
             parsed.append((hkey, skey, key))
         tables.append((name, ka, meta, proj, parsed))
-    cryptos, key_error = _usable_cryptos(svc, caller, [t[2] for t in tables])
+    cryptos, key_error = _usable_cryptos(db, caller, [t[2] for t in tables])
     if not cryptos and key_error is not None:
         raise key_error
     responses: dict[str, list] = {}
@@ -100,7 +100,7 @@ def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     total = 0
     full = False
     # one read view for the whole batch: every item as of one committed state
-    with svc.items.read() as r:
+    with db.items.read() as r:
         for name, ka, meta, proj, parsed in tables:
             metas[meta.table_id] = meta
             crypto = cryptos.get(meta.table_id)
@@ -114,7 +114,7 @@ def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
                 if full:
                     left.append(key)
                     continue
-                item = svc.items.get(meta, crypto, hkey, skey, r)
+                item = db.items.get(meta, crypto, hkey, skey, r)
                 size = 0
                 if item is not None:
                     size = item_size(item)
@@ -136,7 +136,7 @@ def batch_get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
 
 
 # -- BatchWriteItem -----------------------------------------------------------------------------
-def batch_write_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def batch_write_item(db: Database, caller: Caller, p: dict) -> dict:
     request = p.get("RequestItems") or {}
     if not request:
         raise validation("BatchWriteItem cannot have a null or no requests set")
@@ -154,21 +154,21 @@ def batch_write_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             if (put is None) == (delete is None):
                 raise validation(MSG_ONE_REQUEST)
             if put is not None:
-                a = prepare_put(svc, caller, {"TableName": name, "Item": put.get("Item")})
+                a = prepare_put(db, caller, {"TableName": name, "Item": put.get("Item")})
             else:
-                a = prepare_delete(svc, caller, {"TableName": name, "Key": delete.get("Key")})
+                a = prepare_delete(db, caller, {"TableName": name, "Key": delete.get("Key")})
             if (a.hkey, a.skey) in seen:
                 raise validation(MSG_DUPLICATES)
             seen.add((a.hkey, a.skey))
             actions.append(a)
         plan.append((name, reqs, actions))
-    cryptos, key_error = _usable_cryptos(svc, caller, [acts[0].meta for _, _, acts in plan])
+    cryptos, key_error = _usable_cryptos(db, caller, [acts[0].meta for _, _, acts in plan])
     if not cryptos and key_error is not None:
         raise key_error
     todo = [a for _, _, acts in plan for a in acts if a.meta.table_id in cryptos]
     unprocessed = {name: reqs for name, reqs, acts in plan if acts[0].meta.table_id not in cryptos}
     try:
-        run_writes(svc, caller, todo, cause="BatchWriteItem", transactional=False, cryptos=cryptos)
+        run_writes(db, caller, todo, cause="BatchWriteItem", transactional=False, cryptos=cryptos)
     except ActionsFailed:
         # only an in-flight transaction holding one of the items makes a batch's writes fail
         raise AWSError("TransactionConflictException", MSG_CONFLICT) from None

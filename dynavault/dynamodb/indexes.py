@@ -32,7 +32,7 @@ from .layout import STATS_PREFIX
 
 if TYPE_CHECKING:
     from .catalog import TableMeta
-    from .service import DynamoDBService
+    from .database import Database
 
 log = logging.getLogger("dynavault.dynamodb.indexes")
 
@@ -191,7 +191,7 @@ def attach_indexes(meta: TableMeta, indexes: dict) -> None:
 
 
 # -- UpdateTable: online create / delete / throughput ---------------------------------------------
-def update_indexes(svc: DynamoDBService, caller: Caller, meta: TableMeta, p: dict) -> None:
+def update_indexes(db: Database, caller: Caller, meta: TableMeta, p: dict) -> None:
     updates = p.get("GlobalSecondaryIndexUpdates") or []
     if any(d.get("IndexStatus") in ("CREATING", "DELETING") for d in meta.global_indexes) and any(
             "Create" in u or "Delete" in u for u in updates):
@@ -226,18 +226,18 @@ def update_indexes(svc: DynamoDBService, caller: Caller, meta: TableMeta, p: dic
             index_id = _next_id(meta)
             # Writes reach a CREATING index at once, so its partition directory must exist before the
             # catalog names the index (an unused directory left by a crash in between is harmless).
-            codec = svc.crypto(caller, meta).codec
-            with svc.items.write() as w:
+            codec = db.crypto(caller, meta).codec
+            with db.items.write() as w:
                 w.create_partitions(meta, codec, index_id)
             meta.global_indexes.append({**out, "IndexId": index_id, "IndexStatus": "CREATING",
                                         "Backfilling": True})
-            _start(svc, caller, meta, name, "create")
+            _start(db, caller, meta, name, "create")
         elif "Delete" in u:
             name = u["Delete"].get("IndexName")
             d = _global_index(meta, name)
             d["IndexStatus"] = "DELETING"
             d.pop("Backfilling", None)
-            _start(svc, caller, meta, name, "delete")
+            _start(db, caller, meta, name, "delete")
         elif "Update" in u:
             name = u["Update"].get("IndexName")
             d = _global_index(meta, name)
@@ -247,45 +247,45 @@ def update_indexes(svc: DynamoDBService, caller: Caller, meta: TableMeta, p: dic
                                               "WriteCapacityUnits": int(pt.get("WriteCapacityUnits", 0))}
 
 
-def _start(svc: DynamoDBService, caller: Caller, meta: TableMeta, name: str, what: str) -> None:
-    t = threading.Thread(target=_run_job, args=(svc, caller, meta, name, what), name=f"index-{what}",
+def _start(db: Database, caller: Caller, meta: TableMeta, name: str, what: str) -> None:
+    t = threading.Thread(target=_run_job, args=(db, caller, meta, name, what), name=f"index-{what}",
                          daemon=True)
     t.start()
 
 
-def _run_job(svc: DynamoDBService, caller: Caller, meta: TableMeta, name: str, what: str) -> None:
+def _run_job(db: Database, caller: Caller, meta: TableMeta, name: str, what: str) -> None:
     time.sleep(BACKFILL_START_DELAY)
     try:
         if what == "create":
-            backfill(svc, caller, meta, name)
+            backfill(db, caller, meta, name)
         else:
-            drop_index(svc, meta, name)
+            drop_index(db, meta, name)
     except Exception:  # noqa: BLE001 - a background job must log, never die silently
         log.exception("index %s of table %s: %s failed", name, meta.name, what)
 
 
-def _current(svc: DynamoDBService, meta: TableMeta, name: str) -> tuple[TableMeta, dict] | None:
-    live = svc.catalog.get(meta.account, meta.region, meta.name)
+def _current(db: Database, meta: TableMeta, name: str) -> tuple[TableMeta, dict] | None:
+    live = db.catalog.get(meta.account, meta.region, meta.name)
     if live is None or live.table_id != meta.table_id:
         return None
     d = next((g for g in live.global_indexes if g["IndexName"] == name), None)
     return (live, d) if d is not None else None
 
 
-def backfill(svc: DynamoDBService, caller: Caller, meta: TableMeta, name: str,
+def backfill(db: Database, caller: Caller, meta: TableMeta, name: str,
              batch: int = BACKFILL_BATCH) -> None:
     """Index every existing item into a CREATING GSI, then make it ACTIVE."""
     after = None  # (token, sort key) of the last base item indexed
     while True:
-        cur = _current(svc, meta, name)
+        cur = _current(db, meta, name)
         if cur is None or cur[1].get("IndexStatus") != "CREATING":
             return  # deleted (or the table went away) meanwhile
         live, d = cur
         idx = next(i for i in index_defs(live) if i.name == name)
-        crypto = svc.crypto(caller, live)  # per batch: never older than the key refresh interval
+        crypto = db.crypto(caller, live)  # per batch: never older than the key refresh interval
         done = 0
-        with svc.items.write() as w:
-            for token, key, raw in svc.items.walk(w.tx, live, crypto, after):
+        with db.items.write() as w:
+            for token, key, raw in db.items.walk(w.tx, live, crypto, after):
                 w.backfill_entry(live, crypto, idx, orjson.loads(raw))
                 after = (token, key)
                 done += 1
@@ -293,37 +293,37 @@ def backfill(svc: DynamoDBService, caller: Caller, meta: TableMeta, name: str,
                     break
         if done < batch:
             break
-    with svc.catalog.lock:
-        cur = _current(svc, meta, name)
+    with db.catalog.lock:
+        cur = _current(db, meta, name)
         if cur is not None and cur[1].get("IndexStatus") == "CREATING":
             cur[1]["IndexStatus"] = "ACTIVE"
             cur[1]["Backfilling"] = False
-            svc.catalog.save(cur[0])
+            db.catalog.save(cur[0])
     log.info("index %s of table %s: backfill done", name, meta.name)
 
 
-def drop_index(svc: DynamoDBService, meta: TableMeta, name: str) -> None:
-    cur = _current(svc, meta, name)
+def drop_index(db: Database, meta: TableMeta, name: str) -> None:
+    cur = _current(db, meta, name)
     if cur is None:
         return
     live, d = cur
-    with svc.catalog.lock:
-        with svc.items.write() as w:
+    with db.catalog.lock:
+        with db.items.write() as w:
             w.drop(live, int(d["IndexId"]))
             w.tx.delete(STATS_PREFIX + stats_id(live, int(d["IndexId"])).encode())
             live.global_indexes = [g for g in live.global_indexes if g["IndexName"] != name]
-            svc.catalog.put(w.tx, live)
-        svc.catalog.remember(live)
+            db.catalog.put(w.tx, live)
+        db.catalog.remember(live)
     log.info("index %s of table %s: deleted", name, meta.name)
 
 
-def resume_jobs(svc: DynamoDBService) -> None:
+def resume_jobs(db: Database) -> None:
     """After a restart: finish the backfills and deletes that were under way."""
-    for meta in svc.catalog.all():
+    for meta in db.catalog.all():
         for d in meta.global_indexes:
             status = d.get("IndexStatus")
             if status in ("CREATING", "DELETING"):
                 # The account's root principal: the same identity key policies grant by default.
                 caller = Caller(account=meta.account, region=meta.region,
                                 principal_arn=f"arn:aws:iam::{meta.account}:root")
-                _start(svc, caller, meta, d["IndexName"], "create" if status == "CREATING" else "delete")
+                _start(db, caller, meta, d["IndexName"], "create" if status == "CREATING" else "delete")

@@ -31,7 +31,7 @@ from .values import item_size
 if TYPE_CHECKING:
     from dynavault.sse.crypto import TableCrypto
     from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction
-    from dynavault.storage.sealed import NodeCodec, Token
+    from dynavault.storage.sealed import NodeCodec, PartitionToken
     from dynavault.storage.trees import Slot
 
     from .catalog import Catalog, TableMeta
@@ -114,7 +114,7 @@ class ItemStore:
         found = self.get_json(meta, crypto, hkey, skey, r)
         return orjson.loads(found) if found is not None else None
 
-    def entries(self, r: KVReader, meta: TableMeta, crypto: TableCrypto, index_id: int, token: Token, *,
+    def entries(self, r: KVReader, meta: TableMeta, crypto: TableCrypto, index_id: int, token: PartitionToken, *,
                 lo: bytes | None = None, lo_inclusive: bool = True, hi: bytes | None = None,
                 hi_inclusive: bool = True, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
         """(tree key, item JSON) of one partition of the table (index 0) or an index, in key order."""
@@ -124,14 +124,14 @@ class ItemStore:
             yield key, item_json(raw)
 
     def partitions(self, r: KVReader, meta: TableMeta, crypto: TableCrypto, index_id: int, *,
-                   after: Token | None = None, token_lo: bytes = b"",
-                   token_hi: bytes | None = None) -> Iterator[Token]:
+                   after: PartitionToken | None = None, token_lo: bytes = b"",
+                   token_hi: bytes | None = None) -> Iterator[PartitionToken]:
         """Non-empty partitions of the table or an index in token order (see ``EncryptedTrees.tokens``)."""
         return self.trees.tokens(r, crypto.codec, meta.id_bytes, index_id, after=after, token_lo=token_lo,
                                  token_hi=token_hi)
 
     def walk(self, r: KVReader, meta: TableMeta, crypto: TableCrypto,
-             after: tuple[Token, bytes] | None = None) -> Iterator[tuple[Token, bytes, bytes]]:
+             after: tuple[PartitionToken, bytes] | None = None) -> Iterator[tuple[PartitionToken, bytes, bytes]]:
         """Base items as (partition token, sort key, item JSON) in (token, sort key) order, strictly
         after ``after``."""
         first = None

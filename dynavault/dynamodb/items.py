@@ -33,7 +33,7 @@ from .values import canonical_item, item_size, validate_item
 if TYPE_CHECKING:
     from .catalog import TableMeta
     from .item_store import ItemWriter, Place
-    from .service import DynamoDBService
+    from .database import Database
 
 _RETURN_VALUES = {
     "PutItem": ("NONE", "ALL_OLD"),
@@ -119,7 +119,7 @@ def _checked_place(w: ItemWriter, crypto, meta: TableMeta, hkey: bytes, skey: by
 
 
 # -- operations ---------------------------------------------------------------------------------
-def put_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def put_item(db: Database, caller: Caller, p: dict) -> dict:
     # The request is validated as a whole before the table is looked up: a bad request to a missing table
     # is a ValidationException, as in DynamoDB; only checks that need the key schema come after.
     legacy.check_no_mixing(p, "PutItem")
@@ -127,15 +127,15 @@ def put_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     validate_item(item)
     rv = return_values(p, "PutItem")
     ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
-                            cache=svc.expression_cache)
+                            cache=db.expression_cache)
     cond = parse_request_condition(p, ctx, "PutItem")
     ctx.check_all_used()
-    meta = svc.data_table(caller, p["TableName"])
+    meta = db.data_table(caller, p["TableName"])
     hkey, skey, _ = key_of_item(meta, item)
     item = canonical_item(item)
-    crypto = svc.crypto(caller, meta)
+    crypto = db.crypto(caller, meta)
     new_size = item_size(item)
-    with svc.items.write() as w:
+    with db.items.write() as w:
         place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
         old = place.old
         index_units = w.apply(ItemChange(meta, old, item, "PutItem"), crypto, hkey=hkey, skey=skey, place=place)
@@ -143,16 +143,16 @@ def put_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(new_size, old_size), index_units)
 
 
-def get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def get_item(db: Database, caller: Caller, p: dict) -> dict:
     legacy.check_no_mixing(p, "GetItem")
     ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
-                            cache=svc.expression_cache)
+                            cache=db.expression_cache)
     proj = parse_request_projection(p, ctx)
     ctx.check_all_used()
-    meta = svc.data_table(caller, p["TableName"])
+    meta = db.data_table(caller, p["TableName"])
     hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
-    crypto = svc.crypto(caller, meta)
-    raw = svc.items.get_json(meta, crypto, hkey, skey)
+    crypto = db.crypto(caller, meta)
+    raw = db.items.get_json(meta, crypto, hkey, skey)
     out: dict = {}
     mode = p.get("ReturnConsumedCapacity")
     wants_units = bool(mode) and mode != "NONE"
@@ -170,17 +170,17 @@ def get_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     return out
 
 
-def delete_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def delete_item(db: Database, caller: Caller, p: dict) -> dict:
     legacy.check_no_mixing(p, "DeleteItem")
     rv = return_values(p, "DeleteItem")
     ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
-                            cache=svc.expression_cache)
+                            cache=db.expression_cache)
     cond = parse_request_condition(p, ctx, "DeleteItem")
     ctx.check_all_used()
-    meta = svc.data_table(caller, p["TableName"])
+    meta = db.data_table(caller, p["TableName"])
     hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
-    crypto = svc.crypto(caller, meta)
-    with svc.items.write() as w:
+    crypto = db.crypto(caller, meta)
+    with db.items.write() as w:
         place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
         old = place.old
         index_units = w.apply(ItemChange(meta, old, None, "DeleteItem"), crypto, hkey=hkey, skey=skey, place=place)
@@ -188,12 +188,12 @@ def delete_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(old_size), index_units)
 
 
-def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def update_item(db: Database, caller: Caller, p: dict) -> dict:
     legacy.check_no_mixing(p, "UpdateItem")
     key = p.get("Key") or {}
     rv = return_values(p, "UpdateItem")
     ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
-                            cache=svc.expression_cache)
+                            cache=db.expression_cache)
     if p.get("UpdateExpression") is not None:
         plan = parse_update(p["UpdateExpression"], ctx)
     elif p.get("AttributeUpdates") is not None:
@@ -202,10 +202,10 @@ def update_item(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         plan = None
     cond = parse_request_condition(p, ctx, "UpdateItem")
     ctx.check_all_used()
-    meta = svc.data_table(caller, p["TableName"])
+    meta = db.data_table(caller, p["TableName"])
     hkey, skey, _ = key_of_request(meta, key)
-    crypto = svc.crypto(caller, meta)
-    with svc.items.write() as w:
+    crypto = db.crypto(caller, meta)
+    with db.items.write() as w:
         place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
         old = place.old
         if old is None and plan is not None and plan.only_removals:

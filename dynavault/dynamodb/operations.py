@@ -13,7 +13,7 @@ from dynavault.caller import Caller
 
 from . import batch, items, partiql, query, tables, transactions, ttl
 from .backups import operations as backups
-from .service import DynamoDBService
+from .database import Database
 from .streams import api as streams_api
 
 MODULES = (tables, items, query, batch, transactions, partiql, ttl, backups)
@@ -23,27 +23,27 @@ STREAM_MODULES = (streams_api,)
 Operation = Callable[[Caller, dict], dict]
 
 
-def _call(svc: DynamoDBService, operation: str, handler, caller: Caller, params: dict) -> dict:
+def _call(db: Database, operation: str, handler, caller: Caller, params: dict) -> dict:
     # A table's ARN is accepted wherever DynamoDB accepts it; handlers only ever see table names.
-    return handler(svc, caller, tables.resolve_table_names(operation, caller, params))
+    return handler(db, caller, tables.resolve_table_names(operation, caller, params))
 
 
-def operations(svc: DynamoDBService) -> dict[str, Operation]:
+def operations(db: Database) -> dict[str, Operation]:
     out: dict[str, Operation] = {}
     for module in MODULES:
         for name, handler in module.HANDLERS.items():
             if name in out:
                 raise RuntimeError(f"operation {name} is registered twice (again by {module.__name__})")
-            out[name] = functools.partial(_call, svc, name, handler)
+            out[name] = functools.partial(_call, db, name, handler)
     return out
 
 
-def stream_operations(svc: DynamoDBService) -> dict[str, Operation]:
+def stream_operations(db: Database) -> dict[str, Operation]:
     """The DynamoDB Streams operations (stream ARNs carry their table's name; no table-name overloading)."""
     out: dict[str, Operation] = {}
     for module in STREAM_MODULES:
         for name, handler in module.HANDLERS.items():
             if name in out:
                 raise RuntimeError(f"operation {name} is registered twice (again by {module.__name__})")
-            out[name] = functools.partial(handler, svc)
+            out[name] = functools.partial(handler, db)
     return out

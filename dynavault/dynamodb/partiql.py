@@ -54,7 +54,7 @@ from .values import canonical_item, validate_item
 if TYPE_CHECKING:
     from dynavault.sse.crypto import TableCrypto
 
-    from .service import DynamoDBService
+    from .database import Database
 
 MSG_KEY_EQ = "Where clause does not contain a mandatory equality on all key attributes"
 MSG_MIXED = "ExecuteTransaction API does not support both read and write operations in the same request."
@@ -182,16 +182,16 @@ def _full_key(meta: TableMeta, where) -> dict | None:
     return eq
 
 
-def _table(svc: DynamoDBService, caller: Caller, st: Statement) -> TableMeta:
-    meta = svc.data_table(caller, st.table)
+def _table(db: Database, caller: Caller, st: Statement) -> TableMeta:
+    meta = db.data_table(caller, st.table)
     if st.index is not None:
         raise validation(f"The table does not have the specified index: {st.index}")
     return meta
 
 
 # -- statements as write actions ----------------------------------------------------------------
-def _write_action(svc: DynamoDBService, caller: Caller, st: Statement, rv_on_fail: str) -> WriteAction:
-    meta = _table(svc, caller, st)
+def _write_action(db: Database, caller: Caller, st: Statement, rv_on_fail: str) -> WriteAction:
+    meta = _table(db, caller, st)
     if st.kind == "INSERT":
         if st.where is not None:
             raise malformed("INSERT takes no WHERE")
@@ -301,12 +301,12 @@ def _walk(meta: TableMeta, eq: dict) -> query.Walk | None:
     return walk
 
 
-def _select(svc: DynamoDBService, caller: Caller, st: Statement, p: dict) -> dict:
-    meta = _table(svc, caller, st)
+def _select(db: Database, caller: Caller, st: Statement, p: dict) -> dict:
+    meta = _table(db, caller, st)
     cond = _condition(st.where)
     proj = _projection(st)
     walk = _walk(meta, _key_equalities(meta, st.where))
-    crypto = svc.crypto(caller, meta)
+    crypto = db.crypto(caller, meta)
     statement = p.get("Statement") or ""
     start = _decode_next(crypto, statement, p["NextToken"]) if p.get("NextToken") else None
     src = query.source(meta, None)
@@ -315,7 +315,7 @@ def _select(svc: DynamoDBService, caller: Caller, st: Statement, p: dict) -> dic
     if walk is not None:
         if start is not None and walk.partition is not None and src.hash_bytes(start) != walk.partition:
             raise validation("Invalid NextToken")  # same statement, other parameters
-        query.read_page(svc, caller, page, walk, start)
+        query.read_page(db, caller, page, walk, start)
     got = page.result(p, bool(p.get("ConsistentRead")))
     out: dict = {"Items": got["Items"]}
     if "LastEvaluatedKey" in got:
@@ -326,16 +326,16 @@ def _select(svc: DynamoDBService, caller: Caller, st: Statement, p: dict) -> dic
 
 
 # -- operations ---------------------------------------------------------------------------------
-def execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def execute_statement(db: Database, caller: Caller, p: dict) -> dict:
     st = parse_statement(p.get("Statement") or "", p.get("Parameters"))
     if st.kind == "SELECT":
-        return _select(svc, caller, st, p)
+        return _select(db, caller, st, p)
     if st.kind == "EXISTS":
         raise malformed("EXISTS is only supported in ExecuteTransaction")
     rv = p.get("ReturnValuesOnConditionCheckFailure") or "NONE"
-    a = _write_action(svc, caller, st, rv)
+    a = _write_action(db, caller, st, rv)
     try:
-        run_writes(svc, caller, [a], cause="ExecuteStatement", transactional=False)
+        run_writes(db, caller, [a], cause="ExecuteStatement", transactional=False)
     except ActionsFailed as failed:
         raise _single_error(failed.first_failure()) from None
     out: dict = {"Items": _returning(st, a)}
@@ -345,7 +345,7 @@ def execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     return out
 
 
-def batch_execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def batch_execute_statement(db: Database, caller: Caller, p: dict) -> dict:
     responses = []
     for req in p.get("Statements") or []:
         table = None
@@ -353,10 +353,10 @@ def batch_execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> di
             st = parse_statement(req.get("Statement") or "", req.get("Parameters"))
             table = st.table
             if st.kind == "SELECT":
-                meta = _table(svc, caller, st)
+                meta = _table(db, caller, st)
                 if _full_key(meta, st.where) is None:
                     raise validation(MSG_KEY_EQ)
-                got = _select(svc, caller, st, {"Statement": req.get("Statement"),
+                got = _select(db, caller, st, {"Statement": req.get("Statement"),
                                                 "ConsistentRead": req.get("ConsistentRead")})
                 resp: dict = {"TableName": table}
                 if got["Items"]:
@@ -365,9 +365,9 @@ def batch_execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> di
                 continue
             if st.kind == "EXISTS":
                 raise malformed("EXISTS is only supported in ExecuteTransaction")
-            a = _write_action(svc, caller, st, req.get("ReturnValuesOnConditionCheckFailure") or "NONE")
+            a = _write_action(db, caller, st, req.get("ReturnValuesOnConditionCheckFailure") or "NONE")
             try:
-                run_writes(svc, caller, [a], cause="BatchExecuteStatement", transactional=False)
+                run_writes(db, caller, [a], cause="BatchExecuteStatement", transactional=False)
             except ActionsFailed as failed:
                 raise _single_error(failed.first_failure()) from None
             responses.append({"TableName": table})
@@ -389,9 +389,9 @@ def batch_execute_statement(svc: DynamoDBService, caller: Caller, p: dict) -> di
     return {"Responses": responses}
 
 
-def execute_transaction(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def execute_transaction(db: Database, caller: Caller, p: dict) -> dict:
     stmts = p.get("TransactStatements") or []
-    tokens = svc.transaction_state.tokens
+    tokens = db.transaction_state.tokens
     token_key, digest, replay = tokens.begin(caller, "ExecuteTransaction", p.get("ClientRequestToken"), stmts)
     if replay is not None:
         return replay
@@ -403,11 +403,11 @@ def execute_transaction(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if st.returning is not None:
             raise validation("RETURNING is not supported in ExecuteTransaction")
     if kinds == {"SELECT"}:
-        out = _read_transaction(svc, caller, [st for st, _ in parsed], p)
+        out = _read_transaction(db, caller, [st for st, _ in parsed], p)
     else:
-        actions = [_write_action(svc, caller, st, s.get("ReturnValuesOnConditionCheckFailure") or "NONE")
+        actions = [_write_action(db, caller, st, s.get("ReturnValuesOnConditionCheckFailure") or "NONE")
                    for st, s in parsed]
-        run_transaction(svc, caller, actions, "ExecuteTransaction")
+        run_transaction(db, caller, actions, "ExecuteTransaction")
         metas, units = units_by_table(actions)
         out = {"Responses": [{} for _ in actions]}
         cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
@@ -418,16 +418,16 @@ def execute_transaction(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     return out
 
 
-def _read_transaction(svc: DynamoDBService, caller: Caller, stmts: list[Statement], p: dict) -> dict:
+def _read_transaction(db: Database, caller: Caller, stmts: list[Statement], p: dict) -> dict:
     gets = []
     for st in stmts:
-        meta = _table(svc, caller, st)
+        meta = _table(db, caller, st)
         key = _full_key(meta, st.where)
         if key is None:
             raise validation(MSG_KEY_EQ)
         hkey, skey, _ = key_of_request(meta, key)
         gets.append((meta, hkey, skey, _condition(st.where), _projection(st)))
-    return read_items(svc, table_cryptos(svc, caller, (g[0] for g in gets)), gets, p)
+    return read_items(db, table_cryptos(db, caller, (g[0] for g in gets)), gets, p)
 
 HANDLERS = {
     "ExecuteStatement": execute_statement,

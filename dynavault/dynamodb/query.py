@@ -36,7 +36,7 @@ from .values import item_size, validate_attribute_value, value_type
 
 if TYPE_CHECKING:
     from .catalog import TableMeta
-    from .service import DynamoDBService
+    from .database import Database
 
 _INVALID = "One or more parameter values were invalid: "
 MAX_PAGE_BYTES = 1024 * 1024
@@ -202,7 +202,7 @@ class Page:
         self.base_size = 0
         self.last: dict | None = None
 
-    def add(self, svc: DynamoDBService, tx, crypto, raw: bytes) -> bool:
+    def add(self, db: Database, tx, crypto, raw: bytes) -> bool:
         """Take one stored entry; True when the page is full."""
         item = orjson.loads(raw)
         self.scanned += 1
@@ -210,7 +210,7 @@ class Page:
         shown = item
         if self.fetch_base:
             meta = self.src.meta
-            base = svc.items.get(meta, crypto, encode_attr(meta.hash_type, item[meta.hash_key]),
+            base = db.items.get(meta, crypto, encode_attr(meta.hash_type, item[meta.hash_key]),
                                  encode_attr(meta.range_type, item[meta.range_key]) if meta.range_key else b"", tx)
             if base is not None:
                 shown = base
@@ -282,13 +282,13 @@ class Walk:
     token_hi: bytes | None = None
 
 
-def read_page(svc: DynamoDBService, caller: Caller, page: Page, walk: Walk, start: dict | None) -> None:
+def read_page(db: Database, caller: Caller, page: Page, walk: Walk, start: dict | None) -> None:
     """Fill ``page`` from ``walk``, resuming after ``start`` (a checked ExclusiveStartKey of the page's source);
     the one page walk behind Query, Scan and PartiQL's SELECT."""
     src = page.src
     meta = src.meta
-    crypto = svc.crypto(caller, meta)
-    items = svc.items
+    crypto = db.crypto(caller, meta)
+    items = db.items
     with items.read() as tx:
         if walk.partition is not None:
             lo, lo_inc, hi, hi_inc = walk.lo, True, walk.hi, False
@@ -302,7 +302,7 @@ def read_page(svc: DynamoDBService, caller: Caller, page: Page, walk: Walk, star
             token = crypto.token(src.index_id, walk.partition)
             for _, raw in items.entries(tx, meta, crypto, src.index_id, token, lo=lo, lo_inclusive=lo_inc, hi=hi,
                                         hi_inclusive=hi_inc, reverse=not walk.forward):
-                if page.add(svc, tx, crypto, raw):
+                if page.add(db, tx, crypto, raw):
                     return
             return
         after = None
@@ -312,17 +312,17 @@ def read_page(svc: DynamoDBService, caller: Caller, page: Page, walk: Walk, star
                 raise validation("The provided Exclusive start key does not map to the provided segment")
             for _, raw in items.entries(tx, meta, crypto, src.index_id, after, lo=src.tree_key(start),
                                         lo_inclusive=False):
-                if page.add(svc, tx, crypto, raw):
+                if page.add(db, tx, crypto, raw):
                     return
         for token in items.partitions(tx, meta, crypto, src.index_id, after=after, token_lo=walk.token_lo,
                                       token_hi=walk.token_hi):
             for _, raw in items.entries(tx, meta, crypto, src.index_id, token):
-                if page.add(svc, tx, crypto, raw):
+                if page.add(db, tx, crypto, raw):
                     return
 
 
-def _prepare(svc: DynamoDBService, caller: Caller, p: dict, op: str):
-    meta = svc.data_table(caller, p["TableName"])
+def _prepare(db: Database, caller: Caller, p: dict, op: str):
+    meta = db.data_table(caller, p["TableName"])
     legacy.check_no_mixing(p, op)
     src = source(meta, p.get("IndexName"))
     consistent = bool(p.get("ConsistentRead"))
@@ -415,9 +415,9 @@ def _bounds(src: Source, eq: list[dict], op: str | None, vals: list) -> tuple[by
     return e, prefix_end(head + encode_attr(t, vals[1]))
 
 
-def query(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta, src, consistent, select = _prepare(svc, caller, p, "Query")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
+def query(db: Database, caller: Caller, p: dict) -> dict:
+    meta, src, consistent, select = _prepare(db, caller, p, "Query")
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
     parts = _key_parts(p, ctx)
     proj = _projection(p, ctx)
     flt = _filter(p, ctx, "QueryFilter")
@@ -449,13 +449,13 @@ def query(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         raise validation("The provided starting key is outside query boundaries based on provided conditions")
     page = Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
     walk = Walk(partition=hash_enc, lo=lo, hi=hi, forward=p.get("ScanIndexForward", True) is not False)
-    read_page(svc, caller, page, walk, esk)
+    read_page(db, caller, page, walk, esk)
     return page.result(p, consistent)
 
 
 # -- Scan -------------------------------------------------------------------------------------------------
-def scan(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta, src, consistent, select = _prepare(svc, caller, p, "Scan")
+def scan(db: Database, caller: Caller, p: dict) -> dict:
+    meta, src, consistent, select = _prepare(db, caller, p, "Scan")
     segment, total = p.get("Segment"), p.get("TotalSegments")
     if segment is not None and total is None:
         raise validation("The TotalSegments parameter is required but was not present in the request when Segment "
@@ -466,7 +466,7 @@ def scan(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if total is not None and segment >= total:
         raise validation("The Segment parameter is zero-based and must be less than parameter TotalSegments: "
                          f"Segment: {segment} is not less than TotalSegments: {total}")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
     proj = _projection(p, ctx)
     flt = _filter(p, ctx, "ScanFilter")
     ctx.check_all_used()
@@ -474,7 +474,7 @@ def scan(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     esk = _start_key(p, src, scan=True)
     token_lo, token_hi = segment_bounds(segment, total) if total is not None else (b"", None)
     page = Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
-    read_page(svc, caller, page, Walk(token_lo=token_lo, token_hi=token_hi), esk)
+    read_page(db, caller, page, Walk(token_lo=token_lo, token_hi=token_hi), esk)
     return page.result(p, consistent)
 
 

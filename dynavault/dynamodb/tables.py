@@ -19,7 +19,7 @@ from .sse_spec import inaccessible_error, parse_sse_specification
 from .streams import control as stream_control
 
 if TYPE_CHECKING:
-    from .service import DynamoDBService
+    from .database import Database
 
 log = logging.getLogger("dynavault.dynamodb")
 
@@ -111,7 +111,7 @@ def index_ids(meta: TableMeta) -> list[int]:
 
 
 # -- operations ------------------------------------------------------------------------------
-def create_table(svc: DynamoDBService, caller: Caller, p: dict, *, status: str = "ACTIVE",
+def create_table(db: Database, caller: Caller, p: dict, *, status: str = "ACTIVE",
                  extra: dict | None = None) -> dict:
     """CreateTable; a restore makes its table here too (``status`` CREATING and its progress in ``extra``,
     written with the catalog entry, so the table never shows ACTIVE before it is filled)."""
@@ -134,12 +134,12 @@ def create_table(svc: DynamoDBService, caller: Caller, p: dict, *, status: str =
     sse_mode, key_id = parse_sse_specification(p.get("SSESpecification"))
     stream_view = stream_control.check_create_spec(p.get("StreamSpecification"))
     indexes = prepare_indexes(p, key_schema, definitions)
-    with svc.catalog.lock:
-        if svc.catalog.get(caller.account, caller.region, name) is not None:
+    with db.catalog.lock:
+        if db.catalog.get(caller.account, caller.region, name) is not None:
             raise AWSError("ResourceInUseException", f"Table already exists: {name}")
         table_id = str(uuid.uuid4())
-        key_arn, sse_mode = svc.keys.resolve(caller, sse_mode, key_id)
-        sse = svc.keys.create_table_keys(caller, name, uuid.UUID(table_id).bytes, sse_mode, key_arn)
+        key_arn, sse_mode = db.keys.resolve(caller, sse_mode, key_id)
+        sse = db.keys.create_table_keys(caller, name, uuid.UUID(table_id).bytes, sse_mode, key_arn)
         meta = TableMeta(
             table_id=table_id,
             name=name,
@@ -159,32 +159,32 @@ def create_table(svc: DynamoDBService, caller: Caller, p: dict, *, status: str =
             extra=dict(extra or {}),
         )
         attach_indexes(meta, indexes)
-        codec = svc.keys.live_crypto(sse["table_key_blob"]).codec
-        with svc.items.write() as w:
+        codec = db.keys.live_crypto(sse["table_key_blob"]).codec
+        with db.items.write() as w:
             # the partition directories (DESIGN.md invariant 4) exist from the start, with the catalog entry
             for index_id in index_ids(meta):
                 w.create_partitions(meta, codec, index_id)
-            if stream_view is not None and svc.streams is not None:
-                stream_control.enable(svc.streams, w.tx, meta, stream_view, meta.created)
-            svc.catalog.put(w.tx, meta)
-        svc.catalog.remember(meta)
+            if stream_view is not None and db.streams is not None:
+                stream_control.enable(db.streams, w.tx, meta, stream_view, meta.created)
+            db.catalog.put(w.tx, meta)
+        db.catalog.remember(meta)
     log.info("table created: %s (account %s, region %s, key %s)", name, caller.account, caller.region,
              sse.get("key_arn") if sse_mode != "OWNED" else "AWS owned")
-    return {"TableDescription": table_description(svc.catalog, meta, "CREATING")}
+    return {"TableDescription": table_description(db.catalog, meta, "CREATING")}
 
 
-def describe_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def describe_table(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
-    meta = svc.catalog.get(caller.account, caller.region, name)
+    meta = db.catalog.get(caller.account, caller.region, name)
     if meta is None:
         raise not_found(f"Requested resource not found: Table: {name} not found")
-    return {"Table": table_description(svc.catalog, meta)}
+    return {"Table": table_description(db.catalog, meta)}
 
 
-def list_tables(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def list_tables(db: Database, caller: Caller, p: dict) -> dict:
     limit = p.get("Limit", 100)
     start = p.get("ExclusiveStartTableName")
-    names = [t.name for t in svc.catalog.list(caller.account, caller.region)]
+    names = [t.name for t in db.catalog.list(caller.account, caller.region)]
     if start is not None:
         names = [n for n in names if n > start]
     out: dict = {"TableNames": names[:limit]}
@@ -193,9 +193,9 @@ def list_tables(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     return out
 
 
-def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def update_table(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
-    meta = svc.catalog.get(caller.account, caller.region, name)
+    meta = db.catalog.get(caller.account, caller.region, name)
     if meta is None:
         raise not_found(f"Requested resource not found: Table: {name} not found")
     changes = [k for k in ("ProvisionedThroughput", "BillingMode", "StreamSpecification", "GlobalSecondaryIndexUpdates",
@@ -207,7 +207,7 @@ def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if "SSESpecification" in p:
         if len([c for c in changes if c != "AttributeDefinitions"]) > 1:
             raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
-        return svc.sse.update_sse(caller, meta, p["SSESpecification"])
+        return db.sse.update_sse(caller, meta, p["SSESpecification"])
     if meta.status == "CREATING":  # being restored
         raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table is "
                        f"being created: {name}")
@@ -219,7 +219,7 @@ def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if "GlobalSecondaryIndexUpdates" in p:
             raise validation(_INVALID + "You cannot create or delete index while changing stream status")
         stream_view = stream_control.check_update_spec(meta, p["StreamSpecification"])
-    with svc.catalog.lock:
+    with db.catalog.lock:
         if "BillingMode" in p or "ProvisionedThroughput" in p:
             merged = {"BillingMode": p.get("BillingMode", meta.billing_mode)}
             if "ProvisionedThroughput" in p:
@@ -239,22 +239,22 @@ def update_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if "TableClass" in p:
             meta.table_class = p["TableClass"]
         if "GlobalSecondaryIndexUpdates" in p:
-            update_indexes(svc, caller, meta, p)
-        with svc.catalog.transaction() as tx:  # the stream's rows and the table's record commit together
-            if "StreamSpecification" in p and svc.streams is not None:
+            update_indexes(db, caller, meta, p)
+        with db.catalog.transaction() as tx:  # the stream's rows and the table's record commit together
+            if "StreamSpecification" in p and db.streams is not None:
                 if stream_view is not None:
-                    stream_control.enable(svc.streams, tx, meta, stream_view, time.time())
+                    stream_control.enable(db.streams, tx, meta, stream_view, time.time())
                 else:
-                    stream_control.disable(svc.streams, tx, meta, time.time())
-            svc.catalog.put(tx, meta)
-        svc.catalog.remember(meta)
-    return {"TableDescription": table_description(svc.catalog, meta)}
+                    stream_control.disable(db.streams, tx, meta, time.time())
+            db.catalog.put(tx, meta)
+        db.catalog.remember(meta)
+    return {"TableDescription": table_description(db.catalog, meta)}
 
 
-def delete_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def delete_table(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
-    with svc.catalog.lock:
-        meta = svc.catalog.get(caller.account, caller.region, name)
+    with db.catalog.lock:
+        meta = db.catalog.get(caller.account, caller.region, name)
         if meta is None:
             raise not_found(f"Requested resource not found: Table: {name} not found")
         if meta.deletion_protection:
@@ -266,14 +266,14 @@ def delete_table(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if meta.status == "CREATING":  # being restored
             raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table is "
                            f"being created: {name}")
-        desc = table_description(svc.catalog, meta, "DELETING")
-        with svc.items.write() as w:
+        desc = table_description(db.catalog, meta, "DELETING")
+        with db.items.write() as w:
             w.drop(meta)
-            if svc.streams is not None:  # stream records go with the table's keys (crypto-shredded)
-                svc.streams.drop_table(w.tx, meta.id_bytes)
-            svc.catalog.remove(w.tx, meta)
-        svc.catalog.forget(meta)
-    svc.keys.retire(meta.key_ref())
+            if db.streams is not None:  # stream records go with the table's keys (crypto-shredded)
+                db.streams.drop_table(w.tx, meta.id_bytes)
+            db.catalog.remove(w.tx, meta)
+        db.catalog.forget(meta)
+    db.keys.retire(meta.key_ref())
     log.info("table deleted: %s (account %s, region %s)", name, caller.account, caller.region)
     return {"TableDescription": desc}
 
@@ -354,19 +354,19 @@ def _resolve_part(caller: Caller, part: object, operation: str) -> object:
     return out
 
 
-def _table_for_arn(svc: DynamoDBService, caller: Caller, arn: str, operation: str) -> TableMeta:
+def _table_for_arn(db: Database, caller: Caller, arn: str, operation: str) -> TableMeta:
     if not isinstance(arn, str):  # _arn_table refuses any other malformed ARN with the same text
         raise validation(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
     name = _arn_table(caller, arn, operation)
-    meta = svc.catalog.get(caller.account, caller.region, name)
+    meta = db.catalog.get(caller.account, caller.region, name)
     if meta is None:
         raise not_found(f"Requested resource not found: ResourcArn: {arn} not found")
     return meta
 
 
-def tag_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = _table_for_arn(svc, caller, p["ResourceArn"], "TagResource")
-    with svc.catalog.lock:
+def tag_resource(db: Database, caller: Caller, p: dict) -> dict:
+    meta = _table_for_arn(db, caller, p["ResourceArn"], "TagResource")
+    with db.catalog.lock:
         merged = {t["Key"]: t["Value"] for t in meta.tags}
         _validate_tags(p.get("Tags") or [])
         for tag in p.get("Tags") or []:
@@ -374,21 +374,21 @@ def tag_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         if len(merged) > MAX_TAGS:
             raise validation("The number of tags exceeds the limit of 50")
         meta.tags = [{"Key": k, "Value": v} for k, v in merged.items()]
-        svc.catalog.save(meta)
+        db.catalog.save(meta)
     return {}
 
 
-def untag_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = _table_for_arn(svc, caller, p["ResourceArn"], "UntagResource")
-    with svc.catalog.lock:
+def untag_resource(db: Database, caller: Caller, p: dict) -> dict:
+    meta = _table_for_arn(db, caller, p["ResourceArn"], "UntagResource")
+    with db.catalog.lock:
         drop = set(p.get("TagKeys") or [])
         meta.tags = [t for t in meta.tags if t["Key"] not in drop]
-        svc.catalog.save(meta)
+        db.catalog.save(meta)
     return {}
 
 
-def list_tags_of_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = _table_for_arn(svc, caller, p["ResourceArn"], "ListTagsOfResource")
+def list_tags_of_resource(db: Database, caller: Caller, p: dict) -> dict:
+    meta = _table_for_arn(db, caller, p["ResourceArn"], "ListTagsOfResource")
     tags = meta.tags
     start = int(p["NextToken"]) if str(p.get("NextToken", "")).isdigit() else 0
     page = tags[start:start + 10]
@@ -398,12 +398,12 @@ def list_tags_of_resource(svc: DynamoDBService, caller: Caller, p: dict) -> dict
     return out
 
 
-def describe_limits(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def describe_limits(db: Database, caller: Caller, p: dict) -> dict:
     return {"AccountMaxReadCapacityUnits": 80000, "AccountMaxWriteCapacityUnits": 80000,
             "TableMaxReadCapacityUnits": 40000, "TableMaxWriteCapacityUnits": 40000}
 
 
-def describe_endpoints(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def describe_endpoints(db: Database, caller: Caller, p: dict) -> dict:
     return {"Endpoints": [{"Address": f"dynamodb.{caller.region}.amazonaws.com", "CachePeriodInMinutes": 1440}]}
 
 

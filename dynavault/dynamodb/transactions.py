@@ -1,6 +1,6 @@
 """TransactWriteItems, TransactGetItems, and the multi-item write engine batches and PartiQL share.
 
-A request that changes several items is one store transaction (``svc.kv.transaction()``): every
+A request that changes several items is one store transaction (``db.kv.transaction()``): every
 base item, index entry, stream record and table statistic of the request commits together or not
 at all. The engine works in three phases so nothing is written unless everything can be:
 
@@ -51,7 +51,7 @@ from .keys import key_of_item, key_of_request
 from .values import canonical_item, item_size, validate_item
 
 if TYPE_CHECKING:
-    from .service import DynamoDBService
+    from .database import Database
 
 CANCELLED = "Transaction cancelled, please refer cancellation reasons for specific reasons"
 MSG_CONDITION = "The conditional request failed"
@@ -121,41 +121,41 @@ def _return_on_failure(p: dict) -> str:
     return rv
 
 
-def prepare_put(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
-    meta = svc.data_table(caller, p.get("TableName") or "")
+def prepare_put(db: Database, caller: Caller, p: dict) -> WriteAction:
+    meta = db.data_table(caller, p.get("TableName") or "")
     item = p.get("Item") or {}
     validate_item(item)
     hkey, skey, key = key_of_item(meta, item)
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
     cond = item_ops.parse_request_condition(p, ctx, "PutItem")
     ctx.check_all_used()
     return WriteAction("Put", meta, hkey, skey, key, item=canonical_item(item), cond=cond,
                        return_on_failure=_return_on_failure(p))
 
 
-def prepare_delete(svc: DynamoDBService, caller: Caller, p: dict, kind: str = "Delete") -> WriteAction:
-    meta = svc.data_table(caller, p.get("TableName") or "")
+def prepare_delete(db: Database, caller: Caller, p: dict, kind: str = "Delete") -> WriteAction:
+    meta = db.data_table(caller, p.get("TableName") or "")
     hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
     cond = item_ops.parse_request_condition(p, ctx, "DeleteItem")
     ctx.check_all_used()
     return WriteAction(kind, meta, hkey, skey, key, cond=cond, return_on_failure=_return_on_failure(p))
 
 
-def prepare_check(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
-    meta = svc.data_table(caller, p.get("TableName") or "")
+def prepare_check(db: Database, caller: Caller, p: dict) -> WriteAction:
+    meta = db.data_table(caller, p.get("TableName") or "")
     hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
     cond = parse_condition(p.get("ConditionExpression") or "", ctx)
     ctx.check_all_used()
     return WriteAction("ConditionCheck", meta, hkey, skey, key, cond=cond,
                        return_on_failure=_return_on_failure(p))
 
 
-def prepare_update(svc: DynamoDBService, caller: Caller, p: dict) -> WriteAction:
-    meta = svc.data_table(caller, p.get("TableName") or "")
+def prepare_update(db: Database, caller: Caller, p: dict) -> WriteAction:
+    meta = db.data_table(caller, p.get("TableName") or "")
     hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=svc.expression_cache)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
     plan = parse_update(p.get("UpdateExpression") or "", ctx)
     cond = item_ops.parse_request_condition(p, ctx, "UpdateItem")
     ctx.check_all_used()
@@ -194,12 +194,12 @@ class ItemClaims:
 
 
 # -- the engine ---------------------------------------------------------------------------------
-def table_cryptos(svc: DynamoDBService, caller: Caller, metas: Iterable[TableMeta]) -> dict:
+def table_cryptos(db: Database, caller: Caller, metas: Iterable[TableMeta]) -> dict:
     """Table key of every table, in first-use order; the first unusable key raises its KMS error."""
     out: dict = {}
     for meta in metas:
         if meta.table_id not in out:
-            out[meta.table_id] = svc.crypto(caller, meta)
+            out[meta.table_id] = db.crypto(caller, meta)
     return out
 
 
@@ -212,12 +212,12 @@ def _reason(code: str, message: str | None = None, item: dict | None = None) -> 
     return r
 
 
-def run_writes(svc: DynamoDBService, caller: Caller, actions: list[WriteAction], *, cause: str,
+def run_writes(db: Database, caller: Caller, actions: list[WriteAction], *, cause: str,
                transactional: bool = True, cryptos: dict | None = None) -> None:
     """Apply ``actions`` in ONE store transaction, all or nothing (raises ActionsFailed / AWSError).
 
     ``cause`` names the operation to the change's subscribers; ``transactional`` doubles the write units (DynamoDB charges two per transactional write)."""
-    state = svc.transaction_state
+    state = db.transaction_state
     owner = state.new_owner()
     idents = [a.ident for a in actions]
     busy = set(state.claims.claim(owner, idents))
@@ -226,8 +226,8 @@ def run_writes(svc: DynamoDBService, caller: Caller, actions: list[WriteAction],
                              else _reason("None") for a in actions])
     try:
         if cryptos is None:
-            cryptos = table_cryptos(svc, caller, (a.meta for a in actions))
-        with svc.items.write() as w:
+            cryptos = table_cryptos(db, caller, (a.meta for a in actions))
+        with db.items.write() as w:
             reasons: list[dict] = []
             for a in actions:
                 a.old = w.get(a.meta, cryptos[a.meta.table_id], a.hkey, a.skey)
@@ -354,7 +354,7 @@ class TransactionState:
 
 
 # -- operations ---------------------------------------------------------------------------------
-def prepare_transact_item(svc: DynamoDBService, caller: Caller, entry: dict) -> WriteAction:
+def prepare_transact_item(db: Database, caller: Caller, entry: dict) -> WriteAction:
     present = [k for k in _KINDS if isinstance(entry, dict) and entry.get(k) is not None]
     if len(present) > 1:
         raise validation(MSG_ONE_OF)
@@ -363,12 +363,12 @@ def prepare_transact_item(svc: DynamoDBService, caller: Caller, entry: dict) -> 
     kind = present[0]
     body = entry[kind]
     if kind == "Put":
-        return prepare_put(svc, caller, body)
+        return prepare_put(db, caller, body)
     if kind == "Update":
-        return prepare_update(svc, caller, body)
+        return prepare_update(db, caller, body)
     if kind == "Delete":
-        return prepare_delete(svc, caller, body)
-    return prepare_check(svc, caller, body)
+        return prepare_delete(db, caller, body)
+    return prepare_check(db, caller, body)
 
 
 def check_distinct(actions: list[WriteAction]) -> None:
@@ -379,12 +379,12 @@ def check_distinct(actions: list[WriteAction]) -> None:
         seen.add(a.ident)
 
 
-def run_transaction(svc: DynamoDBService, caller: Caller, actions: list[WriteAction], cause: str) -> None:
+def run_transaction(db: Database, caller: Caller, actions: list[WriteAction], cause: str) -> None:
     """All of the actions or none (TransactWriteItems, ExecuteTransaction): one target each, and any
     failed condition cancels the lot with the reasons in request order."""
     check_distinct(actions)
     try:
-        run_writes(svc, caller, actions, cause=cause)
+        run_writes(db, caller, actions, cause=cause)
     except ActionsFailed as failed:
         raise cancelled(failed.reasons) from None
 
@@ -399,14 +399,14 @@ def units_by_table(actions: list[WriteAction]) -> tuple[dict[str, TableMeta], di
     return metas, units
 
 
-def transact_write_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def transact_write_items(db: Database, caller: Caller, p: dict) -> dict:
     entries = p.get("TransactItems") or []
-    tokens = svc.transaction_state.tokens
+    tokens = db.transaction_state.tokens
     token_key, digest, replay = tokens.begin(caller, "TransactWriteItems", p.get("ClientRequestToken"), entries)
     if replay is not None:
         return _replay(replay, p.get("ReturnConsumedCapacity"))
-    actions = [prepare_transact_item(svc, caller, e) for e in entries]
-    run_transaction(svc, caller, actions, "TransactWriteItems")
+    actions = [prepare_transact_item(db, caller, e) for e in entries]
+    run_transaction(db, caller, actions, "TransactWriteItems")
     metas, units = units_by_table(actions)
     out: dict = {}
     cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
@@ -427,21 +427,21 @@ def _replay(entry: dict, mode: str | None) -> dict:
     return out
 
 
-def transact_get_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def transact_get_items(db: Database, caller: Caller, p: dict) -> dict:
     entries = p.get("TransactItems") or []
     gets = []
     for e in entries:
         body = e.get("Get") if isinstance(e, dict) else None
         if body is None:
             raise validation("Invalid Request: TransactGetItem should contain a Get request")
-        meta = svc.data_table(caller, body.get("TableName") or "")
+        meta = db.data_table(caller, body.get("TableName") or "")
         hkey, skey, _ = key_of_request(meta, body.get("Key") or {})
-        ctx = ExpressionContext(body.get("ExpressionAttributeNames"), None, cache=svc.expression_cache)
+        ctx = ExpressionContext(body.get("ExpressionAttributeNames"), None, cache=db.expression_cache)
         proj = parse_projection(body["ProjectionExpression"], ctx) if body.get("ProjectionExpression") else None
         ctx.check_all_used()
         gets.append((meta, hkey, skey, proj))
-    cryptos = table_cryptos(svc, caller, (g[0] for g in gets))
-    state = svc.transaction_state
+    cryptos = table_cryptos(db, caller, (g[0] for g in gets))
+    state = db.transaction_state
     owner = state.new_owner()
     idents = [(m.table_id, h, s) for m, h, s, _ in gets]
     # Reads conflict with an in-flight write transaction on the same item, never with each other;
@@ -451,20 +451,20 @@ def transact_get_items(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if busy:
         raise cancelled([_reason("TransactionConflict", MSG_CONFLICT) if i in busy else _reason("None")
                          for i in idents])
-    return read_items(svc, cryptos, [(m, h, s, None, proj) for m, h, s, proj in gets], p)
+    return read_items(db, cryptos, [(m, h, s, None, proj) for m, h, s, proj in gets], p)
 
 
-def read_items(svc: DynamoDBService, cryptos: dict, gets: list, p: dict) -> dict:
+def read_items(db: Database, cryptos: dict, gets: list, p: dict) -> dict:
     """The reads of one transaction (TransactGetItems, a read-only ExecuteTransaction) from one store
     snapshot. ``gets``: (meta, hash key bytes, sort key bytes, condition or None, projection or None);
     an item that is missing or fails its condition answers ``{}``."""
     responses = []
     units: dict[str, float] = {}
     metas = {}
-    with svc.items.read() as r:
+    with db.items.read() as r:
         for meta, hkey, skey, cond, proj in gets:
             metas[meta.table_id] = meta
-            item = svc.items.get(meta, cryptos[meta.table_id], hkey, skey, r)
+            item = db.items.get(meta, cryptos[meta.table_id], hkey, skey, r)
             size = item_size(item) if item is not None else 0
             units[meta.table_id] = units.get(meta.table_id, 0.0) + 2 * item_ops.read_units(size, True)
             if item is None or (cond is not None and not evaluate(cond, item)):

@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from dynavault.sse.crypto import TableCrypto
 
     from .catalog import TableMeta
-    from .service import DynamoDBService
+    from .database import Database
 
 log = logging.getLogger("dynavault.dynamodb.ttl")
 
@@ -97,8 +97,8 @@ def expired(value: object, now: float) -> bool:
 
 
 # -- operations ---------------------------------------------------------------------------------------
-def _table(svc: DynamoDBService, caller: Caller, name: str) -> TableMeta:
-    meta = svc.catalog.get(caller.account, caller.region, name)
+def _table(db: Database, caller: Caller, name: str) -> TableMeta:
+    meta = db.catalog.get(caller.account, caller.region, name)
     if meta is None:
         raise AWSError("ResourceNotFoundException", f"Requested resource not found: Table: {name} not found")
     return meta
@@ -110,7 +110,7 @@ def _null(member: str) -> AWSError:
                       "satisfy constraint: Member must not be null")
 
 
-def update_time_to_live(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def update_time_to_live(db: Database, caller: Caller, p: dict) -> dict:
     spec = p.get("TimeToLiveSpecification")
     if not isinstance(spec, dict):
         raise validation("1 validation error detected: Value null at 'timeToLiveSpecification' failed to satisfy "
@@ -120,8 +120,8 @@ def update_time_to_live(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         raise _null("attributeName")
     if not isinstance(enabled, bool):
         raise _null("enabled")
-    with svc.catalog.lock:
-        meta = _table(svc, caller, p["TableName"])
+    with db.catalog.lock:
+        meta = _table(db, caller, p["TableName"])
         if meta.status in NO_DATA_STATES:
             raise inaccessible_error(meta)
         state = ttl_state(meta)
@@ -132,18 +132,18 @@ def update_time_to_live(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
             raise validation(f"TimeToLive is active on a different AttributeName: current AttributeName is {current}")
         if current is None and not enabled:
             raise validation("TimeToLive is already disabled")
-        now = svc.clock()
+        now = db.clock()
         changed = state.get("changed")
-        if isinstance(changed, (int, float)) and now - changed < svc.settings.ttl_cooldown_seconds:
+        if isinstance(changed, (int, float)) and now - changed < db.settings.ttl_cooldown_seconds:
             raise validation("Time to live has been modified multiple times within a fixed interval")
         meta.extra["ttl"] = {"enabled": enabled, "attribute": name, "changed": now}
-        svc.catalog.save(meta)
+        db.catalog.save(meta)
     log.info("table %s: Time to Live %s on attribute %s", meta.name, "enabled" if enabled else "disabled", name)
     return {"TimeToLiveSpecification": {"Enabled": enabled, "AttributeName": name}}
 
 
-def describe_time_to_live(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta = _table(svc, caller, p["TableName"])
+def describe_time_to_live(db: Database, caller: Caller, p: dict) -> dict:
+    meta = _table(db, caller, p["TableName"])
     if meta.status in ("CREATING", "DELETING"):
         raise validation(f"Cannot describe time to live while table is in {meta.status} state: Current table state "
                          f"is {meta.status}")
@@ -168,8 +168,8 @@ class TTLSweeper:
     requests that arrived meanwhile, so a request waits for at most one short transaction, and the pass
     never competes with request handling for the interpreter from another thread."""
 
-    def __init__(self, svc: DynamoDBService, *, batch: int = BATCH) -> None:
-        self.svc = svc
+    def __init__(self, db: Database, *, batch: int = BATCH) -> None:
+        self.db = db
         self.batch = batch
         self._stopped = False
         self._steps: Iterator[None] | None = None
@@ -230,7 +230,7 @@ class TTLSweeper:
         return self.deleted
 
     def _pass(self) -> Iterator[None]:
-        for meta in self.svc.catalog.all():
+        for meta in self.db.catalog.all():
             if ttl_attribute(meta) is None:
                 continue
             before = self.deleted
@@ -244,14 +244,14 @@ class TTLSweeper:
     def _live(self, meta: TableMeta) -> tuple[TableMeta, str] | None:
         """The table as the catalog has it now, with its TTL attribute; None when it went away, TTL was
         disabled, or its key is unusable (sse-spec §1.5: no data is touched until the key is back)."""
-        live = self.svc.catalog.get(meta.account, meta.region, meta.name)
+        live = self.db.catalog.get(meta.account, meta.region, meta.name)
         if live is None or live.table_id != meta.table_id or live.status in NO_DATA_STATES:
             return None
         attribute = ttl_attribute(live)
         return (live, attribute) if attribute is not None else None
 
     def _sweep_table(self, meta: TableMeta) -> Iterator[None]:
-        svc = self.svc
+        db = self.db
         after = None
         while True:
             cur = self._live(meta)
@@ -261,11 +261,11 @@ class TTLSweeper:
             try:
                 # the database itself, through the table's grant; per batch, so never a key older than the
                 # refresh interval (DESIGN.md invariant 3)
-                crypto = svc.crypto(svc.keys.key_service(live.account, live.region, live.sse), live)
+                crypto = db.crypto(db.keys.key_service(live.account, live.region, live.sse), live)
             except AWSError as err:
                 log.warning("table %s: TTL sweep skipped, the table key is not usable (%s)", live.name, err.code)
                 return
-            now = svc.clock()
+            now = db.clock()
             found, after, more = self._scan(live, crypto, attribute, after, now)
             yield
             for start in range(0, len(found), DELETE_BATCH):
@@ -284,8 +284,8 @@ class TTLSweeper:
         plain = attribute.isascii() and attribute.isprintable() and not set(attribute) & set('"\\/')
         needle = orjson.dumps(attribute) if plain else b""
         seen = 0
-        with self.svc.items.read() as r:
-            for token, key, raw in self.svc.items.walk(r, meta, crypto, after):
+        with self.db.items.read() as r:
+            for token, key, raw in self.db.items.walk(r, meta, crypto, after):
                 seen += 1
                 after = (token, key)
                 if needle in raw:
@@ -298,7 +298,7 @@ class TTLSweeper:
 
     def _delete(self, meta: TableMeta, crypto: TableCrypto, attribute: str, found: list[dict], now: float) -> int:
         deleted = 0
-        with self.svc.items.write() as w:
+        with self.db.items.write() as w:
             for item in found:
                 hkey, skey, _ = key_of_item(meta, item)
                 place = w.place(meta, crypto, hkey, skey)

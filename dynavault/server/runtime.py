@@ -143,8 +143,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.backups.jobs import BackupJobs
     from dynavault.dynamodb.catalog import Catalog
     from dynavault.dynamodb.change_counter import ChangeCounter
+    from dynavault.dynamodb.database import Database
     from dynavault.dynamodb.item_store import ItemStore
-    from dynavault.dynamodb.service import DynamoDBService
     from dynavault.dynamodb.sse_lifecycle import SSELifecycle
     from dynavault.dynamodb.streams.control import StreamJobs, StreamLimits
     from dynavault.dynamodb.streams.store import StreamStore
@@ -180,7 +180,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     metrics.key_cache_entries.set_function(keys.cached_entries)
     lifecycle = SSELifecycle(catalog, keys, settings, metrics=metrics)
     backup_jobs = BackupJobs()
-    svc = DynamoDBService(settings, catalog, items, keys, TransactionState(), lifecycle, metrics=metrics,
+    db = Database(settings, catalog, items, keys, TransactionState(), lifecycle, metrics=metrics,
                           streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs)
     connections.on_closed(keys.drop_connection)
 
@@ -200,13 +200,13 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     periodic.append(Periodic("stream-shards", stream_jobs.interval(), stream_jobs.run))
     # Time to Live: one sweeper per store; its pass runs in short slices on the event loop, stopped before the
     # store closes
-    sweeper = TTLSweeper(svc)
+    sweeper = TTLSweeper(db)
     periodic.append(Periodic("ttl-sweep", max(0.1, settings.ttl_sweep_seconds), sweeper.tick))
     closers.append(sweeper.stop)
-    periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(svc)))
-    indexes.resume_jobs(svc)
-    restore.recover(svc)
-    return svc, store
+    periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db)))
+    indexes.resume_jobs(db)
+    restore.recover(db)
+    return db, store
 
 
 def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
@@ -244,13 +244,13 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
 
     store = None
     if not kms_only:
-        svc, store = _dynamodb(settings, components["kms"] if "kms" in components else None, AWS_OWNED_ACCOUNT,
+        db, store = _dynamodb(settings, components["kms"] if "kms" in components else None, AWS_OWNED_ACCOUNT,
                                metrics, connections, closers, periodic)
-        components["dynamodb"] = svc
+        components["dynamodb"] = db
         from dynavault.dynamodb.operations import operations, stream_operations
 
-        routes.mount(_with_validator(DYNAMODB), operations(svc))
-        routes.mount(_with_validator(STREAMS), stream_operations(svc))
+        routes.mount(_with_validator(DYNAMODB), operations(db))
+        routes.mount(_with_validator(STREAMS), stream_operations(db))
 
     durability = None
     if store is not None and store.group_commit:

@@ -28,7 +28,6 @@ import binascii
 import re
 import zlib
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 import botocore.loaders
@@ -719,7 +718,6 @@ class _Compiler:
                     changed = True
 
 
-@lru_cache(maxsize=8)
 def _load_model(service: str) -> dict:
     if service not in _SERVICE_VERSIONS:
         raise ValueError(f"unknown service {service!r}")

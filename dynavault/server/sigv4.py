@@ -8,7 +8,6 @@ parsed once and cached; the signature itself is checked on every request.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
@@ -110,7 +109,6 @@ def _format_amz(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-@functools.lru_cache(maxsize=256)  # clients send the same timestamp string for a whole second
 def _parse_amz_date(value: str) -> float | None:
     for fmt in ("%Y%m%dT%H%M%SZ", "%a, %d %b %Y %H:%M:%S GMT"):
         try:
@@ -152,6 +150,7 @@ class SigV4Verifier:
         # signature) and the request path (DynamoDB's JSON protocol posts to "/").
         self._heads: dict[str, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
         self._uris: dict[str, str] = {}
+        self._dates: dict[str, float | None] = {}  # clients send one X-Amz-Date string for a whole second
 
     @staticmethod
     def _memo(cache: dict, key: str, make):
@@ -235,7 +234,7 @@ class SigV4Verifier:
         if not amz_date:
             raise _error("IncompleteSignatureException",
                          "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
-        ts = _parse_amz_date(amz_date)
+        ts = self._memo(self._dates, amz_date, _parse_amz_date)
         if ts is None:
             raise _error("IncompleteSignatureException", f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'.")
         # Botocore signs with the X-Amz-Date value; an old-style Date header is normalised to basic format.

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from dynavault.errors import IntegrityError
-from dynavault.storage.sealed import Sealed, Token
+from dynavault.storage.sealed import PartitionToken, Sealed
 
 FORMAT_VERSION = 1
 _HEADER = struct.Struct(">BI")
@@ -127,7 +127,7 @@ class TableCrypto:
         self._table_key = table_key  # kept only to wrap new node-key epochs
         self.codec = codec
         self.stream = stream
-        self._tokens: dict[bytes, Token] = {}  # hot partition keys -> token (an HMAC per request saved)
+        self._tokens: dict[bytes, PartitionToken] = {}  # hot partition keys -> token (an HMAC per request saved)
         self._cursor: AESGCM | None = None
 
     def new_node_epoch(self) -> tuple[int, str]:
@@ -141,13 +141,13 @@ class TableCrypto:
     def __repr__(self) -> str:
         return f"TableCrypto(table_id={self.table_id.hex()})"
 
-    def token(self, index_id: int, key_bytes: bytes) -> Token:
+    def token(self, index_id: int, key_bytes: bytes) -> PartitionToken:
         msg = index_id.to_bytes(4, "big") + key_bytes
         tok = self._tokens.get(msg)
         if tok is None:
             if len(self._tokens) >= 4096:
                 self._tokens.clear()
-            tok = self._tokens[msg] = Token(hmac.digest(self._token_key, msg, "sha256"))
+            tok = self._tokens[msg] = PartitionToken(hmac.digest(self._token_key, msg, "sha256"))
         return tok
 
     def _cursor_aead(self) -> AESGCM:

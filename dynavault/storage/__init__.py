@@ -7,7 +7,7 @@ records. Nothing in this package imports from ``dynavault`` except ``dynavault.e
 
 from dynavault.storage.kv.base import KVStore, KVTransaction
 from dynavault.storage.kv.sqlite import SqliteKV
-from dynavault.storage.sealed import CatalogRecord, NodeCodec, Sealed, Token
+from dynavault.storage.sealed import CatalogRecord, NodeCodec, PartitionToken, Sealed
 from dynavault.storage.trees import EncryptedTrees
 
-__all__ = ["CatalogRecord", "EncryptedTrees", "KVStore", "KVTransaction", "NodeCodec", "Sealed", "SqliteKV", "Token"]
+__all__ = ["CatalogRecord", "EncryptedTrees", "KVStore", "KVTransaction", "NodeCodec", "Sealed", "SqliteKV", "PartitionToken"]

@@ -8,7 +8,7 @@ import struct
 from itertools import accumulate, chain
 
 from dynavault.errors import IntegrityError
-from dynavault.storage.sealed import TOKEN_SIZE, Token
+from dynavault.storage.sealed import TOKEN_SIZE, PartitionToken
 
 ROW_PREFIX = b"T"
 FORMAT_VERSION = 1
@@ -173,7 +173,7 @@ def check_ids(table_id: bytes, index_id: int) -> None:
         raise TypeError("index_id must be an int in [0, 2**32)")
 
 
-def row_prefix(table_id: bytes, index_id: int | None = None, token: Token | None = None) -> bytes:
+def row_prefix(table_id: bytes, index_id: int | None = None, token: PartitionToken | None = None) -> bytes:
     """Key prefix of a table's rows, one index's rows, or one partition's rows (for ranges and tests)."""
     if index_id is None:
         if token is not None:
@@ -185,8 +185,8 @@ def row_prefix(table_id: bytes, index_id: int | None = None, token: Token | None
     p = ROW_PREFIX + table_id + index_id.to_bytes(4, "big")
     if token is None:
         return p
-    if type(token) is not Token:
-        raise TypeError(f"partition tokens are Token, not {type(token).__name__}")
+    if type(token) is not PartitionToken:
+        raise TypeError(f"partition tokens are PartitionToken, not {type(token).__name__}")
     return p + token.raw
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Token", "Sealed", "CatalogRecord", "NodeCodec", "TOKEN_SIZE"]
+__all__ = ["PartitionToken", "Sealed", "CatalogRecord", "NodeCodec", "TOKEN_SIZE"]
 
 TOKEN_SIZE = 32
 
@@ -32,7 +32,7 @@ class _Frozen:
         raise AttributeError(f"{type(self).__name__} is immutable")
 
 
-class Token(_Frozen):
+class PartitionToken(_Frozen):
     """An opaque 32-byte partition token (an HMAC computed above storage).
 
     Frozen, hashable and ordered by its bytes: Scan walks partitions in token order. Tokens reveal only
@@ -43,42 +43,42 @@ class Token(_Frozen):
     raw: bytes
 
     def __init__(self, raw: bytes) -> None:
-        raw = _as_bytes(raw, "Token")
+        raw = _as_bytes(raw, "PartitionToken")
         if len(raw) != TOKEN_SIZE:
-            raise ValueError(f"Token must be {TOKEN_SIZE} bytes, got {len(raw)}")
+            raise ValueError(f"PartitionToken must be {TOKEN_SIZE} bytes, got {len(raw)}")
         object.__setattr__(self, "raw", raw)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Token) and self.raw == other.raw
+        return isinstance(other, PartitionToken) and self.raw == other.raw
 
-    def __lt__(self, other: Token) -> bool:
-        if not isinstance(other, Token):
+    def __lt__(self, other: PartitionToken) -> bool:
+        if not isinstance(other, PartitionToken):
             return NotImplemented
         return self.raw < other.raw
 
-    def __le__(self, other: Token) -> bool:
-        if not isinstance(other, Token):
+    def __le__(self, other: PartitionToken) -> bool:
+        if not isinstance(other, PartitionToken):
             return NotImplemented
         return self.raw <= other.raw
 
-    def __gt__(self, other: Token) -> bool:
-        if not isinstance(other, Token):
+    def __gt__(self, other: PartitionToken) -> bool:
+        if not isinstance(other, PartitionToken):
             return NotImplemented
         return self.raw > other.raw
 
-    def __ge__(self, other: Token) -> bool:
-        if not isinstance(other, Token):
+    def __ge__(self, other: PartitionToken) -> bool:
+        if not isinstance(other, PartitionToken):
             return NotImplemented
         return self.raw >= other.raw
 
     def __hash__(self) -> int:
-        return hash((Token, self.raw))
+        return hash((PartitionToken, self.raw))
 
     def __repr__(self) -> str:
-        return f"Token({self.raw[:6].hex()}…)"
+        return f"PartitionToken({self.raw[:6].hex()}…)"
 
     def __reduce__(self):
-        return (Token, (self.raw,))
+        return (PartitionToken, (self.raw,))
 
 
 class Sealed(_Frozen):

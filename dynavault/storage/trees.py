@@ -52,7 +52,7 @@ from dynavault.storage.nodes import (
     split_point,
     token_leaf_has,
 )
-from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec, Sealed, Token
+from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec, PartitionToken, Sealed
 
 __all__ = ["EncryptedTrees", "ROW_PREFIX", "FORMAT_VERSION", "ROOT_ID", "row_prefix", "segment_bounds"]
 
@@ -155,9 +155,9 @@ class EncryptedTrees:
 
     # -- rows and blobs ------------------------------------------------------------------------
     @staticmethod
-    def _pfx(table_id: bytes, index_id: int, token: Token) -> bytes:
-        if type(token) is not Token:
-            raise TypeError(f"partition tokens are Token, not {type(token).__name__}")
+    def _pfx(table_id: bytes, index_id: int, token: PartitionToken) -> bytes:
+        if type(token) is not PartitionToken:
+            raise TypeError(f"partition tokens are PartitionToken, not {type(token).__name__}")
         if type(table_id) is not bytes or len(table_id) != 16:
             raise TypeError("table_id must be 16 bytes (UUID bytes)")
         if type(index_id) is not int or not 0 <= index_id < 2**32:
@@ -196,7 +196,7 @@ class EncryptedTrees:
 
     # -- reads ---------------------------------------------------------------------------------
     def get(
-        self, tx: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
+        self, tx: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: PartitionToken, key: bytes
     ) -> bytes | None:
         pfx = self._pfx(table_id, index_id, token)
         found, value = self._lookup(tx, codec, pfx, key)
@@ -256,7 +256,7 @@ class EncryptedTrees:
         codec: NodeCodec,
         table_id: bytes,
         index_id: int,
-        token: Token,
+        token: PartitionToken,
         *,
         lo: bytes | None = None,
         lo_inclusive: bool = True,
@@ -302,11 +302,11 @@ class EncryptedTrees:
         table_id: bytes,
         index_id: int,
         *,
-        after: Token | None = None,
+        after: PartitionToken | None = None,
         token_lo: bytes = b"",
         token_hi: bytes | None = None,
         reverse: bool = False,
-    ) -> Iterator[Token]:
+    ) -> Iterator[PartitionToken]:
         """Non-empty partitions in token order with ``token_lo <= token < token_hi``, strictly after
         (before, when reversed) ``after``: Scan pages resume with ``after``, segments use the bounds.
 
@@ -319,8 +319,8 @@ class EncryptedTrees:
         d_lo_inc = True
         d_hi = token_hi
         if after is not None:
-            if type(after) is not Token:
-                raise TypeError("after must be a Token")
+            if type(after) is not PartitionToken:
+                raise TypeError("after must be a PartitionToken")
             if reverse:
                 hi = min(hi, base + after.raw) if hi is not None else base + after.raw
                 d_hi = after.raw if d_hi is None else min(d_hi, after.raw)
@@ -334,7 +334,7 @@ class EncryptedTrees:
         return self._in_step(stored, listed)
 
     @staticmethod
-    def _in_step(stored: Iterator[Token], listed: Iterator[bytes]) -> Iterator[Token]:
+    def _in_step(stored: Iterator[PartitionToken], listed: Iterator[bytes]) -> Iterator[PartitionToken]:
         for token in stored:
             if next(listed, None) != token.raw:
                 raise IntegrityError("the partition directory and the store's partitions differ")
@@ -343,7 +343,7 @@ class EncryptedTrees:
             raise IntegrityError("partition listed in the directory is missing from the store")
 
     @staticmethod
-    def _tokens(tx: KVReader, base: bytes, lo: bytes, hi: bytes | None, reverse: bool) -> Iterator[Token]:
+    def _tokens(tx: KVReader, base: bytes, lo: bytes, hi: bytes | None, reverse: bool) -> Iterator[PartitionToken]:
         n = len(base)
         while hi is None or lo < hi:
             last = None
@@ -355,7 +355,7 @@ class EncryptedTrees:
                     reseek = True
                     break
                 last = raw
-                yield Token(raw)
+                yield PartitionToken(raw)
             if not reseek:
                 return
             if reverse:
@@ -365,7 +365,7 @@ class EncryptedTrees:
 
     # -- offline checks (`dynavault verify`) ----------------------------------------------------
     def check_partition(
-        self, r: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: Token
+        self, r: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: PartitionToken
     ) -> tuple[int, set[int]]:
         """Open every node of one partition and check the tree's shape: -> (entries, node ids reached).
         Raises ``IntegrityError`` naming the first problem."""
@@ -421,7 +421,7 @@ class EncryptedTrees:
         self.directory.create(tx, codec, table_id, index_id)
 
     def slot(
-        self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
+        self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int, token: PartitionToken, key: bytes
     ) -> Slot:
         """Find ``key``'s place with one descent: read its value, then write or delete it once.
 
@@ -442,7 +442,7 @@ class EncryptedTrees:
         codec: NodeCodec,
         table_id: bytes,
         index_id: int,
-        token: Token,
+        token: PartitionToken,
         key: bytes,
         value: bytes,
     ) -> bytes | None:
@@ -452,7 +452,7 @@ class EncryptedTrees:
         return place.value
 
     def delete(
-        self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int, token: Token, key: bytes
+        self, tx: KVTransaction, codec: NodeCodec, table_id: bytes, index_id: int, token: PartitionToken, key: bytes
     ) -> bytes | None:
         """Remove ``key``; returns its value (None, and no write at all, if it was absent)."""
         place = self.slot(tx, codec, table_id, index_id, token, key)

@@ -53,12 +53,12 @@ def test_only_the_item_store_writes_item_data() -> None:
 def test_the_check_sees_the_write_forms_operations_used_before() -> None:
     # The check is not blind: these are the shapes of the direct tree writes the operations made before
     # they went through the item store.
-    for source in ("svc.trees.put(tx, codec, tid, 0, token, key, raw)",
-                   "self.svc.trees.delete(tx, codec, tid, 1, token, key)",
-                   "place = svc.trees.slot(tx, codec, tid, 0, token, key)",
+    for source in ("db.trees.put(tx, codec, tid, 0, token, key, raw)",
+                   "self.db.trees.delete(tx, codec, tid, 1, token, key)",
+                   "place = db.trees.slot(tx, codec, tid, 0, token, key)",
                    "trees.drop(tx, tid)"):
         assert tree_writes(source), source
-    assert tree_writes("svc.items.get(meta, crypto, h, s)\nd.put(1)\nsvc.catalog.put(tx, meta)") == []
+    assert tree_writes("db.items.get(meta, crypto, h, s)\nd.put(1)\nsvc.catalog.put(tx, meta)") == []
 
 
 def test_item_store_is_the_only_dynamodb_module_holding_the_trees() -> None:

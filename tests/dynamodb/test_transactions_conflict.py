@@ -24,16 +24,16 @@ T = "conflict-table"
 
 
 @pytest.fixture
-def svc(tmp_path):
+def db(tmp_path):
     runtime = build_runtime(Settings(data_dir=str(tmp_path / "data"), root_key_file=str(tmp_path / "root.key")))
-    svc = runtime.components["dynamodb"]
-    ops = operations(svc)
+    db = runtime.components["dynamodb"]
+    ops = operations(db)
     caller = Caller(account="123456789012", region="us-east-1", principal_arn="arn:aws:iam::123456789012:root",
                     connection_id=1)
     ops["CreateTable"](caller, {"TableName": T, "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
                                 "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
                                 "BillingMode": "PAY_PER_REQUEST"})
-    yield svc, ops, caller
+    yield db, ops, caller
     runtime.close()
 
 
@@ -43,10 +43,10 @@ def _raises(fn, *args) -> AWSError:
     return exc.value
 
 
-def test_item_held_by_an_inflight_transaction(svc):
-    svc, ops, caller = svc
-    CLAIMS = svc.transaction_state.claims  # the store's claim table, as the engine sees it
-    meta = svc.data_table(caller, T)
+def test_item_held_by_an_inflight_transaction(db):
+    db, ops, caller = db
+    CLAIMS = db.transaction_state.claims  # the store's claim table, as the engine sees it
+    meta = db.data_table(caller, T)
     from dynavault.dynamodb.keys import key_of_request
 
     hkey, skey, _ = key_of_request(meta, {"pk": {"S": "held"}})
@@ -75,9 +75,9 @@ def test_item_held_by_an_inflight_transaction(svc):
     assert CLAIMS.held() == 0
 
 
-def test_threads_calling_the_service_directly_keep_the_sum(svc):
-    svc, ops, caller = svc
-    CLAIMS = svc.transaction_state.claims  # the store's claim table, as the engine sees it
+def test_threads_calling_the_service_directly_keep_the_sum(db):
+    db, ops, caller = db
+    CLAIMS = db.transaction_state.claims  # the store's claim table, as the engine sees it
     n_accts = 5
     for i in range(n_accts):
         ops["PutItem"](caller, {"TableName": T, "Item": {"pk": {"S": f"a{i}"}, "bal": {"N": "50"}}})
@@ -121,11 +121,11 @@ def test_threads_calling_the_service_directly_keep_the_sum(svc):
     assert CLAIMS.held() == 0
 
 
-def test_snapshot_reads_on_other_threads_always_see_the_whole_sum(svc):
+def test_snapshot_reads_on_other_threads_always_see_the_whole_sum(db):
     """TransactGetItems, Scan and BatchGetItem read from a snapshot without the write lock: run beside
     writers on other threads, every answer still sees each transfer whole (the books always balance)."""
-    svc, ops, caller = svc
-    CLAIMS = svc.transaction_state.claims  # the store's claim table, as the engine sees it
+    db, ops, caller = db
+    CLAIMS = db.transaction_state.claims  # the store's claim table, as the engine sees it
     n_accts = 4
     for i in range(n_accts):
         ops["PutItem"](caller, {"TableName": T, "Item": {"pk": {"S": f"a{i}"}, "bal": {"N": "50"}}})

@@ -22,8 +22,8 @@ T = "recheck-table"
 def env(tmp_path):
     runtime = build_runtime(Settings(data_dir=str(tmp_path / "data"), root_key_file=str(tmp_path / "root.key"),
                                      ttl_cooldown_seconds=0))
-    svc = runtime.components["dynamodb"]
-    ops = operations(svc)
+    db = runtime.components["dynamodb"]
+    ops = operations(db)
     caller = Caller(account="123456789012", region="us-east-1", principal_arn="arn:aws:iam::123456789012:root",
                     connection_id=1)
     ops["CreateTable"](caller, {"TableName": T, "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
@@ -31,7 +31,7 @@ def env(tmp_path):
                                 "BillingMode": "PAY_PER_REQUEST"})
     ops["UpdateTimeToLive"](caller, {"TableName": T, "TimeToLiveSpecification": {"Enabled": True,
                                                                                   "AttributeName": "exp"}})
-    yield svc, ops, caller
+    yield db, ops, caller
     runtime.close()
 
 
@@ -46,11 +46,11 @@ def _left(ops, caller) -> set[str]:
 
 
 def test_writes_between_scan_and_delete_win(env):
-    svc, ops, caller = env
+    db, ops, caller = env
     past = int(time.time()) - 60
     for pk in ("renewed", "deleted", "expired"):
         _put(ops, caller, pk, past)
-    sweeper = TTLSweeper(svc)
+    sweeper = TTLSweeper(db)
     steps = sweeper._pass()
     next(steps)  # the scan: all three are expired
     _put(ops, caller, "renewed", int(time.time()) + 3600)
@@ -62,11 +62,11 @@ def test_writes_between_scan_and_delete_win(env):
 
 
 def test_ttl_disabled_between_scan_and_delete_deletes_nothing(env):
-    svc, ops, caller = env
+    db, ops, caller = env
     past = int(time.time()) - 60
     for i in range(3):
         _put(ops, caller, f"k{i}", past)
-    sweeper = TTLSweeper(svc)
+    sweeper = TTLSweeper(db)
     steps = sweeper._pass()
     next(steps)
     ops["UpdateTimeToLive"](caller, {"TableName": T, "TimeToLiveSpecification": {"Enabled": False,

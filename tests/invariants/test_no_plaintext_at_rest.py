@@ -13,7 +13,7 @@ import orjson
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from dynavault.storage.kv.sqlite import SqliteKV
-from dynavault.storage.sealed import Sealed, Token
+from dynavault.storage.sealed import PartitionToken, Sealed
 from dynavault.storage.trees import EncryptedTrees
 from tests.canary import scan
 
@@ -159,7 +159,7 @@ def test_scan_finds_plaintext_when_the_cipher_is_bypassed(tmp_path):
     with kv.transaction() as tx:
         trees.create_directory(tx, IdentityCodec(), table_id, 0)
         for item in _items("bypass"):
-            token = Token(os.urandom(32))
+            token = PartitionToken(os.urandom(32))
             trees.put(tx, IdentityCodec(), table_id, 0, token, item["sk"]["S"].encode(), orjson.dumps(item))
     kv.close()
     hits = {h[0] for h in scan([tmp_path], [ATTR, NESTED, NUMBER, BINARY, SET_MEMBER])}
@@ -183,7 +183,7 @@ def test_scan_finds_plaintext_when_the_cipher_is_bypassed(tmp_path):
     with kv.transaction() as tx:
         trees.create_directory(tx, Aead(), table_id, 0)
         for item in _items("real"):
-            trees.put(tx, Aead(), table_id, 0, Token(os.urandom(32)), b"k", orjson.dumps(item))
+            trees.put(tx, Aead(), table_id, 0, PartitionToken(os.urandom(32)), b"k", orjson.dumps(item))
     kv.close()
     assert scan([real], [ATTR, NESTED, NUMBER, BINARY, SET_MEMBER]) == []
     assert sqlite3.connect(real / "tables.db").execute("select count(*) from kv").fetchone()[0] >= 1

@@ -27,12 +27,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "dynavault"
 
 #: name -> why it may stay a module global (names, not paths: a constant keeps its exemption when moved)
-ALLOWED = {
-    # Memo tables of pure functions of their text arguments: the same for every store and every caller,
-    # bounded, and holding no user data (item values never reach them).
-    "_load_model": "server/shapes: lru_cache, a service name -> botocore's (read-only) service model",
-    "_parse_amz_date": "server/sigv4: lru_cache, an X-Amz-Date string -> its timestamp",
-}
+ALLOWED: dict[str, str] = {}
 
 _MUTABLE_FACTORIES = frozenset({
     # locks and synchronisation
@@ -277,8 +272,8 @@ def test_two_stores_in_one_process_share_no_idempotency_tokens(tmp_path):
     runtimes = [_service(tmp_path, "one"), _service(tmp_path, "two")]
     services = [r.components["dynamodb"] for r in runtimes]
     try:
-        for svc in services:
-            ops = operations(svc)
+        for db in services:
+            ops = operations(db)
             ops["CreateTable"](caller, {"TableName": "tokens", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
                                         "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
                                         "BillingMode": "PAY_PER_REQUEST"})

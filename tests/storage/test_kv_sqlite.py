@@ -10,7 +10,7 @@ import pytest
 
 from dynavault.storage.kv.base import KVStore, KVTransaction, prefix_end
 from dynavault.storage.kv.sqlite import SqliteKV
-from dynavault.storage.sealed import CatalogRecord, Sealed, Token
+from dynavault.storage.sealed import CatalogRecord, PartitionToken, Sealed
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -30,8 +30,8 @@ def test_protocols(kv) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [b"plaintext", bytearray(b"x"), memoryview(b"x"), "text", 5, None, Token(b"\x01" * 32)],
-    ids=["bytes", "bytearray", "memoryview", "str", "int", "None", "Token"],
+    [b"plaintext", bytearray(b"x"), memoryview(b"x"), "text", 5, None, PartitionToken(b"\x01" * 32)],
+    ids=["bytes", "bytearray", "memoryview", "str", "int", "None", "PartitionToken"],
 )
 def test_put_refuses_anything_but_sealed_or_catalog(kv, value) -> None:
     with kv.transaction() as tx:
@@ -72,14 +72,14 @@ def test_reprs_hide_bytes() -> None:
     with pytest.raises(AttributeError):
         Sealed(b"x").raw = b"y"
     with pytest.raises(ValueError):
-        Token(b"short")
+        PartitionToken(b"short")
 
 
 def test_token_order_and_hash() -> None:
-    a, b = Token(b"\x01" * 32), Token(b"\x02" * 32)
-    assert a < b and b > a and a <= Token(b"\x01" * 32)
+    a, b = PartitionToken(b"\x01" * 32), PartitionToken(b"\x02" * 32)
+    assert a < b and b > a and a <= PartitionToken(b"\x01" * 32)
     assert sorted([b, a]) == [a, b]
-    assert len({a, Token(b"\x01" * 32), b}) == 2
+    assert len({a, PartitionToken(b"\x01" * 32), b}) == 2
 
 
 def test_rollback_on_exception(kv) -> None:

@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from dynavault.dynamodb.keyorder import encode_key_value
 from dynavault.errors import IntegrityError
 from dynavault.storage.kv.sqlite import SqliteKV
-from dynavault.storage.sealed import Sealed, Token
+from dynavault.storage.sealed import PartitionToken, Sealed
 from dynavault.storage.trees import ROOT_ID, EncryptedTrees, row_prefix, segment_bounds
 
 
@@ -69,8 +69,8 @@ class CountingKV:
 T1, T2 = b"\x11" * 16, b"\x22" * 16
 
 
-def tok(i: int) -> Token:
-    return Token(i.to_bytes(32, "big"))
+def tok(i: int) -> PartitionToken:
+    return PartitionToken(i.to_bytes(32, "big"))
 
 
 def directories(kv, trees, codec, *pairs) -> None:
@@ -368,7 +368,7 @@ def test_type_boundary(kv) -> None:
     directories(kv, trees, codec)
     with kv.transaction() as tx:
         with pytest.raises(TypeError):
-            trees.put(tx, codec, T1, 0, b"\x00" * 32, b"k", b"v")  # raw bytes are not a Token
+            trees.put(tx, codec, T1, 0, b"\x00" * 32, b"k", b"v")  # raw bytes are not a PartitionToken
         with pytest.raises(TypeError):
             trees.put(tx, codec, b"short", 0, tok(1), b"k", b"v")
         with pytest.raises(TypeError):
@@ -503,7 +503,7 @@ def test_tokens_order_bounds_after_reverse_and_segments(kv) -> None:
     trees = EncryptedTrees(kv, max_leaf_bytes=128, max_inner_entries=4)
     directories(kv, trees, codec, (T1, 0), (T1, 1), (T2, 0))
     rnd = random.Random(5)
-    toks = sorted({Token(rnd.randbytes(32)) for _ in range(60)} | {tok(0), Token(b"\xff" * 32)})
+    toks = sorted({PartitionToken(rnd.randbytes(32)) for _ in range(60)} | {tok(0), PartitionToken(b"\xff" * 32)})
     with kv.transaction() as tx:
         for i, t in enumerate(toks):
             n = 40 if i % 7 == 0 else 1  # some partitions span many rows

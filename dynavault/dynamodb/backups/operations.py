@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from dynavault.storage.kv.sqlite import PinnedSnapshot
 
     from ..catalog import TableMeta
-    from ..service import DynamoDBService
+    from ..database import Database
 
 log = logging.getLogger("dynavault.dynamodb.backups")
 
@@ -37,50 +37,50 @@ BACKUP_TYPES = {"USER": ("USER",), "SYSTEM": ("SYSTEM",), "AWS_BACKUP": ("AWS_BA
                 "ALL": ("USER", "SYSTEM", "AWS_BACKUP")}
 
 
-def _jobs(svc: DynamoDBService) -> BackupJobs:
-    if svc.backup_jobs is None:
+def _jobs(db: Database) -> BackupJobs:
+    if db.backup_jobs is None:
         raise AWSError("InternalServerError", "Internal server error", 500)
-    return svc.backup_jobs
+    return db.backup_jobs
 
 
-def create_backup(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def create_backup(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
-    meta = svc.catalog.get(caller.account, caller.region, name)
+    meta = db.catalog.get(caller.account, caller.region, name)
     if meta is None:
         raise AWSError("TableNotFoundException", f"Table not found: {name}")
     if meta.status == "CREATING":
         raise AWSError("TableInUseException", f"Table is being created: {name}")
     refuse_if_inaccessible(meta)  # sse-spec.md §1.5: CreateBackup fails with the KMS error naming the key
     if any(r["TableId"] == meta.table_id and records.status(r) == records.CREATING
-           for r in records.of_account(svc.items.kv, caller.account, caller.region)):
+           for r in records.of_account(db.items.kv, caller.account, caller.region)):
         raise AWSError("BackupInUseException", "There is another ongoing conflicting backup control plane "
                        f"operation on the table: {name}")
-    jobs = _jobs(svc)
+    jobs = _jobs(db)
     # The key must be usable now (fail closed, as a data operation would); its stream key seals the manifest.
-    crypto = svc.crypto(caller, meta)
-    now = svc.clock()
-    count, size = svc.catalog.stats(meta.table_id)
+    crypto = db.crypto(caller, meta)
+    now = db.clock()
+    count, size = db.catalog.stats(meta.table_id)
     rec = {"BackupArn": records.new_arn(meta, now), "BackupName": p["BackupName"], "BackupType": "USER",
            "BackupStatus": records.CREATING, "BackupCreationDateTime": now, "BackupSizeBytes": size,
            "BackupId": uuid.uuid4().hex, **records.source_record(meta, count, size)}
     # Handlers run one at a time on the event loop: the table's rows, counters and keys cannot move between
     # reading them above and pinning the snapshot here.
-    snap = svc.items.kv.pinned_snapshot()
+    snap = db.items.kv.pinned_snapshot()
     try:
-        with svc.catalog.transaction() as tx:
+        with db.catalog.transaction() as tx:
             records.save(tx, rec)
     except BaseException:
         snap.close()
         raise
-    jobs.submit(lambda: _copy(svc, jobs, snap, rec, crypto, meta), uses=rec["BackupArn"])
+    jobs.submit(lambda: _copy(db, jobs, snap, rec, crypto, meta), uses=rec["BackupArn"])
     log.info("backup %s of table %s: started (%d items, %d bytes)", rec["BackupArn"], name, count, size)
     return {"BackupDetails": records.details(rec)}
 
 
-def _copy(svc: DynamoDBService, jobs: BackupJobs, snap: PinnedSnapshot, rec: dict, crypto: TableCrypto,
+def _copy(db: Database, jobs: BackupJobs, snap: PinnedSnapshot, rec: dict, crypto: TableCrypto,
           meta: TableMeta) -> None:
     started = time.monotonic()
-    kv = svc.items.kv
+    kv = db.items.kv
 
     def write(rows: list) -> None:
         jobs.check()
@@ -97,14 +97,14 @@ def _copy(svc: DynamoDBService, jobs: BackupJobs, snap: PinnedSnapshot, rec: dic
             digest = copy_rows(snap, meta.id_bytes, rec["BackupId"], write)
         done = {**rec, "BackupStatus": records.AVAILABLE, "manifest": seal_manifest(crypto, rec["BackupId"], digest),
                 "rows": digest.rows}
-        with svc.catalog.transaction() as tx:
+        with db.catalog.transaction() as tx:
             if tx.get(records.BACKUP_PREFIX + rec["BackupArn"].encode()) is None:
                 drop_data(tx, rec["BackupId"])  # deleted meanwhile (never while CREATING; a restart's cleanup)
                 return
             records.save(tx, done)
     except Exception as exc:
         if not isinstance(exc, Stopped):
-            with svc.catalog.transaction() as tx:
+            with db.catalog.transaction() as tx:
                 records.remove(tx, rec)
                 drop_data(tx, rec["BackupId"])
         raise
@@ -112,16 +112,16 @@ def _copy(svc: DynamoDBService, jobs: BackupJobs, snap: PinnedSnapshot, rec: dic
              rec["TableName"], time.monotonic() - started, digest.rows, digest.bytes)
 
 
-def describe_backup(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    rec = records.load(svc.items.kv, caller, p["BackupArn"])
+def describe_backup(db: Database, caller: Caller, p: dict) -> dict:
+    rec = records.load(db.items.kv, caller, p["BackupArn"])
     return {"BackupDescription": records.description(rec)}
 
 
-def list_backups(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def list_backups(db: Database, caller: Caller, p: dict) -> dict:
     types = BACKUP_TYPES[p.get("BackupType") or "USER"]
     name = p.get("TableName")
     lo, hi = p.get("TimeRangeLowerBound"), p.get("TimeRangeUpperBound")
-    found = [r for r in records.of_account(svc.items.kv, caller.account, caller.region)
+    found = [r for r in records.of_account(db.items.kv, caller.account, caller.region)
              if r.get("BackupType", "USER") in types and (name is None or r["TableName"] == name)
              and (lo is None or r["BackupCreationDateTime"] >= float(lo))
              and (hi is None or r["BackupCreationDateTime"] < float(hi))]
@@ -139,14 +139,14 @@ def list_backups(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     return out
 
 
-def delete_backup(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def delete_backup(db: Database, caller: Caller, p: dict) -> dict:
     arn = p["BackupArn"]
-    rec = records.load(svc.items.kv, caller, arn)
+    rec = records.load(db.items.kv, caller, arn)
     if records.status(rec) == records.CREATING:
         raise AWSError("BackupInUseException", f"Backup is being created: {arn}")
-    if restoring_from(svc, arn) or (svc.backup_jobs is not None and svc.backup_jobs.busy(arn)):
+    if restoring_from(db, arn) or (db.backup_jobs is not None and db.backup_jobs.busy(arn)):
         raise AWSError("BackupInUseException", f"Backup is being restored: {arn}")
-    with svc.catalog.transaction() as tx:
+    with db.catalog.transaction() as tx:
         records.remove(tx, rec)
         if rec.get("BackupId"):
             drop_data(tx, rec["BackupId"])

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from dynavault.caller import Caller
     from dynavault.sse.crypto import TableCrypto
 
-    from ..service import DynamoDBService
+    from ..database import Database
 
 log = logging.getLogger("dynavault.dynamodb.backups")
 
@@ -49,9 +49,9 @@ class TableGone(Exception):
     """The table being restored was deleted meanwhile."""
 
 
-def restoring_from(svc: DynamoDBService, arn: str) -> bool:
+def restoring_from(db: Database, arn: str) -> bool:
     return any(m.status == "CREATING" and (m.extra.get("restore") or {}).get("BackupArn") == arn
-               for m in svc.catalog.all())
+               for m in db.catalog.all())
 
 
 def _account(rec: dict) -> str:
@@ -122,78 +122,78 @@ def _index_throughput(g: dict, params: dict) -> dict:
     return dict(params.get("ProvisionedThroughput") or {})
 
 
-def _make_grant(svc: DynamoDBService, caller: Caller, rec: dict) -> dict | None:
+def _make_grant(db: Database, caller: Caller, rec: dict) -> dict | None:
     """A grant on the backup's key for the database itself, so a restore interrupted by a crash can unwrap
     the backup's key again at the next start (the source table, and its grant, may be gone)."""
     sse = rec.get("sse") or {}
     if sse.get("mode", OWNED) == OWNED:
         return None
     principal = service_principal(caller.region)
-    grant = svc.keys.call("CreateGrant", svc.keys.kms.create_grant, caller.on_behalf(principal), sse["key_arn"],
+    grant = db.keys.call("CreateGrant", db.keys.kms.create_grant, caller.on_behalf(principal), sse["key_arn"],
                           grantee=principal, retiring=principal, operations=["Decrypt"],
                           context_subset=encryption_context(rec["TableName"], _account(rec)))
     return {"key_arn": sse["key_arn"], "grant_id": grant.grant_id}
 
 
-def _retire_grant(svc: DynamoDBService, meta: TableMeta, grant: dict | None) -> None:
+def _retire_grant(db: Database, meta: TableMeta, grant: dict | None) -> None:
     if grant:
-        svc.keys.retire_grant(meta.account, meta.region, grant["key_arn"], grant["grant_id"], meta.name)
+        db.keys.retire_grant(meta.account, meta.region, grant["key_arn"], grant["grant_id"], meta.name)
 
 
-def restore_table_from_backup(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def restore_table_from_backup(db: Database, caller: Caller, p: dict) -> dict:
     arn = p["BackupArn"]
     target = p["TargetTableName"]
-    rec = records.load(svc.items.kv, caller, arn)
+    rec = records.load(db.items.kv, caller, arn)
     if records.status(rec) != records.AVAILABLE:
         raise AWSError("BackupInUseException", f"Backup is being created: {arn}")
-    if svc.catalog.get(caller.account, caller.region, target) is not None:
+    if db.catalog.get(caller.account, caller.region, target) is not None:
         raise AWSError("TableAlreadyExistsException", f"Table already exists: {target}")
-    jobs: BackupJobs | None = svc.backup_jobs
+    jobs: BackupJobs | None = db.backup_jobs
     if jobs is None:
         raise AWSError("InternalServerError", "Internal server error", 500)
     params = _create_params(rec, p)
     # The key the backup was taken under must be usable now, by this caller: its KMS error, and no table.
     sse = rec["sse"]
-    table_key = svc.keys.decrypt_table_key(svc.keys.key_user(caller, sse), rec["TableName"], _account(rec), sse)
+    table_key = db.keys.decrypt_table_key(db.keys.key_user(caller, sse), rec["TableName"], _account(rec), sse)
     source = source_meta(rec)
-    src_crypto = svc.keys.build_crypto(table_key, source.id_bytes, sse["data_keys"])
+    src_crypto = db.keys.build_crypto(table_key, source.id_bytes, sse["data_keys"])
     if rec.get("BackupId"):
-        verify(svc.items.kv, rec, src_crypto)  # a swapped or missing row: IntegrityError (500), no table
-    grant = _make_grant(svc, caller, rec)
-    now = svc.clock()
+        verify(db.items.kv, rec, src_crypto)  # a swapped or missing row: IntegrityError (500), no table
+    grant = _make_grant(db, caller, rec)
+    now = db.clock()
     extra = {"restore": {"BackupArn": arn, "done": 0, "total": int(rec.get("ItemCount", 0)), "grant": grant},
              "restore_summary": {"SourceBackupArn": arn, "SourceTableArn": rec["TableArn"], "RestoreDateTime": now}}
     try:
-        answer = create_table(svc, caller, params, status="CREATING", extra=extra)
+        answer = create_table(db, caller, params, status="CREATING", extra=extra)
     except BaseException:
-        _retire_grant(svc, source, grant)
+        _retire_grant(db, source, grant)
         raise
-    meta = svc.catalog.get(caller.account, caller.region, target)
+    meta = db.catalog.get(caller.account, caller.region, target)
     assert meta is not None
     try:
-        dst_crypto = svc.crypto(caller, meta)
+        dst_crypto = db.crypto(caller, meta)
     except BaseException:
-        _abandon(svc, meta, "its new key could not be used")
+        _abandon(db, meta, "its new key could not be used")
         raise
-    jobs.submit(lambda: fill(svc, jobs, meta, rec, src_crypto, dst_crypto), uses=arn, fills=meta.table_id)
+    jobs.submit(lambda: fill(db, jobs, meta, rec, src_crypto, dst_crypto), uses=arn, fills=meta.table_id)
     log.info("restore of backup %s into table %s: started (%d items)", arn, target, extra["restore"]["total"])
     return answer
 
 
 # -- the worker's part -----------------------------------------------------------------------------------------
-def fill(svc: DynamoDBService, jobs: BackupJobs, meta: TableMeta, rec: dict, src_crypto: TableCrypto,
+def fill(db: Database, jobs: BackupJobs, meta: TableMeta, rec: dict, src_crypto: TableCrypto,
          dst_crypto: TableCrypto) -> None:
     """Apply the backup's items to the CREATING table from where it stands, then make it ACTIVE."""
     started = time.monotonic()
     state = dict(meta.extra["restore"])
     done, total = int(state["done"]), int(state["total"])
-    reader = BackupReader(svc.items.kv, data_prefix(rec["BackupId"])) if rec.get("BackupId") else svc.items.kv
-    items = (orjson.loads(raw) for _, _, raw in svc.items.walk(reader, source_meta(rec), src_crypto))
+    reader = BackupReader(db.items.kv, data_prefix(rec["BackupId"])) if rec.get("BackupId") else db.items.kv
+    items = (orjson.loads(raw) for _, _, raw in db.items.walk(reader, source_meta(rec), src_crypto))
     step = max(RESTORE_BATCH, total // 10)
     try:
         for batch in _batches(itertools.islice(items, done, None), RESTORE_BATCH):
             jobs.check()
-            _apply(svc, meta, dst_crypto, batch, state, done + len(batch))
+            _apply(db, meta, dst_crypto, batch, state, done + len(batch))
             if (done + len(batch)) // step != done // step:
                 log.info("restore of table %s: %d / %d items", meta.name, done + len(batch), total)
             done += len(batch)
@@ -201,15 +201,15 @@ def fill(svc: DynamoDBService, jobs: BackupJobs, meta: TableMeta, rec: dict, src
         raise
     except Exception:
         log.exception("restore of table %s from %s failed; the table is removed", meta.name, rec["BackupArn"])
-        _abandon(svc, meta, "the restore failed")
+        _abandon(db, meta, "the restore failed")
         return
-    with svc.catalog.lock:
-        if svc.catalog.get(meta.account, meta.region, meta.name) is not meta:
+    with db.catalog.lock:
+        if db.catalog.get(meta.account, meta.region, meta.name) is not meta:
             raise TableGone(meta.name)
         meta.extra = {k: v for k, v in meta.extra.items() if k != "restore"}
         meta.status = "ACTIVE"
-        svc.catalog.save(meta)
-    _retire_grant(svc, meta, state.get("grant"))
+        db.catalog.save(meta)
+    _retire_grant(db, meta, state.get("grant"))
     log.info("restore of table %s from %s: ACTIVE, %d items in %.2f s", meta.name, rec["BackupArn"], done,
              time.monotonic() - started)
 
@@ -222,78 +222,78 @@ def _batches(items, n: int):
         yield batch
 
 
-def _apply(svc: DynamoDBService, meta: TableMeta, crypto: TableCrypto, batch: list[dict], state: dict,
+def _apply(db: Database, meta: TableMeta, crypto: TableCrypto, batch: list[dict], state: dict,
            done: int) -> None:
-    if svc.catalog.get(meta.account, meta.region, meta.name) is not meta:
+    if db.catalog.get(meta.account, meta.region, meta.name) is not meta:
         raise TableGone(meta.name)
-    with svc.items.write() as w:
+    with db.items.write() as w:
         for item in batch:
             hkey, skey, _ = key_of_item(meta, item)
             w.apply(ItemChange(meta, None, item, "Restore"), crypto, hkey=hkey, skey=skey)
         state["done"] = done
         meta.extra = {**meta.extra, "restore": dict(state)}  # progress commits with the items
-        svc.catalog.put(w.tx, meta)
+        db.catalog.put(w.tx, meta)
 
 
-def _abandon(svc: DynamoDBService, meta: TableMeta, why: str) -> None:
+def _abandon(db: Database, meta: TableMeta, why: str) -> None:
     """Remove a table whose restore cannot finish (its items, catalog entry, grants)."""
-    with svc.catalog.lock:
-        if svc.catalog.get(meta.account, meta.region, meta.name) is meta:
-            with svc.items.write() as w:
+    with db.catalog.lock:
+        if db.catalog.get(meta.account, meta.region, meta.name) is meta:
+            with db.items.write() as w:
                 w.drop(meta)
-                svc.catalog.remove(w.tx, meta)
-            svc.catalog.forget(meta)
-    svc.keys.retire(meta.key_ref())
-    _retire_grant(svc, meta, (meta.extra.get("restore") or {}).get("grant"))
+                db.catalog.remove(w.tx, meta)
+            db.catalog.forget(meta)
+    db.keys.retire(meta.key_ref())
+    _retire_grant(db, meta, (meta.extra.get("restore") or {}).get("grant"))
     log.error("restore of table %s: %s; the half-restored table was removed", meta.name, why)
 
 
 # -- at start, and after --------------------------------------------------------------------------------------
-def recover(svc: DynamoDBService) -> None:
+def recover(db: Database) -> None:
     """At start: remove backups that were still CREATING (their snapshot died with the process), then resume
     the restores that were under way."""
-    for rec in records.every(svc.items.kv):
+    for rec in records.every(db.items.kv):
         if records.status(rec) == records.CREATING:
-            with svc.catalog.transaction() as tx:
+            with db.catalog.transaction() as tx:
                 records.remove(tx, rec)
                 drop_data(tx, rec["BackupId"])
             log.warning("backup %s was being created when the server stopped: removed", rec["BackupArn"])
-    resume_restores(svc)
+    resume_restores(db)
 
 
-def resume_restores(svc: DynamoDBService) -> None:
+def resume_restores(db: Database) -> None:
     """Resume every restore no job of this process is running, unwrapping the keys as the database (through
     the restore's grant). A key that is gone for good ends the restore (its table is removed); KMS being
     unreachable or throttling leaves it CREATING for the next try (a periodic job)."""
-    jobs = svc.backup_jobs
+    jobs = db.backup_jobs
     if jobs is None:
         return
-    kv = svc.items.kv
-    for meta in svc.catalog.all():
+    kv = db.items.kv
+    for meta in db.catalog.all():
         state = meta.extra.get("restore")
         if meta.status != "CREATING" or not state or jobs.filling(meta.table_id):
             continue
         raw = kv.get(records.BACKUP_PREFIX + state["BackupArn"].encode())
         if raw is None:
-            _abandon(svc, meta, "its backup was deleted")
+            _abandon(db, meta, "its backup was deleted")
             continue
         rec = orjson.loads(raw)
         try:
-            src_crypto = _database_crypto(svc, source_meta(rec), rec["sse"])
-            dst_crypto = _database_crypto(svc, meta, meta.sse)
+            src_crypto = _database_crypto(db, source_meta(rec), rec["sse"])
+            dst_crypto = _database_crypto(db, meta, meta.sse)
         except KeyPortError as err:
             if err.code in KEY_LOST_CODES:
-                _abandon(svc, meta, f"it cannot resume: its key is unusable ({err.code})")
+                _abandon(db, meta, f"it cannot resume: its key is unusable ({err.code})")
             else:
                 log.warning("restore of table %s: not resumed yet, KMS answered %s", meta.name, err.code)
             continue
         log.info("restore of table %s from %s: resuming at %s / %s items", meta.name, state["BackupArn"],
                  state["done"], state["total"])
-        jobs.submit(lambda m=meta, r=rec, s=src_crypto, d=dst_crypto: fill(svc, jobs, m, r, s, d),
+        jobs.submit(lambda m=meta, r=rec, s=src_crypto, d=dst_crypto: fill(db, jobs, m, r, s, d),
                     uses=state["BackupArn"], fills=meta.table_id)
 
 
-def _database_crypto(svc: DynamoDBService, meta: TableMeta, sse: dict) -> TableCrypto:
-    key = svc.keys.decrypt_table_key(svc.keys.key_service(meta.account, meta.region, sse), meta.name, meta.account,
+def _database_crypto(db: Database, meta: TableMeta, sse: dict) -> TableCrypto:
+    key = db.keys.decrypt_table_key(db.keys.key_service(meta.account, meta.region, sse), meta.name, meta.account,
                                      sse, wrap=False)
-    return svc.keys.build_crypto(key, meta.id_bytes, sse["data_keys"])
+    return db.keys.build_crypto(key, meta.id_bytes, sse["data_keys"])

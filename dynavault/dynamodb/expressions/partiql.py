@@ -41,7 +41,7 @@ def malformed(detail: str) -> AWSError:
 
 @dataclass
 class Lexeme:
-    """One lexical unit of a statement (a partition token is :class:`dynavault.storage.sealed.Token`)."""
+    """One lexical unit of a statement (a partition token is :class:`dynavault.storage.sealed.PartitionToken`)."""
 
     kind: str  # str | qid | num | id | op | end
     text: str

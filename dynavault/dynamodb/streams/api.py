@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from dynavault.sse.crypto import TableCrypto
 
     from ..catalog import TableMeta
-    from ..service import DynamoDBService
+    from ..database import Database
     from .store import ShardInfo
 
 _ARN_RE = re.compile(r"arn:aws:dynamodb:([a-z0-9-]{1,64}):([0-9]{12}):table/([a-zA-Z0-9_.-]{3,255})/stream/"
@@ -52,35 +52,35 @@ def _limit(p: dict, most: int, default: int) -> int:
     return limit
 
 
-def _stream(svc: DynamoDBService, caller: Caller, arn: object) -> tuple[TableMeta, StreamInfo]:
+def _stream(db: Database, caller: Caller, arn: object) -> tuple[TableMeta, StreamInfo]:
     """The table and stream an ARN names, in the caller's account and region (else: not found)."""
     m = _ARN_RE.fullmatch(arn) if isinstance(arn, str) else None
     if m is None or m[1] != caller.region or m[2] != caller.account:
         raise _not_found(arn)
-    meta = svc.catalog.get(caller.account, caller.region, m[3])
-    info = svc.streams.stream_by_label(svc.streams.kv, meta.id_bytes, m[4]) if meta is not None else None
+    meta = db.catalog.get(caller.account, caller.region, m[3])
+    info = db.streams.stream_by_label(db.streams.kv, meta.id_bytes, m[4]) if meta is not None else None
     if meta is None or info is None or info.arn != arn:
         raise _not_found(arn)
     return meta, info
 
 
-def _crypto(svc: DynamoDBService, caller: Caller, meta: TableMeta) -> TableCrypto:
+def _crypto(db: Database, caller: Caller, meta: TableMeta) -> TableCrypto:
     refuse_if_inaccessible(meta)
-    return svc.crypto(caller, meta)
+    return db.crypto(caller, meta)
 
 
 # -- ListStreams / DescribeStream ---------------------------------------------------------------------------
-def list_streams(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def list_streams(db: Database, caller: Caller, p: dict) -> dict:
     limit = _limit(p, 100, 100)
     name = p.get("TableName")
     if name is not None:
-        meta = svc.catalog.get(caller.account, caller.region, name)
+        meta = db.catalog.get(caller.account, caller.region, name)
         if meta is None:
             raise AWSError("ResourceNotFoundException", f"Requested resource not found: Table: {name} not found")
         tables = [meta]
     else:
-        tables = svc.catalog.list(caller.account, caller.region)
-    found = sorted((info.arn, info) for meta in tables for info in svc.streams.streams(svc.streams.kv, meta.id_bytes))
+        tables = db.catalog.list(caller.account, caller.region)
+    found = sorted((info.arn, info) for meta in tables for info in db.streams.streams(db.streams.kv, meta.id_bytes))
     start = p.get("ExclusiveStartStreamArn")
     if start is not None:
         found = [f for f in found if f[0] > start]
@@ -101,10 +101,10 @@ def _shard_shape(shard: ShardInfo) -> dict:
     return out
 
 
-def describe_stream(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def describe_stream(db: Database, caller: Caller, p: dict) -> dict:
     limit = _limit(p, 100, 100)
-    meta, info = _stream(svc, caller, p.get("StreamArn"))
-    shards = svc.streams.shards(svc.streams.kv, meta.id_bytes, info.no)
+    meta, info = _stream(db, caller, p.get("StreamArn"))
+    shards = db.streams.shards(db.streams.kv, meta.id_bytes, info.no)
     shard_filter = p.get("ShardFilter") or {}
     if shard_filter.get("Type") == "CHILD_SHARDS":
         shards = [s for s in shards if s.parent == shard_filter.get("ShardId")]
@@ -113,7 +113,7 @@ def describe_stream(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         shards = [s for s in shards if s.id > start]  # shard ids sort in creation order (control.new_shard_id)
     desc: dict = {
         "StreamArn": info.arn, "StreamLabel": info.label,
-        "StreamStatus": stream_status(info, svc.stream_limits, svc.clock()),
+        "StreamStatus": stream_status(info, db.stream_limits, db.clock()),
         "StreamViewType": info.view, "CreationRequestDateTime": info.created, "TableName": info.table,
         "KeySchema": info.key_schema, "Shards": [_shard_shape(s) for s in shards[:limit]],
     }
@@ -132,13 +132,13 @@ def _invalid_iterator() -> AWSError:
     return validation("Invalid ShardIterator")
 
 
-def get_shard_iterator(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
-    meta, info = _stream(svc, caller, p.get("StreamArn"))
-    store, tid = svc.streams, meta.id_bytes
+def get_shard_iterator(db: Database, caller: Caller, p: dict) -> dict:
+    meta, info = _stream(db, caller, p.get("StreamArn"))
+    store, tid = db.streams, meta.id_bytes
     shard = next((s for s in store.shards(store.kv, tid, info.no) if s.id == p.get("ShardId")), None)
     if shard is None:
         raise AWSError("ResourceNotFoundException", "Requested resource not found: Shard does not exist")
-    crypto = _crypto(svc, caller, meta)
+    crypto = _crypto(db, caller, meta)
     kind, text = p.get("ShardIteratorType"), p.get("SequenceNumber")
     last = store.last_seq(store.kv, tid, shard)
     top = shard.end if shard.end is not None else last  # the newest record the shard holds
@@ -153,7 +153,7 @@ def get_shard_iterator(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
         pos = shard.start
     else:  # LATEST (the shape check admits only the four types)
         pos = shard.start if top is None else top + 1
-    return {"ShardIterator": _iterator(crypto, info, shard, pos, svc.clock())}
+    return {"ShardIterator": _iterator(crypto, info, shard, pos, db.clock())}
 
 
 # -- GetRecords ---------------------------------------------------------------------------------------------
@@ -168,19 +168,19 @@ def _record(body: dict, info: StreamInfo, seq: int, region: str) -> dict:
     d["StreamViewType"] = info.view
     rec = {"eventID": body["id"], "eventName": body["e"], "eventVersion": "1.1", "eventSource": "aws:dynamodb",
            "awsRegion": region, "dynamodb": d}
-    if body.get("svc"):
+    if body.get("db"):
         rec["userIdentity"] = dict(SERVICE_IDENTITY)
     return rec
 
 
-def get_records(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
+def get_records(db: Database, caller: Caller, p: dict) -> dict:
     text = p.get("ShardIterator")
     arn, sep, rest = text.partition("|") if isinstance(text, str) else ("", "", "")
     version, _, blob = rest.partition("|")
     if not sep or version != _ITERATOR_VERSION:
         raise _invalid_iterator()
-    meta, info = _stream(svc, caller, arn)
-    crypto = _crypto(svc, caller, meta)
+    meta, info = _stream(db, caller, arn)
+    crypto = _crypto(db, caller, meta)
     try:
         raw = base64.b64decode(blob, validate=True)
     except (binascii.Error, ValueError):
@@ -189,15 +189,15 @@ def get_records(svc: DynamoDBService, caller: Caller, p: dict) -> dict:
     if plain is None or len(plain) != _ITERATOR.size:
         raise _invalid_iterator()
     stream_no, shard_no, pos, issued_ms = _ITERATOR.unpack(plain)
-    now = svc.clock()
+    now = db.clock()
     if stream_no != info.no:
         raise _invalid_iterator()
-    if now * 1000 - issued_ms > svc.stream_limits.iterator_seconds * 1000:
+    if now * 1000 - issued_ms > db.stream_limits.iterator_seconds * 1000:
         raise AWSError("ExpiredIteratorException", "The provided iterator exceeds the maximum age allowed.")
     limit = _limit(p, MAX_RECORDS, MAX_RECORDS)
-    store, tid = svc.streams, meta.id_bytes
+    store, tid = db.streams, meta.id_bytes
     records: list[dict] = []
-    with svc.items.read() as r:
+    with db.items.read() as r:
         shard = store.shard(r, tid, stream_no, shard_no)
         if shard is None:  # trimmed past retention, with all its records
             raise AWSError("TrimmedDataAccessException", "The data you are trying to access has been trimmed.")

@@ -43,7 +43,7 @@ def record_body(change: ItemChange, view: str, now: float) -> dict:
         size += item_size(change.old)
     body["s"] = size
     if change.cause in SERVICE_CAUSES:
-        body["svc"] = True
+        body["db"] = True
     return body
 
 

@@ -1,7 +1,7 @@
 """What every DynamoDB operation is given: a narrow context over the catalog, the item store, the table
 keys, the runtime-owned state of multi-item requests and of key switches, the settings and the clock.
 
-Operations are plain functions ``handler(svc, caller, params) -> dict`` listed in each operation module's
+Operations are plain functions ``handler(db, caller, params) -> dict`` listed in each operation module's
 ``HANDLERS`` table (``operations.py`` collects them); the runtime (``server/runtime.py``) builds the parts
 and this context, and nothing here builds anything.
 """
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(eq=False, repr=False)
-class DynamoDBService:
+class Database:
     settings: Settings
     catalog: Catalog
     items: ItemStore
