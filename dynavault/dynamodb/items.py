@@ -32,8 +32,8 @@ from .values import canonical_item, item_size, validate_item
 
 if TYPE_CHECKING:
     from .catalog import TableMeta
-    from .item_store import ItemWriter, Place
     from .database import Database
+    from .item_store import ItemWriter, Place
 
 _RETURN_VALUES = {
     "PutItem": ("NONE", "ALL_OLD"),
