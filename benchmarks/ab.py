@@ -78,7 +78,7 @@ def measured_bench(endpoint: str, pgid: int, workloads: tuple[str, ...], cfg_arg
         result["verification"] = {"checked": checked, "failed": failed, "ok": failed == 0}
         return result
 
-    return load._new_loop_run(go())
+    return load.run_in_new_loop(go())
 
 
 def _start(tree: Path, work: Path) -> tuple[subprocess.Popen, int]:
