@@ -105,13 +105,14 @@ class _RequestIds:
     """Request ids from a fast PRNG seeded by the OS: unique in practice and cheap (a CSPRNG draw per
     request cost ~4 % of a GetItem). Ids need not be secret; a counter would leak the request rate.
 
-    DynamoDB's ids are 52 characters of [0-9A-F]; KMS and CloudTrail use version-4 UUIDs."""
+    DynamoDB's ids are 52 characters of [0-9A-Z] (these use [0-9A-F]); KMS and CloudTrail use version-4 UUIDs.
+    An answer that belongs to no service (a 404, the health check, an unknown target) is DynamoDB's."""
 
     def __init__(self) -> None:
         self._rng = random.Random(secrets.randbits(256))
 
     def __call__(self, front: ServiceFront | None) -> str:
-        if front is not None and front.name.startswith("dynamodb"):
+        if front is None or front.name.startswith("dynamodb"):
             return f"{self._rng.getrandbits(208):052X}"
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
@@ -533,6 +534,7 @@ class DynavaultApp:
         assert allowed is not None
         out = [
             (b"content-length", b"0"),
+            (b"x-amz-crc32", b"0"),  # of the empty body
             (b"x-amzn-requestid", self._request_id(None).encode()),
             (b"access-control-allow-origin", allowed),
             (b"access-control-allow-methods", b"GET,POST,OPTIONS"),
