@@ -176,6 +176,24 @@ def test_too_large_answer_has_a_request_id(srv):
     _common(resp)
 
 
+def test_overload_answer_has_a_request_id(server_factory):
+    import socket
+    import time
+
+    srv = server_factory("wire-503", allow_any_credentials=True, max_connections=2)
+    url = urlparse(srv.endpoint)
+    idle = [socket.create_connection((url.hostname, url.port), timeout=10) for _ in range(2)]
+    try:
+        time.sleep(0.2)
+        resp = signed_request(srv.endpoint, DDB + "ListTables", {})
+        assert resp.status == 503
+        assert resp.json()["__type"] == "com.amazon.coral.service#ServiceUnavailableException"
+        _common(resp)
+    finally:
+        for sock in idle:
+            sock.close()
+
+
 # --- item 7: CORS headers only for a request with an (allowed) Origin --------------------------------------------
 
 @pytest.fixture(scope="module")
