@@ -1,8 +1,10 @@
 """The ASGI application: one port, one table of handlers keyed by X-Amz-Target.
 
-A request goes: size limit -> target lookup -> SigV4 on the headers (before any body is read) -> body ->
-SigV4 over the body's bytes -> decompress -> JSON parse -> shape validation -> handler(caller, body) -> JSON
-response with x-amzn-RequestId and x-amz-crc32.
+A request goes: method and Content-Type (else DynamoDB's 404) -> size limit -> target lookup -> SigV4 on the
+headers (before any body is read; a small body of a request refused here is still parsed first, so that a body
+that is not JSON is a SerializationException as in DynamoDB) -> body -> SigV4 over the body's bytes ->
+decompress -> JSON parse -> shape validation -> handler(caller, body) -> JSON response with x-amzn-RequestId
+and x-amz-crc32, compressed when large and the client accepts it.
 Every failure becomes an AWS JSON error body; a bug becomes a logged 500, never a stack trace.
 """
 
@@ -312,8 +314,9 @@ class DynavaultApp:
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         origin = headers.get("origin")
         method = scope["method"]
-        if method == "OPTIONS" and self._allowed_origin(origin) is not None:
-            await self._preflight(send, headers)
+        allowed = self._allowed_origin(origin)
+        if method == "OPTIONS" and allowed is not None:
+            await self._preflight(send, headers, allowed)
             return
         if method in ("GET", "HEAD"):
             await self._get(scope, send, origin, headers)
@@ -528,10 +531,8 @@ class DynavaultApp:
             return b"*"
         return None
 
-    async def _preflight(self, send, headers: dict[str, str]) -> None:
+    async def _preflight(self, send, headers: dict[str, str], allowed: bytes) -> None:
         """A CORS preflight from an allowed origin (any other OPTIONS is answered 404, as DynamoDB answers it)."""
-        allowed = self._allowed_origin(headers.get("origin"))
-        assert allowed is not None
         out = [
             (b"content-length", b"0"),
             (b"x-amz-crc32", b"0"),  # of the empty body
