@@ -449,6 +449,16 @@ def test_presigned_query_string_auth(root):
     assert resp.status == 400 and resp.json()["__type"] == "com.amazon.coral.service#InvalidSignatureException"
 
 
+def test_presigned_query_string_auth_for_kms_json_1_1(root):
+    request = AWSRequest("POST", root.srv.endpoint + "/", data=b"{}",
+                         headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService.ListKeys"})
+    _JsonQueryAuth(Credentials(root.key, root.secret), "kms", "us-east-1").add_auth(request)
+    headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+    resp = send(root.srv.endpoint, b"{}", headers, path=f"/?{urlparse(request.url).query}")
+    assert resp.status == 200, resp.body
+    assert "Keys" in resp.json()
+
+
 def test_presigned_request_past_its_expiry(root):
     when = datetime.datetime.now(datetime.UTC).replace(microsecond=0) - datetime.timedelta(minutes=3)
     path, headers = _presigned(root, DDB + "ListTables", b"{}", expires=60, when=when)
