@@ -17,6 +17,9 @@ class Caller:
     connection_id: int = 0
     source_ip: str = "127.0.0.1"
     user_agent: str = ""
+    #: host[:port] the request was addressed to (its Host header, else the listening socket): what
+    #: DescribeEndpoints names
+    endpoint: str = ""
     #: set when the database calls KMS on a caller's behalf: "dynamodb.<region>.amazonaws.com"
     via_service: str | None = None
     #: AWSService identity (e.g. the database's own GenerateDataKey): principal is a service principal

@@ -11,12 +11,12 @@ from collections.abc import Callable
 
 from dynavault.caller import Caller
 
-from . import batch, items, partiql, query, tables, transactions, ttl
+from . import auxiliary, batch, items, partiql, query, tables, transactions, ttl
 from .backups import operations as backups
 from .database import Database
 from .streams import api as streams_api
 
-MODULES = (tables, items, query, batch, transactions, partiql, ttl, backups)
+MODULES = (tables, items, query, batch, transactions, partiql, ttl, backups, auxiliary)
 #: the DynamoDB Streams front (DynamoDBStreams_20120810) has its own operation table
 STREAM_MODULES = (streams_api,)
 

@@ -404,7 +404,9 @@ def describe_limits(db: Database, caller: Caller, p: dict) -> dict:
 
 
 def describe_endpoints(db: Database, caller: Caller, p: dict) -> dict:
-    return {"Endpoints": [{"Address": f"dynamodb.{caller.region}.amazonaws.com", "CachePeriodInMinutes": 1440}]}
+    # This server's own address (DynamoDB names its regional endpoint, dynamodb.<region>.amazonaws.com).
+    address = caller.endpoint or f"dynamodb.{caller.region}.amazonaws.com"
+    return {"Endpoints": [{"Address": address, "CachePeriodInMinutes": 1440}]}
 
 
 HANDLERS = {

@@ -1,8 +1,10 @@
 """The ASGI application: one port, one table of handlers keyed by X-Amz-Target.
 
-A request goes: size limit -> target lookup -> SigV4 on the headers (before any body is read) -> body ->
-SigV4 over the body's bytes -> decompress -> JSON parse -> shape validation -> handler(caller, body) -> JSON
-response with x-amzn-RequestId and x-amz-crc32.
+A request goes: method and Content-Type (else DynamoDB's 404) -> size limit -> target lookup -> SigV4 on the
+headers (before any body is read; a small body of a request refused here is still parsed first, so that a body
+that is not JSON is a SerializationException as in DynamoDB) -> body -> SigV4 over the body's bytes ->
+decompress -> JSON parse -> shape validation -> handler(caller, body) -> JSON response with x-amzn-RequestId
+and x-amz-crc32, compressed when large and the client accepts it.
 Every failure becomes an AWS JSON error body; a bug becomes a logged 500, never a stack trace.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import secrets
 import uuid
 import zlib
@@ -34,10 +37,25 @@ Handler = Callable[[Caller, dict], dict]
 MAX_BODY_BYTES = 16 * 1024 * 1024
 JSON_10 = "application/x-amz-json-1.0"
 JSON_11 = "application/x-amz-json-1.1"
+#: plain JSON, which DynamoDB also accepts (and echoes) for its JSON protocol
+JSON_PLAIN = "application/json"
 _CORAL = "com.amazon.coral.service#"
 _CORAL_VALIDATE = "com.amazon.coral.validate#"
 _CORS_EXPOSE = b"x-amzn-RequestId,x-amzn-ErrorType,x-amz-crc32,Date"
-_CONTENT_TYPES = {JSON_10: JSON_10.encode(), JSON_11: JSON_11.encode(), "text/plain": b"text/plain"}
+_CONTENT_TYPES = {JSON_10: JSON_10.encode(), JSON_11: JSON_11.encode(), JSON_PLAIN: JSON_PLAIN.encode(),
+                  "text/plain": b"text/plain"}
+#: what DynamoDB answers to anything but a POST (or a CORS preflight) and to a body of an unknown Content-Type
+#: (recorded by dynalite's tests against the live service: 404, this body, x-amz-crc32 3552371480)
+_NOT_FOUND_BODY = b"<UnknownOperationException/>\n"
+#: a request refused before authentication has its body read only up to this size (announced by
+#: Content-Length), so that a body that is not JSON is answered SerializationException as DynamoDB answers
+#: (it parses the body before it looks at the target or the signature); larger bodies are not read unsigned
+_EARLY_BODY_BYTES = 64 * 1024
+#: DynamoDB compresses a response only from this size on, and only when the client asked (Accept-Encoding)
+COMPRESS_MIN_BYTES = 4096
+#: zlib level of compressed responses: cheap, since compression runs on the event loop
+_COMPRESS_LEVEL = 1
+_HOST_RE = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 #: Callers kept for reuse (see DynavaultApp._caller), and the longest user agent kept with one: the table
 #: stays small whatever clients send
 _MAX_CALLERS = 4096
@@ -53,8 +71,9 @@ class ServiceFront:
     signing_name: str  # SigV4 credential-scope service
     error_prefix: str  # __type namespace for service errors
     content_type: str
-    #: optional request validator: (operation, body) -> None, raises AWSError
-    validate: Callable[[str, dict], None] | None = None
+    #: optional request validator: (operation, body) -> the body as handlers get it (members sent as JSON
+    #: null removed); raises AWSError
+    validate: Callable[[str, dict], dict] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +107,14 @@ class _RequestIds:
     """Request ids from a fast PRNG seeded by the OS: unique in practice and cheap (a CSPRNG draw per
     request cost ~4 % of a GetItem). Ids need not be secret; a counter would leak the request rate.
 
-    DynamoDB's ids are 52 characters of [0-9A-F]; KMS and CloudTrail use version-4 UUIDs."""
+    DynamoDB's ids are 52 characters of [0-9A-Z] (these use [0-9A-F]); KMS and CloudTrail use version-4 UUIDs.
+    An answer that belongs to no service (a 404, the health check, an unknown target) is DynamoDB's."""
 
     def __init__(self) -> None:
         self._rng = random.Random(secrets.randbits(256))
 
     def __call__(self, front: ServiceFront | None) -> str:
-        if front is not None and front.name.startswith("dynamodb"):
+        if front is None or front.name.startswith("dynamodb"):
             return f"{self._rng.getrandbits(208):052X}"
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
@@ -110,7 +130,8 @@ def _error_body(err: AWSError, front: ServiceFront | None) -> bytes:
         prefix = front.error_prefix
     body: dict[str, Any] = {"__type": prefix + err.code}
     if err.message is not None:
-        body["message"] = err.message
+        # AWS's front end spells the key with a capital M for this one type (as dynalite records).
+        body["Message" if err.code == "SerializationException" else "message"] = err.message
     if err.extra:
         body.update(err.extra)
     return orjson.dumps(body)
@@ -121,12 +142,26 @@ def _too_large() -> AWSError:
 
 
 def _inflate(body: bytes, wbits: int) -> bytes:
-    """Decode with the output capped at MAX_BODY_BYTES: a bomb costs at most that much memory, then 413."""
-    d = zlib.decompressobj(wbits)
-    out = d.decompress(body, MAX_BODY_BYTES + 1)
-    if len(out) > MAX_BODY_BYTES or d.unconsumed_tail:
-        raise _too_large()
-    return out
+    """Decode every member of ``body`` (gzip allows several, one after another), the output capped at
+    MAX_BODY_BYTES in total: a bomb costs at most that much memory, then 413. A member cut short is
+    zlib.error: a truncated body is never taken for the part of it that arrived."""
+    out: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        d = zlib.decompressobj(wbits)
+        part = d.decompress(rest, MAX_BODY_BYTES + 1 - size)
+        size += len(part)
+        if size > MAX_BODY_BYTES or d.unconsumed_tail:
+            raise _too_large()
+        out.append(part)
+        if not d.eof:
+            raise zlib.error("truncated compressed body")
+        rest = d.unused_data
+        if not rest or wbits != 16 + zlib.MAX_WBITS:
+            if rest:
+                raise zlib.error("data after the end of the compressed body")
+            return out[0] if len(out) == 1 else b"".join(out)
 
 
 def _decompress(body: bytes, encoding: str) -> bytes:
@@ -147,7 +182,55 @@ def _decompress(body: bytes, encoding: str) -> bytes:
                 return _inflate(body, -zlib.MAX_WBITS)
             except zlib.error:
                 pass
+        # DynamoDB answers a broken gzip body with a 500; here bad input is never a 500 (DESIGN.md invariant 7).
         raise AWSError("SerializationException", "Could not decode the request body", type_prefix=_CORAL) from None
+
+
+def _accepted_encoding(header: str) -> str | None:
+    """The response encoding DynamoDB picks for an Accept-Encoding header: "gzip", "deflate" or None.
+
+    As observed on DynamoDB (ScyllaDB's Alternator tests, test_compressed_response.py, record its answers):
+    names case-insensitive, unknown or malformed entries ignored, the first ``q`` of an entry counts (a
+    missing or unparsable one is 1, above 1 is 1, below 0 is 0), ``identity`` never chosen, ``*`` stands for
+    each coding not named; the highest non-zero q wins, a named coding before ``*``, then the earlier entry,
+    then gzip."""
+    best: dict[str, tuple[float, int]] = {}
+    star: float | None = None
+    for position, entry in enumerate(header.split(",")):
+        name, *params = entry.split(";")
+        name = name.strip().lower()
+        if name not in ("gzip", "deflate", "*"):
+            continue
+        q = 1.0
+        for param in params:
+            key, eq, value = param.partition("=")
+            if eq and key.strip() == "q":
+                try:
+                    q = min(1.0, max(0.0, float(value.strip())))
+                except ValueError:
+                    q = 1.0
+                break
+        if name == "*":
+            star = q if star is None else max(star, q)
+        elif name not in best or q > best[name][0]:
+            best[name] = (q, position if name not in best else best[name][1])
+    ranked = []
+    for coding, tie in (("gzip", 0), ("deflate", 1)):
+        if coding in best:
+            q, position = best[coding]
+            ranked.append((q, 1, -position, -tie, coding))
+        elif star is not None:
+            ranked.append((star, 0, 0, -tie, coding))
+    ranked = [r for r in ranked if r[0] > 0]
+    return max(ranked)[4] if ranked else None
+
+
+def _compress(payload: bytes, coding: str) -> bytes:
+    if coding == "gzip":
+        c = zlib.compressobj(_COMPRESS_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    else:
+        c = zlib.compressobj(_COMPRESS_LEVEL)
+    return c.compress(payload) + c.flush()
 
 
 class _Disconnected(Exception):
@@ -231,47 +314,57 @@ class DynavaultApp:
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         origin = headers.get("origin")
         method = scope["method"]
-        if method == "OPTIONS":
-            await self._preflight(send, headers)
+        allowed = self._allowed_origin(origin)
+        if method == "OPTIONS" and allowed is not None:
+            await self._preflight(send, headers, allowed)
             return
         if method in ("GET", "HEAD"):
-            await self._get(scope, send, origin)
+            await self._get(scope, send, origin, headers)
             return
-        if method != "POST":
-            await self._respond(send, 405, b"", "text/plain", None, origin)
+        content_type = headers.get("content-type", "").split(";")[0].strip()
+        known_type = content_type in (JSON_10, JSON_11, JSON_PLAIN)
+        if method != "POST" or (not known_type and _has_body(headers)):
+            # DynamoDB's answer to any other method (an OPTIONS that is no allowed preflight included) and to a
+            # body it cannot read as JSON: 404, not a JSON error.
+            await self._respond(send, 404, _NOT_FOUND_BODY, "", self._request_id(None), origin)
             return
 
         target = headers.get("x-amz-target", "")
         route = self.routes.get(target)
         front = route.front if route else self.routes.front_for(target)
-        content_type = headers.get("content-type", "").split(";")[0].strip()
-        if content_type not in (JSON_10, JSON_11):
+        if not known_type:
             content_type = front.content_type if front else JSON_10
         request_id = self._request_id(front)
         status = 200
+        query = scope.get("query_string", b"").decode("latin-1")
         try:
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
                 raise _too_large()
             if route is None:
+                await self._early_parse(receive, headers)
                 raise AWSError("UnknownOperationException", None, type_prefix=_CORAL)
             # Headers first: an unsigned request or an unknown key is answered before its body is read (the
             # connection layer then discards the rest of the body without keeping it).
-            pending = self.verifier.authenticate(headers, route.front.signing_name)
+            try:
+                pending = self.verifier.authenticate(headers, route.front.signing_name, query)
+            except AWSError:
+                await self._early_parse(receive, headers)
+                raise
             body = await self._read_body(receive)
             identity = self.verifier.check_body(
                 pending,
                 method,
                 scope.get("raw_path", b"/").decode("latin-1") or "/",
-                scope.get("query_string", b"").decode("latin-1"),
+                query,
                 headers,
                 body,
             )
             body = _decompress(body, headers.get("content-encoding", ""))
             params = self._parse_json(body)
             if route.front.validate is not None:
-                route.front.validate(route.operation, params)
-            caller = self._caller(scope, identity, headers.get("user-agent", ""))
+                params = route.front.validate(route.operation, params)
+            caller = self._caller(scope, identity, headers.get("user-agent", ""), self._endpoint(scope, headers))
             cred = identity.credential
             if cred.access_key_id in self.trusted_service_keys and "x-dynavault-on-behalf-of" in headers:
                 if pending.check and "x-dynavault-on-behalf-of" not in pending.signed:
@@ -309,16 +402,41 @@ class DynavaultApp:
                 self.observe(route.front.name, route.operation, status)
             else:
                 self.observe(front.name if front else "unknown", "unknown", status)
-        await self._respond(send, status, payload, content_type, request_id, origin)
+        coding = None
+        if len(payload) >= COMPRESS_MIN_BYTES and "accept-encoding" in headers:
+            coding = _accepted_encoding(headers["accept-encoding"])
+            if coding is not None:
+                payload = _compress(payload, coding)
+        await self._respond(send, status, payload, content_type, request_id, origin, coding)
 
-    def _caller(self, scope, identity: Identity, user_agent: str) -> Caller:
+    async def _early_parse(self, receive, headers: dict[str, str]) -> None:
+        """For a request about to be refused before its body is read: read a small uncompressed body and raise
+        SerializationException if it is not JSON, the error DynamoDB checks first."""
+        length = headers.get("content-length", "")
+        if (not length.isdigit() or not 0 < int(length) <= _EARLY_BODY_BYTES
+                or headers.get("content-encoding", "identity").strip().lower() != "identity"):
+            return
+        self._parse_json(await self._read_body(receive))
+
+    @staticmethod
+    def _endpoint(scope, headers: dict[str, str]) -> str:
+        """host:port this server was reached at: the request's Host header when it is a host name or address,
+        else the listening socket's address."""
+        host = headers.get("host", "")
+        if host and _HOST_RE.fullmatch(host):
+            return host
+        server = scope.get("server") or ("127.0.0.1", 0)
+        name = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
+        return f"{name}:{server[1]}" if server[1] is not None else name
+
+    def _caller(self, scope, identity: Identity, user_agent: str, endpoint: str = "") -> Caller:
         """The request's Caller. Immutable, so one is kept per (connection, identity, user agent) and shared
         by that connection's requests: a keep-alive client sends the same ones each time."""
         client = scope.get("client") or ("127.0.0.1", 0)
         cred = identity.credential
         connection_id = scope.get(SCOPE_KEY) or hash(client)
         key = (connection_id, client[0], cred.access_key_id, cred.account_id, cred.principal_arn, identity.region,
-               user_agent)
+               user_agent, endpoint)
         caller = self._callers.get(key)
         if caller is None:
             caller = Caller(
@@ -329,8 +447,9 @@ class DynavaultApp:
                 connection_id=connection_id,
                 source_ip=client[0],
                 user_agent=user_agent,
+                endpoint=endpoint,
             )
-            if len(user_agent) <= _MAX_KEPT_AGENT:
+            if len(user_agent) <= _MAX_KEPT_AGENT and len(endpoint) <= _MAX_KEPT_AGENT:
                 if len(self._callers) >= _MAX_CALLERS:
                     self._callers.clear()
                 self._callers[key] = caller
@@ -349,6 +468,7 @@ class DynavaultApp:
                 connection_id=caller.connection_id,
                 source_ip=caller.source_ip,
                 user_agent=caller.user_agent,
+                endpoint=caller.endpoint,
                 via_service=who.get("via") or None,
                 is_service=bool(who.get("service")),
             )
@@ -386,17 +506,20 @@ class DynavaultApp:
             raise AWSError("SerializationException", "Start of list found where not expected.", type_prefix=_CORAL)
         return params
 
-    async def _get(self, scope, send, origin) -> None:
+    async def _get(self, scope, send, origin, headers: dict[str, str]) -> None:
         path = scope.get("path", "/")
+        request_id = self._request_id(None)
         if path == "/metrics" and self.metrics is not None:
             data, ctype = self.metrics()
-            await self._respond(send, 200, data, ctype, None, origin)
+            await self._respond(send, 200, data, ctype, request_id, origin)
             return
         if path in ("/", ""):
-            body = f"healthy: dynamodb.{self.default_region}.amazonaws.com ".encode()
-            await self._respond(send, 200, body, "text/plain", None, origin)
+            # DynamoDB names itself here ("healthy: dynamodb.us-east-1.amazonaws.com "); this server names the
+            # host and port it was reached at.
+            body = f"healthy: {self._endpoint(scope, headers)} ".encode()
+            await self._respond(send, 200, body, "text/plain", request_id, origin)
             return
-        await self._respond(send, 404, b"", "text/plain", None, origin)
+        await self._respond(send, 404, _NOT_FOUND_BODY, "", request_id, origin)
 
     def _allowed_origin(self, origin: str | None) -> bytes | None:
         """The Access-Control-Allow-Origin value for ``origin``, or None: only configured origins get one."""
@@ -408,29 +531,34 @@ class DynavaultApp:
             return b"*"
         return None
 
-    async def _preflight(self, send, headers: dict[str, str]) -> None:
-        out = [(b"content-length", b"0")]
-        allowed = self._allowed_origin(headers.get("origin"))
-        if allowed is not None:
-            out += [
-                (b"access-control-allow-origin", allowed),
-                (b"access-control-allow-methods", b"GET,POST,OPTIONS"),
-                (b"access-control-allow-headers",
-                 (headers.get("access-control-request-headers") or "*").encode("latin-1")),
-                (b"access-control-max-age", b"172800"),
-                (b"access-control-expose-headers", _CORS_EXPOSE),
-                (b"vary", b"Origin"),
-            ]
+    async def _preflight(self, send, headers: dict[str, str], allowed: bytes) -> None:
+        """A CORS preflight from an allowed origin (any other OPTIONS is answered 404, as DynamoDB answers it)."""
+        out = [
+            (b"content-length", b"0"),
+            (b"x-amz-crc32", b"0"),  # of the empty body
+            (b"x-amzn-requestid", self._request_id(None).encode()),
+            (b"access-control-allow-origin", allowed),
+            (b"access-control-allow-methods", b"GET,POST,OPTIONS"),
+            (b"access-control-allow-headers",
+             (headers.get("access-control-request-headers") or "*").encode("latin-1")),
+            (b"access-control-max-age", b"172800"),
+            (b"access-control-expose-headers", _CORS_EXPOSE),
+            (b"vary", b"Origin"),
+        ]
         await send({"type": "http.response.start", "status": 200, "headers": out})
         await send({"type": "http.response.body", "body": b""})
 
     async def _respond(self, send, status: int, payload: bytes, content_type: str, request_id: str | None,
-                       origin: str | None) -> None:
+                       origin: str | None, coding: str | None = None) -> None:
         out = [
-            (b"content-type", _CONTENT_TYPES.get(content_type) or content_type.encode()),
             (b"content-length", str(len(payload)).encode()),
+            # over the bytes sent (compressed or not), as DynamoDB computes it
             (b"x-amz-crc32", str(zlib.crc32(payload)).encode()),
         ]
+        if content_type:
+            out.insert(0, (b"content-type", _CONTENT_TYPES.get(content_type) or content_type.encode()))
+        if coding is not None:
+            out.append((b"content-encoding", coding.encode()))
         if request_id is not None:
             out.append((b"x-amzn-requestid", request_id.encode()))
         allowed = self._allowed_origin(origin)  # None unless CORS is configured for this origin
@@ -440,3 +568,11 @@ class DynavaultApp:
             out.append((b"vary", b"Origin"))
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": payload})
+
+
+def _has_body(headers: dict[str, str]) -> bool:
+    """Whether the request carries a body (announced by its headers; the body itself is not read yet)."""
+    length = headers.get("content-length")
+    if length is not None:
+        return length.strip() not in ("", "0")
+    return "transfer-encoding" in headers

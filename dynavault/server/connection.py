@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import secrets
+import zlib
 from collections.abc import Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -39,6 +41,7 @@ _408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-
         b"content-length: 15\r\nconnection: close\r\n\r\nRequest Timeout")
 _503_BODY = (b'{"__type":"com.amazon.coral.service#ServiceUnavailableException",'
              b'"message":"The service is currently unavailable or busy."}')
+_503_CRC = str(zlib.crc32(_503_BODY)).encode()
 
 
 class _HeadTooLarge(Exception):
@@ -69,10 +72,13 @@ class Connections:
 
 
 async def _overloaded(scope, receive, send) -> None:
-    """The answer past ``max_connections``: 503 (retried by every AWS SDK), then the connection closes."""
+    """The answer past ``max_connections``: 503 (retried by every AWS SDK), then the connection closes. It
+    carries a request id and crc32 like every DynamoDB answer (the id from the OS: this path is rare)."""
     await send({"type": "http.response.start", "status": 503, "headers": [
         (b"content-type", b"application/x-amz-json-1.0"),
         (b"content-length", str(len(_503_BODY)).encode()),
+        (b"x-amz-crc32", _503_CRC),
+        (b"x-amzn-requestid", f"{secrets.randbits(208):052X}".encode()),
         (b"connection", b"close"),
     ]})
     await send({"type": "http.response.body", "body": _503_BODY})

@@ -214,6 +214,33 @@ def _violation(value: Any, path: str, constraint: str, sensitive: bool = False) 
     return f"Value {shown} at '{path}' failed to satisfy constraint: {constraint}"
 
 
+class _Errors(list):
+    """The violations of one request, and where it sent a member as JSON null: ``nulls`` maps the id of each
+    structure (a dict in the request) to the names of its members that were null."""
+
+    __slots__ = ("nulls",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nulls: dict[int, set[str]] = {}
+
+
+def _note_null(errs: list[str], v: dict, k: str) -> None:
+    nulls = getattr(errs, "nulls", None)
+    if nulls is not None:
+        nulls.setdefault(id(v), set()).add(k)
+
+
+def _without_nulls(value: Any, nulls: dict[int, set[str]]) -> Any:
+    """A copy of ``value`` without the members ``nulls`` names (only made when a request has some)."""
+    if type(value) is dict:
+        gone = nulls.get(id(value), ())
+        return {k: _without_nulls(x, nulls) for k, x in value.items() if k not in gone}
+    if type(value) is list:
+        return [_without_nulls(x, nulls) for x in value]
+    return value
+
+
 class _Node:
     """A compiled shape in one position (a structure field, or a list element / map value)."""
 
@@ -535,7 +562,8 @@ class _MapNode(_Node):
                         # Coral reports a map value's own size limits once, at the map.
                         errs.append(_violation(shown, path, "Map value must satisfy constraint: ["
                                                + self.value_text + "]"))
-                        inner: list[str] = []
+                        inner: list[str] = _Errors()
+                        inner.nulls = getattr(errs, "nulls", {})  # type: ignore[attr-defined]
                         value.check(x, sub, inner)
                         own = (f"Value '{_render_with(value, x)}' at '{sub}' failed to satisfy constraint: "
                                "Member must have length")
@@ -582,18 +610,26 @@ class _StructNode(_Node):
                 raise _ser(f"Unrecognized collection type class {self.java}")
             raise _ser(_VALUE_TYPE if self.value_pos else _FIELD_TYPE)
         members = self.members
+        # A member sent as JSON null is absent (as for AWS's front end): noted here, and validate() hands the
+        # handlers the request without it, so no operation ever sees a None where it expects a value or nothing.
         if self.pure:
             for k, x in v.items():
+                if x is None:
+                    _note_null(errs, v, k)
+                    continue
                 ent = members.get(k)
-                if ent is not None and x is not None:
+                if ent is not None:
                     ent[0].check(x, None, errs)
             return
         prefix = path + "." if path else ""
         segs: list[tuple[int, list[str]]] | None = None
         for k, x in v.items():
+            if x is None:
+                _note_null(errs, v, k)
+                continue
             ent = members.get(k)
-            if ent is None or x is None:
-                continue  # unknown members are ignored, JSON null is "absent"
+            if ent is None:
+                continue  # unknown members are ignored
             node, sub, rank = ent
             if node.pure:
                 node.check(x, None, errs)
@@ -741,17 +777,18 @@ class ShapeValidator:
     def has_operation(self, name: str) -> bool:
         return name in self._ops
 
-    def validate(self, operation: str, body: dict) -> None:
-        """Raise AWSError (SerializationException / ValidationException) if ``body`` is malformed."""
+    def validate(self, operation: str, body: dict) -> dict:
+        """Raise AWSError (SerializationException / ValidationException) if ``body`` is malformed; else the
+        request as its handler gets it: ``body`` itself, or a copy without the members sent as JSON null."""
         try:
             root = self._ops[operation]
         except KeyError:
             raise AWSError("UnknownOperationException", None, 400, type_prefix=_SER_PREFIX) from None
         if root is None:
-            return
+            return body
         if type(body) is not dict:
             raise _ser(_START_OBJ if body is None else "Unexpected value type in payload")
-        errs: list[str] = []
+        errs = _Errors()
         root.check(body, "", errs)
         if errs:
             shown = errs[:_MAX_REPORTED]
@@ -762,3 +799,4 @@ class ShapeValidator:
                 400,
                 type_prefix=_VAL_PREFIX,
             )
+        return _without_nulls(body, errs.nulls) if errs.nulls else body

@@ -14,7 +14,7 @@ import re
 import time
 from datetime import UTC, datetime
 from typing import NamedTuple
-from urllib.parse import quote, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from dynavault.errors import AWSError
 
@@ -22,9 +22,15 @@ from .credentials import Credential, CredentialStore
 
 _SERVICE_PREFIX = "com.amazon.coral.service#"
 #: the Authorization header up to its signature: "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., "
+#: (components are separated by a comma, by spaces, or both: AWS accepts "Credential=.. SignedHeaders=.." too)
 _AUTH_HEAD_RE = re.compile(
-    r"AWS4-HMAC-SHA256\s+Credential=(?P<cred>[^,\s]+)\s*,\s*SignedHeaders=(?P<signed>[^,\s]+)\s*,\s*"
+    r"AWS4-HMAC-SHA256\s+Credential=(?P<cred>[^,\s]+)(?:\s*,\s*|\s+)SignedHeaders=(?P<signed>[^,\s]+)"
+    r"(?:\s*,\s*|\s+)"
 )
+#: the query-string (presigned) form's parameters, in the order AWS names the missing ones
+_QUERY_PARAMS = ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature", "X-Amz-SignedHeaders", "X-Amz-Date")
+#: SigV4's longest presigned lifetime (a week), as AWS enforces it
+_MAX_EXPIRES = 604800
 _SIGNATURE_RE = re.compile(r"[0-9a-fA-F]+")
 _SPACES = re.compile(r"\s+")
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -92,7 +98,7 @@ def _canonical_uri(path: str) -> str:
     return "/".join(quote(s, safe="-_.~") for s in segments) or "/"
 
 
-def _canonical_query(query: str) -> str:
+def _canonical_query(query: str, presigned: bool = False) -> str:
     if not query:
         return ""
     pairs = []
@@ -100,6 +106,8 @@ def _canonical_query(query: str) -> str:
         if not part:
             continue
         k, _, v = part.partition("=")
+        if presigned and unquote(k) == "X-Amz-Signature":
+            continue  # the signature is not part of what it signs
         pairs.append((quote(unquote(k), safe="-_.~"), quote(unquote(v), safe="-_.~")))
     pairs.sort()
     return "&".join(f"{k}={v}" for k, v in pairs)
@@ -127,6 +135,8 @@ class Pending(NamedTuple):
     signed: tuple[str, ...]
     signature: str
     check: bool
+    #: authenticated by query-string parameters (a presigned request), not an Authorization header
+    presigned: bool = False
 
 
 def _signature_mismatch() -> AWSError:
@@ -198,11 +208,19 @@ class SigV4Verifier:
         expected_service: str,
     ) -> Identity:
         """Both steps at once. ``headers``: lower-cased names, repeated headers joined with ','."""
-        return self.check_body(self.authenticate(headers, expected_service), method, path, query, headers, body)
+        return self.check_body(self.authenticate(headers, expected_service, query), method, path, query, headers,
+                               body)
 
-    def authenticate(self, headers: dict[str, str], expected_service: str) -> Pending:
+    def authenticate(self, headers: dict[str, str], expected_service: str, query: str = "") -> Pending:
         """Everything that needs no body. Raises the AWS error for the first problem found."""
         auth = headers.get("authorization")
+        if "X-Amz-Algorithm" in query:
+            params = dict(parse_qsl(query, keep_blank_values=True))
+            if "X-Amz-Algorithm" in params:
+                if auth:
+                    raise _error("InvalidSignatureException", "Found both 'X-Amz-Algorithm' as a query-string param "
+                                 "and 'Authorization' as HTTP header.")
+                return self._authenticate_query(params, headers, expected_service)
         if not auth:
             raise missing_token()
         split = _split_auth(auth)
@@ -215,7 +233,42 @@ class SigV4Verifier:
             raise _error("IncompleteSignatureException",
                          "Authorization header requires 'Credential', 'Signature' and 'SignedHeaders' parameters.")
         cred_parts, signed = head
-        signature = split[1]
+        amz_date = headers.get("x-amz-date") or headers.get("date") or ""  # checked after the key
+        return self._scoped(cred_parts, signed, split[1], amz_date, headers, expected_service, None)
+
+    def _authenticate_query(self, params: dict[str, str], headers: dict[str, str], expected_service: str) -> Pending:
+        """The query-string form (a presigned request): X-Amz-Algorithm, -Credential, -Date, -SignedHeaders,
+        -Signature and optionally -Expires. Texts as dynalite records DynamoDB's."""
+        missing = [name for name in _QUERY_PARAMS if not params.get(name)]
+        if missing:
+            raise _error("IncompleteSignatureException", "".join(
+                f"AWS query-string parameters must include '{name}'. " for name in missing)
+                + "Re-examine the query-string parameters.")
+        algorithm = params["X-Amz-Algorithm"]
+        if algorithm != "AWS4-HMAC-SHA256":
+            raise _error("IncompleteSignatureException",
+                         f"Unsupported AWS 'algorithm': '{algorithm}' (only AWS4-HMAC-SHA256 for now). ")
+        signature = params["X-Amz-Signature"]
+        if _SIGNATURE_RE.fullmatch(signature) is None:
+            raise _signature_mismatch()
+        expires_text = params.get("X-Amz-Expires")
+        expires = None
+        if expires_text is not None:
+            if not expires_text.isdigit() or int(expires_text) > _MAX_EXPIRES:
+                raise _error("IncompleteSignatureException", f"X-Amz-Expires must be a number of seconds from 0 to "
+                             f"{_MAX_EXPIRES}, not '{expires_text}'.")
+            expires = int(expires_text)
+        amz_date = params["X-Amz-Date"]
+        if "T" not in amz_date:
+            raise _error("IncompleteSignatureException", f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'.")
+        cred_parts = tuple(params["X-Amz-Credential"].split("/"))
+        signed = tuple(params["X-Amz-SignedHeaders"].lower().split(";"))
+        return self._scoped(cred_parts, signed, signature, amz_date, headers, expected_service, expires)
+
+    def _scoped(self, cred_parts: tuple[str, ...], signed: tuple[str, ...], signature: str, amz_date: str,
+                headers: dict[str, str], expected_service: str, expires: int | None) -> Pending:
+        """The checks both forms share: credential scope, key, date and clock skew, signed headers.
+        ``expires``: a presigned request's X-Amz-Expires (None for the header form)."""
         if len(cred_parts) != 5 or cred_parts[4] != "aws4_request":
             raise _error("IncompleteSignatureException",
                          f"Credential should be scoped to a valid region, not '{'/'.join(cred_parts[2:3])}'. ")
@@ -230,7 +283,6 @@ class SigV4Verifier:
         # refuse one that is not a region name before anything is created under it.
         if _REGION_RE.fullmatch(region) is None:
             raise _error("InvalidSignatureException", f"Credential should be scoped to a valid region, not '{region}'. ")
-        amz_date = headers.get("x-amz-date") or headers.get("date")
         if not amz_date:
             raise _error("IncompleteSignatureException",
                          "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.")
@@ -245,10 +297,13 @@ class SigV4Verifier:
                          f"Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: "
                          f"'{scope_date}' != '{request_date[:8]}', from '{request_date}'.")
         now = self.clock()
-        if ts < now - self.max_skew:
+        # A presigned request is good for its X-Amz-Expires; AWS's text for one that outlived it is not
+        # recorded, so it reads as the header form's with that lifetime as the window.
+        window = self.max_skew if expires is None else expires
+        if ts < now - window:
             raise _error("InvalidSignatureException",
-                         f"Signature expired: {_format_amz(ts)} is now earlier than {_format_amz(now - self.max_skew)} "
-                         f"({_format_amz(now)} - {self.max_skew // 60} min.)")
+                         f"Signature expired: {_format_amz(ts)} is now earlier than {_format_amz(now - window)} "
+                         f"({_format_amz(now)} - {window // 60} min.)")
         if ts > now + self.max_skew:
             raise _error("InvalidSignatureException",
                          f"Signature not yet current: {_format_amz(ts)} is still later than "
@@ -262,7 +317,8 @@ class SigV4Verifier:
             if "x-amz-target" not in signed and "x-amz-target" in headers:
                 raise _error("InvalidSignatureException", "'X-Amz-Target' must be a 'SignedHeader' in the AWS "
                              "Authorization.")
-        return Pending(Identity(credential, region, service), request_date, scope_date, signed, signature, check)
+        return Pending(Identity(credential, region, service), request_date, scope_date, signed, signature, check,
+                       expires is not None)
 
     def check_body(self, pending: Pending, method: str, path: str, query: str, headers: dict[str, str],
                    body: bytes) -> Identity:
@@ -279,7 +335,8 @@ class SigV4Verifier:
         canonical_headers = "".join([f"{name}:{_header_value(headers.get(name, ''))}\n" for name in signed])
         uri = self._memo(self._uris, path, _canonical_uri)
         canonical_request = "\n".join(
-            (method, uri, _canonical_query(query), canonical_headers, ";".join(signed), payload_hash)
+            (method, uri, _canonical_query(query, pending.presigned), canonical_headers, ";".join(signed),
+             payload_hash)
         )
         identity = pending.identity
         scope = f"{pending.scope_date}/{identity.region}/{identity.service}/aws4_request"
