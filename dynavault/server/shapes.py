@@ -26,13 +26,21 @@ from __future__ import annotations
 
 import binascii
 import re
-import zlib
 from datetime import datetime
 from typing import Any
 
 import botocore.loaders
 
 from dynavault.errors import AWSError
+
+from .java_rules import (
+    enum_order,
+    hashmap_order,
+    java_ref,
+    java_regex,
+    num_str,
+    utf16_len,
+)
 
 _SER_PREFIX = "com.amazon.coral.service#"
 _VAL_PREFIX = "com.amazon.coral.validate#"
@@ -87,75 +95,6 @@ def _lower_first(name: str) -> str:
     return name[:1].lower() + name[1:]
 
 
-def _java_hash(s: str) -> int:
-    """java.lang.String.hashCode (over UTF-16 code units), unsigned 32-bit."""
-    h = 0
-    if s.isascii():
-        for ch in s:
-            h = (31 * h + ord(ch)) & 0xFFFFFFFF
-        return h
-    units = s.encode("utf-16-be")
-    for i in range(0, len(units), 2):
-        h = (31 * h + ((units[i] << 8) | units[i + 1])) & 0xFFFFFFFF
-    return h
-
-
-def _hashmap_capacity(n: int) -> int:
-    cap = 16
-    while n > cap * 3 // 4:
-        cap *= 2
-    return cap
-
-
-def _hashmap_order(names: list[str], later_first: bool = False) -> dict[str, int]:
-    """Rank of each name in a default-constructed java.util.HashMap's iteration (Java 8+).
-
-    Names sharing a bucket keep insertion order; for model members the recorded answers
-    (Scan: ``limit`` before ``attributesToGet``; Query: ``returnConsumedCapacity`` before
-    ``queryFilter``) show later model members first, so ``later_first`` flips the tie-break.
-    """
-    mask = _hashmap_capacity(len(names)) - 1
-    sign = -1 if later_first else 1
-
-    def bucket(s: str) -> int:
-        h = _java_hash(s)
-        return (h ^ (h >> 16)) & mask
-
-    ordered = sorted(range(len(names)), key=lambda i: (bucket(names[i]), sign * i))
-    return {names[i]: rank for rank, i in enumerate(ordered)}
-
-
-def _enum_order(values: list[str]) -> list[str]:
-    cap = 32
-    while len(values) > cap * 3 // 4:
-        cap *= 2
-    return sorted(values, key=lambda v: (_java_hash(v) & (cap - 1), -values.index(v)))
-
-
-def _utf16_len(s: str) -> int:
-    if s.isascii():
-        return len(s)
-    return len(s.encode("utf-16-le")) // 2
-
-
-def _java_regex(pattern: str) -> re.Pattern[str] | None:
-    """Translate the few Java-only regex constructs the models use; None if still untranslatable."""
-    p = pattern.replace(r"\uD800\uDC00-\uDBFF\uDFFF", r"\U00010000-\U0010FFFF")
-    p = p.replace(r"\p{Print}", r"\x20-\x7e" if "[" in p.split(r"\p{Print}")[0] else r"[\x20-\x7e]")
-    try:
-        return re.compile(p, re.DOTALL)
-    except re.error:
-        return None
-
-
-def _num_str(v: Any) -> str:
-    if isinstance(v, float):
-        if v.is_integer() and abs(v) < 1e7:
-            return f"{v:.1f}"
-        return repr(v)
-    return str(v)
-
-
 def _render(v: Any) -> str:
     """Java toString() of a deserialized value, as it appears inside ``Value '...'``."""
     if isinstance(v, str):
@@ -169,7 +108,7 @@ def _render(v: Any) -> str:
     if v is False:
         return "false"
     if isinstance(v, int | float):
-        return _num_str(v)
+        return num_str(v)
     if isinstance(v, list):
         return "[" + ", ".join(_render(x) for x in v) + "]"
     if isinstance(v, dict):
@@ -177,14 +116,9 @@ def _render(v: Any) -> str:
     return str(v)
 
 
-def _java_ref(java: str, v: Any) -> str:
-    """Object.toString() of a model class: the class name and an identity hash we can only imitate."""
-    return f"{java}@{zlib.crc32(repr(v).encode()):x}"
-
-
 def _render_with(node: _Node, v: Any) -> str:
     if isinstance(node, _StructNode):
-        return _java_ref(node.java, v)
+        return java_ref(node.java, v)
     if isinstance(node, _ListNode) and type(v) is list:
         return "[" + ", ".join(_render_with(node.member, x) for x in v) + "]"
     if isinstance(node, _MapNode) and type(v) is dict:
@@ -265,11 +199,11 @@ class _StringNode(_Node):
         self.min = shape.get("min")
         self.max = shape.get("max")
         self.pattern = shape.get("pattern")
-        self.regex = _java_regex(self.pattern) if self.pattern else None
+        self.regex = java_regex(self.pattern) if self.pattern else None
         if self.regex is None:
             self.pattern = None
         self.enum = frozenset(shape["enum"]) if "enum" in shape else None
-        self.enum_text = ", ".join(_enum_order(list(shape["enum"]))) if self.enum else ""
+        self.enum_text = ", ".join(enum_order(list(shape["enum"]))) if self.enum else ""
         self.table_name = table_name
         self.sensitive = bool(shape.get("sensitive"))
         self.pure = not (self.min or self.max is not None or self.regex or self.enum or table_name)
@@ -287,7 +221,7 @@ class _StringNode(_Node):
                 _violation(v, path, "Member must satisfy regular expression pattern: " + self.pattern,
                            self.sensitive)
             )
-        n = _utf16_len(v)
+        n = utf16_len(v)
         if self.min and n < self.min:
             errs.append(_violation(v, path, f"Member must have length greater than or equal to {self.min}",
                                    self.sensitive))
@@ -302,7 +236,7 @@ class _StringNode(_Node):
         """Held to the table-name rule: everything but a table ARN and "arn:..." past the model's 1024."""
         if not v.startswith("arn:"):
             return True
-        return _TABLE_ARN_RE.fullmatch(v) is None and not (self.max is not None and _utf16_len(v) > self.max)
+        return _TABLE_ARN_RE.fullmatch(v) is None and not (self.max is not None and utf16_len(v) > self.max)
 
     @staticmethod
     def _check_table_name(v: str, path: str | None, errs: list[str]) -> None:
@@ -318,7 +252,7 @@ class _StringNode(_Node):
     def key_ok(self, v: str) -> bool:
         if self.table_name and self._is_name(v):
             return _TABLE_NAME_MIN <= len(v) <= _TABLE_NAME_MAX and _TABLE_NAME_RE.fullmatch(v) is not None
-        n = _utf16_len(v)
+        n = utf16_len(v)
         return not (
             (self.min and n < self.min)
             or (self.max is not None and n > self.max)
@@ -577,7 +511,7 @@ class _MapNode(_Node):
                 del errs[start:]
         if segs:
             # The service validates a java.util.HashMap: report its keys in that order.
-            rank = _hashmap_order(list(v))
+            rank = hashmap_order(list(v))
             segs.sort(key=lambda s: rank[s[0]])
             for _, msgs in segs:
                 errs.extend(msgs)
@@ -587,7 +521,7 @@ def _len_bad(node: _Node, x: Any) -> bool:
     if isinstance(node, _ListNode) and type(x) is list:
         n = len(x)
     elif isinstance(node, _StringNode) and type(x) is str:
-        n = _utf16_len(x)
+        n = utf16_len(x)
     else:
         return False
     return bool((node.min and n < node.min) or (node.max is not None and n > node.max))
@@ -704,7 +638,7 @@ class _Compiler:
             node = _StructNode(shape_name, pos != "field", f"{self.ns}.{shape_name}")
             self.memo[key] = node
             names = list(shape.get("members", {}))
-            rank = _hashmap_order([_lower_first(n) for n in names], later_first=True)
+            rank = hashmap_order([_lower_first(n) for n in names], later_first=True)
             members = {}
             for n, m in shape.get("members", {}).items():
                 sub = self.node(m["shape"], "field", member_name=n)

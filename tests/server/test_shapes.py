@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dynavault.errors import AWSError
-from dynavault.server.shapes import ShapeValidator, _enum_order
+from dynavault.server.java_rules import enum_order
+from dynavault.server.shapes import ShapeValidator
 
 SER = "com.amazon.coral.service#"
 VAL = "com.amazon.coral.validate#"
@@ -295,10 +296,10 @@ def test_enum_order_algorithm_matches_recorded_kms_keyspec() -> None:
     # KMS's answer for CreateKey KeySpec before SM2/ML-DSA/Ed25519 were added.
     model = ["RSA_2048", "RSA_3072", "RSA_4096", "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521",
              "ECC_SECG_P256K1", "SYMMETRIC_DEFAULT", "HMAC_224", "HMAC_256", "HMAC_384", "HMAC_512"]
-    assert _enum_order(model) == [
+    assert enum_order(model) == [
         "RSA_2048", "ECC_NIST_P384", "ECC_NIST_P256", "ECC_NIST_P521", "HMAC_384", "RSA_3072",
         "ECC_SECG_P256K1", "RSA_4096", "SYMMETRIC_DEFAULT", "HMAC_256", "HMAC_224", "HMAC_512"]
-    assert _enum_order(["OFF", "ON", "OPTIONAL"]) == ["OPTIONAL", "OFF", "ON"]
+    assert enum_order(["OFF", "ON", "OPTIONAL"]) == ["OPTIONAL", "OFF", "ON"]
 
 
 def test_nested_list_paths_and_value_rendering(ddb: ShapeValidator) -> None:
