@@ -10,17 +10,21 @@ Nothing here is user data: only what DESIGN.md invariant 1 allows in plaintext.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pathlib
 import sqlite3
 import struct
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
 
-from dynavault.errors import StartupError
+from dynavault.errors import AWSError, StartupError
 from dynavault.sse.table_keys import TableKeyRef
 from dynavault.storage.kv.base import KVStore, prefix_end
 from dynavault.storage.sealed import CatalogRecord
@@ -126,13 +130,55 @@ def _catalog_key(account: str, region: str, name: str) -> bytes:
     return CATALOG_PREFIX + f"{account}\x00{region}\x00{name}".encode()
 
 
+class CatalogLock:
+    """The catalog's lock: re-entrant within a process and, when several processes serve the store
+    (``path`` given), exclusive across them too (``flock``). Taking it reloads the mirror if another process
+    changed the catalog, so a read-modify-write under it starts from what is committed."""
+
+    def __init__(self, path: pathlib.Path | None, refresh: Callable[[], object]) -> None:
+        self._rlock = threading.RLock()
+        self._depth = 0
+        self._refresh = refresh
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if path is not None else -1
+
+    def __enter__(self) -> CatalogLock:
+        self._rlock.acquire()
+        self._depth += 1
+        if self._depth == 1 and self._fd >= 0:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                self._refresh()
+            except BaseException:
+                self._release()
+                raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._rlock.release()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 class Catalog:
     """All tables of all accounts, loaded at start; every change is written through in a store txn."""
 
-    def __init__(self, kv: KVStore, signal: ChangeSignal | None = None) -> None:
+    def __init__(self, kv: KVStore, signal: ChangeSignal | None = None, *,
+                 lock_path: pathlib.Path | None = None) -> None:
         self.kv = kv
-        self.lock = threading.RLock()
         self._watch = Watch(signal or ChangeSignal(None), CATALOG)
+        #: several processes serve the store: a change made from a mirror another process has since changed
+        #: is refused (ResourceInUseException) instead of overwriting that process's change
+        self.shared = lock_path is not None
+        self.lock = CatalogLock(lock_path, self._fresh)
         where = getattr(kv, "path", "the table store")
         try:
             self._tables = self._load()
@@ -174,6 +220,11 @@ class Catalog:
 
     def put(self, tx, meta: TableMeta) -> None:
         """Write through inside the caller's transaction; memory follows once the txn commits (caller)."""
+        if self.shared:
+            current = self._fresh().get((meta.account, meta.region, meta.name))
+            if current is not None and current is not meta:
+                raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: "
+                               f"Table {meta.name} was changed by a concurrent request; retry")
         tx.put(_catalog_key(meta.account, meta.region, meta.name), meta.to_record())
 
     def remember(self, meta: TableMeta) -> None:

@@ -24,6 +24,8 @@ log = logging.getLogger("dynavault.server")
 
 #: the shared change counters of the processes serving one data dir (storage/signal.py)
 CHANGES_FILE = "changes"
+#: the catalog's cross-process lock (with workers)
+CATALOG_LOCK_FILE = "catalog.lock"
 
 DYNAMODB = ServiceFront("dynamodb", "DynamoDB_20120810", "dynamodb", "com.amazonaws.dynamodb.v20120810#", JSON_10)
 STREAMS = ServiceFront("dynamodbstreams", "DynamoDBStreams_20120810", "dynamodb",
@@ -202,7 +204,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     data = settings.data_path()
     data.mkdir(parents=True, exist_ok=True)
     store = SqliteKV(data / "tables.db", group_commit=settings.commit_mode == "group")
-    catalog = Catalog(store, signal)
+    catalog = Catalog(store, signal, lock_path=data / CATALOG_LOCK_FILE if worker else None)
+    closers.append(catalog.lock.close)
     streams = StreamStore(store)
     stream_limits = StreamLimits.from_settings(settings)
     items = ItemStore(store, catalog, collection_limit=settings.item_collection_max_bytes,

@@ -281,3 +281,31 @@ def test_audit_lines_from_every_worker_are_whole(workers2):
         if path.is_file():
             for line in path.read_bytes().splitlines():
                 json.loads(line)  # every line whole: no two workers' lines interleaved
+
+
+def test_concurrent_table_changes_in_two_workers_never_lose_one(workers2):
+    srv = workers2
+    _table(srv, "tagged")
+    arn = _ok(srv, "DescribeTable", {"TableName": "tagged"})["Table"]["TableArn"]
+    outcome: dict[str, str] = {}
+
+    def tag(i: int) -> None:
+        status, out = _call(srv, "TagResource", {"ResourceArn": arn, "Tags": [{"Key": f"k{i}", "Value": "v"}]})
+        outcome[f"k{i}"] = "ok" if status == 200 else out["__type"].split("#")[-1]
+
+    for round_ in range(3):
+        threads = [threading.Thread(target=tag, args=(round_ * 8 + i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert set(outcome.values()) <= {"ok", "ResourceInUseException"}, outcome
+    tags: set[str] = set()
+    token = None
+    while True:  # pages of 10
+        page = _ok(srv, "ListTagsOfResource", {"ResourceArn": arn, **({"NextToken": token} if token else {})})
+        tags |= {t["Key"] for t in page["Tags"]}
+        token = page.get("NextToken")
+        if not token:
+            break
+    assert tags == {k for k, v in outcome.items() if v == "ok"}, (tags, outcome)
