@@ -230,7 +230,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
         store.close()
 
     closers.append(close)
-    periodic.append(Periodic("node-epochs", settings.epoch_check_seconds, account_seals))
+    # each process counts the seals its own codecs made
+    periodic.append(Periodic("node-epochs", settings.epoch_check_seconds, account_seals, "process"))
     periodic.append(Periodic("key-cache-prune", max(1.0, min(60.0, settings.key_refresh_seconds)), keys.prune,
                              "process"))
     periodic.extend(Periodic(n, i, f) for n, i, f in lifecycle.jobs())
