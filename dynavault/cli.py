@@ -50,59 +50,16 @@ def _setup_logging(settings: Settings) -> None:
 
 
 def _serve(settings: Settings, *, kms_only: bool) -> int:
-    import uvicorn
-
-    from dynavault.server.connection import protocol_class
-    from dynavault.server.runtime import build_runtime
-
     _setup_logging(settings)
-    if settings.workers != 1:
-        logging.getLogger("dynavault").warning(
-            "--workers %s requested; this build serves from one process (workers > 1 not yet supported)",
-            settings.workers,
-        )
+    if settings.workers > 1:
+        from dynavault.server.workers import serve_workers
+
+        return serve_workers(settings, kms_only=kms_only, setup_logging=_setup_logging)
+    from dynavault.server.runtime import build_runtime
+    from dynavault.server.serving import serve
+
     runtime = build_runtime(settings, kms_only=kms_only)
-    # The group-commit fsync thread needs the GIL back when its fsync returns; a busy event loop could hold
-    # it for the default 5 ms switch interval. (Measured: no throughput difference either way on 2 cores.)
-    sys.setswitchinterval(0.0002)
-
-    class ReadyServer(uvicorn.Server):
-        async def startup(self, sockets=None) -> None:
-            await super().startup(sockets)
-            if self.should_exit or not self.servers:
-                return
-            host, port = self.servers[0].sockets[0].getsockname()[:2]
-            label = "dynavault kms" if kms_only else "dynavault"
-            print(f"{label} listening on http://{host}:{port}", flush=True)
-
-        async def shutdown(self, sockets=None) -> None:
-            await super().shutdown(sockets)
-            # uvicorn re-raises SIGTERM after a graceful shutdown; the contract is a clean exit 0.
-            captured = getattr(self, "_captured_signals", None)
-            if captured is not None:
-                captured.clear()
-
-    config = uvicorn.Config(
-        runtime.app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        # Our httptools protocol: connection ids, a 64 KiB cap on request line + headers, the request read
-        # timeout and the connection cap (uvicorn's own limit_concurrency answers 503 in plain text).
-        http=protocol_class(runtime.connections, request_timeout=settings.request_timeout_seconds,
-                            max_connections=settings.max_connections),
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        # The audit trail records the peer address; a forwarded-for header from any local client must not
-        # rewrite it (and the middleware costs ~1 % of GetItem CPU).
-        proxy_headers=False,
-        timeout_keep_alive=120,
-        timeout_graceful_shutdown=30,
-    )
-    ReadyServer(config).run()
-    return 0
+    return serve(runtime, settings, label="dynavault kms" if kms_only else "dynavault")
 
 
 def _credentials_cmd(settings: Settings, args: argparse.Namespace) -> int:

@@ -153,7 +153,10 @@ class _Log:
     def append(self, line: bytes, rotate_bytes: int) -> None:
         if self.fd is None:
             self._open()
-        if self.size and self.size + len(line) > rotate_bytes:
+        # The segment's real size, not a count of our own lines: with several workers every one appends to
+        # the same segment, and each must see when it is full (then all move on to the same next one).
+        self.size = os.fstat(self.fd).st_size
+        while self.size and self.size + len(line) > rotate_bytes:
             self.close()
             self.seq += 1
             self._open()

@@ -1,25 +1,34 @@
 """The table catalog: table metadata that DynamoDB keeps outside item data (names, key schema,
 indexes, status, wrapped keys, counts), persisted as CatalogRecords and mirrored in memory.
 
+The mirror is per process; with several workers over one store, a change committed by one is announced on
+the shared change counter (``storage.signal``) and every other reloads the mirror before its next lookup.
+Item counts and sizes are not mirrored: every worker changes them, so they are read from the store.
+
 Nothing here is user data: only what DESIGN.md invariant 1 allows in plaintext.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pathlib
 import sqlite3
 import struct
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
 
-from dynavault.errors import StartupError
+from dynavault.errors import AWSError, StartupError
 from dynavault.sse.table_keys import TableKeyRef
 from dynavault.storage.kv.base import KVStore, prefix_end
 from dynavault.storage.sealed import CatalogRecord
+from dynavault.storage.signal import CATALOG, ChangeSignal, Watch
 
 from .layout import CATALOG_PREFIX, COLLECTION_PREFIX, FORMAT_KEY, STATS_PREFIX
 
@@ -121,21 +130,60 @@ def _catalog_key(account: str, region: str, name: str) -> bytes:
     return CATALOG_PREFIX + f"{account}\x00{region}\x00{name}".encode()
 
 
+class CatalogLock:
+    """The catalog's lock: re-entrant within a process and, when several processes serve the store
+    (``path`` given), exclusive across them too (``flock``). Taking it reloads the mirror if another process
+    changed the catalog, so a read-modify-write under it starts from what is committed."""
+
+    def __init__(self, path: pathlib.Path | None, refresh: Callable[[], object]) -> None:
+        self._rlock = threading.RLock()
+        self._depth = 0
+        self._refresh = refresh
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600) if path is not None else -1
+
+    def __enter__(self) -> CatalogLock:
+        self._rlock.acquire()
+        self._depth += 1
+        if self._depth == 1 and self._fd >= 0:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                self._refresh()
+            except BaseException:
+                self._release()
+                raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._rlock.release()
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 class Catalog:
     """All tables of all accounts, loaded at start; every change is written through in a store txn."""
 
-    def __init__(self, kv: KVStore) -> None:
+    def __init__(self, kv: KVStore, signal: ChangeSignal | None = None, *,
+                 lock_path: pathlib.Path | None = None) -> None:
         self.kv = kv
-        self._tables: dict[tuple[str, str, str], TableMeta] = {}
-        self._stats: dict[str, list[int]] = {}
-        self.lock = threading.RLock()
+        self._watch = Watch(signal or ChangeSignal(None), CATALOG)
+        #: several processes serve the store: a change made from a mirror another process has since changed
+        #: is refused (ResourceInUseException) instead of overwriting that process's change
+        self.shared = lock_path is not None
+        self.lock = CatalogLock(lock_path, self._fresh)
         where = getattr(kv, "path", "the table store")
         try:
-            for key, raw in kv.range(CATALOG_PREFIX, prefix_end(CATALOG_PREFIX)):
-                meta = _load_record(key, raw, where)
-                self._tables[(meta.account, meta.region, meta.name)] = meta
-            for key, raw in kv.range(STATS_PREFIX, prefix_end(STATS_PREFIX)):
-                self._stats[key[len(STATS_PREFIX):].decode()] = list(_STATS.unpack(raw))
+            self._tables = self._load()
+            for _key, raw in kv.range(STATS_PREFIX, prefix_end(STATS_PREFIX)):
+                _STATS.unpack(raw)
             check_store_format(kv, bool(self._tables), where)
         except sqlite3.DatabaseError as exc:
             raise StartupError(f"the table store {where} is damaged ({exc}); restore the data dir from a backup "
@@ -144,22 +192,45 @@ class Catalog:
             raise StartupError(f"the table store {where} has a damaged counter record; restore the data dir "
                                "from a backup (`dynavault verify --data-dir DIR` shows what is wrong)") from None
 
+    def _load(self) -> dict[tuple[str, str, str], TableMeta]:
+        where = getattr(self.kv, "path", "the table store")
+        tables = {}
+        for key, raw in self.kv.range(CATALOG_PREFIX, prefix_end(CATALOG_PREFIX)):
+            meta = _load_record(key, raw, where)
+            tables[(meta.account, meta.region, meta.name)] = meta
+        return tables
+
+    def _fresh(self) -> dict[tuple[str, str, str], TableMeta]:
+        if self._watch.stale():
+            with self.lock:
+                if self._watch.stale():
+                    self._watch.seen()
+                    self._tables = self._load()
+        return self._tables
+
     def get(self, account: str, region: str, name: str) -> TableMeta | None:
-        return self._tables.get((account, region, name))
+        return self._fresh().get((account, region, name))
 
     def list(self, account: str, region: str) -> list[TableMeta]:
-        return sorted((t for (a, r, _), t in self._tables.items() if a == account and r == region),
+        return sorted((t for (a, r, _), t in self._fresh().items() if a == account and r == region),
                       key=lambda t: t.name)
 
     def all(self) -> list[TableMeta]:
-        return list(self._tables.values())
+        return list(self._fresh().values())
 
     def put(self, tx, meta: TableMeta) -> None:
         """Write through inside the caller's transaction; memory follows once the txn commits (caller)."""
+        if self.shared:
+            current = self._fresh().get((meta.account, meta.region, meta.name))
+            if current is not None and current is not meta:
+                raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: "
+                               f"Table {meta.name} was changed by a concurrent request; retry")
         tx.put(_catalog_key(meta.account, meta.region, meta.name), meta.to_record())
 
     def remember(self, meta: TableMeta) -> None:
-        self._tables[(meta.account, meta.region, meta.name)] = meta
+        """After the transaction that wrote ``meta`` committed."""
+        self._fresh()[(meta.account, meta.region, meta.name)] = meta
+        self._watch.changed_here()
 
     def transaction(self):
         """A store transaction for catalog rows (and records kept beside them, like backup records)."""
@@ -181,20 +252,17 @@ class Catalog:
             tx.delete(key)
 
     def forget(self, meta: TableMeta) -> None:
-        self._tables.pop((meta.account, meta.region, meta.name), None)
-        for stats_id in [s for s in self._stats if s.startswith(meta.table_id)]:
-            del self._stats[stats_id]
+        """After the transaction that removed ``meta`` committed."""
+        self._fresh().pop((meta.account, meta.region, meta.name), None)
+        self._watch.changed_here()
 
     # item count / size, updated in the same transaction as the write they describe
-    def stats(self, table_id: str) -> tuple[int, int]:
-        s = self._stats.get(table_id)
-        return (s[0], s[1]) if s else (0, 0)
+    def stats(self, table_id: str, r=None) -> tuple[int, int]:
+        """As committed (or as ``r``, a transaction or snapshot, sees them)."""
+        raw = (r or self.kv).get(STATS_PREFIX + table_id.encode())
+        return _STATS.unpack(raw) if raw is not None else (0, 0)
 
-    def add_stats(self, tx, table_id: str, d_count: int, d_bytes: int) -> tuple[int, int]:
-        count, size = self.stats(table_id)
+    def add_stats(self, tx, table_id: str, d_count: int, d_bytes: int) -> None:
+        count, size = self.stats(table_id, tx)
         new = (max(0, count + d_count), max(0, size + d_bytes))
         tx.put(STATS_PREFIX + table_id.encode(), CatalogRecord(_STATS.pack(*new)))
-        return new
-
-    def commit_stats(self, table_id: str, new: tuple[int, int]) -> None:
-        self._stats[table_id] = list(new)

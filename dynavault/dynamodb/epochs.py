@@ -26,6 +26,9 @@ def account_node_seals(catalog: Catalog, keys: TableKeyService, limit: int) -> N
         # Under the catalog lock: a key switch replaces meta.sse, and a new epoch key must be wrapped
         # by the table key the catalog holds at that moment.
         with catalog.lock:
+            meta = catalog.get(meta.account, meta.region, meta.name)  # as committed (another worker may save)
+            if meta is None:
+                continue
             data_keys = meta.sse.get("data_keys")
             if not data_keys:
                 continue

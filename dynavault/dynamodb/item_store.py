@@ -145,14 +145,12 @@ class ItemStore:
     # -- writes ---------------------------------------------------------------------------------------
     @contextmanager
     def write(self) -> Iterator[ItemWriter]:
-        """One store transaction for item changes; statistics and subscribers' ``committed`` follow the
-        commit. An exception inside rolls everything back."""
+        """One store transaction for item changes, statistics included; subscribers' ``committed`` follows
+        the commit. An exception inside rolls everything back."""
         with self.kv.transaction() as tx:
             w = ItemWriter(self, tx)
             yield w
-            stats = w.flush_stats()
-        for sid, s in stats.items():
-            self.catalog.commit_stats(sid, s)
+            w.flush_stats()
         if w.changes:
             for sub in self.subscribers:
                 sub.committed(w.changes)
@@ -266,6 +264,7 @@ class ItemWriter:
                 s[0] += d_count
                 s[1] += d_bytes
 
-    def flush_stats(self) -> dict[str, tuple[int, int]]:
-        """Write the transaction's statistics rows (before commit); -> the numbers to publish after it."""
-        return {sid: self.store.catalog.add_stats(self.tx, sid, dc, db) for sid, (dc, db) in self._stats.items()}
+    def flush_stats(self) -> None:
+        """Add the transaction's counts to the statistics rows (before commit: they commit with it)."""
+        for sid, (dc, db) in self._stats.items():
+            self.store.catalog.add_stats(self.tx, sid, dc, db)

@@ -26,6 +26,11 @@ STREAM_PREFIX = b"\x00\x00stream\x00"
 #: backup data: copies of the source table's sealed rows, under the backup's id
 BACKUP_DATA_PREFIX = b"\x00\x00backupdata\x00"
 
+#: which process runs the store-wide background jobs (server/leases.py): holder and expiry, no user data
+LEASE_PREFIX = b"\x00\x00lease\x00"
+#: TransactWriteItems ClientRequestTokens: a digest of the request, for the 10 minutes DynamoDB keeps them
+TOKEN_PREFIX = b"\x00\x00idempotency\x00"
+
 PREFIXES: dict[str, bytes] = {
     "tree nodes": ROW_PREFIX,
     "partition directories": DIR_PREFIX,
@@ -36,6 +41,8 @@ PREFIXES: dict[str, bytes] = {
     "backups": BACKUP_PREFIX,
     "streams": STREAM_PREFIX,
     "backup data": BACKUP_DATA_PREFIX,
+    "leases": LEASE_PREFIX,
+    "idempotency tokens": TOKEN_PREFIX,
 }
 
 

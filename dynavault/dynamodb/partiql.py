@@ -41,9 +41,11 @@ from .index_model import encode_attr
 from .keys import key_of_item, key_of_request, partition_key_bytes
 from .transactions import (
     ActionsFailed,
+    Replayed,
     WriteAction,
     consumed,
     read_items,
+    replay,
     run_transaction,
     run_writes,
     table_cryptos,
@@ -392,9 +394,9 @@ def batch_execute_statement(db: Database, caller: Caller, p: dict) -> dict:
 def execute_transaction(db: Database, caller: Caller, p: dict) -> dict:
     stmts = p.get("TransactStatements") or []
     tokens = db.transaction_state.tokens
-    token_key, digest, replay = tokens.begin(caller, "ExecuteTransaction", p.get("ClientRequestToken"), stmts)
-    if replay is not None:
-        return replay
+    token, earlier = tokens.begin(caller, "ExecuteTransaction", p.get("ClientRequestToken"), stmts)
+    if earlier is not None and not earlier["read"]:
+        return _replayed(earlier, p)
     parsed = [(parse_statement(s.get("Statement") or "", s.get("Parameters")), s) for s in stmts]
     kinds = {st.kind for st, _ in parsed}
     if "SELECT" in kinds and kinds != {"SELECT"}:
@@ -403,18 +405,30 @@ def execute_transaction(db: Database, caller: Caller, p: dict) -> dict:
         if st.returning is not None:
             raise validation("RETURNING is not supported in ExecuteTransaction")
     if kinds == {"SELECT"}:
+        # Reads are run again on a retry: the token's row pins the request, never the items read.
         out = _read_transaction(db, caller, [st for st, _ in parsed], p)
-    else:
-        actions = [_write_action(db, caller, st, s.get("ReturnValuesOnConditionCheckFailure") or "NONE")
-                   for st, s in parsed]
-        run_transaction(db, caller, actions, "ExecuteTransaction")
-        metas, units = units_by_table(actions)
-        out = {"Responses": [{} for _ in actions]}
-        cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
-        if cc is not None:
-            out["ConsumedCapacity"] = cc
-    if token_key is not None:
-        tokens.remember(token_key, digest, out)
+        if token is not None and earlier is None:
+            with db.items.write() as w:
+                if tokens.check(w.tx, token) is None:
+                    tokens.record(w.tx, token, [], responses=len(parsed), read=True)
+        return out
+    actions = [_write_action(db, caller, st, s.get("ReturnValuesOnConditionCheckFailure") or "NONE")
+               for st, s in parsed]
+    try:
+        run_transaction(db, caller, actions, "ExecuteTransaction", token)
+    except Replayed as again:  # an identical request committed first
+        return _replayed(again.entry, p)
+    metas, units = units_by_table(actions)
+    out = {"Responses": [{} for _ in actions]}
+    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
+    if cc is not None:
+        out["ConsumedCapacity"] = cc
+    return out
+
+
+def _replayed(entry: dict, p: dict) -> dict:
+    out = {"Responses": [{} for _ in range(entry["n"])]}
+    out.update(replay(entry, p.get("ReturnConsumedCapacity")))
     return out
 
 

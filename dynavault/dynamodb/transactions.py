@@ -22,15 +22,13 @@ of waiting, as DynamoDB does. With today's single-threaded server no claim is ev
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
-
-import orjson
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
@@ -46,11 +44,14 @@ from .expressions import (
     parse_update,
 )
 from .expressions import project as project_item
+from .idempotency import IDEMPOTENCY_SECONDS, IdempotencyTokens, Replayed, TokenClaim
 from .item_store import ItemChange
 from .keys import key_of_item, key_of_request
 from .values import canonical_item, item_size, validate_item
 
 if TYPE_CHECKING:
+    from dynavault.storage.kv.base import KVStore
+
     from .database import Database
 
 CANCELLED = "Transaction cancelled, please refer cancellation reasons for specific reasons"
@@ -58,9 +59,7 @@ MSG_CONDITION = "The conditional request failed"
 MSG_DUPLICATE_TARGET = "Transaction request cannot include multiple operations on one item"
 MSG_ONE_OF = "TransactItems can only contain one of Check, Put, Update or Delete"
 MSG_EMPTY_ACTION = "Invalid Request: TransactWriteRequest should contain Delete or Put or Update request"
-MSG_TOKEN_MISMATCH = "The request uses the same client token as a previous, but non-identical request."
 MSG_CONFLICT = "Transaction is ongoing for the item"
-IDEMPOTENCY_SECONDS = 600.0
 _KINDS = ("ConditionCheck", "Put", "Delete", "Update")
 
 
@@ -213,10 +212,12 @@ def _reason(code: str, message: str | None = None, item: dict | None = None) -> 
 
 
 def run_writes(db: Database, caller: Caller, actions: list[WriteAction], *, cause: str,
-               transactional: bool = True, cryptos: dict | None = None) -> None:
+               transactional: bool = True, cryptos: dict | None = None, token: TokenClaim | None = None) -> None:
     """Apply ``actions`` in ONE store transaction, all or nothing (raises ActionsFailed / AWSError).
 
-    ``cause`` names the operation to the change's subscribers; ``transactional`` doubles the write units (DynamoDB charges two per transactional write)."""
+    ``cause`` names the operation to the change's subscribers; ``transactional`` doubles the write units
+    (DynamoDB charges two per transactional write); ``token``: a ClientRequestToken, checked and recorded in
+    that same transaction (raises Replayed when an identical request already used it)."""
     state = db.transaction_state
     owner = state.new_owner()
     idents = [a.ident for a in actions]
@@ -228,6 +229,10 @@ def run_writes(db: Database, caller: Caller, actions: list[WriteAction], *, caus
         if cryptos is None:
             cryptos = table_cryptos(db, caller, (a.meta for a in actions))
         with db.items.write() as w:
+            if token is not None:
+                earlier = state.tokens.check(w.tx, token)
+                if earlier is not None:
+                    raise Replayed(earlier)
             reasons: list[dict] = []
             for a in actions:
                 a.old = w.get(a.meta, cryptos[a.meta.table_id], a.hkey, a.skey)
@@ -245,6 +250,10 @@ def run_writes(db: Database, caller: Caller, actions: list[WriteAction], *, caus
                 a.units = item_ops.write_units(new_size, old_size) + sum(index_units.values())
                 if transactional:
                     a.units *= 2
+            if token is not None:
+                metas, units = units_by_table(actions)
+                state.tokens.record(w.tx, token, [(t, metas[t].name, u) for t, u in units.items()],
+                                    responses=len(actions))
     finally:
         state.claims.release(owner, idents)
 
@@ -291,60 +300,19 @@ def consumed(metas: dict[str, TableMeta], units: dict[str, float], mode: str | N
     return out
 
 
-# -- idempotency tokens -------------------------------------------------------------------------
-class IdempotencyTokens:
-    """ClientRequestToken -> (request digest, response) for 10 minutes after the request completes.
-
-    Kept in memory (per account and region): a token outlives neither a restart nor its window. The
-    digest covers the actions only, as DynamoDB lets a retry change ReturnConsumedCapacity."""
-
-    def __init__(self, ttl: float = IDEMPOTENCY_SECONDS, clock=time.monotonic) -> None:
-        self.ttl = ttl
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._entries: dict[tuple, tuple[bytes, float, dict]] = {}
-
-    @staticmethod
-    def digest(payload: object) -> bytes:
-        return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).digest()
-
-    def lookup(self, key: tuple, digest: bytes) -> dict | None:
-        now = self.clock()
-        with self._lock:
-            for k in [k for k, (_, at, _) in self._entries.items() if now - at > self.ttl]:
-                del self._entries[k]
-            hit = self._entries.get(key)
-        if hit is None:
-            return None
-        if hit[0] != digest:
-            raise AWSError("IdempotentParameterMismatchException", MSG_TOKEN_MISMATCH)
-        return hit[2]
-
-    def begin(self, caller: Caller, operation: str, token: str | None,
-              payload: object) -> tuple[tuple | None, bytes | None, dict | None]:
-        """-> (token key, request digest, earlier response to replay or None); (None, None, None) without a token."""
-        if token is None:
-            return None, None, None
-        key = (caller.account, caller.region, operation, token)
-        digest = self.digest(payload)
-        return key, digest, self.lookup(key, digest)
-
-    def remember(self, key: tuple, digest: bytes, response: dict) -> None:
-        with self._lock:
-            self._entries[key] = (digest, self.clock(), response)
-
-
 class TransactionState:
     """What multi-item requests share beyond one request: claims on in-flight items, the owner ids that
-    name those claims, and the ClientRequestToken window. One per store, made when the service is built
-    (a module global would be shared by every store a process opens, e.g. two test servers in one process).
+    name those claims, and the ClientRequestToken window (in the store: ``idempotency.py``). One per store,
+    made when the database is built (a module global would be shared by every store a process opens).
 
-    All in memory: correct for one process. With ``--workers N`` the claims and tokens must move into the
-    store (DESIGN.md "Processes and state") so every worker sees them."""
+    Claims are per process: they turn a write racing an in-flight transaction on the same item into
+    DynamoDB's TransactionConflict. Across workers the store serializes the transactions themselves (each
+    runs its condition checks and writes in one store transaction), so nothing is lost; a race between
+    workers is simply ordered instead of refused."""
 
-    def __init__(self, *, token_ttl: float = IDEMPOTENCY_SECONDS, clock=time.monotonic) -> None:
+    def __init__(self, kv: KVStore, *, token_ttl: float = IDEMPOTENCY_SECONDS, clock=time.time) -> None:
         self.claims = ItemClaims()
-        self.tokens = IdempotencyTokens(token_ttl, clock)
+        self.tokens = IdempotencyTokens(kv, token_ttl, clock)
         self._owner_ids = itertools.count(1)
         self._owner_lock = threading.Lock()
 
@@ -379,12 +347,13 @@ def check_distinct(actions: list[WriteAction]) -> None:
         seen.add(a.ident)
 
 
-def run_transaction(db: Database, caller: Caller, actions: list[WriteAction], cause: str) -> None:
+def run_transaction(db: Database, caller: Caller, actions: list[WriteAction], cause: str,
+                    token: TokenClaim | None = None) -> None:
     """All of the actions or none (TransactWriteItems, ExecuteTransaction): one target each, and any
     failed condition cancels the lot with the reasons in request order."""
     check_distinct(actions)
     try:
-        run_writes(db, caller, actions, cause=cause)
+        run_writes(db, caller, actions, cause=cause, token=token)
     except ActionsFailed as failed:
         raise cancelled(failed.reasons) from None
 
@@ -401,27 +370,30 @@ def units_by_table(actions: list[WriteAction]) -> tuple[dict[str, TableMeta], di
 
 def transact_write_items(db: Database, caller: Caller, p: dict) -> dict:
     entries = p.get("TransactItems") or []
-    tokens = db.transaction_state.tokens
-    token_key, digest, replay = tokens.begin(caller, "TransactWriteItems", p.get("ClientRequestToken"), entries)
-    if replay is not None:
-        return _replay(replay, p.get("ReturnConsumedCapacity"))
+    token, earlier = db.transaction_state.tokens.begin(caller, "TransactWriteItems", p.get("ClientRequestToken"),
+                                                       entries)
+    if earlier is not None:
+        return replay(earlier, p.get("ReturnConsumedCapacity"))
     actions = [prepare_transact_item(db, caller, e) for e in entries]
-    run_transaction(db, caller, actions, "TransactWriteItems")
+    try:
+        run_transaction(db, caller, actions, "TransactWriteItems", token)
+    except Replayed as again:  # an identical request committed first (another worker, or a moment ago)
+        return replay(again.entry, p.get("ReturnConsumedCapacity"))
     metas, units = units_by_table(actions)
     out: dict = {}
     cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
     if cc is not None:
         out["ConsumedCapacity"] = cc
-    if token_key is not None:
-        tokens.remember(token_key, digest, {"metas": metas, "units": units})
     return out
 
 
-def _replay(entry: dict, mode: str | None) -> dict:
-    # A repeated token changes nothing; DynamoDB then reports read units for the items it looked at.
+def replay(entry: dict, mode: str | None) -> dict:
+    """The answer to a repeated token: nothing changes; DynamoDB then reports read units for the items it
+    looked at."""
     out: dict = {}
-    reads = {t: float(max(1, round(u / 2))) for t, u in entry["units"].items()}
-    cc = consumed(entry["metas"], reads, mode, write=False)
+    metas = {t: SimpleNamespace(name=name) for t, name, _ in entry["t"]}
+    reads = {t: float(max(1, round(u / 2))) for t, _, u in entry["t"]}
+    cc = consumed(metas, reads, mode, write=False)
     if cc is not None:
         out["ConsumedCapacity"] = cc
     return out

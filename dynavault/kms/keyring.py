@@ -37,16 +37,31 @@ class KeyRing:
         self.lock = threading.RLock()
         self.keys: dict[str, KmsKey] = {}
         self.aliases: dict[tuple[str, str], dict[str, dict]] = {}
-        self._aead: dict[tuple[str, int], AESGCM] = {}
-        for doc in store.keys():
+        self.deleted: set[str] = set()
+        self._aead: dict[tuple[str, int], AESGCM] = {}  # materials never change: kept across reloads
+        self.reload()
+
+    def reload(self) -> None:
+        """(Re)read keys, grants, aliases and tombstones from the store — at start, and when another process
+        changed them. The containers are updated in place: whoever holds ``keys`` sees the new ring."""
+        keys: dict[str, KmsKey] = {}
+        for doc in self.store.keys():
             key = KmsKey.from_doc(doc)
-            self.keys[key.key_id] = key
-        self.deleted: set[str] = store.deleted_keys()
-        for key_id, grant in store.grants():
-            if key_id in self.keys:
-                self.keys[key_id].grants[grant["GrantId"]] = grant
-        for account, region, name, doc in store.aliases():
-            self.aliases.setdefault((account, region), {})[name] = doc
+            keys[key.key_id] = key
+        for key_id, grant in self.store.grants():
+            if key_id in keys:
+                keys[key_id].grants[grant["GrantId"]] = grant
+        aliases: dict[tuple[str, str], dict[str, dict]] = {}
+        for account, region, name, doc in self.store.aliases():
+            aliases.setdefault((account, region), {})[name] = doc
+        deleted = self.store.deleted_keys()
+        with self.lock:
+            self.keys.clear()
+            self.keys.update(keys)
+            self.aliases.clear()
+            self.aliases.update(aliases)
+            self.deleted.clear()
+            self.deleted.update(deleted)
 
     def __repr__(self) -> str:
         return f"KeyRing(keys={len(self.keys)})"

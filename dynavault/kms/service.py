@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
+from typing import Protocol
 
 from dynavault.audit import events
 from dynavault.audit.trail import AuditTrail
@@ -63,8 +64,17 @@ OPERATIONS: Mapping[str, Handler] = MappingProxyType(
 )
 
 
+class ChangeWatch(Protocol):
+    """One shared change counter as this service sees it (``storage.signal.Watch``)."""
+
+    def stale(self) -> bool: ...
+    def seen(self) -> None: ...
+    def changed_here(self) -> None: ...
+
+
 class KeyService:
-    def __init__(self, settings: Settings, trail: AuditTrail, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, trail: AuditTrail, clock: Callable[[], float] = time.time,
+                 watch: ChangeWatch | None = None) -> None:
         self.settings = settings
         self.trail = trail
         self.clock = clock
@@ -73,6 +83,12 @@ class KeyService:
         try:
             self._store = KeyStore(settings.data_path("kms"))
             ensure_check_value(self._store, self._root)
+            # Other processes over this data dir change keys too: a committed change is counted on a shared
+            # counter (storage.signal, given by the runtime), and every process reloads its ring before its next
+            # call (``_fresh``).
+            self._watch = watch
+            if watch is not None:
+                self._store.on_commit = watch.changed_here
         except BaseException:
             self._root.close()
             raise
@@ -81,6 +97,14 @@ class KeyService:
         self._authz = Authorizer(self._ring)
         self._ctx = KmsContext(self._ring, self._authz)
         self._ops = {name: self._bind(name, handler) for name, handler in OPERATIONS.items()}
+
+    def _fresh(self) -> None:
+        if self._watch is not None and self._watch.stale():
+            with self._ring.lock:
+                if self._watch.stale():
+                    self._watch.seen()
+                    self._ring.reload()
+                    self._authz.clear()
 
     def __repr__(self) -> str:
         return f"KeyService(keys={len(self._ring.keys)})"
@@ -98,12 +122,14 @@ class KeyService:
 
     def owned_key_arn(self, region: str) -> str:
         """The AWS owned key (in AWS_OWNED_ACCOUNT) protecting tables that name no KMS key."""
+        self._fresh()
         return owned_key(self._ring, region).arn
 
     def sweep(self) -> None:
         """Delete keys whose deletion window ended; perform due automatic rotations."""
         now = self.clock()
         ring = self._ring
+        self._fresh()
         with ring.lock:
             for key in list(ring.keys.values()):
                 if (
@@ -141,6 +167,7 @@ class KeyService:
 
         def call(caller: Caller, params: dict) -> dict:
             info = CallInfo()
+            self._fresh()
             try:
                 if params is None:
                     params = {}

@@ -10,7 +10,7 @@ import os
 import pathlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import orjson
 
@@ -29,10 +29,13 @@ CREATE TABLE IF NOT EXISTS root_check (id INTEGER PRIMARY KEY CHECK (id = 1), se
 
 
 class KeyStore:
-    def __init__(self, directory: pathlib.Path, *, readonly: bool = False) -> None:
+    def __init__(self, directory: pathlib.Path, *, readonly: bool = False,
+                 on_commit: Callable[[], None] | None = None) -> None:
         directory = pathlib.Path(directory)
         self.path = directory / "keys.sqlite3"
         self._lock = threading.Lock()
+        #: told after every committed write (other processes' key rings reload: storage.signal)
+        self.on_commit = on_commit
         if readonly:  # `dynavault verify`: never creates or changes anything
             self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False,
                                        isolation_level=None)
@@ -63,6 +66,8 @@ class KeyStore:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+        if self.on_commit is not None:
+            self.on_commit()
 
     # -- keys and material ---------------------------------------------------------------------------------
 

@@ -11,14 +11,21 @@ from dataclasses import dataclass, field
 
 from dynavault.config import Settings
 from dynavault.errors import StartupError
+from dynavault.storage.signal import KEYS, ChangeSignal, Watch
 
 from .app import JSON_10, JSON_11, DynavaultApp, RouteTable, ServiceFront, cors_origins
 from .connection import Connections
 from .credentials import CredentialStore
+from .leases import Leases
 from .metrics import Metrics
 from .sigv4 import SigV4Verifier
 
 log = logging.getLogger("dynavault.server")
+
+#: the shared change counters of the processes serving one data dir (storage/signal.py)
+CHANGES_FILE = "changes"
+#: the catalog's cross-process lock (with workers)
+CATALOG_LOCK_FILE = "catalog.lock"
 
 DYNAMODB = ServiceFront("dynamodb", "DynamoDB_20120810", "dynamodb", "com.amazonaws.dynamodb.v20120810#", JSON_10)
 STREAMS = ServiceFront("dynamodbstreams", "DynamoDBStreams_20120810", "dynamodb",
@@ -41,6 +48,12 @@ class Periodic:
     name: str
     interval: float
     run: Callable[[], None]
+    #: "store": once per store (with workers, by the holder of the background lease); "process": in every one
+    scope: str = "store"
+
+
+#: the lease under which a worker runs the store-wide periodic jobs
+BACKGROUND = "background"
 
 
 @dataclass
@@ -53,16 +66,32 @@ class Runtime:
     closers: list[Callable[[], None]] = field(default_factory=list)
     periodic: list[Periodic] = field(default_factory=list)
     components: dict[str, object] = field(default_factory=dict)
+    #: with several workers: who runs the store-wide jobs (None: this process serves the store alone)
+    leases: Leases | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.leases is not None:
+            self._renew_lease()
+            self._tasks.append(loop.create_task(self._loop(
+                Periodic("background-lease", max(0.05, self.leases.ttl / 5), self._renew_lease, "process"))))
         for job in self.periodic:
             self._tasks.append(loop.create_task(self._loop(job)))
+
+    def _renew_lease(self) -> None:
+        if self.leases.renew(BACKGROUND):
+            return
+        log.debug("background jobs run in another worker")
+
+    def runs_store_jobs(self) -> bool:
+        return self.leases is None or self.leases.held(BACKGROUND)
 
     async def _loop(self, job: Periodic) -> None:
         while True:
             await asyncio.sleep(job.interval)
+            if job.scope == "store" and not self.runs_store_jobs():
+                continue
             try:
                 job.run()
             except Exception:
@@ -76,6 +105,11 @@ class Runtime:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        if self.leases is not None:
+            try:
+                self.leases.release()
+            except Exception:
+                log.exception("releasing the background lease failed")
         self.close()
 
     def close(self) -> None:
@@ -135,7 +169,8 @@ def _retention_interval(retention_seconds: float) -> float:
 
 
 def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, connections: Connections,
-              closers: list[Callable[[], None]], periodic: list[Periodic]):
+              closers: list[Callable[[], None]], periodic: list[Periodic], signal: ChangeSignal, worker: bool,
+              first: bool):
     """The database: its store, catalog, item store (with the change subscribers), table keys, key
     lifecycle and the context its operations get; -> (context, store)."""
     from dynavault.dynamodb import epochs, indexes
@@ -169,18 +204,20 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     data = settings.data_path()
     data.mkdir(parents=True, exist_ok=True)
     store = SqliteKV(data / "tables.db", group_commit=settings.commit_mode == "group")
-    catalog = Catalog(store)
+    catalog = Catalog(store, signal, lock_path=data / CATALOG_LOCK_FILE if worker else None)
+    closers.append(catalog.lock.close)
     streams = StreamStore(store)
     stream_limits = StreamLimits.from_settings(settings)
     items = ItemStore(store, catalog, collection_limit=settings.item_collection_max_bytes,
-                      subscribers=[ChangeCounter(metrics.item_changes), StreamWriter(streams, stream_limits)])
+                      subscribers=[ChangeCounter(metrics.item_changes),
+                                   StreamWriter(streams, stream_limits, exclusive=not worker)])
     keys = TableKeyService(port, owned_key_arn=owned_key_arn, owned_account=owned_account,
                            refresh_seconds=settings.key_refresh_seconds, shared_cache=settings.shared_key_cache,
                            metrics=metrics)
     metrics.key_cache_entries.set_function(keys.cached_entries)
     lifecycle = SSELifecycle(catalog, keys, settings, metrics=metrics)
     backup_jobs = BackupJobs()
-    db = Database(settings, catalog, items, keys, TransactionState(), lifecycle, metrics=metrics,
+    db = Database(settings, catalog, items, keys, TransactionState(store), lifecycle, metrics=metrics,
                           streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs)
     connections.on_closed(keys.drop_connection)
 
@@ -193,9 +230,12 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
         store.close()
 
     closers.append(close)
-    periodic.append(Periodic("node-epochs", settings.epoch_check_seconds, account_seals))
-    periodic.append(Periodic("key-cache-prune", max(1.0, min(60.0, settings.key_refresh_seconds)), keys.prune))
+    # each process counts the seals its own codecs made
+    periodic.append(Periodic("node-epochs", settings.epoch_check_seconds, account_seals, "process"))
+    periodic.append(Periodic("key-cache-prune", max(1.0, min(60.0, settings.key_refresh_seconds)), keys.prune,
+                             "process"))
     periodic.extend(Periodic(n, i, f) for n, i, f in lifecycle.jobs())
+    periodic.append(Periodic("idempotency-tokens", 60.0, db.transaction_state.tokens.prune))
     stream_jobs = StreamJobs(streams, catalog, stream_limits)
     periodic.append(Periodic("stream-shards", stream_jobs.interval(), stream_jobs.run))
     # Time to Live: one sweeper per store; its pass runs in short slices on the event loop, stopped before the
@@ -203,14 +243,24 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     sweeper = TTLSweeper(db)
     periodic.append(Periodic("ttl-sweep", max(0.1, settings.ttl_sweep_seconds), sweeper.tick))
     closers.append(sweeper.stop)
-    periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db)))
-    indexes.resume_jobs(db)
-    restore.recover(db)
+    if not worker:
+        # A worker cannot tell another live worker's restore from an abandoned one: with workers, restores
+        # are resumed only at a start.
+        periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db)))
+    if first:
+        # Work a stopped server left half done is resumed by the one process that starts first (with workers:
+        # worker 0, before the others start).
+        Leases.clear(store)
+        indexes.resume_jobs(db)
+        restore.recover(db)
     return db, store
 
 
-def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
-    """Wire every component. ``kms_only`` serves just the key service and its audit trail."""
+def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = False,
+                  first: bool = True) -> Runtime:
+    """Wire every component. ``kms_only`` serves just the key service and its audit trail; ``worker``: this
+    process is one of several serving the data dir (server/workers.py); ``first``: the first of them to
+    start (the one that does the once-per-store work of a start)."""
     from dynavault.audit.trail import AuditTrail
     from dynavault.kms.service import AWS_OWNED_ACCOUNT, KeyService
 
@@ -223,6 +273,9 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
     closers: list[Callable[[], None]] = []
     periodic: list[Periodic] = []
     components: dict[str, object] = {"owned_account": AWS_OWNED_ACCOUNT}
+    # What this process caches of the store (catalog, key ring) is reloaded when another process changed it
+    signal = ChangeSignal(settings.data_path(CHANGES_FILE) if worker else None)
+    closers.append(signal.close)
 
     retention = settings.audit_retention_days * 86400.0
     if not retention > 0:
@@ -236,7 +289,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
     routes.mount(_with_validator(CLOUDTRAIL), trail.operations())
 
     if kms_only or not settings.kms_endpoint:
-        kms = KeyService(settings, trail)
+        kms = KeyService(settings, trail, watch=Watch(signal, KEYS))
         closers.append(kms.close)
         components["kms"] = kms
         routes.mount(_with_validator(KMS), kms.operations())
@@ -245,7 +298,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
     store = None
     if not kms_only:
         db, store = _dynamodb(settings, components["kms"] if "kms" in components else None, AWS_OWNED_ACCOUNT,
-                               metrics, connections, closers, periodic)
+                               metrics, connections, closers, periodic, signal, worker, first)
         components["dynamodb"] = db
         from dynavault.dynamodb.operations import operations, stream_operations
 
@@ -273,6 +326,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False) -> Runtime:
         durability=durability,
         cors=cors_origins(settings.cors_origin),
     )
-    runtime = Runtime(settings, credentials, app, connections, closers, periodic, components)
+    leases = Leases(store) if worker and store is not None else None
+    runtime = Runtime(settings, credentials, app, connections, closers, periodic, components, leases)
     runtime_ref.append(runtime)
     return runtime

@@ -61,12 +61,14 @@ class StreamWriter:
     (reading them costs two range reads and a descriptor parse per write): what a transaction appended is
     held apart (``_pending``, tied to that transaction) and becomes the remembered state only once it
     committed, so a rolled-back write never leaves a gap (nor a reused number); a changed descriptor
-    (``StreamStore.generation``) sends the writer back to the store. The memory is per process: correct while
-    one process writes the store (``--workers N`` is not served yet); with several, the generation must live
-    in the store (or the writer read the tail every time)."""
+    (``StreamStore.generation``) sends the writer back to the store. The memory is per process, so it is used
+    only while this process writes the store alone (``exclusive``); a worker among several reads the tail
+    inside every write transaction (which the store serializes across processes)."""
 
-    def __init__(self, store: StreamStore, limits: StreamLimits, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, store: StreamStore, limits: StreamLimits, clock: Callable[[], float] = time.time, *,
+                 exclusive: bool = True) -> None:
         self.store = store
+        self.exclusive = exclusive
         self.limits = limits
         self.clock = clock
         self._tails: dict[bytes, _Tail] = {}
@@ -83,7 +85,7 @@ class StreamWriter:
             for stale in self._pending:
                 self._tails.pop(stale, None)
             self._pending_tx, self._pending = tx, {}
-        tail = self._pending.get(tid) or self._tails.get(tid)
+        tail = self._pending.get(tid) or (self._tails.get(tid) if self.exclusive else None)
         if tail is not None and tail.stream_no == stream_no and tail.generation == self.store.generation(tid):
             return tail
         shard = self.store.current_shard(tx, tid, stream_no)
