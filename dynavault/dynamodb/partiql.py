@@ -384,7 +384,7 @@ def execute_statement(db: Database, caller: Caller, p: dict) -> dict:
     except ActionsFailed as failed:
         raise _single_error(failed.first_failure()) from None
     out: dict = {"Items": _returning(st, a)}
-    cc = item_ops.capacity(a.meta, p.get("ReturnConsumedCapacity"), a.units, write=True)
+    cc = item_ops.capacity(a.meta, p.get("ReturnConsumedCapacity"), a.units, write=True, index_units=a.index_units)
     if cc:
         out["ConsumedCapacity"] = cc
     return out
@@ -455,7 +455,7 @@ def execute_transaction(db: Database, caller: Caller, p: dict) -> dict:
         run_transaction(db, caller, actions, "ExecuteTransaction")
         metas, units = units_by_table(actions)
         out = {"Responses": [{} for _ in actions]}
-        cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
+        cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True, actions=actions)
         if cc is not None:
             out["ConsumedCapacity"] = cc
     if token_key is not None:
