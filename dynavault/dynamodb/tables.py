@@ -33,6 +33,10 @@ _TABLE_NAME_OPERATIONS = frozenset({
     "CreateTable", "DescribeTable", "UpdateTable", "DeleteTable", "GetItem", "PutItem", "UpdateItem",
     "DeleteItem", "Query", "Scan", "DescribeTimeToLive", "UpdateTimeToLive", "DescribeContinuousBackups",
     "UpdateContinuousBackups", "CreateBackup", "ListBackups",
+    # not served yet; named so that they take an ARN too once they are
+    "DescribeContributorInsights", "UpdateContributorInsights", "DescribeKinesisStreamingDestination",
+    "EnableKinesisStreamingDestination", "DisableKinesisStreamingDestination",
+    "UpdateKinesisStreamingDestination", "DescribeTableReplicaAutoScaling", "UpdateTableReplicaAutoScaling",
 })
 _TRANSACT_PARTS = ("Get", "ConditionCheck", "Put", "Delete", "Update")
 
