@@ -12,6 +12,7 @@ as `l[0]` answered under the attribute name "l[0]". Real server, boto3, exact `_
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -231,3 +232,24 @@ def test_partiql_select_of_nested_paths_names_them_by_path(ddb, indexed, partiql
     # an item without the paths answers an empty item, as a projection does
     got = ddb.execute_statement(Statement=f'SELECT m.nested FROM "{indexed}" WHERE pk = \'q2\'')
     assert got["Items"] == [{}]
+
+
+def test_a_backfill_leaves_out_items_whose_index_key_is_too_long(ddb):
+    name = "sem-backfill-" + uuid.uuid4().hex[:8]
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    ddb.put_item(TableName=name, Item={"pk": {"S": "long"}, "e": {"S": "x" * 2049}})  # no index yet: fine
+    ddb.put_item(TableName=name, Item={"pk": {"S": "short"}, "e": {"S": "x"}})
+    ddb.update_table(TableName=name, AttributeDefinitions=[{"AttributeName": "e", "AttributeType": "S"}],
+                     GlobalSecondaryIndexUpdates=[{"Create": {
+                         "IndexName": "by-e", "KeySchema": [{"AttributeName": "e", "KeyType": "HASH"}],
+                         "Projection": {"ProjectionType": "KEYS_ONLY"}}}])
+    deadline = time.time() + 20
+    while True:
+        (g,) = ddb.describe_table(TableName=name)["Table"]["GlobalSecondaryIndexes"]
+        if g["IndexStatus"] == "ACTIVE" or time.time() > deadline:
+            break
+        time.sleep(0.1)
+    assert (g["IndexStatus"], g["ItemCount"]) == ("ACTIVE", 1)
+    assert [i["pk"]["S"] for i in ddb.scan(TableName=name, IndexName="by-e")["Items"]] == ["short"]
