@@ -225,6 +225,18 @@ def test_partiql_select_reads_through_an_index(ddb, indexed, partiql_items):
                   ConsistentRead=True) == _invalid("Consistent reads are not supported on global secondary indexes")
 
 
+def test_partiql_select_through_an_index_pages_with_next_token(ddb, indexed, partiql_items):
+    statement = f'SELECT sk, s FROM "{indexed}"."by-g" WHERE g = \'green\''
+    pages, token = [], None
+    while True:
+        r = ddb.execute_statement(Statement=statement, Limit=1, **({"NextToken": token} if token else {}))
+        pages.append([i["s"]["S"] for i in r["Items"]])
+        token = r.get("NextToken")
+        if not token:
+            break
+    assert [p for p in pages if p] == [["a"], ["b"]]
+
+
 def test_partiql_select_of_nested_paths_names_them_by_path(ddb, indexed, partiql_items):
     got = ddb.execute_statement(
         Statement=f'SELECT m.nested, lst[0], m.missing, sk FROM "{indexed}" WHERE pk = \'q1\' AND sk = \'2\'')
