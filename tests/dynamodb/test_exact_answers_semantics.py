@@ -74,8 +74,15 @@ def test_table_key_values_within_2048_and_1024_bytes(ddb, indexed):
     assert _error(ddb.put_item, TableName=indexed, Item=too_long_hash) == _invalid(
         INVALID + "Size of hashkey has exceeded the maximum size limit of2048 bytes")  # no space: DynamoDB's text
     too_long_range = {"pk": {"S": "a"}, "sk": {"S": "s" * 1025}}
-    assert _error(ddb.put_item, TableName=indexed, Item=too_long_range) == _invalid(
-        INVALID + "Aggregated size of all range keys has exceeded the size limit of 1024 bytes")
+    range_error = _invalid(INVALID + "Aggregated size of all range keys has exceeded the size limit of 1024 bytes")
+    assert _error(ddb.put_item, TableName=indexed, Item=too_long_range) == range_error
+    # the same answers for a key in a request: reads, deletes and batches
+    hash_error = _error(ddb.put_item, TableName=indexed, Item=too_long_hash)
+    for key, error in ((too_long_hash, hash_error), (too_long_range, range_error)):
+        assert _error(ddb.get_item, TableName=indexed, Key=key) == error
+        assert _error(ddb.delete_item, TableName=indexed, Key=key) == error
+        assert _error(ddb.batch_get_item, RequestItems={indexed: {"Keys": [key]}}) == error
+        assert _error(ddb.batch_write_item, RequestItems={indexed: [{"DeleteRequest": {"Key": key}}]}) == error
 
 
 @pytest.mark.parametrize("attribute,value,limit,index", [
