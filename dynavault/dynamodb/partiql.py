@@ -123,14 +123,23 @@ class _Render:
         return ExpressionContext(self.names or None, self.values or None)
 
 
+_RENDERED = "Invalid ConditionExpression: "
+
+
 def _condition(where):
     if where is None:
         return None
     r = _Render()
     text = r.cond(where)
     ctx = r.context()
-    cond = parse_condition(text, ctx)
-    return cond
+    try:
+        return parse_condition(text, ctx)
+    except AWSError as e:
+        # A statement has no ConditionExpression: DynamoDB answers PartiQL's operand errors without that prefix
+        # ("Incorrect operand type for operator or function; ..." as recorded from AWS).
+        if e.code == "ValidationException" and e.message.startswith(_RENDERED):
+            raise validation(e.message[len(_RENDERED):]) from None
+        raise
 
 
 def _conjuncts(node) -> list:

@@ -272,3 +272,19 @@ def test_a_backfill_leaves_out_items_whose_index_key_is_too_long(ddb):
         time.sleep(0.1)
     assert (g["IndexStatus"], g["ItemCount"]) == ("ACTIVE", 1)
     assert [i["pk"]["S"] for i in ddb.scan(TableName=name, IndexName="by-e")["Items"]] == ["short"]
+
+
+@pytest.mark.parametrize("where,parameters,op,type_", [
+    ("pk = 'x' AND val < ?", [{"BOOL": True}], "<", "BOOL"),
+    ("pk = 'x' AND attribute_type(l, 1)", [], "attribute_type", "N"),
+    ("pk = 'x' AND attribute_type(l, true)", [], "attribute_type", "BOOL"),
+    ("begins_with(pk, 1)", [], "begins_with", "N"),
+])
+def test_partiql_operand_errors_have_no_expression_prefix(ddb, plain, where, parameters, op, type_):
+    # the texts recorded from AWS for PartiQL: the condition is not a ConditionExpression, so no such prefix
+    kwargs = {"Parameters": parameters} if parameters else {}
+    assert _error(ddb.execute_statement, Statement=f'SELECT * FROM "{plain}" WHERE {where}', **kwargs) == _invalid(
+        f"{OPERAND}{op}, operand type: {type_}")
+    if where.startswith("pk = "):  # a write needs its key first
+        assert _error(ddb.execute_statement, Statement=f'DELETE FROM "{plain}" WHERE {where}', **kwargs) == \
+            _invalid(f"{OPERAND}{op}, operand type: {type_}")
