@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
 
+from . import item_collections, legacy
 from . import items as item_ops
-from . import legacy
 from .expressions import ExpressionContext
 from .expressions import project as project_item
 from .keys import key_of_request
@@ -173,8 +173,11 @@ def batch_write_item(db: Database, caller: Caller, p: dict) -> dict:
         # only an in-flight transaction holding one of the items makes a batch's writes fail
         raise AWSError("TransactionConflictException", MSG_CONFLICT) from None
     result: dict = {"UnprocessedItems": unprocessed}
+    if p.get("ReturnItemCollectionMetrics") == "SIZE":
+        result["ItemCollectionMetrics"] = item_collections.metrics_by_table(db.items, lambda m: cryptos[m.table_id],
+                                                                            todo)
     metas, units = units_by_table(todo)
-    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
+    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True, actions=todo)
     if cc is not None:
         result["ConsumedCapacity"] = cc
     return result

@@ -15,7 +15,7 @@ def table_description(catalog: Catalog, meta: TableMeta, status: str | None = No
     """DescribeTable's TableDescription (also the answer of CreateTable, UpdateTable, DeleteTable)."""
     count, size = catalog.stats(meta.table_id)
     desc: dict = {
-        "AttributeDefinitions": meta.attribute_definitions,
+        "AttributeDefinitions": _key_definitions(meta),
         "TableName": meta.name,
         "KeySchema": meta.key_schema,
         "TableStatus": status or meta.status,
@@ -57,6 +57,25 @@ def table_description(catalog: Catalog, meta: TableMeta, status: str | None = No
     return desc
 
 
+def deleted_description(catalog: Catalog, meta: TableMeta) -> dict:
+    """DeleteTable's TableDescription: DynamoDB answers the table's identity, status DELETING, throughput,
+    size and settings, without its key schema, attribute definitions, creation time or index lists."""
+    desc = table_description(catalog, meta, "DELETING")
+    for member in ("AttributeDefinitions", "KeySchema", "CreationDateTime", "LocalSecondaryIndexes",
+                   "GlobalSecondaryIndexes"):
+        desc.pop(member, None)
+    return desc
+
+
+def _key_definitions(meta: TableMeta) -> list[dict]:
+    """The attribute definitions of the attributes some key uses: the table's, its LSIs' and the GSIs it
+    still lists (a deleted index's attributes leave the list with it, as in DynamoDB)."""
+    used = {k["AttributeName"] for k in meta.key_schema}
+    for d in meta.local_indexes + meta.global_indexes:
+        used.update(k["AttributeName"] for k in d.get("KeySchema") or ())
+    return [d for d in meta.attribute_definitions if d["AttributeName"] in used]
+
+
 def describe_indexes(catalog: Catalog, meta: TableMeta, desc: dict) -> None:
     creating = desc.get("TableStatus") == "CREATING"
     lsis, gsis = [], []
@@ -73,7 +92,8 @@ def describe_indexes(catalog: Catalog, meta: TableMeta, desc: dict) -> None:
                                        "ReadCapacityUnits": pt.get("ReadCapacityUnits", 0),
                                        "WriteCapacityUnits": pt.get("WriteCapacityUnits", 0)},
              "IndexSizeBytes": size, "ItemCount": count, "IndexArn": f"{meta.arn}/index/{d['IndexName']}"}
-        if "Backfilling" in d:  # only indexes added by UpdateTable show it (DynamoDB's rule)
+        if "Backfilling" in d and g["IndexStatus"] == "CREATING":
+            # only an index UpdateTable is adding shows it, and only until it is ACTIVE (DynamoDB's rule)
             g["Backfilling"] = d["Backfilling"]
         gsis.append(g)
     if lsis:

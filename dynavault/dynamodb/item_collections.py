@@ -10,6 +10,7 @@ LSI entries are counted at the size of the items they index (an upper bound of t
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from dynavault.errors import AWSError
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from .catalog import TableMeta
 
 _SIZE = struct.Struct(">q")
+_GB = 1 << 30
 
 
 def _indexed_copies(meta: TableMeta, item: dict | None) -> int:
@@ -38,6 +40,24 @@ def _indexed_copies(meta: TableMeta, item: dict | None) -> int:
     return copies
 
 
+def _row(meta: TableMeta, crypto: TableCrypto, hkey: bytes) -> bytes:
+    return COLLECTION_PREFIX + meta.id_bytes + crypto.token(0, hkey).raw
+
+
+def metrics(r, meta: TableMeta, crypto: TableCrypto, hkey: bytes, key: dict) -> dict | None:
+    """ReturnItemCollectionMetrics SIZE for the collection of ``key`` (None for a table without LSIs);
+    ``hkey`` is the partition key's storage encoding, ``key`` the item's key attributes.
+
+    DynamoDB answers an estimate, a [lower, upper] range in GB: the whole GB the collection is in and the next
+    one ([0.0, 1.0] for any collection under 1 GB). ``r`` is a reader or the write's own transaction."""
+    if not meta.local_indexes:
+        return None
+    raw = r.get(_row(meta, crypto, hkey))
+    size = _SIZE.unpack(raw)[0] if raw else 0
+    low = float(size // _GB)
+    return {"ItemCollectionKey": {meta.hash_key: key[meta.hash_key]}, "SizeEstimateRangeGB": [low, low + 1.0]}
+
+
 def check_collection(tx, meta: TableMeta, crypto: TableCrypto, old: dict | None, new: dict | None,
                      limit: int) -> None:
     if not meta.local_indexes:
@@ -46,7 +66,7 @@ def check_collection(tx, meta: TableMeta, crypto: TableCrypto, old: dict | None,
     if item is None:
         return
     hkey, _, _ = key_of_item(meta, item)
-    row = COLLECTION_PREFIX + meta.id_bytes + crypto.token(0, hkey).raw
+    row = _row(meta, crypto, hkey)
     delta = (item_size(new) * _indexed_copies(meta, new) if new is not None else 0) - (
         item_size(old) * _indexed_copies(meta, old) if old is not None else 0)
     if not delta:
@@ -60,3 +80,18 @@ def check_collection(tx, meta: TableMeta, crypto: TableCrypto, old: dict | None,
         tx.put(row, CatalogRecord(_SIZE.pack(total)))
     elif raw is not None:
         tx.delete(row)
+
+
+def metrics_by_table(store, crypto_of: Callable[[TableMeta], TableCrypto], writes: Iterable) -> dict:
+    """A multi-item write's ItemCollectionMetrics: per table with LSIs, one entry per collection it wrote
+    (``writes`` are its actions: ``kind``, ``meta``, ``hkey``, ``key``), read once they are committed."""
+    out: dict[str, list] = {}
+    with store.read() as r:
+        for a in writes:
+            if a.kind == "ConditionCheck" or not a.meta.local_indexes:
+                continue
+            m = metrics(r, a.meta, crypto_of(a.meta), a.hkey, a.key)
+            entries = out.setdefault(a.meta.name, [])
+            if m not in entries:
+                entries.append(m)
+    return out

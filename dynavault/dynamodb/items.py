@@ -15,7 +15,7 @@ import orjson
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
 
-from . import legacy
+from . import item_collections, legacy
 from .expressions import (
     ExpressionContext,
     apply_update,
@@ -90,11 +90,15 @@ def read_units(size: int, consistent: bool) -> float:
     return float(units) if consistent else units / 2
 
 
-def write_response(meta, p: dict, attributes: dict | None, units: float, index_units: dict | None) -> dict:
-    """The response of a single-item write: returned attributes and consumed capacity."""
+def write_response(meta, p: dict, attributes: dict | None, units: float, index_units: dict | None,
+                   collection: dict | None = None) -> dict:
+    """The response of a single-item write: returned attributes, consumed capacity and, asked for with
+    ReturnItemCollectionMetrics SIZE on a table with LSIs, the item collection's size estimate."""
     out: dict = {}
     if attributes:
         out["Attributes"] = attributes
+    if collection is not None:
+        out["ItemCollectionMetrics"] = collection
     cc = capacity(meta, p.get("ReturnConsumedCapacity"), units + sum((index_units or {}).values()), write=True,
                   index_units=index_units)
     if cc:
@@ -107,6 +111,13 @@ def _condition_failed(old: dict | None, p: dict) -> AWSError:
     if p.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and old is not None:
         extra = {"Item": old}
     return AWSError("ConditionalCheckFailedException", "The conditional request failed", extra=extra)
+
+
+def _collection(w: ItemWriter, meta: TableMeta, crypto, hkey: bytes, key: dict, p: dict) -> dict | None:
+    """ItemCollectionMetrics, read in the write's own transaction (the size this write left)."""
+    if p.get("ReturnItemCollectionMetrics") != "SIZE":
+        return None
+    return item_collections.metrics(w.tx, meta, crypto, hkey, key)
 
 
 def _checked_place(w: ItemWriter, crypto, meta: TableMeta, hkey: bytes, skey: bytes, cond, p: dict) -> Place:
@@ -139,8 +150,10 @@ def put_item(db: Database, caller: Caller, p: dict) -> dict:
         place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
         old = place.old
         index_units = w.apply(ItemChange(meta, old, item, "PutItem"), crypto, hkey=hkey, skey=skey, place=place)
+        collection = _collection(w, meta, crypto, hkey, item, p)
     old_size = item_size(old) if old is not None else 0
-    return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(new_size, old_size), index_units)
+    return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(new_size, old_size), index_units,
+                          collection)
 
 
 def get_item(db: Database, caller: Caller, p: dict) -> dict:
@@ -184,8 +197,10 @@ def delete_item(db: Database, caller: Caller, p: dict) -> dict:
         place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
         old = place.old
         index_units = w.apply(ItemChange(meta, old, None, "DeleteItem"), crypto, hkey=hkey, skey=skey, place=place)
+        collection = _collection(w, meta, crypto, hkey, p.get("Key") or {}, p)
     old_size = item_size(old) if old is not None else 0
-    return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(old_size), index_units)
+    return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(old_size), index_units,
+                          collection)
 
 
 def update_item(db: Database, caller: Caller, p: dict) -> dict:
@@ -218,6 +233,7 @@ def update_item(db: Database, caller: Caller, p: dict) -> dict:
             validate_item(new)
             index_units = w.apply(ItemChange(meta, old, new, "UpdateItem"), crypto, hkey=hkey, skey=skey,
                                   place=place)
+        collection = _collection(w, meta, crypto, hkey, key, p)
     new_size = item_size(new) if new is not None else 0
     old_size = item_size(old) if old is not None else 0
     attrs = None
@@ -227,7 +243,7 @@ def update_item(db: Database, caller: Caller, p: dict) -> dict:
         attrs = new
     elif rv in ("UPDATED_OLD", "UPDATED_NEW") and plan is not None and new is not None:
         attrs = updated_attributes(plan, old, new, rv)
-    return write_response(meta, p, attrs, write_units(new_size, old_size), index_units)
+    return write_response(meta, p, attrs, write_units(new_size, old_size), index_units, collection)
 
 
 HANDLERS = {

@@ -25,7 +25,29 @@ Operation = Callable[[Caller, dict], dict]
 
 def _call(db: Database, operation: str, handler, caller: Caller, params: dict) -> dict:
     # A table's ARN is accepted wherever DynamoDB accepts it; handlers only ever see table names.
-    return handler(db, caller, tables.resolve_table_names(operation, caller, params))
+    resolved = tables.resolve_table_names(operation, caller, params)
+    result = handler(db, caller, resolved)
+    if resolved is not params and isinstance(result, dict) and "ConsumedCapacity" in result:
+        _echo_arns(params, result)
+    return result
+
+
+def _echo_arns(params: dict, result: dict) -> None:
+    """ConsumedCapacity names a table by the ARN the request used for it (DynamoDB's documented rule)."""
+    given: list[str] = []
+    if isinstance(params.get("TableName"), str):
+        given.append(params["TableName"])
+    if isinstance(params.get("RequestItems"), dict):
+        given += [k for k in params["RequestItems"] if isinstance(k, str)]
+    for part in params.get("TransactItems") or ():
+        for body in part.values() if isinstance(part, dict) else ():
+            if isinstance(body, dict) and isinstance(body.get("TableName"), str):
+                given.append(body["TableName"])
+    arns = {a.rsplit("/", 1)[1]: a for a in given if a.startswith("arn:") and "/" in a}
+    cc = result["ConsumedCapacity"]
+    for entry in cc if isinstance(cc, list) else [cc]:
+        if isinstance(entry, dict) and entry.get("TableName") in arns:
+            entry["TableName"] = arns[entry["TableName"]]
 
 
 def operations(db: Database) -> dict[str, Operation]:

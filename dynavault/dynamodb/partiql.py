@@ -36,6 +36,7 @@ from .expressions import (
     parse_update,
     updated_attributes,
 )
+from .expressions.ast import resolve
 from .expressions.partiql import COMPARISONS, Binary, Call, Path, Statement, Value, malformed, parse_statement
 from .index_model import encode_attr
 from .keys import key_of_item, key_of_request, partition_key_bytes
@@ -124,14 +125,23 @@ class _Render:
         return ExpressionContext(self.names or None, self.values or None)
 
 
+_RENDERED = "Invalid ConditionExpression: "
+
+
 def _condition(where):
     if where is None:
         return None
     r = _Render()
     text = r.cond(where)
     ctx = r.context()
-    cond = parse_condition(text, ctx)
-    return cond
+    try:
+        return parse_condition(text, ctx)
+    except AWSError as e:
+        # A statement has no ConditionExpression: DynamoDB answers PartiQL's operand errors without that prefix
+        # ("Incorrect operand type for operator or function; ..." as recorded from AWS).
+        if e.code == "ValidationException" and e.message.startswith(_RENDERED):
+            raise validation(e.message[len(_RENDERED):]) from None
+        raise
 
 
 def _conjuncts(node) -> list:
@@ -184,9 +194,10 @@ def _full_key(meta: TableMeta, where) -> dict | None:
     return eq
 
 
-def _table(db: Database, caller: Caller, st: Statement) -> TableMeta:
+def _table(db: Database, caller: Caller, st: Statement, *, reads_index: bool = False) -> TableMeta:
+    """The statement's table; only a SELECT may name one of its indexes (``"table"."index"``)."""
     meta = db.data_table(caller, st.table)
-    if st.index is not None:
+    if st.index is not None and not reads_index:
         raise validation(f"The table does not have the specified index: {st.index}")
     return meta
 
@@ -303,15 +314,58 @@ def _walk(meta: TableMeta, eq: dict) -> query.Walk | None:
     return walk
 
 
+def _path_label(path: Path) -> str:
+    out = ""
+    for part in path.parts:
+        out += f"[{part}]" if isinstance(part, int) else ("." if out else "") + part
+    return out
+
+
+def _by_path(st: Statement, item: dict) -> dict:
+    """A SELECT's item as DynamoDB answers it: each selected path is an attribute named by the path's text
+    (``m.nested``, ``l[0]``) holding the value found there; paths the item lacks are left out."""
+    out: dict = {}
+    for path in st.projection or ():
+        v = resolve(item, tuple(path.parts))
+        if v is not None:
+            out[_path_label(path)] = v
+    return out
+
+
+def _index_walk(src: query.Source, where) -> query.Walk | None:
+    """An index read: one index partition when the WHERE pins all of its partition key attributes by
+    equality (None: to a value no entry can hold), else a scan of the index; the WHERE filters either way."""
+    eq: dict = {}
+    for c in _conjuncts(where):
+        if isinstance(c, Binary) and c.op == "=":
+            for a, b in ((c.left, c.right), (c.right, c.left)):
+                if isinstance(a, Path) and len(a.parts) == 1 and isinstance(b, Value):
+                    eq.setdefault(a.parts[0], []).append(b.value)
+    parts = []
+    for name, t in src.hash:
+        values = eq.get(name)
+        if not values:
+            return query.Walk()
+        if any(v != values[0] for v in values) or next(iter(values[0])) != t:
+            return None
+        try:
+            parts.append(encode_attr(t, values[0]))
+        except AWSError:
+            return None
+    return query.Walk(partition=b"".join(parts))
+
+
 def _select(db: Database, caller: Caller, st: Statement, p: dict) -> dict:
-    meta = _table(db, caller, st)
+    meta = _table(db, caller, st, reads_index=True)
     cond = _condition(st.where)
     proj = _projection(st)
-    walk = _walk(meta, _key_equalities(meta, st.where))
+    src = query.source(meta, st.index)
+    if src.index is not None and src.index.kind == "gsi" and p.get("ConsistentRead"):
+        raise validation("Consistent reads are not supported on global secondary indexes")
+    walk = _walk(meta, _key_equalities(meta, st.where)) if src.index is None else _index_walk(src, st.where)
     crypto = db.crypto(caller, meta)
     statement = p.get("Statement") or ""
     start = _decode_next(crypto, statement, p["NextToken"]) if p.get("NextToken") else None
-    src = query.source(meta, None)
     page = query.Page(src, "ALL_ATTRIBUTES" if proj is None else "SPECIFIC_ATTRIBUTES", proj, cond,
                       p.get("Limit"), False)
     if walk is not None:
@@ -319,7 +373,7 @@ def _select(db: Database, caller: Caller, st: Statement, p: dict) -> dict:
             raise validation("Invalid NextToken")  # same statement, other parameters
         query.read_page(db, caller, page, walk, start)
     got = page.result(p, bool(p.get("ConsistentRead")))
-    out: dict = {"Items": got["Items"]}
+    out: dict = {"Items": got["Items"] if st.projection is None else [_by_path(st, i) for i in got["Items"]]}
     if "LastEvaluatedKey" in got:
         out["NextToken"] = _encode_next(crypto, statement, got["LastEvaluatedKey"])
     if "ConsumedCapacity" in got:
@@ -341,7 +395,7 @@ def execute_statement(db: Database, caller: Caller, p: dict) -> dict:
     except ActionsFailed as failed:
         raise _single_error(failed.first_failure()) from None
     out: dict = {"Items": _returning(st, a)}
-    cc = item_ops.capacity(a.meta, p.get("ReturnConsumedCapacity"), a.units, write=True)
+    cc = item_ops.capacity(a.meta, p.get("ReturnConsumedCapacity"), a.units, write=True, index_units=a.index_units)
     if cc:
         out["ConsumedCapacity"] = cc
     return out
@@ -420,7 +474,7 @@ def execute_transaction(db: Database, caller: Caller, p: dict) -> dict:
         return _replayed(again.entry, p)
     metas, units = units_by_table(actions)
     out = {"Responses": [{} for _ in actions]}
-    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
+    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True, actions=actions)
     if cc is not None:
         out["ConsumedCapacity"] = cc
     return out

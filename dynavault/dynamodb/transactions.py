@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
 
+from . import item_collections
 from . import items as item_ops
 from .catalog import TableMeta
 from .expressions import (
@@ -84,6 +85,8 @@ class WriteAction:
     old: dict | None = field(default=None, repr=False)
     new: dict | None = field(default=None, repr=False)
     units: float = 0.0
+    #: the part of ``units`` spent on each index ("gsi:name" / "lsi:name"), for ReturnConsumedCapacity INDEXES
+    index_units: dict = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:  # keys and items are user data
         return f"WriteAction({self.kind}, table={self.meta.name})"
@@ -248,8 +251,10 @@ def run_writes(db: Database, caller: Caller, actions: list[WriteAction], *, caus
                 new_size = item_size(a.new) if a.new is not None else 0
                 old_size = item_size(a.old) if a.old is not None else 0
                 a.units = item_ops.write_units(new_size, old_size) + sum(index_units.values())
+                a.index_units = dict(index_units)
                 if transactional:
                     a.units *= 2
+                    a.index_units = {k: 2 * u for k, u in index_units.items()}
             if token is not None:
                 metas, units = units_by_table(actions)
                 state.tokens.record(w.tx, token, [(t, metas[t].name, u) for t, u in units.items()],
@@ -288,13 +293,19 @@ def _evaluate(a: WriteAction) -> dict:
 
 
 def consumed(metas: dict[str, TableMeta], units: dict[str, float], mode: str | None, *,
-             write: bool) -> list[dict] | None:
-    """ConsumedCapacity list (one entry per table, in first-use order) or None."""
+             write: bool, actions: list[WriteAction] | None = None) -> list[dict] | None:
+    """ConsumedCapacity list (one entry per table, in first-use order) or None; with the write ``actions``,
+    INDEXES shows the part each index took."""
     if not mode or mode == "NONE":
         return None
+    per_index: dict[str, dict[str, float]] = {}
+    for a in actions or ():
+        mine = per_index.setdefault(a.meta.table_id, {})
+        for label, u in a.index_units.items():
+            mine[label] = mine.get(label, 0.0) + u
     out = []
     for table_id, u in units.items():
-        cc = item_ops.capacity(metas[table_id], mode, u, write=write)
+        cc = item_ops.capacity(metas[table_id], mode, u, write=write, index_units=per_index.get(table_id))
         if cc:
             out.append(cc)
     return out
@@ -381,9 +392,12 @@ def transact_write_items(db: Database, caller: Caller, p: dict) -> dict:
         return replay(again.entry, p.get("ReturnConsumedCapacity"))
     metas, units = units_by_table(actions)
     out: dict = {}
-    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True)
+    cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=True, actions=actions)
     if cc is not None:
         out["ConsumedCapacity"] = cc
+    if p.get("ReturnItemCollectionMetrics") == "SIZE":
+        out["ItemCollectionMetrics"] = item_collections.metrics_by_table(
+            db.items, lambda m: db.crypto(caller, m), actions)
     return out
 
 

@@ -25,6 +25,7 @@ from dynavault.dynamodb.expressions.update import Arith, IfNotExists, ListAppend
 from dynavault.dynamodb.values import TYPES, compare, value_type
 from dynavault.errors import validation
 
+_ORDERING = frozenset({"<", "<=", ">", ">="})
 _COND_ORDER = (
     "parens",
     "unknown_function",
@@ -124,8 +125,11 @@ class Resolver:
         args = [self.r_operand(a) for a in node.args]
         if op in COMPARATORS:
             self.check_distinct(op, args)
+            if op in _ORDERING:
+                self.check_ordered(op, args)
             return ast.Compare(op, args[0], args[1])
         if op == "BETWEEN":
+            self.check_ordered(op, args)
             lo, hi = args[1], args[2]
             if isinstance(lo, ast.ValueOp) and isinstance(hi, ast.ValueOp):
                 tl, th = value_type(lo.value), value_type(hi.value)
@@ -162,6 +166,18 @@ class Resolver:
                     "The first operand must be distinct from the remaining operands for this operator or function; "
                     f"operator: {op}, first operand: {ast.path_str(args[0].path)}",
                 )
+
+    def check_ordered(self, op: str, args: list) -> None:
+        """An ordering needs strings, numbers or binaries: a constant of another type is a validation error
+        (an item attribute of another type only makes the comparison false)."""
+        for a in args:
+            if isinstance(a, ast.ValueOp) and value_type(a.value) not in ("S", "N", "B"):
+                self.error(
+                    "function",
+                    "Incorrect operand type for operator or function; "
+                    f"operator or function: {op}, operand type: {value_type(a.value)}",
+                )
+                return
 
     def r_operand(self, node: RawNode) -> ast.Operand:
         self.check_parens(node)
@@ -225,7 +241,10 @@ class Resolver:
             return dummy
         self.check_distinct(name, args)
         if name in ("attribute_exists", "attribute_not_exists", "attribute_type"):
-            if not isinstance(args[0], ast.PathOp):
+            # attribute_type also takes a constant first operand (DynamoDB answers it as a test of that
+            # constant's type); the other two need a document path.
+            if not isinstance(args[0], ast.PathOp) and not (name == "attribute_type"
+                                                             and isinstance(args[0], ast.ValueOp)):
                 self.error("function", f"Operator or function requires a document path; operator or function: {name}")
                 return dummy
             if name != "attribute_type":
@@ -245,6 +264,9 @@ class Resolver:
                     f"Invalid attribute type name found; type: {type_name}, valid types: {{B,NULL,SS,BOOL,L,BS,N,NS,S,M}}",
                 )
                 return dummy
+            if isinstance(args[0], ast.ValueOp):
+                same = value_type(args[0].value) == type_name
+                return ast.TrueCondition() if same else ast.Not(ast.TrueCondition())
             return ast.AttrType(args[0].path, type_name)
         if name == "begins_with":
             for a in args:
@@ -256,7 +278,16 @@ class Resolver:
                     )
                     return dummy
             return ast.BeginsWith(args[0], args[1])
-        return ast.Contains(args[0], args[1])
+        # contains() looks into a string, a binary, a set or a list; the value looked for may be anything
+        first = args[0]
+        if isinstance(first, ast.ValueOp) and value_type(first.value) in ("N", "BOOL", "NULL", "M"):
+            self.error(
+                "function",
+                "Incorrect operand type for operator or function; "
+                f"operator or function: {name}, operand type: {value_type(first.value)}",
+            )
+            return dummy
+        return ast.Contains(first, args[1])
 
     # -- updates
     def r_set_value(self, node: RawNode) -> ast.Operand:

@@ -274,7 +274,9 @@ def apply_update(plan: UpdatePlan, item: dict | None, key_names: set[str] | froz
         if v is None:
             raise validation(MSG_NO_ATTRIBUTE)
     new = dict(old)
-    for path, v in values:
+    # In path order, so several list elements set past a list's end are appended in the order of their
+    # indexes, not of the expression (DynamoDB's rule); SET paths never overlap, so nothing else changes.
+    for path, v in sorted(values, key=lambda pv: _sort_key(pv[0])):
         _write(new, path, v)  # type: ignore[arg-type]
     for path in sorted(plan.removes, key=_sort_key, reverse=True):
         _remove(new, path)
