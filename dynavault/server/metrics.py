@@ -1,16 +1,27 @@
 """Prometheus metrics, served at GET /metrics. A registry per runtime so tests can run several.
 
+With several workers each keeps its own numbers and publishes them to a file beside the others' (a
+process-scope periodic job); /metrics, in whichever worker answers, adds its own live numbers to the
+others' last published ones, so a scrape sees the whole server (``WorkerMetrics``).
+
 The counters bumped on every request (requests by operation, table-key cache hits) are plain numbers, turned
 into Prometheus samples only when /metrics is scraped: a prometheus_client counter takes a lock per increment.
 """
 
 from __future__ import annotations
 
+import os
+import pathlib
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+#: gauges that describe the store, not the process: every worker reports the same value, so it is not summed
+STORE_WIDE = frozenset({"dynavault_tables"})
 
 
 class _Cell:
@@ -102,3 +113,74 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _Families:
+    """A collector that yields already-built metric families (the merged ones)."""
+
+    def __init__(self, families: list) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator:
+        yield from self.families
+
+
+def merge(texts: list[bytes]) -> bytes:
+    """Prometheus text of several processes as one: samples with the same name and labels added up (first
+    text first; a store-wide gauge keeps the first text's value)."""
+    families: dict[str, object] = {}
+    for text in texts:
+        for fam in text_string_to_metric_families(text.decode()):
+            have = families.get(fam.name)
+            if have is None:
+                families[fam.name] = fam
+                continue
+            if fam.name in STORE_WIDE:
+                continue
+            index = {(smp.name, tuple(sorted(smp.labels.items()))): i for i, smp in enumerate(have.samples)}
+            for smp in fam.samples:
+                i = index.get((smp.name, tuple(sorted(smp.labels.items()))))
+                if smp.name.endswith("_created") and i is not None:
+                    continue  # a creation time, not a count: the first one stays
+                if i is None:
+                    have.samples.append(smp)
+                else:
+                    old = have.samples[i]
+                    have.samples[i] = Sample(old.name, old.labels, old.value + smp.value, old.timestamp, old.exemplar)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(list(families.values())))
+    return generate_latest(registry)
+
+
+class WorkerMetrics:
+    """One worker's side of the shared /metrics: publish this worker's numbers; render everyone's."""
+
+    def __init__(self, metrics: Metrics, directory: pathlib.Path, index: int, *, clear: bool = False) -> None:
+        self.metrics = metrics
+        self.directory = directory
+        self.index = index
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if clear:  # the first worker of a start: numbers of an earlier start (or of more workers) are gone
+            for old in directory.glob("*worker-*"):
+                old.unlink(missing_ok=True)
+
+    def __repr__(self) -> str:
+        return f"WorkerMetrics({self.index})"
+
+    def _path(self, index: int) -> pathlib.Path:
+        return self.directory / f"worker-{index}.prom"
+
+    def publish(self) -> None:
+        tmp = self.directory / f".worker-{self.index}.tmp"
+        tmp.write_bytes(generate_latest(self.metrics.registry))
+        os.replace(tmp, self._path(self.index))
+
+    def render(self) -> tuple[bytes, str]:
+        texts = [generate_latest(self.metrics.registry)]
+        for path in sorted(self.directory.glob("worker-*.prom")):
+            if path != self._path(self.index):
+                try:
+                    texts.append(path.read_bytes())
+                except FileNotFoundError:
+                    continue
+        return merge(texts), CONTENT_TYPE_LATEST

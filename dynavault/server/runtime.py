@@ -17,7 +17,7 @@ from .app import JSON_10, JSON_11, DynavaultApp, RouteTable, ServiceFront, cors_
 from .connection import Connections
 from .credentials import CredentialStore
 from .leases import Leases
-from .metrics import Metrics
+from .metrics import Metrics, WorkerMetrics
 from .sigv4 import SigV4Verifier
 
 log = logging.getLogger("dynavault.server")
@@ -26,6 +26,8 @@ log = logging.getLogger("dynavault.server")
 CHANGES_FILE = "changes"
 #: the catalog's cross-process lock (with workers)
 CATALOG_LOCK_FILE = "catalog.lock"
+#: each worker's last published metrics (no user data: operation names and counts)
+METRICS_DIR = "metrics"
 
 DYNAMODB = ServiceFront("dynamodb", "DynamoDB_20120810", "dynamodb", "com.amazonaws.dynamodb.v20120810#", JSON_10)
 STREAMS = ServiceFront("dynamodbstreams", "DynamoDBStreams_20120810", "dynamodb",
@@ -257,10 +259,10 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
 
 
 def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = False,
-                  first: bool = True) -> Runtime:
+                  first: bool = True, index: int = 0) -> Runtime:
     """Wire every component. ``kms_only`` serves just the key service and its audit trail; ``worker``: this
     process is one of several serving the data dir (server/workers.py); ``first``: the first of them to
-    start (the one that does the once-per-store work of a start)."""
+    start (the one that does the once-per-store work of a start); ``index``: which worker."""
     from dynavault.audit.trail import AuditTrail
     from dynavault.kms.service import AWS_OWNED_ACCOUNT, KeyService
 
@@ -314,11 +316,16 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         metrics.store_durable_commits.set_function(lambda: durability.durable_seq)
         metrics.store_syncs.set_function(lambda: durability.syncs)
         closers.insert(0, durability.close)  # closers run in reverse: the fsync thread stops last
+    render_metrics = metrics.render
+    if worker:
+        shared = WorkerMetrics(metrics, settings.data_path(METRICS_DIR), index, clear=first)
+        periodic.append(Periodic("metrics-publish", 1.0, shared.publish, "process"))
+        render_metrics = shared.render
     runtime_ref: list[Runtime] = []
     app = DynavaultApp(
         routes,
         verifier,
-        metrics=metrics.render,
+        metrics=render_metrics,
         on_startup=lambda: runtime_ref[0].start(),
         on_shutdown=lambda: runtime_ref[0].stop(),
         observe=metrics.observe_request,

@@ -58,7 +58,7 @@ def _worker_main(settings: Settings, kms_only: bool, port: int, index: int, firs
     from .serving import serve
 
     try:
-        runtime = build_runtime(settings, kms_only=kms_only, worker=True, first=first)
+        runtime = build_runtime(settings, kms_only=kms_only, worker=True, first=first, index=index)
     except StartupError as exc:
         conn.send(("error", str(exc)))
         raise SystemExit(2) from None

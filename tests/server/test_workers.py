@@ -325,3 +325,45 @@ def test_concurrent_table_changes_in_two_workers_never_lose_one(workers2):
         if not token:
             break
     assert tags == {k for k, v in outcome.items() if v == "ok"}, (tags, outcome)
+
+
+def _get_item_count(srv) -> float:
+    from tests.wire import send
+
+    r = send(srv.endpoint, b"", {}, method="GET", path="/metrics")
+    assert r.status == 200
+    for line in r.body.decode().splitlines():
+        if line.startswith("dynavault_requests_total{") and 'operation="GetItem"' in line and '"200"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_add_up_every_worker(workers2):
+    srv = workers2
+    _table(srv, "counted")
+    pids = _workers(srv)
+    before = {p: _cpu(p) for p in pids}
+    for _ in range(30):
+        _ok(srv, "GetItem", {"TableName": "counted", "Key": {"pk": {"S": "a"}}})
+    assert all(_cpu(p) > before[p] for p in pids)
+    time.sleep(2.5)  # every worker has published since
+    assert [_get_item_count(srv) for _ in range(8)] == [30.0] * 8
+
+
+def test_no_canary_at_rest_with_workers(start_server):
+    """What workers add to the data dir (change counters, the catalog lock, published metrics, leases and
+    idempotency rows in the store) holds no item data, key or attribute value."""
+    from tests.canary import scan
+
+    srv = start_server(allow_any_credentials=True, workers=2)
+    _wait_workers(srv, 2)
+    canary = "CANARY-wk-7f3e9a1c"
+    _table(srv, "secrets", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    for i in range(20):
+        _ok(srv, "PutItem", {"TableName": "secrets", "Item": {"pk": {"S": f"{canary}-{i}"}, "v": {"S": canary}}})
+    _ok(srv, "TransactWriteItems", {"ClientRequestToken": canary, "TransactItems": [
+        {"Put": {"TableName": "secrets", "Item": {"pk": {"S": f"{canary}-t"}, "v": {"S": canary}}}}]})
+    time.sleep(1.5)  # metrics published
+    srv.stop()
+    assert (srv.data_dir / "metrics").is_dir() and (srv.data_dir / "changes").is_file()
+    assert scan([srv.data_dir], [canary]) == []
