@@ -84,7 +84,8 @@ def source(meta: TableMeta, index_name: str | None) -> Source:
 
 
 # -- shared request pieces --------------------------------------------------------------------------------
-def _select(p: dict, src: Source, op: str) -> str:
+def _check_select(p: dict) -> None:
+    """Select against the projection parameters: checked before the table is looked up."""
     select = p.get("Select")
     has_pe = p.get("ProjectionExpression") is not None
     has_atg = p.get("AttributesToGet") is not None
@@ -98,8 +99,15 @@ def _select(p: dict, src: Source, op: str) -> str:
     if select == "SPECIFIC_ATTRIBUTES" and not (has_pe or has_atg):
         raise validation("Must specify the AttributesToGet or ProjectionExpression when choosing to get "
                          "SPECIFIC_ATTRIBUTES")
-    if select == "ALL_PROJECTED_ATTRIBUTES" and src.index is None:
+    if select == "ALL_PROJECTED_ATTRIBUTES" and p.get("IndexName") is None:
         raise validation("ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName")
+
+
+def _select(p: dict, src: Source) -> str:
+    """The effective Select once the source is known (what the index projects decides some of it)."""
+    select = p.get("Select")
+    has_pe = p.get("ProjectionExpression") is not None
+    has_atg = p.get("AttributesToGet") is not None
     idx = src.index
     if idx is not None and idx.kind == "gsi" and idx.projection != "ALL" and select == "ALL_ATTRIBUTES":
         raise validation(f"{_INVALID}Select type ALL_ATTRIBUTES is not supported for global secondary index "
@@ -165,17 +173,24 @@ def _check_key_value(value: dict, type_: str) -> None:
         raise validation(_TYPE_MISMATCH)
 
 
-def _start_key(p: dict, src: Source, *, scan: bool) -> dict | None:
-    esk = p.get("ExclusiveStartKey")
-    if esk is None:
-        return None
-    bad = validation("The provided starting key is invalid: The provided key element does not match the schema"
-                     if scan else "The provided starting key is invalid")
-    for k, v in esk.items():
+def _check_start_values(p: dict) -> None:
+    """ExclusiveStartKey's values are well-formed: checked before the table is looked up."""
+    for k, v in (p.get("ExclusiveStartKey") or {}).items():
         try:
             validate_attribute_value(v, k)
         except AWSError as e:
             raise validation(f"The provided starting key is invalid: {e.message}") from None
+
+
+def _start_key(p: dict, src: Source, *, scan: bool) -> dict | None:
+    """ExclusiveStartKey against the source's key schema: exactly the table's key attributes (and the
+    index's, reading an index), each of its defined type. DynamoDB's texts differ by operation: a Scan
+    of the table adds the key-schema reason; a Query, or a Scan of an index, gives the short form."""
+    esk = p.get("ExclusiveStartKey")
+    if esk is None:
+        return None
+    bad = validation("The provided starting key is invalid: The provided key element does not match the schema"
+                     if scan and src.index is None else "The provided starting key is invalid")
     if set(esk) != src.start_key_names():
         raise bad
     types = src.meta.attribute_types
@@ -321,15 +336,21 @@ def read_page(db: Database, caller: Caller, page: Page, walk: Walk, start: dict 
                     return
 
 
-def _prepare(db: Database, caller: Caller, p: dict, op: str):
-    meta = db.data_table(caller, p["TableName"])
+def _check_request(p: dict, op: str) -> None:
+    """What Query and Scan check of the request alone, before the table is looked up (as DynamoDB does:
+    a bad request names the ValidationException even for a table that does not exist)."""
     legacy.check_no_mixing(p, op)
+    _check_select(p)
+    _check_start_values(p)
+
+
+def _prepare(db: Database, caller: Caller, p: dict):
+    meta = db.data_table(caller, p["TableName"])
     src = source(meta, p.get("IndexName"))
     consistent = bool(p.get("ConsistentRead"))
     if consistent and src.index is not None and src.index.kind == "gsi":
         raise validation("Consistent reads are not supported on global secondary indexes")
-    select = _select(p, src, op)
-    return meta, src, consistent, select
+    return meta, src, consistent, _select(p, src)
 
 
 # -- Query ------------------------------------------------------------------------------------------------
@@ -416,12 +437,14 @@ def _bounds(src: Source, eq: list[dict], op: str | None, vals: list) -> tuple[by
 
 
 def query(db: Database, caller: Caller, p: dict) -> dict:
-    meta, src, consistent, select = _prepare(db, caller, p, "Query")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
+    _check_request(p, "Query")
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=db.expression_cache)
     parts = _key_parts(p, ctx)
     proj = _projection(p, ctx)
     flt = _filter(p, ctx, "QueryFilter")
     ctx.check_all_used()
+    meta, src, consistent, select = _prepare(db, caller, p)
     hvals, eq, op, vals = _key_plan(src, parts)
     types = meta.attribute_types
     for n, (_, values) in parts.items():
@@ -455,7 +478,7 @@ def query(db: Database, caller: Caller, p: dict) -> dict:
 
 # -- Scan -------------------------------------------------------------------------------------------------
 def scan(db: Database, caller: Caller, p: dict) -> dict:
-    meta, src, consistent, select = _prepare(db, caller, p, "Scan")
+    _check_request(p, "Scan")
     segment, total = p.get("Segment"), p.get("TotalSegments")
     if segment is not None and total is None:
         raise validation("The TotalSegments parameter is required but was not present in the request when Segment "
@@ -466,10 +489,12 @@ def scan(db: Database, caller: Caller, p: dict) -> dict:
     if total is not None and segment >= total:
         raise validation("The Segment parameter is zero-based and must be less than parameter TotalSegments: "
                          f"Segment: {segment} is not less than TotalSegments: {total}")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=db.expression_cache)
     proj = _projection(p, ctx)
     flt = _filter(p, ctx, "ScanFilter")
     ctx.check_all_used()
+    meta, src, consistent, select = _prepare(db, caller, p)
     _check_gsi_projection(src, proj)
     esk = _start_key(p, src, scan=True)
     token_lo, token_hi = segment_bounds(segment, total) if total is not None else (b"", None)
