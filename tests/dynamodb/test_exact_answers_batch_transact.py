@@ -220,3 +220,19 @@ def test_more_than_100_actions(ddb, table):
     assert message.startswith("1 validation error detected: Value '[")
     assert message.endswith("]' at 'transactItems' failed to satisfy constraint: Member must have length less than "
                             "or equal to 100")
+
+
+# -- PartiQL: what the statement alone shows comes before its table --------------------------------------
+def test_partiql_statement_errors_come_before_the_table(ddb, table):
+    bad_number = f"INSERT INTO \"{MISSING}\" VALUE {{'pk': 'a', 'n': ?}}"
+    for statement, params in ((f'SELEC * FROM "{MISSING}"', None), (bad_number, [{"N": "nan"}])):
+        code, _, status = _error(ddb.execute_statement, Statement=statement, **({"Parameters": params} if params else {}))
+        assert (code, status) == ("ValidationException", 400), statement
+    code, _, _ = _error(ddb.execute_transaction, TransactStatements=[
+        {"Statement": f"INSERT INTO \"{MISSING}\" VALUE {{'pk': 'a'}}"}, {"Statement": "DELETE FROM"}])
+    assert code == "ValidationException"
+    too_big = f"INSERT INTO \"{MISSING}\" VALUE {{'pk': 'a', 'p': ?}}"
+    assert _error(ddb.execute_statement, Statement=too_big, Parameters=[{"S": "x" * MAX_ITEM}]) == (
+        "ValidationException", "Item size has exceeded the maximum allowed size", 400)
+    assert _error(ddb.execute_statement, Statement=f"SELECT * FROM \"{MISSING}\" WHERE pk = 'a'")[::2] == (
+        "ResourceNotFoundException", 400)
