@@ -17,6 +17,7 @@ from .describe import table_description
 from .indexes import attach_indexes, prepare_indexes, update_indexes
 from .sse_spec import inaccessible_error, parse_sse_specification
 from .streams import control as stream_control
+from .table_states import STATE_UNTIL, TableStates
 
 if TYPE_CHECKING:
     from .database import Database
@@ -39,6 +40,15 @@ _TRANSACT_PARTS = ("Get", "ConditionCheck", "Put", "Delete", "Update")
 
 def not_found(message: str = "Requested resource not found") -> AWSError:
     return AWSError("ResourceNotFoundException", message)
+
+
+def in_use(what: str) -> AWSError:
+    return AWSError("ResourceInUseException", f"Attempt to change a resource which is still in use: {what}")
+
+
+def _being_updated(meta: TableMeta) -> bool:
+    """In the UPDATING window an UpdateTable opened (not an SSE key switch, which has its own phases)."""
+    return meta.status == "UPDATING" and STATE_UNTIL in meta.extra
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -87,7 +97,30 @@ def _validate_billing(p: dict) -> tuple[str, int, int]:
     return mode, rcu, wcu
 
 
+#: DynamoDB's documented tag alphabet: letters, whitespace, numbers and + - = . _ : /
+_TAG_CHARS = re.compile(r"[\w\s+\-=.:/]*")
+_TAG_PATTERN = r"[\p{L}\p{Z}\p{N}_.:/=+\-]*"
+
+
+def _tag_character_errors(tags: list[dict]) -> list[str]:
+    """Tag keys and values outside DynamoDB's alphabet, as constraint violations. No recorded DynamoDB answer
+    for this was found; the form is the AWS validation framework's, with the documented alphabet as pattern."""
+    errors = []
+    for i, tag in enumerate(tags, 1):
+        for member in ("Key", "Value"):
+            text = tag.get(member)
+            # \w also takes "_" and every Unicode letter and digit, as the documented rule does
+            if isinstance(text, str) and not _TAG_CHARS.fullmatch(text):
+                errors.append(f"Value '{text}' at 'tags.{i}.member.{member.lower()}' failed to satisfy constraint: "
+                              f"Member must satisfy regular expression pattern: {_TAG_PATTERN}")
+    return errors
+
+
 def _validate_tags(tags: list[dict]) -> None:
+    errors = _tag_character_errors(tags)
+    if errors:
+        count = f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} detected: "
+        raise validation(count + "; ".join(errors))
     if len(tags) > MAX_TAGS:
         raise validation("The number of tags exceeds the limit of 50")
     seen = set()
@@ -135,7 +168,10 @@ def create_table(db: Database, caller: Caller, p: dict, *, status: str = "ACTIVE
     stream_view = stream_control.check_create_spec(p.get("StreamSpecification"))
     indexes = prepare_indexes(p, key_schema, definitions)
     with db.catalog.lock:
-        if db.catalog.get(caller.account, caller.region, name) is not None:
+        existing = db.catalog.get(caller.account, caller.region, name)
+        if existing is not None and existing.status == "CREATING":
+            raise in_use(f"Table is being created: {name}")
+        if existing is not None or db.table_states.deleting(db, caller.account, caller.region, name) is not None:
             raise AWSError("ResourceInUseException", f"Table already exists: {name}")
         table_id = str(uuid.uuid4())
         key_arn, sse_mode = db.keys.resolve(caller, sse_mode, key_id)
@@ -159,6 +195,8 @@ def create_table(db: Database, caller: Caller, p: dict, *, status: str = "ACTIVE
             extra=dict(extra or {}),
         )
         attach_indexes(meta, indexes)
+        if status == "ACTIVE":  # a restore shows CREATING until it is filled, whatever this setting says
+            TableStates.begin(db, meta, "CREATING", db.settings.create_table_seconds)
         codec = db.keys.live_crypto(sse["table_key_blob"]).codec
         with db.items.write() as w:
             # the partition directories (DESIGN.md invariant 4) exist from the start, with the catalog entry
@@ -177,14 +215,19 @@ def describe_table(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
     meta = db.catalog.get(caller.account, caller.region, name)
     if meta is None:
+        gone = db.table_states.deleting(db, caller.account, caller.region, name)
+        if gone is not None:
+            return {"Table": gone.description}
         raise not_found(f"Requested resource not found: Table: {name} not found")
+    db.table_states.settle(db, meta)
     return {"Table": table_description(db.catalog, meta)}
 
 
 def list_tables(db: Database, caller: Caller, p: dict) -> dict:
     limit = p.get("Limit", 100)
     start = p.get("ExclusiveStartTableName")
-    names = [t.name for t in db.catalog.list(caller.account, caller.region)]
+    names = sorted([t.name for t in db.catalog.list(caller.account, caller.region)]
+                   + db.table_states.deleting_names(db, caller.account, caller.region))
     if start is not None:
         names = [n for n in names if n > start]
     out: dict = {"TableNames": names[:limit]}
@@ -195,26 +238,34 @@ def list_tables(db: Database, caller: Caller, p: dict) -> dict:
 
 def update_table(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
-    meta = db.catalog.get(caller.account, caller.region, name)
-    if meta is None:
-        raise not_found(f"Requested resource not found: Table: {name} not found")
+    # what the request alone shows is answered before the table is looked up
     changes = [k for k in ("ProvisionedThroughput", "BillingMode", "StreamSpecification", "GlobalSecondaryIndexUpdates",
                            "SSESpecification", "ReplicaUpdates", "TableClass", "DeletionProtectionEnabled",
                            "AttributeDefinitions", "OnDemandThroughput", "WarmThroughput") if k in p]
     if not changes or changes == ["AttributeDefinitions"]:
         raise validation("At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, "
                          "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required")
+    if "SSESpecification" in p and len([c for c in changes if c != "AttributeDefinitions"]) > 1:
+        raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
+    meta = db.catalog.get(caller.account, caller.region, name)
+    if meta is None:
+        if db.table_states.deleting(db, caller.account, caller.region, name) is not None:
+            raise in_use(f"Table is being deleted: {name}")
+        raise not_found(f"Requested resource not found: Table: {name} not found")
+    db.table_states.settle(db, meta)
+    if STATE_UNTIL in meta.extra and meta.status == "CREATING":
+        raise in_use(f"Table is being created: {name}")
+    if _being_updated(meta):
+        raise in_use(f"Table: {name} is in the process of being updated.")
     if "SSESpecification" in p:
-        if len([c for c in changes if c != "AttributeDefinitions"]) > 1:
-            raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
         return db.sse.update_sse(caller, meta, p["SSESpecification"])
     if meta.status == "CREATING":  # being restored
-        raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table is "
-                       f"being created: {name}")
+        raise in_use(f"Table is being created: {name}")
     # sse-spec §1.5: index builds need the data; an archiving or archived table takes no change at all
     if meta.status in ("ARCHIVING", "ARCHIVED") or (
             meta.status == "INACCESSIBLE_ENCRYPTION_CREDENTIALS" and "GlobalSecondaryIndexUpdates" in p):
         raise inaccessible_error(meta)
+    _refuse_unchanged_throughput(meta, p)
     if "StreamSpecification" in p:
         if "GlobalSecondaryIndexUpdates" in p:
             raise validation(_INVALID + "You cannot create or delete index while changing stream status")
@@ -240,6 +291,7 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
             meta.table_class = p["TableClass"]
         if "GlobalSecondaryIndexUpdates" in p:
             update_indexes(db, caller, meta, p)
+        TableStates.begin(db, meta, "UPDATING", db.settings.update_table_seconds)
         with db.catalog.transaction() as tx:  # the stream's rows and the table's record commit together
             if "StreamSpecification" in p and db.streams is not None:
                 if stream_view is not None:
@@ -251,21 +303,40 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
     return {"TableDescription": table_description(db.catalog, meta)}
 
 
+def _refuse_unchanged_throughput(meta: TableMeta, p: dict) -> None:
+    """DynamoDB refuses an UpdateTable that asks a provisioned table for the throughput it already has."""
+    pt = p.get("ProvisionedThroughput")
+    if pt is None or meta.billing_mode != "PROVISIONED" or p.get("BillingMode", "PROVISIONED") != "PROVISIONED":
+        return
+    rcu, wcu = pt.get("ReadCapacityUnits"), pt.get("WriteCapacityUnits")
+    if rcu == meta.read_capacity and wcu == meta.write_capacity:
+        raise validation(
+            "The provisioned throughput for the table will not change. The requested value equals the current value. "
+            f"Current ReadCapacityUnits provisioned for the table: {meta.read_capacity}. Requested ReadCapacityUnits: "
+            f"{rcu}. Current WriteCapacityUnits provisioned for the table: {meta.write_capacity}. Requested "
+            f"WriteCapacityUnits: {wcu}. Refer to the Amazon DynamoDB Developer Guide for current limits and how to "
+            "request higher limits.")
+
+
 def delete_table(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
     with db.catalog.lock:
         meta = db.catalog.get(caller.account, caller.region, name)
         if meta is None:
+            if db.table_states.deleting(db, caller.account, caller.region, name) is not None:
+                raise in_use(f"Table is being deleted: {name}")
             raise not_found(f"Requested resource not found: Table: {name} not found")
+        db.table_states.settle(db, meta)
         if meta.deletion_protection:
             raise validation("Resource cannot be deleted as it is currently protected against deletion. Disable "
                              "deletion protection first.")
         if meta.sse_state.get("phase"):
             raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table: "
                            f"{name} is in the process of being updated.")
-        if meta.status == "CREATING":  # being restored
-            raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table is "
-                           f"being created: {name}")
+        if _being_updated(meta):
+            raise in_use(f"Table: {name} is in the process of being updated.")
+        if meta.status == "CREATING":  # being created or restored
+            raise in_use(f"Table is being created: {name}")
         desc = table_description(db.catalog, meta, "DELETING")
         with db.items.write() as w:
             w.drop(meta)
@@ -273,6 +344,7 @@ def delete_table(db: Database, caller: Caller, p: dict) -> dict:
                 db.streams.drop_table(w.tx, meta.id_bytes)
             db.catalog.remove(w.tx, meta)
         db.catalog.forget(meta)
+        db.table_states.deleted(db, meta, desc)
     db.keys.retire(meta.key_ref())
     log.info("table deleted: %s (account %s, region %s)", name, caller.account, caller.region)
     return {"TableDescription": desc}
@@ -357,9 +429,16 @@ def _resolve_part(caller: Caller, part: object, operation: str) -> object:
 def _table_for_arn(db: Database, caller: Caller, arn: str, operation: str) -> TableMeta:
     if not isinstance(arn, str):  # _arn_table refuses any other malformed ARN with the same text
         raise validation(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
+    m = _ARN_RE.fullmatch(arn)
+    if m is not None and m.group(2) == caller.account and (m.group(4) or "").startswith("/index/"):
+        # An index has its own ARN but no tags of its own. Today's text; DynamoDB answered
+        # "Invalid TableArn: Invalid ResourceArn provided as input <arn>" until late 2025.
+        raise validation(f"{_INVALID}Invalid resource arn provided, only table or stream is accepted. Provided "
+                         f"resource arn: {arn}")
     name = _arn_table(caller, arn, operation)
     meta = db.catalog.get(caller.account, caller.region, name)
-    if meta is None:
+    # a table still being created is not yet known to tagging (DynamoDB answers not found then too)
+    if meta is None or (meta.status == "CREATING" and STATE_UNTIL in meta.extra):
         raise not_found(f"Requested resource not found: ResourcArn: {arn} not found")
     return meta
 

@@ -149,6 +149,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.streams.control import StreamJobs, StreamLimits
     from dynavault.dynamodb.streams.store import StreamStore
     from dynavault.dynamodb.streams.writer import StreamWriter
+    from dynavault.dynamodb.table_states import TICK_SECONDS as TABLE_STATES_TICK
     from dynavault.dynamodb.transactions import TransactionState
     from dynavault.dynamodb.ttl import TTLSweeper
     from dynavault.sse.kms_client import InProcessKms, RemoteKms
@@ -204,6 +205,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     periodic.append(Periodic("ttl-sweep", max(0.1, settings.ttl_sweep_seconds), sweeper.tick))
     closers.append(sweeper.stop)
     periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db)))
+    # tables showing CREATING / UPDATING for a configured time become ACTIVE on this tick (or when described)
+    periodic.append(Periodic("table-states", TABLE_STATES_TICK, lambda: db.table_states.tick(db)))
     indexes.resume_jobs(db)
     restore.recover(db)
     return db, store
