@@ -52,31 +52,40 @@ def _being_updated(meta: TableMeta) -> bool:
 
 
 # -- validation ------------------------------------------------------------------------------
-def _validate_key_schema(key_schema: list[dict], definitions: list[dict]) -> None:
-    if not key_schema:
-        raise validation("Invalid KeySchema: Some index key attributes are not defined in AttributeDefinitions")
+def _key_schema_length(key_schema: list[dict]) -> None:
+    """A member constraint, so reported before any other CreateTable check. (The model's KeySchema shape also
+    serves multi-attribute GSI keys, which may have up to 8 elements: the table's own limit is checked here.)"""
     if len(key_schema) > 2:
         raise validation("1 validation error detected: Value '[" + ", ".join(
             f"KeySchemaElement(attributeName={k.get('AttributeName')}, keyType={k.get('KeyType')})"
             for k in key_schema) + "]' at 'keySchema' failed to satisfy constraint: Member must have length less "
             "than or equal to 2")
-    if key_schema[0].get("KeyType") != "HASH":
-        raise validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
-    if len(key_schema) > 1:
-        if key_schema[1].get("KeyType") != "RANGE":
-            raise validation("Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
-        if key_schema[0]["AttributeName"] == key_schema[1]["AttributeName"]:
-            raise validation("Both the Hash Key and the Range Key element in the KeySchema have the same name")
+
+
+def _validate_key_schema(key_schema: list[dict], definitions: list[dict]) -> None:
+    """The table's KeySchema against its AttributeDefinitions, in DynamoDB's order and texts as dynalite's suite
+    recorded them: definitions for every key attribute (a two-element schema, or one with more keys than
+    definitions, gets the short text), distinct names, HASH then RANGE."""
     defined = [d["AttributeName"] for d in definitions]
-    if len(set(defined)) != len(defined):
-        raise validation(_INVALID + "Duplicate AttributeName in AttributeDefinitions")
     keys = [k["AttributeName"] for k in key_schema]
-    missing = [k for k in keys if k not in defined]
+    if not key_schema:
+        raise validation("Invalid KeySchema: Some index key attributes are not defined in AttributeDefinitions")
+    missing = any(k not in defined for k in keys)
+    if len(keys) > len(defined) or (len(keys) == 2 and missing):
+        raise validation("Invalid KeySchema: Some index key attribute have no definition")
     if missing:
         raise validation(
             _INVALID + "Some index key attributes are not defined in AttributeDefinitions. "
             f"Keys: [{', '.join(keys)}], AttributeDefinitions: [{', '.join(defined)}]"
         )
+    if len(keys) > 1 and keys[0] == keys[1]:
+        raise validation("Both the Hash Key and the Range Key element in the KeySchema have the same name")
+    if key_schema[0].get("KeyType") != "HASH":
+        raise validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
+    if len(key_schema) > 1 and key_schema[1].get("KeyType") != "RANGE":
+        raise validation("Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
+    if len(set(defined)) != len(defined):
+        raise validation(_INVALID + "Duplicate AttributeName in AttributeDefinitions")
 
 
 def _validate_billing(p: dict) -> tuple[str, int, int]:
@@ -116,11 +125,15 @@ def _tag_character_errors(tags: list[dict]) -> list[str]:
     return errors
 
 
-def _validate_tags(tags: list[dict]) -> None:
+def _check_tag_characters(tags: list[dict]) -> None:
     errors = _tag_character_errors(tags)
     if errors:
         count = f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} detected: "
         raise validation(count + "; ".join(errors))
+
+
+def _validate_tags(tags: list[dict]) -> None:
+    _check_tag_characters(tags)
     if len(tags) > MAX_TAGS:
         raise validation("The number of tags exceeds the limit of 50")
     seen = set()
@@ -151,6 +164,10 @@ def create_table(db: Database, caller: Caller, p: dict, *, status: str = "ACTIVE
     name = p["TableName"]
     key_schema = p.get("KeySchema") or []
     definitions = p.get("AttributeDefinitions") or []
+    # DynamoDB's order: the constraint list, then throughput, then the key schema, then the indexes
+    _key_schema_length(key_schema)
+    _check_tag_characters(p.get("Tags") or [])
+    mode_billing, rcu, wcu = _validate_billing(p)
     _validate_key_schema(key_schema, definitions)
     key_names = {k["AttributeName"] for k in key_schema}
     index_names = set()
@@ -161,7 +178,6 @@ def create_table(db: Database, caller: Caller, p: dict, *, status: str = "ACTIVE
     if not (p.get("LocalSecondaryIndexes") or p.get("GlobalSecondaryIndexes")) and defined != key_names:
         raise validation(_INVALID + "Number of attributes in KeySchema does not exactly match number of attributes "
                          "defined in AttributeDefinitions")
-    mode_billing, rcu, wcu = _validate_billing(p)
     tags = p.get("Tags") or []
     _validate_tags(tags)
     sse_mode, key_id = parse_sse_specification(p.get("SSESpecification"))

@@ -69,6 +69,41 @@ def test_an_empty_update_is_refused_before_the_table_is_looked_up(ddb):
         "ResourceNotFoundException", f"Requested resource not found: Table: {MISSING} not found", 400)
 
 
+# -- CreateTable: DynamoDB's order of checks (dynalite's recorded answers) ----------------------------------
+def _defs(*names: str) -> list[dict]:
+    return [{"AttributeName": n, "AttributeType": "S"} for n in names]
+
+
+def _keys(*pairs: tuple[str, str]) -> list[dict]:
+    return [{"AttributeName": n, "KeyType": t} for n, t in pairs]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    # throughput comes before the key schema
+    (dict(BillingMode="PROVISIONED", AttributeDefinitions=_defs("pk"), KeySchema=_keys(("pk", "RANGE"))),
+     "One or more parameter values were invalid: ReadCapacityUnits and WriteCapacityUnits must both be specified "
+     "when BillingMode is PROVISIONED"),
+    # definitions come before names and key types
+    (dict(AttributeDefinitions=_defs("pk"), KeySchema=_keys(("pk", "HASH"), ("sk", "RANGE"))),
+     "Invalid KeySchema: Some index key attribute have no definition"),
+    (dict(AttributeDefinitions=_defs("pk"), KeySchema=_keys(("sk", "RANGE"))),
+     "One or more parameter values were invalid: Some index key attributes are not defined in AttributeDefinitions. "
+     "Keys: [sk], AttributeDefinitions: [pk]"),
+    # the same name twice, before HASH / RANGE
+    (dict(AttributeDefinitions=_defs("a", "b"), KeySchema=_keys(("a", "RANGE"), ("a", "RANGE"))),
+     "Both the Hash Key and the Range Key element in the KeySchema have the same name"),
+    (dict(AttributeDefinitions=_defs("a", "b"), KeySchema=_keys(("a", "HASH"), ("b", "HASH"))),
+     "Invalid KeySchema: The second KeySchemaElement is not a RANGE key type"),
+    # the key schema before the count of definitions
+    (dict(AttributeDefinitions=_defs("a", "b", "c"), KeySchema=_keys(("a", "RANGE"))),
+     "Invalid KeySchema: The first KeySchemaElement is not a HASH key type"),
+])
+def test_create_table_order_of_checks(ddb, kwargs, message):
+    args = {"TableName": "exact-ct-" + uuid.uuid4().hex[:8], "BillingMode": "PAY_PER_REQUEST", **kwargs}
+    assert _error(ddb.create_table, **args) == ("ValidationException", message, 400)
+    assert _error(ddb.describe_table, TableName=args["TableName"])[0] == "ResourceNotFoundException"
+
+
 # -- tags -----------------------------------------------------------------------------------------------
 PATTERN = r"[\p{L}\p{Z}\p{N}_.:/=+\-]*"
 
