@@ -116,7 +116,7 @@ def _tag_character_errors(tags: list[dict]) -> list[str]:
     for this was found; the form is the AWS validation framework's, with the documented alphabet as pattern."""
     errors = []
     for i, tag in enumerate(tags, 1):
-        for member in ("Key", "Value"):
+        for member in ("Value", "Key"):  # the order the service reports a Tag's members (server/shapes.py)
             text = tag.get(member)
             # \w also takes "_" and every Unicode letter and digit, as the documented rule does
             if isinstance(text, str) and not _TAG_CHARS.fullmatch(text):

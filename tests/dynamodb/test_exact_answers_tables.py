@@ -125,6 +125,32 @@ def test_tag_alphabet(ddb):
     assert ddb.list_tags_of_resource(ResourceArn=arn)["Tags"] == [{"Key": "a+b-c=d.e_f:g/h i", "Value": "ünïcödé 7"}]
 
 
+def test_tag_lengths(ddb):
+    """Keys 1..128 characters, values 0..256 (characters, not bytes)."""
+    arn = _table(ddb)["TableArn"]
+    ddb.tag_resource(ResourceArn=arn, Tags=[{"Key": "é" * 128, "Value": "ü" * 256}, {"Key": "empty", "Value": ""}])
+    client = boto3_unvalidated(ddb)
+    # the members in the order the service's HashMap reports them (server/shapes.py): value, then key
+    assert _error(client.tag_resource, ResourceArn=arn, Tags=[{"Key": "k" * 129, "Value": "v" * 257}]) == (
+        "ValidationException", "2 validation errors detected: Value '" + "v" * 257 + "' at 'tags.1.member.value' "
+        "failed to satisfy constraint: Member must have length less than or equal to 256; Value '" + "k" * 129 +
+        "' at 'tags.1.member.key' failed to satisfy constraint: Member must have length less than or equal to 128",
+        400)
+    assert _error(client.tag_resource, ResourceArn=arn, Tags=[{"Key": "", "Value": "v"}])[::2] == (
+        "ValidationException", 400)
+
+
+def boto3_unvalidated(ddb):
+    """The same endpoint and credentials without boto3's own parameter checks (it refuses what we test)."""
+    import boto3
+    from botocore.config import Config
+
+    creds = ddb._request_signer._credentials
+    return boto3.client("dynamodb", endpoint_url=ddb.meta.endpoint_url, region_name=ddb.meta.region_name,
+                        aws_access_key_id=creds.access_key, aws_secret_access_key=creds.secret_key,
+                        config=Config(parameter_validation=False, retries={"max_attempts": 1}))
+
+
 def test_at_most_50_tags_per_table(ddb):
     arn = _table(ddb, Tags=[{"Key": f"k{i}", "Value": "v"} for i in range(30)])["TableArn"]
     ddb.tag_resource(ResourceArn=arn, Tags=[{"Key": f"k{i}", "Value": "w"} for i in range(20, 50)])  # 50 in all
