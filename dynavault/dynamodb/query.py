@@ -28,7 +28,7 @@ from dynavault.storage.trees import segment_bounds
 from . import legacy
 from .expressions import ExpressionContext, evaluate, parse_condition, parse_projection, project
 from .expressions import ast as east
-from .expressions.keycond import key_condition_from_parts, key_parts
+from .expressions.keycond import KeyCondition, key_condition_from_parts, key_parts
 from .index_model import IndexDef, base_key_bytes, encode_attr, find_index, scalar
 from .items import capacity, read_units
 from .keyorder import prefix_range
@@ -436,6 +436,25 @@ def _bounds(src: Source, eq: list[dict], op: str | None, vals: list) -> tuple[by
     return e, prefix_end(head + encode_attr(t, vals[1]))
 
 
+def _start_within_condition(src: Source, esk: dict, hash_enc: bytes, hvals: list, eq: list, op: str | None,
+                            vals: list) -> None:
+    """The ExclusiveStartKey lies in what the key condition selects. DynamoDB's texts as dynalite's suite
+    recorded them: without a sort condition, a start key of another partition is outside the query's
+    boundaries; with one, a sort value the condition refuses "does not match the range key predicate", and
+    then another partition means the query "can return at most one row"."""
+    if op is None:
+        if src.hash_bytes(esk) != hash_enc:
+            raise validation("The provided starting key is outside query boundaries based on provided conditions")
+        return
+    if len(src.range) == 1 and not eq:  # (a multi-attribute GSI sort key is left to the walk's bounds)
+        name = src.range[0][0]
+        cond = KeyCondition(src.hash[0][0], hvals[0], name, op, vals)
+        if not cond.sort_matches(esk.get(name)):
+            raise validation("The provided starting key does not match the range key predicate")
+    if src.hash_bytes(esk) != hash_enc:
+        raise validation("The query can return at most one row and cannot be restarted")
+
+
 def query(db: Database, caller: Caller, p: dict) -> dict:
     _check_request(p, "Query")
     ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
@@ -468,8 +487,8 @@ def query(db: Database, caller: Caller, p: dict) -> dict:
     esk = _start_key(p, src, scan=False)
     lo, hi = _bounds(src, eq, op, vals)
     hash_enc = b"".join(encode_attr(t, v) for (_, t), v in zip(src.hash, hvals, strict=True))
-    if esk is not None and src.hash_bytes(esk) != hash_enc:
-        raise validation("The provided starting key is outside query boundaries based on provided conditions")
+    if esk is not None:
+        _start_within_condition(src, esk, hash_enc, hvals, eq, op, vals)
     page = Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
     walk = Walk(partition=hash_enc, lo=lo, hi=hi, forward=p.get("ScanIndexForward", True) is not False)
     read_page(db, caller, page, walk, esk)

@@ -149,3 +149,32 @@ def test_a_start_key_that_matches_resumes(ddb, table):
     rest = ddb.query(TableName=table, IndexName="gsi", KeyConditionExpression="gpk = :g",
                      ExpressionAttributeValues={":g": {"S": "g"}}, ExclusiveStartKey=first["LastEvaluatedKey"])
     assert [i["gsk"]["N"] for i in first["Items"] + rest["Items"]] == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize("condition,values,esk,message", [
+    ("pk = :p AND sk > :v", {":p": S, ":v": {"N": "1"}}, {"pk": S, "sk": N0},
+     "The provided starting key does not match the range key predicate"),
+    ("pk = :p AND sk BETWEEN :a AND :b", {":p": S, ":a": {"N": "1"}, ":b": {"N": "2"}}, {"pk": S, "sk": {"N": "3"}},
+     "The provided starting key does not match the range key predicate"),
+    ("pk = :p AND sk >= :v", {":p": S, ":v": N0}, {"pk": {"S": "other"}, "sk": {"N": "1"}},
+     "The query can return at most one row and cannot be restarted"),
+    ("pk = :p", {":p": S}, {"pk": {"S": "other"}, "sk": N0},
+     "The provided starting key is outside query boundaries based on provided conditions"),
+])
+def test_query_start_key_outside_the_condition(ddb, table, condition, values, esk, message):
+    assert _error(ddb.query, TableName=table, KeyConditionExpression=condition, ExpressionAttributeValues=values,
+                  ExclusiveStartKey=esk) == ("ValidationException", message, 400)
+
+
+def test_query_pages_through_a_sort_condition(ddb, table):
+    """Every LastEvaluatedKey of a bounded query lies inside its condition, so it resumes."""
+    kwargs = dict(TableName=table, KeyConditionExpression="pk = :p AND sk >= :v",
+                  ExpressionAttributeValues={":p": S, ":v": {"N": "1"}}, Limit=1)
+    seen, start = [], None
+    while True:
+        page = ddb.query(**kwargs, **({"ExclusiveStartKey": start} if start else {}))
+        seen += [i["sk"]["N"] for i in page["Items"]]
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            break
+    assert seen == ["1", "2"]
