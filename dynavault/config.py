@@ -71,6 +71,11 @@ class Settings:
     stream_status_seconds: float = 4.0
     #: a shard iterator expires this long after GetShardIterator / GetRecords handed it out
     stream_iterator_seconds: float = 900.0
+    #: how long a new table shows CREATING, an updated one UPDATING and a deleted one DELETING (DynamoDB: a few
+    #: seconds each); 0 makes each change instant
+    create_table_seconds: float = 0.0
+    update_table_seconds: float = 0.0
+    delete_table_seconds: float = 0.0
     workers: int = 1
     log_file: str = ""
     log_level: str = "info"

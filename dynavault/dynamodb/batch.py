@@ -26,11 +26,12 @@ from .expressions import project as project_item
 from .keys import key_of_request
 from .transactions import (
     MSG_CONFLICT,
+    ActionRequest,
     ActionsFailed,
     WriteAction,
+    bind_action,
+    check_action,
     consumed,
-    prepare_delete,
-    prepare_put,
     run_writes,
     units_by_table,
 )
@@ -70,17 +71,20 @@ def batch_get_item(db: Database, caller: Caller, p: dict) -> dict:
         raise validation("BatchGetItem must have some requests set")
     if sum(len((ka or {}).get("Keys") or []) for ka in request.values()) > MAX_GET_KEYS:
         raise validation("Too many items requested for the BatchGetItem call")
-    tables = []
-    for name, ka in request.items():
+    checked = []
+    for name, ka in request.items():  # the request alone first: refused whether or not its tables exist
         ka = ka or {}
         legacy.check_no_mixing(ka, "BatchGetItem")
-        meta = db.data_table(caller, name)
-        keys = ka.get("Keys") or []
-        if not keys:
+        if not ka.get("Keys"):
             raise validation(f"The list of keys in RequestItems for BatchGetItem is required: {name} has empty list")
         ctx = ExpressionContext(ka.get("ExpressionAttributeNames"), None, cache=db.expression_cache)
         proj = item_ops.parse_request_projection(ka, ctx)
         ctx.check_all_used()
+        checked.append((name, ka, proj))
+    tables = []
+    for name, ka, proj in checked:
+        meta = db.data_table(caller, name)
+        keys = ka["Keys"]
         parsed = []
         seen: set = set()
         for key in keys:
@@ -142,21 +146,27 @@ def batch_write_item(db: Database, caller: Caller, p: dict) -> dict:
         raise validation("BatchWriteItem cannot have a null or no requests set")
     if sum(len(reqs or []) for reqs in request.values()) > MAX_WRITES:
         raise validation("Too many items requested for the BatchWriteItem call")
-    plan: list[tuple[str, list, list[WriteAction]]] = []
-    for name, reqs in request.items():
+    checked: list[tuple[str, list, list[ActionRequest]]] = []
+    for name, reqs in request.items():  # the request alone first: refused whether or not its tables exist
         if not reqs:
             raise validation(f"The batch write request list for a table cannot be null or empty: {name}")
-        actions = []
-        seen: set = set()
+        requests = []
         for wr in reqs:
             put = (wr or {}).get("PutRequest")
             delete = (wr or {}).get("DeleteRequest")
             if (put is None) == (delete is None):
                 raise validation(MSG_ONE_REQUEST)
             if put is not None:
-                a = prepare_put(db, caller, {"TableName": name, "Item": put.get("Item")})
+                requests.append(check_action(db, "Put", {"TableName": name, "Item": put.get("Item")}))
             else:
-                a = prepare_delete(db, caller, {"TableName": name, "Key": delete.get("Key")})
+                requests.append(check_action(db, "Delete", {"TableName": name, "Key": delete.get("Key")}))
+        checked.append((name, reqs, requests))
+    plan: list[tuple[str, list, list[WriteAction]]] = []
+    for name, reqs, requests in checked:
+        actions = []
+        seen: set = set()
+        for r in requests:
+            a = bind_action(db, caller, r)
             if (a.hkey, a.skey) in seen:
                 raise validation(MSG_DUPLICATES)
             seen.add((a.hkey, a.skey))

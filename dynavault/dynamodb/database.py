@@ -23,6 +23,7 @@ from .catalog import Catalog, TableMeta
 from .expressions import DEFAULT_CACHE_BYTES, ExpressionCache
 from .item_store import ItemStore
 from .sse_spec import refuse_if_inaccessible
+from .table_states import TableStates
 
 if TYPE_CHECKING:
     from .backups.jobs import BackupJobs
@@ -51,6 +52,8 @@ class Database:
     #: DynamoDB Streams: the stream rows and the stream settings (built by the runtime)
     streams: StreamStore | None = None
     stream_limits: StreamLimits | None = None
+    #: tables showing CREATING / UPDATING / DELETING for a while (the runtime ticks it)
+    table_states: TableStates = field(default_factory=TableStates)
 
     def __repr__(self) -> str:
         return f"<DynamoDB context {len(self.catalog.all())} table(s)>"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dynavault.errors import validation
+from dynavault.errors import AWSError, validation
 
 from .catalog import TableMeta
 from .keyorder import encode_key_value
@@ -12,6 +12,16 @@ from .values import decode_binary, validate_attribute_value
 _INVALID = "One or more parameter values were invalid: "
 MAX_HASH_BYTES = 2048
 MAX_RANGE_BYTES = 1024
+MSG_KEY_SCHEMA = "The provided key element does not match the schema"
+
+
+class KeySchemaMismatch(AWSError):
+    """A key that does not fit the table's key schema (an attribute missing, extra or of another type).
+    Alone it is a ValidationException; inside a transaction DynamoDB reports it as the action's
+    ``ValidationError`` cancellation reason, unlike the value checks (empty or oversized key values)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("ValidationException", message)
 
 
 def _scalar(type_: str, value: dict) -> str | bytes:
@@ -28,8 +38,8 @@ def _check_key_value(name: str, expected: str, value: dict, *, is_hash: bool, fr
     actual = next(iter(value))
     if actual != expected:
         if from_item:
-            raise validation(f"{_INVALID}Type mismatch for key {name} expected: {expected} actual: {actual}")
-        raise validation("The provided key element does not match the schema")
+            raise KeySchemaMismatch(f"{_INVALID}Type mismatch for key {name} expected: {expected} actual: {actual}")
+        raise KeySchemaMismatch(MSG_KEY_SCHEMA)
     scalar = _scalar(expected, value)
     if expected in ("S", "B") and len(scalar) == 0:
         kind = "string" if expected == "S" else "binary"
@@ -47,14 +57,14 @@ def key_of_item(meta: TableMeta, item: dict) -> tuple[bytes, bytes, dict]:
     """(hash key bytes, sort key bytes, key dict) for an item being written."""
     hv = item.get(meta.hash_key)
     if hv is None:
-        raise validation(f"{_INVALID}Missing the key {meta.hash_key} in the item")
+        raise KeySchemaMismatch(f"{_INVALID}Missing the key {meta.hash_key} in the item")
     h = _check_key_value(meta.hash_key, meta.hash_type, hv, is_hash=True, from_item=True)
     key = {meta.hash_key: hv}
     sort = b""
     if meta.range_key:
         rv = item.get(meta.range_key)
         if rv is None:
-            raise validation(f"{_INVALID}Missing the key {meta.range_key} in the item")
+            raise KeySchemaMismatch(f"{_INVALID}Missing the key {meta.range_key} in the item")
         r = _check_key_value(meta.range_key, meta.range_type, rv, is_hash=False, from_item=True)
         key[meta.range_key] = rv
         sort = encode_key_value(meta.range_type, r)
@@ -70,7 +80,7 @@ def partition_key_bytes(meta: TableMeta, value: dict) -> bytes:
 def key_of_request(meta: TableMeta, key: dict) -> tuple[bytes, bytes, dict]:
     """The same for a Key parameter: exactly the key attributes, no others."""
     if not isinstance(key, dict) or set(key) != meta.key_names:
-        raise validation("The provided key element does not match the schema")
+        raise KeySchemaMismatch(MSG_KEY_SCHEMA)
     h = _check_key_value(meta.hash_key, meta.hash_type, key[meta.hash_key], is_hash=True, from_item=False)
     sort = b""
     if meta.range_key:

@@ -204,12 +204,13 @@ def _table(db: Database, caller: Caller, st: Statement, *, reads_index: bool = F
 
 # -- statements as write actions ----------------------------------------------------------------
 def _write_action(db: Database, caller: Caller, st: Statement, rv_on_fail: str) -> WriteAction:
-    meta = _table(db, caller, st)
-    if st.kind == "INSERT":
+    if st.kind == "INSERT":  # what the statement alone shows is checked before its table is looked up
         if st.where is not None:
             raise malformed("INSERT takes no WHERE")
         item = st.value or {}
         validate_item(item)
+    meta = _table(db, caller, st)
+    if st.kind == "INSERT":
         hkey, skey, key = key_of_item(meta, item)
         return WriteAction("Put", meta, hkey, skey, key, item=canonical_item(item), must_not_exist=True)
     key = _full_key(meta, st.where)

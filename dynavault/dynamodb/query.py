@@ -28,7 +28,7 @@ from dynavault.storage.trees import segment_bounds
 from . import legacy
 from .expressions import ExpressionContext, evaluate, parse_condition, parse_projection, project
 from .expressions import ast as east
-from .expressions.keycond import key_condition_from_parts, key_parts
+from .expressions.keycond import KeyCondition, key_condition_from_parts, key_parts
 from .index_model import IndexDef, base_key_bytes, encode_attr, find_index, scalar
 from .items import capacity, read_units
 from .keyorder import prefix_range
@@ -84,7 +84,8 @@ def source(meta: TableMeta, index_name: str | None) -> Source:
 
 
 # -- shared request pieces --------------------------------------------------------------------------------
-def _select(p: dict, src: Source, op: str) -> str:
+def _check_select(p: dict) -> None:
+    """Select against the projection parameters: checked before the table is looked up."""
     select = p.get("Select")
     has_pe = p.get("ProjectionExpression") is not None
     has_atg = p.get("AttributesToGet") is not None
@@ -98,8 +99,15 @@ def _select(p: dict, src: Source, op: str) -> str:
     if select == "SPECIFIC_ATTRIBUTES" and not (has_pe or has_atg):
         raise validation("Must specify the AttributesToGet or ProjectionExpression when choosing to get "
                          "SPECIFIC_ATTRIBUTES")
-    if select == "ALL_PROJECTED_ATTRIBUTES" and src.index is None:
+    if select == "ALL_PROJECTED_ATTRIBUTES" and p.get("IndexName") is None:
         raise validation("ALL_PROJECTED_ATTRIBUTES can be used only when Querying using an IndexName")
+
+
+def _select(p: dict, src: Source) -> str:
+    """The effective Select once the source is known (what the index projects decides some of it)."""
+    select = p.get("Select")
+    has_pe = p.get("ProjectionExpression") is not None
+    has_atg = p.get("AttributesToGet") is not None
     idx = src.index
     if idx is not None and idx.kind == "gsi" and idx.projection != "ALL" and select == "ALL_ATTRIBUTES":
         raise validation(f"{_INVALID}Select type ALL_ATTRIBUTES is not supported for global secondary index "
@@ -165,17 +173,24 @@ def _check_key_value(value: dict, type_: str) -> None:
         raise validation(_TYPE_MISMATCH)
 
 
-def _start_key(p: dict, src: Source, *, scan: bool) -> dict | None:
-    esk = p.get("ExclusiveStartKey")
-    if esk is None:
-        return None
-    bad = validation("The provided starting key is invalid: The provided key element does not match the schema"
-                     if scan else "The provided starting key is invalid")
-    for k, v in esk.items():
+def _check_start_values(p: dict) -> None:
+    """ExclusiveStartKey's values are well-formed: checked before the table is looked up."""
+    for k, v in (p.get("ExclusiveStartKey") or {}).items():
         try:
             validate_attribute_value(v, k)
         except AWSError as e:
             raise validation(f"The provided starting key is invalid: {e.message}") from None
+
+
+def _start_key(p: dict, src: Source, *, scan: bool) -> dict | None:
+    """ExclusiveStartKey against the source's key schema: exactly the table's key attributes (and the
+    index's, reading an index), each of its defined type. DynamoDB's texts differ by operation: a Scan
+    of the table adds the key-schema reason; a Query, or a Scan of an index, gives the short form."""
+    esk = p.get("ExclusiveStartKey")
+    if esk is None:
+        return None
+    bad = validation("The provided starting key is invalid: The provided key element does not match the schema"
+                     if scan and src.index is None else "The provided starting key is invalid")
     if set(esk) != src.start_key_names():
         raise bad
     types = src.meta.attribute_types
@@ -321,15 +336,21 @@ def read_page(db: Database, caller: Caller, page: Page, walk: Walk, start: dict 
                     return
 
 
-def _prepare(db: Database, caller: Caller, p: dict, op: str):
-    meta = db.data_table(caller, p["TableName"])
+def _check_request(p: dict, op: str) -> None:
+    """What Query and Scan check of the request alone, before the table is looked up (as DynamoDB does:
+    a bad request names the ValidationException even for a table that does not exist)."""
     legacy.check_no_mixing(p, op)
+    _check_select(p)
+    _check_start_values(p)
+
+
+def _prepare(db: Database, caller: Caller, p: dict):
+    meta = db.data_table(caller, p["TableName"])
     src = source(meta, p.get("IndexName"))
     consistent = bool(p.get("ConsistentRead"))
     if consistent and src.index is not None and src.index.kind == "gsi":
         raise validation("Consistent reads are not supported on global secondary indexes")
-    select = _select(p, src, op)
-    return meta, src, consistent, select
+    return meta, src, consistent, _select(p, src)
 
 
 # -- Query ------------------------------------------------------------------------------------------------
@@ -415,13 +436,34 @@ def _bounds(src: Source, eq: list[dict], op: str | None, vals: list) -> tuple[by
     return e, prefix_end(head + encode_attr(t, vals[1]))
 
 
+def _start_within_condition(src: Source, esk: dict, hash_enc: bytes, hvals: list, eq: list, op: str | None,
+                            vals: list) -> None:
+    """The ExclusiveStartKey lies in what the key condition selects. DynamoDB's texts as dynalite's suite
+    recorded them: without a sort condition, a start key of another partition is outside the query's
+    boundaries; with one, a sort value the condition refuses "does not match the range key predicate", and
+    then another partition means the query "can return at most one row"."""
+    if op is None:
+        if src.hash_bytes(esk) != hash_enc:
+            raise validation("The provided starting key is outside query boundaries based on provided conditions")
+        return
+    if len(src.range) == 1 and not eq:  # (a multi-attribute GSI sort key is left to the walk's bounds)
+        name = src.range[0][0]
+        cond = KeyCondition(src.hash[0][0], hvals[0], name, op, vals)
+        if not cond.sort_matches(esk.get(name)):
+            raise validation("The provided starting key does not match the range key predicate")
+    if src.hash_bytes(esk) != hash_enc:
+        raise validation("The query can return at most one row and cannot be restarted")
+
+
 def query(db: Database, caller: Caller, p: dict) -> dict:
-    meta, src, consistent, select = _prepare(db, caller, p, "Query")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
+    _check_request(p, "Query")
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=db.expression_cache)
     parts = _key_parts(p, ctx)
     proj = _projection(p, ctx)
     flt = _filter(p, ctx, "QueryFilter")
     ctx.check_all_used()
+    meta, src, consistent, select = _prepare(db, caller, p)
     hvals, eq, op, vals = _key_plan(src, parts)
     types = meta.attribute_types
     for n, (_, values) in parts.items():
@@ -445,8 +487,8 @@ def query(db: Database, caller: Caller, p: dict) -> dict:
     esk = _start_key(p, src, scan=False)
     lo, hi = _bounds(src, eq, op, vals)
     hash_enc = b"".join(encode_attr(t, v) for (_, t), v in zip(src.hash, hvals, strict=True))
-    if esk is not None and src.hash_bytes(esk) != hash_enc:
-        raise validation("The provided starting key is outside query boundaries based on provided conditions")
+    if esk is not None:
+        _start_within_condition(src, esk, hash_enc, hvals, eq, op, vals)
     page = Page(src, select, proj, flt, p.get("Limit"), _needs_base(src, select, proj, flt))
     walk = Walk(partition=hash_enc, lo=lo, hi=hi, forward=p.get("ScanIndexForward", True) is not False)
     read_page(db, caller, page, walk, esk)
@@ -455,7 +497,7 @@ def query(db: Database, caller: Caller, p: dict) -> dict:
 
 # -- Scan -------------------------------------------------------------------------------------------------
 def scan(db: Database, caller: Caller, p: dict) -> dict:
-    meta, src, consistent, select = _prepare(db, caller, p, "Scan")
+    _check_request(p, "Scan")
     segment, total = p.get("Segment"), p.get("TotalSegments")
     if segment is not None and total is None:
         raise validation("The TotalSegments parameter is required but was not present in the request when Segment "
@@ -466,10 +508,12 @@ def scan(db: Database, caller: Caller, p: dict) -> dict:
     if total is not None and segment >= total:
         raise validation("The Segment parameter is zero-based and must be less than parameter TotalSegments: "
                          f"Segment: {segment} is not less than TotalSegments: {total}")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=db.expression_cache)
     proj = _projection(p, ctx)
     flt = _filter(p, ctx, "ScanFilter")
     ctx.check_all_used()
+    meta, src, consistent, select = _prepare(db, caller, p)
     _check_gsi_projection(src, proj)
     esk = _start_key(p, src, scan=True)
     token_lo, token_hi = segment_bounds(segment, total) if total is not None else (b"", None)

@@ -17,6 +17,7 @@ from .describe import deleted_description, table_description
 from .indexes import attach_indexes, prepare_indexes, update_indexes
 from .sse_spec import inaccessible_error, parse_sse_specification
 from .streams import control as stream_control
+from .table_states import STATE_UNTIL, TableStates
 
 if TYPE_CHECKING:
     from .database import Database
@@ -45,32 +46,50 @@ def not_found(message: str = "Requested resource not found") -> AWSError:
     return AWSError("ResourceNotFoundException", message)
 
 
+def in_use(what: str) -> AWSError:
+    return AWSError("ResourceInUseException", f"Attempt to change a resource which is still in use: {what}")
+
+
+def _being_updated(meta: TableMeta) -> bool:
+    """In the UPDATING window an UpdateTable opened (not an SSE key switch, which has its own phases)."""
+    return meta.status == "UPDATING" and STATE_UNTIL in meta.extra
+
+
 # -- validation ------------------------------------------------------------------------------
-def _validate_key_schema(key_schema: list[dict], definitions: list[dict]) -> None:
-    if not key_schema:
-        raise validation("Invalid KeySchema: Some index key attributes are not defined in AttributeDefinitions")
+def _key_schema_length(key_schema: list[dict]) -> None:
+    """A member constraint, so reported before any other CreateTable check. (The model's KeySchema shape also
+    serves multi-attribute GSI keys, which may have up to 8 elements: the table's own limit is checked here.)"""
     if len(key_schema) > 2:
         raise validation("1 validation error detected: Value '[" + ", ".join(
             f"KeySchemaElement(attributeName={k.get('AttributeName')}, keyType={k.get('KeyType')})"
             for k in key_schema) + "]' at 'keySchema' failed to satisfy constraint: Member must have length less "
             "than or equal to 2")
-    if key_schema[0].get("KeyType") != "HASH":
-        raise validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
-    if len(key_schema) > 1:
-        if key_schema[1].get("KeyType") != "RANGE":
-            raise validation("Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
-        if key_schema[0]["AttributeName"] == key_schema[1]["AttributeName"]:
-            raise validation("Both the Hash Key and the Range Key element in the KeySchema have the same name")
+
+
+def _validate_key_schema(key_schema: list[dict], definitions: list[dict]) -> None:
+    """The table's KeySchema against its AttributeDefinitions, in DynamoDB's order and texts as dynalite's suite
+    recorded them: definitions for every key attribute (a two-element schema, or one with more keys than
+    definitions, gets the short text), distinct names, HASH then RANGE."""
     defined = [d["AttributeName"] for d in definitions]
-    if len(set(defined)) != len(defined):
-        raise validation(_INVALID + "Duplicate AttributeName in AttributeDefinitions")
     keys = [k["AttributeName"] for k in key_schema]
-    missing = [k for k in keys if k not in defined]
+    if not key_schema:
+        raise validation("Invalid KeySchema: Some index key attributes are not defined in AttributeDefinitions")
+    missing = any(k not in defined for k in keys)
+    if len(keys) > len(defined) or (len(keys) == 2 and missing):
+        raise validation("Invalid KeySchema: Some index key attribute have no definition")
     if missing:
         raise validation(
             _INVALID + "Some index key attributes are not defined in AttributeDefinitions. "
             f"Keys: [{', '.join(keys)}], AttributeDefinitions: [{', '.join(defined)}]"
         )
+    if len(keys) > 1 and keys[0] == keys[1]:
+        raise validation("Both the Hash Key and the Range Key element in the KeySchema have the same name")
+    if key_schema[0].get("KeyType") != "HASH":
+        raise validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
+    if len(key_schema) > 1 and key_schema[1].get("KeyType") != "RANGE":
+        raise validation("Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
+    if len(set(defined)) != len(defined):
+        raise validation(_INVALID + "Duplicate AttributeName in AttributeDefinitions")
 
 
 def _validate_billing(p: dict) -> tuple[str, int, int]:
@@ -91,7 +110,34 @@ def _validate_billing(p: dict) -> tuple[str, int, int]:
     return mode, rcu, wcu
 
 
+#: DynamoDB's documented tag alphabet: letters, whitespace, numbers and + - = . _ : /
+_TAG_CHARS = re.compile(r"[\w\s+\-=.:/]*")
+_TAG_PATTERN = r"[\p{L}\p{Z}\p{N}_.:/=+\-]*"
+
+
+def _tag_character_errors(tags: list[dict]) -> list[str]:
+    """Tag keys and values outside DynamoDB's alphabet, as constraint violations. No recorded DynamoDB answer
+    for this was found; the form is the AWS validation framework's, with the documented alphabet as pattern."""
+    errors = []
+    for i, tag in enumerate(tags, 1):
+        for member in ("Value", "Key"):  # the order the service reports a Tag's members (server/shapes.py)
+            text = tag.get(member)
+            # \w also takes "_" and every Unicode letter and digit, as the documented rule does
+            if isinstance(text, str) and not _TAG_CHARS.fullmatch(text):
+                errors.append(f"Value '{text}' at 'tags.{i}.member.{member.lower()}' failed to satisfy constraint: "
+                              f"Member must satisfy regular expression pattern: {_TAG_PATTERN}")
+    return errors
+
+
+def _check_tag_characters(tags: list[dict]) -> None:
+    errors = _tag_character_errors(tags)
+    if errors:
+        count = f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} detected: "
+        raise validation(count + "; ".join(errors))
+
+
 def _validate_tags(tags: list[dict]) -> None:
+    _check_tag_characters(tags)
     if len(tags) > MAX_TAGS:
         raise validation("The number of tags exceeds the limit of 50")
     seen = set()
@@ -122,6 +168,10 @@ def create_table(db: Database, caller: Caller, p: dict, *, status: str = "ACTIVE
     name = p["TableName"]
     key_schema = p.get("KeySchema") or []
     definitions = p.get("AttributeDefinitions") or []
+    # DynamoDB's order: the constraint list, then throughput, then the key schema, then the indexes
+    _key_schema_length(key_schema)
+    _check_tag_characters(p.get("Tags") or [])
+    mode_billing, rcu, wcu = _validate_billing(p)
     _validate_key_schema(key_schema, definitions)
     key_names = {k["AttributeName"] for k in key_schema}
     index_names = set()
@@ -132,14 +182,16 @@ def create_table(db: Database, caller: Caller, p: dict, *, status: str = "ACTIVE
     if not (p.get("LocalSecondaryIndexes") or p.get("GlobalSecondaryIndexes")) and defined != key_names:
         raise validation(_INVALID + "Number of attributes in KeySchema does not exactly match number of attributes "
                          "defined in AttributeDefinitions")
-    mode_billing, rcu, wcu = _validate_billing(p)
     tags = p.get("Tags") or []
     _validate_tags(tags)
     sse_mode, key_id = parse_sse_specification(p.get("SSESpecification"))
     stream_view = stream_control.check_create_spec(p.get("StreamSpecification"))
     indexes = prepare_indexes(p, key_schema, definitions)
     with db.catalog.lock:
-        if db.catalog.get(caller.account, caller.region, name) is not None:
+        existing = db.catalog.get(caller.account, caller.region, name)
+        if existing is not None and existing.status == "CREATING":
+            raise in_use(f"Table is being created: {name}")
+        if existing is not None or db.table_states.deleting(db, caller.account, caller.region, name) is not None:
             raise AWSError("ResourceInUseException", f"Table already exists: {name}")
         table_id = str(uuid.uuid4())
         key_arn, sse_mode = db.keys.resolve(caller, sse_mode, key_id)
@@ -163,6 +215,8 @@ def create_table(db: Database, caller: Caller, p: dict, *, status: str = "ACTIVE
             extra=dict(extra or {}),
         )
         attach_indexes(meta, indexes)
+        if status == "ACTIVE":  # a restore shows CREATING until it is filled, whatever this setting says
+            TableStates.begin(db, meta, "CREATING", db.settings.create_table_seconds)
         codec = db.keys.live_crypto(sse["table_key_blob"]).codec
         with db.items.write() as w:
             # the partition directories (DESIGN.md invariant 4) exist from the start, with the catalog entry
@@ -181,14 +235,19 @@ def describe_table(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
     meta = db.catalog.get(caller.account, caller.region, name)
     if meta is None:
+        gone = db.table_states.deleting(db, caller.account, caller.region, name)
+        if gone is not None:
+            return {"Table": gone.description}
         raise not_found(f"Requested resource not found: Table: {name} not found")
+    db.table_states.settle(db, meta)
     return {"Table": table_description(db.catalog, meta)}
 
 
 def list_tables(db: Database, caller: Caller, p: dict) -> dict:
     limit = p.get("Limit", 100)
     start = p.get("ExclusiveStartTableName")
-    names = [t.name for t in db.catalog.list(caller.account, caller.region)]
+    names = sorted([t.name for t in db.catalog.list(caller.account, caller.region)]
+                   + db.table_states.deleting_names(db, caller.account, caller.region))
     if start is not None:
         names = [n for n in names if n > start]
     out: dict = {"TableNames": names[:limit]}
@@ -199,26 +258,34 @@ def list_tables(db: Database, caller: Caller, p: dict) -> dict:
 
 def update_table(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
-    meta = db.catalog.get(caller.account, caller.region, name)
-    if meta is None:
-        raise not_found(f"Requested resource not found: Table: {name} not found")
+    # what the request alone shows is answered before the table is looked up
     changes = [k for k in ("ProvisionedThroughput", "BillingMode", "StreamSpecification", "GlobalSecondaryIndexUpdates",
                            "SSESpecification", "ReplicaUpdates", "TableClass", "DeletionProtectionEnabled",
                            "AttributeDefinitions", "OnDemandThroughput", "WarmThroughput") if k in p]
     if not changes or changes == ["AttributeDefinitions"]:
         raise validation("At least one of ProvisionedThroughput, BillingMode, UpdateStreamEnabled, "
                          "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required")
+    if "SSESpecification" in p and len([c for c in changes if c != "AttributeDefinitions"]) > 1:
+        raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
+    meta = db.catalog.get(caller.account, caller.region, name)
+    if meta is None:
+        if db.table_states.deleting(db, caller.account, caller.region, name) is not None:
+            raise in_use(f"Table is being deleted: {name}")
+        raise not_found(f"Requested resource not found: Table: {name} not found")
+    db.table_states.settle(db, meta)
+    if STATE_UNTIL in meta.extra and meta.status == "CREATING":
+        raise in_use(f"Table is being created: {name}")
+    if _being_updated(meta):
+        raise in_use(f"Table: {name} is in the process of being updated.")
     if "SSESpecification" in p:
-        if len([c for c in changes if c != "AttributeDefinitions"]) > 1:
-            raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
         return db.sse.update_sse(caller, meta, p["SSESpecification"])
     if meta.status == "CREATING":  # being restored
-        raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table is "
-                       f"being created: {name}")
+        raise in_use(f"Table is being created: {name}")
     # sse-spec §1.5: index builds need the data; an archiving or archived table takes no change at all
     if meta.status in ("ARCHIVING", "ARCHIVED") or (
             meta.status == "INACCESSIBLE_ENCRYPTION_CREDENTIALS" and "GlobalSecondaryIndexUpdates" in p):
         raise inaccessible_error(meta)
+    _refuse_unchanged_throughput(meta, p)
     if "StreamSpecification" in p:
         if "GlobalSecondaryIndexUpdates" in p:
             raise validation(_INVALID + "You cannot create or delete index while changing stream status")
@@ -244,6 +311,7 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
             meta.table_class = p["TableClass"]
         if "GlobalSecondaryIndexUpdates" in p:
             update_indexes(db, caller, meta, p)
+        TableStates.begin(db, meta, "UPDATING", db.settings.update_table_seconds)
         with db.catalog.transaction() as tx:  # the stream's rows and the table's record commit together
             if "StreamSpecification" in p and db.streams is not None:
                 if stream_view is not None:
@@ -255,31 +323,53 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
     return {"TableDescription": table_description(db.catalog, meta)}
 
 
+def _refuse_unchanged_throughput(meta: TableMeta, p: dict) -> None:
+    """DynamoDB refuses an UpdateTable that asks a provisioned table for the throughput it already has."""
+    pt = p.get("ProvisionedThroughput")
+    if pt is None or meta.billing_mode != "PROVISIONED" or p.get("BillingMode", "PROVISIONED") != "PROVISIONED":
+        return
+    rcu, wcu = pt.get("ReadCapacityUnits"), pt.get("WriteCapacityUnits")
+    if rcu == meta.read_capacity and wcu == meta.write_capacity:
+        raise validation(
+            "The provisioned throughput for the table will not change. The requested value equals the current value. "
+            f"Current ReadCapacityUnits provisioned for the table: {meta.read_capacity}. Requested ReadCapacityUnits: "
+            f"{rcu}. Current WriteCapacityUnits provisioned for the table: {meta.write_capacity}. Requested "
+            f"WriteCapacityUnits: {wcu}. Refer to the Amazon DynamoDB Developer Guide for current limits and how to "
+            "request higher limits.")
+
+
 def delete_table(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
     with db.catalog.lock:
         meta = db.catalog.get(caller.account, caller.region, name)
         if meta is None:
+            if db.table_states.deleting(db, caller.account, caller.region, name) is not None:
+                raise in_use(f"Table is being deleted: {name}")
             raise not_found(f"Requested resource not found: Table: {name} not found")
+        db.table_states.settle(db, meta)
         if meta.deletion_protection:
             raise validation("Resource cannot be deleted as it is currently protected against deletion. Disable "
                              "deletion protection first.")
         if meta.sse_state.get("phase"):
             raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table: "
                            f"{name} is in the process of being updated.")
-        if meta.status == "CREATING":  # being restored
-            raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: Table is "
-                           f"being created: {name}")
-        desc = deleted_description(db.catalog, meta)
+        if _being_updated(meta):
+            raise in_use(f"Table: {name} is in the process of being updated.")
+        if meta.status == "CREATING":  # being created or restored
+            raise in_use(f"Table is being created: {name}")
+        # DescribeTable shows the whole table while it is DELETING; DeleteTable's own answer is shorter
+        desc = table_description(db.catalog, meta, "DELETING")
+        answer = deleted_description(db.catalog, meta)
         with db.items.write() as w:
             w.drop(meta)
             if db.streams is not None:  # stream records go with the table's keys (crypto-shredded)
                 db.streams.drop_table(w.tx, meta.id_bytes)
             db.catalog.remove(w.tx, meta)
         db.catalog.forget(meta)
+        db.table_states.deleted(db, meta, desc)
     db.keys.retire(meta.key_ref())
     log.info("table deleted: %s (account %s, region %s)", name, caller.account, caller.region)
-    return {"TableDescription": desc}
+    return {"TableDescription": answer}
 
 
 # -- table ARNs ------------------------------------------------------------------------------
@@ -361,9 +451,16 @@ def _resolve_part(caller: Caller, part: object, operation: str) -> object:
 def _table_for_arn(db: Database, caller: Caller, arn: str, operation: str) -> TableMeta:
     if not isinstance(arn, str):  # _arn_table refuses any other malformed ARN with the same text
         raise validation(f"Invalid TableArn: Invalid ResourceArn provided as input {arn}")
+    m = _ARN_RE.fullmatch(arn)
+    if m is not None and m.group(2) == caller.account and (m.group(4) or "").startswith("/index/"):
+        # An index has its own ARN but no tags of its own. Today's text; DynamoDB answered
+        # "Invalid TableArn: Invalid ResourceArn provided as input <arn>" until late 2025.
+        raise validation(f"{_INVALID}Invalid resource arn provided, only table or stream is accepted. Provided "
+                         f"resource arn: {arn}")
     name = _arn_table(caller, arn, operation)
     meta = db.catalog.get(caller.account, caller.region, name)
-    if meta is None:
+    # a table still being created is not yet known to tagging (DynamoDB answers not found then too)
+    if meta is None or (meta.status == "CREATING" and STATE_UNTIL in meta.extra):
         raise not_found(f"Requested resource not found: ResourcArn: {arn} not found")
     return meta
 

@@ -47,8 +47,8 @@ from .expressions import (
 from .expressions import project as project_item
 from .idempotency import IDEMPOTENCY_SECONDS, IdempotencyTokens, Replayed, TokenClaim
 from .item_store import ItemChange
-from .keys import key_of_item, key_of_request
-from .values import canonical_item, item_size, validate_item
+from .keys import KeySchemaMismatch, key_of_item, key_of_request
+from .values import MSG_ITEM_SIZE, canonical_item, item_size, validate_item
 
 if TYPE_CHECKING:
     from dynavault.storage.kv.base import KVStore
@@ -61,6 +61,13 @@ MSG_DUPLICATE_TARGET = "Transaction request cannot include multiple operations o
 MSG_ONE_OF = "TransactItems can only contain one of Check, Put, Update or Delete"
 MSG_EMPTY_ACTION = "Invalid Request: TransactWriteRequest should contain Delete or Put or Update request"
 MSG_CONFLICT = "Transaction is ongoing for the item"
+#: the items of one transaction (written or read) may not pass 4 MB in total. AWS's text for it is not in any
+#: recorded answer found; this is the wording other DynamoDB emulators use for it.
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
+MSG_TOO_LARGE = ("Collection size of items exceeded, which can also be caused by the aggregate size of the "
+                 "items in the transaction exceeding the 4MB limit")
+#: an Update that grows its item past 400 KB inside a transaction: the cancellation reason's text
+MSG_UPDATE_TOO_LARGE = "Item size to update has exceeded the maximum allowed size"
 _KINDS = ("ConditionCheck", "Put", "Delete", "Update")
 
 
@@ -123,46 +130,70 @@ def _return_on_failure(p: dict) -> str:
     return rv
 
 
-def prepare_put(db: Database, caller: Caller, p: dict) -> WriteAction:
-    meta = db.data_table(caller, p.get("TableName") or "")
-    item = p.get("Item") or {}
-    validate_item(item)
-    hkey, skey, key = key_of_item(meta, item)
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
-    cond = item_ops.parse_request_condition(p, ctx, "PutItem")
+@dataclass
+class ActionRequest:
+    """One write action as the request states it, checked without its table: the item's values, the
+    expressions and the names and values they use. DynamoDB answers those before it looks any table up."""
+
+    kind: str
+    table: str
+    body: dict
+    item: dict | None = None
+    plan: object | None = None
+    cond: object | None = None
+    return_on_failure: str = "NONE"
+
+    def __repr__(self) -> str:  # the body holds user data
+        return f"ActionRequest({self.kind}, table={self.table})"
+
+
+def check_action(db: Database, kind: str, p: dict) -> ActionRequest:
+    """The table-free checks of one Put / Update / Delete / ConditionCheck, in DynamoDB's order."""
+    rv = _return_on_failure(p)
+    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                            cache=db.expression_cache)
+    item = plan = None
+    if kind == "Put":
+        item = p.get("Item") or {}
+        validate_item(item)
+        cond = item_ops.parse_request_condition(p, ctx, "PutItem")
+    elif kind == "Update":
+        plan = parse_update(p.get("UpdateExpression") or "", ctx)
+        cond = item_ops.parse_request_condition(p, ctx, "UpdateItem")
+    elif kind == "Delete":
+        cond = item_ops.parse_request_condition(p, ctx, "DeleteItem")
+    else:
+        cond = parse_condition(p.get("ConditionExpression") or "", ctx)
     ctx.check_all_used()
-    return WriteAction("Put", meta, hkey, skey, key, item=canonical_item(item), cond=cond,
-                       return_on_failure=_return_on_failure(p))
+    return ActionRequest(kind, p.get("TableName") or "", p, item=item, plan=plan, cond=cond, return_on_failure=rv)
+
+
+def bind_action(db: Database, caller: Caller, r: ActionRequest) -> WriteAction:
+    """The action on its table: the table looked up, the key checked against its schema."""
+    meta = db.data_table(caller, r.table)
+    if r.kind == "Put":
+        hkey, skey, key = key_of_item(meta, r.item)
+        return WriteAction("Put", meta, hkey, skey, key, item=canonical_item(r.item), cond=r.cond,
+                           return_on_failure=r.return_on_failure)
+    hkey, skey, key = key_of_request(meta, r.body.get("Key") or {})
+    return WriteAction(r.kind, meta, hkey, skey, key, plan=r.plan, cond=r.cond,
+                       return_on_failure=r.return_on_failure)
+
+
+def prepare_put(db: Database, caller: Caller, p: dict) -> WriteAction:
+    return bind_action(db, caller, check_action(db, "Put", p))
 
 
 def prepare_delete(db: Database, caller: Caller, p: dict, kind: str = "Delete") -> WriteAction:
-    meta = db.data_table(caller, p.get("TableName") or "")
-    hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
-    cond = item_ops.parse_request_condition(p, ctx, "DeleteItem")
-    ctx.check_all_used()
-    return WriteAction(kind, meta, hkey, skey, key, cond=cond, return_on_failure=_return_on_failure(p))
+    return bind_action(db, caller, check_action(db, kind, p))
 
 
 def prepare_check(db: Database, caller: Caller, p: dict) -> WriteAction:
-    meta = db.data_table(caller, p.get("TableName") or "")
-    hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
-    cond = parse_condition(p.get("ConditionExpression") or "", ctx)
-    ctx.check_all_used()
-    return WriteAction("ConditionCheck", meta, hkey, skey, key, cond=cond,
-                       return_on_failure=_return_on_failure(p))
+    return bind_action(db, caller, check_action(db, "ConditionCheck", p))
 
 
 def prepare_update(db: Database, caller: Caller, p: dict) -> WriteAction:
-    meta = db.data_table(caller, p.get("TableName") or "")
-    hkey, skey, key = key_of_request(meta, p.get("Key") or {})
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"), cache=db.expression_cache)
-    plan = parse_update(p.get("UpdateExpression") or "", ctx)
-    cond = item_ops.parse_request_condition(p, ctx, "UpdateItem")
-    ctx.check_all_used()
-    return WriteAction("Update", meta, hkey, skey, key, plan=plan, cond=cond,
-                       return_on_failure=_return_on_failure(p))
+    return bind_action(db, caller, check_action(db, "Update", p))
 
 
 # -- claims: items held by in-flight multi-item requests ----------------------------------------
@@ -288,6 +319,8 @@ def _evaluate(a: WriteAction) -> dict:
     except AWSError as e:
         if e.code != "ValidationException":
             raise
+        if a.kind == "Update" and e.message == MSG_ITEM_SIZE:
+            return _reason("ValidationError", MSG_UPDATE_TOO_LARGE)  # DynamoDB's update wording
         return _reason("ValidationError", e.message)
     return _reason("None")
 
@@ -333,21 +366,17 @@ class TransactionState:
 
 
 # -- operations ---------------------------------------------------------------------------------
-def prepare_transact_item(db: Database, caller: Caller, entry: dict) -> WriteAction:
+def check_transact_item(db: Database, entry: dict) -> ActionRequest:
     present = [k for k in _KINDS if isinstance(entry, dict) and entry.get(k) is not None]
     if len(present) > 1:
         raise validation(MSG_ONE_OF)
     if not present:
         raise validation(MSG_EMPTY_ACTION)
-    kind = present[0]
-    body = entry[kind]
-    if kind == "Put":
-        return prepare_put(db, caller, body)
-    if kind == "Update":
-        return prepare_update(db, caller, body)
-    if kind == "Delete":
-        return prepare_delete(db, caller, body)
-    return prepare_check(db, caller, body)
+    return check_action(db, present[0], entry[present[0]])
+
+
+def prepare_transact_item(db: Database, caller: Caller, entry: dict) -> WriteAction:
+    return bind_action(db, caller, check_transact_item(db, entry))
 
 
 def check_distinct(actions: list[WriteAction]) -> None:
@@ -356,6 +385,32 @@ def check_distinct(actions: list[WriteAction]) -> None:
         if a.ident in seen:
             raise validation(MSG_DUPLICATE_TARGET)
         seen.add(a.ident)
+
+
+def _request_bytes(a: WriteAction) -> int:
+    return item_size(a.item) if a.item is not None else item_size(a.key)
+
+
+def bind_transaction(db: Database, caller: Caller, requests: list[ActionRequest]) -> list[WriteAction]:
+    """Every action on its table, in DynamoDB's order: tables and key values (a missing table, an empty or
+    oversized key value fail the request), then one target per item and the 4 MB total, then the keys that
+    do not fit their table's schema, which cancel the transaction with a ValidationError in their slot."""
+    bound: list[WriteAction | None] = []
+    mismatched: dict[int, str] = {}
+    for i, r in enumerate(requests):
+        try:
+            bound.append(bind_action(db, caller, r))
+        except KeySchemaMismatch as e:
+            bound.append(None)
+            mismatched[i] = e.message or ""
+    actions = [a for a in bound if a is not None]
+    check_distinct(actions)
+    if sum(_request_bytes(a) for a in actions) > MAX_TRANSACTION_BYTES:
+        raise validation(MSG_TOO_LARGE)
+    if mismatched:
+        raise cancelled([_reason("ValidationError", mismatched[i]) if i in mismatched else _reason("None")
+                         for i in range(len(bound))])
+    return actions
 
 
 def run_transaction(db: Database, caller: Caller, actions: list[WriteAction], cause: str,
@@ -385,7 +440,8 @@ def transact_write_items(db: Database, caller: Caller, p: dict) -> dict:
                                                        entries)
     if earlier is not None:
         return replay(earlier, p.get("ReturnConsumedCapacity"))
-    actions = [prepare_transact_item(db, caller, e) for e in entries]
+    requests = [check_transact_item(db, e) for e in entries]
+    actions = bind_transaction(db, caller, requests)
     try:
         run_transaction(db, caller, actions, "TransactWriteItems", token)
     except Replayed as again:  # an identical request committed first (another worker, or a moment ago)
@@ -415,17 +471,38 @@ def replay(entry: dict, mode: str | None) -> dict:
 
 def transact_get_items(db: Database, caller: Caller, p: dict) -> dict:
     entries = p.get("TransactItems") or []
-    gets = []
-    for e in entries:
+    bodies = []
+    projections = []
+    for e in entries:  # the request alone first: a bad one is refused whether or not its tables exist
         body = e.get("Get") if isinstance(e, dict) else None
         if body is None:
             raise validation("Invalid Request: TransactGetItem should contain a Get request")
-        meta = db.data_table(caller, body.get("TableName") or "")
-        hkey, skey, _ = key_of_request(meta, body.get("Key") or {})
         ctx = ExpressionContext(body.get("ExpressionAttributeNames"), None, cache=db.expression_cache)
         proj = parse_projection(body["ProjectionExpression"], ctx) if body.get("ProjectionExpression") else None
         ctx.check_all_used()
+        bodies.append(body)
+        projections.append(proj)
+    gets: list = []
+    mismatched: dict[int, str] = {}
+    for i, (body, proj) in enumerate(zip(bodies, projections, strict=True)):
+        meta = db.data_table(caller, body.get("TableName") or "")
+        try:
+            hkey, skey, _ = key_of_request(meta, body.get("Key") or {})
+        except KeySchemaMismatch as e:
+            mismatched[i] = e.message or ""
+            gets.append(None)
+            continue
         gets.append((meta, hkey, skey, proj))
+    seen: set = set()
+    for g in gets:
+        if g is not None:
+            ident = (g[0].table_id, g[1], g[2])
+            if ident in seen:
+                raise validation(MSG_DUPLICATE_TARGET)
+            seen.add(ident)
+    if mismatched:
+        raise cancelled([_reason("ValidationError", mismatched[i]) if i in mismatched else _reason("None")
+                         for i in range(len(gets))])
     cryptos = table_cryptos(db, caller, (g[0] for g in gets))
     state = db.transaction_state
     owner = state.new_owner()
@@ -437,7 +514,10 @@ def transact_get_items(db: Database, caller: Caller, p: dict) -> dict:
     if busy:
         raise cancelled([_reason("TransactionConflict", MSG_CONFLICT) if i in busy else _reason("None")
                          for i in idents])
-    return read_items(db, cryptos, [(m, h, s, None, proj) for m, h, s, proj in gets], p)
+    out = read_items(db, cryptos, [(m, h, s, None, proj) for m, h, s, proj in gets], p)
+    if sum(item_size(r["Item"]) for r in out["Responses"] if "Item" in r) > MAX_TRANSACTION_BYTES:
+        raise validation(MSG_TOO_LARGE)
+    return out
 
 
 def read_items(db: Database, cryptos: dict, gets: list, p: dict) -> dict:

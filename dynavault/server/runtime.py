@@ -186,6 +186,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.streams.control import StreamJobs, StreamLimits
     from dynavault.dynamodb.streams.store import StreamStore
     from dynavault.dynamodb.streams.writer import StreamWriter
+    from dynavault.dynamodb.table_states import TICK_SECONDS as TABLE_STATES_TICK
     from dynavault.dynamodb.transactions import TransactionState
     from dynavault.dynamodb.ttl import TTLSweeper
     from dynavault.sse.kms_client import InProcessKms, RemoteKms
@@ -249,6 +250,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
         # A worker cannot tell another live worker's restore from an abandoned one: with workers, restores
         # are resumed only at a start.
         periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db)))
+    # tables showing CREATING / UPDATING for a configured time become ACTIVE on this tick (or when described)
+    periodic.append(Periodic("table-states", TABLE_STATES_TICK, lambda: db.table_states.tick(db)))
     if first:
         # Work a stopped server left half done is resumed by the one process that starts first (with workers:
         # worker 0, before the others start).

@@ -97,8 +97,11 @@ def test_validation_errors(ddb, unique_name):
         "ValidationException", "TransactItems can only contain one of Check, Put, Update or Delete")
     assert fails([put, {"Put": {"TableName": unique_name + "-nope", "Item": {"pk": {"S": "a"}}}}]) == (
         "ResourceNotFoundException", "Requested resource not found")
+    # a key of the wrong type cancels with a ValidationError reason, as DynamoDB answers it inside a transaction
+    # (tests/dynamodb/test_exact_answers_batch_transact.py has the reasons)
     assert fails([{"Delete": {"TableName": t, "Key": {"pk": {"N": "1"}}}}]) == (
-        "ValidationException", "The provided key element does not match the schema")
+        "TransactionCanceledException",
+        "Transaction cancelled, please refer cancellation reasons for specific reasons [ValidationError]")
     code, msg = fails([{"Put": {"TableName": t, "Item": {"pk": {"S": str(i)}}}} for i in range(101)])
     assert code == "ValidationException" and "Member must have length less than or equal to 100" in msg
     # 100 actions are fine
