@@ -42,9 +42,11 @@ def _nice_max(value: int) -> int:
 def timeline(table: str, events: list[tuple[float, str, bool]], *, start: float, end: float) -> Chart:
     """``events``: (epoch seconds, event name, failed) for one table, any order."""
     span = max(end - start, 1.0)
-    counts = {name: [0] * BUCKETS for name, _ in SERIES}
+    # event times are whole seconds: a bucket narrower than a second would only draw gaps
+    buckets = max(2, min(BUCKETS, int(span)))
+    counts = {name: [0] * buckets for name, _ in SERIES}
     for when, name, failed in events:
-        i = min(BUCKETS - 1, max(0, int((when - start) / span * BUCKETS)))
+        i = min(buckets - 1, max(0, int((when - start) / span * buckets)))
         if failed:
             counts["errors"][i] += 1
         elif name in counts:
@@ -53,7 +55,7 @@ def timeline(table: str, events: list[tuple[float, str, bool]], *, start: float,
     x0, y0, x1, y1 = LEFT, TOP, WIDTH - RIGHT, HEIGHT - BOTTOM
 
     def x(i: float) -> float:
-        return round(x0 + (x1 - x0) * (i + 0.5) / BUCKETS, 1)
+        return round(x0 + (x1 - x0) * (i + 0.5) / buckets, 1)
 
     def y(v: int) -> float:
         return round(y1 - (y1 - y0) * v / top, 1)

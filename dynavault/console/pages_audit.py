@@ -49,10 +49,18 @@ def audit(page: Page, _m: re.Match) -> Response:
         chosen = [table] if table in per_table else []
     else:
         chosen = sorted(per_table, key=lambda t: -len(per_table[t]))[:_CHART_TABLES]
-    charts = [timeline(t, per_table[t], start=start, end=now) for t in chosen]
+    charts = [timeline(t, per_table[t], start=_chart_start(per_table[t], start, now), end=now) for t in chosen]
     return page.render("audit.html", rows=rows[:500], shown=min(len(rows), 500), matched=len(rows),
                        read=len(raw), charts=charts, q=q, window=window, windows=list(_WINDOWS),
                        errors_only=errors_only)
+
+
+def _chart_start(events: list[tuple[float, str, bool]], window_start: float, now: float) -> float:
+    """The chart spans the table's events (a little before the first), not the whole window: a burst of key
+    use minutes ago is a shape, not one spike at the right edge. At least 10 seconds wide."""
+    first = min(when for when, _, _ in events)
+    span = max(now - first, 10.0)
+    return max(window_start, now - span * 1.05)
 
 
 ROUTES = [("GET", r"/audit/?", audit)]
