@@ -11,7 +11,9 @@ from .http import Response
 from .tables_view import event_detail
 
 #: events read per page view at most (LookupEvents pages of 50)
-MAX_EVENTS = 2000
+MAX_EVENTS = 1000
+#: event rows shown (newest first); the chart counts every event read
+SHOWN = 100
 _WINDOWS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400}
 _CHART_TABLES = 6
 
@@ -50,7 +52,7 @@ def audit(page: Page, _m: re.Match) -> Response:
     else:
         chosen = sorted(per_table, key=lambda t: -len(per_table[t]))[:_CHART_TABLES]
     charts = [timeline(t, per_table[t], start=_chart_start(per_table[t], start, now), end=now) for t in chosen]
-    return page.render("audit.html", rows=rows[:500], shown=min(len(rows), 500), matched=len(rows),
+    return page.render("audit.html", rows=rows[:SHOWN], shown=min(len(rows), SHOWN), matched=len(rows),
                        read=len(raw), charts=charts, q=q, window=window, windows=list(_WINDOWS),
                        errors_only=errors_only)
 

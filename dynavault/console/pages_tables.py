@@ -15,15 +15,32 @@ from .http import Response, redirect, url
 from .tables_view import KeyDirectory, key_choices, key_history, table_row
 
 PAGE_SIZE = 50
+TABLES_PER_PAGE = 100
 _NAME = r"(?P<name>arn:aws:dynamodb:[^/]+:table/[^/]+|[^/]+)"
 _TYPES = ("S", "N", "B")
 _SK_OPS = {"=": "=", "<": "<", "<=": "<=", ">": ">", ">=": ">=", "begins_with": "begins_with"}
 
 
 def tables(page: Page, _m: re.Match) -> Response:
+    """All table names (ListTables), filtered by a substring; the rows of one page of them described."""
     keys = KeyDirectory(page.calls)
-    rows = [table_row(page.calls, name, keys) for name in page.calls.table_names()]
-    return page.render("tables.html", rows=rows)
+    names = page.calls.table_names()
+    total = len(names)
+    needle = page.request.arg("q").strip()
+    if needle:
+        names = [n for n in names if needle.lower() in n.lower()]
+    start = page.request.arg("start")
+    first = next((i for i, n in enumerate(names) if n > start), len(names)) if start else 0
+    shown = names[first:first + TABLES_PER_PAGE]
+    pitr = None  # asked once per page: a build without point-in-time recovery answers every table the same
+    rows = []
+    for name in shown:
+        row = table_row(page.calls, name, keys, pitr=pitr)
+        pitr = pitr if row.pitr_served else "DISABLED"
+        rows.append(row)
+    following = shown[-1] if first + TABLES_PER_PAGE < len(names) else ""
+    return page.render("tables.html", rows=rows, total=total, matched=len(names), first=first, q=needle,
+                       next_start=following)
 
 
 def new_table(page: Page, _m: re.Match) -> Response:
@@ -132,8 +149,17 @@ def table(page: Page, m: re.Match) -> Response:
     busy = (row.sse_status == "UPDATING" or desc.get("TableStatus") in ("CREATING", "UPDATING", "DELETING")
             or any(ix.get("IndexStatus") not in (None, "ACTIVE") for ix in indexes))
     return page.render("table.html", row=row, desc=desc, indexes=indexes, refresh=busy,
-                       key_choices=key_choices(page.calls, keys), history=key_history(page.calls, name),
+                       key_choices=key_choices(page.calls, keys),
                        query=page.request.query, **_scan_or_query(page, desc))
+
+
+def history(page: Page, m: re.Match) -> Response:
+    """The table's key history from the audit trail: its own page, as it reads the trail (the table page stays
+    fast whatever the trail's size)."""
+    desc = page.calls.ddb("DescribeTable", TableName=m["name"])["Table"]
+    keys = KeyDirectory(page.calls)
+    return page.render("history.html", row=table_row(page.calls, desc["TableName"], keys, extras=False),
+                       history=key_history(page.calls, desc["TableName"]))
 
 
 def delete_table(page: Page, m: re.Match) -> Response:
@@ -227,6 +253,7 @@ ROUTES = [
     ("GET", r"/tables/new", new_table),
     ("POST", r"/tables/new", create_table),
     ("GET", rf"/tables/{_NAME}/item", item),
+    ("GET", rf"/tables/{_NAME}/history", history),
     ("POST", rf"/tables/{_NAME}/item", save_item),
     ("POST", rf"/tables/{_NAME}/item/delete", delete_item),
     ("POST", rf"/tables/{_NAME}/delete", delete_table),

@@ -27,6 +27,8 @@ class TableRow:
     pitr: str = ""
     error: str = ""
     desc: dict = field(default_factory=dict)
+    #: whether the server answered DescribeContinuousBackups (this build may not serve it)
+    pitr_served: bool = True
 
 
 class KeyDirectory:
@@ -56,7 +58,9 @@ class KeyDirectory:
         return f"{', '.join(names)} ({key_id})" if names else key_id
 
 
-def table_row(calls: Calls, name: str, keys: KeyDirectory, *, extras: bool = True) -> TableRow:
+def table_row(calls: Calls, name: str, keys: KeyDirectory, *, extras: bool = True,
+              pitr: str | None = None) -> TableRow:
+    """One table's row; ``pitr`` given: the PITR column without asking (the server does not serve it)."""
     row = TableRow(name)
     try:
         desc = calls.ddb("DescribeTable", TableName=name)["Table"]
@@ -83,16 +87,16 @@ def table_row(calls: Calls, name: str, keys: KeyDirectory, *, extras: bool = Tru
             row.ttl = f"{status} ({ttl['AttributeName']})" if ttl.get("AttributeName") else status
         except AWSError:
             row.ttl = "?"
-        row.pitr = pitr_status(calls, name)
+        if pitr is not None:
+            row.pitr = pitr
+        else:
+            try:
+                cb = calls.ddb("DescribeContinuousBackups", TableName=name)["ContinuousBackupsDescription"]
+                row.pitr = (cb.get("PointInTimeRecoveryDescription") or {}).get("PointInTimeRecoveryStatus", "")
+            except AWSError as err:
+                row.pitr = "DISABLED"  # no point-in-time recovery in this build: never enabled
+                row.pitr_served = err.code != "UnknownOperationException"
     return row
-
-
-def pitr_status(calls: Calls, name: str) -> str:
-    try:
-        cb = calls.ddb("DescribeContinuousBackups", TableName=name)["ContinuousBackupsDescription"]
-    except AWSError:
-        return "DISABLED"  # this build has no point-in-time recovery: never enabled
-    return (cb.get("PointInTimeRecoveryDescription") or {}).get("PointInTimeRecoveryStatus", "DISABLED")
 
 
 def key_choices(calls: Calls, keys: KeyDirectory) -> list[tuple[str, str]]:
@@ -110,7 +114,7 @@ def key_history(calls: Calls, table: str) -> list[dict]:
     """The table keys made for this table: each GenerateDataKey the database made with the table's encryption
     context (at creation and at every key switch), newest first, as the audit trail recorded them."""
     out: list[dict] = []
-    for event in calls.events(attribute=("EventName", "GenerateDataKey"), max_pages=10):
+    for event in calls.events(attribute=("EventName", "GenerateDataKey"), max_pages=20):
         detail = event_detail(event)
         if detail["table"] != table:
             continue
