@@ -35,7 +35,13 @@ class KeyDirectory:
     """The account's aliases, read once per page: which key ARNs are AWS managed, and names for the picker."""
 
     def __init__(self, calls: Calls) -> None:
-        self.aliases = calls.aliases()
+        try:
+            self.aliases = calls.aliases()
+        except AWSError:  # no key service in this process (--kms-endpoint), or not allowed: key types unknown
+            self.aliases = []
+            self.available = False
+        else:
+            self.available = True
         self.managed_arns: set[str] = set()
         self.names: dict[str, list[str]] = {}  # key id -> alias names
         for alias in self.aliases:
@@ -51,6 +57,8 @@ class KeyDirectory:
         arn = (sse or {}).get("KMSMasterKeyArn")
         if not arn:
             return OWNED
+        if not self.available:
+            return "KMS key"
         return MANAGED if arn in self.managed_arns else CUSTOMER
 
     def label(self, key_id: str) -> str:
@@ -100,14 +108,12 @@ def table_row(calls: Calls, name: str, keys: KeyDirectory, *, extras: bool = Tru
 
 
 def key_choices(calls: Calls, keys: KeyDirectory) -> list[tuple[str, str]]:
-    """Customer managed keys for a picker: (key ARN, label), usable ones first."""
-    out: list[tuple[str, str, bool]] = []
-    for entry in calls.key_ids():
-        arn = entry["KeyArn"]
-        if arn in keys.managed_arns:
-            continue
-        out.append((arn, keys.label(entry["KeyId"]), True))
-    return [(arn, label) for arn, label, _ in out]
+    """Customer managed keys for a picker: (key ARN, label)."""
+    try:
+        entries = calls.key_ids()
+    except AWSError:
+        return []
+    return [(e["KeyArn"], keys.label(e["KeyId"])) for e in entries if e["KeyArn"] not in keys.managed_arns]
 
 
 def key_history(calls: Calls, table: str) -> list[dict]:
