@@ -11,6 +11,7 @@ import hmac
 import logging
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -117,7 +118,10 @@ class ConsoleApp:
             except BodyTooLarge:
                 await send_response(send, self._error_page(413, "Request too large", "The form is too large."))
                 return
+        started = time.perf_counter()
         response = self.handle(request)
+        # how long the page took in the server (the browser's devtools and the speed test read it)
+        response.headers.append((b"server-timing", f"page;dur={(time.perf_counter() - started) * 1000:.1f}".encode()))
         if request.method == "POST" and self.settle is not None:
             await self.settle()
         await send_response(send, response)
