@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from dynavault import __version__
+import dynavault
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, IntegrityError
 
@@ -42,7 +42,7 @@ from .sessions import Session, SessionStore
 
 log = logging.getLogger("dynavault.console")
 
-USER_AGENT = f"dynavault-console/{__version__}"
+USER_AGENT = f"dynavault-console/{dynavault.__version__}"
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 _STATIC = {"console.css": "text/css; charset=utf-8"}
 #: AWS errors -> the HTTP status of the page showing them
@@ -93,7 +93,7 @@ class ConsoleApp:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.globals.update(url=url, fmt=fmt, version=__version__)
+        self.env.globals.update(url=url, fmt=fmt, version=dynavault.__version__)
         self._routes: list[tuple[str, re.Pattern, PageHandler]] = []
         self._static: dict[str, bytes] = {}
         from . import pages_audit, pages_keys, pages_tables  # each module registers its routes
@@ -127,11 +127,11 @@ class ConsoleApp:
         await send_response(send, response)
 
     def handle(self, request: Request) -> Response:
+        if not self.enabled:
+            # With --allow-any-credentials anyone is anyone: nothing works unless --console-allow-any says so.
+            return self._error_page(403, "Console disabled", self.disabled_reason)
         if request.path.startswith("/static/"):
             return self._static_file(request.path[len("/static/"):])
-        if not self.enabled:
-            # With --allow-any-credentials anyone is anyone: no page works unless --console-allow-any says so.
-            return self._error_page(403, "Console disabled", self.disabled_reason)
         if request.method not in ("GET", "HEAD", "POST"):
             return Response(405, b"", "text/plain")
         if request.path in ("/login", "/login/"):

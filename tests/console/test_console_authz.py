@@ -169,7 +169,8 @@ def test_idle_sessions_expire(tmp_path):
 
 def test_any_credentials_server_refuses_the_console_unless_allowed(start_server):
     srv = start_server(allow_any_credentials=True)
-    for method, path in (("get", "/console/login"), ("get", "/console/tables"), ("post", "/console/login")):
+    for method, path in (("get", "/console/login"), ("get", "/console/tables"), ("post", "/console/login"),
+                         ("get", "/console/static/console.css"), ("post", "/console/keys/new")):
         answer = getattr(requests, method)(srv.endpoint + path, allow_redirects=False,
                                            data={"access_key_id": "111111111111", "secret_access_key": "x"})
         assert answer.status_code == 403, (method, path)
