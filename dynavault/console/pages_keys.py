@@ -12,6 +12,9 @@ from .http import Response, redirect, url
 from .tables_view import KeyDirectory, table_row
 
 _KEY = r"(?P<key>[A-Za-z0-9-]{1,64})"
+_DONE = {"enable": "Key enabled.", "disable": "Key disabled.", "schedule-deletion": "Key deletion scheduled.",
+         "cancel-deletion": "Key deletion cancelled (the key stays disabled until you enable it).",
+         "rotation-on": "Automatic rotation enabled.", "rotation-off": "Automatic rotation disabled."}
 
 
 def keys(page: Page, _m: re.Match) -> Response:
@@ -88,7 +91,7 @@ def key_action(page: Page, m: re.Match) -> Response:
     except AWSError as err:
         page.flash("error", f"{err.code}: {err.message or ''}")
     else:
-        page.flash("ok", f"{action.replace('-', ' ').capitalize()}: done.")
+        page.flash("ok", _DONE[action])
     return redirect(url("/keys/" + key_id))
 
 
