@@ -42,9 +42,10 @@ def test_console_in_chromium(tmp_path):
 
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    # Fast lifecycle: table keys refresh every second, the key sweep runs twice a second, a switch takes ~1 s.
+    # Fast lifecycle: table keys refresh every second, the key sweep runs twice a second, a switch shows
+    # UPDATING for ~3 s.
     srv, (key,) = start_with_accounts(tmp_path / "server", ["444444444444"], key_refresh_seconds=1,
-                                      key_check_seconds=0.5, sse_update_seconds=1)
+                                      key_check_seconds=0.5, sse_update_seconds=3)
     try:
         ddb = srv.client("dynamodb", access_key=key.access_key_id, secret=key.secret)
         # neighbours for the list: one under the AWS owned key, one under the AWS managed key
@@ -135,8 +136,11 @@ def _drive(page, endpoint: str, key, shots: Path) -> None:
     page.click("#switch-key button:has-text('Switch key')")
     page.wait_for_url("**/console/tables/orders")
     assert "switch requested" in page.locator(".flash.ok").inner_text()
-    _reload_until(page, "#key-arn", arns[1], 30)
-    _reload_until(page, "#sse-status", "ENABLED", 30)
+    assert page.locator("#sse-status").inner_text() == "UPDATING"
+    page.screenshot(path=str(shots / "05-updating.png"), full_page=True)
+    # no reload from here: the page refreshes itself while UPDATING, until the switch is done
+    page.wait_for_selector("#sse-status:text-is('ENABLED')", timeout=30_000)
+    assert page.locator("#key-arn").inner_text().strip() == arns[1]
     page.screenshot(path=str(shots / "05-switched.png"), full_page=True)
     assert page.locator("table.items").locator("text=shipped").count() == 1
     page.click("#history-link")
