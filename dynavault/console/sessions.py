@@ -45,8 +45,9 @@ def _digest(token: str) -> bytes:
 
 class SessionStore:
     def __init__(self, *, idle_seconds: float = 900.0, max_seconds: float = 8 * 3600.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 max_sessions: int = MAX_SESSIONS, clock: Callable[[], float] = time.monotonic) -> None:
         self.idle_seconds = idle_seconds
+        self.max_sessions = max_sessions
         self.max_seconds = max_seconds
         self._clock = clock
         self._sessions: dict[bytes, Session] = {}
@@ -59,7 +60,7 @@ class SessionStore:
         session = Session(account, principal_arn, access_key, region, secrets.token_urlsafe(32), now, now)
         with self._lock:
             self._purge(now)
-            while len(self._sessions) >= MAX_SESSIONS:
+            while len(self._sessions) >= self.max_sessions:
                 self._sessions.pop(next(iter(self._sessions)))
             self._sessions[_digest(token)] = session
         return token, session
