@@ -1,27 +1,35 @@
-"""Small pure helpers the pages and templates share: value display, key tokens for URLs, times and sizes."""
+"""Small helpers the pages and templates share: value display, sealed key tokens for URLs, times and sizes."""
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import os
 
 import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 #: a key in a URL: a few KB at most (a key is at most 2 KB + 1 KB of attribute values)
 MAX_KEY_TOKEN = 8192
+_TOKEN_AAD = b"dynavault-console-item-key"
 
 
-def key_token(key: dict) -> str:
-    """An item's key (DynamoDB JSON) as a URL-safe token."""
-    return base64.urlsafe_b64encode(orjson.dumps(key, option=orjson.OPT_SORT_KEYS)).decode().rstrip("=")
+def key_token(key: dict, secret: bytes) -> str:
+    """An item's key (DynamoDB JSON) as a URL-safe token, sealed (AES-GCM) under the session's own key: item
+    keys are user data, and URLs end up in browser history; a token means nothing outside its session."""
+    nonce = os.urandom(12)
+    sealed = AESGCM(secret).encrypt(nonce, orjson.dumps(key, option=orjson.OPT_SORT_KEYS), _TOKEN_AAD)
+    return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
 
 
-def parse_key_token(token: str) -> dict | None:
+def parse_key_token(token: str, secret: bytes) -> dict | None:
     if not token or len(token) > MAX_KEY_TOKEN:
         return None
     try:
-        value = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, orjson.JSONDecodeError):
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        value = orjson.loads(AESGCM(secret).decrypt(raw[:12], raw[12:], _TOKEN_AAD))
+    except (ValueError, InvalidTag, orjson.JSONDecodeError):
         return None
     return value if isinstance(value, dict) else None
 

@@ -103,7 +103,7 @@ def _scan_or_query(page: Page, desc: dict) -> dict:
     params: dict[str, Any] = {"TableName": desc["TableName"], "Limit": PAGE_SIZE}
     if index:
         params["IndexName"] = index
-    start = fmt.parse_key_token(args.get("start", ""))
+    start = fmt.parse_key_token(args.get("start", ""), page.session.url_key)
     if start:
         params["ExclusiveStartKey"] = start
     pk_value = args.get("pk", "")
@@ -133,9 +133,11 @@ def _scan_or_query(page: Page, desc: dict) -> dict:
         for name in item:
             if name not in columns and len(columns) < 12:
                 columns.append(name)
-    rows = [{"key": fmt.key_token({k: item[k] for k in base_keys if k in item}), "item": item} for item in items]
+    secret = page.session.url_key
+    rows = [{"key": fmt.key_token({k: item[k] for k in base_keys if k in item}, secret), "item": item}
+            for item in items]
     last = result.get("LastEvaluatedKey")
-    return {"items": rows, "columns": columns, "next": fmt.key_token(last) if last else "", "items_error": ""}
+    return {"items": rows, "columns": columns, "next": fmt.key_token(last, secret) if last else "", "items_error": ""}
 
 
 def table(page: Page, m: re.Match) -> Response:
@@ -200,7 +202,11 @@ def protection(page: Page, m: re.Match) -> Response:
 
 def item(page: Page, m: re.Match) -> Response:
     desc = page.calls.ddb("DescribeTable", TableName=m["name"])["Table"]
-    key = fmt.parse_key_token(page.request.arg("key"))
+    token = page.request.arg("key")
+    key = fmt.parse_key_token(token, page.session.url_key)
+    if token and key is None:
+        page.flash("error", "That item link is not from this session (links to items end with their session).")
+        return redirect(url("/tables/" + desc["TableName"]))
     if key is None:  # a new item: its key attributes, empty
         types = {d["AttributeName"]: d["AttributeType"] for d in desc["AttributeDefinitions"]}
         skeleton = {k["AttributeName"]: {types[k["AttributeName"]]: ""} for k in desc["KeySchema"]}
@@ -230,12 +236,12 @@ def save_item(page: Page, m: re.Match) -> Response:
         return page.render("item.html", 400, desc=desc, key=page.form.get("key", ""), text=text, error=error)
     key = {k["AttributeName"]: value[k["AttributeName"]] for k in desc["KeySchema"]}
     page.flash("ok", "Item saved.")
-    return redirect(url("/tables/" + name + "/item", key=fmt.key_token(key)))
+    return redirect(url("/tables/" + name + "/item", key=fmt.key_token(key, page.session.url_key)))
 
 
 def delete_item(page: Page, m: re.Match) -> Response:
     name = m["name"]
-    key = fmt.parse_key_token(page.form.get("key", ""))
+    key = fmt.parse_key_token(page.form.get("key", ""), page.session.url_key)
     if key is None:
         page.flash("error", "No item key given.")
         return redirect(url("/tables/" + name))

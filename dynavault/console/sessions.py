@@ -31,8 +31,10 @@ class Session:
     last_seen: float
     #: one short message shown on the next page (the outcome of a form post)
     flash: list[tuple[str, str]] = field(default_factory=list)
+    #: seals the item keys this session puts in URLs (format.key_token)
+    url_key: bytes = field(default_factory=lambda: secrets.token_bytes(16))
 
-    def __repr__(self) -> str:  # never show the CSRF token
+    def __repr__(self) -> str:  # never show the CSRF token or the URL key
         return f"Session({self.principal_arn!r}, region={self.region!r})"
 
     def check_csrf(self, token: object) -> bool:

@@ -102,6 +102,10 @@ def test_item_add_edit_delete_and_errors(console, unique_name):
     assert answer.status_code == 400 and "Not DynamoDB JSON" in answer.text
     answer = http.post(url, data={"csrf": csrf, "item": '{"other": {"S": "x"}}'})
     assert answer.status_code == 400 and "ValidationException" in answer.text  # PutItem's own message
+    # an item link works in its own session only: its key is sealed under that session's key
+    other, _ = sign_in(srv.endpoint, console[5])
+    answer = other.get(url, params={"key": key})
+    assert "not from this session" in answer.text and answer.url.endswith(f"/console/tables/{unique_name}")
     http.post(url + "/delete", data={"csrf": csrf, "key": key})
     assert "Item" not in ddb.get_item(TableName=unique_name, Key={"pk": {"S": "a"}})
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from dynavault.console import format as fmt
 from dynavault.console.chart import timeline
 from dynavault.console.sessions import SessionStore
@@ -50,11 +52,16 @@ def test_session_count_is_capped():
     assert store.get(tokens[0]) is None and store.get(tokens[-1]) is not None
 
 
-def test_key_tokens_round_trip_and_refuse_garbage():
-    key = {"pk": {"S": "a/b?c"}, "sk": {"N": "-1.5e3"}}
-    assert fmt.parse_key_token(fmt.key_token(key)) == key
-    for bad in ("", "!!!", fmt.key_token([1, 2]), "A" * (fmt.MAX_KEY_TOKEN + 1), "bm90IGpzb24"):
-        assert fmt.parse_key_token(bad) is None
+def test_key_tokens_are_sealed_per_session_and_refuse_garbage():
+    mine, theirs = b"k" * 16, b"t" * 16
+    key = {"pk": {"S": "plaintext-canary"}, "sk": {"N": "-1.5e3"}}
+    token = fmt.key_token(key, mine)
+    assert fmt.parse_key_token(token, mine) == key
+    assert "plaintext-canary" not in base64.urlsafe_b64decode(token + "==").decode("latin-1")
+    assert fmt.parse_key_token(token, theirs) is None  # another session's token opens nothing
+    for bad in ("", "!!!", fmt.key_token([1, 2], mine), "A" * (fmt.MAX_KEY_TOKEN + 1), "bm90IGpzb24",
+                token[:-2] + ("AA" if token[-2:] != "AA" else "BB")):
+        assert fmt.parse_key_token(bad, mine) is None
 
 
 def test_timeline_counts_each_series_per_bucket():
