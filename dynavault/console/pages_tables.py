@@ -89,9 +89,21 @@ def create_table(page: Page, _m: re.Match) -> Response:
     return redirect(url("/tables/" + name))
 
 
+def _find(page: Page) -> dict:
+    """The items query of this URL (index, key values), sealed like item keys: key values are user data."""
+    found = fmt.parse_key_token(page.request.arg("find"), page.session.url_key) or {}
+    return {k: v for k, v in found.items() if k in ("index", "pk", "sk_op", "sk") and isinstance(v, str)}
+
+
+def query_form(page: Page, m: re.Match) -> Response:
+    fields = {k: page.form.get(k, "")[:2048] for k in ("index", "pk", "sk_op", "sk")}
+    token = fmt.key_token(fields, page.session.url_key) if any(fields[k] for k in ("index", "pk")) else None
+    return redirect(url("/tables/" + m["name"], find=token))
+
+
 def _scan_or_query(page: Page, desc: dict) -> dict:
     """One page of items (Scan, or Query when a partition key value is given) -> template context."""
-    args = page.request.query
+    args = _find(page)
     index = args.get("index", "")
     schema = desc["KeySchema"]
     if index:
@@ -103,7 +115,7 @@ def _scan_or_query(page: Page, desc: dict) -> dict:
     params: dict[str, Any] = {"TableName": desc["TableName"], "Limit": PAGE_SIZE}
     if index:
         params["IndexName"] = index
-    start = fmt.parse_key_token(args.get("start", ""), page.session.url_key)
+    start = fmt.parse_key_token(page.request.arg("start"), page.session.url_key)
     if start:
         params["ExclusiveStartKey"] = start
     pk_value = args.get("pk", "")
@@ -152,7 +164,8 @@ def table(page: Page, m: re.Match) -> Response:
             or any(ix.get("IndexStatus") not in (None, "ACTIVE") for ix in indexes))
     return page.render("table.html", row=row, desc=desc, indexes=indexes, refresh=busy,
                        key_choices=key_choices(page.calls, keys),
-                       query=page.request.query, **_scan_or_query(page, desc))
+                       query=_find(page), find=page.request.arg("find"), paged=bool(page.request.arg("start")),
+                       **_scan_or_query(page, desc))
 
 
 def history(page: Page, m: re.Match) -> Response:
@@ -262,6 +275,7 @@ ROUTES = [
     ("GET", rf"/tables/{_NAME}/history", history),
     ("POST", rf"/tables/{_NAME}/item", save_item),
     ("POST", rf"/tables/{_NAME}/item/delete", delete_item),
+    ("POST", rf"/tables/{_NAME}/query", query_form),
     ("POST", rf"/tables/{_NAME}/delete", delete_table),
     ("POST", rf"/tables/{_NAME}/sse", switch_key),
     ("POST", rf"/tables/{_NAME}/protection", protection),

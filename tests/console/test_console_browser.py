@@ -129,6 +129,13 @@ def _drive(page, endpoint: str, key, shots: Path) -> None:
 
     page.goto(endpoint + "/console/tables/orders")
     assert page.locator("table.items").locator("text=shipped").count() == 1
+    assert page.locator("table.items a:text-is('open')").count() == 5  # 5 rows, each with its link
+    page.fill("#query input[name=pk]", "c-17")  # query by key
+    page.click("#query button")
+    page.wait_for_url("**/console/tables/orders?find=*")
+    assert page.locator("table.items a:text-is('open')").count() == 1
+    assert "c-17" not in page.url  # key values travel sealed
+    page.goto(endpoint + "/console/tables/orders")
 
     # switch the table's key to the second customer managed key: UPDATING, then ENABLED under the new key
     page.check("#switch-key input[name=encryption][value=customer]")
