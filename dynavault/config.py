@@ -92,6 +92,11 @@ class Settings:
     request_timeout_seconds: float = 60.0
     #: open client connections before requests are answered 503 (every AWS SDK retries it)
     max_connections: int = 1024
+    #: the web console (/console/) with --allow-any-credentials: refused unless this is set too (anyone could
+    #: sign in as any account)
+    console_allow_any: bool = False
+    #: a console session ends after this many idle seconds (and after 8 hours in any case)
+    console_session_seconds: float = 900.0
     config: str = ""
 
     @classmethod

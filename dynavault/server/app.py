@@ -272,6 +272,8 @@ class DynavaultApp:
         self.cors = cors
         self._request_id = _RequestIds()  # per app: its PRNG state is nobody else's
         self._callers: dict[tuple, Caller] = {}
+        #: the web console's ASGI handler for /console (set by the runtime), or None
+        self.console: Callable[..., Any] | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -305,6 +307,10 @@ class DynavaultApp:
                 return
 
     async def _http(self, scope, receive, send) -> None:
+        path = scope.get("path", "")
+        if self.console is not None and (path == "/console" or path.startswith("/console/")):
+            await self.console(scope, receive, send)
+            return
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             name = raw_name.decode("latin-1")

@@ -261,6 +261,33 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     return db, store
 
 
+def _console(settings: Settings, routes: RouteTable, credentials: CredentialStore, durability):
+    """The web console, calling the operations this route table serves (shape validation, then the handler)
+    as the signed-in principal; its sessions are its own object, owned by this runtime."""
+    from dynavault.console.app import ConsoleApp
+    from dynavault.console.sessions import SessionStore
+    from dynavault.errors import AWSError
+
+    from .connection import SCOPE_KEY
+
+    prefixes = {f.name: f.target_prefix for f in (DYNAMODB, KMS, CLOUDTRAIL)}
+
+    def invoke(service: str, operation: str, caller, params: dict) -> dict:
+        route = routes.get(f"{prefixes[service]}.{operation}")
+        if route is None:
+            raise AWSError("UnknownOperationException", f"{service} {operation} is not served here")
+        if route.front.validate is not None:
+            params = route.front.validate(operation, params)  # members sent as null dropped, as for the API
+        return route.handler(caller, params)
+
+    enabled = not settings.allow_any_credentials or settings.console_allow_any
+    return ConsoleApp(
+        invoke, credentials, SessionStore(idle_seconds=settings.console_session_seconds), enabled=enabled,
+        disabled_reason="This server accepts any credentials (--allow-any-credentials), so anyone could sign in "
+                        "as any account. Start it with --console-allow-any as well to use the console anyway.",
+        connection_key=SCOPE_KEY, settle=durability.settle if durability is not None else None)
+
+
 def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = False,
                   first: bool = True, index: int = 0) -> Runtime:
     """Wire every component. ``kms_only`` serves just the key service and its audit trail; ``worker``: this
@@ -336,6 +363,8 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         durability=durability,
         cors=cors_origins(settings.cors_origin),
     )
+    if not kms_only:
+        app.console = _console(settings, routes, credentials, durability)
     leases = Leases(store) if worker and store is not None else None
     runtime = Runtime(settings, credentials, app, connections, closers, periodic, components, leases)
     runtime_ref.append(runtime)
