@@ -73,7 +73,10 @@ def _serve(settings: Settings, *, kms_only: bool) -> int:
                 return
             host, port = self.servers[0].sockets[0].getsockname()[:2]
             label = "dynavault kms" if kms_only else "dynavault"
-            print(f"{label} listening on http://{host}:{port}", flush=True)
+            # After the URL, so whatever reads "listening on URL" up to the first space keeps working.
+            note = " (in memory: nothing is written to disk; all data is gone when the server stops)" \
+                if settings.in_memory else ""
+            print(f"{label} listening on http://{host}:{port}{note}", flush=True)
 
         async def shutdown(self, sockets=None) -> None:
             await super().shutdown(sockets)
@@ -131,7 +134,10 @@ def _offline_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dynavault import __version__
+
     parser = argparse.ArgumentParser(prog="dynavault", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"dynavault {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the DynamoDB-compatible server (with the in-process KMS)")

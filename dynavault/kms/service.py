@@ -71,7 +71,7 @@ class KeyService:
         # before anything is written: a root that cannot open the stored material refuses the start
         self._root = open_checked_root(settings)
         try:
-            self._store = KeyStore(settings.data_path("kms"))
+            self._store = KeyStore(None if settings.in_memory else settings.data_path("kms"))
             ensure_check_value(self._store, self._root)
         except BaseException:
             self._root.close()

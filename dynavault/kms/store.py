@@ -29,10 +29,16 @@ CREATE TABLE IF NOT EXISTS root_check (id INTEGER PRIMARY KEY CHECK (id = 1), se
 
 
 class KeyStore:
-    def __init__(self, directory: pathlib.Path, *, readonly: bool = False) -> None:
+    def __init__(self, directory: pathlib.Path | None, *, readonly: bool = False) -> None:
+        """``directory`` None: the store lives in this process's memory only (``--in-memory``)."""
+        self._lock = threading.Lock()
+        if directory is None:
+            self.path = None
+            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            self._db.executescript(_SCHEMA)
+            return
         directory = pathlib.Path(directory)
         self.path = directory / "keys.sqlite3"
-        self._lock = threading.Lock()
         if readonly:  # `dynavault verify`: never creates or changes anything
             self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False,
                                        isolation_level=None)

@@ -240,8 +240,10 @@ class SqliteKV:
         one block on a pooled connection): in WAL mode its read transaction pins this instant while writers go
         on committing, so a backup copies a table from it without holding the write lock. Pinned before this
         returns; ``close()`` (or ``with``) ends it."""
-        if self.path == ":memory:" or self._max == 1:
-            raise RuntimeError("an in-memory or read-only store has no second connection to take a snapshot from")
+        if self.path == ":memory:" and not self._closed:
+            return self._memory_copy()
+        if self._max == 1:
+            raise RuntimeError("a read-only store has no second connection to take a snapshot from")
         conn = self._connect()
         try:
             conn.execute("BEGIN")  # a reader in WAL mode sees only committed transactions
@@ -250,6 +252,26 @@ class SqliteKV:
             conn.close()
             raise
         return PinnedSnapshot(conn)
+
+    def _memory_copy(self) -> PinnedSnapshot:
+        """``:memory:`` has one connection (a second would be another database) and no WAL to pin an instant
+        in: the snapshot is a copy, made with SQLite's backup API while no transaction is open on it. Costs
+        the store's size in memory for as long as the snapshot lives (in-memory stores are test-sized)."""
+        if self._local.tx_conn is not None or self._local.snap_conn is not None:
+            raise RuntimeError("a pinned snapshot of an in-memory store cannot start inside a transaction")
+        copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        try:
+            with self._write_lock:
+                c = self._borrow()
+                try:
+                    c.backup(copy)
+                finally:
+                    self._give_back(c)
+            copy.execute("BEGIN")
+        except BaseException:
+            copy.close()
+            raise
+        return PinnedSnapshot(copy)
 
     # -- writes --------------------------------------------------------------------------------
     @contextmanager
