@@ -27,7 +27,7 @@ import orjson
 from dynavault.logsafe import escape
 
 FORMATS = ("text", "json")
-_TABLE_NAME = re.compile(r"[a-zA-Z0-9_.-]{3,255}")
+_TABLE_NAME = re.compile(r"(?:arn:aws[a-z-]*:dynamodb:[a-z0-9-]{1,32}:\d{12}:table/)?[a-zA-Z0-9_.-]{3,255}")
 _MAX_AGENT = 256
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -100,6 +100,7 @@ class AccessLog:
             "region": caller.region if caller is not None else "-",
             "service": service,
             "operation": operation,
+            # only what passed validation: a refused request's "table" could be any text
             "table": _tables(params) if caller is not None else "-",
             "status": status,
             "error": _error_type(status, payload),
