@@ -133,7 +133,8 @@ def _coerce(name: str, value: Any) -> Any:
 
 def _key_line(text: str, key: str) -> int | None:
     """The 1-based line where ``key`` is assigned in TOML ``text`` (tomllib keeps no positions)."""
-    pattern = re.compile(r"^\s*[\"']?" + re.escape(key) + r"[\"']?\s*=")
+    quoted = r"[\"']?" + re.escape(key) + r"[\"']?"
+    pattern = re.compile(r"^\s*(?:" + quoted + r"\s*=|\[\[?\s*" + quoted + r"\s*[.\]])")
     for number, line in enumerate(text.splitlines(), 1):
         if pattern.match(line):
             return number
