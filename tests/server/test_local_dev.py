@@ -296,3 +296,28 @@ def test_client_errors_are_unaffected_by_local_dev_flags(start_server):
     with pytest.raises(ClientError) as err:
         srv.client("dynamodb").describe_table(TableName="no-such-table")
     assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+
+
+# --- logs of long work -------------------------------------------------------------------------------------
+
+def test_long_work_logs_start_progress_and_end(start_server):
+    srv = start_server(allow_any_credentials=True, ttl_sweep_seconds=0.2)
+    ddb = srv.client("dynamodb")
+    make_table(ddb, "long-work")
+    for i in range(30):
+        ddb.put_item(TableName="long-work", Item={"pk": {"S": f"p{i}"}, "g": {"S": "x"},
+                                                           "exp": {"N": str(int(time.time()) - 60)}})
+    ddb.update_table(TableName="long-work", AttributeDefinitions=[{"AttributeName": "g", "AttributeType": "S"}],
+                     GlobalSecondaryIndexUpdates=[{"Create": {
+                         "IndexName": "by-g", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
+                         "Projection": {"ProjectionType": "KEYS_ONLY"}}}])
+    _wait(lambda: ddb.describe_table(TableName="long-work")["Table"]["GlobalSecondaryIndexes"][0][
+        "IndexStatus"] == "ACTIVE")
+    ddb.update_time_to_live(TableName="long-work", TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"})
+    _wait(lambda: ddb.scan(TableName="long-work", Select="COUNT")["Count"] == 0)
+    _wait(lambda: "Time to Live sweep:" in srv.log_path.read_text())
+    log = srv.log_path.read_text()
+    assert "index by-g of table long-work: backfill started (30 items in the table)" in log
+    assert re.search(r"index by-g of table long-work: backfill done, 30 items in [\d.]+ s", log)
+    assert re.search(r"table long-work: Time to Live deleted 30 expired item\(s\) of 30 scanned in [\d.]+ s", log)
+    assert re.search(r"Time to Live sweep: 1 table\(s\), 30 expired item\(s\) deleted in [\d.]+ s", log)
