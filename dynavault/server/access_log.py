@@ -32,14 +32,14 @@ _MAX_AGENT = 256
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def _tables(params: Mapping[str, Any] | None) -> str:
+def _tables(params: dict | None) -> str:
     """The table names a request names (comma-separated), only names that are valid table names."""
-    if not isinstance(params, Mapping):
+    if type(params) is not dict:
         return "-"
-    names: list[str] = []
     name = params.get("TableName")
-    if isinstance(name, str):
-        names.append(name)
+    if name is not None:  # the common case: one table, nothing else to look at
+        return name if type(name) is str and _TABLE_NAME.fullmatch(name) else "-"
+    names: list[str] = []
     items = params.get("RequestItems")  # BatchGetItem / BatchWriteItem
     if isinstance(items, Mapping):
         names.extend(k for k in items if isinstance(k, str))
@@ -83,6 +83,8 @@ class AccessLog:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._owned = True
         self.failures = 0
+        self._second = -1  # the last whole second formatted, and its text (one strftime per second)
+        self._stamp = ""
 
     def __repr__(self) -> str:
         return f"AccessLog({self.path!r}, {self.format!r})"
@@ -110,7 +112,14 @@ class AccessLog:
             "peer": peer,
             "user_agent": escape(user_agent[:_MAX_AGENT]) if user_agent else "-",
         }
-        line = self._json(fields) if self.format == "json" else self._text(fields)
+        second = int(now)
+        if second != self._second:
+            t = time.gmtime(second)
+            self._stamp = (time.strftime("%Y-%m-%dT%H:%M:%S", t) if self.format == "json" else
+                           f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:"
+                           f"{t.tm_sec:02d} +0000")
+            self._second = second
+        line = self._json(fields, self._stamp) if self.format == "json" else self._text(fields, self._stamp)
         try:
             os.write(self._fd, line)
         except OSError:
@@ -118,16 +127,12 @@ class AccessLog:
             self.failures += 1
 
     @staticmethod
-    def _json(fields: dict) -> bytes:
-        out = dict(fields)
-        t = time.gmtime(fields["time"])
-        out["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{int(fields['time'] % 1 * 1000):03d}Z"
-        return orjson.dumps(out) + b"\n"
+    def _json(fields: dict, stamp: str) -> bytes:
+        fields["time"] = f"{stamp}.{int(fields['time'] % 1 * 1000):03d}Z"
+        return orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE)
 
     @staticmethod
-    def _text(f: dict) -> bytes:
-        t = time.gmtime(f["time"])
-        stamp = f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+    def _text(f: dict, stamp: str) -> bytes:
         agent = f["user_agent"].replace('"', "'")
         line = (f'{f["peer"]} - {f["principal"]} [{stamp}] "POST / {f["service"]}.{f["operation"]}" {f["status"]} '
                 f'{f["bytes_out"]} "-" "{agent}" request_id={f["request_id"]} account={f["account"]} '
