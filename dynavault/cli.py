@@ -134,10 +134,10 @@ def _offline_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dynavault import __version__
+    import dynavault
 
     parser = argparse.ArgumentParser(prog="dynavault", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"dynavault {__version__}")
+    parser.add_argument("--version", action="version", version=f"dynavault {dynavault.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the DynamoDB-compatible server (with the in-process KMS)")

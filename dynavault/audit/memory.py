@@ -2,7 +2,8 @@
 
 Events are kept per (account, region), as the file trail keeps them, in a bounded buffer: past
 ``max_events`` the oldest are dropped (and counted), so a long test run cannot grow the process without
-bound. Retention works as on disk, by event age.
+bound. Retention works as on disk, by age: the file trail deletes segments by their last write, this one
+drops events by the time they were recorded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 
 import orjson
 
-from .trail import AuditTrail, _parse_line, _parse_time
+from .trail import AuditTrail
 
 log = logging.getLogger("dynavault.audit")
 
@@ -38,7 +39,8 @@ class MemoryAuditTrail(AuditTrail):
         self.write_failures = 0
         self.max_events = max(1, int(max_events))
         self.dropped = 0
-        self._events: dict[tuple[str, str], collections.deque[bytes]] = {}
+        #: (account, region) -> (recorded at, event line), oldest first
+        self._events: dict[tuple[str, str], collections.deque[tuple[float, bytes]]] = {}
 
     def __repr__(self) -> str:
         return f"MemoryAuditTrail(max_events={self.max_events})"
@@ -55,11 +57,11 @@ class MemoryAuditTrail(AuditTrail):
                 if self.dropped == 1:
                     log.warning("in-memory audit trail: more than %d events for account %s region %s; the "
                                 "oldest are dropped", self.max_events, *key)
-            buffer.append(line)
+            buffer.append((self._clock(), line))
 
     def _lines(self, account: str, region: str) -> list[bytes]:
         with self._lock:
-            return list(self._events.get((account, region), ()))
+            return [line for _, line in self._events.get((account, region), ())]
 
     def sweep(self) -> int:
         if self.retention_seconds is None:
@@ -68,10 +70,7 @@ class MemoryAuditTrail(AuditTrail):
         deleted = 0
         with self._lock:
             for buffer in self._events.values():
-                while buffer:
-                    event = _parse_line(buffer[0])
-                    if event is not None and _parse_time(event["eventTime"]) >= cutoff:
-                        break
+                while buffer and buffer[0][0] < cutoff:
                     buffer.popleft()
                     deleted += 1
         return deleted

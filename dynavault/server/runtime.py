@@ -168,7 +168,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
         owned_key_arn = kms.owned_key_arn
     if settings.in_memory:
         # one connection, no WAL, no fsync: the same store code over a database that never touches a file
-        store = SqliteKV(":memory:")
+        store = SqliteKV(":memory:", memory_snapshots=True)
     else:
         data = settings.data_path()
         data.mkdir(parents=True, exist_ok=True)

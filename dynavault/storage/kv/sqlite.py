@@ -91,9 +91,12 @@ class SqliteKV:
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
                  group_commit: bool = False, cache_mib: int = 64, readonly: bool = False,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, memory_snapshots: bool = False) -> None:
+        """``memory_snapshots``: a ``:memory:`` store hands out pinned snapshots as copies (``_memory_copy``;
+        the ``--in-memory`` server, whose backups need them); without it such a store has none."""
         path = os.fspath(path)
         self.path = path
+        self._memory_snapshots = memory_snapshots and path == ":memory:"
         #: outermost commits so far; ``sync()`` makes every commit numbered <= its start value durable
         self.commit_seq = 0
         self.group_commit = group_commit and not readonly
@@ -240,10 +243,10 @@ class SqliteKV:
         one block on a pooled connection): in WAL mode its read transaction pins this instant while writers go
         on committing, so a backup copies a table from it without holding the write lock. Pinned before this
         returns; ``close()`` (or ``with``) ends it."""
-        if self.path == ":memory:" and not self._closed:
+        if self._memory_snapshots and not self._closed:
             return self._memory_copy()
-        if self._max == 1:
-            raise RuntimeError("a read-only store has no second connection to take a snapshot from")
+        if self.path == ":memory:" or self._max == 1:
+            raise RuntimeError("an in-memory or read-only store has no second connection to take a snapshot from")
         conn = self._connect()
         try:
             conn.execute("BEGIN")  # a reader in WAL mode sees only committed transactions
