@@ -52,14 +52,21 @@ def _setup_logging(settings: Settings) -> None:
 def _serve(settings: Settings, *, kms_only: bool) -> int:
     _setup_logging(settings)
     if settings.workers > 1:
+        from dynavault.errors import StartupError
         from dynavault.server.workers import serve_workers
+
+        if settings.in_memory:  # separate processes cannot share one process's memory
+            raise StartupError("--in-memory serves from one process: leave out --workers")
 
         return serve_workers(settings, kms_only=kms_only, setup_logging=_setup_logging)
     from dynavault.server.runtime import build_runtime
     from dynavault.server.serving import serve
 
     runtime = build_runtime(settings, kms_only=kms_only)
-    return serve(runtime, settings, label="dynavault kms" if kms_only else "dynavault")
+    # After the URL, so whatever reads "listening on URL" up to the first space keeps working.
+    note = " (in memory: nothing is written to disk; all data is gone when the server stops)" \
+        if settings.in_memory else ""
+    return serve(runtime, settings, label="dynavault kms" if kms_only else "dynavault", note=note)
 
 
 def _credentials_cmd(settings: Settings, args: argparse.Namespace) -> int:
@@ -88,7 +95,10 @@ def _offline_parser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import dynavault
+
     parser = argparse.ArgumentParser(prog="dynavault", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"dynavault {dynavault.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the DynamoDB-compatible server (with the in-process KMS)")

@@ -6,11 +6,15 @@ DynamoDB's and KMS's own values are the defaults.
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from dynavault.errors import StartupError
 
 
 def _default_root_key_file() -> str:
@@ -97,6 +101,19 @@ class Settings:
     console_allow_any: bool = False
     #: a console session ends after this many idle seconds (and after 8 hours in any case)
     console_session_seconds: float = 900.0
+    #: one line per request (time, request id, principal, account, region, operation, table, status, error
+    #: type, duration, bytes; never item data, keys or secrets) appended to this file; "-" is stderr; empty: off
+    access_log: str = ""
+    #: the access log's format: "text" (one key=value line) or "json" (JSON lines)
+    log_format: str = "text"
+    #: nothing on disk: tables, KMS keys (root key included) and the audit trail live in this process's
+    #: memory, still encrypted the same way; all of it is gone when the process ends
+    in_memory: bool = False
+    #: one account for every access key and one data set for every region (DynamoDB Local's -sharedDb);
+    #: only with allow_any_credentials
+    shared_db: bool = False
+    #: a directory of JSON seed files (KMS keys, tables, items) run once, when the data dir is new
+    init: str = ""
     config: str = ""
 
     @classmethod
@@ -108,6 +125,7 @@ class Settings:
 
 
 _BOOL_TRUE = {"1", "true", "yes", "on"}
+_BOOL_WORDS = _BOOL_TRUE | {"0", "false", "no", "off"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -123,6 +141,61 @@ def _coerce(name: str, value: Any) -> Any:
     return str(value)
 
 
+def _key_line(text: str, key: str) -> int | None:
+    """The 1-based line where ``key`` is assigned in TOML ``text`` (tomllib keeps no positions)."""
+    quoted = r"[\"']?" + re.escape(key) + r"[\"']?"
+    pattern = re.compile(r"^\s*(?:" + quoted + r"\s*=|\[\[?\s*" + quoted + r"\s*[.\]])")
+    for number, line in enumerate(text.splitlines(), 1):
+        if pattern.match(line):
+            return number
+    return None
+
+
+def _read_config(path: str, names: list[str]) -> dict[str, Any]:
+    """The settings in a TOML config file (top level or a ``[dynavault]`` table); every problem is a
+    StartupError naming the file and line: a typo in a setting must not be silently ignored."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise StartupError(f"config file {path}: cannot be read ({exc.strerror or exc})") from None
+    text = raw.decode("utf-8", errors="replace")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib's message ends with "(at line N, column M)"
+        raise StartupError(f"config file {path}: {exc}") from None
+    section = doc.get("dynavault", doc) if isinstance(doc.get("dynavault"), dict) else doc
+    values: dict[str, Any] = {}
+    for key, value in section.items():
+        name = key.replace("-", "_")
+        line = _key_line(text, key)
+        where = f"{path}, line {line}" if line else path
+        if name not in names or name == "config" or isinstance(value, dict):
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise StartupError(f"config file {where}: unknown setting {key!r}{hint}")
+        try:
+            if _kind(name) == "boolean" and not isinstance(value, bool) and str(value).lower() not in _BOOL_WORDS:
+                raise ValueError(value)
+            values[name] = _coerce(name, value)
+        except (TypeError, ValueError):
+            raise StartupError(f"config file {where}: {key} = {value!r} is not a valid "
+                               f"{_kind(name)}") from None
+    if section is not doc:
+        for key in doc:
+            if key != "dynavault":
+                line = _key_line(text, key)
+                where = f"{path}, line {line}" if line else path
+                raise StartupError(f"config file {where}: unknown setting {key!r} outside [dynavault]")
+    return values
+
+
+def _kind(name: str) -> str:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    return {"bool": "boolean", "int": "integer", "float": "number"}.get(str(kind), "string")
+
+
 def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Merge defaults < config file < environment < explicit overrides (flags given on the command line)."""
     environ = os.environ if environ is None else environ
@@ -131,13 +204,7 @@ def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, st
     config_file = overrides.get("config") or environ.get("DYNAVAULT_CONFIG", "")
     values: dict[str, Any] = {}
     if config_file:
-        with open(config_file, "rb") as fh:
-            doc = tomllib.load(fh)
-        section = doc.get("dynavault", doc)
-        for key, value in section.items():
-            key = key.replace("-", "_")
-            if key in names:
-                values[key] = _coerce(key, value)
+        values.update(_read_config(config_file, names))
     for name in names:
         env = environ.get("DYNAVAULT_" + name.upper())
         if env is not None:

@@ -73,7 +73,7 @@ class ServerProcess:
                 raise RuntimeError(f"server exited ({self.proc.wait()}); log:\n{self.log_path.read_text()[-4000:]}")
             self.stdout_lines.append(line)
             if line.startswith(READY_PREFIXES):
-                self.endpoint = line.split(" on ", 1)[1].strip()
+                self.endpoint = line.split(" on ", 1)[1].split()[0]  # a note may follow (--in-memory)
                 self.port = int(self.endpoint.rsplit(":", 1)[1])
                 self.settings["port"] = self.port  # a restart keeps the same endpoint
                 break

@@ -8,6 +8,7 @@ import sys
 import orjson
 
 from dynavault.bench.load import ALL_WORKLOADS, BenchConfig
+from dynavault.bench.progress import Progress
 
 __all__ = ["add_bench_parser", "run", "format_table"]
 
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             new_connection_per_request=args.new_connection_per_request, kms_calls=args.kms_calls,
             keep_table=args.keep_table, access_key=args.access_key, secret_key=args.secret_key,
             region=args.bench_region, stream=args.stream, changing_puts=args.changing_puts,
+            progress=Progress.for_terminal(quiet=args.json_out),
         )
         try:
             out.update(run_bench(cfg))

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from dynavault.bench.client import BenchHTTPError, Connection, Endpoint, Response
+from dynavault.bench.progress import Progress
 
 __all__ = ["ALL_WORKLOADS", "BenchConfig", "run_bench", "ItemModel", "percentile"]
 
@@ -44,6 +45,8 @@ class BenchConfig:
     stream: bool = False
     #: every put changes its item (a "w" attribute); a rewrite with identical content writes no stream record
     changing_puts: bool = False
+    #: shown while loading and running (bench/progress.py); None shows nothing
+    progress: Progress | None = None
 
 
 class ItemModel:
@@ -139,6 +142,8 @@ class _Runner:
         self._scanned_items = 0
         self._full_passes = 0
         self.gsi = False
+        self.progress = cfg.progress if cfg.progress is not None else Progress("quiet")
+        self._loaded = 0  # items written by setup so far (what its progress shows)
 
     # -- setup ----------------------------------------------------------------------------------
     async def _must(self, conn: Connection, op: str, payload: dict) -> dict:
@@ -203,6 +208,7 @@ class _Runner:
                     batch = [{"PutRequest": {"Item": self.model.item(i)}} for i in itertools.islice(next_i, 25)]
                     if not batch:
                         return
+                    size = len(batch)
                     for _attempt in range(50):
                         if not batch_ok:
                             await put_each(c, batch)
@@ -219,10 +225,12 @@ class _Runner:
                         await asyncio.sleep(0.05)
                     else:
                         raise RuntimeError("BatchWriteItem kept returning UnprocessedItems")
+                    self._loaded += size
             finally:
                 await c.close()
 
-        await asyncio.gather(*(loader() for _ in range(max(1, self.cfg.connections))))
+        async with self.progress.phase("loading", self.cfg.items, "items", lambda: self._loaded):
+            await asyncio.gather(*(loader() for _ in range(max(1, self.cfg.connections))))
         await conn.close()
         secs = time.perf_counter() - t0
         return {"table": self.table, "gsi": self.gsi, "gsi_refused": gsi_note or None,
@@ -389,7 +397,10 @@ class _Runner:
                 await conn.close()
 
         t0 = time.perf_counter()
-        await asyncio.gather(*(worker(hash((self.run_id, name, k))) for k in range(self.cfg.connections)))
+        duration = self.cfg.duration
+        async with self.progress.phase(name, duration, "s", lambda: min(duration, time.perf_counter() - t0),
+                                       extra=lambda: f"{stats.ops:,} ops, {sum(stats.errors.values())} errors"):
+            await asyncio.gather(*(worker(hash((self.run_id, name, k))) for k in range(self.cfg.connections)))
         elapsed = time.perf_counter() - t0
         lat = sorted(stats.lat_ns)
         ms = 1e-6

@@ -44,6 +44,8 @@ MAX_NON_KEY = 100
 BACKFILL_BATCH = 200
 #: DynamoDB's backfill is never instant; a short pause keeps UpdateTable's answer (CREATING) stable.
 BACKFILL_START_DELAY = 0.3
+#: a long backfill logs its progress this often
+BACKFILL_REPORT_SECONDS = 10.0
 _PROJECTIONS = ("ALL", "KEYS_ONLY", "INCLUDE")
 
 
@@ -276,6 +278,9 @@ def backfill(db: Database, caller: Caller, meta: TableMeta, name: str,
              batch: int = BACKFILL_BATCH) -> None:
     """Index every existing item into a CREATING GSI, then make it ACTIVE."""
     after = None  # (token, sort key) of the last base item indexed
+    started = last_report = time.monotonic()
+    total, indexed = db.catalog.stats(meta.table_id)[0], 0
+    log.info("index %s of table %s: backfill started (%d items in the table)", name, meta.name, total)
     while True:
         cur = _current(db, meta, name)
         if cur is None or cur[1].get("IndexStatus") != "CREATING":
@@ -291,6 +296,11 @@ def backfill(db: Database, caller: Caller, meta: TableMeta, name: str,
                 done += 1
                 if done >= batch:
                     break
+        indexed += done
+        if time.monotonic() - last_report >= BACKFILL_REPORT_SECONDS:
+            last_report = time.monotonic()
+            log.info("index %s of table %s: backfill %d / %d items (%.0f s)", name, meta.name, indexed, total,
+                     last_report - started)
         if done < batch:
             break
     with db.catalog.lock:
@@ -299,7 +309,8 @@ def backfill(db: Database, caller: Caller, meta: TableMeta, name: str,
             cur[1]["IndexStatus"] = "ACTIVE"
             cur[1]["Backfilling"] = False
             db.catalog.save(cur[0])
-    log.info("index %s of table %s: backfill done", name, meta.name)
+    log.info("index %s of table %s: backfill done, %d items in %.2f s", name, meta.name, indexed,
+             time.monotonic() - started)
 
 
 def drop_index(db: Database, meta: TableMeta, name: str) -> None:

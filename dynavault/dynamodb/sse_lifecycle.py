@@ -255,6 +255,8 @@ class SSELifecycle:
         copied without any key: the key is what is missing) and the ArchivalSummary, in one transaction."""
         now = self.clock()
         count, size = self.catalog.stats(meta.table_id)
+        started = time.monotonic()
+        log.info("table %s: archiving started (%d items, %d bytes)", meta.name, count, size)
         backup_id = uuid.uuid4().hex
         backup_arn = backups.new_arn(meta, now)
         record = {"BackupArn": backup_arn, "BackupName": f"{meta.name}-archival", "BackupType": "SYSTEM",
@@ -271,8 +273,8 @@ class SSELifecycle:
                     "ArchivalDateTime": now, "ArchivalReason": INACCESSIBLE, "ArchivalBackupArn": backup_arn}}
                 self.catalog.put(tx, meta)
             self.catalog.remember(meta)
-        log.info("table %s: key %s: %s -> %s (backup %s)", meta.name, meta.sse.get("key_arn"), old, ARCHIVED,
-                 backup_arn)
+        log.info("table %s: key %s: %s -> %s (backup %s): archived %d rows in %.2f s", meta.name,
+                 meta.sse.get("key_arn"), old, ARCHIVED, backup_arn, digest.rows, time.monotonic() - started)
 
     # -- metrics -------------------------------------------------------------------------------------------
     def update_metrics(self) -> None:

@@ -66,6 +66,8 @@ DELETE_BATCH = 10
 #: the longest the sweeper runs on the event loop before letting waiting requests through (it stops after
 #: the transaction that crosses it)
 SLICE_SECONDS = 0.005
+#: a long sweep of one table logs its progress this often
+PROGRESS_SECONDS = 10.0
 
 
 # -- the table's setting ----------------------------------------------------------------------------
@@ -176,6 +178,9 @@ class TTLSweeper:
         self._handle: asyncio.Handle | None = None
         #: items deleted by the pass under way (logged per table, counted on /metrics by the change path)
         self.deleted = 0
+        #: items read by the table sweep under way, and when it last reported progress
+        self.scanned = 0
+        self._reported = 0.0
 
     def __repr__(self) -> str:
         return f"<TTLSweeper {'running' if self._steps is not None else 'idle'}>"
@@ -230,16 +235,27 @@ class TTLSweeper:
         return self.deleted
 
     def _pass(self) -> Iterator[None]:
+        # Quiet when there is nothing to do (a pass runs every ttl_sweep_seconds); a pass that deletes says
+        # so per table, with how long it took, and a long one reports its progress.
+        pass_started = time.monotonic()
+        tables = 0
         for meta in self.db.catalog.all():
             if ttl_attribute(meta) is None:
                 continue
+            tables += 1
             before = self.deleted
+            self.scanned = 0
+            started = self._reported = time.monotonic()
             try:
                 yield from self._sweep_table(meta)
             except Exception:  # noqa: BLE001 - one damaged table must not stop the others' expiry
                 log.exception("table %s: TTL sweep failed", meta.name)
             if self.deleted > before:
-                log.info("table %s: Time to Live deleted %d expired item(s)", meta.name, self.deleted - before)
+                log.info("table %s: Time to Live deleted %d expired item(s) of %d scanned in %.2f s", meta.name,
+                         self.deleted - before, self.scanned, time.monotonic() - started)
+        if self.deleted:
+            log.info("Time to Live sweep: %d table(s), %d expired item(s) deleted in %.2f s", tables, self.deleted,
+                     time.monotonic() - pass_started)
 
     def _live(self, meta: TableMeta) -> tuple[TableMeta, str] | None:
         """The table as the catalog has it now, with its TTL attribute; None when it went away, TTL was
@@ -267,6 +283,10 @@ class TTLSweeper:
                 return
             now = db.clock()
             found, after, more = self._scan(live, crypto, attribute, after, now)
+            if time.monotonic() - self._reported >= PROGRESS_SECONDS:
+                self._reported = time.monotonic()
+                log.info("table %s: Time to Live sweep in progress: %d item(s) scanned, %d deleted so far",
+                         live.name, self.scanned, self.deleted)
             yield
             for start in range(0, len(found), DELETE_BATCH):
                 if self._live(meta) is None:  # disabled or flagged meanwhile
@@ -287,6 +307,7 @@ class TTLSweeper:
         with self.db.items.read() as r:
             for token, key, raw in self.db.items.walk(r, meta, crypto, after):
                 seen += 1
+                self.scanned += 1
                 after = (token, key)
                 if needle in raw:
                     item = orjson.loads(raw)

@@ -92,6 +92,18 @@ class FileRoot:
         pass
 
 
+class MemoryRoot(FileRoot):
+    """``--in-memory``: a random root key that lives only in this process (sealing works exactly as a file's
+    key does; everything it sealed is unreadable once the process ends, which is the point)."""
+
+    def __init__(self) -> None:  # not super().__init__: that reads a file; this key is made, never stored
+        self.path = pathlib.Path("<memory>")
+        self._aead = AESGCM(AESGCM.generate_key(256))
+
+    def __repr__(self) -> str:
+        return "MemoryRoot()"
+
+
 class Pkcs11Root:
     """An AES-256 key on a PKCS#11 token (SoftHSM2 in tests), generated on the token if absent."""
 
@@ -159,6 +171,8 @@ class Pkcs11Root:
 def open_root(settings: Settings, *, create: bool = False) -> RootOfTrust:
     """The configured root of trust. ``create`` makes a missing root key: only on a data dir without key
     material (kms/trust.py decides), never next to material another root sealed."""
+    if settings.in_memory:
+        return MemoryRoot()
     kind = (settings.root_of_trust or "file").lower()
     if kind == "file":
         if create:

@@ -81,7 +81,7 @@ class KeyService:
         # before anything is written: a root that cannot open the stored material refuses the start
         self._root = open_checked_root(settings)
         try:
-            self._store = KeyStore(settings.data_path("kms"))
+            self._store = KeyStore(None if settings.in_memory else settings.data_path("kms"))
             ensure_check_value(self._store, self._root)
             # Other processes over this data dir change keys too: a committed change is counted on a shared
             # counter (storage.signal, given by the runtime), and every process reloads its ring before its next

@@ -29,13 +29,19 @@ CREATE TABLE IF NOT EXISTS root_check (id INTEGER PRIMARY KEY CHECK (id = 1), se
 
 
 class KeyStore:
-    def __init__(self, directory: pathlib.Path, *, readonly: bool = False,
+    def __init__(self, directory: pathlib.Path | None, *, readonly: bool = False,
                  on_commit: Callable[[], None] | None = None) -> None:
-        directory = pathlib.Path(directory)
-        self.path = directory / "keys.sqlite3"
+        """``directory`` None: the store lives in this process's memory only (``--in-memory``)."""
         self._lock = threading.Lock()
         #: told after every committed write (other processes' key rings reload: storage.signal)
         self.on_commit = on_commit
+        if directory is None:
+            self.path = None
+            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            self._db.executescript(_SCHEMA)
+            return
+        directory = pathlib.Path(directory)
+        self.path = directory / "keys.sqlite3"
         if readonly:  # `dynavault verify`: never creates or changes anything
             self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False,
                                        isolation_level=None)

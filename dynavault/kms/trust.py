@@ -75,6 +75,8 @@ def _where(settings: Settings) -> str:
 
 def open_checked_root(settings: Settings) -> RootOfTrust:
     """Open the root of trust and prove it opens the stored key material, or raise StartupError."""
+    if settings.in_memory:
+        return open_root(settings)  # a new key for a new, empty in-memory key store: nothing to prove
     store = settings.data_path("kms", "keys.sqlite3")
     probe = _store_probe(store)
     where = _where(settings)

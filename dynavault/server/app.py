@@ -14,6 +14,7 @@ import logging
 import random
 import re
 import secrets
+import time
 import uuid
 import zlib
 from collections.abc import Callable
@@ -25,6 +26,7 @@ import orjson
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, IntegrityError
 
+from .access_log import AccessLog
 from .connection import SCOPE_KEY
 from .durability import GroupCommit
 from .sigv4 import Identity, SigV4Verifier
@@ -258,6 +260,7 @@ class DynavaultApp:
         trusted_service_keys: frozenset[str] = frozenset(),
         durability: GroupCommit | None = None,
         cors: frozenset[str] = frozenset(),
+        access_log: AccessLog | None = None,
     ) -> None:
         self.routes = routes
         self.verifier = verifier
@@ -270,6 +273,8 @@ class DynavaultApp:
         self.durability = durability
         #: origins given Access-Control-* headers; empty: none (a web page must not drive a local server)
         self.cors = cors
+        #: one line per request (access_log.py); None: off, and the request path pays one test for it
+        self.access_log = access_log
         self._request_id = _RequestIds()  # per app: its PRNG state is nobody else's
         self._callers: dict[tuple, Caller] = {}
         #: the web console's ASGI handler for /console (set by the runtime), or None
@@ -343,6 +348,8 @@ class DynavaultApp:
         request_id = self._request_id(front)
         status = 200
         query = scope.get("query_string", b"").decode("latin-1")
+        started = time.perf_counter() if self.access_log is not None else 0.0
+        caller = params = None
         try:
             length = headers.get("content-length")
             if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
@@ -413,6 +420,8 @@ class DynavaultApp:
             coding = _accepted_encoding(headers["accept-encoding"])
             if coding is not None:
                 payload = _compress(payload, coding)
+        if self.access_log is not None:
+            self._log_access(scope, headers, route, front, request_id, caller, params, status, payload, started)
         await self._respond(send, status, payload, content_type, request_id, origin, coding)
 
     async def _early_parse(self, receive, headers: dict[str, str]) -> None:
@@ -434,6 +443,16 @@ class DynavaultApp:
         server = scope.get("server") or ("127.0.0.1", 0)
         name = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
         return f"{name}:{server[1]}" if server[1] is not None else name
+
+    def _log_access(self, scope, headers: dict[str, str], route: Route | None, front: ServiceFront | None,
+                    request_id: str, caller: Caller | None, params: dict | None, status: int, payload: bytes,
+                    started: float) -> None:
+        length = headers.get("content-length", "")
+        self.access_log.request(
+            request_id=request_id, service=route.front.name if route else (front.name if front else "unknown"),
+            operation=route.operation if route else "unknown", caller=caller, params=params, status=status,
+            payload=payload, bytes_in=int(length) if length.isdigit() else 0, started=started,
+            peer=(scope.get("client") or ("-", 0))[0], user_agent=headers.get("user-agent", ""))
 
     def _caller(self, scope, identity: Identity, user_agent: str, endpoint: str = "") -> Caller:
         """The request's Caller. Immutable, so one is kept per (connection, identity, user agent) and shared

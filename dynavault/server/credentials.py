@@ -46,8 +46,9 @@ def new_account_id() -> str:
 class CredentialStore:
     """Looks up access keys; with ``allow_any`` every key id is accepted and picks an account."""
 
-    def __init__(self, path: Path, *, allow_any: bool = False, default_account: str = "000000000000",
+    def __init__(self, path: Path | None, *, allow_any: bool = False, default_account: str = "000000000000",
                  reserved_accounts: frozenset[str] = frozenset()) -> None:
+        """``path`` None: the keys live in this process only (``--in-memory``)."""
         self.path = path
         #: service accounts (the AWS owned keys' owner) that no access key may act as
         self.reserved_accounts = reserved_accounts
@@ -56,7 +57,7 @@ class CredentialStore:
         self._by_key: dict[str, Credential] = {}
         #: allow_any's made-up credentials, made once per key id (bounded: short ids only, cleared when full)
         self._any: dict[str, Credential] = {}
-        if path.exists():
+        if path is not None and path.exists():
             self._load()
 
     def _load(self) -> None:
@@ -68,6 +69,8 @@ class CredentialStore:
             self._by_key[cred.access_key_id] = cred
 
     def _save(self) -> None:
+        if self.path is None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         doc = {
             "credentials": [

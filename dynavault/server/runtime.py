@@ -125,7 +125,7 @@ class Runtime:
 
 def _credentials(settings: Settings, owned_account: str) -> CredentialStore:
     store = CredentialStore(
-        settings.data_path("credentials.json"),
+        None if settings.in_memory else settings.data_path("credentials.json"),
         allow_any=settings.allow_any_credentials,
         default_account=settings.default_account,
         reserved_accounts=frozenset({owned_account}),
@@ -133,9 +133,9 @@ def _credentials(settings: Settings, owned_account: str) -> CredentialStore:
     if store.is_empty() and not settings.allow_any_credentials:
         cred = store.create()
         # Shown once, like a root password; it stays in the credentials file (mode 0600).
+        where = "kept in memory only" if store.path is None else f"saved in {store.path}"
         print(
-            "dynavault: created a root credential (shown once; saved in "
-            f"{store.path}):\n  aws_access_key_id = {cred.access_key_id}\n"
+            f"dynavault: created a root credential (shown once; {where}):\n  aws_access_key_id = {cred.access_key_id}\n"
             f"  aws_secret_access_key = {cred.secret_access_key}\n  account = {cred.account_id}",
             flush=True,
         )
@@ -204,10 +204,14 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     else:
         port = InProcessKms(kms)
         owned_key_arn = kms.owned_key_arn
-    data = settings.data_path()
-    data.mkdir(parents=True, exist_ok=True)
-    store = SqliteKV(data / "tables.db", group_commit=settings.commit_mode == "group")
-    catalog = Catalog(store, signal, lock_path=data / CATALOG_LOCK_FILE if worker else None)
+    if settings.in_memory:
+        # one connection, no WAL, no fsync: the same store code over a database that never touches a file
+        store = SqliteKV(":memory:", memory_snapshots=True)
+    else:
+        data = settings.data_path()
+        data.mkdir(parents=True, exist_ok=True)
+        store = SqliteKV(data / "tables.db", group_commit=settings.commit_mode == "group")
+    catalog = Catalog(store, signal, lock_path=settings.data_path(CATALOG_LOCK_FILE) if worker else None)
     closers.append(catalog.lock.close)
     streams = StreamStore(store)
     stream_limits = StreamLimits.from_settings(settings)
@@ -296,9 +300,23 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
     from dynavault.audit.trail import AuditTrail
     from dynavault.kms.service import AWS_OWNED_ACCOUNT, KeyService
 
-    _owner_only_data_dir(settings)
+    from .access_log import FORMATS, AccessLog
+    from .local_dev import SharedDbVerifier, is_new_data_dir, run_init
+
+    if settings.shared_db and not settings.allow_any_credentials:
+        raise StartupError("--shared-db needs --allow-any-credentials: one account for every access key only "
+                           "makes sense when any key is accepted (add --allow-any-credentials, or drop --shared-db)")
+    if settings.log_format not in FORMATS:
+        raise StartupError(f"--log-format must be one of {', '.join(FORMATS)}, not {settings.log_format!r}")
+    seed = bool(settings.init) and (settings.in_memory or is_new_data_dir(settings.data_path()))
+    if not settings.in_memory:
+        _owner_only_data_dir(settings)
     credentials = _credentials(settings, AWS_OWNED_ACCOUNT)
-    verifier = SigV4Verifier(credentials, max_skew_seconds=settings.max_clock_skew_seconds)
+    if settings.shared_db:
+        verifier: SigV4Verifier = SharedDbVerifier(credentials, max_skew_seconds=settings.max_clock_skew_seconds,
+                                                   account=settings.default_account)
+    else:
+        verifier = SigV4Verifier(credentials, max_skew_seconds=settings.max_clock_skew_seconds)
     metrics = Metrics()
     connections = Connections()
     routes = RouteTable()
@@ -313,8 +331,13 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
     if not retention > 0:
         raise StartupError(f"audit_retention_days must be more than 0, not {settings.audit_retention_days}: "
                            "set --audit-retention-days (default 90)")
-    trail = AuditTrail(settings.data_path("audit"), settings.audit_rotate_bytes, retention_seconds=retention,
-                       on_write_failure=metrics.audit_write_failures.inc)
+    if settings.in_memory:
+        from dynavault.audit.memory import MemoryAuditTrail
+
+        trail: AuditTrail = MemoryAuditTrail(retention_seconds=retention)
+    else:
+        trail = AuditTrail(settings.data_path("audit"), settings.audit_rotate_bytes, retention_seconds=retention,
+                           on_write_failure=metrics.audit_write_failures.inc)
     closers.append(getattr(trail, "close", lambda: None))
     periodic.append(Periodic("audit-retention", _retention_interval(retention), trail.sweep))
     components["trail"] = trail
@@ -346,6 +369,19 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         metrics.store_durable_commits.set_function(lambda: durability.durable_seq)
         metrics.store_syncs.set_function(lambda: durability.syncs)
         closers.insert(0, durability.close)  # closers run in reverse: the fsync thread stops last
+    access_log = None
+    if settings.access_log:
+        try:
+            access_log = AccessLog(settings.access_log, settings.log_format)
+        except OSError as exc:
+            raise StartupError(f"--access-log {settings.access_log}: cannot be opened ({exc.strerror or exc})") from None
+        closers.insert(0, access_log.close)
+    if seed:
+        accounts = [c.account_id for c in credentials.all()]
+        account = settings.default_account if settings.allow_any_credentials or not accounts else accounts[0]
+        run_init(settings.init, routes, account=account)
+        if store is not None:
+            store.sync()
     render_metrics = metrics.render
     if worker:
         shared = WorkerMetrics(metrics, settings.data_path(METRICS_DIR), index, clear=first)
@@ -362,6 +398,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         trusted_service_keys=frozenset(k.strip() for k in settings.trusted_service_keys.split(",") if k.strip()),
         durability=durability,
         cors=cors_origins(settings.cors_origin),
+        access_log=access_log,
     )
     if not kms_only:
         app.console = _console(settings, routes, credentials, durability)

@@ -12,8 +12,8 @@ from .connection import protocol_class
 from .runtime import Runtime
 
 
-def serve(runtime: Runtime, settings: Settings, *, label: str = "dynavault", sock: socket.socket | None = None,
-          on_ready: Callable[[str, int], None] | None = None) -> int:
+def serve(runtime: Runtime, settings: Settings, *, label: str = "dynavault", note: str = "",
+          sock: socket.socket | None = None, on_ready: Callable[[str, int], None] | None = None) -> int:
     """Run until stopped (SIGINT/SIGTERM: a graceful stop, exit 0). ``sock``: an already bound socket (a
     worker's); ``on_ready(host, port)`` replaces the ready line (the supervisor prints it once for all)."""
     import uvicorn
@@ -31,7 +31,7 @@ def serve(runtime: Runtime, settings: Settings, *, label: str = "dynavault", soc
             if on_ready is not None:
                 on_ready(host, port)
             else:
-                print(f"{label} listening on http://{host}:{port}", flush=True)
+                print(f"{label} listening on http://{host}:{port}{note}", flush=True)
 
         async def shutdown(self, sockets=None) -> None:
             await super().shutdown(sockets)

@@ -281,6 +281,11 @@ class SigV4Verifier:
                          f"Credential should be scoped to correct service: '{expected_service}'. ")
         # The region names the tables, keys and events a request reaches (DESIGN.md "Accounts and regions"):
         # refuse one that is not a region name before anything is created under it.
+        if not region:
+            # Some SDKs sign with an empty region when none is configured (a custom endpoint resolver)
+            raise _error("InvalidSignatureException", "Credential should be scoped to a valid region, not ''. "
+                         "The region is missing from the credential scope: configure the client with a region "
+                         "(e.g. AWS_REGION=us-east-1).")
         if _REGION_RE.fullmatch(region) is None:
             raise _error("InvalidSignatureException", f"Credential should be scoped to a valid region, not '{region}'. ")
         if not amz_date:

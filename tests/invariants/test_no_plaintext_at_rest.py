@@ -121,13 +121,16 @@ def _assert_stream_holds_canaries(srv, table: str) -> None:
     assert UPDATED in text and DELETED in text and NESTED in text
 
 
-def test_no_canary_at_rest_under_any_key_type(start_server):
-    srv = start_server(allow_any_credentials=True, log_file="", ttl_sweep_seconds=0.3)
+def test_no_canary_at_rest_under_any_key_type(start_server, tmp_path):
+    access_log = tmp_path / "access.log"  # the per-request log is at rest too
+    srv = start_server(allow_any_credentials=True, log_file="", ttl_sweep_seconds=0.3, access_log=access_log,
+                       log_format="json")
     _exercise(srv)
     assert srv.stop() == 0
     files = list(srv.data_dir.rglob("*"))
     assert any(f.name == "tables.db" for f in files), files
-    hits = scan([srv.data_dir, srv.log_path], CANARIES)
+    assert access_log.read_text().count('"operation":"PutItem"') > 90  # it logged the requests scanned for
+    hits = scan([srv.data_dir, srv.log_path, access_log], CANARIES)
     assert hits == []
     # the server's printed output (ready line, any notices) holds no user data either
     assert not any(str(c) in srv.log_text() for c in CANARIES if isinstance(c, str))

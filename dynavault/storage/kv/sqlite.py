@@ -91,9 +91,12 @@ class SqliteKV:
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
                  group_commit: bool = False, cache_mib: int = 64, readonly: bool = False,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, memory_snapshots: bool = False) -> None:
+        """``memory_snapshots``: a ``:memory:`` store hands out pinned snapshots as copies (``_memory_copy``;
+        the ``--in-memory`` server, whose backups need them); without it such a store has none."""
         path = os.fspath(path)
         self.path = path
+        self._memory_snapshots = memory_snapshots and path == ":memory:"
         #: outermost commits so far; ``sync()`` makes every commit numbered <= its start value durable
         self.commit_seq = 0
         self.group_commit = group_commit and not readonly
@@ -240,6 +243,8 @@ class SqliteKV:
         one block on a pooled connection): in WAL mode its read transaction pins this instant while writers go
         on committing, so a backup copies a table from it without holding the write lock. Pinned before this
         returns; ``close()`` (or ``with``) ends it."""
+        if self._memory_snapshots and not self._closed:
+            return self._memory_copy()
         if self.path == ":memory:" or self._max == 1:
             raise RuntimeError("an in-memory or read-only store has no second connection to take a snapshot from")
         conn = self._connect()
@@ -250,6 +255,26 @@ class SqliteKV:
             conn.close()
             raise
         return PinnedSnapshot(conn)
+
+    def _memory_copy(self) -> PinnedSnapshot:
+        """``:memory:`` has one connection (a second would be another database) and no WAL to pin an instant
+        in: the snapshot is a copy, made with SQLite's backup API while no transaction is open on it. Costs
+        the store's size in memory for as long as the snapshot lives (in-memory stores are test-sized)."""
+        if self._local.tx_conn is not None or self._local.snap_conn is not None:
+            raise RuntimeError("a pinned snapshot of an in-memory store cannot start inside a transaction")
+        copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        try:
+            with self._write_lock:
+                c = self._borrow()
+                try:
+                    c.backup(copy)
+                finally:
+                    self._give_back(c)
+            copy.execute("BEGIN")
+        except BaseException:
+            copy.close()
+            raise
+        return PinnedSnapshot(copy)
 
     # -- writes --------------------------------------------------------------------------------
     @contextmanager
