@@ -10,6 +10,7 @@ Every failure becomes an AWS JSON error body; a bug becomes a logged 500, never 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
@@ -24,7 +25,7 @@ from typing import Any
 import orjson
 
 from dynavault.caller import Caller
-from dynavault.errors import AWSError, IntegrityError
+from dynavault.errors import AWSError, IntegrityError, MustBlock, deferrable
 
 from .access_log import AccessLog
 from .connection import SCOPE_KEY
@@ -261,6 +262,7 @@ class DynavaultApp:
         durability: GroupCommit | None = None,
         cors: frozenset[str] = frozenset(),
         access_log: AccessLog | None = None,
+        offload: Callable[[str, str], str] | None = None,
     ) -> None:
         self.routes = routes
         self.verifier = verifier
@@ -275,6 +277,9 @@ class DynavaultApp:
         self.cors = cors
         #: one line per request (access_log.py); None: off, and the request path pays one test for it
         self.access_log = access_log
+        #: (service, operation) -> "loop" | "defer" | "thread": where a handler runs when the database's key
+        #: service is remote (None: always on the loop). "defer": on the loop until it would wait on KMS.
+        self.offload = offload
         self._request_id = _RequestIds()  # per app: its PRNG state is nobody else's
         self._callers: dict[tuple, Caller] = {}
         #: the web console's ASGI handler for /console (set by the runtime), or None
@@ -386,7 +391,10 @@ class DynavaultApp:
                     raise AWSError("InvalidSignatureException", "'X-Dynavault-On-Behalf-Of' must be a "
                                    "'SignedHeader' in the AWS Authorization.", type_prefix=_CORAL)
                 caller = self._on_behalf(caller, headers["x-dynavault-on-behalf-of"])
-            result = route.handler(caller, params)
+            if self.offload is None:
+                result = route.handler(caller, params)
+            else:
+                result = await self._run_off_loop(route, caller, params)
             payload = orjson.dumps(result) if result else b"{}"
         except _Disconnected:
             return  # nobody to answer; nothing was done
@@ -423,6 +431,21 @@ class DynavaultApp:
         if self.access_log is not None:
             self._log_access(scope, headers, route, front, request_id, caller, params, status, payload, started)
         await self._respond(send, status, payload, content_type, request_id, origin, coding)
+
+    async def _run_off_loop(self, route: Route, caller: Caller, params: dict) -> dict:
+        """A handler that may wait on a remote KMS runs in a thread, so a slow key service stalls only the
+        requests that need it; one that needs a key only on a cache miss starts on the loop and moves to a
+        thread when it misses (it raises MustBlock before changing anything)."""
+        where = self.offload(route.front.name, route.operation)
+        if where == "defer":
+            try:
+                with deferrable():
+                    return route.handler(caller, params)
+            except MustBlock:
+                pass
+        elif where == "loop":
+            return route.handler(caller, params)
+        return await asyncio.to_thread(route.handler, caller, params)
 
     async def _early_parse(self, receive, headers: dict[str, str]) -> None:
         """For a request about to be refused before its body is read: read a small uncompressed body and raise

@@ -123,6 +123,24 @@ class Runtime:
                 log.exception("close failed")
 
 
+#: DynamoDB operations that ask for a table key before they change anything: with a remote KMS they start on
+#: the event loop and move to a thread only on a key-cache miss (app.DynavaultApp._run_off_loop)
+DEFERRABLE = frozenset({
+    "GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan", "BatchGetItem", "BatchWriteItem",
+    "TransactGetItems", "TransactWriteItems", "ExecuteStatement", "ExecuteTransaction",
+})
+
+
+def _offload(service: str, operation: str) -> str:
+    """Where a handler runs when the key service is remote: every other DynamoDB operation (table and backup
+    management, which call KMS between changes) always in a thread; Streams reads are deferrable."""
+    if service == "dynamodbstreams":
+        return "defer"
+    if service != "dynamodb":
+        return "loop"
+    return "defer" if operation in DEFERRABLE else "thread"
+
+
 def _credentials(settings: Settings, owned_account: str) -> CredentialStore:
     store = CredentialStore(
         None if settings.in_memory else settings.data_path("credentials.json"),
@@ -398,6 +416,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         trusted_service_keys=frozenset(k.strip() for k in settings.trusted_service_keys.split(",") if k.strip()),
         durability=durability,
         cors=cors_origins(settings.cors_origin),
+        offload=_offload if settings.kms_endpoint and not kms_only else None,
         access_log=access_log,
     )
     if not kms_only:

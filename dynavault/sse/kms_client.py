@@ -85,6 +85,9 @@ class RemoteKms(WireKeys):
     credential is trusted for it; any other KMS ignores the header.
     """
 
+    #: each call waits on the network (TableKeyService moves such requests off the event loop)
+    blocking = True
+
     def __init__(self, endpoint: str, access_key: str, secret_key: str, *, timeout: float = 2.0,
                  attempts: int = 3, base_delay: float = 0.05) -> None:
         import urllib3

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from dynavault.caller import DYNAMODB_SERVICE, Caller
-from dynavault.errors import AWSError
+from dynavault.errors import AWSError, defer_if_possible
 
 from .crypto import NodeCipher, StreamCipher, TableCrypto, unwrap_data_key, wrap_data_key
 from .key_port import InvalidKeyRequest, KeyDisabled, KeyInvalidState, KeyPort, KeyPortError, KmsFailure
@@ -85,6 +85,8 @@ class TableKeyService:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kms = kms
+        #: a call to the key port waits on the network (a remote KMS): requests move off the event loop for it
+        self.blocking = bool(getattr(kms, "blocking", False))
         self._owned_key_arn = owned_key_arn
         self.owned_account = owned_account
         self.refresh_seconds = refresh_seconds
@@ -244,6 +246,8 @@ class TableKeyService:
             if self._cache_hits is not None:
                 self._cache_hits.inc()
             return entry.crypto
+        if self.blocking:
+            defer_if_possible()  # a remote KMS call: not on the event loop (the request is run again in a thread)
         if self.metrics is not None:
             self.metrics.key_cache.labels("miss").inc()
         try:

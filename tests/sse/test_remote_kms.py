@@ -131,3 +131,58 @@ def test_kms_killed_under_load(pair):
     assert max(slow for _, _, slow in results) < 10, results
     kms_srv.start()
     assert setup.get_item(TableName="load", Key={"pk": {"S": "k3"}})["Item"]["v"] == {"N": "3"}
+
+
+def _misses(db) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(db.endpoint + "/metrics", timeout=1.0) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith('dynavault_key_cache_total{result="miss"}'):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_slow_kms_stalls_only_the_requests_that_wait_for_it(start_server):
+    """A key-cache miss waits on the remote KMS in a thread: the event loop goes on serving the requests whose
+    keys are cached (and /metrics). The KMS process is stopped (SIGSTOP): it accepts connections, answers none."""
+    import os
+    import signal
+
+    kms_srv = start_server("kms", kms_only=True, allow_any_credentials=True, trusted_service_keys="db-service")
+    db = start_server("db", allow_any_credentials=True, kms_endpoint=kms_srv.endpoint,
+                      kms_access_key_id="db-service", kms_secret_access_key="unused", key_refresh_seconds=300)
+    warm = db.client("dynamodb", access_key=ACCOUNT)  # one keep-alive connection: its keys stay cached
+    for table in ("warm", "cold"):
+        make_table(warm, table)
+    key = {"pk": {"S": "a"}}
+    warm.put_item(TableName="warm", Item=key)
+    assert "Item" in warm.get_item(TableName="warm", Key=key)
+    before = _misses(db)
+    outcome: dict[str, str] = {}
+
+    def cold() -> None:
+        client = db.client("dynamodb", access_key=ACCOUNT)  # a new connection: a cache miss
+        try:
+            client.get_item(TableName="cold", Key=key)
+            outcome["cold"] = "ok"
+        except ClientError as err:
+            outcome["cold"] = err.response["Error"]["Code"]
+
+    os.kill(kms_srv.proc.pid, signal.SIGSTOP)
+    try:
+        waiting = threading.Thread(target=cold)
+        waiting.start()
+        deadline = time.time() + 10
+        while _misses(db) <= before:  # /metrics answers while the cold request waits on KMS
+            assert time.time() < deadline, "the cold request never reached the key service"
+            time.sleep(0.05)
+        for _ in range(20):
+            assert "Item" in warm.get_item(TableName="warm", Key=key)
+        assert waiting.is_alive(), "the cached table was served while the other request waited on KMS"
+    finally:
+        os.kill(kms_srv.proc.pid, signal.SIGCONT)
+    waiting.join(60)
+    assert outcome.get("cold") in ("ok", "KMSInternalException", "InternalServerError", "KMSUnavailableException",
+                                   "DependencyTimeoutException"), outcome
+    assert "Item" in warm.get_item(TableName="warm", Key=key)
