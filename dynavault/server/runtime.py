@@ -52,6 +52,8 @@ class Periodic:
     run: Callable[[], None]
     #: "store": once per store (with workers, by the holder of the background lease); "process": in every one
     scope: str = "store"
+    #: run in a thread (a job that waits on a remote KMS must not stall the event loop)
+    thread: bool = False
 
 
 #: the lease under which a worker runs the store-wide periodic jobs
@@ -95,7 +97,10 @@ class Runtime:
             if job.scope == "store" and not self.runs_store_jobs():
                 continue
             try:
-                job.run()
+                if job.thread:
+                    await asyncio.to_thread(job.run)
+                else:
+                    job.run()
             except Exception:
                 log.exception("background job %s failed", job.name)
 
@@ -259,7 +264,9 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     periodic.append(Periodic("node-epochs", settings.epoch_check_seconds, account_seals, "process"))
     periodic.append(Periodic("key-cache-prune", max(1.0, min(60.0, settings.key_refresh_seconds)), keys.prune,
                              "process"))
-    periodic.extend(Periodic(n, i, f) for n, i, f in lifecycle.jobs())
+    # the key-state sweeps call KMS: with a remote one, in a thread
+    kms_is_remote = bool(settings.kms_endpoint)
+    periodic.extend(Periodic(n, i, f, thread=kms_is_remote) for n, i, f in lifecycle.jobs())
     periodic.append(Periodic("idempotency-tokens", 60.0, db.transaction_state.tokens.prune))
     stream_jobs = StreamJobs(streams, catalog, stream_limits)
     periodic.append(Periodic("stream-shards", stream_jobs.interval(), stream_jobs.run))
@@ -271,7 +278,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     if not worker:
         # A worker cannot tell another live worker's restore from an abandoned one: with workers, restores
         # are resumed only at a start.
-        periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db)))
+        periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db), thread=kms_is_remote))
     # tables showing CREATING / UPDATING for a configured time become ACTIVE on this tick (or when described)
     periodic.append(Periodic("table-states", TABLE_STATES_TICK, lambda: db.table_states.tick(db)))
     if first:
