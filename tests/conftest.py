@@ -44,6 +44,16 @@ def make_table(client, name: str, *, hash_type: str = "S", range_type: str | Non
     return client.create_table(**args)["TableDescription"]
 
 
+def aws_error(call, **kwargs) -> tuple[str, str, int]:
+    """(code, message, HTTP status) of the ClientError a boto3 call must raise."""
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError) as exc:
+        call(**kwargs)
+    e = exc.value.response
+    return e["Error"]["Code"], e["Error"]["Message"], e["ResponseMetadata"]["HTTPStatusCode"]
+
+
 @pytest.fixture(scope="session")
 def server_factory(tmp_path_factory) -> Iterator[Callable[..., ServerProcess]]:
     servers: dict[tuple, ServerProcess] = {}

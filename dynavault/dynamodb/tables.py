@@ -256,6 +256,17 @@ def list_tables(db: Database, caller: Caller, p: dict) -> dict:
     return out
 
 
+def _settled_table(db: Database, caller: Caller, name: str) -> TableMeta:
+    """The table, in the state its timers put it in by now; DynamoDB's answers for one being deleted or absent."""
+    meta = db.catalog.get(caller.account, caller.region, name)
+    if meta is None:
+        if db.table_states.deleting(db, caller.account, caller.region, name) is not None:
+            raise in_use(f"Table is being deleted: {name}")
+        raise not_found(f"Requested resource not found: Table: {name} not found")
+    db.table_states.settle(db, meta)
+    return meta
+
+
 def update_table(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
     # what the request alone shows is answered before the table is looked up
@@ -267,12 +278,7 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
                          "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required")
     if "SSESpecification" in p and len([c for c in changes if c != "AttributeDefinitions"]) > 1:
         raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
-    meta = db.catalog.get(caller.account, caller.region, name)
-    if meta is None:
-        if db.table_states.deleting(db, caller.account, caller.region, name) is not None:
-            raise in_use(f"Table is being deleted: {name}")
-        raise not_found(f"Requested resource not found: Table: {name} not found")
-    db.table_states.settle(db, meta)
+    meta = _settled_table(db, caller, name)
     if STATE_UNTIL in meta.extra and meta.status == "CREATING":
         raise in_use(f"Table is being created: {name}")
     if _being_updated(meta):
@@ -341,12 +347,7 @@ def _refuse_unchanged_throughput(meta: TableMeta, p: dict) -> None:
 def delete_table(db: Database, caller: Caller, p: dict) -> dict:
     name = p["TableName"]
     with db.catalog.lock:
-        meta = db.catalog.get(caller.account, caller.region, name)
-        if meta is None:
-            if db.table_states.deleting(db, caller.account, caller.region, name) is not None:
-                raise in_use(f"Table is being deleted: {name}")
-            raise not_found(f"Requested resource not found: Table: {name} not found")
-        db.table_states.settle(db, meta)
+        meta = _settled_table(db, caller, name)
         if meta.deletion_protection:
             raise validation("Resource cannot be deleted as it is currently protected against deletion. Disable "
                              "deletion protection first.")

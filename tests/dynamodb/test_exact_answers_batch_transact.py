@@ -18,6 +18,8 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.conftest import aws_error as _error
+
 MISSING = "no-such-table-" + uuid.uuid4().hex[:8]
 CANCELLED = "Transaction cancelled, please refer cancellation reasons for specific reasons [{}]"
 SCHEMA = "The provided key element does not match the schema"
@@ -25,11 +27,6 @@ DUPLICATE = "Transaction request cannot include multiple operations on one item"
 UNUSED = "Value provided in ExpressionAttributeValues unused in expressions: keys: {:v}"
 
 
-def _error(call, **kwargs) -> tuple[str, str, int]:
-    with pytest.raises(ClientError) as exc:
-        call(**kwargs)
-    e = exc.value.response
-    return e["Error"]["Code"], e["Error"]["Message"], e["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def _reasons(call, **kwargs) -> list[dict]:

@@ -10,18 +10,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from botocore.exceptions import ClientError
+
+from tests.conftest import aws_error as _error
 
 MISSING = "no-such-table-" + uuid.uuid4().hex[:8]
 SHORT = "The provided starting key is invalid"
 LONG = "The provided starting key is invalid: The provided key element does not match the schema"
 
 
-def _error(call, **kwargs) -> tuple[str, str, int]:
-    with pytest.raises(ClientError) as exc:
-        call(**kwargs)
-    e = exc.value.response
-    return e["Error"]["Code"], e["Error"]["Message"], e["ResponseMetadata"]["HTTPStatusCode"]
 
 
 @pytest.fixture(scope="module")

@@ -16,18 +16,14 @@ import time
 import uuid
 
 import pytest
-from botocore.exceptions import ClientError
+
+from tests.conftest import aws_error as _error
 
 INVALID = "One or more parameter values were invalid: "
 OPERAND = "Incorrect operand type for operator or function; operator or function: "
 BAD_PATH = "The document path provided in the update expression is invalid for update"
 
 
-def _error(call, **kwargs) -> tuple[str, str, int]:
-    with pytest.raises(ClientError) as exc:
-        call(**kwargs)
-    e = exc.value.response
-    return e["Error"]["Code"], e["Error"]["Message"], e["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def _invalid(message: str) -> tuple[str, str, int]:

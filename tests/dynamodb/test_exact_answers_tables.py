@@ -14,17 +14,13 @@ import time
 import uuid
 
 import pytest
-from botocore.exceptions import ClientError
+
+from tests.conftest import aws_error as _error
 
 MISSING = "no-such-table-" + uuid.uuid4().hex[:8]
 WINDOW = 2.0
 
 
-def _error(call, **kwargs) -> tuple[str, str, int]:
-    with pytest.raises(ClientError) as exc:
-        call(**kwargs)
-    e = exc.value.response
-    return e["Error"]["Code"], e["Error"]["Message"], e["ResponseMetadata"]["HTTPStatusCode"]
 
 
 def in_use(what: str) -> tuple[str, str, int]:
