@@ -73,10 +73,11 @@ def _start(name: str, work: Path, dynalite_dir: Path | None,
            dynoxide_dir: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = _free_port()
     log = open(work / f"{name}.log", "wb")
-    if name == "dynavault":
+    if name == "dynavault" or name.startswith("dynavault-w"):  # dynavault-wN: --workers N
+        workers = name.removeprefix("dynavault-w") if name != "dynavault" else "1"
         cmd = [sys.executable, "-m", "dynavault.cli", "serve", "--allow-any-credentials", "--host", "127.0.0.1",
-               "--port", str(port), "--data-dir", str(work / "dv-data"), "--root-key-file",
-               str(work / "dv-keys" / "root.key")]
+               "--port", str(port), "--data-dir", str(work / f"dv-data-{workers}"), "--root-key-file",
+               str(work / "dv-keys" / "root.key"), "--workers", workers]
     elif name == "moto":
         exe = shutil.which("moto_server")
         if not exe:
@@ -114,7 +115,8 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--servers", default="dynavault,dynalite,dynoxide,moto")
+    ap.add_argument("--servers", default="dynavault,dynalite,dynoxide,moto",
+                    help="comma-separated; dynavault-wN runs dynavault with --workers N")
     ap.add_argument("--workloads", default="get,put,query")
     ap.add_argument("--duration", default="10")
     ap.add_argument("--items", default="2000")
