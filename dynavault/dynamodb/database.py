@@ -25,6 +25,8 @@ from .item_store import ItemStore
 from .sse_spec import refuse_if_inaccessible
 
 if TYPE_CHECKING:
+    from dynavault.storage.kv.base import KVTransaction
+
     from .backups.jobs import BackupJobs
     from .sse_lifecycle import SSELifecycle
     from .streams.control import StreamLimits
@@ -51,6 +53,8 @@ class Database:
     #: DynamoDB Streams: the stream rows and the stream settings (built by the runtime)
     streams: StreamStore | None = None
     stream_limits: StreamLimits | None = None
+    #: called in DeleteTable's store transaction before the table's rows go (PITR keeps its SYSTEM backup)
+    drop_hooks: list[Callable[[KVTransaction, TableMeta], None]] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return f"<DynamoDB context {len(self.catalog.all())} table(s)>"

@@ -25,6 +25,8 @@ BACKUP_PREFIX = b"\x00\x00backup\x00"
 STREAM_PREFIX = b"\x00\x00stream\x00"
 #: backup data: copies of the source table's sealed rows, under the backup's id
 BACKUP_DATA_PREFIX = b"\x00\x00backupdata\x00"
+#: point-in-time recovery: each item change of a table with PITR on, sealed, in (time, counter) order
+PITR_PREFIX = b"\x00\x00pitr\x00"
 
 PREFIXES: dict[str, bytes] = {
     "tree nodes": ROW_PREFIX,
@@ -36,6 +38,7 @@ PREFIXES: dict[str, bytes] = {
     "backups": BACKUP_PREFIX,
     "streams": STREAM_PREFIX,
     "backup data": BACKUP_DATA_PREFIX,
+    "point-in-time history": PITR_PREFIX,
 }
 
 

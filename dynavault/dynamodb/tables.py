@@ -268,6 +268,8 @@ def delete_table(db: Database, caller: Caller, p: dict) -> dict:
                            f"being created: {name}")
         desc = table_description(db.catalog, meta, "DELETING")
         with db.items.write() as w:
+            for hook in db.drop_hooks:
+                hook(w.tx, meta)
             w.drop(meta)
             if db.streams is not None:  # stream records go with the table's keys (crypto-shredded)
                 db.streams.drop_table(w.tx, meta.id_bytes)
