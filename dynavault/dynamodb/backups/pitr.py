@@ -133,7 +133,8 @@ def _take_base(db: Database, jobs: BackupJobs, meta: TableMeta, now: float,
     except BaseException:
         snap.close()
         raise
-    jobs.submit(lambda: _copy_base(db, jobs, snap, meta, base), uses=base["id"])
+    # named apart from the base's id: ``reading`` (a restore reads it) must not count the copy itself
+    jobs.submit(lambda: _copy_base(db, jobs, snap, meta, base), uses="pitr-base:" + base["id"])
 
 
 def _pin_base(db: Database, meta: TableMeta, now: float) -> tuple[PinnedSnapshot, dict]:
@@ -216,9 +217,8 @@ def restore_table_to_point_in_time(db: Database, caller: Caller, p: dict) -> dic
     earliest, last = window(db, st, now)
     at = last if latest else float(when)
     if not earliest <= at <= last:
-        raise AWSError("InvalidRestoreTimeException",
-                       f"Invalid RestoreDateTime: RestoreDateTime must be between EarliestRestorableDateTime "
-                       f"({earliest}) and LatestRestorableDateTime ({last})")
+        raise AWSError("InvalidRestoreTimeException", "RestoreDateTime must be between "
+                       "EarliestRestorableDateTime and LatestRestorableDateTime")
     bases = [b for b in st["bases"] if b.get("ok") and b["t"] <= at]
     if not bases:  # the first base snapshot is still being copied
         raise AWSError("PointInTimeRecoveryUnavailableException",
