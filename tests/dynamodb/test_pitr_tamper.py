@@ -1,6 +1,8 @@
 """PITR history is tamper-evident: a flipped byte in a history row, a row taken out of the middle of the chain,
 or a row moved in from another table makes a point-in-time restore (and the restore of a SYSTEM backup that
-holds the history) fail with an integrity error (HTTP 500, no table), never restore a wrong item."""
+holds the history) fail with an integrity error (HTTP 500, no table), never restore a wrong item. And it
+holds no plaintext: the canary scan finds nothing in history, base snapshots, restored tables or SYSTEM
+backups."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.canary import rows_under, scan
 from tests.conftest import make_table
 from tests.dynamodb.test_pitr import enable, restore
 
@@ -78,3 +81,34 @@ def test_damaged_history_refuses_the_restore(start_server, unique_name, damage):
     with pytest.raises(ClientError) as err:
         ddb.restore_table_from_backup(BackupArn=arn, TargetTableName=unique_name + "-s")
     assert err.value.response["Error"]["Code"] == "InternalServerError"
+
+
+CANARY = "canary-pitr-Kestrel5093"
+
+
+def test_no_canary_in_history_point_in_time_restores_or_system_backups(start_server, unique_name):
+    srv = start_server(allow_any_credentials=True)
+    ddb = srv.client("dynamodb", access_key=ACCOUNT)
+    kms = srv.client("kms", access_key=ACCOUNT)
+    key = kms.create_key()["KeyMetadata"]
+    specs = {"owned": None, "managed": {"Enabled": True},
+             "customer": {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key["Arn"]}}
+    for label, spec in specs.items():
+        name = f"{unique_name}-{label}"
+        make_table(ddb, name, sse=spec)
+        ddb.put_item(TableName=name, Item={"pk": {"S": f"{CANARY}-base"}, "v": {"S": CANARY}})  # in the base
+        enable(ddb, name)
+        for i in range(10):
+            ddb.put_item(TableName=name, Item={"pk": {"S": f"{CANARY}-{i}"}, "v": {"M": {"deep": {"S": CANARY}}}})
+        ddb.delete_item(TableName=name, Key={"pk": {"S": f"{CANARY}-3"}})
+        table = restore(ddb, name, name + "-r", UseLatestRestorableTime=True)
+        assert table["ItemCount"] == 10
+        got = ddb.get_item(TableName=name + "-r", Key={"pk": {"S": f"{CANARY}-1"}})["Item"]
+        assert got["v"]["M"]["deep"]["S"] == CANARY
+        ddb.delete_table(TableName=name)  # its SYSTEM backup keeps the base and the history, sealed
+    assert len([b for b in ddb.list_backups(BackupType="SYSTEM")["BackupSummaries"]
+                if b["TableName"].startswith(unique_name)]) == 3
+    assert srv.stop() == 0
+    store = srv.data_dir / "tables.db"
+    assert rows_under(store, HISTORY) == 3 * 11 and rows_under(store, b"\x00\x00backupdata\x00") > 0
+    assert scan([srv.data_dir, srv.log_path], [CANARY]) == []
