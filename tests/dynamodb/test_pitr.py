@@ -341,3 +341,9 @@ def test_history_and_bases_stay_within_the_recovery_period(start_server, unique_
         "PointInTimeRecoveryDescription"]["EarliestRestorableDateTime"]
     restore(ddb, unique_name, unique_name + "-e", RestoreDateTime=earliest + datetime.timedelta(milliseconds=100))
     assert {k: v["v"]["S"] for k, v in items(ddb, unique_name + "-e").items()} == want  # no writes since
+    # idle for more than two periods: the newest base folds in every row, and the history after it starts again
+    time.sleep(1.3)
+    ddb.put_item(TableName=unique_name, Item={"pk": {"S": "late"}, "v": {"S": "1"}})
+    want["late"] = "1"
+    restore(ddb, unique_name, unique_name + "-late", UseLatestRestorableTime=True)
+    assert {k: v["v"]["S"] for k, v in items(ddb, unique_name + "-late").items()} == want

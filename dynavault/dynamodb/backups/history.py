@@ -138,10 +138,12 @@ def changes(r: KVReader, source: TableMeta, crypto: TableCrypto, after: bytes | 
     return out
 
 
-def drop_through(tx: KVTransaction, table_id: bytes, pos: bytes) -> int:
-    """Delete the table's history up to and including position ``pos``; -> rows deleted."""
+def drop_before(tx: KVTransaction, table_id: bytes, pos: bytes) -> int:
+    """Delete the table's history before position ``pos``; -> rows deleted. The row at ``pos`` stays: a base
+    folds it in, but it is the link the next row is chained to (a write right after the pruning would
+    otherwise chain to nothing, and a restore from that base would refuse the history as damaged)."""
     p = table_prefix(table_id)
-    end = p + pos + b"\x00"
+    end = p + pos
     n = 0
     while True:
         keys = [k for k, _ in tx.range(p, end, limit=512)]

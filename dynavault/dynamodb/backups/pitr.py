@@ -313,7 +313,7 @@ def _prune(db: Database, meta: TableMeta, st: dict, horizon: float) -> None:
     with db.catalog.transaction() as tx:
         for b in old:
             drop_data(tx, b["id"])
-        dropped = history.drop_through(tx, meta.id_bytes, bytes.fromhex(keep["pos"])) if keep["pos"] else 0
+        dropped = history.drop_before(tx, meta.id_bytes, bytes.fromhex(keep["pos"])) if keep["pos"] else 0
         meta.extra = {**meta.extra, "pitr": {**st, "bases": [b for b in st["bases"] if b not in old]}}
         db.catalog.put(tx, meta)
     log.info("point-in-time recovery of table %s: %d base snapshot(s) and %d history rows past the recovery "
