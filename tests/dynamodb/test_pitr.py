@@ -18,6 +18,7 @@ from botocore.handlers import enable_millisecond_timestamp_precision
 
 from tests.conftest import make_table
 from tests.lifecycle import wait_status
+from tests.wire import signed_request
 
 ACCOUNT = "123456789012"
 HISTORY = b"\x00\x00pitr\x00"
@@ -145,6 +146,31 @@ def test_restore_errors(srv, unique_name):
     assert err == {"Code": "TableAlreadyExistsException", "Message": f"Table already exists: {unique_name}"}
     with pytest.raises(ClientError):  # none of the refused restores left a table behind
         ddb.describe_table(TableName=target)
+
+
+def test_restore_date_time_as_the_wire_allows_it(srv, unique_name):
+    """Epoch seconds as a number or as text, ISO 8601 text; NaN or infinity: an invalid time, never a 500."""
+    ddb = ms_client(srv)
+    make_table(ddb, unique_name)
+    ddb.put_item(TableName=unique_name, Item={"pk": {"S": "x"}, "v": {"S": "1"}})
+    enable(ddb, unique_name)
+    restore(ddb, unique_name, unique_name + "-warm", UseLatestRestorableTime=True)
+    now = time.time()
+    target = "DynamoDB_20120810.RestoreTableToPointInTime"
+    forms = {"-n": now, "-s": str(now), "-iso": at(now).isoformat().replace("+00:00", "Z")}
+    for suffix, when in forms.items():
+        r = signed_request(srv.endpoint, target, {"SourceTableName": unique_name,
+                                                  "TargetTableName": unique_name + suffix, "RestoreDateTime": when},
+                           access_key=ACCOUNT)
+        assert r.status == 200, r.body
+        wait_status(ddb, unique_name + suffix, "ACTIVE", 20)
+        assert items(ddb, unique_name + suffix)["x"]["v"] == {"S": "1"}
+    for bad in ("NaN", "Infinity", "-1e400", 1e300):
+        r = signed_request(srv.endpoint, target, {"SourceTableName": unique_name, "TargetTableName": unique_name + "-b",
+                                                  "RestoreDateTime": bad}, access_key=ACCOUNT)
+        assert r.status == 400 and r.json()["__type"].endswith(("InvalidRestoreTimeException",
+                                                                "ValidationException", "SerializationException")), \
+            (bad, r.body)
 
 
 def test_restore_to_instants_between_writes(srv, unique_name):

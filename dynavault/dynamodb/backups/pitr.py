@@ -19,6 +19,7 @@ so the sweep goes on while a key is disabled, and a base is never rewritten in p
 
 from __future__ import annotations
 
+import datetime
 import logging
 import time
 import uuid
@@ -215,7 +216,7 @@ def restore_table_to_point_in_time(db: Database, caller: Caller, p: dict) -> dic
         raise validation("Invalid Request: Either RestoreDateTime or UseLatestRestorableTime must be specified")
     now = db.clock()
     earliest, last = window(db, st, now)
-    at = last if latest else float(when)
+    at = last if latest else _timestamp(when)
     if not earliest <= at <= last:
         raise AWSError("InvalidRestoreTimeException", "RestoreDateTime must be between "
                        "EarliestRestorableDateTime and LatestRestorableDateTime")
@@ -226,6 +227,19 @@ def restore_table_to_point_in_time(db: Database, caller: Caller, p: dict) -> dic
     count, size = db.catalog.stats(meta.table_id)
     rec = _point_record(meta, bases[-1], count, size, until=at)
     return start_restore(db, caller, p, rec, {"SourceTableArn": meta.arn, "RestoreDateTime": at}, {"source": rec})
+
+
+def _timestamp(value: object) -> float:
+    """A RestoreDateTime as the shape check lets it through: epoch seconds (a number or its text) or ISO
+    8601 text (UTC unless it says otherwise)."""
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value)
+    try:
+        return float(text)
+    except ValueError:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()
 
 
 def _point_record(meta: TableMeta, base: dict, count: int, size: int, until: float | None) -> dict:
