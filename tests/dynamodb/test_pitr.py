@@ -347,7 +347,8 @@ def test_history_and_bases_stay_within_the_recovery_period(start_server, unique_
     desc = ddb.describe_continuous_backups(TableName=unique_name)["ContinuousBackupsDescription"][
         "PointInTimeRecoveryDescription"]
     now = time.time()
-    assert now - 0.6 < desc["EarliestRestorableDateTime"].timestamp() <= now - 0.4  # one period back
+    # one period back, not where PITR began 3 s ago (the margin is the answer's way back on a loaded machine)
+    assert now - 1.0 < desc["EarliestRestorableDateTime"].timestamp() <= now - 0.4
     # at most two periods of history (plus a sweep interval and a copy) are kept, not the whole 3 s
     kept = _history_rows(srv.data_dir, table_id)
     assert 0 < kept <= rate * (2 * 0.5 + 0.4), (kept, n)
