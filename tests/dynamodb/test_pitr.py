@@ -374,3 +374,35 @@ def test_history_and_bases_stay_within_the_recovery_period(start_server, unique_
     want["late"] = "1"
     restore(ddb, unique_name, unique_name + "-late", UseLatestRestorableTime=True)
     assert {k: v["v"]["S"] for k, v in items(ddb, unique_name + "-late").items()} == want
+
+
+def test_history_across_a_key_switch(start_server, unique_name):
+    """A key switch re-wraps the table's data keys and rewrites no data: the base and the history from before
+    it restore under the table's new key, and the old key is not needed any more."""
+    srv = start_server(allow_any_credentials=True, sse_update_seconds=0.5, key_check_seconds=0.5)
+    ddb = ms_client(srv)
+    kms = srv.client("kms", access_key=ACCOUNT)
+    key_a = kms.create_key()["KeyMetadata"]
+    key_b = kms.create_key()["KeyMetadata"]
+    make_table(ddb, unique_name, sse={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_a["Arn"]})
+    ddb.put_item(TableName=unique_name, Item={"pk": {"S": "base"}, "v": {"S": "0"}})
+    enable(ddb, unique_name)
+    ddb.put_item(TableName=unique_name, Item={"pk": {"S": "h"}, "v": {"S": "1"}})
+    time.sleep(0.01)
+    before_switch = time.time()
+    time.sleep(0.01)
+    ddb.update_table(TableName=unique_name, SSESpecification={"Enabled": True, "SSEType": "KMS",
+                                                              "KMSMasterKeyId": key_b["Arn"]})
+    deadline = time.time() + 20
+    while (ddb.describe_table(TableName=unique_name)["Table"]["SSEDescription"].get("KMSMasterKeyArn")
+           != key_b["Arn"] or ddb.describe_table(TableName=unique_name)["Table"]["SSEDescription"]["Status"]
+           != "ENABLED"):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    ddb.put_item(TableName=unique_name, Item={"pk": {"S": "h"}, "v": {"S": "2"}})
+    kms.disable_key(KeyId=key_a["KeyId"])
+    table = restore(ddb, unique_name, unique_name + "-r", RestoreDateTime=at(before_switch))
+    assert table["SSEDescription"]["KMSMasterKeyArn"] == key_b["Arn"]  # the source's current setting
+    assert {k: v["v"]["S"] for k, v in items(ddb, unique_name + "-r").items()} == {"base": "0", "h": "1"}
+    restore(ddb, unique_name, unique_name + "-l", UseLatestRestorableTime=True)
+    assert {k: v["v"]["S"] for k, v in items(ddb, unique_name + "-l").items()} == {"base": "0", "h": "2"}
