@@ -352,11 +352,7 @@ def test_history_and_bases_stay_within_the_recovery_period(start_server, unique_
     # at most two periods of history (plus a sweep interval and a copy) are kept, not the whole 3 s
     kept = _history_rows(srv.data_dir, table_id)
     assert 0 < kept <= rate * (2 * 0.5 + 0.4) + 0.25 * n, (kept, n)  # (+ slack for a slow sweep under load)
-    con = sqlite3.connect(f"file:{srv.data_dir / 'tables.db'}?mode=ro", uri=True)
-    rows = con.execute("SELECT v FROM kv WHERE k >= ? AND k < ?", (b"\x00\x00catalog\x00", b"\x00\x00catalog\x01"))
-    meta = [orjson.loads(bytes(r[0])) for r in rows]
-    con.close()
-    bases = [m for m in meta if m.get("table_id") == table_id][0]["extra"]["pitr"]["bases"]
+    bases = _bases(srv.data_dir, table_id)
     assert 1 <= len(bases) <= 3, bases
     # the earliest restorable time still restores exactly
     want = {k: v["v"]["S"] for k, v in items(ddb, unique_name).items()}
@@ -406,3 +402,35 @@ def test_history_across_a_key_switch(start_server, unique_name):
     assert {k: v["v"]["S"] for k, v in items(ddb, unique_name + "-r").items()} == {"base": "0", "h": "1"}
     restore(ddb, unique_name, unique_name + "-l", UseLatestRestorableTime=True)
     assert {k: v["v"]["S"] for k, v in items(ddb, unique_name + "-l").items()} == {"base": "0", "h": "2"}
+
+
+def _bases(data_dir, table_id: str) -> list[dict]:
+    con = sqlite3.connect(f"file:{data_dir / 'tables.db'}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT v FROM kv WHERE k >= ? AND k < ?", (b"\x00\x00catalog\x00", b"\x00\x00catalog\x01"))
+        meta = [orjson.loads(bytes(r[0])) for r in rows]
+    finally:
+        con.close()
+    return [m for m in meta if m.get("table_id") == table_id][0]["extra"]["pitr"]["bases"]
+
+
+def test_pruning_goes_on_while_the_key_is_unusable(start_server, unique_name):
+    srv = start_server(allow_any_credentials=True, pitr_day_seconds=0.5)
+    ddb = ms_client(srv)
+    kms = srv.client("kms", access_key=ACCOUNT)
+    key = kms.create_key()["KeyMetadata"]
+    make_table(ddb, unique_name, sse={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key["Arn"]})
+    enable(ddb, unique_name, RecoveryPeriodInDays=1)
+    for i in range(20):
+        ddb.put_item(TableName=unique_name, Item={"pk": {"S": f"k{i % 5}"}, "v": {"S": str(i)}})
+    want = {k: v["v"]["S"] for k, v in items(ddb, unique_name).items()}
+    table_id = ddb.describe_table(TableName=unique_name)["Table"]["TableId"]
+    first = {b["id"] for b in _bases(srv.data_dir, table_id)}
+    kms.disable_key(KeyId=key["KeyId"])
+    time.sleep(1.6)  # three periods: the sweep rebases and prunes without the key
+    assert _history_rows(srv.data_dir, table_id) == 1  # only the chain's anchor is left
+    bases = _bases(srv.data_dir, table_id)
+    assert bases and not first & {b["id"] for b in bases} and all(b["ok"] for b in bases[:-1]), bases
+    kms.enable_key(KeyId=key["KeyId"])
+    restore(ddb, unique_name, unique_name + "-r", UseLatestRestorableTime=True)
+    assert {k: v["v"]["S"] for k, v in items(ddb, unique_name + "-r").items()} == want
