@@ -40,6 +40,7 @@ from .snapshot import BackupReader, data_prefix, drop_data, verify
 if TYPE_CHECKING:
     from dynavault.caller import Caller
     from dynavault.sse.crypto import TableCrypto
+    from dynavault.storage.kv.base import KVReader
 
     from ..database import Database
 
@@ -203,7 +204,7 @@ def start_restore(db: Database, caller: Caller, p: dict, rec: dict, summary: dic
     return answer
 
 
-def _history(kv, rec: dict, crypto: TableCrypto) -> dict:
+def _history(kv: KVReader, rec: dict, crypto: TableCrypto) -> dict:
     pitr = rec["pitr"]
     after = bytes.fromhex(pitr["after"]) if pitr.get("after") else None
     return history.changes(kv, source_meta(rec), crypto, after, pitr.get("until"))
