@@ -434,3 +434,27 @@ def test_pruning_goes_on_while_the_key_is_unusable(start_server, unique_name):
     kms.enable_key(KeyId=key["KeyId"])
     restore(ddb, unique_name, unique_name + "-r", UseLatestRestorableTime=True)
     assert {k: v["v"]["S"] for k, v in items(ddb, unique_name + "-r").items()} == want
+
+
+def test_a_system_backup_expires_after_35_days(start_server, unique_name):
+    srv = start_server(allow_any_credentials=True, pitr_day_seconds=0.05)  # 35 days: 1.75 s
+    ddb = ms_client(srv)
+    make_table(ddb, unique_name)
+    enable(ddb, unique_name)
+    restore(ddb, unique_name, unique_name + "-warm", UseLatestRestorableTime=True)  # the base is complete
+    ddb.put_item(TableName=unique_name, Item={"pk": {"S": "x"}, "v": {"S": "1"}})
+    table_id = ddb.describe_table(TableName=unique_name)["Table"]["TableId"]
+    ddb.delete_table(TableName=unique_name)
+
+    def system() -> list:
+        return [b for b in ddb.list_backups(BackupType="SYSTEM")["BackupSummaries"] if b["TableName"] == unique_name]
+
+    assert len(system()) == 1 and _history_rows(srv.data_dir, table_id) == 1
+    time.sleep(1.0)
+    assert len(system()) == 1  # not yet
+    deadline = time.time() + 10
+    while system():
+        assert time.time() < deadline, "the SYSTEM backup never expired"
+        time.sleep(0.1)
+    assert _history_rows(srv.data_dir, table_id) == 0
+    assert "expired after 35 days" in srv.log_text()
