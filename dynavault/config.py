@@ -52,6 +52,8 @@ class Settings:
     key_deletion_check_seconds: float = 60.0
     #: one day of the KMS deletion window, in seconds (tests shrink it)
     kms_day_seconds: float = 86400.0
+    #: one day of a point-in-time recovery period and of a SYSTEM backup's 35-day life, in seconds (tests shrink it)
+    pitr_day_seconds: float = 86400.0
     #: process-wide table key cache instead of per connection (opt-in)
     shared_key_cache: bool = False
     #: seals under one node key before a new epoch key is made (random nonces: stay far below 2^32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
 from pathlib import Path
 
 
@@ -31,3 +32,13 @@ def scan(paths: list[Path], canaries: list[str | bytes]) -> list[tuple[str, str]
             if form in data:
                 hits.append((repr(canary), str(f)))
     return hits
+
+
+def rows_under(store: Path, prefix: bytes) -> int:
+    """How many rows of the table store (``tables.db``) start with ``prefix``: proves a scan covered a kind of
+    row (history, backup data) rather than nothing."""
+    con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, prefix + b"\xff")).fetchone()[0]
+    finally:
+        con.close()

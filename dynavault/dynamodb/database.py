@@ -26,6 +26,8 @@ from .sse_spec import refuse_if_inaccessible
 from .table_states import TableStates
 
 if TYPE_CHECKING:
+    from dynavault.storage.kv.base import KVTransaction
+
     from .backups.jobs import BackupJobs
     from .sse_lifecycle import SSELifecycle
     from .streams.control import StreamLimits
@@ -54,6 +56,8 @@ class Database:
     stream_limits: StreamLimits | None = None
     #: tables showing CREATING / UPDATING / DELETING for a while (the runtime ticks it)
     table_states: TableStates = field(default_factory=TableStates)
+    #: called in DeleteTable's store transaction before the table's rows go (PITR keeps its SYSTEM backup)
+    drop_hooks: list[Callable[[KVTransaction, TableMeta], None]] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return f"<DynamoDB context {len(self.catalog.all())} table(s)>"

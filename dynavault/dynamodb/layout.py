@@ -25,6 +25,8 @@ BACKUP_PREFIX = b"\x00\x00backup\x00"
 STREAM_PREFIX = b"\x00\x00stream\x00"
 #: backup data: copies of the source table's sealed rows, under the backup's id
 BACKUP_DATA_PREFIX = b"\x00\x00backupdata\x00"
+#: point-in-time recovery: each item change of a table with PITR on, sealed, in (time, counter) order
+PITR_PREFIX = b"\x00\x00pitr\x00"
 
 #: which process runs the store-wide background jobs (server/leases.py): holder and expiry, no user data
 LEASE_PREFIX = b"\x00\x00lease\x00"
@@ -43,6 +45,7 @@ PREFIXES: dict[str, bytes] = {
     "backup data": BACKUP_DATA_PREFIX,
     "leases": LEASE_PREFIX,
     "idempotency tokens": TOKEN_PREFIX,
+    "point-in-time history": PITR_PREFIX,
 }
 
 

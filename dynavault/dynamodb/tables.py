@@ -362,6 +362,8 @@ def delete_table(db: Database, caller: Caller, p: dict) -> dict:
         desc = table_description(db.catalog, meta, "DELETING")
         answer = deleted_description(db.catalog, meta)
         with db.items.write() as w:
+            for hook in db.drop_hooks:
+                hook(w.tx, meta)
             w.drop(meta)
             if db.streams is not None:  # stream records go with the table's keys (crypto-shredded)
                 db.streams.drop_table(w.tx, meta.id_bytes)

@@ -199,7 +199,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     """The database: its store, catalog, item store (with the change subscribers), table keys, key
     lifecycle and the context its operations get; -> (context, store)."""
     from dynavault.dynamodb import epochs, indexes
-    from dynavault.dynamodb.backups import restore
+    from dynavault.dynamodb.backups import pitr, restore
+    from dynavault.dynamodb.backups.history import HistoryWriter
     from dynavault.dynamodb.backups.jobs import BackupJobs
     from dynavault.dynamodb.catalog import Catalog
     from dynavault.dynamodb.change_counter import ChangeCounter
@@ -240,7 +241,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     stream_limits = StreamLimits.from_settings(settings)
     items = ItemStore(store, catalog, collection_limit=settings.item_collection_max_bytes,
                       subscribers=[ChangeCounter(metrics.item_changes),
-                                   StreamWriter(streams, stream_limits, exclusive=not worker)])
+                                   StreamWriter(streams, stream_limits, exclusive=not worker),
+                                   history_writer := HistoryWriter()])
     keys = TableKeyService(port, owned_key_arn=owned_key_arn, owned_account=owned_account,
                            refresh_seconds=settings.key_refresh_seconds, shared_cache=settings.shared_key_cache,
                            metrics=metrics)
@@ -250,6 +252,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     db = Database(settings, catalog, items, keys, TransactionState(store), lifecycle, metrics=metrics,
                           streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs)
     connections.on_closed(keys.drop_connection)
+    history_writer.clock = db.clock  # history positions and restore times on one clock
+    db.drop_hooks.append(lambda tx, meta: pitr.keep_system_backup(db, tx, meta))
 
     def account_seals() -> None:
         epochs.account_node_seals(catalog, keys, settings.node_epoch_max_seals)
@@ -281,12 +285,16 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
         periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db), thread=kms_is_remote))
     # tables showing CREATING / UPDATING for a configured time become ACTIVE on this tick (or when described)
     periodic.append(Periodic("table-states", TABLE_STATES_TICK, lambda: db.table_states.tick(db)))
+    # PITR: history past the recovery period is dropped, bases are taken again when they age out
+    periodic.append(Periodic("pitr-sweep", max(0.1, min(3600.0, settings.pitr_day_seconds / 24)),
+                             lambda: pitr.sweep(db)))
     if first:
         # Work a stopped server left half done is resumed by the one process that starts first (with workers:
         # worker 0, before the others start).
         Leases.clear(store)
         indexes.resume_jobs(db)
         restore.recover(db)
+        pitr.recover(db)  # bases whose copy died are taken again
     return db, store
 
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from dynavault.storage.kv.sqlite import SqliteKV
 from dynavault.storage.sealed import PartitionToken, Sealed
 from dynavault.storage.trees import EncryptedTrees
-from tests.canary import scan
+from tests.canary import rows_under, scan
 
 PK = "canary-pk-Quixotic7781"
 SK = "canary-sk-Zephyr4410"
@@ -72,6 +72,9 @@ def _exercise(srv) -> None:
         if spec is not None:
             args["SSESpecification"] = spec
         ddb.create_table(**args)
+        # point-in-time recovery: every change below also lands in the table's sealed history
+        ddb.update_continuous_backups(TableName=args["TableName"],
+                                      PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
         for item in _items(label):
             ddb.put_item(TableName=args["TableName"], Item=item)
         first = {"pk": {"S": f"{PK}-{label}"}, "sk": {"S": f"{SK}-0"}}
@@ -130,6 +133,8 @@ def test_no_canary_at_rest_under_any_key_type(start_server, tmp_path):
     files = list(srv.data_dir.rglob("*"))
     assert any(f.name == "tables.db" for f in files), files
     assert access_log.read_text().count('"operation":"PutItem"') > 90  # it logged the requests scanned for
+    # the PITR history holds every change of the three tables (30 puts, an update, a put and a delete, TTL's)
+    assert rows_under(srv.data_dir / "tables.db", b"\x00\x00pitr\x00") >= 3 * 33
     hits = scan([srv.data_dir, srv.log_path, access_log], CANARIES)
     assert hits == []
     # the server's printed output (ready line, any notices) holds no user data either

@@ -1,5 +1,5 @@
 """On-demand backups: CreateBackup, DescribeBackup, ListBackups, DeleteBackup (RestoreTableFromBackup is
-in ``restore.py``).
+in ``restore.py``, point-in-time recovery in ``pitr.py``).
 
 CreateBackup pins a snapshot of the store (``SqliteKV.pinned_snapshot``: one committed instant) and
 writes the backup record as CREATING with the table's wrapped keys of that moment; the worker thread then
@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 from dynavault.errors import AWSError
 
 from ..sse_spec import refuse_if_inaccessible
-from . import records
+from . import pitr, records
 from .jobs import BackupJobs, Stopped
-from .restore import restore_table_from_backup, restoring_from
+from .pitr import drop_backup_data
+from .restore import reading, restore_table_from_backup, restoring_from
 from .snapshot import copy_rows, drop_data, seal_manifest
 
 if TYPE_CHECKING:
@@ -146,10 +147,11 @@ def delete_backup(db: Database, caller: Caller, p: dict) -> dict:
         raise AWSError("BackupInUseException", f"Backup is being created: {arn}")
     if restoring_from(db, arn) or (db.backup_jobs is not None and db.backup_jobs.busy(arn)):
         raise AWSError("BackupInUseException", f"Backup is being restored: {arn}")
+    if any(reading(db, b) for b in rec.get("bases") or ()):
+        raise AWSError("BackupInUseException", f"Backup is being restored: {arn}")
     with db.catalog.transaction() as tx:
         records.remove(tx, rec)
-        if rec.get("BackupId"):
-            drop_data(tx, rec["BackupId"])
+        drop_backup_data(tx, rec)
     log.info("backup %s deleted", arn)
     return {"BackupDescription": records.description(rec, records.DELETED)}
 
@@ -160,4 +162,5 @@ HANDLERS = {
     "ListBackups": list_backups,
     "DeleteBackup": delete_backup,
     "RestoreTableFromBackup": restore_table_from_backup,
+    **pitr.HANDLERS,
 }

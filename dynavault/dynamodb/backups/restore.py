@@ -9,6 +9,9 @@ applies every item through the item-change path (cause "Restore": indexes, count
 any write), a batch per store transaction that also records the progress. A crash resumes from the last
 committed batch at the next start (the database unwraps the backup's key through a grant the restore made);
 a restore that cannot go on removes its table. So a half-restored table is never ACTIVE.
+
+RestoreTableToPointInTime (``pitr.py``) comes through ``start_restore`` too, with a record that names a base
+snapshot and the stretch of history to replay over it (``source_items``); so does a SYSTEM backup.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import orjson
@@ -29,13 +33,14 @@ from ..item_store import ItemChange
 from ..keys import key_of_item
 from ..sse_lifecycle import KEY_LOST_CODES
 from ..tables import create_table
-from . import records
+from . import history, records
 from .jobs import BackupJobs, Stopped
 from .snapshot import BackupReader, data_prefix, drop_data, verify
 
 if TYPE_CHECKING:
     from dynavault.caller import Caller
     from dynavault.sse.crypto import TableCrypto
+    from dynavault.storage.kv.base import KVReader
 
     from ..database import Database
 
@@ -52,6 +57,14 @@ class TableGone(Exception):
 def restoring_from(db: Database, arn: str) -> bool:
     return any(m.status == "CREATING" and (m.extra.get("restore") or {}).get("BackupArn") == arn
                for m in db.catalog.all())
+
+
+def reading(db: Database, backup_id: str) -> bool:
+    """Whether a restore in progress (or a job) reads the rows kept under ``backup_id``."""
+    if db.backup_jobs is not None and db.backup_jobs.busy(backup_id):
+        return True
+    return any(m.status == "CREATING" and ((m.extra.get("restore") or {}).get("source") or {}).get("BackupId")
+               == backup_id for m in db.catalog.all())
 
 
 def _account(rec: dict) -> str:
@@ -142,10 +155,18 @@ def _retire_grant(db: Database, meta: TableMeta, grant: dict | None) -> None:
 
 def restore_table_from_backup(db: Database, caller: Caller, p: dict) -> dict:
     arn = p["BackupArn"]
-    target = p["TargetTableName"]
     rec = records.load(db.items.kv, caller, arn)
     if records.status(rec) != records.AVAILABLE:
         raise AWSError("BackupInUseException", f"Backup is being created: {arn}")
+    return start_restore(db, caller, p, rec, {"SourceBackupArn": arn, "SourceTableArn": rec["TableArn"]},
+                         {"BackupArn": arn})
+
+
+def start_restore(db: Database, caller: Caller, p: dict, rec: dict, summary: dict, state: dict) -> dict:
+    """Create the CREATING table ``p`` names from ``rec`` (a backup record, or a point in time described as
+    one: a base snapshot and the history after it, see ``pitr.py``) and hand its filling to the worker.
+    ``state`` says where the items come from when a restart resumes it (a backup ARN, or ``rec`` itself)."""
+    target = p["TargetTableName"]
     if db.catalog.get(caller.account, caller.region, target) is not None:
         raise AWSError("TableAlreadyExistsException", f"Table already exists: {target}")
     jobs: BackupJobs | None = db.backup_jobs
@@ -159,10 +180,13 @@ def restore_table_from_backup(db: Database, caller: Caller, p: dict) -> dict:
     src_crypto = db.keys.build_crypto(table_key, source.id_bytes, sse["data_keys"])
     if rec.get("BackupId"):
         verify(db.items.kv, rec, src_crypto)  # a swapped or missing row: IntegrityError (500), no table
+    # Every history row the restore replays is opened now: a damaged one refuses the restore, no table.
+    overlay = _history(db.items.kv, rec, src_crypto) if rec.get("pitr") else None
     grant = _make_grant(db, caller, rec)
     now = db.clock()
-    extra = {"restore": {"BackupArn": arn, "done": 0, "total": int(rec.get("ItemCount", 0)), "grant": grant},
-             "restore_summary": {"SourceBackupArn": arn, "SourceTableArn": rec["TableArn"], "RestoreDateTime": now}}
+    arn = state.get("BackupArn") or rec["BackupId"]
+    extra = {"restore": {**state, "done": 0, "total": int(rec.get("ItemCount", 0)), "grant": grant},
+             "restore_summary": {**summary, "RestoreDateTime": summary.get("RestoreDateTime", now)}}
     try:
         answer = create_table(db, caller, params, status="CREATING", extra=extra)
     except BaseException:
@@ -175,20 +199,51 @@ def restore_table_from_backup(db: Database, caller: Caller, p: dict) -> dict:
     except BaseException:
         _abandon(db, meta, "its new key could not be used")
         raise
-    jobs.submit(lambda: fill(db, jobs, meta, rec, src_crypto, dst_crypto), uses=arn, fills=meta.table_id)
-    log.info("restore of backup %s into table %s: started (%d items)", arn, target, extra["restore"]["total"])
+    jobs.submit(lambda: fill(db, jobs, meta, rec, src_crypto, dst_crypto, overlay), uses=arn, fills=meta.table_id)
+    log.info("restore of %s into table %s: started (%d items)", _label(rec), target, extra["restore"]["total"])
     return answer
+
+
+def _history(kv: KVReader, rec: dict, crypto: TableCrypto) -> dict:
+    pitr = rec["pitr"]
+    after = bytes.fromhex(pitr["after"]) if pitr.get("after") else None
+    return history.changes(kv, source_meta(rec), crypto, after, pitr.get("until"))
+
+
+def source_items(db: Database, rec: dict, crypto: TableCrypto, overlay: dict | None = None) -> Iterator[dict]:
+    """The items a restore writes, in an order that does not change between runs (a resume skips the ones
+    already done): the backup's items; for a point in time, each replaced by its last change in the history
+    window (or left out where deleted), then the items the window added, in key order."""
+    kv = db.items.kv
+    source = source_meta(rec)
+    reader = BackupReader(kv, data_prefix(rec["BackupId"])) if rec.get("BackupId") else kv
+    base = (orjson.loads(raw) for _, _, raw in db.items.walk(reader, source, crypto))
+    if not rec.get("pitr"):
+        yield from base
+        return
+    if overlay is None:
+        overlay = _history(kv, rec, crypto)
+    seen = set()
+    for item in base:
+        hkey, skey, _ = key_of_item(source, item)
+        if (hkey, skey) in overlay:
+            seen.add((hkey, skey))
+            item = overlay[(hkey, skey)]
+        if item is not None:
+            yield item
+    for k in sorted(set(overlay) - seen):
+        if overlay[k] is not None:
+            yield overlay[k]
 
 
 # -- the worker's part -----------------------------------------------------------------------------------------
 def fill(db: Database, jobs: BackupJobs, meta: TableMeta, rec: dict, src_crypto: TableCrypto,
-         dst_crypto: TableCrypto) -> None:
+         dst_crypto: TableCrypto, overlay: dict | None = None) -> None:
     """Apply the backup's items to the CREATING table from where it stands, then make it ACTIVE."""
     started = time.monotonic()
     state = dict(meta.extra["restore"])
     done, total = int(state["done"]), int(state["total"])
-    reader = BackupReader(db.items.kv, data_prefix(rec["BackupId"])) if rec.get("BackupId") else db.items.kv
-    items = (orjson.loads(raw) for _, _, raw in db.items.walk(reader, source_meta(rec), src_crypto))
+    items = source_items(db, rec, src_crypto, overlay)
     step = max(RESTORE_BATCH, total // 10)
     try:
         for batch in _batches(itertools.islice(items, done, None), RESTORE_BATCH):
@@ -200,7 +255,7 @@ def fill(db: Database, jobs: BackupJobs, meta: TableMeta, rec: dict, src_crypto:
     except (TableGone, Stopped):
         raise
     except Exception:
-        log.exception("restore of table %s from %s failed; the table is removed", meta.name, rec["BackupArn"])
+        log.exception("restore of table %s from %s failed; the table is removed", meta.name, _label(rec))
         _abandon(db, meta, "the restore failed")
         return
     with db.catalog.lock:
@@ -210,8 +265,13 @@ def fill(db: Database, jobs: BackupJobs, meta: TableMeta, rec: dict, src_crypto:
         meta.status = "ACTIVE"
         db.catalog.save(meta)
     _retire_grant(db, meta, state.get("grant"))
-    log.info("restore of table %s from %s: ACTIVE, %d items in %.2f s", meta.name, rec["BackupArn"], done,
+    log.info("restore of table %s from %s: ACTIVE, %d items in %.2f s", meta.name, _label(rec), done,
              time.monotonic() - started)
+
+
+def _label(rec: dict) -> str:
+    """What the log names as a restore's source (a point in time has no backup ARN)."""
+    return rec.get("BackupArn") or f"{rec['TableArn']} at {rec['pitr'].get('until')}"
 
 
 def _batches(items, n: int):
@@ -273,11 +333,13 @@ def resume_restores(db: Database) -> None:
         state = meta.extra.get("restore")
         if meta.status != "CREATING" or not state or jobs.filling(meta.table_id):
             continue
-        raw = kv.get(records.BACKUP_PREFIX + state["BackupArn"].encode())
-        if raw is None:
-            _abandon(db, meta, "its backup was deleted")
-            continue
-        rec = orjson.loads(raw)
+        rec = state.get("source")  # a point in time: what it reads is described in the restore itself
+        if rec is None:
+            raw = kv.get(records.BACKUP_PREFIX + state["BackupArn"].encode())
+            if raw is None:
+                _abandon(db, meta, "its backup was deleted")
+                continue
+            rec = orjson.loads(raw)
         try:
             src_crypto = _database_crypto(db, source_meta(rec), rec["sse"])
             dst_crypto = _database_crypto(db, meta, meta.sse)
@@ -287,10 +349,10 @@ def resume_restores(db: Database) -> None:
             else:
                 log.warning("restore of table %s: not resumed yet, KMS answered %s", meta.name, err.code)
             continue
-        log.info("restore of table %s from %s: resuming at %s / %s items", meta.name, state["BackupArn"],
+        log.info("restore of table %s from %s: resuming at %s / %s items", meta.name, _label(rec),
                  state["done"], state["total"])
         jobs.submit(lambda m=meta, r=rec, s=src_crypto, d=dst_crypto: fill(db, jobs, m, r, s, d),
-                    uses=state["BackupArn"], fills=meta.table_id)
+                    uses=state.get("BackupArn") or rec["BackupId"], fills=meta.table_id)
 
 
 def _database_crypto(db: Database, meta: TableMeta, sse: dict) -> TableCrypto:
