@@ -26,6 +26,8 @@ log = logging.getLogger("dynavault.server")
 CHANGES_FILE = "changes"
 #: the catalog's cross-process lock (with workers)
 CATALOG_LOCK_FILE = "catalog.lock"
+#: queues the workers' store write transactions (storage/kv/sqlite.py)
+WRITER_LOCK_FILE = "writer.lock"
 #: each worker's last published metrics (no user data: operation names and counts)
 METRICS_DIR = "metrics"
 
@@ -234,7 +236,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     else:
         data = settings.data_path()
         data.mkdir(parents=True, exist_ok=True)
-        store = SqliteKV(data / "tables.db", group_commit=settings.commit_mode == "group")
+        store = SqliteKV(data / "tables.db", group_commit=settings.commit_mode == "group",
+                         writer_lock=data / WRITER_LOCK_FILE if worker else None)
     catalog = Catalog(store, signal, lock_path=settings.data_path(CATALOG_LOCK_FILE) if worker else None)
     closers.append(catalog.lock.close)
     streams = StreamStore(store)

@@ -59,6 +59,7 @@ made is counted in ``commit_seq`` before its ``transaction()`` returns; the serv
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -91,9 +92,13 @@ class SqliteKV:
 
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
                  group_commit: bool = False, cache_mib: int = 64, readonly: bool = False,
-                 timeout: float = 10.0, memory_snapshots: bool = False) -> None:
+                 timeout: float = 10.0, memory_snapshots: bool = False,
+                 writer_lock: str | os.PathLike[str] | None = None) -> None:
         """``memory_snapshots``: a ``:memory:`` store hands out pinned snapshots as copies (``_memory_copy``;
-        the ``--in-memory`` server, whose backups need them); without it such a store has none."""
+        the ``--in-memory`` server, whose backups need them); without it such a store has none.
+        ``writer_lock``: a file whose ``flock`` queues the write transactions of several processes sharing
+        the store (SQLite's own busy wait polls with sleeps of 1 ms and more; a released flock wakes the next
+        writer at once)."""
         path = os.fspath(path)
         self.path = path
         self._memory_snapshots = memory_snapshots and path == ":memory:"
@@ -103,6 +108,8 @@ class SqliteKV:
         self._dir_synced = False
         self._local = _ThreadState()
         self._write_lock = threading.Lock()  # one write transaction at a time in this process
+        self._writer_fd = (os.open(writer_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                           if writer_lock is not None else -1)
         self._pool_lock = threading.Lock()
         self._returned = threading.Condition(self._pool_lock)
         self._idle: list[sqlite3.Connection] = []  # LIFO: the top one has the warmest page cache
@@ -303,6 +310,8 @@ class SqliteKV:
             raise RuntimeError("a write transaction cannot start inside a snapshot on a one-connection store")
         with self._write_lock:
             c = self._borrow()
+            if self._writer_fd >= 0:
+                fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
             try:
                 c.execute("BEGIN IMMEDIATE")
                 changes_at_begin = c.total_changes
@@ -327,6 +336,8 @@ class SqliteKV:
                 if c.total_changes != changes_at_begin:
                     self.commit_seq += 1
             finally:
+                if self._writer_fd >= 0:
+                    fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
                 self._give_back(c)
 
     def sync(self) -> int:
@@ -360,6 +371,9 @@ class SqliteKV:
             if len(self._idle) != self._opened:
                 raise RuntimeError("close() inside a transaction or snapshot")
             self._closed = True
+            if self._writer_fd >= 0:
+                os.close(self._writer_fd)
+                self._writer_fd = -1
             for c in self._idle:
                 c.close()
             self._idle.clear()
