@@ -1,17 +1,26 @@
-"""Console pages stay fast at scale: 1,000 tables in the account, 10,000 items in one table, pages of 50.
+#!/usr/bin/env python
+"""Console page times at scale: 1,000 tables in the account, 10,000 items in one table, pages of 50.
 
-Each page is loaded several times over HTTP; the median of the server's own time (the Server-Timing header)
-must be under 200 ms, and the wall-clock median (client included) is printed for the record."""
+    python benchmarks/console_pages.py
+
+Each page is loaded several times over HTTP against a real server; prints the median of the server's own time
+(the Server-Timing header) and the wall-clock median (client included), and exits 1 if a page's server
+median reaches 200 ms (the issue's target). A benchmark, not a test: times depend on the machine.
+"""
 
 from __future__ import annotations
 
 import re
 import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-from tests.conftest import make_table
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from .helpers import sign_in, start_with_accounts
+from tests.conftest import make_table  # noqa: E402
+from tests.console.helpers import sign_in, start_with_accounts  # noqa: E402
 
 TABLES, ITEMS, LIMIT_MS = 1000, 10_000, 200.0
 
@@ -22,12 +31,13 @@ def _measure(http, url: str, runs: int = 7) -> tuple[float, float]:
         started = time.perf_counter()
         answer = http.get(url)
         wall.append((time.perf_counter() - started) * 1000)
-        assert answer.status_code == 200, (url, answer.status_code)
+        if answer.status_code != 200:
+            raise RuntimeError(f"{url}: HTTP {answer.status_code}")
         server.append(float(re.search(r"dur=([\d.]+)", answer.headers["server-timing"])[1]))
     return statistics.median(server), statistics.median(wall)
 
 
-def test_pages_under_200_ms_with_1000_tables_and_10000_items(tmp_path):
+def run(tmp_path: Path) -> int:
     srv, (key,) = start_with_accounts(tmp_path, ["777777777777"])
     try:
         ddb = srv.client("dynamodb", access_key=key.access_key_id, secret=key.secret)
@@ -56,11 +66,18 @@ def test_pages_under_200_ms_with_1000_tables_and_10000_items(tmp_path):
         for label, (server, wall) in report.items():
             print(f"{label}: server median {server:.1f} ms, wall median {wall:.1f} ms")
         slow = {label: server for label, (server, _) in report.items() if server >= LIMIT_MS}
-        assert not slow, slow
+        if slow:
+            print(f"over {LIMIT_MS:.0f} ms: {slow}")
         # The audit page reads up to 1,000 events through LookupEvents (20 pages, each a scan of the trail):
         # its time is the trail's, recorded here, not held to the page limit.
         server, wall = _measure(http, srv.endpoint + "/console/audit", runs=3)
         print(f"audit (KMS timeline, {TABLES // 3}+ GenerateDataKey events): server median {server:.1f} ms, "
               f"wall median {wall:.1f} ms")
+        return 1 if slow else 0
     finally:
         srv.kill()
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory(prefix="dv-console-") as tmp:
+        sys.exit(run(Path(tmp)))
