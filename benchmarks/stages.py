@@ -163,7 +163,10 @@ def _patch(timers: Timers, runtime) -> None:
                                                          handler=w("handler: other", route.handler))
     db.data_table = w("table lookup (catalog)", db.data_table)
     db.crypto = w("table key cache", db.crypto)
-    db.after_write = w("put: GSI entry + stream", db.after_write)
+    from dynavault.dynamodb.item_store import ItemWriter
+    ItemWriter._index = w("put: index entries", ItemWriter._index)
+    for sub in db.items.subscribers:
+        sub.in_transaction = w("put: change subscribers", sub.in_transaction)
     for name in ("key_of_request", "key_of_item"):
         setattr(items, name, w("key: parse + encode", getattr(items, name)))
     for name in ("validate_item", "canonical_item", "item_size"):
@@ -180,7 +183,11 @@ def _patch(timers: Timers, runtime) -> None:
     SqliteKV.get = w("storage: kv get", SqliteKV.get)
     SqliteTransaction.put = w("storage: kv put", SqliteTransaction.put)
     SqliteKV.transaction = timers.wrap_cm("storage: begin/commit", SqliteKV.transaction)
-    db.kv._conn = _TimedConn(db.kv._conn, timers)
+    # every pooled connection (and any opened later) counts its statements as SQLite
+    kv = db.items.kv
+    kv._idle[:] = [_TimedConn(c, timers) for c in kv._idle]
+    connect = kv._connect
+    kv._connect = lambda: _TimedConn(connect(), timers)
 
 
 class Driver:
