@@ -32,7 +32,7 @@ from ..tables import table_name
 from . import history, records
 from .history import enabled
 from .jobs import BackupJobs, Stopped
-from .restore import reading, restoring_from, start_restore
+from .restore import check_target_free, reading, restoring_from, start_restore
 from .snapshot import Digest, copy_rows, drop_data
 
 if TYPE_CHECKING:
@@ -220,6 +220,7 @@ def restore_table_to_point_in_time(db: Database, caller: Caller, p: dict) -> dic
     if not earliest <= at <= last:
         raise AWSError("InvalidRestoreTimeException", "RestoreDateTime must be between "
                        "EarliestRestorableDateTime and LatestRestorableDateTime")
+    check_target_free(db, caller, p)
     bases = [b for b in st["bases"] if b.get("ok") and b["t"] <= at]
     if not bases:  # the first base snapshot is still being copied
         raise AWSError("PointInTimeRecoveryUnavailableException",

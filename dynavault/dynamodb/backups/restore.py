@@ -162,13 +162,19 @@ def restore_table_from_backup(db: Database, caller: Caller, p: dict) -> dict:
                          {"BackupArn": arn})
 
 
+def check_target_free(db: Database, caller: Caller, p: dict) -> str:
+    """The target table's name, refused if a table has it (checked before the source's readiness)."""
+    target = p["TargetTableName"]
+    if db.catalog.get(caller.account, caller.region, target) is not None:
+        raise AWSError("TableAlreadyExistsException", f"Table already exists: {target}")
+    return target
+
+
 def start_restore(db: Database, caller: Caller, p: dict, rec: dict, summary: dict, state: dict) -> dict:
     """Create the CREATING table ``p`` names from ``rec`` (a backup record, or a point in time described as
     one: a base snapshot and the history after it, see ``pitr.py``) and hand its filling to the worker.
     ``state`` says where the items come from when a restart resumes it (a backup ARN, or ``rec`` itself)."""
-    target = p["TargetTableName"]
-    if db.catalog.get(caller.account, caller.region, target) is not None:
-        raise AWSError("TableAlreadyExistsException", f"Table already exists: {target}")
+    target = check_target_free(db, caller, p)
     jobs: BackupJobs | None = db.backup_jobs
     if jobs is None:
         raise AWSError("InternalServerError", "Internal server error", 500)
