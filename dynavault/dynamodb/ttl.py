@@ -31,9 +31,10 @@ swept again once the key is back (the key-lifecycle sweep returns them to ACTIVE
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING
 
@@ -162,6 +163,17 @@ HANDLERS = {
 
 
 # -- the sweeper --------------------------------------------------------------------------------------
+class OffLoop:
+    """Yielded by a pass step that must wait on a remote service (a table key from a remote KMS): the sweeper
+    runs ``fn`` in a thread and sends its result (or throws its error) back into the pass, so the event loop
+    keeps serving meanwhile."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+
+
 class TTLSweeper:
     """Deletes expired items of every TTL-enabled table; owned by the runtime (one per store).
 
@@ -174,7 +186,7 @@ class TTLSweeper:
         self.db = db
         self.batch = batch
         self._stopped = False
-        self._steps: Iterator[None] | None = None
+        self._steps: Generator[OffLoop | None, object, None] | None = None
         self._handle: asyncio.Handle | None = None
         #: items deleted by the pass under way (logged per table, counted on /metrics by the change path)
         self.deleted = 0
@@ -203,7 +215,7 @@ class TTLSweeper:
             self._steps.close()
             self._steps = None
 
-    def _advance(self) -> None:
+    def _advance(self, value: object = None, error: BaseException | None = None) -> None:
         self._handle = None
         steps = self._steps
         if steps is None or self._stopped:
@@ -211,30 +223,40 @@ class TTLSweeper:
         started = time.monotonic()
         deadline = started + SLICE_SECONDS
         try:
-            while time.monotonic() < deadline:
-                next(steps)
-        except StopIteration:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called outside the server's loop: finish the pass here
+            _finish(steps, value, error)
             self._steps = None
             return
         try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # called outside the server's loop: finish the pass here
-            for _ in steps:
-                pass
+            while True:
+                step = steps.throw(error) if error is not None else steps.send(value)
+                value = error = None
+                if isinstance(step, OffLoop):
+                    loop.run_in_executor(None, step.fn).add_done_callback(self._resumed)
+                    return
+                if time.monotonic() >= deadline:
+                    break
+        except StopIteration:
             self._steps = None
             return
         # as long a pause as the slice took: the sweeper has at most half of the loop's time, and requests
         # that need several turns of the loop get them without a slice before each
         self._handle = loop.call_later(max(time.monotonic() - started, 0.001), self._advance)
 
+    def _resumed(self, done) -> None:
+        if done.cancelled() or self._stopped:
+            return
+        error = done.exception()
+        self._advance(None if error is not None else done.result(), error)
+
     def sweep(self) -> int:
         """One whole pass at once (tools and tests); -> the number of items deleted."""
         self.deleted = 0
-        for _ in self._pass():
-            pass
+        _finish(self._pass(), None, None)
         return self.deleted
 
-    def _pass(self) -> Iterator[None]:
+    def _pass(self) -> Generator[OffLoop | None, object, None]:
         # Quiet when there is nothing to do (a pass runs every ttl_sweep_seconds); a pass that deletes says
         # so per table, with how long it took, and a long one reports its progress.
         pass_started = time.monotonic()
@@ -266,7 +288,7 @@ class TTLSweeper:
         attribute = ttl_attribute(live)
         return (live, attribute) if attribute is not None else None
 
-    def _sweep_table(self, meta: TableMeta) -> Iterator[None]:
+    def _sweep_table(self, meta: TableMeta) -> Generator[OffLoop | None, object, None]:
         db = self.db
         after = None
         while True:
@@ -277,7 +299,11 @@ class TTLSweeper:
             try:
                 # the database itself, through the table's grant; per batch, so never a key older than the
                 # refresh interval (DESIGN.md invariant 3)
-                crypto = db.crypto(db.keys.key_service(live.account, live.region, live.sse), live)
+                who = db.keys.key_service(live.account, live.region, live.sse)
+                if db.keys.blocking:  # a remote KMS: the key is fetched in a thread, the loop goes on
+                    crypto = yield OffLoop(functools.partial(db.crypto, who, live))
+                else:
+                    crypto = db.crypto(who, live)
             except AWSError as err:
                 log.warning("table %s: TTL sweep skipped, the table key is not usable (%s)", live.name, err.code)
                 return
@@ -329,3 +355,18 @@ class TTLSweeper:
                 w.apply(ItemChange(meta, place.old, None, CAUSE), crypto, hkey=hkey, skey=skey, place=place)
                 deleted += 1
         return deleted
+
+
+def _finish(steps: Generator, value: object, error: BaseException | None) -> None:
+    """Run a pass to its end here (no event loop): off-loop steps run inline."""
+    try:
+        while True:
+            step = steps.throw(error) if error is not None else steps.send(value)
+            value = error = None
+            if isinstance(step, OffLoop):
+                try:
+                    value = step.fn()
+                except Exception as exc:  # noqa: BLE001 - handed back to the pass, as from a thread
+                    error = exc
+    except StopIteration:
+        return

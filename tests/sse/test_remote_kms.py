@@ -186,3 +186,29 @@ def test_a_slow_kms_stalls_only_the_requests_that_wait_for_it(start_server):
     assert outcome.get("cold") in ("ok", "KMSInternalException", "InternalServerError", "KMSUnavailableException",
                                    "DependencyTimeoutException"), outcome
     assert "Item" in warm.get_item(TableName="warm", Key=key)
+
+
+def test_a_stopped_kms_does_not_stall_the_ttl_sweep_loop(start_server):
+    """The TTL sweeper fetches a table key from a remote KMS in a thread: with the KMS stopped, /metrics (and
+    any request that needs no key) keeps answering while the sweep waits."""
+    import os
+    import signal
+
+    kms_srv = start_server("kms", kms_only=True, allow_any_credentials=True, trusted_service_keys="db-service")
+    db = start_server("db", allow_any_credentials=True, kms_endpoint=kms_srv.endpoint,
+                      kms_access_key_id="db-service", kms_secret_access_key="unused", key_refresh_seconds=1,
+                      ttl_sweep_seconds=0.2, ttl_cooldown_seconds=0)
+    ddb = db.client("dynamodb", access_key=ACCOUNT)
+    make_table(ddb, "expiring")
+    ddb.update_time_to_live(TableName="expiring", TimeToLiveSpecification={"Enabled": True, "AttributeName": "exp"})
+    ddb.put_item(TableName="expiring", Item={"pk": {"S": "a"}, "exp": {"N": str(int(time.time()) + 3600)}})
+    time.sleep(1.5)  # the sweeper has run and its cached key is past its refresh time
+    os.kill(kms_srv.proc.pid, signal.SIGSTOP)
+    try:
+        deadline = time.time() + 5
+        while time.time() < deadline:  # every probe answers within 1 s although each key fetch waits ~6 s
+            _misses(db)
+            time.sleep(0.1)
+    finally:
+        os.kill(kms_srv.proc.pid, signal.SIGCONT)
+    assert "Item" in ddb.get_item(TableName="expiring", Key={"pk": {"S": "a"}})
