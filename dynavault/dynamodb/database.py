@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from dynavault.storage.kv.base import KVTransaction
 
     from .backups.jobs import BackupJobs
+    from .leases import Leases
     from .sse_lifecycle import SSELifecycle
     from .streams.control import StreamLimits
     from .streams.store import StreamStore
@@ -58,6 +59,8 @@ class Database:
     table_states: TableStates = field(default_factory=TableStates)
     #: called in DeleteTable's store transaction before the table's rows go (PITR keeps its SYSTEM backup)
     drop_hooks: list[Callable[[KVTransaction, TableMeta], None]] = field(default_factory=list)
+    #: with several worker processes: who runs which long job (None: this process serves the store alone)
+    leases: Leases | None = None
 
     def __repr__(self) -> str:
         return f"<DynamoDB context {len(self.catalog.all())} table(s)>"

@@ -255,8 +255,17 @@ def _start(db: Database, caller: Caller, meta: TableMeta, name: str, what: str) 
     t.start()
 
 
+def _lease(meta: TableMeta, name: str) -> str:
+    return f"index:{meta.table_id}:{name}"
+
+
 def _run_job(db: Database, caller: Caller, meta: TableMeta, name: str, what: str) -> None:
     time.sleep(BACKFILL_START_DELAY)
+    lease = _lease(meta, name)
+    # With several workers the job holds a lease while it runs: one worker does it, and if that worker dies
+    # the lease expires and the store-wide job `resume_abandoned` starts it again elsewhere.
+    if db.leases is not None and not db.leases.renew(lease):
+        return
     try:
         if what == "create":
             backfill(db, caller, meta, name)
@@ -264,6 +273,9 @@ def _run_job(db: Database, caller: Caller, meta: TableMeta, name: str, what: str
             drop_index(db, meta, name)
     except Exception:  # noqa: BLE001 - a background job must log, never die silently
         log.exception("index %s of table %s: %s failed", name, meta.name, what)
+    finally:
+        if db.leases is not None:
+            db.leases.release_one(lease)
 
 
 def _current(db: Database, meta: TableMeta, name: str) -> tuple[TableMeta, dict] | None:
@@ -288,6 +300,9 @@ def backfill(db: Database, caller: Caller, meta: TableMeta, name: str,
         live, d = cur
         idx = next(i for i in index_defs(live) if i.name == name)
         crypto = db.crypto(caller, live)  # per batch: never older than the key refresh interval
+        if db.leases is not None and not db.leases.renew(_lease(meta, name)):
+            log.warning("index %s of table %s: backfill taken over by another worker", name, meta.name)
+            return
         done = 0
         with db.items.write() as w:
             for token, key, raw in db.items.walk(w.tx, live, crypto, after):
@@ -328,11 +343,20 @@ def drop_index(db: Database, meta: TableMeta, name: str) -> None:
     log.info("index %s of table %s: deleted", name, meta.name)
 
 
-def resume_jobs(db: Database) -> None:
+def resume_abandoned(db: Database) -> None:
+    """With several workers (a store-wide periodic job): start again the backfills and deletes whose worker
+    died — their lease expired; one whose lease is held (here or elsewhere) is running."""
+    if db.leases is not None:
+        resume_jobs(db, only_abandoned=True)
+
+
+def resume_jobs(db: Database, *, only_abandoned: bool = False) -> None:
     """After a restart: finish the backfills and deletes that were under way."""
     for meta in db.catalog.all():
         for d in meta.global_indexes:
             status = d.get("IndexStatus")
+            if only_abandoned and db.leases is not None and db.leases.taken(_lease(meta, d["IndexName"])):
+                continue
             if status in ("CREATING", "DELETING"):
                 # The account's root principal: the same identity key policies grant by default.
                 caller = Caller(account=meta.account, region=meta.region,

@@ -10,13 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dynavault.config import Settings
+from dynavault.dynamodb.leases import Leases
 from dynavault.errors import StartupError
 from dynavault.storage.signal import KEYS, ChangeSignal, Watch
 
 from .app import JSON_10, JSON_11, DynavaultApp, RouteTable, ServiceFront, cors_origins
 from .connection import Connections
 from .credentials import CredentialStore
-from .leases import Leases
 from .metrics import Metrics, WorkerMetrics
 from .sigv4 import SigV4Verifier
 
@@ -253,7 +253,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     lifecycle = SSELifecycle(catalog, keys, settings, metrics=metrics)
     backup_jobs = BackupJobs()
     db = Database(settings, catalog, items, keys, TransactionState(store), lifecycle, metrics=metrics,
-                          streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs)
+                  streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs,
+                  leases=Leases(store) if worker else None)
     connections.on_closed(keys.drop_connection)
     history_writer.clock = db.clock  # history positions and restore times on one clock
     db.drop_hooks.append(lambda tx, meta: pitr.keep_system_backup(db, tx, meta))
@@ -286,6 +287,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
         # A worker cannot tell another live worker's restore from an abandoned one: with workers, restores
         # are resumed only at a start.
         periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db), thread=kms_is_remote))
+    if worker:  # a backfill or index delete whose worker died is started again by the lease holder
+        periodic.append(Periodic("index-jobs", 2.0, lambda: indexes.resume_abandoned(db)))
     # tables showing CREATING / UPDATING for a configured time become ACTIVE on this tick (or when described)
     periodic.append(Periodic("table-states", TABLE_STATES_TICK, lambda: db.table_states.tick(db)))
     # PITR: history past the recovery period is dropped, bases are taken again when they age out
@@ -439,7 +442,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
     )
     if not kms_only:
         app.console = _console(settings, routes, credentials, durability)
-    leases = Leases(store) if worker and store is not None else None
+    leases = components["dynamodb"].leases if "dynamodb" in components else None
     runtime = Runtime(settings, credentials, app, connections, closers, periodic, components, leases)
     runtime_ref.append(runtime)
     return runtime

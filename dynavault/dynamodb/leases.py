@@ -1,4 +1,5 @@
-"""Leases in the table store: which process runs a store-wide job (sweeps, TTL, archival, shard roll-over).
+"""Leases in the table store: which process runs a store-wide job (sweeps, TTL, archival, shard roll-over)
+or one long job (an index backfill), when several processes serve the store.
 
 With ``--workers N`` every worker has the same periodic jobs; only the holder of a job's lease runs it. A
 lease is a row (holder, expiry) written in a store transaction, so two workers never both believe they hold
@@ -16,9 +17,10 @@ from collections.abc import Callable
 
 import orjson
 
-from dynavault.dynamodb.layout import LEASE_PREFIX
 from dynavault.storage.kv.base import KVStore, prefix_end
 from dynavault.storage.sealed import CatalogRecord
+
+from .layout import LEASE_PREFIX
 
 
 class Leases:
@@ -52,6 +54,20 @@ class Leases:
         # A margin under the stored expiry: this process stops acting before another may take over.
         self._until[name] = now + self.ttl * 0.6
         return True
+
+    def taken(self, name: str) -> bool:
+        """Whether any process (this one included) holds ``name`` now, as the store says."""
+        raw = self.kv.get(LEASE_PREFIX + name.encode())
+        return raw is not None and orjson.loads(raw)["expires"] > self.clock()
+
+    def release_one(self, name: str) -> None:
+        """Give up ``name`` if this process holds it (a long job that ended)."""
+        key = LEASE_PREFIX + name.encode()
+        with self.kv.transaction() as tx:
+            raw = tx.get(key)
+            if raw is not None and orjson.loads(raw)["holder"] == self.holder:
+                tx.delete(key)
+        self._until.pop(name, None)
 
     def release(self) -> None:
         """Give up every lease this process holds (at a clean stop: the next holder need not wait)."""
