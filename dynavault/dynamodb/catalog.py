@@ -130,6 +130,12 @@ def _catalog_key(account: str, region: str, name: str) -> bytes:
     return CATALOG_PREFIX + f"{account}\x00{region}\x00{name}".encode()
 
 
+def _name_of(key: bytes) -> tuple[str, str, str]:
+    """(account, region, name) of a catalog row's key."""
+    account, region, name = key[len(CATALOG_PREFIX):].decode().split("\x00", 2)
+    return account, region, name
+
+
 class CatalogLock:
     """The catalog's lock: re-entrant within a process and, when several processes serve the store
     (``path`` given), exclusive across them too (``flock``). Taking it reloads the mirror if another process
@@ -193,11 +199,21 @@ class Catalog:
                                "from a backup (`dynavault verify --data-dir DIR` shows what is wrong)") from None
 
     def _load(self) -> dict[tuple[str, str, str], TableMeta]:
+        """The catalog as stored. A table whose record is unchanged keeps its object: code that holds a
+        table checks "still the same table?" by identity, and a reload caused by another table's change
+        must not make every held table look replaced."""
         where = getattr(self.kv, "path", "the table store")
         tables = {}
+        known = getattr(self, "_raw", {})
+        raws: dict[tuple[str, str, str], bytes] = {}
         for key, raw in self.kv.range(CATALOG_PREFIX, prefix_end(CATALOG_PREFIX)):
-            meta = _load_record(key, raw, where)
-            tables[(meta.account, meta.region, meta.name)] = meta
+            raw = bytes(raw)
+            old = self._tables.get(_name_of(key)) if hasattr(self, "_tables") else None
+            meta = old if old is not None and known.get(_name_of(key)) == raw else _load_record(key, raw, where)
+            name = (meta.account, meta.region, meta.name)
+            tables[name] = meta
+            raws[name] = raw
+        self._raw = raws
         return tables
 
     def _fresh(self) -> dict[tuple[str, str, str], TableMeta]:
@@ -225,7 +241,9 @@ class Catalog:
             if current is not None and current is not meta:
                 raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: "
                                f"Table {meta.name} was changed by a concurrent request; retry")
-        tx.put(_catalog_key(meta.account, meta.region, meta.name), meta.to_record())
+        record = meta.to_record()
+        tx.put(_catalog_key(meta.account, meta.region, meta.name), record)
+        self._raw[(meta.account, meta.region, meta.name)] = record.raw
 
     def remember(self, meta: TableMeta) -> None:
         """After the transaction that wrote ``meta`` committed."""

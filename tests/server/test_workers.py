@@ -417,3 +417,27 @@ def test_a_backfill_whose_worker_dies_is_finished_by_another(workers2):
                                     "KeyConditionExpression": "g = :g",
                                     "ExpressionAttributeValues": {":g": {"S": f"g{g}"}}})["Count"]
     assert count == 6000
+
+
+def test_a_restore_runs_on_while_other_workers_change_other_tables(workers2):
+    srv = workers2
+    _table(srv, "source")
+    for start in range(0, 3000, 25):
+        _ok(srv, "BatchWriteItem", {"RequestItems": {"source": [
+            {"PutRequest": {"Item": {"pk": {"S": f"k{i}"}, "v": {"S": "x" * 200}}}} for i in range(start, start + 25)]}})
+    arn = _ok(srv, "CreateBackup", {"TableName": "source", "BackupName": "nightly"})["BackupDetails"]["BackupArn"]
+    deadline = time.time() + 30
+    while _ok(srv, "DescribeBackup", {"BackupArn": arn})["BackupDescription"]["BackupDetails"][
+            "BackupStatus"] != "AVAILABLE":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    _ok(srv, "RestoreTableFromBackup", {"TargetTableName": "restored", "BackupArn": arn})
+    i = 0
+    deadline = time.time() + 60
+    while _ok(srv, "DescribeTable", {"TableName": "restored"})["Table"]["TableStatus"] != "ACTIVE":
+        # table changes in both workers while the restore fills: every worker's catalog reloads meanwhile
+        _table(srv, f"other-{i}")
+        _ok(srv, "DeleteTable", {"TableName": f"other-{i}"})
+        i += 1
+        assert time.time() < deadline, "the restore never finished"
+    assert _ok(srv, "Scan", {"TableName": "restored", "Select": "COUNT"})["Count"] == 3000
