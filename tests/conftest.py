@@ -54,6 +54,31 @@ def aws_error(call, **kwargs) -> tuple[str, str, int]:
     return e["Error"]["Code"], e["Error"]["Message"], e["ResponseMetadata"]["HTTPStatusCode"]
 
 
+def aws_cli(endpoint: str, tmp_path, access_key: str = "testing") -> Callable[..., dict]:
+    """``dynamodb`` commands of the AWS CLI against ``endpoint`` with throwaway credentials and no user config
+    (the test is skipped when the CLI is not installed): ``cli(*args, ok=True)`` -> the parsed JSON answer, or
+    ``{"stderr": ...}`` for an expected failure."""
+    import json
+    import os
+    import shutil
+    import subprocess
+
+    aws = shutil.which("aws")
+    if aws is None:
+        pytest.skip("AWS CLI not installed")
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=access_key, AWS_SECRET_ACCESS_KEY="testing",
+               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+
+    def cli(*args: str, ok: bool = True) -> dict:
+        out = subprocess.run([aws, "--endpoint-url", endpoint, "--output", "json", "dynamodb", *args], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert (out.returncode == 0) == ok, out.stderr
+        return json.loads(out.stdout) if ok and out.stdout.strip() else {"stderr": out.stderr}
+
+    return cli
+
+
 @pytest.fixture(scope="session")
 def server_factory(tmp_path_factory) -> Iterator[Callable[..., ServerProcess]]:
     servers: dict[tuple, ServerProcess] = {}

@@ -8,6 +8,8 @@ import time
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.conftest import aws_cli
+
 ACCOUNT = "123456789012"
 KEYS = [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}]
 DEFS = [{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "N"},
@@ -327,24 +329,7 @@ def test_a_restoring_table_is_creating_and_takes_no_data_operations(ddb, unique_
 
 
 def test_aws_cli(srv, unique_name, tmp_path):
-    import json
-    import os
-    import shutil
-    import subprocess
-
-    aws = shutil.which("aws")
-    if aws is None:
-        pytest.skip("AWS CLI not installed")
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCOUNT, AWS_SECRET_ACCESS_KEY="testing",
-               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=str(tmp_path / "none"),
-               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
-
-    def cli(*args: str) -> dict:
-        out = subprocess.run([aws, "--endpoint-url", srv.endpoint, "--output", "json", "dynamodb", *args], env=env,
-                             capture_output=True, text=True, timeout=60)
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout) if out.stdout.strip() else {}
-
+    cli = aws_cli(srv.endpoint, tmp_path, ACCOUNT)
     cli("create-table", "--table-name", unique_name, "--attribute-definitions", "AttributeName=pk,AttributeType=S",
         "--key-schema", "AttributeName=pk,KeyType=HASH", "--billing-mode", "PAY_PER_REQUEST")
     cli("put-item", "--table-name", unique_name, "--item", '{"pk": {"S": "cli"}, "n": {"N": "2"}}')

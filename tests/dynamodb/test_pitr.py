@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.handlers import enable_millisecond_timestamp_precision
 
-from tests.conftest import make_table
+from tests.conftest import aws_cli, make_table
 from tests.lifecycle import wait_status
 from tests.wire import signed_request
 
@@ -462,24 +462,7 @@ def test_a_system_backup_expires_after_35_days(start_server, unique_name):
 
 def test_aws_cli(srv, unique_name, tmp_path):
     """The AWS CLI's point-in-time commands, end to end: enable, describe, restore to the latest time."""
-    import json
-    import os
-    import shutil
-    import subprocess
-
-    aws = shutil.which("aws")
-    if aws is None:
-        pytest.skip("AWS CLI not installed")
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCOUNT, AWS_SECRET_ACCESS_KEY="testing",
-               AWS_DEFAULT_REGION="us-east-1", AWS_CONFIG_FILE=str(tmp_path / "none"),
-               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
-
-    def cli(*args: str, ok: bool = True) -> dict:
-        out = subprocess.run([aws, "--endpoint-url", srv.endpoint, "--output", "json", "dynamodb", *args], env=env,
-                             capture_output=True, text=True, timeout=60)
-        assert (out.returncode == 0) == ok, out.stderr
-        return json.loads(out.stdout) if out.stdout.strip() else {"stderr": out.stderr}
-
+    cli = aws_cli(srv.endpoint, tmp_path, ACCOUNT)
     cli("create-table", "--table-name", unique_name, "--attribute-definitions", "AttributeName=pk,AttributeType=S",
         "--key-schema", "AttributeName=pk,KeyType=HASH", "--billing-mode", "PAY_PER_REQUEST")
     off = cli("describe-continuous-backups", "--table-name", unique_name)["ContinuousBackupsDescription"]
@@ -491,15 +474,14 @@ def test_aws_cli(srv, unique_name, tmp_path):
     cli("put-item", "--table-name", unique_name, "--item", '{"pk": {"S": "cli"}, "n": {"N": "3"}}')
     deadline = time.time() + 20
     while True:  # the first base snapshot is copied in the background
-        out = subprocess.run([aws, "--endpoint-url", srv.endpoint, "--output", "json", "dynamodb",
-                              "restore-table-to-point-in-time", "--source-table-name", unique_name,
-                              "--target-table-name", unique_name + "-pitr", "--use-latest-restorable-time"],
-                             env=env, capture_output=True, text=True, timeout=60)
-        if out.returncode == 0:
+        try:
+            out = cli("restore-table-to-point-in-time", "--source-table-name", unique_name,
+                      "--target-table-name", unique_name + "-pitr", "--use-latest-restorable-time")
             break
-        assert "being enabled" in out.stderr and time.time() < deadline, out.stderr
-        time.sleep(0.1)
-    assert json.loads(out.stdout)["TableDescription"]["RestoreSummary"]["SourceTableArn"].endswith(unique_name)
+        except AssertionError as refused:
+            assert "being enabled" in str(refused) and time.time() < deadline, refused
+            time.sleep(0.1)
+    assert out["TableDescription"]["RestoreSummary"]["SourceTableArn"].endswith(unique_name)
     wait_status(ms_client(srv), unique_name + "-pitr", "ACTIVE", 20)
     got = cli("get-item", "--table-name", unique_name + "-pitr", "--key", '{"pk": {"S": "cli"}}')
     assert got["Item"]["n"] == {"N": "3"}

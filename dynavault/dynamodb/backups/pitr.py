@@ -33,7 +33,7 @@ from . import history, records
 from .history import enabled
 from .jobs import BackupJobs, Stopped
 from .restore import check_target_free, reading, restoring_from, start_restore
-from .snapshot import Digest, copy_rows, drop_data
+from .snapshot import Digest, batch_writer, copy_rows, drop_data
 
 if TYPE_CHECKING:
     from dynavault.caller import Caller
@@ -162,12 +162,7 @@ def _copy_base(db: Database, jobs: BackupJobs, snap: PinnedSnapshot, meta: Table
     started = time.monotonic()
     kv = db.items.kv
 
-    def write(rows: list) -> None:
-        jobs.check()
-        with kv.transaction() as tx:
-            for key, value in rows:
-                tx.put(key, value)
-        kv.sync()  # as a backup copy does: keeps the next request's group-commit fsync small
+    write = batch_writer(kv, jobs.check)
 
     digest: Digest | None = None
     try:

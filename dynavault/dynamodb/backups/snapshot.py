@@ -26,7 +26,7 @@ import orjson
 
 from dynavault.errors import IntegrityError
 from dynavault.storage.directory import directory_prefix
-from dynavault.storage.kv.base import delete_prefix, prefix_end
+from dynavault.storage.kv.base import KVStore, delete_prefix, prefix_end
 from dynavault.storage.nodes import row_prefix
 from dynavault.storage.sealed import Sealed
 
@@ -115,6 +115,21 @@ def copy_rows(src: KVReader, table_id: bytes, backup_id: str,
     if rows:
         write(rows)
     return digest
+
+
+def batch_writer(kv: KVStore, check: Callable[[], None]) -> Callable[[list], None]:
+    """What a copy does with each batch of rows: ``check`` (raises when the server stops), one store
+    transaction, then a sync. Under group commit a request's answer waits for an fsync of the WAL that covers
+    everything written before it: syncing the copy's own batches keeps that fsync small (without it, PutItems
+    during a 10^5-item backup waited up to ~2 s for one fsync of the whole copy)."""
+    def write(rows: list) -> None:
+        check()
+        with kv.transaction() as tx:
+            for key, value in rows:
+                tx.put(key, value)
+        kv.sync()
+
+    return write
 
 
 def check_rows(r: KVReader, backup_id: str) -> Digest:
