@@ -39,7 +39,6 @@ _TRANSACT = frozenset({"TransactGetItems", "TransactWriteItems"})
 @dataclass
 class _Bucket:
     tokens: float
-    rate: float
     at: float
 
 
@@ -85,10 +84,8 @@ class Throughput:
         b = self._buckets.get(key)
         burst = max(rate, rate * self.burst_seconds)
         if b is None:
-            b = self._buckets[key] = _Bucket(burst, rate, now)
+            b = self._buckets[key] = _Bucket(burst, now)
             return b
-        if rate != b.rate:  # a capacity change forgives the debt and refills at the new rate from now on
-            b.tokens, b.rate = max(b.tokens, 0.0), rate
         b.tokens = min(burst, b.tokens + (now - b.at) * rate)
         b.at = now
         return b
