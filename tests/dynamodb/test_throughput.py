@@ -30,7 +30,7 @@ def ddb(server):
     return server.client("dynamodb")
 
 
-def _table(ddb, name: str, rcu: int = 1000, wcu: int = 5, gsi_wcu: int | None = None) -> None:
+def _table(ddb, name: str, rcu: int = 1000, wcu: int = 5, gsi_wcu: int | None = None, gsi_rcu: int = 1000) -> None:
     args: dict = dict(TableName=name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
                       AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
                       ProvisionedThroughput={"ReadCapacityUnits": rcu, "WriteCapacityUnits": wcu})
@@ -39,7 +39,7 @@ def _table(ddb, name: str, rcu: int = 1000, wcu: int = 5, gsi_wcu: int | None = 
         args["GlobalSecondaryIndexes"] = [{
             "IndexName": "byg", "KeySchema": [{"AttributeName": "g", "KeyType": "HASH"}],
             "Projection": {"ProjectionType": "ALL"},
-            "ProvisionedThroughput": {"ReadCapacityUnits": 1000, "WriteCapacityUnits": gsi_wcu}}]
+            "ProvisionedThroughput": {"ReadCapacityUnits": gsi_rcu, "WriteCapacityUnits": gsi_wcu}}]
     ddb.create_table(**args)
 
 
@@ -142,6 +142,21 @@ def test_gsi_write_capacity(server, ddb, unique_name):
     assert err.response["Error"]["Message"] == MSG_GSI
     assert "Item" not in ddb.get_item(TableName=unique_name, Key={"pk": {"S": f"i{done}"}}, ConsistentRead=True)
     assert f'dynavault_throttled_requests_total{{index="byg",table="{unique_name}"}}' in _metrics(server)
+
+
+def test_gsi_read_capacity(ddb, unique_name):
+    # a Query on a GSI spends the index's read capacity, not the table's
+    _table(ddb, unique_name, rcu=1000, wcu=1000, gsi_wcu=1000, gsi_rcu=1)
+    ddb.put_item(TableName=unique_name, Item={"pk": {"S": "a"}, "g": {"S": "x"}})
+
+    def query(i):
+        ddb.query(TableName=unique_name, IndexName="byg", KeyConditionExpression="g = :g",
+                  ExpressionAttributeValues={":g": {"S": "x"}})
+
+    done, err = _until_refused(query)
+    assert err.response["Error"]["Code"] == CODE
+    assert done >= BURST * 2  # eventually consistent: half a unit each
+    ddb.get_item(TableName=unique_name, Key={"pk": {"S": "a"}}, ConsistentRead=True)  # the table still reads
 
 
 def test_update_table_raising_capacity_lets_writes_through(ddb, unique_name):
