@@ -144,6 +144,17 @@ def test_gsi_write_capacity(server, ddb, unique_name):
     assert f'dynavault_throttled_requests_total{{index="byg",table="{unique_name}"}}' in _metrics(server)
 
 
+def test_partiql_statements_are_metered(ddb, unique_name):
+    _table(ddb, unique_name, rcu=2, wcu=2)
+    done, err = _until_refused(lambda i: ddb.execute_statement(
+        Statement=f"INSERT INTO \"{unique_name}\" VALUE {{'pk': 'p{i}'}}"))
+    assert err.response["Error"]["Code"] == CODE
+    assert "Item" not in ddb.get_item(TableName=unique_name, Key={"pk": {"S": f"p{done}"}}, ConsistentRead=True)
+    _, err = _until_refused(lambda i: ddb.execute_statement(
+        Statement=f"SELECT * FROM \"{unique_name}\" WHERE pk = 'p0'", ConsistentRead=True))
+    assert err.response["Error"]["Code"] == CODE
+
+
 def test_gsi_read_capacity(ddb, unique_name):
     # a Query on a GSI spends the index's read capacity, not the table's
     _table(ddb, unique_name, rcu=1000, wcu=1000, gsi_wcu=1000, gsi_rcu=1)
