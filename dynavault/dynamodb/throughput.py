@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from dynavault.errors import AWSError
 
 from .catalog import TableMeta
+from .expressions.partiql import parse_statement
 
 MSG_TABLE = ("The level of configured provisioned throughput for the table was exceeded. "
              "Consider increasing your provisioning level with the UpdateTable API.")
@@ -32,7 +33,7 @@ MSG_GSI = ("The level of configured provisioned throughput for one or more globa
 #: the data operations whose ConsumedCapacity says what they cost; batches charge item by item themselves
 SINGLE_READS = frozenset({"GetItem", "Query", "Scan", "TransactGetItems"})
 SINGLE_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"})
-METERED = SINGLE_READS | SINGLE_WRITES
+METERED = SINGLE_READS | SINGLE_WRITES | {"ExecuteStatement"}
 _TRANSACT = frozenset({"TransactGetItems", "TransactWriteItems"})
 
 
@@ -236,13 +237,21 @@ def metered(db, operation: str, handler: Callable, caller, params: dict) -> dict
     """Run a single-request data operation under its buckets: admitted before it runs (so a refused request
     changes nothing), charged what it consumed after (its ConsumedCapacity, asked for in mode INDEXES and
     then reshaped into what the caller asked for)."""
+    names, op, view = _table_names(operation, params), operation, params
+    if operation == "ExecuteStatement":  # a PartiQL statement is admitted as the operation it amounts to
+        try:
+            st = parse_statement(params.get("Statement") or "", params.get("Parameters"))
+        except AWSError:
+            return handler(db, caller, params)  # the handler gives the error
+        names, op = [st.table], ("Query" if st.kind == "SELECT" else "PutItem")
+        view = {"IndexName": st.index, "ConsistentRead": params.get("ConsistentRead")}
     metas: dict[str, TableMeta] = {}
-    for name in _table_names(operation, params):
+    for name in names:
         meta = db.catalog.get(caller.account, caller.region, name)
         if meta is not None:  # a missing table is the handler's error to give
             metas[name] = meta
     tp: Throughput = db.throughput
-    tp.admit(operation, list(metas.values()), params)
+    tp.admit(op, list(metas.values()), view)
     result = handler(db, caller, {**params, "ReturnConsumedCapacity": "INDEXES"})
     if isinstance(result, dict) and "ConsumedCapacity" in result:
         tp.charge_consumed(metas, result["ConsumedCapacity"])
