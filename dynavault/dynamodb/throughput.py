@@ -7,9 +7,9 @@ ran (the units reported as ConsumedCapacity, so eventually consistent reads cost
 operations double); a large item can leave a bucket in debt, which the refill pays back.
 
 The provisioned rate is read from the table's metadata on every use, so an UpdateTable of the capacity takes
-effect at once. The buckets are per process (like DynamoDB's per-partition ones, they are not shared state):
-with --workers each worker enforces the rates on its own. On-demand tables are not limited: the catalog does not
-keep OnDemandThroughput.
+effect at once. The buckets live in this process's memory (owned by the runtime's Database, never in the
+store: they change on every request): with --workers each worker enforces the rates on its own, and a restart
+refills them. On-demand tables are not limited: the catalog does not keep OnDemandThroughput.
 """
 
 from __future__ import annotations
