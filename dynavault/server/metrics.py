@@ -102,9 +102,10 @@ class Metrics:
             "dynavault_item_changes", "Item changes committed, by cause (the operation or system job) and event",
             ["cause", "event"], registry=self.registry,
         )
-        self.throttled = PlainCounter(
+        # bumped from handler threads too, and rarely: a locked counter
+        self.throttled = Counter(
             "dynavault_throttled_requests", "Requests refused over provisioned throughput, by table and GSI",
-            ("table", "index"), self.registry,
+            ["table", "index"], registry=self.registry,
         )
         self._request_cells: dict[tuple[str, str, int], _Cell] = {}
 
