@@ -252,7 +252,12 @@ def metered(db, operation: str, handler: Callable, caller, params: dict) -> dict
             metas[name] = meta
     tp: Throughput = db.throughput
     tp.admit(op, list(metas.values()), view)
-    result = handler(db, caller, {**params, "ReturnConsumedCapacity": "INDEXES"})
+    try:
+        result = handler(db, caller, {**params, "ReturnConsumedCapacity": "INDEXES"})
+    except AWSError as e:
+        if e.code == "ConditionalCheckFailedException" and len(metas) == 1:
+            tp.charge(next(iter(metas.values())), "write", 1.0)  # DynamoDB charges a failed condition's write
+        raise
     if isinstance(result, dict) and "ConsumedCapacity" in result:
         tp.charge_consumed(metas, result["ConsumedCapacity"])
         shape_consumed(result, params.get("ReturnConsumedCapacity"))

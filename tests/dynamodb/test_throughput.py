@@ -155,6 +155,21 @@ def test_partiql_statements_are_metered(ddb, unique_name):
     assert err.response["Error"]["Code"] == CODE
 
 
+def test_failed_conditions_spend_write_capacity(ddb, unique_name):
+    _table(ddb, unique_name, wcu=1)
+    ddb.put_item(TableName=unique_name, Item={"pk": {"S": "a"}})
+
+    def conditional(i):
+        try:
+            ddb.put_item(TableName=unique_name, Item={"pk": {"S": "a"}}, ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+
+    _, err = _until_refused(conditional)
+    assert err.response["Error"]["Code"] == CODE
+
+
 def test_gsi_read_capacity(ddb, unique_name):
     # a Query on a GSI spends the index's read capacity, not the table's
     _table(ddb, unique_name, rcu=1000, wcu=1000, gsi_wcu=1000, gsi_rcu=1)
