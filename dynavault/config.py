@@ -114,6 +114,11 @@ class Settings:
     #: one account for every access key and one data set for every region (DynamoDB Local's -sharedDb);
     #: only with allow_any_credentials
     shared_db: bool = False
+    #: provisioned tables and GSIs refuse requests over their read/write capacity units
+    #: (ProvisionedThroughputExceededException), as DynamoDB does; per process
+    enforce_throughput: bool = False
+    #: how many seconds of unused capacity a table or GSI may save up for bursts (DynamoDB: 300)
+    throughput_burst_seconds: float = 300.0
     #: a directory of JSON seed files (KMS keys, tables, items) run once, when the data dir is new
     init: str = ""
     config: str = ""

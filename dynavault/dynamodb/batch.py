@@ -103,6 +103,8 @@ def batch_get_item(db: Database, caller: Caller, p: dict) -> dict:
     metas = {}
     total = 0
     full = False
+    tp = db.throughput if db.throughput.enabled else None
+    refused: dict = {}  # tables whose read capacity left keys unprocessed
     # one read view for the whole batch: every item as of one committed state
     with db.items.read() as r:
         for name, ka, meta, proj, parsed in tables:
@@ -115,7 +117,7 @@ def batch_get_item(db: Database, caller: Caller, p: dict) -> dict:
             out = responses.setdefault(name, [])
             left = []
             for hkey, skey, key in parsed:
-                if full:
+                if full or (tp is not None and not tp.admit_read(meta, consistent, refused)):
                     left.append(key)
                     continue
                 item = db.items.get(meta, crypto, hkey, skey, r)
@@ -130,8 +132,12 @@ def batch_get_item(db: Database, caller: Caller, p: dict) -> dict:
                     total += size
                     out.append(project_item(proj, item) if proj is not None else item)
                 units[meta.table_id] = units.get(meta.table_id, 0.0) + item_ops.read_units(size, consistent)
+                if tp is not None:
+                    tp.charge(meta, "read", item_ops.read_units(size, consistent))
             if left:
                 unprocessed[name] = {**ka, "Keys": left}
+    if tp is not None:
+        tp.finish_batch(refused, bool(units))
     result: dict = {"Responses": responses, "UnprocessedKeys": unprocessed}
     cc = consumed(metas, units, p.get("ReturnConsumedCapacity"), write=False)
     if cc is not None:
@@ -177,11 +183,15 @@ def batch_write_item(db: Database, caller: Caller, p: dict) -> dict:
         raise key_error
     todo = [a for _, _, acts in plan for a in acts if a.meta.table_id in cryptos]
     unprocessed = {name: reqs for name, reqs, acts in plan if acts[0].meta.table_id not in cryptos}
+    if db.throughput.enabled:  # writes over the tables' capacity are left for the client's retry
+        todo = db.throughput.admit_writes(plan, todo, unprocessed)
     try:
         run_writes(db, caller, todo, cause="BatchWriteItem", transactional=False, cryptos=cryptos)
     except ActionsFailed:
         # only an in-flight transaction holding one of the items makes a batch's writes fail
         raise AWSError("TransactionConflictException", MSG_CONFLICT) from None
+    if db.throughput.enabled:
+        db.throughput.settle_writes(todo)
     result: dict = {"UnprocessedItems": unprocessed}
     if p.get("ReturnItemCollectionMetrics") == "SIZE":
         result["ItemCollectionMetrics"] = item_collections.metrics_by_table(db.items, lambda m: cryptos[m.table_id],

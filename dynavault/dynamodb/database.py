@@ -24,6 +24,7 @@ from .expressions import DEFAULT_CACHE_BYTES, ExpressionCache
 from .item_store import ItemStore
 from .sse_spec import refuse_if_inaccessible
 from .table_states import TableStates
+from .throughput import Throughput
 
 if TYPE_CHECKING:
     from dynavault.storage.kv.base import KVTransaction
@@ -58,6 +59,8 @@ class Database:
     #: tables showing CREATING / UPDATING / DELETING for a while (the runtime ticks it)
     table_states: TableStates = field(default_factory=TableStates)
     #: called in DeleteTable's store transaction before the table's rows go (PITR keeps its SYSTEM backup)
+    #: provisioned-throughput token buckets (per process; off unless enforce_throughput)
+    throughput: Throughput = field(default_factory=lambda: Throughput(False))
     drop_hooks: list[Callable[[KVTransaction, TableMeta], None]] = field(default_factory=list)
     #: with several worker processes: who runs which long job (None: this process serves the store alone)
     leases: Leases | None = None

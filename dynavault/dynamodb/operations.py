@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from dynavault.caller import Caller
 
-from . import auxiliary, batch, items, partiql, query, tables, transactions, ttl
+from . import auxiliary, batch, items, partiql, query, tables, throughput, transactions, ttl
 from .backups import operations as backups
 from .database import Database
 from .streams import api as streams_api
@@ -26,7 +26,10 @@ Operation = Callable[[Caller, dict], dict]
 def _call(db: Database, operation: str, handler, caller: Caller, params: dict) -> dict:
     # A table's ARN is accepted wherever DynamoDB accepts it; handlers only ever see table names.
     resolved = tables.resolve_table_names(operation, caller, params)
-    result = handler(db, caller, resolved)
+    if db.throughput.enabled and operation in throughput.METERED:
+        result = throughput.metered(db, operation, handler, caller, resolved)
+    else:
+        result = handler(db, caller, resolved)
     if resolved is not params and isinstance(result, dict) and "ConsumedCapacity" in result:
         _echo_arns(params, result)
     return result

@@ -102,6 +102,11 @@ class Metrics:
             "dynavault_item_changes", "Item changes committed, by cause (the operation or system job) and event",
             ["cause", "event"], registry=self.registry,
         )
+        # bumped from handler threads too, and rarely: a locked counter
+        self.throttled = Counter(
+            "dynavault_throttled_requests", "Requests refused over provisioned throughput, by table and GSI",
+            ["table", "index"], registry=self.registry,
+        )
         self._request_cells: dict[tuple[str, str, int], _Cell] = {}
 
     def observe_request(self, service: str, operation: str, status: int) -> None:

@@ -213,6 +213,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.streams.store import StreamStore
     from dynavault.dynamodb.streams.writer import StreamWriter
     from dynavault.dynamodb.table_states import TICK_SECONDS as TABLE_STATES_TICK
+    from dynavault.dynamodb.throughput import Throughput
     from dynavault.dynamodb.transactions import TransactionState
     from dynavault.dynamodb.ttl import TTLSweeper
     from dynavault.sse.kms_client import InProcessKms, RemoteKms
@@ -254,7 +255,9 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     backup_jobs = BackupJobs()
     db = Database(settings, catalog, items, keys, TransactionState(store), lifecycle, metrics=metrics,
                   streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs,
-                  leases=Leases(store) if worker else None)
+                  leases=Leases(store) if worker else None,
+                  throughput=Throughput(settings.enforce_throughput, settings.throughput_burst_seconds,
+                                        metrics=metrics))
     connections.on_closed(keys.drop_connection)
     history_writer.clock = db.clock  # history positions and restore times on one clock
     db.drop_hooks.append(lambda tx, meta: pitr.keep_system_backup(db, tx, meta))
