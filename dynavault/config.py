@@ -116,6 +116,8 @@ class Settings:
     shared_db: bool = False
     #: a directory of JSON seed files (KMS keys, tables, items) run once, when the data dir is new
     init: str = ""
+    #: a JSON list of faults to inject from the start (DynavaultAdmin.PutFault bodies; server/faults.py)
+    faults: str = ""
     config: str = ""
 
     @classmethod
