@@ -3,7 +3,9 @@ account and region go; other accounts stay; unsigned requests are refused. Also:
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
@@ -150,3 +152,29 @@ def test_region_localhost_is_a_region_of_its_own(srv):
     resp = admin(srv, "Reset", access_key=key, region="localhost")
     assert resp.status == 200, resp.body
     assert local.list_tables()["TableNames"] == []
+
+
+def _tables_in_store(srv) -> float:
+    """Every table of the data set, whatever its account (the store-wide dynavault_tables gauge)."""
+    text = urllib.request.urlopen(srv.endpoint + "/metrics").read().decode()
+    return sum(float(x.rsplit(" ", 1)[1]) for x in text.splitlines() if x.startswith("dynavault_tables{"))
+
+
+def test_shared_db_reset_includes_what_init_made_for_other_accounts(server_factory, tmp_path):
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    table = {"TableName": "seeded", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+             "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}], "BillingMode": "PAY_PER_REQUEST"}
+    (seed / "a.json").write_text(json.dumps({"Account": "777777777777", "Region": "eu-west-2", "Tables": [table]}))
+    (seed / "b.json").write_text(json.dumps({"Tables": [table]}))
+    srv = server_factory("admin-shared-init", allow_any_credentials=True, shared_db=True, init=str(seed),
+                         key_check_seconds=0.2)
+    deadline = time.monotonic() + 10
+    while _tables_in_store(srv) != 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _tables_in_store(srv) == 2
+    assert admin(srv, "Reset").status == 200
+    deadline = time.monotonic() + 10
+    while _tables_in_store(srv) != 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _tables_in_store(srv) == 0

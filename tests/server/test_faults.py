@@ -70,9 +70,9 @@ def test_each_error_with_probability_one_and_nothing_written(srv, error):
     assert "Item" not in ddb.get_item(TableName="fff", Key={"pk": {"S": "a"}})
     ddb.put_item(TableName="other", Item={"pk": {"S": "a"}})
     # another account is not affected by this account's fault
-    other = srv.client("dynamodb", access_key="199999999999")
-    make_table(other, f"f-{error[:20]}")
-    other.put_item(TableName=f"f-{error[:20]}", Item={"pk": {"S": "a"}})
+    other = srv.client("dynamodb", access_key=f"9{key[1:]}")
+    make_table(other, "fff")
+    other.put_item(TableName="fff", Item={"pk": {"S": "a"}})
 
     assert admin(srv, "DeleteFault", {"FaultId": fid}, access_key=key).status == 200
     ddb.put_item(TableName="fff", Item={"pk": {"S": "a"}})
