@@ -129,7 +129,7 @@ def parse_fault(body: object, scope: tuple[str, str] | None) -> Fault:
     return Fault(uuid.uuid4().hex, op, table, error, probability, count, latency, kms, scope)
 
 
-def _tables(operation: str, params: dict) -> set[str]:
+def _tables(params: dict) -> set[str]:
     """The table names a request names (TableName, batch and transaction parts, a stream's table)."""
     found: set[str] = set()
     for value in (params.get("TableName"), params.get("StreamArn"), params.get("ShardIterator")):
@@ -143,7 +143,7 @@ def _tables(operation: str, params: dict) -> set[str]:
         for body in part.values() if isinstance(part, dict) else ():
             if isinstance(body, dict) and isinstance(body.get("TableName"), str):
                 found.add(body["TableName"])
-    return {(_ARN_TABLE_RE.match(n).group(1) if _ARN_TABLE_RE.match(n) else n) for n in found}
+    return {m.group(1) if (m := _ARN_TABLE_RE.match(n)) else n for n in found}
 
 
 @dataclass
@@ -231,7 +231,7 @@ class FaultRegistry:
         """Before a handler runs: sleep for the matching latency faults, then raise the first matching error."""
         if front not in FAULTY_FRONTS:
             return
-        fired = self._match((caller.account, caller.region), operation, _tables(operation, params), False)
+        fired = self._match((caller.account, caller.region), operation, _tables(params), False)
         if not fired:
             return
         delay = sum(f.latency_ms for f in fired)

@@ -218,3 +218,16 @@ def test_bad_faults_file_refuses_the_start(tmp_path):
     with pytest.raises(RuntimeError, match=r"--faults .*\[0\]: Error must be one of"):
         ServerProcess(tmp_path / "s", allow_any_credentials=True, faults=str(path))
 
+
+
+def test_a_table_fault_matches_batch_parts_and_table_arns(srv):
+    key = "300000000008"
+    ddb = srv.client("dynamodb", access_key=key)
+    arn = make_table(ddb, "bat")["TableArn"]
+    make_table(ddb, "free")
+    put_fault(srv, key, TableName="bat", Error="InternalServerError")
+    with pytest.raises(ClientError):
+        ddb.batch_write_item(RequestItems={"bat": [{"PutRequest": {"Item": {"pk": {"S": "a"}}}}]})
+    with pytest.raises(ClientError):
+        ddb.get_item(TableName=arn, Key={"pk": {"S": "a"}})
+    ddb.batch_write_item(RequestItems={"free": [{"PutRequest": {"Item": {"pk": {"S": "a"}}}}]})
