@@ -134,6 +134,8 @@ def test_reset_with_shared_db_resets_the_whole_data_set(server_factory):
     two = srv.client("dynamodb", access_key=ACCOUNT_B, region="eu-west-1")
     make_table(one, "shared-1")
     assert two.list_tables()["TableNames"] == ["shared-1"]
+    workbench = srv.client("dynamodb", access_key="anything", region="localhost")
+    assert workbench.list_tables()["TableNames"] == ["shared-1"]  # localhost joins the one data set too
     resp = admin(srv, "Reset", access_key=ACCOUNT_B, region="eu-west-1")
     assert resp.status == 200, resp.body
     assert one.list_tables()["TableNames"] == []
