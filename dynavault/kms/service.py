@@ -151,6 +151,22 @@ class KeyService:
                     ring.save(key)
                     self._internal_event(key, "RotateKey")
 
+    def delete_customer_keys_now(self, account: str, region: str) -> int:
+        """Delete every customer managed key of ``account`` in ``region`` at once, material and aliases
+        included (a test server's reset: no deletion window); -> how many. AWS managed and owned keys stay."""
+        ring = self._ring
+        self._fresh()
+        deleted = 0
+        with ring.lock:
+            for key in list(ring.keys.values()):
+                if key.account == account and key.region == region and key.key_manager == "CUSTOMER":
+                    ring.delete_key_now(key)
+                    self._internal_event(key, "DeleteKey")
+                    deleted += 1
+            if deleted:
+                self._authz.clear()
+        return deleted
+
     def close(self) -> None:
         with self._ring.lock:
             self._ring.forget_material()

@@ -284,6 +284,8 @@ class DynavaultApp:
         self._callers: dict[tuple, Caller] = {}
         #: the web console's ASGI handler for /console (set by the runtime), or None
         self.console: Callable[..., Any] | None = None
+        #: injected faults (faults.FaultRegistry, set by the runtime), or None
+        self.faults: Any = None
 
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
@@ -391,6 +393,8 @@ class DynavaultApp:
                     raise AWSError("InvalidSignatureException", "'X-Dynavault-On-Behalf-Of' must be a "
                                    "'SignedHeader' in the AWS Authorization.", type_prefix=_CORAL)
                 caller = self._on_behalf(caller, headers["x-dynavault-on-behalf-of"])
+            if self.faults is not None and self.faults.active:  # injected before the handler: nothing written
+                await self.faults.before(route.front.name, route.operation, caller, params)
             if self.offload is None:
                 result = route.handler(caller, params)
             else:

@@ -35,6 +35,8 @@ DYNAMODB = ServiceFront("dynamodb", "DynamoDB_20120810", "dynamodb", "com.amazon
 STREAMS = ServiceFront("dynamodbstreams", "DynamoDBStreams_20120810", "dynamodb",
                        "com.amazonaws.dynamodb.v20120810#", JSON_10)
 KMS = ServiceFront("kms", "TrentService", "kms", "", JSON_11)
+#: the test-suite helpers (server/admin.py): signed as DynamoDB requests
+ADMIN = ServiceFront("dynavaultadmin", "DynavaultAdmin", "dynamodb", "com.amazonaws.dynamodb.v20120810#", JSON_10)
 CLOUDTRAIL = ServiceFront("cloudtrail", "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101", "cloudtrail",
                           "com.amazonaws.cloudtrail.v20131101#", JSON_11)
 
@@ -143,6 +145,8 @@ def _offload(service: str, operation: str) -> str:
     management, which call KMS between changes) always in a thread; Streams reads are deferrable."""
     if service == "dynamodbstreams":
         return "defer"
+    if service == ADMIN.name:
+        return "thread"  # a reset deletes tables and keys: KMS calls between changes
     if service != "dynamodb":
         return "loop"
     return "defer" if operation in DEFERRABLE else "thread"
@@ -197,7 +201,7 @@ def _retention_interval(retention_seconds: float) -> float:
 
 def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, connections: Connections,
               closers: list[Callable[[], None]], periodic: list[Periodic], signal: ChangeSignal, worker: bool,
-              first: bool):
+              first: bool, faults=None):
     """The database: its store, catalog, item store (with the change subscribers), table keys, key
     lifecycle and the context its operations get; -> (context, store)."""
     from dynavault.dynamodb import epochs, indexes
@@ -249,7 +253,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
                                    history_writer := HistoryWriter()])
     keys = TableKeyService(port, owned_key_arn=owned_key_arn, owned_account=owned_account,
                            refresh_seconds=settings.key_refresh_seconds, shared_cache=settings.shared_key_cache,
-                           metrics=metrics)
+                           metrics=metrics, outage=faults.kms_unavailable if faults is not None else None)
     metrics.key_cache_entries.set_function(keys.cached_entries)
     lifecycle = SSELifecycle(catalog, keys, settings, metrics=metrics)
     backup_jobs = BackupJobs()
@@ -305,6 +309,21 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
         restore.recover(db)
         pitr.recover(db)  # bases whose copy died are taken again
     return db, store
+
+
+def _faults(settings: Settings, metrics: Metrics):
+    """This process's fault registry, counting what it injects in /metrics; ``--faults FILE`` loaded."""
+    from prometheus_client import Counter
+
+    from .faults import FaultRegistry
+
+    injected = Counter("dynavault_faults_injected", "Faults injected (DynavaultAdmin.PutFault, --faults)",
+                       ["operation", "error"], registry=metrics.registry)
+    registry = FaultRegistry(on_inject=lambda op, error: injected.labels(op, error).inc())
+    if settings.faults:
+        log.warning("--faults %s: %d fault(s) injected from the start", settings.faults,
+                    registry.load_file(settings.faults))
+    return registry
 
 
 def _console(settings: Settings, routes: RouteTable, credentials: CredentialStore, durability):
@@ -393,14 +412,21 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         periodic.append(Periodic("kms-key-deletion", settings.key_deletion_check_seconds, kms.sweep))
 
     store = None
+    faults = None
     if not kms_only:
+        faults = _faults(settings, metrics)
+        components["faults"] = faults
         db, store = _dynamodb(settings, components["kms"] if "kms" in components else None, AWS_OWNED_ACCOUNT,
-                               metrics, connections, closers, periodic, signal, worker, first)
+                               metrics, connections, closers, periodic, signal, worker, first, faults)
         components["dynamodb"] = db
         from dynavault.dynamodb.operations import operations, stream_operations
 
+        from .admin import Admin
+
         routes.mount(_with_validator(DYNAMODB), operations(db))
         routes.mount(_with_validator(STREAMS), stream_operations(db))
+        routes.mount(ADMIN, Admin(routes, db=db, kms=components.get("kms"), faults=faults,
+                                  shared_db=settings.shared_db).operations())
 
     durability = None
     if store is not None and store.group_commit:
@@ -445,6 +471,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
     )
     if not kms_only:
         app.console = _console(settings, routes, credentials, durability)
+        app.faults = faults
     leases = components["dynamodb"].leases if "dynamodb" in components else None
     runtime = Runtime(settings, credentials, app, connections, closers, periodic, components, leases)
     runtime_ref.append(runtime)

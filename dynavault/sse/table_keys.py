@@ -25,7 +25,15 @@ from dynavault.caller import DYNAMODB_SERVICE, Caller
 from dynavault.errors import AWSError, defer_if_possible
 
 from .crypto import NodeCipher, StreamCipher, TableCrypto, unwrap_data_key, wrap_data_key
-from .key_port import InvalidKeyRequest, KeyDisabled, KeyInvalidState, KeyPort, KeyPortError, KmsFailure
+from .key_port import (
+    InvalidKeyRequest,
+    KeyDisabled,
+    KeyInvalidState,
+    KeyPort,
+    KeyPortError,
+    KeyUnavailable,
+    KmsFailure,
+)
 from .kms_errors import wrap_kms_error
 
 log = logging.getLogger("dynavault.sse")
@@ -65,6 +73,11 @@ class _Entry:
     expires: float
 
 
+def _unreachable():
+    # what the remote adapter raises when the KMS endpoint cannot be reached (kms_client.RemoteKms)
+    raise KeyUnavailable("KMSUnavailable", "KMS endpoint unreachable: injected fault (KmsUnavailable)", 500)
+
+
 def service_caller(account: str, region: str) -> Caller:
     """DynamoDB itself, acting in ``account`` (the service principal, marked as a service call)."""
     principal = service_principal(region)
@@ -83,8 +96,12 @@ class TableKeyService:
         shared_cache: bool = False,
         metrics=None,
         clock: Callable[[], float] = time.monotonic,
+        outage: Callable[[str, str, str, str], bool] | None = None,
     ) -> None:
         self.kms = kms
+        #: (account, region, table, KMS operation) -> whether the key service is down for that table now: an
+        #: injected KMS outage (server/faults.py), failing exactly as an unreachable KMS fails
+        self.outage = outage
         #: a call to the key port waits on the network (a remote KMS): requests move off the event loop for it
         self.blocking = bool(getattr(kms, "blocking", False))
         self._owned_key_arn = owned_key_arn
@@ -131,6 +148,8 @@ class TableKeyService:
     def decrypt_table_key(self, who: Caller, table_name: str, account: str, sse: dict, *,
                           wrap: bool = True) -> bytes:
         context = encryption_context(table_name, account)
+        if self.outage is not None and self.outage(account, who.region, table_name, "Decrypt"):
+            return self.call("Decrypt", _unreachable, wrap=wrap)
         return self.call("Decrypt", self._decrypt_blob, who, sse["table_key_blob"], context, wrap=wrap)
 
     def _decrypt_blob(self, who: Caller, blob: str, context: dict[str, str]) -> bytes:
@@ -192,6 +211,8 @@ class TableKeyService:
             record["grant_token"] = grant.token
             generator = self.service_caller(caller.account, caller.region)
         try:
+            if self.outage is not None and self.outage(caller.account, caller.region, table_name, "GenerateDataKey"):
+                self.call("GenerateDataKey", _unreachable)
             table_key, blob = self.call("GenerateDataKey", self.kms.generate_data_key, generator, key_arn, context)
         except AWSError:
             if grant is not None:
