@@ -441,3 +441,39 @@ def test_a_restore_runs_on_while_other_workers_change_other_tables(workers2):
         i += 1
         assert time.time() < deadline, "the restore never finished"
     assert _ok(srv, "Scan", {"TableName": "restored", "Select": "COUNT"})["Count"] == 3000
+
+
+def test_conflicting_transactions_in_two_workers_never_lose_an_update(workers2):
+    """Transfers between two accounts from many connections at once (spread over both workers): each is
+    applied whole or refused (TransactionCanceled / TransactionConflict); the books always balance."""
+    srv = workers2
+    _table(srv, "bank")
+    for acct in ("a", "b"):
+        _ok(srv, "PutItem", {"TableName": "bank", "Item": {"pk": {"S": acct}, "bal": {"N": "100"}}})
+    outcomes: list[str] = []
+
+    def transfer(src: str, dst: str) -> None:
+        for _ in range(15):
+            status, out = _call(srv, "TransactWriteItems", {"TransactItems": [
+                {"Update": {"TableName": "bank", "Key": {"pk": {"S": src}},
+                            "UpdateExpression": "SET bal = bal - :n", "ConditionExpression": "bal >= :n",
+                            "ExpressionAttributeValues": {":n": {"N": "7"}}}},
+                {"Update": {"TableName": "bank", "Key": {"pk": {"S": dst}},
+                            "UpdateExpression": "SET bal = bal + :n",
+                            "ExpressionAttributeValues": {":n": {"N": "7"}}}}]})
+            outcomes.append("ok" if status == 200 else out["__type"].split("#")[-1])
+
+    pids = _workers(srv)
+    before = {p: _cpu(p) for p in pids}
+    threads = [threading.Thread(target=transfer, args=(s, d)) for s, d in [("a", "b"), ("b", "a")] * 3]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(_cpu(p) > before[p] for p in pids)
+    assert set(outcomes) <= {"ok", "TransactionCanceledException", "TransactionConflictException"}, outcomes
+    balances = {acct: int(_ok(srv, "GetItem", {"TableName": "bank", "Key": {"pk": {"S": acct}},
+                                               "ConsistentRead": True})["Item"]["bal"]["N"]) for acct in "ab"}
+    assert sum(balances.values()) == 200 and min(balances.values()) >= 0, balances
+    moved = outcomes.count("ok")
+    assert moved > 0
