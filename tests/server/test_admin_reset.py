@@ -41,6 +41,13 @@ def _all_backups(ddb) -> list[dict]:
     return ddb.list_backups(BackupType="ALL")["BackupSummaries"]
 
 
+@pytest.fixture
+def srv(start_server):
+    """A server of its own: a reset deletes every table of an account, which other modules' shared servers
+    must keep (and which this module's assertions must not see)."""
+    return start_server(allow_any_credentials=True)
+
+
 def test_reset_deletes_tables_backups_and_streams_keeps_keys_and_other_accounts(srv):
     a = _populate(srv, ACCOUNT_A, "ra")
     b = _populate(srv, ACCOUNT_B, "rb")
