@@ -217,7 +217,8 @@ class Catalog:
         return tables
 
     def _fresh(self) -> dict[tuple[str, str, str], TableMeta]:
-        if self._watch.stale():
+        # Alone on the store, this process's mirror is the catalog: only other processes make it stale.
+        if self.shared and self._watch.stale():
             with self.lock:
                 if self._watch.stale():
                     self._watch.seen()

@@ -17,6 +17,7 @@ import mmap
 import os
 import pathlib
 import struct
+import threading
 
 #: the slots; a new cached thing gets a new slot at the end (the file grows, older slots keep their place)
 CATALOG = 0
@@ -91,11 +92,12 @@ class ChangeSignal:
 class Watch:
     """One cache's view of one slot: ``stale()`` is true once per change made since ``seen()``."""
 
-    __slots__ = ("_signal", "_slot", "_seen")
+    __slots__ = ("_signal", "_slot", "_seen", "_lock")
 
     def __init__(self, signal: ChangeSignal, slot: int) -> None:
         self._signal, self._slot = signal, slot
         self._seen = signal.value(slot)
+        self._lock = threading.Lock()  # two threads of one process counting their changes at once
 
     def stale(self) -> bool:
         return self._signal.value(self._slot) != self._seen
@@ -106,7 +108,8 @@ class Watch:
 
     def changed_here(self) -> None:
         """This process committed a change its memory already holds: count it, and keep others' visible."""
-        before = self._seen
-        after = self._signal.bump(self._slot)
-        if after == before + 1:
-            self._seen = after
+        with self._lock:
+            before = self._seen
+            after = self._signal.bump(self._slot)
+            if after == before + 1:
+                self._seen = after
