@@ -184,6 +184,7 @@ class Catalog:
         #: several processes serve the store: a change made from a mirror another process has since changed
         #: is refused (ResourceInUseException) instead of overwriting that process's change
         self.shared = lock_path is not None
+        self._reload_lock = threading.RLock()
         self.lock = CatalogLock(lock_path, self._fresh)
         where = getattr(kv, "path", "the table store")
         try:
@@ -218,8 +219,11 @@ class Catalog:
 
     def _fresh(self) -> dict[tuple[str, str, str], TableMeta]:
         # Alone on the store, this process's mirror is the catalog: only other processes make it stale.
+        # The reload takes only this process's lock, never the cross-process one: it is called inside store
+        # write transactions (``put``), and a worker holding the store's write lock must not wait for the
+        # catalog lock that another worker holds while it waits for the write lock.
         if self.shared and self._watch.stale():
-            with self.lock:
+            with self._reload_lock:
                 if self._watch.stale():
                     self._watch.seen()
                     self._tables = self._load()
