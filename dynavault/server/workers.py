@@ -30,6 +30,8 @@ from dynavault.storage.signal import ChangeSignal
 log = logging.getLogger("dynavault.server")
 
 READY_TIMEOUT = 120.0
+#: how long an orphaned worker's graceful stop may take before it exits anyway
+ORPHAN_GRACE_SECONDS = 45.0
 
 
 def _socket(host: str, port: int) -> socket.socket:
@@ -42,13 +44,17 @@ def _socket(host: str, port: int) -> socket.socket:
 
 
 def _watch_supervisor(conn: Connection) -> None:
-    """End this worker (gracefully) when the supervisor's end of the pipe closes: it died or is gone."""
+    """End this worker when the supervisor's end of the pipe closes (it died or is gone): gracefully, and for
+    good if the graceful stop has not ended it well after uvicorn's 30 s grace (a loop that cannot stop)."""
     try:
         while True:
             conn.recv()
     except (EOFError, OSError):
         pass
     os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(ORPHAN_GRACE_SECONDS)
+    log.error("worker %d: the supervisor is gone and the graceful stop did not end; exiting", os.getpid())
+    os._exit(1)
 
 
 def _worker_main(settings: Settings, kms_only: bool, port: int, index: int, first: bool, conn: Connection,
