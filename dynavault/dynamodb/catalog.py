@@ -130,10 +130,10 @@ def _catalog_key(account: str, region: str, name: str) -> bytes:
     return CATALOG_PREFIX + f"{account}\x00{region}\x00{name}".encode()
 
 
-def _name_of(key: bytes) -> tuple[str, str, str]:
-    """(account, region, name) of a catalog row's key."""
-    account, region, name = key[len(CATALOG_PREFIX):].decode().split("\x00", 2)
-    return account, region, name
+def _name_of(key: bytes) -> tuple[str, ...]:
+    """(account, region, name) of a catalog row's key (a damaged key gives something no table has: the record
+    itself is then refused by ``_load_record`` with its own message)."""
+    return tuple(key[len(CATALOG_PREFIX):].decode(errors="replace").split("\x00", 2))
 
 
 class CatalogLock:
@@ -187,6 +187,9 @@ class Catalog:
         self._reload_lock = threading.RLock()
         self.lock = CatalogLock(lock_path, self._fresh)
         where = getattr(kv, "path", "the table store")
+        #: the mirror, and the stored bytes each table's object was made from (a reload keeps unchanged ones)
+        self._tables: dict[tuple[str, str, str], TableMeta] = {}
+        self._raw: dict[tuple[str, str, str], bytes] = {}
         try:
             self._tables = self._load()
             for _key, raw in kv.range(STATS_PREFIX, prefix_end(STATS_PREFIX)):
@@ -205,15 +208,14 @@ class Catalog:
         must not make every held table look replaced."""
         where = getattr(self.kv, "path", "the table store")
         tables = {}
-        known = getattr(self, "_raw", {})
         raws: dict[tuple[str, str, str], bytes] = {}
         for key, raw in self.kv.range(CATALOG_PREFIX, prefix_end(CATALOG_PREFIX)):
             raw = bytes(raw)
-            old = self._tables.get(_name_of(key)) if hasattr(self, "_tables") else None
-            meta = old if old is not None and known.get(_name_of(key)) == raw else _load_record(key, raw, where)
-            name = (meta.account, meta.region, meta.name)
-            tables[name] = meta
-            raws[name] = raw
+            name = _name_of(key)
+            old = self._tables.get(name)
+            meta = old if old is not None and self._raw.get(name) == raw else _load_record(key, raw, where)
+            tables[(meta.account, meta.region, meta.name)] = meta
+            raws[(meta.account, meta.region, meta.name)] = raw
         self._raw = raws
         return tables
 

@@ -37,16 +37,7 @@ def _call(db: Database, operation: str, handler, caller: Caller, params: dict) -
 
 def _echo_arns(params: dict, result: dict) -> None:
     """ConsumedCapacity names a table by the ARN the request used for it (DynamoDB's documented rule)."""
-    given: list[str] = []
-    if isinstance(params.get("TableName"), str):
-        given.append(params["TableName"])
-    if isinstance(params.get("RequestItems"), dict):
-        given += [k for k in params["RequestItems"] if isinstance(k, str)]
-    for part in params.get("TransactItems") or ():
-        for body in part.values() if isinstance(part, dict) else ():
-            if isinstance(body, dict) and isinstance(body.get("TableName"), str):
-                given.append(body["TableName"])
-    arns = {a.rsplit("/", 1)[1]: a for a in given if a.startswith("arn:") and "/" in a}
+    arns = {a.rsplit("/", 1)[1]: a for a in tables.named_tables(params) if a.startswith("arn:") and "/" in a}
     cc = result["ConsumedCapacity"]
     for entry in cc if isinstance(cc, list) else [cc]:
         if isinstance(entry, dict) and entry.get("TableName") in arns:

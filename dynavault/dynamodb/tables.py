@@ -409,6 +409,27 @@ def table_name(caller: Caller, value: str, operation: str) -> str:
                      "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+")
 
 
+def named_tables(params: object) -> list[str]:
+    """The table names (or ARNs) a request names, as sent, in order and each once: TableName, the keys of a
+    batch's RequestItems, each transaction part's TableName (the first 100 parts: DynamoDB's limit)."""
+    if type(params) is not dict:
+        return []
+    name = params.get("TableName")
+    if type(name) is str:
+        return [name]
+    names: list[str] = []
+    items = params.get("RequestItems")
+    if isinstance(items, dict):
+        names.extend(k for k in items if isinstance(k, str))
+    parts = params.get("TransactItems")
+    if isinstance(parts, list):
+        for part in parts[:100]:
+            if isinstance(part, dict):
+                names.extend(body["TableName"] for body in part.values()
+                             if isinstance(body, dict) and isinstance(body.get("TableName"), str))
+    return list(dict.fromkeys(names))
+
+
 def resolve_table_names(operation: str, caller: Caller, params: dict) -> dict:
     """The request with every table ARN replaced by the table's name (TableName, batch RequestItems keys,
     transaction parts), so handlers, echoed names and errors only ever see names."""

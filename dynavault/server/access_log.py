@@ -19,11 +19,11 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from dynavault.dynamodb.tables import named_tables
 from dynavault.logsafe import escape
 
 FORMATS = ("text", "json")
@@ -34,27 +34,8 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def _tables(params: dict | None) -> str:
     """The table names a request names (comma-separated), only names that are valid table names."""
-    if type(params) is not dict:
-        return "-"
-    name = params.get("TableName")
-    if name is not None:  # the common case: one table, nothing else to look at
-        return name if type(name) is str and _TABLE_NAME.fullmatch(name) else "-"
-    names: list[str] = []
-    items = params.get("RequestItems")  # BatchGetItem / BatchWriteItem
-    if isinstance(items, Mapping):
-        names.extend(k for k in items if isinstance(k, str))
-    transact = params.get("TransactItems")  # TransactWriteItems / TransactGetItems
-    if isinstance(transact, list):
-        for entry in transact[:100]:
-            if isinstance(entry, Mapping):
-                for action in entry.values():
-                    if isinstance(action, Mapping) and isinstance(action.get("TableName"), str):
-                        names.append(action["TableName"])
-    seen: list[str] = []
-    for n in names:
-        if n not in seen and _TABLE_NAME.fullmatch(n):
-            seen.append(n)
-    return ",".join(seen) if seen else "-"
+    names = [n for n in named_tables(params) if _TABLE_NAME.fullmatch(n)]
+    return ",".join(names) if names else "-"
 
 
 def _error_type(status: int, payload: bytes) -> str:

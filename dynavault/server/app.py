@@ -384,7 +384,7 @@ class DynavaultApp:
             params = self._parse_json(body)
             if route.front.validate is not None:
                 params = route.front.validate(route.operation, params)
-            caller = self._caller(scope, identity, headers.get("user-agent", ""), self._endpoint(scope, headers))
+            caller = self._caller(scope, identity, headers.get("user-agent", ""), headers)
             cred = identity.credential
             if cred.access_key_id in self.trusted_service_keys and "x-dynavault-on-behalf-of" in headers:
                 if pending.check and "x-dynavault-on-behalf-of" not in pending.signed:
@@ -481,16 +481,19 @@ class DynavaultApp:
             payload=payload, bytes_in=int(length) if length.isdigit() else 0, started=started,
             peer=(scope.get("client") or ("-", 0))[0], user_agent=headers.get("user-agent", ""))
 
-    def _caller(self, scope, identity: Identity, user_agent: str, endpoint: str = "") -> Caller:
-        """The request's Caller. Immutable, so one is kept per (connection, identity, user agent) and shared
-        by that connection's requests: a keep-alive client sends the same ones each time."""
+    def _caller(self, scope, identity: Identity, user_agent: str, headers: dict[str, str]) -> Caller:
+        """The request's Caller. Immutable, so one is kept per (connection, identity, user agent, Host) and
+        shared by that connection's requests: a keep-alive client sends the same ones each time (the endpoint
+        is worked out from the Host header only when a Caller is made)."""
         client = scope.get("client") or ("127.0.0.1", 0)
         cred = identity.credential
         connection_id = scope.get(SCOPE_KEY) or hash(client)
+        host = headers.get("host", "")
         key = (connection_id, client[0], cred.access_key_id, cred.account_id, cred.principal_arn, identity.region,
-               user_agent, endpoint)
+               user_agent, host)
         caller = self._callers.get(key)
         if caller is None:
+            endpoint = self._endpoint(scope, headers)
             caller = Caller(
                 account=cred.account_id,
                 region=identity.region,
@@ -501,7 +504,7 @@ class DynavaultApp:
                 user_agent=user_agent,
                 endpoint=endpoint,
             )
-            if len(user_agent) <= _MAX_KEPT_AGENT and len(endpoint) <= _MAX_KEPT_AGENT:
+            if len(user_agent) <= _MAX_KEPT_AGENT and len(host) <= _MAX_KEPT_AGENT:
                 if len(self._callers) >= _MAX_CALLERS:
                     self._callers.clear()
                 self._callers[key] = caller

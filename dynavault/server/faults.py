@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dynavault.caller import Caller
+from dynavault.dynamodb.tables import named_tables
 from dynavault.errors import AWSError, StartupError
 
 log = logging.getLogger("dynavault.faults")
@@ -131,18 +132,8 @@ def parse_fault(body: object, scope: tuple[str, str] | None) -> Fault:
 
 def _tables(params: dict) -> set[str]:
     """The table names a request names (TableName, batch and transaction parts, a stream's table)."""
-    found: set[str] = set()
-    for value in (params.get("TableName"), params.get("StreamArn"), params.get("ShardIterator")):
-        if isinstance(value, str):
-            m = _ARN_TABLE_RE.match(value)
-            found.add(m.group(1) if m else value)
-    items = params.get("RequestItems")
-    if isinstance(items, dict):
-        found.update(k for k in items if isinstance(k, str))
-    for part in params.get("TransactItems") or ():
-        for body in part.values() if isinstance(part, dict) else ():
-            if isinstance(body, dict) and isinstance(body.get("TableName"), str):
-                found.add(body["TableName"])
+    found = set(named_tables(params))
+    found.update(v for v in (params.get("StreamArn"), params.get("ShardIterator")) if isinstance(v, str))
     return {m.group(1) if (m := _ARN_TABLE_RE.match(n)) else n for n in found}
 
 
