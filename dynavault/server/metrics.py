@@ -102,6 +102,10 @@ class Metrics:
             "dynavault_item_changes", "Item changes committed, by cause (the operation or system job) and event",
             ["cause", "event"], registry=self.registry,
         )
+        self.faults_injected = Counter(
+            "dynavault_faults_injected", "Faults injected (DynavaultAdmin.PutFault, --faults)",
+            ["operation", "error"], registry=self.registry,
+        )
         # bumped from handler threads too, and rarely: a locked counter
         self.throttled = Counter(
             "dynavault_throttled_requests", "Requests refused over provisioned throughput, by table and GSI",

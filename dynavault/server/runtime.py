@@ -290,12 +290,12 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     sweeper = TTLSweeper(db)
     periodic.append(Periodic("ttl-sweep", max(0.1, settings.ttl_sweep_seconds), sweeper.tick))
     closers.append(sweeper.stop)
-    if not worker:
+    if worker:  # a backfill or index delete whose worker died is started again by the lease holder
+        periodic.append(Periodic("index-jobs", 2.0, lambda: indexes.resume_abandoned(db)))
+    else:
         # A worker cannot tell another live worker's restore from an abandoned one: with workers, restores
         # are resumed only at a start.
         periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db), thread=kms_is_remote))
-    if worker:  # a backfill or index delete whose worker died is started again by the lease holder
-        periodic.append(Periodic("index-jobs", 2.0, lambda: indexes.resume_abandoned(db)))
     # tables showing CREATING / UPDATING for a configured time become ACTIVE on this tick (or when described)
     periodic.append(Periodic("table-states", TABLE_STATES_TICK, lambda: db.table_states.tick(db)))
     # PITR: history past the recovery period is dropped, bases are taken again when they age out
@@ -313,13 +313,9 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
 
 def _faults(settings: Settings, metrics: Metrics):
     """This process's fault registry, counting what it injects in /metrics; ``--faults FILE`` loaded."""
-    from prometheus_client import Counter
-
     from .faults import FaultRegistry
 
-    injected = Counter("dynavault_faults_injected", "Faults injected (DynavaultAdmin.PutFault, --faults)",
-                       ["operation", "error"], registry=metrics.registry)
-    registry = FaultRegistry(on_inject=lambda op, error: injected.labels(op, error).inc())
+    registry = FaultRegistry(on_inject=lambda op, error: metrics.faults_injected.labels(op, error).inc())
     if settings.faults:
         log.warning("--faults %s: %d fault(s) injected from the start", settings.faults,
                     registry.load_file(settings.faults))
