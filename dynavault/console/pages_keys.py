@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from dynavault.errors import AWSError
+from dynavault.small_ints import small_int
 
 from .app import Page
 from .http import Response, redirect, url
@@ -81,7 +82,7 @@ def key_action(page: Page, m: re.Match) -> Response:
             calls.kms("DisableKey", KeyId=key_id)
         elif action == "schedule-deletion":
             days = page.form.get("days", "30")
-            calls.kms("ScheduleKeyDeletion", KeyId=key_id, PendingWindowInDays=int(days) if days.isdigit() else 30)
+            calls.kms("ScheduleKeyDeletion", KeyId=key_id, PendingWindowInDays=small_int(days, 3) or 30)
         elif action == "cancel-deletion":
             calls.kms("CancelKeyDeletion", KeyId=key_id)
         elif action == "rotation-on":

@@ -28,6 +28,7 @@ import orjson
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
+from dynavault.small_ints import small_int
 
 from .tables import table_name
 
@@ -142,9 +143,9 @@ def list_contributor_insights(db: Database, caller: Caller, p: dict) -> dict:
     start = 0
     token = p.get("NextToken")
     if token is not None:
-        if not token.isdigit() or int(token) > len(summaries):
+        start = small_int(token)
+        if start is None or start > len(summaries):
             raise validation("Invalid NextToken")
-        start = int(token)
     limit = p.get("MaxResults") or 100
     page = summaries[start:start + limit]
     out: dict[str, Any] = {"ContributorInsightsSummaries": page}
@@ -268,8 +269,9 @@ def _parse_policy(text: str) -> dict:
 def _revision(previous: str | None, now: float) -> str:
     """Epoch milliseconds of the change, above the previous revision's (ids increase, as DynamoDB's do)."""
     ms = int(now * 1000)
-    if previous is not None and previous.isdigit():
-        ms = max(ms, int(previous) + 1)
+    last = small_int(previous)
+    if last is not None:
+        ms = max(ms, last + 1)
     return str(ms)
 
 

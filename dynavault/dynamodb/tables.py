@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
+from dynavault.small_ints import small_int
 from dynavault.sse.table_keys import MANAGED_ALIAS
 
 from .catalog import TableMeta
@@ -515,7 +516,7 @@ def untag_resource(db: Database, caller: Caller, p: dict) -> dict:
 def list_tags_of_resource(db: Database, caller: Caller, p: dict) -> dict:
     meta = _table_for_arn(db, caller, p["ResourceArn"], "ListTagsOfResource")
     tags = meta.tags
-    start = int(p["NextToken"]) if str(p.get("NextToken", "")).isdigit() else 0
+    start = small_int(p.get("NextToken")) or 0
     page = tags[start:start + 10]
     out: dict = {"Tags": page}
     if start + 10 < len(tags):

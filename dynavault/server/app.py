@@ -26,6 +26,7 @@ import orjson
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, IntegrityError, MustBlock, deferrable
+from dynavault.small_ints import small_int
 
 from .access_log import AccessLog
 from .connection import SCOPE_KEY
@@ -359,7 +360,7 @@ class DynavaultApp:
         caller = params = None
         try:
             length = headers.get("content-length")
-            if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+            if length is not None and (small_int(length, 64) or 0) > MAX_BODY_BYTES:
                 raise _too_large()
             if route is None:
                 await self._early_parse(receive, headers)
@@ -455,7 +456,7 @@ class DynavaultApp:
         """For a request about to be refused before its body is read: read a small uncompressed body and raise
         SerializationException if it is not JSON, the error DynamoDB checks first."""
         length = headers.get("content-length", "")
-        if (not length.isdigit() or not 0 < int(length) <= _EARLY_BODY_BYTES
+        if (not 0 < (small_int(length) or 0) <= _EARLY_BODY_BYTES
                 or headers.get("content-encoding", "identity").strip().lower() != "identity"):
             return
         self._parse_json(await self._read_body(receive))
@@ -478,7 +479,7 @@ class DynavaultApp:
         self.access_log.request(
             request_id=request_id, service=route.front.name if route else (front.name if front else "unknown"),
             operation=route.operation if route else "unknown", caller=caller, params=params, status=status,
-            payload=payload, bytes_in=int(length) if length.isdigit() else 0, started=started,
+            payload=payload, bytes_in=small_int(length) or 0, started=started,
             peer=(scope.get("client") or ("-", 0))[0], user_agent=headers.get("user-agent", ""))
 
     def _caller(self, scope, identity: Identity, user_agent: str, headers: dict[str, str]) -> Caller:

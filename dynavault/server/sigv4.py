@@ -17,6 +17,7 @@ from typing import NamedTuple
 from urllib.parse import parse_qsl, quote, unquote
 
 from dynavault.errors import AWSError
+from dynavault.small_ints import small_int
 
 from .credentials import Credential, CredentialStore
 
@@ -254,10 +255,10 @@ class SigV4Verifier:
         expires_text = params.get("X-Amz-Expires")
         expires = None
         if expires_text is not None:
-            if not expires_text.isdigit() or int(expires_text) > _MAX_EXPIRES:
+            expires = small_int(expires_text)
+            if expires is None or expires > _MAX_EXPIRES:
                 raise _error("IncompleteSignatureException", f"X-Amz-Expires must be a number of seconds from 0 to "
-                             f"{_MAX_EXPIRES}, not '{expires_text}'.")
-            expires = int(expires_text)
+                             f"{_MAX_EXPIRES}, not '{expires_text[:64]}'.")
         amz_date = params["X-Amz-Date"]
         if "T" not in amz_date:
             raise _error("IncompleteSignatureException", f"Date must be in ISO-8601 'basic format'. Got '{amz_date}'.")

@@ -20,6 +20,7 @@ from dynavault.dynamodb.expressions.lexer import (
     tokenize,
 )
 from dynavault.errors import AWSError, validation
+from dynavault.small_ints import small_int
 
 COMPARATORS = frozenset({"=", "<>", "<", "<=", ">", ">="})
 _COND_KEYWORDS = frozenset({"AND", "OR", "NOT", "BETWEEN", "IN"})
@@ -39,6 +40,8 @@ MAX_IN_OPERANDS = 100
 MAX_EXPRESSION_BYTES = 4096
 MAX_OPERATORS = 300
 MAX_PATH_DEPTH = 32
+#: the largest list index DynamoDB accepts in a document path (one more is 'not within the allowable range')
+MAX_LIST_INDEX = 4_294_967_294
 # Nesting of parentheses. The grammar recurses a few frames per level, so this bounds the parser's stack;
 # it is far beyond what any expression needs (each non-redundant level holds an operator).
 MAX_PAREN_DEPTH = 100
@@ -239,7 +242,11 @@ class Parser:
                     self.fail()
                 self.advance()
                 self.expect_op("]")
-                elems.append(int(t.text))
+                index = small_int(t.text, 10)
+                if index is None or index > MAX_LIST_INDEX:
+                    raise validation(f"Invalid {self.kind}: List index is not within the allowable range; "
+                                     f"index: [{t.text}]")
+                elems.append(index)
             else:
                 if len(elems) > MAX_PATH_DEPTH:
                     raise validation(

@@ -18,8 +18,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from dynavault.dynamodb.expressions.parser import MAX_LIST_INDEX
 from dynavault.dynamodb.values import validate_attribute_value
 from dynavault.errors import AWSError, validation
+from dynavault.small_ints import small_int
 
 MALFORMED = "Statement wasn't well formed, can't be processed: "
 MSG_PARAMS = "Number of parameters in request and statement don't match."
@@ -343,9 +345,10 @@ class _Parser:
             elif self.is_op("["):
                 self.i += 1
                 t = self.next()
-                if t.kind != "num" or not t.text.isdigit():
+                index = small_int(t.text, 10) if t.kind == "num" else None
+                if index is None or index > MAX_LIST_INDEX:
                     raise malformed("Expected a list index")
-                parts.append(int(t.text))
+                parts.append(index)
                 self.op("]")
             else:
                 return Path(parts)

@@ -213,3 +213,12 @@ def test_unchanged_subdocuments_are_shared_not_copied():
     assert new["l"] is old["l"]
     assert new["m"]["M"]["lst"] is old["m"]["M"]["lst"]
     assert new["m"] is not old["m"]
+
+
+def test_list_index_range_is_dynamodbs():
+    # Recorded against DynamoDB: 4294967294 is the largest index it takes (SET past the end appends), one
+    # more is refused with this text; an index too long for any integer gets the same answer.
+    assert run("SET l[4294967294] = :one")["l"]["L"][-1] == {"N": "1"}
+    for index in ("4294967295", "9" * 30):
+        assert parse_error(f"SET l[{index}] = :one") == (
+            f"Invalid UpdateExpression: List index is not within the allowable range; index: [{index}]")
