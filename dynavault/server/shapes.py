@@ -311,13 +311,14 @@ class _BoolNode(_Node):
 
 
 class _NumberNode(_Node):
-    __slots__ = ("min", "max", "java")
+    __slots__ = ("min", "max", "java", "integral")
 
     def __init__(self, shape: dict, java: str) -> None:
         super().__init__()
         self.min = shape.get("min")
         self.max = shape.get("max")
         self.java = java
+        self.integral = java in ("Integer", "Long")
         self.pure = self.min is None and self.max is None
 
     def check(self, v: Any, path: str | None, errs: list[str]) -> None:
@@ -554,6 +555,8 @@ class _StructNode(_Node):
                 ent = members.get(k)
                 if ent is not None:
                     ent[0].check(x, None, errs)
+                    if type(x) is float:
+                        _truncate(v, k, x, ent[0])
             return
         prefix = path + "." if path else ""
         segs: list[tuple[int, list[str]]] | None = None
@@ -565,6 +568,8 @@ class _StructNode(_Node):
             if ent is None:
                 continue  # unknown members are ignored
             node, sub, rank = ent
+            if type(x) is float:
+                _truncate(v, k, x, node)
             if node.pure:
                 node.check(x, None, errs)
                 continue
@@ -584,6 +589,13 @@ class _StructNode(_Node):
             segs.sort(key=lambda s: s[0])
             for _, msgs in segs:
                 errs.extend(msgs)
+
+
+def _truncate(v: dict, k: str, x: float, node: _Node) -> None:
+    """An integral member sent as a decimal (or past 64 bits, which the JSON parser gives as a float) reaches
+    its handler as Coral hands it on: truncated to a whole number."""
+    if isinstance(node, _NumberNode) and node.integral:
+        v[k] = int(x)
 
 
 class _Compiler:
