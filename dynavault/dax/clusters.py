@@ -13,6 +13,7 @@ and every other process reloads its small port -> TTL mirror before its next loo
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 import uuid
@@ -38,6 +39,11 @@ RECORD_TTL = "record-ttl-millis"
 QUERY_TTL = "query-ttl-millis"
 #: DAX's default for both TTLs: five minutes
 DEFAULT_TTL_MILLIS = 300_000
+#: the parameters a DAX parameter group holds, with DAX's descriptions of them
+PARAMETERS = {
+    QUERY_TTL: "Duration in milliseconds for queries to remain cached",
+    RECORD_TTL: "Duration in milliseconds for records to remain valid in cache (Default: 0 = infinite)",
+}
 #: DescribeEvents can reach back this far (DAX keeps 14 days of events)
 EVENT_RETENTION_SECONDS = 14 * 86400.0
 
@@ -193,6 +199,92 @@ def parameter_values(group: dict | None) -> dict[str, str]:
     if group is not None:
         values.update(group.get("Parameters", {}))
     return values
+
+
+# -- DAX's shapes of the records -----------------------------------------------------------------------------
+
+def cluster_status(c: dict, now: float) -> str:
+    """DAX's cluster status, from the record's transition deadlines."""
+    if c.get("DeletingUntil") is not None:
+        return "deleting"
+    if now < c.get("CreatingUntil", 0):
+        return "creating"
+    if now < c.get("ModifyingUntil", 0):
+        return "modifying"
+    return "available"
+
+def describe_cluster(c: dict, now: float, host: str, port: int, *, creating: bool = False) -> dict:
+    """DAX's Cluster shape of a record: nodes and discovery endpoint at ``host``:``port``."""
+    status = "creating" if creating else cluster_status(c, now)
+    out: dict = {"ClusterName": c["ClusterName"]}
+    if "Description" in c:
+        out["Description"] = c["Description"]
+    nodes = c["Nodes"]
+    ready = [n for n in nodes if n["ReadyAt"] <= now and not creating]
+    out.update({
+        "ClusterArn": c["ClusterArn"], "TotalNodes": len(nodes),
+        "ActiveNodes": 0 if status in ("creating", "deleting") else
+        sum(1 for n in ready if now >= n.get("RebootUntil", 0)),
+        "NodeType": c["NodeType"], "Status": status,
+    })
+    endpoint: dict = {"Port": port}
+    if status not in ("creating", "deleting"):
+        bracketed = f"[{host}]" if ":" in host else host
+        scheme = "daxs" if c["Encryption"] == "TLS" else "dax"
+        endpoint = {"Address": host, "Port": port, "URL": f"{scheme}://{bracketed}:{port}"}
+        out["ClusterDiscoveryEndpoint"] = endpoint
+        out["Nodes"] = [_node(n, now, host, port) for n in nodes]
+    else:
+        out["ClusterDiscoveryEndpoint"] = endpoint
+    out["PreferredMaintenanceWindow"] = c["PreferredMaintenanceWindow"]
+    if "NotificationTopicArn" in c:
+        out["NotificationConfiguration"] = {"TopicArn": c["NotificationTopicArn"],
+                                            "TopicStatus": c.get("NotificationTopicStatus", "active")}
+    out["SubnetGroup"] = c["SubnetGroup"]
+    out["SecurityGroups"] = [{"SecurityGroupIdentifier": g, "Status": "active"} for g in c["SecurityGroupIds"]]
+    out["IamRoleArn"] = c["IamRoleArn"]
+    out["ParameterGroup"] = {"ParameterGroupName": c["ParameterGroupName"], "ParameterApplyStatus": "in-sync",
+                             "NodeIdsToReboot": []}
+    out["SSEDescription"] = {"Status": "ENABLED" if c["SSEEnabled"] else "DISABLED"}
+    out["ClusterEndpointEncryptionType"] = c["Encryption"]
+    out["NetworkType"] = c["NetworkType"]
+    return out
+
+def _node(n: dict, now: float, host: str, port: int) -> dict:
+    if now < n["ReadyAt"]:
+        # a node being added shows no endpoint and no creation time until it is ready (as DAX documents)
+        return {"NodeId": n["NodeId"], "NodeStatus": "creating"}
+    return {"NodeId": n["NodeId"], "Endpoint": {"Address": host, "Port": port},
+            "NodeCreateTime": n["NodeCreateTime"], "AvailabilityZone": n["AvailabilityZone"],
+            "NodeStatus": "rebooting" if now < n.get("RebootUntil", 0) else "available",
+            "ParameterGroupStatus": "in-sync"}
+
+
+def group_shape(group: dict) -> dict:
+    out = {"ParameterGroupName": group["ParameterGroupName"]}
+    if "Description" in group:
+        out["Description"] = group["Description"]
+    return out
+
+
+def subnet_shape(group: dict, account: str, region: str) -> dict:
+    # one stable, made-up VPC per account and region: these groups are records, no network exists behind them
+    vpc = "vpc-" + hashlib.sha256(f"{account}/{region}".encode()).hexdigest()[:17]
+    out = {"SubnetGroupName": group["SubnetGroupName"]}
+    if "Description" in group:
+        out["Description"] = group["Description"]
+    out["VpcId"] = vpc
+    out["Subnets"] = [{"SubnetIdentifier": s, "SubnetAvailabilityZone": f"{region}{'abc'[i % 3]}",
+                       "SupportedNetworkTypes": ["ipv4"]} for i, s in enumerate(group["SubnetIds"])]
+    out["SupportedNetworkTypes"] = ["ipv4"]
+    return out
+
+
+def parameters_shape(values: dict[str, str]) -> list[dict]:
+    return [{"ParameterName": name, "ParameterType": "DEFAULT", "ParameterValue": values[name],
+             "NodeTypeSpecificValues": [], "Description": text, "Source": "user", "DataType": "integer",
+             "AllowedValues": "0-", "IsModifiable": "TRUE", "ChangeType": "IMMEDIATE"}
+            for name, text in sorted(PARAMETERS.items())]
 
 
 def _time_key(ts: float) -> bytes:

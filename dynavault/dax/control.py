@@ -12,7 +12,6 @@ handlers already checked against botocore's ``dax`` model (server/shapes.py); wh
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import re
 import string
 import time
@@ -28,12 +27,18 @@ from .clusters import (
     DEFAULT_SUBNET_GROUP,
     EVENT_RETENTION_SECONDS,
     PARAMETER_GROUP,
+    PARAMETERS,
     QUERY_TTL,
     RECORD_TTL,
     SUBNET_GROUP,
     ClusterRecords,
     advertised_host,
+    cluster_status,
+    describe_cluster,
+    group_shape,
     parameter_values,
+    parameters_shape,
+    subnet_shape,
 )
 
 Handler = Callable[[Caller, dict], dict]
@@ -48,10 +53,6 @@ _NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
 _NODE_TYPE_RE = re.compile(r"dax\.(?:t2\.(?:small|medium)|t3\.(?:small|medium)"
                            r"|r[345]\.(?:large|xlarge|2xlarge|4xlarge|8xlarge|12xlarge|16xlarge|24xlarge))")
 _SUBNET_RE = re.compile(r"subnet-[0-9a-f]{1,32}")
-_PARAMETERS = {
-    QUERY_TTL: "Duration in milliseconds for queries to remain cached",  # DAX's text
-    RECORD_TTL: "Duration in milliseconds for records to remain valid in cache (Default: 0 = infinite)",
-}
 _DEFAULT_WINDOW = "sun:05:00-sun:06:00"
 
 
@@ -187,7 +188,7 @@ class ControlPlane:
             self.records.event(tx, caller.account, caller.region, "CLUSTER", name, "Cluster created.")  # DAX's text
         self.records.changed()
         # as DAX answers: the new cluster is still creating, whatever the configured creation time
-        return {"Cluster": self._describe(cluster, now, creating=True)}
+        return {"Cluster": describe_cluster(cluster, now, self.host, self._port(cluster), creating=True)}
 
     def describe_clusters(self, caller: Caller, p: dict) -> dict:
         now = self.clock()
@@ -203,7 +204,7 @@ class ControlPlane:
                     raise _fault("ClusterNotFoundFault", f"Cluster {n} not found.")  # DAX's text
             found = [c for c in found if c["ClusterName"] in wanted]
         out = _page(found, "ClusterName", p, "Clusters")
-        out["Clusters"] = [self._describe(c, now) for c in out["Clusters"]]
+        out["Clusters"] = [describe_cluster(c, now, self.host, self._port(c)) for c in out["Clusters"]]
         return out
 
     def delete_cluster(self, caller: Caller, p: dict) -> dict:
@@ -220,7 +221,7 @@ class ControlPlane:
             self.records.event(tx, caller.account, caller.region, "CLUSTER", cluster["ClusterName"],
                                "Cluster deleted.")  # DAX's text
         self.records.changed()
-        return {"Cluster": self._describe(cluster, now)}
+        return {"Cluster": describe_cluster(cluster, now, self.host, self._port(cluster))}
 
     def update_cluster(self, caller: Caller, p: dict) -> dict:
         now = self.clock()
@@ -237,7 +238,7 @@ class ControlPlane:
             self.records.event(tx, caller.account, caller.region, "CLUSTER", cluster["ClusterName"],
                                "Cluster configuration updated.")
         self.records.changed()
-        return {"Cluster": self._describe(cluster, now)}
+        return {"Cluster": describe_cluster(cluster, now, self.host, self._port(cluster))}
 
     def increase_replication_factor(self, caller: Caller, p: dict) -> dict:
         now = self.clock()
@@ -267,7 +268,7 @@ class ControlPlane:
                 self.records.event(tx, caller.account, caller.region, "CLUSTER", cluster["ClusterName"],
                                    f"Added node {node_id}.")
         self.records.changed()
-        return {"Cluster": self._describe(cluster, now)}
+        return {"Cluster": describe_cluster(cluster, now, self.host, self._port(cluster))}
 
     def decrease_replication_factor(self, caller: Caller, p: dict) -> dict:
         now = self.clock()
@@ -297,7 +298,7 @@ class ControlPlane:
                 self.records.event(tx, caller.account, caller.region, "CLUSTER", cluster["ClusterName"],
                                    f"Removed node {node_id}.")  # DAX's text
         self.records.changed()
-        return {"Cluster": self._describe(cluster, now)}
+        return {"Cluster": describe_cluster(cluster, now, self.host, self._port(cluster))}
 
     def reboot_node(self, caller: Caller, p: dict) -> dict:
         now = self.clock()
@@ -310,7 +311,7 @@ class ControlPlane:
             self.records.put(tx, CLUSTER, caller.account, caller.region, cluster["ClusterName"], cluster)
             self.records.event(tx, caller.account, caller.region, "CLUSTER", cluster["ClusterName"],
                                f"Rebooting node {node['NodeId']}.")
-        return {"Cluster": self._describe(cluster, now)}
+        return {"Cluster": describe_cluster(cluster, now, self.host, self._port(cluster))}
 
     # -- parameter groups ------------------------------------------------------------------------------------
     def create_parameter_group(self, caller: Caller, p: dict) -> dict:
@@ -326,7 +327,7 @@ class ControlPlane:
                 raise _fault("ParameterGroupQuotaExceededFault",
                              f"An account may have at most {MAX_PARAMETER_GROUPS} parameter groups per region.")
             self.records.put(tx, PARAMETER_GROUP, caller.account, caller.region, name, group)
-        return {"ParameterGroup": _group_shape(group)}
+        return {"ParameterGroup": group_shape(group)}
 
     def describe_parameter_groups(self, caller: Caller, p: dict) -> dict:
         with self.records.store.snapshot() as r:
@@ -342,7 +343,7 @@ class ControlPlane:
             groups = [g for g in groups if g["ParameterGroupName"] in wanted]
         groups.sort(key=lambda g: g["ParameterGroupName"])
         out = _page(groups, "ParameterGroupName", p, "ParameterGroups")
-        out["ParameterGroups"] = [_group_shape(g) for g in out["ParameterGroups"]]
+        out["ParameterGroups"] = [group_shape(g) for g in out["ParameterGroups"]]
         return out
 
     def update_parameter_group(self, caller: Caller, p: dict) -> dict:
@@ -354,7 +355,7 @@ class ControlPlane:
             raise _invalid("At most 20 parameters can be modified in one request.")
         for pair in pairs:
             pname, value = pair.get("ParameterName"), pair.get("ParameterValue")
-            if pname not in _PARAMETERS:
+            if pname not in PARAMETERS:
                 raise _invalid(f"Unknown parameter: {pname}. Supported parameters: {QUERY_TTL}, {RECORD_TTL}.")
             if value is None or not value.isascii() or not value.isdigit() or len(value) > 18:
                 raise _invalid(f"Invalid value {value} for parameter {pname}: allowed values are 0-.")
@@ -368,7 +369,7 @@ class ControlPlane:
                     self.records.event(tx, caller.account, caller.region, "CLUSTER", cluster["ClusterName"],
                                        f"Parameter group {group['ParameterGroupName']} applied.")
         self.records.changed()
-        return {"ParameterGroup": _group_shape(group)}
+        return {"ParameterGroup": group_shape(group)}
 
     def delete_parameter_group(self, caller: Caller, p: dict) -> dict:
         now = self.clock()
@@ -386,7 +387,7 @@ class ControlPlane:
     def describe_parameters(self, caller: Caller, p: dict) -> dict:
         with self.records.store.snapshot() as r:
             group = self._parameter_group(r, caller, p["ParameterGroupName"])
-        params = _parameters(parameter_values(group if group["ParameterGroupName"] != DEFAULT_PARAMETER_GROUP
+        params = parameters_shape(parameter_values(group if group["ParameterGroupName"] != DEFAULT_PARAMETER_GROUP
                                               else None))
         source = p.get("Source")
         if source is not None:
@@ -394,7 +395,7 @@ class ControlPlane:
         return _page(params, "ParameterName", p, "Parameters")
 
     def describe_default_parameters(self, caller: Caller, p: dict) -> dict:
-        return _page(_parameters(parameter_values(None)), "ParameterName", p, "Parameters")
+        return _page(parameters_shape(parameter_values(None)), "ParameterName", p, "Parameters")
 
     # -- subnet groups ---------------------------------------------------------------------------------------
     def create_subnet_group(self, caller: Caller, p: dict) -> dict:
@@ -412,7 +413,7 @@ class ControlPlane:
                 raise _fault("SubnetGroupQuotaExceededFault",
                              f"An account may have at most {MAX_SUBNET_GROUPS} subnet groups per region.")
             self.records.put(tx, SUBNET_GROUP, caller.account, caller.region, name, group)
-        return {"SubnetGroup": _subnet_shape(group, caller)}
+        return {"SubnetGroup": subnet_shape(group, caller.account, caller.region)}
 
     def describe_subnet_groups(self, caller: Caller, p: dict) -> dict:
         with self.records.store.snapshot() as r:
@@ -426,7 +427,7 @@ class ControlPlane:
             wanted = {n.lower() for n in names}
             groups = [g for g in groups if g["SubnetGroupName"] in wanted]
         out = _page(groups, "SubnetGroupName", p, "SubnetGroups")
-        out["SubnetGroups"] = [_subnet_shape(g, caller) for g in out["SubnetGroups"]]
+        out["SubnetGroups"] = [subnet_shape(g, caller.account, caller.region) for g in out["SubnetGroups"]]
         return out
 
     def update_subnet_group(self, caller: Caller, p: dict) -> dict:
@@ -437,7 +438,7 @@ class ControlPlane:
             if "Description" in p:
                 group["Description"] = p["Description"]
             self.records.put(tx, SUBNET_GROUP, caller.account, caller.region, group["SubnetGroupName"], group)
-        return {"SubnetGroup": _subnet_shape(group, caller)}
+        return {"SubnetGroup": subnet_shape(group, caller.account, caller.region)}
 
     def delete_subnet_group(self, caller: Caller, p: dict) -> dict:
         now = self.clock()
@@ -513,6 +514,9 @@ class ControlPlane:
             out["NextToken"] = str(skip + size)
         return out
 
+    def _port(self, cluster: dict) -> int:
+        return self.records.port_for(cluster["Encryption"]) or cluster["Port"]
+
     # -- shared lookups --------------------------------------------------------------------------------------
     def _live(self, cluster: dict | None, now: float) -> dict | None:
         """The cluster, or None when it is gone (its deletion finished)."""
@@ -526,7 +530,7 @@ class ControlPlane:
         cluster = self._live(self.records.get(r, CLUSTER, caller.account, caller.region, name.lower()), now)
         if cluster is None:
             raise _fault("ClusterNotFoundFault", "Cluster not found.")  # DAX's text
-        status = self._status(cluster, now)
+        status = cluster_status(cluster, now)
         if (status == "deleting" and not deleting_ok) or (available and status != "available"):
             raise _fault("InvalidClusterStateFault",
                          f"Cluster {cluster['ClusterName']} is {status}: it must be available for this request.")
@@ -557,62 +561,6 @@ class ControlPlane:
             raise _fault("SubnetGroupNotFoundFault", f"Subnet group {name} not found.")
         return group
 
-    def _status(self, c: dict, now: float) -> str:
-        if c.get("DeletingUntil") is not None:
-            return "deleting"
-        if now < c.get("CreatingUntil", 0):
-            return "creating"
-        if now < c.get("ModifyingUntil", 0):
-            return "modifying"
-        return "available"
-
-    def _describe(self, c: dict, now: float, *, creating: bool = False) -> dict:
-        status = "creating" if creating else self._status(c, now)
-        port = self.records.port_for(c["Encryption"]) or c["Port"]
-        out: dict = {"ClusterName": c["ClusterName"]}
-        if "Description" in c:
-            out["Description"] = c["Description"]
-        nodes = c["Nodes"]
-        ready = [n for n in nodes if n["ReadyAt"] <= now and not creating]
-        out.update({
-            "ClusterArn": c["ClusterArn"], "TotalNodes": len(nodes),
-            "ActiveNodes": 0 if status in ("creating", "deleting") else
-            sum(1 for n in ready if now >= n.get("RebootUntil", 0)),
-            "NodeType": c["NodeType"], "Status": status,
-        })
-        endpoint: dict = {"Port": port}
-        if status not in ("creating", "deleting"):
-            host = f"[{self.host}]" if ":" in self.host else self.host
-            scheme = "daxs" if c["Encryption"] == "TLS" else "dax"
-            endpoint = {"Address": self.host, "Port": port, "URL": f"{scheme}://{host}:{port}"}
-            out["ClusterDiscoveryEndpoint"] = endpoint
-            out["Nodes"] = [self._node(n, now, port) for n in nodes]
-        else:
-            out["ClusterDiscoveryEndpoint"] = endpoint
-        out["PreferredMaintenanceWindow"] = c["PreferredMaintenanceWindow"]
-        if "NotificationTopicArn" in c:
-            out["NotificationConfiguration"] = {"TopicArn": c["NotificationTopicArn"],
-                                                "TopicStatus": c.get("NotificationTopicStatus", "active")}
-        out["SubnetGroup"] = c["SubnetGroup"]
-        out["SecurityGroups"] = [{"SecurityGroupIdentifier": g, "Status": "active"} for g in c["SecurityGroupIds"]]
-        out["IamRoleArn"] = c["IamRoleArn"]
-        out["ParameterGroup"] = {"ParameterGroupName": c["ParameterGroupName"], "ParameterApplyStatus": "in-sync",
-                                 "NodeIdsToReboot": []}
-        out["SSEDescription"] = {"Status": "ENABLED" if c["SSEEnabled"] else "DISABLED"}
-        out["ClusterEndpointEncryptionType"] = c["Encryption"]
-        out["NetworkType"] = c["NetworkType"]
-        return out
-
-    def _node(self, n: dict, now: float, port: int) -> dict:
-        if now < n["ReadyAt"]:
-            # a node being added shows no endpoint and no creation time until it is ready (as DAX documents)
-            return {"NodeId": n["NodeId"], "NodeStatus": "creating"}
-        return {"NodeId": n["NodeId"], "Endpoint": {"Address": self.host, "Port": port},
-                "NodeCreateTime": n["NodeCreateTime"], "AvailabilityZone": n["AvailabilityZone"],
-                "NodeStatus": "rebooting" if now < n.get("RebootUntil", 0) else "available",
-                "ParameterGroupStatus": "in-sync"}
-
-
 def _check_tags(tags: list[dict]) -> list[dict]:
     out = []
     for tag in tags:
@@ -638,33 +586,6 @@ def _check_subnets(ids: list[str]) -> list[str]:
         if not _SUBNET_RE.fullmatch(subnet):
             raise _fault("InvalidSubnet", f"Invalid subnet: {subnet}")
     return list(dict.fromkeys(ids))
-
-
-def _group_shape(group: dict) -> dict:
-    out = {"ParameterGroupName": group["ParameterGroupName"]}
-    if "Description" in group:
-        out["Description"] = group["Description"]
-    return out
-
-
-def _subnet_shape(group: dict, caller: Caller) -> dict:
-    # one stable, made-up VPC per account and region: these groups are records, no network exists behind them
-    vpc = "vpc-" + hashlib.sha256(f"{caller.account}/{caller.region}".encode()).hexdigest()[:17]
-    out = {"SubnetGroupName": group["SubnetGroupName"]}
-    if "Description" in group:
-        out["Description"] = group["Description"]
-    out["VpcId"] = vpc
-    out["Subnets"] = [{"SubnetIdentifier": s, "SubnetAvailabilityZone": f"{caller.region}{'abc'[i % 3]}",
-                       "SupportedNetworkTypes": ["ipv4"]} for i, s in enumerate(group["SubnetIds"])]
-    out["SupportedNetworkTypes"] = ["ipv4"]
-    return out
-
-
-def _parameters(values: dict[str, str]) -> list[dict]:
-    return [{"ParameterName": name, "ParameterType": "DEFAULT", "ParameterValue": values[name],
-             "NodeTypeSpecificValues": [], "Description": text, "Source": "user", "DataType": "integer",
-             "AllowedValues": "0-", "IsModifiable": "TRUE", "ChangeType": "IMMEDIATE"}
-            for name, text in sorted(_PARAMETERS.items())]
 
 
 def _letters():
