@@ -109,14 +109,15 @@ def _page(items: list[dict], key: str, params: dict, out_key: str) -> dict:
     return out
 
 
-def _timestamp(value: object) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value)
+def _timestamp(value: object, member: str) -> float:
+    """A request timestamp (epoch seconds or ISO 8601, as the model check let through), as epoch seconds."""
     try:
-        return float(text)
+        ts = float(value) if isinstance(value, int | float) else float(str(value))
     except ValueError:
-        return _dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        ts = _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    if not -1e11 < ts < 1e11:  # beyond year 5000 either way (or not a number): no event is there
+        raise _invalid(f"{member} is out of range.")
+    return ts
 
 
 class ControlPlane:
@@ -487,9 +488,9 @@ class ControlPlane:
     def describe_events(self, caller: Caller, p: dict) -> dict:
         now = self.clock()
         size = _page_size(p)
-        end = _timestamp(p["EndTime"]) if "EndTime" in p else now
+        end = _timestamp(p["EndTime"], "EndTime") if "EndTime" in p else now
         if "StartTime" in p:
-            start = _timestamp(p["StartTime"])
+            start = _timestamp(p["StartTime"], "StartTime")
         elif "Duration" in p:
             if p["Duration"] < 0:
                 raise _invalid("Duration must not be negative.")

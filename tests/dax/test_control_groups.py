@@ -203,3 +203,14 @@ def test_ttls_for_a_listener_follow_the_parameter_group_in_every_process(tmp_pat
         store.close()
         signal_a.close()
         signal_b.close()
+
+
+def test_out_of_range_event_times_are_refused_not_a_500(srv):
+    from tests.wire import signed_request
+
+    for body in ({"EndTime": 1e300}, {"StartTime": "-1e300"}, {"EndTime": "Infinity"}):
+        r = signed_request(srv.endpoint, "AmazonDAXV3.DescribeEvents", body, service="dax",
+                           access_key="888888888888", content_type="application/x-amz-json-1.1")
+        member = next(iter(body))
+        assert (r.status, r.json()) == (400, {"__type": "InvalidParameterValueException",
+                                              "message": f"{member} is out of range."}), body
