@@ -355,7 +355,8 @@ def _audited(trail, name: str, handler: Callable, read_only: bool) -> Callable:
     return call
 
 
-def _dax(settings: Settings, store, signal: ChangeSignal, trail, components: dict[str, object]) -> dict:
+def _dax(settings: Settings, store, signal: ChangeSignal, trail, components: dict[str, object],
+         announce: bool) -> dict:
     """The DAX control plane's operations (audited), and what the data plane needs from it: the cluster
     records (``components["dax_clusters"]``: ``ttls_for(port, account, region)``) and, with a TLS port, the
     server's CA and node certificate (``components["dax_ssl_context"]``)."""
@@ -365,12 +366,12 @@ def _dax(settings: Settings, store, signal: ChangeSignal, trail, components: dic
     records = ClusterRecords(store, dax_port=settings.dax_port, dax_tls_port=settings.dax_tls_port, signal=signal)
     components["dax_clusters"] = records
     if settings.dax_tls_port is not None:
-        components["dax_ssl_context"] = _dax_tls(settings, advertised_host(settings.host))
+        components["dax_ssl_context"] = _dax_tls(settings, advertised_host(settings.host), announce)
     plane = ControlPlane(records, settings)
     return {name: _audited(trail, name, handler, name in READ_ONLY) for name, handler in plane.operations().items()}
 
 
-def _dax_tls(settings: Settings, host: str):
+def _dax_tls(settings: Settings, host: str, announce: bool):
     """The daxs:// listener's SSL context, its certificates made or renewed in the data dir (in a temporary
     directory with --in-memory), their private keys sealed by the root of trust when this server has one;
     the CA's path printed with how to trust it."""
@@ -392,7 +393,8 @@ def _dax_tls(settings: Settings, host: str):
     finally:
         if root is not None:
             root.close()
-    print(certs.trust_hint(files), flush=True)
+    if announce:  # with workers: once, by the first
+        print(certs.trust_hint(files), flush=True)
     return context
 
 
@@ -506,7 +508,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
 
         routes.mount(_with_validator(DYNAMODB), operations(db))
         routes.mount(_with_validator(STREAMS), stream_operations(db))
-        routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components))
+        routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components, first))
         routes.mount(ADMIN, Admin(routes, db=db, kms=components.get("kms"), faults=faults,
                                   shared_db=settings.shared_db).operations())
 
