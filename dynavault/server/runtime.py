@@ -356,7 +356,7 @@ def _audited(trail, name: str, handler: Callable, read_only: bool) -> Callable:
 
 
 def _dax(settings: Settings, store, signal: ChangeSignal, trail, components: dict[str, object],
-         announce: bool) -> dict:
+         closers: list[Callable[[], None]], announce: bool) -> dict:
     """The DAX control plane's operations (audited), and what the data plane needs from it: the cluster
     records (``components["dax_clusters"]``: ``ttls_for(port, account, region)``) and, with a TLS port, the
     server's CA and node certificate (``components["dax_ssl_context"]``)."""
@@ -366,26 +366,33 @@ def _dax(settings: Settings, store, signal: ChangeSignal, trail, components: dic
     records = ClusterRecords(store, dax_port=settings.dax_port, dax_tls_port=settings.dax_tls_port, signal=signal)
     components["dax_clusters"] = records
     if settings.dax_tls_port is not None:
-        components["dax_ssl_context"] = _dax_tls(settings, advertised_host(settings.host), announce)
+        components["dax_ssl_context"] = _dax_tls(settings, advertised_host(settings.host), closers,
+                                                   announce)
     plane = ControlPlane(records, settings)
     return {name: _audited(trail, name, handler, name in READ_ONLY) for name, handler in plane.operations().items()}
 
 
-def _dax_tls(settings: Settings, host: str, announce: bool):
+def _dax_tls(settings: Settings, host: str, closers: list[Callable[[], None]], announce: bool):
     """The daxs:// listener's SSL context, its certificates made or renewed in the data dir (in a temporary
     directory with --in-memory), their private keys sealed by the root of trust when this server has one;
     the CA's path printed with how to trust it."""
+    import shutil
     import tempfile
 
     from dynavault.dax import certs
-    from dynavault.kms.root import open_root
+    from dynavault.kms.root import MemoryRoot, open_root
 
     if settings.in_memory:
+        # ssl loads certificates from files only: a temporary directory, removed at close, its keys sealed by
+        # a key that lives in this process alone (nothing usable is left on disk)
         where = tempfile.mkdtemp(prefix="dynavault-dax-tls-")
+        closers.append(lambda: shutil.rmtree(where, ignore_errors=True))
+        root = MemoryRoot()
     else:
         where = str(settings.data_path())
-    # the same root that seals the KMS key material; a remote KMS leaves none here (keys then 0600, SECURITY.md)
-    root = None if settings.kms_endpoint or settings.in_memory else open_root(settings)
+        # the same root that seals the KMS key material; a remote KMS leaves none here (keys then 0600,
+        # SECURITY.md)
+        root = None if settings.kms_endpoint else open_root(settings)
     try:
         hosts = [settings.host, host]
         files = certs.ensure_certificates(where, hosts, sealer=root)
@@ -508,7 +515,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
 
         routes.mount(_with_validator(DYNAMODB), operations(db))
         routes.mount(_with_validator(STREAMS), stream_operations(db))
-        routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components, first))
+        routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components, closers, first))
         routes.mount(ADMIN, Admin(routes, db=db, kms=components.get("kms"), faults=faults,
                                   shared_db=settings.shared_db).operations())
 

@@ -170,3 +170,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_in_memory_server_keeps_no_usable_key_on_disk_and_removes_its_certificates(start_server):
+    import pathlib
+    import re
+
+    srv = start_server(in_memory=True, allow_any_credentials=True, dax_tls_port=_free_port())
+    out = "".join(srv.stdout_lines)
+    ca = pathlib.Path(re.search(r"own CA: (\S+)", out).group(1))
+    directory = ca.parent
+    assert ca.exists() and not str(directory).startswith(str(srv.data_dir))
+    assert scan([directory], [b"BEGIN PRIVATE KEY", b"BEGIN EC PRIVATE KEY"]) == []  # sealed by a process-only key
+    assert srv.stop() == 0
+    assert not directory.parent.exists()  # removed at a clean stop
