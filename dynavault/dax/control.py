@@ -56,8 +56,14 @@ _SUBNET_RE = re.compile(r"subnet-[0-9a-f]{1,32}")
 _DEFAULT_WINDOW = "sun:05:00-sun:06:00"
 
 
+#: DAX's two generic exceptions come from its front end (Coral), not from its own model: they carry Coral's
+#: namespace in ``__type`` (the faults carry DAX's, ``elmo.admin#``, the front's error prefix)
+_CORAL = "com.amazon.coral.service#"
+_CORAL_CODES = frozenset({"InvalidParameterValueException", "InvalidParameterCombinationException"})
+
+
 def _fault(code: str, message: str) -> AWSError:
-    return AWSError(code, message, 400)
+    return AWSError(code, message, 400, type_prefix=_CORAL if code in _CORAL_CODES else None)
 
 
 def _invalid(message: str) -> AWSError:

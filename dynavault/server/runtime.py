@@ -38,8 +38,9 @@ STREAMS = ServiceFront("dynamodbstreams", "DynamoDBStreams_20120810", "dynamodb"
 KMS = ServiceFront("kms", "TrentService", "kms", "", JSON_11)
 #: the test-suite helpers (server/admin.py): signed as DynamoDB requests
 ADMIN = ServiceFront("dynavaultadmin", "DynavaultAdmin", "dynamodb", "com.amazonaws.dynamodb.v20120810#", JSON_10)
-#: the DAX control plane (dax/control.py); DAX's data plane has listeners of its own
-DAX = ServiceFront("dax", "AmazonDAXV3", "dax", "", JSON_11)
+#: the DAX control plane (dax/control.py); DAX's data plane has listeners of its own. Its faults are
+#: ``elmo.admin#...`` on the wire (DAX's own model namespace; its two generic exceptions are Coral's)
+DAX = ServiceFront("dax", "AmazonDAXV3", "dax", "elmo.admin#", JSON_11)
 CLOUDTRAIL = ServiceFront("cloudtrail", "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101", "cloudtrail",
                           "com.amazonaws.cloudtrail.v20131101#", JSON_11)
 

@@ -136,7 +136,13 @@ def test_error_body_type_and_unsigned_request_refused(srv):
     r = signed_request(srv.endpoint, "AmazonDAXV3.DescribeClusters", {"ClusterNames": ["ghost"]}, service="dax",
                        access_key="666666666666", content_type="application/x-amz-json-1.1")
     assert r.status == 400
-    assert r.json() == {"__type": "ClusterNotFoundFault", "message": "Cluster ghost not found."}
+    # DAX's namespaces (an early generated @aws-sdk/client-dax lists them): its faults elmo.admin#, its two
+    # generic exceptions Coral's
+    assert r.json() == {"__type": "elmo.admin#ClusterNotFoundFault", "message": "Cluster ghost not found."}
+    r = signed_request(srv.endpoint, "AmazonDAXV3.DescribeClusters", {"MaxResults": 1}, service="dax",
+                       access_key="666666666666", content_type="application/x-amz-json-1.1")
+    assert (r.status, r.json()) == (400, {"__type": "com.amazon.coral.service#InvalidParameterValueException",
+                                          "message": "The value for MaxResults must be between 20 and 100."})
     assert r.headers["content-type"] == "application/x-amz-json-1.1"
     unsigned = send(srv.endpoint, b"{}", {"Content-Type": "application/x-amz-json-1.1",
                                            "X-Amz-Target": "AmazonDAXV3.DescribeClusters"})

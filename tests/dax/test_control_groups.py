@@ -212,5 +212,5 @@ def test_out_of_range_event_times_are_refused_not_a_500(srv):
         r = signed_request(srv.endpoint, "AmazonDAXV3.DescribeEvents", body, service="dax",
                            access_key="888888888888", content_type="application/x-amz-json-1.1")
         member = next(iter(body))
-        assert (r.status, r.json()) == (400, {"__type": "InvalidParameterValueException",
+        assert (r.status, r.json()) == (400, {"__type": "com.amazon.coral.service#InvalidParameterValueException",
                                               "message": f"{member} is out of range."}), body
