@@ -241,6 +241,7 @@ class ControlPlane:
                            "NotificationTopicStatus", "SecurityGroupIds"):
                 if member in p:
                     cluster[member] = p[member]
+            cluster["ModifyingUntil"] = max(cluster.get("ModifyingUntil", 0), now + self.settings.dax_cluster_seconds)
             self.records.put(tx, CLUSTER, caller.account, caller.region, cluster["ClusterName"], cluster)
             self.records.event(tx, caller.account, caller.region, "CLUSTER", cluster["ClusterName"],
                                "Cluster configuration updated.")

@@ -215,6 +215,9 @@ def test_transitions_take_the_configured_time(server_factory):
     assert inc["Nodes"][1] == {"NodeId": "slow-b", "NodeStatus": "creating"}  # no endpoint until ready
     assert inc["ActiveNodes"] == 1
     time.sleep(1.6)
+    assert dax.update_cluster(ClusterName="slow", Description="x")["Cluster"]["Status"] == "modifying"
+    assert aws_error(dax.reboot_node, ClusterName="slow", NodeId="slow-a")[0] == "InvalidClusterStateFault"
+    time.sleep(1.6)
     assert dax.reboot_node(ClusterName="slow", NodeId="slow-a")["Cluster"]["Nodes"][0]["NodeStatus"] == "rebooting"
     deleting = dax.delete_cluster(ClusterName="slow")["Cluster"]
     assert deleting["Status"] == "deleting"
