@@ -121,6 +121,13 @@ class Settings:
     throughput_burst_seconds: float = 300.0
     #: a directory of JSON seed files (KMS keys, tables, items) run once, when the data dir is new
     init: str = ""
+    #: the DAX data plane's TCP port (dax://) and TLS port (daxs://, with a CA and node certificate the server
+    #: makes in the data dir); unset: no such listener, and no DAX cluster of that encryption type can be made
+    dax_port: int | None = None
+    dax_tls_port: int | None = None
+    #: how long a new DAX cluster shows "creating", a deleted one "deleting", an added node "creating" (DAX:
+    #: minutes); 0: the CreateCluster answer says "creating", the cluster is available from the next call on
+    dax_cluster_seconds: float = 0.0
     #: a JSON list of faults to inject from the start (DynavaultAdmin.PutFault bodies; server/faults.py)
     faults: str = ""
     config: str = ""
@@ -145,6 +152,8 @@ def _coerce(name: str, value: Any) -> Any:
         return str(value).strip().lower() in _BOOL_TRUE
     if kind in ("int", int):
         return int(value)
+    if kind == "int | None":
+        return None if value is None or str(value).strip() == "" else int(value)
     if kind in ("float", float):
         return float(value)
     return str(value)
@@ -202,7 +211,7 @@ def _read_config(path: str, names: list[str]) -> dict[str, Any]:
 
 def _kind(name: str) -> str:
     kind = {f.name: f.type for f in fields(Settings)}[name]
-    return {"bool": "boolean", "int": "integer", "float": "number"}.get(str(kind), "string")
+    return {"bool": "boolean", "int": "integer", "int | None": "integer", "float": "number"}.get(str(kind), "string")
 
 
 def load_settings(overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:

@@ -32,6 +32,8 @@ PITR_PREFIX = b"\x00\x00pitr\x00"
 LEASE_PREFIX = b"\x00\x00lease\x00"
 #: TransactWriteItems ClientRequestTokens: a digest of the request, for the 10 minutes DynamoDB keeps them
 TOKEN_PREFIX = b"\x00\x00idempotency\x00"
+#: DAX control plane: clusters, parameter and subnet groups, events (plaintext metadata, dax/clusters.py)
+DAX_CONTROL_PREFIX = b"\x00\x00daxcontrol\x00"
 
 PREFIXES: dict[str, bytes] = {
     "tree nodes": ROW_PREFIX,
@@ -46,6 +48,7 @@ PREFIXES: dict[str, bytes] = {
     "leases": LEASE_PREFIX,
     "idempotency tokens": TOKEN_PREFIX,
     "point-in-time history": PITR_PREFIX,
+    "dax control plane": DAX_CONTROL_PREFIX,
 }
 
 

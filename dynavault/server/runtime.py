@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +38,9 @@ STREAMS = ServiceFront("dynamodbstreams", "DynamoDBStreams_20120810", "dynamodb"
 KMS = ServiceFront("kms", "TrentService", "kms", "", JSON_11)
 #: the test-suite helpers (server/admin.py): signed as DynamoDB requests
 ADMIN = ServiceFront("dynavaultadmin", "DynavaultAdmin", "dynamodb", "com.amazonaws.dynamodb.v20120810#", JSON_10)
+#: the DAX control plane (dax/control.py); DAX's data plane has listeners of its own. Its faults are
+#: ``elmo.admin#...`` on the wire (DAX's own model namespace; its two generic exceptions are Coral's)
+DAX = ServiceFront("dax", "AmazonDAXV3", "dax", "elmo.admin#", JSON_11)
 CLOUDTRAIL = ServiceFront("cloudtrail", "com.amazonaws.cloudtrail.v20131101.CloudTrail_20131101", "cloudtrail",
                           "com.amazonaws.cloudtrail.v20131101#", JSON_11)
 
@@ -311,6 +315,97 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     return db, store
 
 
+def _audited(trail, name: str, handler: Callable, read_only: bool) -> Callable:
+    """A DAX control-plane handler whose every call (failed ones too) is an AwsApiCall event in the caller's
+    trail, as the key service's calls are."""
+    from dynavault.audit import events
+    from dynavault.errors import AWSError
+
+    def record(caller, params: dict, response: dict | None, err: AWSError | None) -> None:
+        arns = {c["ClusterArn"] for c in [(response or {}).get("Cluster") or {}] if c.get("ClusterArn")}
+        if not arns and isinstance(params.get("ClusterName"), str):
+            arns.add(f"arn:aws:dax:{caller.region}:{caller.account}:cache/{params['ClusterName'].lower()}")
+        if isinstance(params.get("ResourceName"), str):
+            arns.add(params["ResourceName"])
+        event = events.api_call(
+            source="dax.amazonaws.com", name=name, caller=caller, now=time.time(),
+            request=events.request_parameters(params, ()),
+            response=None if read_only or response is None else events.camel(response), read_only=read_only,
+            resources=[events.resource(caller.account, "AWS::DAX::Cluster", a) for a in sorted(arns)], error=err)
+        try:
+            for ev in events.fan_out(event, [caller.account]):
+                trail.record(ev)
+        except Exception:
+            log.exception("audit record failed")
+            if err is None:
+                raise
+
+    def call(caller, params: dict) -> dict:
+        try:
+            response = handler(caller, params)
+        except AWSError as err:
+            record(caller, params, None, err)
+            raise
+        except Exception:
+            record(caller, params, None, AWSError("InternalFailure", "An internal error occurred.", 500))
+            raise
+        record(caller, params, response, None)
+        return response
+
+    call.__name__ = name
+    return call
+
+
+def _dax(settings: Settings, store, signal: ChangeSignal, trail, components: dict[str, object],
+         closers: list[Callable[[], None]], announce: bool) -> dict:
+    """The DAX control plane's operations (audited), and what the data plane needs from it: the cluster
+    records (``components["dax_clusters"]``: ``ttls_for(port, account, region)``) and, with a TLS port, the
+    server's CA and node certificate (``components["dax_ssl_context"]``)."""
+    from dynavault.dax.clusters import ClusterRecords, advertised_host
+    from dynavault.dax.control import READ_ONLY, ControlPlane
+
+    records = ClusterRecords(store, dax_port=settings.dax_port, dax_tls_port=settings.dax_tls_port, signal=signal)
+    components["dax_clusters"] = records
+    if settings.dax_tls_port is not None:
+        components["dax_ssl_context"] = _dax_tls(settings, advertised_host(settings.host), closers,
+                                                   announce)
+    plane = ControlPlane(records, settings)
+    return {name: _audited(trail, name, handler, name in READ_ONLY) for name, handler in plane.operations().items()}
+
+
+def _dax_tls(settings: Settings, host: str, closers: list[Callable[[], None]], announce: bool):
+    """The daxs:// listener's SSL context, its certificates made or renewed in the data dir (in a temporary
+    directory with --in-memory), their private keys sealed by the root of trust when this server has one;
+    the CA's path printed with how to trust it."""
+    import shutil
+    import tempfile
+
+    from dynavault.dax import certs
+    from dynavault.kms.root import MemoryRoot, open_root
+
+    if settings.in_memory:
+        # ssl loads certificates from files only: a temporary directory, removed at close, its keys sealed by
+        # a key that lives in this process alone (nothing usable is left on disk)
+        where = tempfile.mkdtemp(prefix="dynavault-dax-tls-")
+        closers.append(lambda: shutil.rmtree(where, ignore_errors=True))
+        root = MemoryRoot()
+    else:
+        where = str(settings.data_path())
+        # the same root that seals the KMS key material; a remote KMS leaves none here (keys then 0600,
+        # SECURITY.md)
+        root = None if settings.kms_endpoint else open_root(settings)
+    try:
+        hosts = [settings.host, host]
+        files = certs.ensure_certificates(where, hosts, sealer=root)
+        context = certs.server_ssl_context(where, hosts, sealer=root)
+    finally:
+        if root is not None:
+            root.close()
+    if announce:  # with workers: once, by the first
+        print(certs.trust_hint(files), flush=True)
+    return context
+
+
 def _faults(settings: Settings, metrics: Metrics):
     """This process's fault registry, counting what it injects in /metrics; ``--faults FILE`` loaded."""
     from .faults import FaultRegistry
@@ -421,6 +516,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
 
         routes.mount(_with_validator(DYNAMODB), operations(db))
         routes.mount(_with_validator(STREAMS), stream_operations(db))
+        routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components, closers, first))
         routes.mount(ADMIN, Admin(routes, db=db, kms=components.get("kms"), faults=faults,
                                   shared_db=settings.shared_db).operations())
 

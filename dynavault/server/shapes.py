@@ -64,6 +64,7 @@ _JAVA_NS = {
     "dynamodbstreams": "com.amazonaws.dynamodb.v20120810",
     "kms": "com.amazonaws.kms",
     "cloudtrail": "com.amazonaws.cloudtrail.v20131101",
+    "dax": "com.amazonaws.dax",
 }
 
 _SERVICE_VERSIONS = {
@@ -71,6 +72,7 @@ _SERVICE_VERSIONS = {
     "dynamodbstreams": "2012-08-10",
     "kms": "2014-11-01",
     "cloudtrail": "2013-11-01",
+    "dax": "2017-04-19",
 }
 
 # DynamoDB's real table-name rule; the model's TableArn shape (1..1024, no pattern) is looser because

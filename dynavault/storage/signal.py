@@ -22,6 +22,8 @@ import threading
 #: the slots; a new cached thing gets a new slot at the end (the file grows, older slots keep their place)
 CATALOG = 0
 KEYS = 1
+#: the DAX control plane's records (dax/clusters.py: the TTLs a listener's cache uses)
+DAX_CONTROL = 2
 SLOTS = 8
 
 _SLOT = struct.Struct("<Q")

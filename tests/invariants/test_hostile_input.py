@@ -49,6 +49,7 @@ SERVICES = {
     "dynamodb": ("DynamoDB_20120810", "dynamodb", "application/x-amz-json-1.0"),
     "dynamodbstreams": ("DynamoDBStreams_20120810", "dynamodb", "application/x-amz-json-1.0"),
     "kms": ("TrentService", "kms", "application/x-amz-json-1.1"),
+    "dax": ("AmazonDAXV3", "dax", "application/x-amz-json-1.1"),
 }
 
 HOSTILE_STRINGS = [

@@ -22,7 +22,8 @@ MAY_IMPORT = {
     "kms": {"audit"},
     "sse": {"kms", "storage"},
     "dynamodb": {"sse", "storage"},
-    "server": {"dynamodb", "sse", "kms", "audit", "storage", "console"},
+    "dax": {"dynamodb", "sse", "storage"},
+    "server": {"dynamodb", "sse", "kms", "audit", "storage", "console", "dax"},
     # the console reaches the services only through the operation callable the runtime hands it
     "console": set(),
     # tools over a stopped data dir and the load generator: outside the server's rooms

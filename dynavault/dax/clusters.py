@@ -1,0 +1,292 @@
+"""DAX control-plane records: clusters, parameter groups, subnet groups and events, kept in the table store.
+
+Every record is control-plane metadata of the kind DESIGN.md invariant 1 allows in plaintext (names, node
+types, settings, tags), stored as a ``CatalogRecord`` exactly as the table catalog and backup records are:
+no item data, key or attribute name ever lands here. Rows are per account and region:
+``DAX_CONTROL_PREFIX + kind + account + region + name``. Events are keyed by time so a range reads them
+in order; they are dropped after DAX's 14 days.
+
+The data plane reads the TTLs of the cluster a listener serves through ``ClusterRecords.ttls_for``. With
+several workers a change committed by one is counted on the shared change counter (``storage.signal``)
+and every other process reloads its small port -> TTL mirror before its next lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import orjson
+
+from dynavault.dynamodb.layout import DAX_CONTROL_PREFIX
+from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, prefix_end
+from dynavault.storage.sealed import CatalogRecord
+from dynavault.storage.signal import DAX_CONTROL, ChangeSignal, Watch
+
+CLUSTER = b"cluster\x00"
+PARAMETER_GROUP = b"pgroup\x00"
+SUBNET_GROUP = b"sgroup\x00"
+EVENT = b"event\x00"
+
+#: the parameter group every account has and a cluster gets when it names none (cannot be changed or deleted)
+DEFAULT_PARAMETER_GROUP = "default.dax1.0"
+DEFAULT_SUBNET_GROUP = "default"
+RECORD_TTL = "record-ttl-millis"
+QUERY_TTL = "query-ttl-millis"
+#: DAX's default for both TTLs: five minutes
+DEFAULT_TTL_MILLIS = 300_000
+#: the parameters a DAX parameter group holds, with DAX's descriptions of them
+PARAMETERS = {
+    QUERY_TTL: "Duration in milliseconds for queries to remain cached",
+    RECORD_TTL: "Duration in milliseconds for records to remain valid in cache (Default: 0 = infinite)",
+}
+#: DescribeEvents can reach back this far (DAX keeps 14 days of events)
+EVENT_RETENTION_SECONDS = 14 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ttls:
+    """The item-cache and query-cache TTLs of a cluster, in milliseconds (0: DAX's "infinite" for records)."""
+
+    record_millis: int = DEFAULT_TTL_MILLIS
+    query_millis: int = DEFAULT_TTL_MILLIS
+
+
+def advertised_host(host: str) -> str:
+    """The address clients are told to reach this server at: the configured host, or the loopback address
+    when the server listens on every interface (a wildcard address is no address to connect to)."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host in ("::", "[::]"):
+        return "::1"
+    return host
+
+
+def _scope(kind: bytes, account: str, region: str) -> bytes:
+    return DAX_CONTROL_PREFIX + kind + account.encode() + b"\x00" + region.encode() + b"\x00"
+
+
+def _key(kind: bytes, account: str, region: str, name: str) -> bytes:
+    return _scope(kind, account, region) + name.encode()
+
+
+class ClusterRecords:
+    """Reads and writes the DAX control plane's records in one store."""
+
+    def __init__(self, store: KVStore, *, dax_port: int | None = None, dax_tls_port: int | None = None,
+                 signal: ChangeSignal | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        #: the listener a cluster of each ClusterEndpointEncryptionType is served on (None: not configured)
+        self.ports = {"NONE": dax_port, "TLS": dax_tls_port}
+        self.clock = clock
+        self._watch = Watch(signal or ChangeSignal(None), DAX_CONTROL)
+        self._lock = threading.Lock()
+        #: port -> [(account, region, Ttls)] of the clusters served there; None until first read
+        self._mirror: dict[int, list[tuple[str, str, Ttls]]] | None = None
+
+    def __repr__(self) -> str:
+        return f"ClusterRecords({self.store!r})"
+
+    def port_for(self, encryption: str) -> int | None:
+        """This server's listener for clusters of ``encryption`` (NONE: dax://, TLS: daxs://), if configured."""
+        return self.ports.get(encryption)
+
+    # -- reads -----------------------------------------------------------------------------------------------
+    @staticmethod
+    def get(r: KVReader, kind: bytes, account: str, region: str, name: str) -> dict | None:
+        raw = r.get(_key(kind, account, region, name))
+        return orjson.loads(raw) if raw is not None else None
+
+    @staticmethod
+    def list(r: KVReader, kind: bytes, account: str, region: str) -> list[dict]:
+        start = _scope(kind, account, region)
+        return [orjson.loads(raw) for _, raw in r.range(start, prefix_end(start))]
+
+    @staticmethod
+    def every(r: KVReader, kind: bytes) -> Iterator[dict]:
+        start = DAX_CONTROL_PREFIX + kind
+        for _, raw in r.range(start, prefix_end(start)):
+            yield orjson.loads(raw)
+
+    @staticmethod
+    def events(r: KVReader, account: str, region: str, start: float, end: float) -> list[dict]:
+        """Events of [start, end), newest first."""
+        scope = _scope(EVENT, account, region)
+        lo = scope + _time_key(start)
+        hi = scope + _time_key(end)
+        return [orjson.loads(raw) for _, raw in r.range(lo, hi, reverse=True)]
+
+    # -- writes ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def put(tx: KVTransaction, kind: bytes, account: str, region: str, name: str, record: dict) -> None:
+        tx.put(_key(kind, account, region, name), CatalogRecord(orjson.dumps(record)))
+
+    @staticmethod
+    def delete(tx: KVTransaction, kind: bytes, account: str, region: str, name: str) -> None:
+        tx.delete(_key(kind, account, region, name))
+
+    def event(self, tx: KVTransaction, account: str, region: str, source_type: str, source_name: str,
+              message: str) -> None:
+        """Record one DescribeEvents event, and drop this scope's events past the retention."""
+        now = self.clock()
+        scope = _scope(EVENT, account, region)
+        key = scope + _time_key(now) + uuid.uuid4().bytes[:6]
+        tx.put(key, CatalogRecord(orjson.dumps({"SourceName": source_name, "SourceType": source_type,
+                                                "Message": message, "Date": now})))
+        expired = [k for k, _ in tx.range(scope, scope + _time_key(now - EVENT_RETENTION_SECONDS), limit=256)]
+        for k in expired:
+            tx.delete(k)
+
+    def changed(self) -> None:
+        """A committed change this process made: others reload their mirror, this one too."""
+        with self._lock:
+            self._mirror = None
+        self._watch.changed_here()
+
+    # -- the data plane's view -------------------------------------------------------------------------------
+    def ttls_for(self, port: int, account: str | None = None, region: str | None = None) -> Ttls:
+        """The TTLs the cache of a listener on ``port`` uses: those of the clusters served on that port (of
+        ``account`` and ``region`` when given), the shortest of each when there are several (no client may
+        see an entry older than its cluster allows); DAX's defaults when no cluster is served there."""
+        clusters = [t for a, rg, t in self._clusters_on(port)
+                    if (account is None or a == account) and (region is None or rg == region)]
+        if not clusters:
+            return Ttls()
+        return Ttls(min(t.record_millis for t in clusters), min(t.query_millis for t in clusters))
+
+    def has_cluster(self, port: int, account: str | None = None, region: str | None = None) -> bool:
+        """Whether some cluster (of ``account``/``region`` when given) is served on ``port``."""
+        return any((account is None or a == account) and (region is None or rg == region)
+                   for a, rg, _ in self._clusters_on(port))
+
+    def _clusters_on(self, port: int) -> list[tuple[str, str, Ttls]]:
+        if self._watch.stale():
+            with self._lock:
+                self._watch.seen()
+                self._mirror = None
+        mirror = self._mirror
+        if mirror is None:
+            mirror = self._load_mirror()
+            with self._lock:
+                self._mirror = mirror
+        return mirror.get(port, [])
+
+    def _load_mirror(self) -> dict[int, list[tuple[str, str, Ttls]]]:
+        out: dict[int, list[tuple[str, str, Ttls]]] = {}
+        now = self.clock()
+        with self.store.snapshot() as r:
+            for cluster in self.every(r, CLUSTER):
+                if cluster.get("DeletingUntil") is not None and cluster["DeletingUntil"] <= now:
+                    continue
+                group = cluster.get("ParameterGroupName", DEFAULT_PARAMETER_GROUP)
+                values = parameter_values(None if group == DEFAULT_PARAMETER_GROUP else
+                                          self.get(r, PARAMETER_GROUP, cluster["Account"], cluster["Region"], group))
+                ttls = Ttls(int(values[RECORD_TTL]), int(values[QUERY_TTL]))
+                # the listener configured now: a restart with other ports moves the clusters with it
+                port = self.port_for(cluster["Encryption"])
+                if port is not None:
+                    out.setdefault(port, []).append((cluster["Account"], cluster["Region"], ttls))
+        return out
+
+
+def parameter_values(group: dict | None) -> dict[str, str]:
+    """A parameter group's values (the default group's when ``group`` is None)."""
+    values = {QUERY_TTL: str(DEFAULT_TTL_MILLIS), RECORD_TTL: str(DEFAULT_TTL_MILLIS)}
+    if group is not None:
+        values.update(group.get("Parameters", {}))
+    return values
+
+
+# -- DAX's shapes of the records -----------------------------------------------------------------------------
+
+def cluster_status(c: dict, now: float) -> str:
+    """DAX's cluster status, from the record's transition deadlines."""
+    if c.get("DeletingUntil") is not None:
+        return "deleting"
+    if now < c.get("CreatingUntil", 0):
+        return "creating"
+    if now < c.get("ModifyingUntil", 0):
+        return "modifying"
+    return "available"
+
+def describe_cluster(c: dict, now: float, host: str, port: int, *, creating: bool = False) -> dict:
+    """DAX's Cluster shape of a record: nodes and discovery endpoint at ``host``:``port``."""
+    status = "creating" if creating else cluster_status(c, now)
+    out: dict = {"ClusterName": c["ClusterName"]}
+    if "Description" in c:
+        out["Description"] = c["Description"]
+    nodes = c["Nodes"]
+    ready = [n for n in nodes if n["ReadyAt"] <= now and not creating]
+    out.update({
+        "ClusterArn": c["ClusterArn"], "TotalNodes": len(nodes),
+        "ActiveNodes": 0 if status in ("creating", "deleting") else
+        sum(1 for n in ready if now >= n.get("RebootUntil", 0)),
+        "NodeType": c["NodeType"], "Status": status,
+    })
+    endpoint: dict = {"Port": port}
+    if status not in ("creating", "deleting"):
+        bracketed = f"[{host}]" if ":" in host else host
+        scheme = "daxs" if c["Encryption"] == "TLS" else "dax"
+        endpoint = {"Address": host, "Port": port, "URL": f"{scheme}://{bracketed}:{port}"}
+        out["ClusterDiscoveryEndpoint"] = endpoint
+        out["Nodes"] = [_node(n, now, host, port) for n in nodes]
+    else:
+        out["ClusterDiscoveryEndpoint"] = endpoint
+    out["PreferredMaintenanceWindow"] = c["PreferredMaintenanceWindow"]
+    if "NotificationTopicArn" in c:
+        out["NotificationConfiguration"] = {"TopicArn": c["NotificationTopicArn"],
+                                            "TopicStatus": c.get("NotificationTopicStatus", "active")}
+    out["SubnetGroup"] = c["SubnetGroup"]
+    out["SecurityGroups"] = [{"SecurityGroupIdentifier": g, "Status": "active"} for g in c["SecurityGroupIds"]]
+    out["IamRoleArn"] = c["IamRoleArn"]
+    out["ParameterGroup"] = {"ParameterGroupName": c["ParameterGroupName"], "ParameterApplyStatus": "in-sync",
+                             "NodeIdsToReboot": []}
+    out["SSEDescription"] = {"Status": "ENABLED" if c["SSEEnabled"] else "DISABLED"}
+    out["ClusterEndpointEncryptionType"] = c["Encryption"]
+    out["NetworkType"] = c["NetworkType"]
+    return out
+
+def _node(n: dict, now: float, host: str, port: int) -> dict:
+    if now < n["ReadyAt"]:
+        # a node being added shows no endpoint and no creation time until it is ready (as DAX documents)
+        return {"NodeId": n["NodeId"], "NodeStatus": "creating"}
+    return {"NodeId": n["NodeId"], "Endpoint": {"Address": host, "Port": port},
+            "NodeCreateTime": n["NodeCreateTime"], "AvailabilityZone": n["AvailabilityZone"],
+            "NodeStatus": "rebooting" if now < n.get("RebootUntil", 0) else "available",
+            "ParameterGroupStatus": "in-sync"}
+
+
+def group_shape(group: dict) -> dict:
+    out = {"ParameterGroupName": group["ParameterGroupName"]}
+    if "Description" in group:
+        out["Description"] = group["Description"]
+    return out
+
+
+def subnet_shape(group: dict, account: str, region: str) -> dict:
+    # one stable, made-up VPC per account and region: these groups are records, no network exists behind them
+    vpc = "vpc-" + hashlib.sha256(f"{account}/{region}".encode()).hexdigest()[:17]
+    out = {"SubnetGroupName": group["SubnetGroupName"]}
+    if "Description" in group:
+        out["Description"] = group["Description"]
+    out["VpcId"] = vpc
+    out["Subnets"] = [{"SubnetIdentifier": s, "SubnetAvailabilityZone": f"{region}{'abc'[i % 3]}",
+                       "SupportedNetworkTypes": ["ipv4"]} for i, s in enumerate(group["SubnetIds"])]
+    out["SupportedNetworkTypes"] = ["ipv4"]
+    return out
+
+
+def parameters_shape(values: dict[str, str]) -> list[dict]:
+    return [{"ParameterName": name, "ParameterType": "DEFAULT", "ParameterValue": values[name],
+             "NodeTypeSpecificValues": [], "Description": text, "Source": "user", "DataType": "integer",
+             "AllowedValues": "0-", "IsModifiable": "TRUE", "ChangeType": "IMMEDIATE"}
+            for name, text in sorted(PARAMETERS.items())]
+
+
+def _time_key(ts: float) -> bytes:
+    # microseconds, fixed width: keys sort in time order
+    return b"%017d" % max(0, int(ts * 1_000_000))
