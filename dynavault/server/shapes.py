@@ -593,11 +593,16 @@ class _StructNode(_Node):
                 errs.extend(msgs)
 
 
+#: Java's narrowing of a double to int / long saturates at the type's bounds
+_JAVA_BOUNDS = {"Integer": (-(2**31), 2**31 - 1), "Long": (-(2**63), 2**63 - 1)}
+
+
 def _truncate(v: dict, k: str, x: float, node: _Node) -> None:
     """An integral member sent as a decimal (or past 64 bits, which the JSON parser gives as a float) reaches
-    its handler as Coral hands it on: truncated to a whole number."""
+    its handler as Coral hands it on: truncated to a whole number, saturated at its Java type's bounds."""
     if isinstance(node, _NumberNode) and node.integral:
-        v[k] = int(x)
+        low, high = _JAVA_BOUNDS[node.java]
+        v[k] = high if x >= high else low if x <= low else int(x)
 
 
 class _Compiler:
