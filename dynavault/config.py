@@ -121,6 +121,9 @@ class Settings:
     throughput_burst_seconds: float = 300.0
     #: a directory of JSON seed files (KMS keys, tables, items) run once, when the data dir is new
     init: str = ""
+    #: local "buckets" for ExportTableToPointInTime and ImportTable: each subdirectory of this directory is a
+    #: bucket (empty: those operations are refused, as before)
+    bucket_dir: str = ""
     #: a JSON list of faults to inject from the start (DynavaultAdmin.PutFault bodies; server/faults.py)
     faults: str = ""
     config: str = ""
