@@ -156,9 +156,10 @@ def export_table_to_point_in_time(t: Transfers, caller: Caller, p: dict) -> dict
     source = {**backup_records.source_record(meta, count, size), "BackupId": base["id"],
               "pitr": {"after": base["pos"], "until": at}}
     records.save(db.items.kv, EXPORT_PREFIX, export_arn, rec)
+    answer = {"ExportDescription": describe(rec)}  # before the job, which updates ``rec`` as it goes
     jobs.submit(lambda: _run(t, caller, meta, rec, source, crypto), uses=base["id"])
     log.info("export %s of table %s: started (%s, %s)", export_arn, name, export_type, fmt)
-    return {"ExportDescription": describe(rec)}
+    return answer
 
 
 def _request(p: dict) -> dict:

@@ -124,9 +124,10 @@ def import_table(t: Transfers, caller: Caller, p: dict) -> dict:
         _remove_table(t, meta)
         raise
     records.save(db.items.kv, IMPORT_PREFIX, arn, rec)
+    answer = {"ImportTableDescription": describe(rec)}  # before the job, which updates ``rec`` as it goes
     jobs.submit(lambda: _run(t, caller, meta, crypto, rec), uses=arn, fills=meta.table_id)
     log.info("import %s into table %s: started (%s, %s)", arn, name, fmt, rec["InputCompressionType"])
-    return {"ImportTableDescription": describe(rec)}
+    return answer
 
 
 # -- the worker's part -----------------------------------------------------------------------------------------
@@ -317,7 +318,7 @@ def list_imports(t: Transfers, caller: Caller, p: dict) -> dict:
     if p.get("TableArn"):
         found = [r for r in found if r["TableArn"] == p["TableArn"]]
     found.sort(key=lambda r: (r["StartTime"], r["ImportArn"]))
-    token = p.get("NextToken")
+    token = _untoken(p.get("NextToken"))
     if token:
         at = [i for i, r in enumerate(found) if r["ImportArn"] == token]
         if not at:
@@ -329,8 +330,25 @@ def list_imports(t: Transfers, caller: Caller, p: dict) -> dict:
         {k: r[k] for k in ("ImportArn", "ImportStatus", "TableArn", "S3BucketSource", "CloudWatchLogGroupArn",
                            "InputFormat", "StartTime", "EndTime") if r.get(k) is not None} for r in page]}
     if len(found) > limit:
-        out["NextToken"] = page[-1]["ImportArn"]
+        out["NextToken"] = _token(page[-1]["ImportArn"])
     return out
+
+
+def _token(arn: str) -> str:
+    """ListImports' NextToken: hex, in 16-digit groups, at least 112 digits (its shape's pattern); here the last
+    ARN shown, zero-padded."""
+    raw = arn.encode()
+    raw += b"\x00" * (max(56, -(-len(raw) // 8) * 8) - len(raw))
+    return raw.hex()
+
+
+def _untoken(token: object) -> str | None:
+    if not token:
+        return None
+    try:
+        return bytes.fromhex(str(token)).rstrip(b"\x00").decode()
+    except (ValueError, UnicodeDecodeError):
+        raise validation("Invalid NextToken") from None
 
 
 def recover(t: Transfers) -> None:
