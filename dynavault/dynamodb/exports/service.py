@@ -10,8 +10,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from dynavault.errors import AWSError, validation
-from dynavault.sse.key_port import KeyPortError
+from dynavault.errors import AWSError, IntegrityError, validation
+from dynavault.sse.key_port import InvalidCiphertext, KeyPortError
+from dynavault.sse.kms_errors import wrap_kms_error
 from dynavault.sse.table_keys import service_caller
 
 from .buckets import BucketStore
@@ -59,7 +60,12 @@ class Transfers:
         def unwrap(algorithm: str, key_arn: str, blob: bytes, context: dict[str, str]) -> bytes:
             if algorithm not in (AES256, KMS):
                 raise AWSError("ValidationException", f"unknown object encryption {algorithm!r}")
-            return keys.call("Decrypt", keys.kms.decrypt, who(algorithm), blob, context)
+            try:
+                return keys.call("Decrypt", keys.kms.decrypt, who(algorithm), blob, context, wrap=False)
+            except InvalidCiphertext:  # a changed wrapped key or context: the object was tampered with
+                raise IntegrityError("exported object failed authentication: its wrapped data key") from None
+            except KeyPortError as err:
+                raise wrap_kms_error(err) from None
 
         return ObjectKeys(generate, unwrap)
 
