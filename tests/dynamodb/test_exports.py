@@ -334,3 +334,19 @@ def test_aes256_export_is_not_readable_through_the_api(srv, ddb, buckets, unique
 def test_description_wait_is_bounded(ddb):
     with pytest.raises(ClientError):
         wait_export(ddb, f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/nope/export/01234567890123-abcdef01")
+
+
+def test_export_of_many_items(srv, ddb, buckets, unique_name, tmp_path):
+    """Throughput of an export (numbers in the report): 10^4 items of ~100 bytes, one data file."""
+    arn = pitr_table(ddb, unique_name)
+    n = 10_000
+    for start in range(0, n, 25):
+        ddb.batch_write_item(RequestItems={unique_name: [
+            {"PutRequest": {"Item": {"pk": {"S": f"k{i:05d}"}, "v": {"S": "x" * 90}}}} for i in range(start, start + 25)]})
+    started = time.monotonic()
+    d = export(ddb, arn)
+    took = time.monotonic() - started
+    assert (d["ExportStatus"], d["ItemCount"]) == ("COMPLETED", n)
+    folder = export_dir(buckets, d)
+    assert len(list((folder / "data").iterdir())) == 1  # 10,000 items per data file
+    print(f"export of {n} items: {took:.2f} s to COMPLETED")
