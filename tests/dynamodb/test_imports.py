@@ -265,3 +265,50 @@ def test_import_of_many_items(srv, ddb, buckets, unique_name):
     took = time.monotonic() - started
     assert imp["ImportedItemCount"] == n
     print(f"import of {n} items: {took:.2f} s")
+
+
+def test_export_and_import_with_workers(start_server, tmp_path_factory):
+    """With --workers 2 the job runs in the process that took the request; every process answers Describe*
+    (the descriptions are store rows), and a reused ClientToken is found whichever process gets it."""
+    buckets = bucket_root(tmp_path_factory)
+    srv = start_server(allow_any_credentials=True, workers=2, bucket_dir=str(buckets), pitr_day_seconds=DAY)
+    clients = [ms_client(srv, ACCOUNT) for _ in range(4)]  # connections spread over the workers
+    ddb = clients[0]
+    arn = pitr_table(ddb, "workers-source")
+    for i in range(50):
+        clients[i % 4].put_item(TableName="workers-source", Item={"pk": {"S": f"k{i}"}})
+    d = export(ddb, arn, ClientToken="workers-token")
+    assert (d["ExportStatus"], d["ItemCount"]) == ("COMPLETED", 50)
+    for c in clients:
+        assert c.describe_export(ExportArn=d["ExportArn"])["ExportDescription"]["ExportStatus"] == "COMPLETED"
+        again = c.export_table_to_point_in_time(TableArn=arn, S3Bucket=BUCKET, ClientToken="workers-token")
+        assert again["ExportDescription"]["ExportArn"] == d["ExportArn"]
+    imp = _import(clients[1], d["ExportManifest"].rsplit("/", 1)[0], "DYNAMODB_JSON", _params("workers-copy"),
+                  InputCompressionType="GZIP")
+    assert (imp["ImportStatus"], imp["ImportedItemCount"]) == ("COMPLETED", 50)
+    for c in clients:
+        assert c.scan(TableName="workers-copy", Select="COUNT")["Count"] == 50
+        assert [s["ImportArn"] for s in c.list_imports()["ImportSummaryList"]] == [imp["ImportArn"]]
+
+
+def test_an_import_cut_by_a_crash_is_failed_at_the_next_start(start_server, tmp_path_factory):
+    buckets = bucket_root(tmp_path_factory)
+    srv = start_server(allow_any_credentials=True, bucket_dir=str(buckets))
+    ddb = ms_client(srv, ACCOUNT)
+    (buckets / BUCKET / "big").mkdir()
+    body = b"".join(b'{"Item":{"pk":{"S":"k%d"}}}\n' % i for i in range(60_000))
+    (buckets / BUCKET / "big" / "d.json.gz").write_bytes(gzip.compress(body))
+    d = ddb.import_table(S3BucketSource={"S3Bucket": BUCKET, "S3KeyPrefix": "big"}, InputFormat="DYNAMODB_JSON",
+                         InputCompressionType="GZIP", TableCreationParameters=_params("cut"))["ImportTableDescription"]
+    time.sleep(0.5)
+    srv.kill()
+    srv.start()
+    ddb = ms_client(srv, ACCOUNT)
+    after = ddb.describe_import(ImportArn=d["ImportArn"])["ImportTableDescription"]
+    assert (after["ImportStatus"], after["FailureCode"]) == ("FAILED", "UNKNOWN"), after
+    assert aws_error(ddb.describe_table, TableName="cut")[0] == "ResourceNotFoundException"
+    # the name is free again
+    (buckets / BUCKET / "small").mkdir()
+    (buckets / BUCKET / "small" / "d.json").write_text('{"Item":{"pk":{"S":"a"}}}\n')
+    again = _import(ddb, "small", "DYNAMODB_JSON", _params("cut"))
+    assert again["ImportStatus"] == "COMPLETED"
