@@ -128,6 +128,10 @@ def test_full_export_layout_matches_aws(srv, ddb, buckets, unique_name, tmp_path
     lines = data_lines(plain)
     assert all(line.startswith(b'{"Item":{') for line in lines)
     assert sorted(_boto_items(lines), key=lambda i: i["pk"]["S"]) == [_as_wire(i) for i in ITEMS]
+    # SRC may be any folder above the export, the bucket dir itself included
+    whole = tmp_path / "whole"
+    assert decrypt(srv, buckets, whole).returncode == 0
+    assert data_lines(whole / BUCKET / d["ExportManifest"].rsplit("/", 1)[0]) == lines
     for f in files:  # the manifest's checksums are those of the plain files
         body = (plain / "data" / f["dataFileS3Key"].rsplit("/", 1)[1]).read_bytes()
         assert f["md5Checksum"] == base64.b64encode(hashlib.md5(body).digest()).decode()
@@ -310,6 +314,9 @@ def test_kms_export_uses_the_key_and_is_audited(srv, ddb, buckets, unique_name, 
     out = decrypt(srv, folder, tmp_path / "api", "--endpoint-url", srv.endpoint, "--region", "us-east-1", env=env)
     assert out.returncode == 0, out.stderr
     assert len(data_lines(tmp_path / "api")) == 3
+    out = decrypt(srv, folder, tmp_path / "offline")  # or offline, with the data dir and root key
+    assert out.returncode == 0, out.stderr
+    assert data_lines(tmp_path / "offline") == data_lines(tmp_path / "api")
     # another account cannot: the key is not theirs
     env["AWS_ACCESS_KEY_ID"] = "210987654321"
     out = decrypt(srv, folder, tmp_path / "denied", "--endpoint-url", srv.endpoint, env=env)

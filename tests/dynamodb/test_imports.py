@@ -312,3 +312,23 @@ def test_an_import_cut_by_a_crash_is_failed_at_the_next_start(start_server, tmp_
     (buckets / BUCKET / "small" / "d.json").write_text('{"Item":{"pk":{"S":"a"}}}\n')
     again = _import(ddb, "small", "DYNAMODB_JSON", _params("cut"))
     assert again["ImportStatus"] == "COMPLETED"
+
+
+def test_hostile_objects_are_errors_not_crashes(srv, ddb, buckets, unique_name):
+    """A gzip bomb (over 256 MB decompressed), a truncated gzip file and a non-gzip file are each one error;
+    the other objects import."""
+    base = buckets / BUCKET / unique_name
+    base.mkdir()
+    import zlib
+
+    bomb = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = b"\0" * (1 << 20)
+    data = b"".join(bomb.compress(zeros) for _ in range(300)) + bomb.flush()
+    (base / "a-bomb.gz").write_bytes(data)
+    (base / "b-truncated.gz").write_bytes(gzip.compress(b'{"Item":{"pk":{"S":"t"}}}\n')[:-6])
+    (base / "c-plain.json").write_bytes(b'{"Item":{"pk":{"S":"p"}}}\n')
+    (base / "d-good.gz").write_bytes(gzip.compress(b'{"Item":{"pk":{"S":"g"}}}\n'))
+    imp = _import(ddb, unique_name, "DYNAMODB_JSON", _params(unique_name), InputCompressionType="GZIP")
+    assert (imp["ImportStatus"], imp["ImportedItemCount"], imp["ErrorCount"]) == ("COMPLETED", 1, 3), imp
+    assert ddb.get_item(TableName=unique_name, Key={"pk": {"S": "g"}})["Item"]
+    assert ddb.list_tables()  # the server is fine

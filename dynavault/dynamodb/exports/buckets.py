@@ -111,9 +111,12 @@ class BucketStore:
             tmp.unlink(missing_ok=True)
             raise
 
-    def get(self, bucket: str, key: str) -> bytes:
+    def get(self, bucket: str, key: str, limit: int | None = None) -> bytes:
+        """The object's bytes; BucketError if it is missing or (with ``limit``) larger than that."""
         target = self.path(bucket, key)
         try:
+            if limit is not None and target.stat().st_size > limit:
+                raise BucketError(f"object {key} is larger than {limit} bytes")
             return target.read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BucketError(f"The specified key does not exist: {key}") from None

@@ -20,6 +20,8 @@ import io
 import re
 import shutil
 import subprocess
+import tempfile
+import zlib
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 
@@ -27,8 +29,9 @@ import orjson
 
 #: nesting DynamoDB allows (32 levels of documents) plus the line's own wrapper
 MAX_DEPTH = 40
-#: a decompressed object larger than this is refused (bounded memory per object)
-MAX_OBJECT_BYTES = 1 << 30
+#: an object (stored or decompressed) larger than this is skipped as one error: an import holds one object
+#: in memory at a time, so this bounds its memory (AWS reads larger ones; split them here)
+MAX_OBJECT_BYTES = 256 << 20
 
 
 class LineError(ValueError):
@@ -36,19 +39,42 @@ class LineError(ValueError):
 
 
 # -- compression -------------------------------------------------------------------------------------------
-def decompress(data: bytes, compression: str) -> bytes:
+def decompress(data: bytes, compression: str, limit: int = MAX_OBJECT_BYTES) -> bytes:
+    """The object's bytes, decompressed; more than ``limit`` bytes out (a compression bomb) is an error, found
+    without ever holding more than that."""
     if compression == "GZIP":
-        try:
-            out = gzip.decompress(data)
-        except (OSError, EOFError, ValueError) as exc:
-            raise LineError(f"not GZIP data ({exc})") from None
+        out = _gunzip(data, limit)
     elif compression == "ZSTD":
-        out = _zstd(data, decompress=True)
+        out = _zstd(data, decompress=True, limit=limit)
     else:
         out = data
-    if len(out) > MAX_OBJECT_BYTES:
+    if len(out) > limit:
         raise LineError("object too large")
     return out
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    rest = data
+    try:
+        while rest:  # several gzip members follow each other (as `cat a.gz b.gz` makes)
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            chunk = d.decompress(rest, limit - size + 1)
+            while True:
+                size += len(chunk)
+                if size > limit:
+                    raise LineError("object too large when decompressed")
+                parts.append(chunk)
+                if d.eof or not d.unconsumed_tail:
+                    break
+                chunk = d.decompress(d.unconsumed_tail, limit - size + 1)
+            if not d.eof:
+                raise LineError("not GZIP data (truncated)")
+            rest = d.unused_data
+    except zlib.error as exc:
+        raise LineError(f"not GZIP data ({exc})") from None
+    return b"".join(parts)
 
 
 def compress_gzip(data: bytes) -> bytes:
@@ -59,16 +85,34 @@ def compress_zstd(data: bytes) -> bytes:
     return _zstd(data, decompress=False)
 
 
-def _zstd(data: bytes, *, decompress: bool) -> bytes:
+def _zstd(data: bytes, *, decompress: bool, limit: int = MAX_OBJECT_BYTES) -> bytes:
     # No zstd binding is a dependency: the zstd command, when installed, does it (else ZSTD input fails).
     exe = shutil.which("zstd")
     if exe is None:
         raise LineError("ZSTD input needs the zstd command, which is not installed on this server")
-    args = [exe, "-q", "-c"] + (["-d"] if decompress else [])
-    proc = subprocess.run(args, input=data, capture_output=True, timeout=300)
-    if proc.returncode != 0:
+    with tempfile.TemporaryFile() as src:
+        src.write(data)
+        src.seek(0)
+        proc = subprocess.Popen([exe, "-q", "-c"] + (["-d"] if decompress else []), stdin=src,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert proc.stdout is not None
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while chunk := proc.stdout.read(1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise LineError("object too large when decompressed")
+                parts.append(chunk)
+        except BaseException:
+            proc.kill()
+            raise
+        finally:
+            proc.stdout.close()
+            code = proc.wait(timeout=300)
+    if code != 0:
         raise LineError("not ZSTD data")
-    return proc.stdout
+    return b"".join(parts)
 
 
 # -- DynamoDB JSON -----------------------------------------------------------------------------------------

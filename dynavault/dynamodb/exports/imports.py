@@ -200,7 +200,11 @@ def _fill(t: Transfers, caller: Caller, meta: TableMeta, crypto: TableCrypto, re
     batch: list[dict] = []
     for key in _objects(t, rec):
         found = True
-        data = t.buckets.get(bucket, key)
+        try:
+            data = t.buckets.get(bucket, key, limit=formats.MAX_OBJECT_BYTES)
+        except BucketError as err:
+            _bad(rec, key, 0, str(err))
+            continue
         rec["ProcessedSizeBytes"] += len(data)
         if is_sealed(data):
             if keys is None:

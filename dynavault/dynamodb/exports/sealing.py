@@ -100,5 +100,8 @@ def check_place(data: bytes, bucket: str | None, key: str) -> None:
     """An envelope must sit where it was sealed for: the key (and the bucket, when known) in its context."""
     arn = header(data)["context"].get("aws:s3:arn", "")
     want = f"arn:aws:s3:::{bucket}/{key}" if bucket is not None else None
-    if (want is not None and arn != want) or (want is None and not arn.endswith("/" + key)):
+    # without the bucket (a folder given to ``dynavault export decrypt``), the key is a path relative to some
+    # folder of the bucket dir: the end of the sealed ARN, or the whole of it when the folder is the bucket dir
+    in_place = arn == want if want is not None else (arn.endswith("/" + key) or arn == "arn:aws:s3:::" + key)
+    if not in_place:
         raise IntegrityError(f"exported object {key} was sealed for another place ({arn})")
