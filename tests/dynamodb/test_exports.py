@@ -251,6 +251,11 @@ def test_export_errors(srv, ddb, unique_name):
     code, _, status = aws_error(ddb.export_table_to_point_in_time, TableArn=arn, S3Bucket=BUCKET,
                                 ClientToken="token-1", S3Prefix="two")
     assert (code, status) == ("ExportConflictException", 400)
+    moment = datetime.datetime.fromtimestamp(time.time() - 0.01, datetime.UTC)  # a timestamp member repeated
+    timed = ddb.export_table_to_point_in_time(TableArn=arn, S3Bucket=BUCKET, ClientToken="token-2",
+                                              ExportTime=moment)["ExportDescription"]
+    assert ddb.export_table_to_point_in_time(TableArn=arn, S3Bucket=BUCKET, ClientToken="token-2",
+                                             ExportTime=moment)["ExportDescription"]["ExportArn"] == timed["ExportArn"]
     code, _, _ = aws_error(ddb.describe_export, ExportArn=first["ExportArn"][:-8] + "00000000")
     assert code == "ExportNotFoundException"
     assert aws_error(ddb.export_table_to_point_in_time, TableArn=arn, S3Bucket=BUCKET,

@@ -28,6 +28,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import orjson
+
 from dynavault.errors import AWSError, IntegrityError, validation
 from dynavault.sse.key_port import KeyPortError
 
@@ -163,7 +165,8 @@ def export_table_to_point_in_time(t: Transfers, caller: Caller, p: dict) -> dict
 
 
 def _request(p: dict) -> dict:
-    return {k: p[k] for k in _COMPARED if p.get(k) is not None}
+    """The parameters a reused ClientToken must repeat, as the store row keeps them (JSON's types)."""
+    return orjson.loads(orjson.dumps({k: p[k] for k in _COMPARED if p.get(k) is not None}, default=str))
 
 
 # -- the worker's part -----------------------------------------------------------------------------------------
