@@ -222,6 +222,13 @@ def test_incremental_export(srv, ddb, buckets, unique_name, tmp_path):
     new_only = export(ddb, arn, ExportType="INCREMENTAL_EXPORT",
                       IncrementalExportSpecification={**spec, "ExportViewType": "NEW_IMAGE"})
     assert new_only["ExportStatus"] == "COMPLETED" and new_only["ItemCount"] == 3
+    ion = export(ddb, arn, ExportType="INCREMENTAL_EXPORT", ExportFormat="ION", IncrementalExportSpecification=spec)
+    assert ion["ExportStatus"] == "COMPLETED" and ion["ItemCount"] == 3
+    ion_plain = tmp_path / "ion"
+    assert decrypt(srv, buckets / BUCKET / "AWSDynamoDB", ion_plain).returncode == 0
+    text = b"".join(gzip.decompress(p.read_bytes()) for p in (ion_plain / "data").glob("*.ion.gz")).decode()
+    assert '{Metadata:{WriteTimestampMicros:' in text and ',Keys:{pk:"upd"},NewImage:{pk:"upd",v:3.},' \
+        'OldImage:{pk:"upd",v:1.}}' in text
 
 
 # -- errors ------------------------------------------------------------------------------------------------------
