@@ -1,5 +1,5 @@
 """Command line: ``dynavault serve``, ``dynavault kms serve``, ``dynavault credentials``, ``dynavault verify``,
-``dynavault upgrade``.
+``dynavault upgrade``, ``dynavault export decrypt``.
 
 Flags are generated from Settings, so every setting is a flag, a DYNAVAULT_* variable and a config
 key under the same name (DESIGN.md "Command line").
@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--canary", action="append", default=[], help="text that must not appear (repeatable)")
     verify.add_argument("--json", dest="as_json", action="store_true", help="print one JSON document")
     _offline_parser(sub, "upgrade", "one-time, server stopped: add partition directories to an older data dir")
+    from dynavault.export_tool import add_parser as add_export_parser
+
+    add_export_parser(sub)
 
     try:
         from dynavault.bench.cli import add_bench_parser
@@ -164,6 +167,8 @@ def _main(argv: list[str] | None) -> int:
         from dynavault.upgrade import main as upgrade_main
 
         return upgrade_main(settings)
+    if args.command == "export":
+        return args.run(args)
     if args.command == "bench":
         return args.run(args)
     parser.error(f"unknown command {args.command}")

@@ -128,6 +128,9 @@ class Settings:
     #: how long a new DAX cluster shows "creating", a deleted one "deleting", an added node "creating" (DAX:
     #: minutes); 0: the CreateCluster answer says "creating", the cluster is available from the next call on
     dax_cluster_seconds: float = 0.0
+    #: local "buckets" for ExportTableToPointInTime and ImportTable: each subdirectory of this directory is a
+    #: bucket (empty: those operations are refused, as before)
+    bucket_dir: str = ""
     #: a JSON list of faults to inject from the start (DynavaultAdmin.PutFault bodies; server/faults.py)
     faults: str = ""
     config: str = ""

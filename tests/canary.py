@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import sqlite3
+import zlib
 from pathlib import Path
 
 
@@ -28,6 +30,11 @@ def scan(paths: list[Path], canaries: list[str | bytes]) -> list[tuple[str, str]
             files.extend(f for f in p.rglob("*") if f.is_file())
     for f in files:
         data = f.read_bytes()
+        if data[:2] == b"\x1f\x8b":  # a compressed file hides what it holds: scan its content too
+            try:
+                data += gzip.decompress(data)
+            except (OSError, EOFError, zlib.error):
+                pass
         for canary, form in needles:
             if form in data:
                 hits.append((repr(canary), str(f)))

@@ -27,6 +27,9 @@ STREAM_PREFIX = b"\x00\x00stream\x00"
 BACKUP_DATA_PREFIX = b"\x00\x00backupdata\x00"
 #: point-in-time recovery: each item change of a table with PITR on, sealed, in (time, counter) order
 PITR_PREFIX = b"\x00\x00pitr\x00"
+#: exports to and imports from local buckets: their descriptions (plaintext metadata: ARNs, bucket, counts)
+EXPORT_PREFIX = b"\x00\x00export\x00"
+IMPORT_PREFIX = b"\x00\x00import\x00"
 
 #: which process runs the store-wide background jobs (server/leases.py): holder and expiry, no user data
 LEASE_PREFIX = b"\x00\x00lease\x00"
@@ -49,6 +52,8 @@ PREFIXES: dict[str, bytes] = {
     "idempotency tokens": TOKEN_PREFIX,
     "point-in-time history": PITR_PREFIX,
     "dax control plane": DAX_CONTROL_PREFIX,
+    "exports": EXPORT_PREFIX,
+    "imports": IMPORT_PREFIX,
 }
 
 

@@ -14,7 +14,11 @@ and the scripts DynamoDB Local users write. A file holds one JSON object with an
      "Tables": [{...CreateTable parameters...}],
      "Items": {"TableName": [{"pk": {"S": "..."}}, ...]}}         # DynamoDB JSON, as PutItem takes
 
-or is a bare CreateTable input (``aws dynamodb create-table --cli-input-json`` format). Everything runs
+or is a bare CreateTable input (``aws dynamodb create-table --cli-input-json`` format). DIR may also hold
+export folders (``.../AWSDynamoDB/<export id>/`` with its manifests and ``data/`` files, as ``aws s3 cp
+--recursive`` of a DynamoDB export gives, or ``dynavault export decrypt`` writes; DIR itself may be one): after
+the files ran, each full export (DYNAMODB_JSON or ION) fills the table its manifest names (``tableArn``), which
+a seed file must create (the export holds items, not the table's key schema). Everything runs
 through the same handlers, validation, authorization and audit trail as a request, as the account's root
 principal with user agent ``dynavault-init``. A file that fails stops the start with one line naming the
 file and entry. YAML is not read: no YAML library is a dependency.
@@ -102,12 +106,14 @@ def run_init(directory: str, routes: RouteTable, *, account: str, region: str = 
     root = Path(directory).expanduser()
     if not root.is_dir():
         raise StartupError(f"--init {directory}: not a directory")
-    files = sorted(p for p in root.iterdir() if p.suffix.lower() == ".json" and p.is_file())
+    # an export folder's own manifests are not seed files
+    files = sorted(p for p in root.iterdir() if p.suffix.lower() == ".json" and p.is_file()
+                   and not p.name.startswith("manifest-"))
     skipped = sorted(p.name for p in root.iterdir() if p.suffix.lower() in (".yaml", ".yml"))
     if skipped:
         log.warning("--init: YAML files are not read (no YAML library is a dependency): %s", ", ".join(skipped))
     seeder = _Seeder(routes, account, region)
-    counts = {"files": 0, "kms_keys": 0, "tables": 0, "items": 0}
+    counts = {"files": 0, "kms_keys": 0, "tables": 0, "items": 0, "exports": 0}
     started = time.monotonic()
     log.info("--init: seeding from %d file(s) in %s", len(files), root)
     for path in files:
@@ -119,8 +125,12 @@ def run_init(directory: str, routes: RouteTable, *, account: str, region: str = 
             raise StartupError(f"--init {path}: must hold one JSON object")
         _run_file(seeder, path, doc, counts)
         counts["files"] += 1
-    log.info("--init: done in %.2f s: %d KMS key(s), %d table(s), %d item(s) from %d file(s)",
-             time.monotonic() - started, counts["kms_keys"], counts["tables"], counts["items"], counts["files"])
+    for summary in sorted(root.rglob("manifest-summary.json")):
+        _run_export(seeder, summary, counts)
+        counts["exports"] += 1
+    log.info("--init: done in %.2f s: %d KMS key(s), %d table(s), %d item(s) from %d file(s) and %d export(s)",
+             time.monotonic() - started, counts["kms_keys"], counts["tables"], counts["items"], counts["files"],
+             counts["exports"])
     return counts
 
 
@@ -161,3 +171,59 @@ def _run_file(seeder: _Seeder, path: Path, doc: dict, counts: dict[str, int]) ->
         raise StartupError(f"--init {path} {where}: {err.code}: {err.message}") from None
     except (TypeError, KeyError, AttributeError) as exc:
         raise StartupError(f"--init {path} {where}: malformed entry ({exc.__class__.__name__}: {exc})") from None
+
+
+#: items per BatchWriteItem while loading an export (DynamoDB's limit)
+_BATCH = 25
+
+
+def _run_export(seeder: _Seeder, summary_path: Path, counts: dict[str, int]) -> None:
+    """Fill the table an export folder's manifest names with the items of its data files."""
+    from dynavault.dynamodb.exports import formats
+    from dynavault.dynamodb.exports.sealing import is_sealed
+
+    folder = summary_path.parent
+    try:
+        summary = json.loads(summary_path.read_text())
+        table = str(summary["tableArn"]).rsplit("/", 1)[1]
+        fmt = summary.get("outputFormat", "DYNAMODB_JSON")
+        listed = [json.loads(line) for line in (folder / "manifest-files.json").read_text().splitlines()
+                  if line.strip()]
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        raise StartupError(f"--init {folder}: not a readable export folder ({exc.__class__.__name__}: {exc})") from None
+    if summary.get("exportType") == "INCREMENTAL_EXPORT":
+        raise StartupError(f"--init {folder}: an incremental export holds changes, not a table: give a full export")
+    caller = seeder.caller({})
+    batch: list[dict] = []
+
+    def flush() -> None:
+        requests = [{"PutRequest": {"Item": item}} for item in batch]
+        seeder.call("DynamoDB_20120810.BatchWriteItem", {"RequestItems": {table: requests}}, caller)
+        counts["items"] += len(batch)
+        batch.clear()
+
+    where = "manifest-files.json"
+    try:
+        for entry in listed:
+            name = str(entry["dataFileS3Key"]).rsplit("/", 1)[1]
+            where = f"data/{name}"
+            data = (folder / "data" / name).read_bytes()
+            if is_sealed(data):
+                raise StartupError(f"--init {folder / where}: encrypted by a dynavault server; write a plain copy "
+                                   "first with `dynavault export decrypt SRC DST` and give that")
+            text = formats.decompress(data, "GZIP" if name.endswith(".gz") else "NONE")
+            docs = formats.ion_documents(text.decode()) if fmt == "ION" else (
+                formats.parse_json_line(line) for line in text.splitlines() if line.strip())
+            for doc in docs:
+                if isinstance(doc, formats.LineError) or "Item" not in doc:
+                    raise StartupError(f"--init {folder / where}: not an export line ({doc})")
+                batch.append(doc["Item"])
+                if len(batch) >= _BATCH:
+                    flush()
+        if batch:
+            flush()
+    except AWSError as err:
+        raise StartupError(f"--init {folder / where}: table {table}: {err.code}: {err.message}") from None
+    except (OSError, formats.LineError, KeyError, IndexError) as exc:
+        raise StartupError(f"--init {folder / where}: {exc.__class__.__name__}: {exc}") from None
+    log.info("--init: export %s loaded into table %s", folder.name, table)

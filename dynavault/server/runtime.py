@@ -406,6 +406,22 @@ def _dax_tls(settings: Settings, host: str, closers: list[Callable[[], None]], a
     return context
 
 
+def _transfers(settings: Settings, db, first: bool) -> dict:
+    """Exports to and imports from ``--bucket-dir`` (they replace the refusals served without it)."""
+    from dynavault.dynamodb.exports import exports, imports
+    from dynavault.dynamodb.exports.buckets import BucketStore
+    from dynavault.dynamodb.exports.service import Transfers
+
+    root = settings.bucket_dir
+    if not os.path.isdir(os.path.expanduser(root)):
+        raise StartupError(f"--bucket-dir {root}: not a directory (each of its subdirectories is a bucket)")
+    transfers = Transfers(db, BucketStore(root))
+    if first:  # an export or import whose process stopped is failed (and its half-made table removed)
+        exports.recover(transfers)
+        imports.recover(transfers)
+    return {**exports.handlers(transfers), **imports.handlers(transfers)}
+
+
 def _faults(settings: Settings, metrics: Metrics):
     """This process's fault registry, counting what it injects in /metrics; ``--faults FILE`` loaded."""
     from .faults import FaultRegistry
@@ -514,7 +530,10 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
 
         from .admin import Admin
 
-        routes.mount(_with_validator(DYNAMODB), operations(db))
+        dynamodb_front = _with_validator(DYNAMODB)
+        routes.mount(dynamodb_front, operations(db))
+        if settings.bucket_dir:
+            routes.mount(dynamodb_front, _transfers(settings, db, first))
         routes.mount(_with_validator(STREAMS), stream_operations(db))
         routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components, closers, first))
         routes.mount(ADMIN, Admin(routes, db=db, kms=components.get("kms"), faults=faults,

@@ -31,7 +31,8 @@ MAY_IMPORT = {
     "verify": {"offline", "dynamodb", "sse", "storage"},
     "upgrade": {"offline", "dynamodb", "sse", "storage"},
     "bench": {"sse", "storage"},
-    "cli": {"server", "bench", "verify", "upgrade"},
+    "export_tool": {"offline", "dynamodb", "sse", "storage"},
+    "cli": {"server", "bench", "verify", "upgrade", "export_tool"},
 }
 
 

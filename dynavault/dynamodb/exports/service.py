@@ -1,0 +1,109 @@
+"""What exports and imports share: the bucket store, the store rows, the data keys of encrypted objects, the
+background worker, and how the table's keys and DynamoDB's times are read."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dynavault.errors import AWSError, IntegrityError, validation
+from dynavault.sse.key_port import InvalidCiphertext, KeyPortError
+from dynavault.sse.kms_errors import wrap_kms_error
+from dynavault.sse.table_keys import service_caller
+
+from .buckets import BucketStore
+from .sealing import AES256, KMS, ObjectKeys
+
+if TYPE_CHECKING:
+    from dynavault.caller import Caller
+
+    from ..database import Database
+
+log = logging.getLogger("dynavault.dynamodb.exports")
+
+#: the principal S3 calls KMS through for a user's SSE-KMS object (kms:ViaService, the audit's invokedBy)
+S3_SERVICE = "s3.amazonaws.com"
+
+
+@dataclass(eq=False)
+class Transfers:
+    """The runtime-built context of export and import handlers: the database and the buckets."""
+
+    db: Database
+    buckets: BucketStore
+
+    def __repr__(self) -> str:
+        return f"<Transfers {self.buckets!r}>"
+
+    def object_keys(self, caller: Caller) -> ObjectKeys:
+        """Data keys for the objects of ``caller``'s export or import: SSE-KMS through the caller's own key
+        (GenerateDataKey / Decrypt as the caller via S3, authorized and audited), SSE-S3 (AES256) under the
+        server's AWS owned key, asked for by the service itself."""
+        keys = self.db.keys
+
+        def who(algorithm: str) -> Caller:
+            if algorithm == AES256:
+                return service_caller(keys.owned_account, caller.region)
+            return caller.on_behalf(S3_SERVICE)
+
+        def generate(algorithm: str, key_id: str | None, context: dict[str, str]) -> tuple[bytes, bytes, str]:
+            target = keys.owned_key_arn(caller.region) if algorithm == AES256 else str(key_id)
+            dk = keys.call("GenerateDataKey", keys.kms.generate_data_key, who(algorithm), target, context)
+            arn = target if target.startswith("arn:") else keys.call(
+                "DescribeKey", keys.kms.describe_key, who(algorithm), target).arn
+            return dk.plaintext, dk.blob, arn
+
+        def unwrap(algorithm: str, key_arn: str, blob: bytes, context: dict[str, str]) -> bytes:
+            if algorithm not in (AES256, KMS):
+                raise AWSError("ValidationException", f"unknown object encryption {algorithm!r}")
+            try:
+                return keys.call("Decrypt", keys.kms.decrypt, who(algorithm), blob, context, wrap=False)
+            except InvalidCiphertext:  # a changed wrapped key or context: the object was tampered with
+                raise IntegrityError("exported object failed authentication: its wrapped data key") from None
+            except KeyPortError as err:
+                raise wrap_kms_error(err) from None
+
+        return ObjectKeys(generate, unwrap)
+
+
+def iso(t: float) -> str:
+    """AWS's manifest time form: 2020-11-04T07:28:34.028Z."""
+    moment = datetime.datetime.fromtimestamp(t, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def timestamp(value: object, member: str) -> float:
+    """A timestamp member as the shape check lets it through: epoch seconds or ISO 8601 text."""
+    if isinstance(value, int | float):
+        return float(value)
+    text = str(value)
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise validation(f"Invalid {member}: {text}") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()
+
+
+def md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+
+
+def md5_hex(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def kms_failure(err: Exception) -> tuple[str, str]:
+    """(FailureCode, FailureMessage) of a job that a key refused."""
+    if isinstance(err, AWSError):
+        return err.code, err.message
+    if isinstance(err, KeyPortError):
+        return err.code, err.message
+    return "UNKNOWN", "Internal error"
