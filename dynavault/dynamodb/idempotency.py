@@ -19,11 +19,12 @@ from typing import NamedTuple
 import orjson
 
 from dynavault.caller import Caller
-from dynavault.errors import AWSError
+from dynavault.errors import AWSError, validation
 from dynavault.storage.kv.base import KVStore, prefix_end
 from dynavault.storage.sealed import CatalogRecord
 
 from .layout import TOKEN_PREFIX
+from .values import MSG_NESTING
 
 MSG_TOKEN_MISMATCH = "The request uses the same client token as a previous, but non-identical request."
 IDEMPOTENCY_SECONDS = 600.0
@@ -57,8 +58,12 @@ class IdempotencyTokens:
         if token is None:
             return None, None
         name = orjson.dumps([caller.account, caller.region, operation, token])
-        claim = TokenClaim(TOKEN_PREFIX + hashlib.sha256(name).digest(),
-                           hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest())
+        try:
+            canonical = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:
+            # nested deeper than the encoder goes (255 levels): far past DynamoDB's 32, refused as it refuses that
+            raise validation(MSG_NESTING) from None
+        claim = TokenClaim(TOKEN_PREFIX + hashlib.sha256(name).digest(), hashlib.sha256(canonical).hexdigest())
         return claim, self.check(self.kv, claim)
 
     def check(self, r, claim: TokenClaim) -> dict | None:

@@ -467,3 +467,19 @@ def test_digit_like_list_indexes_never_get_a_500(hostile_server, expression):
     body = json.dumps({"Statement": f"SELECT a[{'9' * 5000}] FROM \"{TABLE}\""}).encode()
     status, data = wire.send("dynamodb", "ExecuteStatement", body)
     _check(srv, status, data, "PartiQL list index")
+
+
+@pytest.mark.parametrize("operation,member", [("TransactWriteItems", "TransactItems"),
+                                              ("ExecuteTransaction", "TransactStatements")])
+def test_a_token_with_a_request_nested_past_the_encoder_gets_a_validation_error(hostile_server, operation, member):
+    # The ClientRequestToken's digest encodes the request: past 255 levels of nesting that encoder refuses.
+    srv, wire = hostile_server
+    deep: object = {"S": "x"}
+    for _ in range(300):
+        deep = {"M": {"a": deep}}
+    entry = {"Put": {"TableName": TABLE, "Item": {**KEY, "d": deep}}} if operation == "TransactWriteItems" \
+        else {"Statement": f"INSERT INTO \"{TABLE}\" VALUE {{'pk': ?}}", "Parameters": [deep]}
+    body = json.dumps({member: [entry], "ClientRequestToken": "t1"}).encode()
+    status, data = wire.send("dynamodb", operation, body)
+    _check(srv, status, data, operation)
+    assert status == 400 and b"ValidationException" in data, data[:300]
