@@ -809,9 +809,8 @@ def test_canary_no_key_material_or_plaintext_at_rest(env: Env) -> None:
             assert all(needle not in content for content in blobs)
 
 
-def test_concurrent_use_and_hot_path_cost(env: Env) -> None:
+def test_concurrent_use_with_rotations(env: Env) -> None:
     import threading
-    import time
 
     md = env.key()
     ctx = {"aws:dynamodb:tableName": "t", "aws:dynamodb:subscriberId": A}
@@ -845,8 +844,5 @@ def test_concurrent_use_and_hot_path_cost(env: Env) -> None:
         t.join()
     assert errors == []
     assert len([e for e in env.trail.events(A, REGION) if e["eventName"] == "Decrypt"]) == 400
-    # hot path: an in-process Decrypt (policy check, AEAD, audit append) stays well under a millisecond
-    start = time.perf_counter()
-    for _ in range(500):
-        env(user(), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)
-    assert (time.perf_counter() - start) / 500 < 0.001
+    # the data key made before the rotations still decrypts (speed is the benchmark's business, not a test's)
+    env(user(), "Decrypt", CiphertextBlob=dk["CiphertextBlob"], EncryptionContext=ctx)
