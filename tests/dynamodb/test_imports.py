@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from tests.conftest import aws_error
 from tests.dynamodb.exports_util import (
@@ -146,12 +146,11 @@ def test_csv_import(srv, ddb, buckets, unique_name):
     assert ddb.get_item(TableName=unique_name + "-b", Key={"pk": {"S": "y"}})["Item"]["v"] == {"S": "second"}
 
 
-@pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd command is not installed")
 def test_zstd_input(srv, ddb, buckets, unique_name):
     base = buckets / BUCKET / unique_name
     base.mkdir()
     raw = b'{"Item":{"pk":{"S":"z1"}}}\n{"Item":{"pk":{"S":"z2"}}}\n'
-    (base / "d.json.zst").write_bytes(subprocess.run(["zstd", "-q", "-c"], input=raw, capture_output=True).stdout)
+    (base / "d.json.zst").write_bytes(zstandard.ZstdCompressor().compress(raw))
     imp = _import(ddb, unique_name, "DYNAMODB_JSON", _params(unique_name), InputCompressionType="ZSTD")
     assert (imp["ImportStatus"], imp["ImportedItemCount"]) == ("COMPLETED", 2)
 
@@ -332,3 +331,16 @@ def test_hostile_objects_are_errors_not_crashes(srv, ddb, buckets, unique_name):
     assert (imp["ImportStatus"], imp["ImportedItemCount"], imp["ErrorCount"]) == ("COMPLETED", 1, 3), imp
     assert ddb.get_item(TableName=unique_name, Key={"pk": {"S": "g"}})["Item"]
     assert ddb.list_tables()  # the server is fine
+
+
+@pytest.mark.parametrize("compression,pack", [("ZSTD", lambda b: zstandard.ZstdCompressor().compress(b)),
+                                              ("GZIP", gzip.compress)])
+def test_a_compression_bomb_stops_at_the_limit(compression, pack):
+    from dynavault.dynamodb.exports.formats import LineError, decompress
+
+    bomb = pack(b"\0" * 20_000_000)
+    assert len(bomb) < 100_000
+    with pytest.raises(LineError, match="too large"):
+        decompress(bomb, compression, limit=1_000_000)
+    with pytest.raises(LineError, match="not ZSTD|not GZIP"):
+        decompress(b"garbage" * 10, compression)

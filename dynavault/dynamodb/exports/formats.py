@@ -18,14 +18,12 @@ import csv
 import gzip
 import io
 import re
-import shutil
-import subprocess
-import tempfile
 import zlib
 from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 
 import orjson
+import zstandard
 
 #: nesting DynamoDB allows (32 levels of documents) plus the line's own wrapper
 MAX_DEPTH = 40
@@ -86,32 +84,20 @@ def compress_zstd(data: bytes) -> bytes:
 
 
 def _zstd(data: bytes, *, decompress: bool, limit: int = MAX_OBJECT_BYTES) -> bytes:
-    # No zstd binding is a dependency: the zstd command, when installed, does it (else ZSTD input fails).
-    exe = shutil.which("zstd")
-    if exe is None:
-        raise LineError("ZSTD input needs the zstd command, which is not installed on this server")
-    with tempfile.TemporaryFile() as src:
-        src.write(data)
-        src.seek(0)
-        proc = subprocess.Popen([exe, "-q", "-c"] + (["-d"] if decompress else []), stdin=src,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        assert proc.stdout is not None
-        parts: list[bytes] = []
-        size = 0
-        try:
-            while chunk := proc.stdout.read(1 << 20):
-                size += len(chunk)
-                if size > limit:
-                    raise LineError("object too large when decompressed")
-                parts.append(chunk)
-        except BaseException:
-            proc.kill()
-            raise
-        finally:
-            proc.stdout.close()
-            code = proc.wait(timeout=300)
-    if code != 0:
-        raise LineError("not ZSTD data")
+    if not decompress:
+        return zstandard.ZstdCompressor(level=3).compress(data)
+    parts: list[bytes] = []
+    size = 0
+    try:
+        # streamed: a frame that claims (or expands to) more than the limit stops at the limit
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+        while chunk := reader.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise LineError("object too large when decompressed")
+            parts.append(chunk)
+    except zstandard.ZstdError:
+        raise LineError("not ZSTD data") from None
     return b"".join(parts)
 
 
