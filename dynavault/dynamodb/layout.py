@@ -32,6 +32,8 @@ PITR_PREFIX = b"\x00\x00pitr\x00"
 LEASE_PREFIX = b"\x00\x00lease\x00"
 #: TransactWriteItems ClientRequestTokens: a digest of the request, for the 10 minutes DynamoDB keeps them
 TOKEN_PREFIX = b"\x00\x00idempotency\x00"
+#: items held by in-flight transactions, for every worker to see: an HMAC of the key, a claimant and an expiry
+CLAIM_PREFIX = b"\x00\x00claim\x00"
 
 PREFIXES: dict[str, bytes] = {
     "tree nodes": ROW_PREFIX,
@@ -45,6 +47,7 @@ PREFIXES: dict[str, bytes] = {
     "backup data": BACKUP_DATA_PREFIX,
     "leases": LEASE_PREFIX,
     "idempotency tokens": TOKEN_PREFIX,
+    "transaction claims": CLAIM_PREFIX,
     "point-in-time history": PITR_PREFIX,
 }
 

@@ -210,6 +210,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.backups.jobs import BackupJobs
     from dynavault.dynamodb.catalog import Catalog
     from dynavault.dynamodb.change_counter import ChangeCounter
+    from dynavault.dynamodb.claims import StoreClaims
     from dynavault.dynamodb.database import Database
     from dynavault.dynamodb.item_store import ItemStore
     from dynavault.dynamodb.sse_lifecycle import SSELifecycle
@@ -257,9 +258,12 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     metrics.key_cache_entries.set_function(keys.cached_entries)
     lifecycle = SSELifecycle(catalog, keys, settings, metrics=metrics)
     backup_jobs = BackupJobs()
-    db = Database(settings, catalog, items, keys, TransactionState(store), lifecycle, metrics=metrics,
-                  streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs,
-                  leases=Leases(store) if worker else None,
+    leases = Leases(store) if worker else None
+    # with workers, transaction claims live in the store too, so a conflict across workers is refused
+    claims = StoreClaims(store, leases.holder) if leases is not None else None
+    db = Database(settings, catalog, items, keys, TransactionState(store, shared=claims), lifecycle,
+                  metrics=metrics, streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs,
+                  leases=leases,
                   throughput=Throughput(settings.enforce_throughput, settings.throughput_burst_seconds,
                                         metrics=metrics))
     connections.on_closed(keys.drop_connection)
@@ -283,6 +287,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     kms_is_remote = bool(settings.kms_endpoint)
     periodic.extend(Periodic(n, i, f, thread=kms_is_remote) for n, i, f in lifecycle.jobs())
     periodic.append(Periodic("idempotency-tokens", 60.0, db.transaction_state.tokens.prune))
+    if claims is not None:
+        periodic.append(Periodic("transaction-claims", 60.0, claims.prune))
     stream_jobs = StreamJobs(streams, catalog, stream_limits)
     periodic.append(Periodic("stream-shards", stream_jobs.interval(), stream_jobs.run))
     # Time to Live: one sweeper per store; its pass runs in short slices on the event loop, stopped before the

@@ -1,0 +1,63 @@
+"""--workers N: state that once lived in one worker and now lives in the store, seen by every worker.
+
+Each test runs two real workers over one data dir; requests go out on new connections, so the kernel spreads
+them over both (tests/server/test_workers.py checks the spread from the workers' CPU times).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tests.server.test_workers import _call, _cpu, _ok, _table, _wait_workers, _workers
+
+
+@pytest.fixture
+def workers2(start_server):
+    srv = start_server(allow_any_credentials=True, workers=2)
+    _wait_workers(srv, 2)
+    return srv
+
+
+def test_a_transaction_racing_one_in_another_worker_is_refused_with_transaction_conflict(workers2):
+    """Counter increments from six threads over both workers: some are refused with TransactionConflict (an
+    item claimed by a transaction in flight in the other worker), and every one that succeeded is counted."""
+    srv = workers2
+    _table(srv, "hot")
+    pids = _workers(srv)
+    before = {p: _cpu(p) for p in pids}
+    outcomes: list[str] = []
+    seen_conflict = threading.Event()
+
+    def bump() -> None:
+        for _ in range(400):
+            if seen_conflict.is_set():
+                return
+            status, out = _call(srv, "TransactWriteItems", {"TransactItems": [
+                {"Update": {"TableName": "hot", "Key": {"pk": {"S": "n"}}, "UpdateExpression": "ADD c :one",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}}}},
+                {"Put": {"TableName": "hot", "Item": {"pk": {"S": f"side-{threading.get_ident()}"}}}}]})
+            if status == 200:
+                outcomes.append("ok")
+                continue
+            assert out["__type"].endswith("TransactionCanceledException"), out
+            codes = [r["Code"] for r in out["CancellationReasons"]]
+            assert codes == ["TransactionConflict", "None"], codes
+            outcomes.append("conflict")
+            seen_conflict.set()
+
+    threads = [threading.Thread(target=bump) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(_cpu(p) > before[p] for p in pids), "both workers must have served requests"
+    assert "conflict" in outcomes, f"no TransactionConflict in {len(outcomes)} racing transactions"
+    item = _ok(srv, "GetItem", {"TableName": "hot", "Key": {"pk": {"S": "n"}}, "ConsistentRead": True})["Item"]
+    assert int(item["c"]["N"]) == outcomes.count("ok"), "an acknowledged increment was lost or a refused one applied"
+    # nothing stays claimed: the item takes the next transaction and a TransactGetItems
+    _ok(srv, "TransactWriteItems", {"TransactItems": [
+        {"Update": {"TableName": "hot", "Key": {"pk": {"S": "n"}}, "UpdateExpression": "ADD c :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}}}}]})
+    _ok(srv, "TransactGetItems", {"TransactItems": [{"Get": {"TableName": "hot", "Key": {"pk": {"S": "n"}}}}]})
