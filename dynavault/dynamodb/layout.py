@@ -34,6 +34,8 @@ LEASE_PREFIX = b"\x00\x00lease\x00"
 TOKEN_PREFIX = b"\x00\x00idempotency\x00"
 #: items held by in-flight transactions, for every worker to see: an HMAC of the key, a claimant and an expiry
 CLAIM_PREFIX = b"\x00\x00claim\x00"
+#: the last description of a table deleted moments ago, while it shows DELETING (plaintext table metadata)
+DELETING_PREFIX = b"\x00\x00deleting\x00"
 
 PREFIXES: dict[str, bytes] = {
     "tree nodes": ROW_PREFIX,
@@ -48,6 +50,7 @@ PREFIXES: dict[str, bytes] = {
     "leases": LEASE_PREFIX,
     "idempotency tokens": TOKEN_PREFIX,
     "transaction claims": CLAIM_PREFIX,
+    "tables showing DELETING": DELETING_PREFIX,
     "point-in-time history": PITR_PREFIX,
 }
 

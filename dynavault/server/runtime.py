@@ -218,6 +218,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.streams.store import StreamStore
     from dynavault.dynamodb.streams.writer import StreamWriter
     from dynavault.dynamodb.table_states import TICK_SECONDS as TABLE_STATES_TICK
+    from dynavault.dynamodb.table_states import TableStates
     from dynavault.dynamodb.throughput import Throughput
     from dynavault.dynamodb.transactions import TransactionState
     from dynavault.dynamodb.ttl import TTLSweeper
@@ -263,7 +264,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     claims = StoreClaims(store, leases.holder) if leases is not None else None
     db = Database(settings, catalog, items, keys, TransactionState(store, shared=claims), lifecycle,
                   metrics=metrics, streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs,
-                  leases=leases,
+                  leases=leases, table_states=TableStates(store),
                   throughput=Throughput(settings.enforce_throughput, settings.throughput_burst_seconds,
                                         metrics=metrics))
     connections.on_closed(keys.drop_connection)

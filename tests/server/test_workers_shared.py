@@ -61,3 +61,25 @@ def test_a_transaction_racing_one_in_another_worker_is_refused_with_transaction_
         {"Update": {"TableName": "hot", "Key": {"pk": {"S": "n"}}, "UpdateExpression": "ADD c :one",
                     "ExpressionAttributeValues": {":one": {"N": "1"}}}}]})
     _ok(srv, "TransactGetItems", {"TransactItems": [{"Get": {"TableName": "hot", "Key": {"pk": {"S": "n"}}}}]})
+
+
+def test_a_deleted_table_shows_deleting_in_every_worker_for_its_window(start_server):
+    srv = start_server(allow_any_credentials=True, workers=2, delete_table_seconds=600)
+    pids = _wait_workers(srv, 2)
+    _table(srv, "going")
+    before = {p: _cpu(p) for p in pids}
+    assert _ok(srv, "DeleteTable", {"TableName": "going"})["TableDescription"]["TableStatus"] == "DELETING"
+    for _ in range(20):  # each on a new connection: both workers answer some
+        assert _ok(srv, "DescribeTable", {"TableName": "going"})["Table"]["TableStatus"] == "DELETING"
+        assert "going" in _ok(srv, "ListTables", {})["TableNames"]
+        status, out = _call(srv, "CreateTable", {
+            "TableName": "going", "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]})
+        assert status == 400 and out["__type"].endswith("ResourceInUseException"), out
+    assert all(_cpu(p) > before[p] for p in pids), "both workers must have served requests"
+    # and after a restart of the whole server
+    srv.stop()
+    srv.start()
+    _wait_workers(srv, 2)
+    assert _ok(srv, "DescribeTable", {"TableName": "going"})["Table"]["TableStatus"] == "DELETING"
