@@ -36,6 +36,8 @@ TOKEN_PREFIX = b"\x00\x00idempotency\x00"
 CLAIM_PREFIX = b"\x00\x00claim\x00"
 #: the last description of a table deleted moments ago, while it shows DELETING (plaintext table metadata)
 DELETING_PREFIX = b"\x00\x00deleting\x00"
+#: injected faults (server/faults.py): operation, table and error names and numbers, no user data
+FAULT_PREFIX = b"\x00\x00fault\x00"
 
 PREFIXES: dict[str, bytes] = {
     "tree nodes": ROW_PREFIX,
@@ -51,6 +53,7 @@ PREFIXES: dict[str, bytes] = {
     "idempotency tokens": TOKEN_PREFIX,
     "transaction claims": CLAIM_PREFIX,
     "tables showing DELETING": DELETING_PREFIX,
+    "injected faults": FAULT_PREFIX,
     "point-in-time history": PITR_PREFIX,
 }
 

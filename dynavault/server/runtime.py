@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from dynavault.config import Settings
 from dynavault.dynamodb.leases import Leases
 from dynavault.errors import StartupError
-from dynavault.storage.signal import KEYS, ChangeSignal, Watch
+from dynavault.storage.signal import FAULTS, KEYS, ChangeSignal, Watch
 
 from .app import JSON_10, JSON_11, DynavaultApp, RouteTable, ServiceFront, cors_origins
 from .connection import Connections
@@ -318,15 +318,27 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     return db, store
 
 
-def _faults(settings: Settings, metrics: Metrics):
-    """This process's fault registry, counting what it injects in /metrics; ``--faults FILE`` loaded."""
+def _faults(metrics: Metrics):
+    """The fault registry, counting what this process injects in /metrics (its store comes with the database)."""
     from .faults import FaultRegistry
 
-    registry = FaultRegistry(on_inject=lambda op, error: metrics.faults_injected.labels(op, error).inc())
-    if settings.faults:
+    return FaultRegistry(on_inject=lambda op, error: metrics.faults_injected.labels(op, error).inc())
+
+
+def _attach_faults(settings: Settings, faults, db, store, signal: ChangeSignal, first: bool) -> None:
+    """Faults live in the store, seen by every worker; the first process of a start loads ``--faults FILE``."""
+    def forget_keys(fault) -> None:
+        # cached table keys would hide an outage another worker put until their refresh
+        metas = db.catalog.all() if fault.scope is None else db.catalog.list(*fault.scope)
+        for meta in metas:
+            if fault.table in ("*", meta.name):
+                db.keys.forget_table(meta.id_bytes)
+
+    faults.on_kms_fault = forget_keys
+    faults.attach(store, Watch(signal, FAULTS), first=first)
+    if settings.faults and first:
         log.warning("--faults %s: %d fault(s) injected from the start", settings.faults,
-                    registry.load_file(settings.faults))
-    return registry
+                    faults.load_file(settings.faults))
 
 
 def _console(settings: Settings, routes: RouteTable, credentials: CredentialStore, durability):
@@ -417,10 +429,11 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
     store = None
     faults = None
     if not kms_only:
-        faults = _faults(settings, metrics)
+        faults = _faults(metrics)
         components["faults"] = faults
         db, store = _dynamodb(settings, components["kms"] if "kms" in components else None, AWS_OWNED_ACCOUNT,
                                metrics, connections, closers, periodic, signal, worker, first, faults)
+        _attach_faults(settings, faults, db, store, signal, first)
         components["dynamodb"] = db
         from dynavault.dynamodb.operations import operations, stream_operations
 

@@ -22,6 +22,7 @@ import threading
 #: the slots; a new cached thing gets a new slot at the end (the file grows, older slots keep their place)
 CATALOG = 0
 KEYS = 1
+FAULTS = 2
 SLOTS = 8
 
 _SLOT = struct.Struct("<Q")

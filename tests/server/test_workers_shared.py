@@ -11,6 +11,7 @@ import threading
 import pytest
 
 from tests.server.test_workers import _call, _cpu, _ok, _table, _wait_workers, _workers
+from tests.wire import signed_request
 
 
 @pytest.fixture
@@ -83,3 +84,39 @@ def test_a_deleted_table_shows_deleting_in_every_worker_for_its_window(start_ser
     srv.start()
     _wait_workers(srv, 2)
     assert _ok(srv, "DescribeTable", {"TableName": "going"})["Table"]["TableStatus"] == "DELETING"
+
+
+def _admin(srv, op: str, body: dict) -> dict:
+    r = signed_request(srv.endpoint, f"DynavaultAdmin.{op}", body)
+    assert r.status == 200, r.body
+    return r.json() if r.body else {}
+
+
+def test_a_fault_put_through_one_worker_applies_in_every_worker_and_its_count_is_spent_once(workers2):
+    srv = workers2
+    _table(srv, "faulty")
+    pids = _workers(srv)
+    before = {p: _cpu(p) for p in pids}
+    fault = _admin(srv, "PutFault", {"Operation": "GetItem", "TableName": "faulty",
+                                     "Error": "ServiceUnavailable", "Count": 25})["FaultId"]
+    for _ in range(10):  # every worker lists it
+        assert [f["FaultId"] for f in _admin(srv, "ListFaults", {})["Faults"]] == [fault]
+    statuses: list[int] = []
+
+    def get() -> None:
+        for _ in range(10):
+            statuses.append(_call(srv, "GetItem", {"TableName": "faulty", "Key": {"pk": {"S": "a"}}})[0])
+
+    threads = [threading.Thread(target=get) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(_cpu(p) > before[p] for p in pids), "both workers must have served requests"
+    assert sorted(statuses) == [200] * 55 + [503] * 25
+    assert _admin(srv, "ListFaults", {})["Faults"] == []
+    # a fault deleted through one worker stops in every one
+    fault = _admin(srv, "PutFault", {"Operation": "PutItem", "Error": "InternalServerError"})["FaultId"]
+    assert {_call(srv, "PutItem", {"TableName": "faulty", "Item": {"pk": {"S": "a"}}})[0] for _ in range(10)} == {500}
+    _admin(srv, "DeleteFault", {"FaultId": fault})
+    assert {_call(srv, "PutItem", {"TableName": "faulty", "Item": {"pk": {"S": "a"}}})[0] for _ in range(10)} == {200}
