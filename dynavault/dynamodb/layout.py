@@ -38,6 +38,8 @@ CLAIM_PREFIX = b"\x00\x00claim\x00"
 DELETING_PREFIX = b"\x00\x00deleting\x00"
 #: injected faults (server/faults.py): operation, table and error names and numbers, no user data
 FAULT_PREFIX = b"\x00\x00fault\x00"
+#: web console sessions (server/session_rows.py), sealed under a key derived from the browser's cookie
+SESSION_PREFIX = b"\x00\x00session\x00"
 
 PREFIXES: dict[str, bytes] = {
     "tree nodes": ROW_PREFIX,
@@ -54,6 +56,7 @@ PREFIXES: dict[str, bytes] = {
     "transaction claims": CLAIM_PREFIX,
     "tables showing DELETING": DELETING_PREFIX,
     "injected faults": FAULT_PREFIX,
+    "console sessions": SESSION_PREFIX,
     "point-in-time history": PITR_PREFIX,
 }
 

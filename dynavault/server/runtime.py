@@ -341,14 +341,22 @@ def _attach_faults(settings: Settings, faults, db, store, signal: ChangeSignal, 
                     faults.load_file(settings.faults))
 
 
-def _console(settings: Settings, routes: RouteTable, credentials: CredentialStore, durability):
+def _console(settings: Settings, routes: RouteTable, credentials: CredentialStore, durability, store,
+             periodic: list[Periodic], first: bool):
     """The web console, calling the operations this route table serves (shape validation, then the handler)
-    as the signed-in principal; its sessions are its own object, owned by this runtime."""
+    as the signed-in principal; its sessions are rows of the store (any worker serves a browser's next page)."""
     from dynavault.console.app import ConsoleApp
     from dynavault.console.sessions import SessionStore
     from dynavault.errors import AWSError
 
     from .connection import SCOPE_KEY
+    from .session_rows import StoreSessionRows
+
+    rows = StoreSessionRows(store)
+    if first:
+        rows.clear()
+    sessions = SessionStore(idle_seconds=settings.console_session_seconds, rows=rows)
+    periodic.append(Periodic("console-sessions", 60.0, sessions.prune))
 
     prefixes = {f.name: f.target_prefix for f in (DYNAMODB, KMS, CLOUDTRAIL)}
 
@@ -362,7 +370,7 @@ def _console(settings: Settings, routes: RouteTable, credentials: CredentialStor
 
     enabled = not settings.allow_any_credentials or settings.console_allow_any
     return ConsoleApp(
-        invoke, credentials, SessionStore(idle_seconds=settings.console_session_seconds), enabled=enabled,
+        invoke, credentials, sessions, enabled=enabled,
         disabled_reason="This server accepts any credentials (--allow-any-credentials), so anyone could sign in "
                         "as any account. Start it with --console-allow-any as well to use the console anyway.",
         connection_key=SCOPE_KEY, settle=durability.settle if durability is not None else None)
@@ -486,7 +494,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         access_log=access_log,
     )
     if not kms_only:
-        app.console = _console(settings, routes, credentials, durability)
+        app.console = _console(settings, routes, credentials, durability, store, periodic, first)
         app.faults = faults
     leases = components["dynamodb"].leases if "dynamodb" in components else None
     runtime = Runtime(settings, credentials, app, connections, closers, periodic, components, leases)

@@ -120,3 +120,48 @@ def test_a_fault_put_through_one_worker_applies_in_every_worker_and_its_count_is
     assert {_call(srv, "PutItem", {"TableName": "faulty", "Item": {"pk": {"S": "a"}}})[0] for _ in range(10)} == {500}
     _admin(srv, "DeleteFault", {"FaultId": fault})
     assert {_call(srv, "PutItem", {"TableName": "faulty", "Item": {"pk": {"S": "a"}}})[0] for _ in range(10)} == {200}
+
+
+def test_a_console_session_is_served_by_every_worker(tmp_path):
+    import requests
+
+    from tests.console.helpers import csrf_of, sign_in, start_with_accounts
+
+    srv, (key,) = start_with_accounts(tmp_path, ["444444444444"], workers=2)
+    try:
+        pids = _wait_workers(srv, 2)
+        http, csrf = sign_in(srv.endpoint, key)
+        cookie = http.cookies["dv_console"]
+        before = {p: _cpu(p) for p in pids}
+
+        def page(path: str = "/console/keys") -> requests.Response:  # a new connection each time
+            return requests.get(srv.endpoint + path, cookies={"dv_console": cookie}, allow_redirects=False)
+
+        for _ in range(20):
+            answer = page()
+            assert answer.status_code == 200 and csrf_of(answer.text) == csrf
+        # a region switch made through one worker holds in every one
+        assert requests.post(srv.endpoint + "/console/region", cookies={"dv_console": cookie}, allow_redirects=False,
+                             data={"csrf": csrf, "region": "eu-west-3"}).status_code == 303
+        for _ in range(20):
+            assert "No keys in eu-west-3." in page().text
+        assert all(_cpu(p) > before[p] for p in pids), "both workers must have served requests"
+        # signing out through one worker ends the session in every one
+        requests.post(srv.endpoint + "/console/logout", cookies={"dv_console": cookie}, data={"csrf": csrf})
+        assert {page().status_code for _ in range(10)} == {303}
+    finally:
+        srv.kill()
+
+
+def test_console_sessions_at_rest_hold_no_cookie_csrf_or_principal(tmp_path):
+    from tests.canary import scan
+    from tests.console.helpers import sign_in, start_with_accounts
+
+    srv, (key,) = start_with_accounts(tmp_path, ["555555555555"], workers=2)
+    try:
+        _wait_workers(srv, 2)
+        http, csrf = sign_in(srv.endpoint, key)
+        cookie = http.cookies["dv_console"]
+    finally:
+        srv.stop()
+    assert scan([srv.data_dir / "tables.db", srv.data_dir / "tables.db-wal"], [cookie, csrf, key.access_key_id]) == []
