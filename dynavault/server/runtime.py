@@ -297,11 +297,10 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     sweeper = TTLSweeper(db)
     periodic.append(Periodic("ttl-sweep", max(0.1, settings.ttl_sweep_seconds), sweeper.tick))
     closers.append(sweeper.stop)
-    if worker:  # a backfill or index delete whose worker died is started again by the lease holder
+    if worker:  # a backfill, index delete or restore whose worker died is started again by the lease holder
         periodic.append(Periodic("index-jobs", 2.0, lambda: indexes.resume_abandoned(db)))
+        periodic.append(Periodic("restore-resume", 2.0, lambda: restore.resume_abandoned(db), thread=kms_is_remote))
     else:
-        # A worker cannot tell another live worker's restore from an abandoned one: with workers, restores
-        # are resumed only at a start.
         periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db), thread=kms_is_remote))
     # tables showing CREATING / UPDATING for a configured time become ACTIVE on this tick (or when described)
     periodic.append(Periodic("table-states", TABLE_STATES_TICK, lambda: db.table_states.tick(db)))
