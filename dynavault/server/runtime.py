@@ -300,6 +300,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     if worker:  # a backfill, index delete or restore whose worker died is started again by the lease holder
         periodic.append(Periodic("index-jobs", 2.0, lambda: indexes.resume_abandoned(db)))
         periodic.append(Periodic("restore-resume", 2.0, lambda: restore.resume_abandoned(db), thread=kms_is_remote))
+        periodic.append(Periodic("pitr-base-resume", 2.0, lambda: pitr.resume_abandoned(db)))
     else:
         periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db), thread=kms_is_remote))
     # tables showing CREATING / UPDATING for a configured time become ACTIVE on this tick (or when described)

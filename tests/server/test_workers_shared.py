@@ -212,8 +212,8 @@ def _call_on_kept_connection(srv, target: str, body: dict) -> tuple[dict, int]:
         conn.close()
 
 
-def _stored_table(srv, name: str) -> tuple[str, int]:
-    """(status, items restored so far) of a table as its catalog row in the store says (plaintext metadata)."""
+def _stored_doc(srv, name: str) -> dict:
+    """A table's catalog row as the store holds it (plaintext metadata), read beside the running server."""
     import json as jsonlib
     import sqlite3
 
@@ -226,9 +226,14 @@ def _stored_table(srv, name: str) -> tuple[str, int]:
         db.close()
     for key, raw in rows:
         if key.endswith(b"\x00" + name.encode()):
-            doc = jsonlib.loads(raw)
-            return doc["status"], int((doc["extra"].get("restore") or {}).get("done", 0))
+            return jsonlib.loads(raw)
     raise AssertionError(f"no table {name} in the store")
+
+
+def _stored_table(srv, name: str) -> tuple[str, int]:
+    """(status, items restored so far) of a table, as the store says."""
+    doc = _stored_doc(srv, name)
+    return doc["status"], int((doc["extra"].get("restore") or {}).get("done", 0))
 
 
 def test_a_restore_whose_worker_dies_is_finished_by_another(workers2):
@@ -264,3 +269,40 @@ def test_a_restore_whose_worker_dies_is_finished_by_another(workers2):
             break
     assert count == n
     assert _ok(srv, "DescribeTable", {"TableName": "copy"})["Table"]["ItemCount"] == n
+
+
+def _stored_bases(srv, name: str) -> list[dict]:
+    """The PITR base snapshots of a table, as the store lists them."""
+    return (_stored_doc(srv, name)["extra"].get("pitr") or {}).get("bases") or []
+
+
+def test_a_pitr_base_whose_copying_worker_dies_is_taken_again_by_another(workers2):
+    srv = workers2
+    _table(srv, "timeline")
+    n = 8000
+    for start in range(0, n, 25):
+        _ok(srv, "BatchWriteItem", {"RequestItems": {"timeline": [
+            {"PutRequest": {"Item": {"pk": {"S": f"k{i}"}, "v": {"S": "x" * 400}}}} for i in range(start, start + 25)]}})
+    # the first base is copied by the worker that enabled PITR
+    _, copier = _call_on_kept_connection(srv, "UpdateContinuousBackups", {
+        "TableName": "timeline", "PointInTimeRecoverySpecification": {"PointInTimeRecoveryEnabled": True}})
+    os.kill(copier, signal.SIGKILL)
+    bases = _stored_bases(srv, "timeline")
+    if all(b["ok"] for b in bases):
+        pytest.skip("the base was copied before it could be interrupted (machine too fast for 8,000 items)")
+    dead = {b["id"] for b in bases}
+    deadline = time.time() + 60
+    while not any(b["ok"] and b["id"] not in dead for b in _stored_bases(srv, "timeline")):
+        assert time.time() < deadline, f"no other worker took the base again: {_stored_bases(srv, 'timeline')}"
+        time.sleep(0.3)
+    _ok(srv, "PutItem", {"TableName": "timeline", "Item": {"pk": {"S": "after"}}}, retry_cut=True)
+    # every worker restores from the new base (its catalog learnt of it) with the history after it
+    for i in range(2):
+        _ok(srv, "RestoreTableToPointInTime", {"SourceTableName": "timeline", "TargetTableName": f"back-{i}",
+                                               "UseLatestRestorableTime": True})
+    for i in range(2):
+        deadline = time.time() + 60
+        while (table := _ok(srv, "DescribeTable", {"TableName": f"back-{i}"})["Table"])["TableStatus"] != "ACTIVE":
+            assert time.time() < deadline
+            time.sleep(0.3)
+        assert table["ItemCount"] == n + 1
