@@ -30,6 +30,8 @@ CATALOG_LOCK_FILE = "catalog.lock"
 WRITER_LOCK_FILE = "writer.lock"
 #: each worker's last published metrics (no user data: operation names and counts)
 METRICS_DIR = "metrics"
+#: --enforce-throughput's token buckets, shared by the workers (digests of table ids and numbers)
+THROUGHPUT_FILE = "throughput"
 
 DYNAMODB = ServiceFront("dynamodb", "DynamoDB_20120810", "dynamodb", "com.amazonaws.dynamodb.v20120810#", JSON_10)
 STREAMS = ServiceFront("dynamodbstreams", "DynamoDBStreams_20120810", "dynamodb",
@@ -219,7 +221,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.streams.writer import StreamWriter
     from dynavault.dynamodb.table_states import TICK_SECONDS as TABLE_STATES_TICK
     from dynavault.dynamodb.table_states import TableStates
-    from dynavault.dynamodb.throughput import Throughput
+    from dynavault.dynamodb.throughput import SharedBuckets, Throughput
     from dynavault.dynamodb.transactions import TransactionState
     from dynavault.dynamodb.ttl import TTLSweeper
     from dynavault.sse.kms_client import InProcessKms, RemoteKms
@@ -260,13 +262,18 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     lifecycle = SSELifecycle(catalog, keys, settings, metrics=metrics)
     backup_jobs = BackupJobs()
     leases = Leases(store) if worker else None
+    # with workers, --enforce-throughput's buckets are slots of a mapped file all of them change
+    buckets = SharedBuckets(settings.data_path(THROUGHPUT_FILE), clear=first) \
+        if worker and settings.enforce_throughput else None
+    if buckets is not None:
+        closers.append(buckets.close)
     # with workers, transaction claims live in the store too, so a conflict across workers is refused
     claims = StoreClaims(store, leases.holder) if leases is not None else None
     db = Database(settings, catalog, items, keys, TransactionState(store, shared=claims), lifecycle,
                   metrics=metrics, streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs,
                   leases=leases, table_states=TableStates(store),
                   throughput=Throughput(settings.enforce_throughput, settings.throughput_burst_seconds,
-                                        metrics=metrics))
+                                        metrics=metrics, shared=buckets))
     connections.on_closed(keys.drop_connection)
     history_writer.clock = db.clock  # history positions and restore times on one clock
     db.drop_hooks.append(lambda tx, meta: pitr.keep_system_backup(db, tx, meta))

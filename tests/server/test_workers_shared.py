@@ -306,3 +306,26 @@ def test_a_pitr_base_whose_copying_worker_dies_is_taken_again_by_another(workers
             assert time.time() < deadline
             time.sleep(0.3)
         assert table["ItemCount"] == n + 1
+
+
+def test_provisioned_throughput_is_one_budget_across_workers(start_server):
+    """A table with 1 write unit per second and 10 s of burst: however the puts spread over the workers, no
+    more are admitted than one bucket allows (its burst, plus a unit per second of the run, plus the last
+    one that may leave it in debt)."""
+    srv = start_server(allow_any_credentials=True, workers=2, enforce_throughput=True, throughput_burst_seconds=10)
+    pids = _wait_workers(srv, 2)
+    _ok(srv, "CreateTable", {
+        "TableName": "metered", "BillingMode": "PROVISIONED",
+        "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1},
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]})
+    before = {p: _cpu(p) for p in pids}
+    started = time.monotonic()
+    statuses = [_call(srv, "PutItem", {"TableName": "metered", "Item": {"pk": {"S": f"k{i}"}}})
+                for i in range(60)]
+    elapsed = time.monotonic() - started
+    assert all(_cpu(p) > before[p] for p in pids), "both workers must have served requests"
+    admitted = sum(1 for status, _ in statuses if status == 200)
+    refused = [out for status, out in statuses if status != 200]
+    assert all(out["__type"].endswith("ProvisionedThroughputExceededException") for out in refused), refused
+    assert 10 <= admitted <= 10 + elapsed * 1 + 1, (admitted, elapsed)
