@@ -8,7 +8,9 @@ key under the same name (DESIGN.md "Command line").
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import sys
 from dataclasses import MISSING, fields
 
@@ -19,6 +21,8 @@ def _add_setting_flags(parser: argparse.ArgumentParser, *, port_default: int | N
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         default_text = "" if f.default is MISSING else f" (default: {f.default if f.name != 'port' or port_default is None else port_default})"
+        if f.name == "workers":
+            default_text = " (default: one per CPU core; one with --in-memory)"
         if f.type in ("bool", bool):
             parser.add_argument(flag, dest=f.name, action="store_const", const=True, default=None,
                                 help=f"{f.name}{default_text}")
@@ -27,8 +31,6 @@ def _add_setting_flags(parser: argparse.ArgumentParser, *, port_default: int | N
 
 
 def _setup_logging(settings: Settings) -> None:
-    import os
-
     from dynavault import logsafe
 
     # No input can forge a log line: every record's message (any logger's) has its line breaks, controls and
@@ -49,8 +51,17 @@ def _setup_logging(settings: Settings) -> None:
     )
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # the cores this process may run on (a container's share)
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _serve(settings: Settings, *, kms_only: bool) -> int:
     _setup_logging(settings)
+    if settings.workers <= 0:  # the default: a worker per core, where several can serve
+        settings = dataclasses.replace(settings, workers=1 if settings.in_memory or kms_only else _cores())
     if settings.workers > 1:
         from dynavault.errors import StartupError
         from dynavault.server.workers import serve_workers
@@ -149,8 +160,6 @@ def _main(argv: list[str] | None) -> int:
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items() if k in Settings.field_names()}
     if args.command == "kms":
-        import os
-
         if overrides.get("port") is None and "DYNAVAULT_PORT" not in os.environ:
             overrides["port"] = 8100
         return _serve(load_settings(overrides), kms_only=True)

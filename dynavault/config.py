@@ -82,7 +82,9 @@ class Settings:
     create_table_seconds: float = 0.0
     update_table_seconds: float = 0.0
     delete_table_seconds: float = 0.0
-    workers: int = 1
+    #: processes serving the port over one data dir (server/workers.py); 0: one per CPU core this process may
+    #: run on (one with --in-memory and for `dynavault kms serve`)
+    workers: int = 0
     log_file: str = ""
     log_level: str = "info"
     audit_rotate_bytes: int = 16 * 1024 * 1024

@@ -34,6 +34,9 @@ class ServerProcess:
         self.data_dir = Path(settings.pop("data_dir", base / "data"))
         self.root_key_file = Path(settings.pop("root_key_file", base / "keys" / "root.key"))
         self.log_path = base / "server.log"
+        # one process unless a test asks for more: the default (a worker per core) would multiply the suite's
+        # cost by the cores
+        settings.setdefault("workers", 1)
         self.settings = settings
         self.proc: subprocess.Popen | None = None
         self.endpoint = ""

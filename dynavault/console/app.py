@@ -142,6 +142,14 @@ class ConsoleApp:
             if request.method == "POST":
                 return self._error_page(403, "Signed out", "Your session has ended; sign in again.")
             return redirect(url("/login", next=request.path if request.path != "/" else None))
+        before = (session.region, list(session.flash))
+        response = self._signed_in(request, token, session)
+        if (session.region, session.flash) != before and request.path != "/logout":
+            # the next request may reach another worker: it sees this one's region switch and flash message
+            self.sessions.save(token, session)
+        return response
+
+    def _signed_in(self, request: Request, token: str, session: Session) -> Response:
         if request.method == "POST" and not session.check_csrf(request.form.get("csrf")):
             return self._error_page(403, "Refused", "The form's CSRF token is missing or wrong; reload the page.")
         if request.path == "/logout" and request.method == "POST":

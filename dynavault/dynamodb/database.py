@@ -56,8 +56,8 @@ class Database:
     #: DynamoDB Streams: the stream rows and the stream settings (built by the runtime)
     streams: StreamStore | None = None
     stream_limits: StreamLimits | None = None
-    #: tables showing CREATING / UPDATING / DELETING for a while (the runtime ticks it)
-    table_states: TableStates = field(default_factory=TableStates)
+    #: tables showing CREATING / UPDATING / DELETING for a while (in the store; the runtime builds and ticks it)
+    table_states: TableStates = field(default=None)  # type: ignore[assignment]
     #: called in DeleteTable's store transaction before the table's rows go (PITR keeps its SYSTEM backup)
     #: provisioned-throughput token buckets (per process; off unless enforce_throughput)
     throughput: Throughput = field(default_factory=lambda: Throughput(False))

@@ -37,6 +37,14 @@ LEASE_PREFIX = b"\x00\x00lease\x00"
 TOKEN_PREFIX = b"\x00\x00idempotency\x00"
 #: DAX control plane: clusters, parameter and subnet groups, events (plaintext metadata, dax/clusters.py)
 DAX_CONTROL_PREFIX = b"\x00\x00daxcontrol\x00"
+#: items held by in-flight transactions, for every worker to see: an HMAC of the key, a claimant and an expiry
+CLAIM_PREFIX = b"\x00\x00claim\x00"
+#: the last description of a table deleted moments ago, while it shows DELETING (plaintext table metadata)
+DELETING_PREFIX = b"\x00\x00deleting\x00"
+#: injected faults (server/faults.py): operation, table and error names and numbers, no user data
+FAULT_PREFIX = b"\x00\x00fault\x00"
+#: web console sessions (server/session_rows.py), sealed under a key derived from the browser's cookie
+SESSION_PREFIX = b"\x00\x00session\x00"
 
 PREFIXES: dict[str, bytes] = {
     "tree nodes": ROW_PREFIX,
@@ -50,6 +58,10 @@ PREFIXES: dict[str, bytes] = {
     "backup data": BACKUP_DATA_PREFIX,
     "leases": LEASE_PREFIX,
     "idempotency tokens": TOKEN_PREFIX,
+    "transaction claims": CLAIM_PREFIX,
+    "tables showing DELETING": DELETING_PREFIX,
+    "injected faults": FAULT_PREFIX,
+    "console sessions": SESSION_PREFIX,
     "point-in-time history": PITR_PREFIX,
     "dax control plane": DAX_CONTROL_PREFIX,
     "exports": EXPORT_PREFIX,

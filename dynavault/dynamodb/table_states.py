@@ -10,16 +10,23 @@ soon as the window is over). Times come from the context's clock.
 
 A DELETING table is already gone from the catalog and the store when DeleteTable answers: its data, stream
 records and keys go at once, and no data operation, tag or backup call can reach it. What is left is its last
-description, held here until the window ends, so DescribeTable and ListTables still show it and CreateTable,
-UpdateTable and DeleteTable on its name are refused as DynamoDB refuses them. That memory is per process and
-per server run: another worker, or the same one after a restart, already answers as if the window were over.
+description, written in DeleteTable's own store transaction as a row of its own (plaintext table metadata, as
+the catalog's) and kept until the window ends, so DescribeTable and ListTables still show it and CreateTable,
+UpdateTable and DeleteTable on its name are refused as DynamoDB refuses them — by every worker serving the
+store, and after a restart.
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import orjson
+
+from dynavault.storage.kv.base import KVStore, KVTransaction, prefix_end
+from dynavault.storage.sealed import CatalogRecord
+
+from .layout import DELETING_PREFIX
 
 if TYPE_CHECKING:
     from .catalog import TableMeta
@@ -38,15 +45,18 @@ class Deleting:
     until: float
 
 
+def _scope(account: str, region: str) -> bytes:
+    return DELETING_PREFIX + account.encode() + b"\x00" + region.encode() + b"\x00"
+
+
 class TableStates:
     """The timed states of one store's tables; owned by the runtime (one per Database)."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._deleting: dict[tuple[str, str, str], Deleting] = {}
+    def __init__(self, kv: KVStore) -> None:
+        self.kv = kv
 
     def __repr__(self) -> str:
-        return f"<TableStates {len(self._deleting)} deleting>"
+        return "<TableStates>"
 
     # -- CREATING / UPDATING ---------------------------------------------------------------------------
     @staticmethod
@@ -74,37 +84,35 @@ class TableStates:
             db.catalog.save(live)
 
     # -- DELETING -------------------------------------------------------------------------------------
-    def deleted(self, db: Database, meta: TableMeta, description: dict) -> None:
-        """Keep showing a table DeleteTable just removed, for ``delete_table_seconds``."""
+    def deleted(self, db: Database, meta: TableMeta, description: dict, tx: KVTransaction) -> None:
+        """Keep showing a table DeleteTable is removing in ``tx``, for ``delete_table_seconds``."""
         seconds = db.settings.delete_table_seconds
         if seconds > 0:
-            with self._lock:
-                self._deleting[(meta.account, meta.region, meta.name)] = Deleting(description, db.clock() + seconds)
+            tx.put(_scope(meta.account, meta.region) + meta.name.encode(),
+                   CatalogRecord(orjson.dumps({"d": description, "until": db.clock() + seconds})))
 
     def deleting(self, db: Database, account: str, region: str, name: str) -> Deleting | None:
         """The deleted table of that name still showing DELETING, if any."""
-        with self._lock:
-            entry = self._deleting.get((account, region, name))
-            if entry is not None and db.clock() >= entry.until:
-                del self._deleting[(account, region, name)]
-                return None
-            return entry
+        raw = self.kv.get(_scope(account, region) + name.encode())
+        if raw is None:
+            return None
+        row = orjson.loads(raw)
+        return Deleting(row["d"], row["until"]) if db.clock() < row["until"] else None
 
     def deleting_names(self, db: Database, account: str, region: str) -> list[str]:
-        now = db.clock()
-        with self._lock:
-            return [n for (a, r, n), e in self._deleting.items() if a == account and r == region and now < e.until]
-
-    def forget_deleting(self, account: str, region: str, name: str) -> None:
-        with self._lock:
-            self._deleting.pop((account, region, name), None)
+        now, scope = db.clock(), _scope(account, region)
+        return [k[len(scope):].decode() for k, raw in self.kv.range(scope, prefix_end(scope))
+                if now < orjson.loads(raw)["until"]]
 
     # -- the runtime's tick ---------------------------------------------------------------------------
     def tick(self, db: Database) -> None:
-        now = db.clock()
         for meta in db.catalog.all():
             if STATE_UNTIL in meta.extra:
                 self.settle(db, meta)
-        with self._lock:
-            for key in [k for k, e in self._deleting.items() if now >= e.until]:
-                del self._deleting[key]
+        now = db.clock()
+        due = [k for k, raw in self.kv.range(DELETING_PREFIX, prefix_end(DELETING_PREFIX))
+               if now >= orjson.loads(raw)["until"]]
+        if due:
+            with self.kv.transaction() as tx:
+                for k in due:
+                    tx.delete(k)

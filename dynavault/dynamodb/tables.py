@@ -369,8 +369,8 @@ def delete_table(db: Database, caller: Caller, p: dict) -> dict:
             if db.streams is not None:  # stream records go with the table's keys (crypto-shredded)
                 db.streams.drop_table(w.tx, meta.id_bytes)
             db.catalog.remove(w.tx, meta)
+            db.table_states.deleted(db, meta, desc, w.tx)  # every worker shows it DELETING for the window
         db.catalog.forget(meta)
-        db.table_states.deleted(db, meta, desc)
     db.keys.retire(meta.key_ref())
     log.info("table deleted: %s (account %s, region %s)", name, caller.account, caller.region)
     return {"TableDescription": answer}

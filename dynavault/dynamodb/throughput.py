@@ -7,16 +7,25 @@ ran (the units reported as ConsumedCapacity, so eventually consistent reads cost
 operations double); a large item can leave a bucket in debt, which the refill pays back.
 
 The provisioned rate is read from the table's metadata on every use, so an UpdateTable of the capacity takes
-effect at once. The buckets live in this process's memory (owned by the runtime's Database, never in the
-store: they change on every request): with --workers each worker enforces the rates on its own, and a restart
-refills them. On-demand tables are not limited: the catalog does not keep OnDemandThroughput.
+effect at once. The buckets are never in the store (they change on every request): one process keeps them in
+its memory; with --workers they are slots of a small mapped file in the data dir (:class:`SharedBuckets`:
+a digest of the table id and index, and two numbers), read and changed under an exclusive ``flock``, so the
+workers together admit what one process would. A restart refills them. On-demand tables are not limited: the
+catalog does not keep OnDemandThroughput.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
+import mmap
+import os
+import pathlib
+import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dynavault.errors import AWSError
@@ -43,6 +52,94 @@ class _Bucket:
     at: float
 
 
+#: a shared slot: digest of (table id, index, kind), then tokens and the time they were counted at
+_SLOT = struct.Struct("<16sdd")
+#: slots in the shared file (2 MB would hold 64k; 4096 provisioned table/index buckets is plenty for a test server)
+SHARED_SLOTS = 4096
+
+
+class _SlotBucket:
+    """A bucket that lives in a slot of the shared file (only used under its lock)."""
+
+    __slots__ = ("_map", "_at")
+
+    def __init__(self, shared_map: mmap.mmap, offset: int) -> None:
+        self._map, self._at = shared_map, offset
+
+    @property
+    def tokens(self) -> float:
+        return _SLOT.unpack_from(self._map, self._at)[1]
+
+    @tokens.setter
+    def tokens(self, value: float) -> None:
+        struct.pack_into("<d", self._map, self._at + 16, value)
+
+    @property
+    def at(self) -> float:
+        return _SLOT.unpack_from(self._map, self._at)[2]
+
+    @at.setter
+    def at(self, value: float) -> None:
+        struct.pack_into("<d", self._map, self._at + 24, value)
+
+
+class SharedBuckets:
+    """Token buckets in a mapped file every worker serving the data dir opens; an open-addressed table of
+    slots keyed by a digest (no table name or data). A full table leaves further buckets to each process."""
+
+    def __init__(self, path: pathlib.Path, slots: int = SHARED_SLOTS, *, clear: bool = False) -> None:
+        """``clear``: the first process of a start (a restart refills every bucket)."""
+        self.path = path
+        self.slots = slots
+        size = slots * _SLOT.size
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                if clear:
+                    os.ftruncate(self._fd, 0)
+                if os.fstat(self._fd).st_size < size:
+                    os.ftruncate(self._fd, size)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            self._map = mmap.mmap(self._fd, size)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def __repr__(self) -> str:
+        return f"SharedBuckets({self.path})"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def find(self, key: tuple[str, str, str], burst: float, now: float) -> _SlotBucket | None:
+        """The key's bucket (a new one holds ``burst``), or None when every slot is taken. Under ``locked``."""
+        digest = hashlib.blake2b("\x00".join(key).encode(), digest_size=16).digest()
+        start = int.from_bytes(digest[:8], "little") % self.slots
+        for i in range(self.slots):
+            offset = ((start + i) % self.slots) * _SLOT.size
+            found = self._map[offset:offset + 16]
+            if found == digest:
+                return _SlotBucket(self._map, offset)
+            if found == bytes(16):
+                _SLOT.pack_into(self._map, offset, digest, burst, now)
+                return _SlotBucket(self._map, offset)
+        return None
+
+    def close(self) -> None:
+        with contextlib.suppress(BufferError, ValueError):
+            self._map.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
 def throttled(index: str | None = None) -> AWSError:
     return AWSError("ProvisionedThroughputExceededException", MSG_GSI if index else MSG_TABLE)
 
@@ -51,13 +148,24 @@ class Throughput:
     """The token buckets of one process, keyed by (table id, index name or "", "read" | "write")."""
 
     def __init__(self, enabled: bool, burst_seconds: float = 300.0, *, metrics=None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, shared: SharedBuckets | None = None) -> None:
         self.enabled = enabled
         self.burst_seconds = max(0.0, float(burst_seconds))
         self.metrics = metrics
+        # CLOCK_MONOTONIC is one clock for every process of the machine: shared buckets may use it
         self.clock = clock
+        self.shared = shared
         self._buckets: dict[tuple[str, str, str], _Bucket] = {}
-        self._lock = threading.Lock()
+        self._thread_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self.shared is None:
+                yield
+                return
+            with self.shared.locked():
+                yield
 
     def __repr__(self) -> str:
         return f"<Throughput {'on' if self.enabled else 'off'} {len(self._buckets)} bucket(s)>"
@@ -82,8 +190,10 @@ class Throughput:
         """The bucket, refilled up to now (called under the lock)."""
         now = self.clock()
         key = (meta.table_id, index or "", kind)
-        b = self._buckets.get(key)
         burst = max(rate, rate * self.burst_seconds)
+        b = self.shared.find(key, burst, now) if self.shared is not None else None
+        if b is None:
+            b = self._buckets.get(key)
         if b is None:
             b = self._buckets[key] = _Bucket(burst, now)
             return b
@@ -96,7 +206,7 @@ class Throughput:
         rate = self.rate(meta, kind, index)
         if rate is None:
             return True
-        with self._lock:
+        with self._lock():
             return self._bucket(meta, kind, index, rate).tokens >= need
 
     def take(self, meta: TableMeta, kind: str, units: float, index: str | None = None) -> bool:
@@ -104,7 +214,7 @@ class Throughput:
         rate = self.rate(meta, kind, index)
         if rate is None:
             return True
-        with self._lock:
+        with self._lock():
             b = self._bucket(meta, kind, index, rate)
             if b.tokens < min(units, 1.0):
                 return False
@@ -115,7 +225,7 @@ class Throughput:
         rate = self.rate(meta, kind, index)
         if rate is None or not units:
             return
-        with self._lock:
+        with self._lock():
             self._bucket(meta, kind, index, rate).tokens -= units
 
     def count(self, meta: TableMeta, index: str | None = None) -> None:

@@ -11,13 +11,12 @@ at all. The engine works in three phases so nothing is written unless everything
    compute every new item; if any action fails, raise with one reason per action (in request
    order) and the store rolls back; otherwise write everything and commit.
 
-Concurrency. The server runs every handler to completion on one thread, and a store transaction
-holds the store's write lock from its first read to its commit, so two transactions are always
-serialized: neither can see the other half-applied, and conditions read committed state. To keep
-that guarantee if handlers ever run on several threads, a request also *claims* the items it
-touches (:class:`ItemClaims`) before it fetches keys; a transaction that finds one of its items
-claimed by another in-flight transaction is cancelled with reason ``TransactionConflict`` instead
-of waiting, as DynamoDB does. With today's single-threaded server no claim is ever contended.
+Concurrency. A store transaction holds the store's write lock from its first read to its commit, so two
+transactions are always serialized: neither can see the other half-applied, and conditions read committed
+state. On top of that a request *claims* the items it touches (:class:`ItemClaims` in this process, and with
+several worker processes :class:`~.claims.StoreClaims` in the store); a transaction that finds one of its
+items claimed by another in-flight transaction is cancelled with reason ``TransactionConflict`` instead of
+waiting, as DynamoDB does.
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ from dynavault.errors import AWSError, validation
 from . import item_collections
 from . import items as item_ops
 from .catalog import TableMeta
+from .claims import StoreClaims, claim_key
 from .expressions import (
     ExpressionContext,
     apply_update,
@@ -259,10 +259,18 @@ def run_writes(db: Database, caller: Caller, actions: list[WriteAction], *, caus
     if busy:
         raise ActionsFailed([_reason("TransactionConflict", MSG_CONFLICT) if a.ident in busy
                              else _reason("None") for a in actions])
+    shared = state.shared
+    held: list[bytes] = []  # claims this request committed in the store and still has to drop
     try:
         if cryptos is None:
             cryptos = table_cryptos(db, caller, (a.meta for a in actions))
+        keys = [claim_key(cryptos[a.meta.table_id], a.hkey, a.skey) for a in actions] if shared else []
+        if shared and transactional:
+            _conflict(actions, shared.claim(owner, keys))
+            held = keys
         with db.items.write() as w:
+            if shared and not transactional:
+                _conflict(actions, shared.held_by_others(w.tx, owner, keys))
             if token is not None:
                 earlier = state.tokens.check(w.tx, token)
                 if earlier is not None:
@@ -290,8 +298,21 @@ def run_writes(db: Database, caller: Caller, actions: list[WriteAction], *, caus
                 metas, units = units_by_table(actions)
                 state.tokens.record(w.tx, token, [(t, metas[t].name, u) for t, u in units.items()],
                                     responses=len(actions))
+            if held:
+                # the claims go with the writes; one that lapsed and was taken meanwhile cancels them
+                _conflict(actions, shared.settle(w.tx, owner, held))
+                held = []
     finally:
         state.claims.release(owner, idents)
+        if held:
+            shared.release(owner, held)
+
+
+def _conflict(actions: list[WriteAction], busy: list[int]) -> None:
+    """Cancel with TransactionConflict at the ``busy`` positions (none: nothing to do)."""
+    if busy:
+        raise ActionsFailed([_reason("TransactionConflict", MSG_CONFLICT) if i in busy else _reason("None")
+                             for i in range(len(actions))])
 
 
 def _evaluate(a: WriteAction) -> dict:
@@ -349,13 +370,15 @@ class TransactionState:
     name those claims, and the ClientRequestToken window (in the store: ``idempotency.py``). One per store,
     made when the database is built (a module global would be shared by every store a process opens).
 
-    Claims are per process: they turn a write racing an in-flight transaction on the same item into
-    DynamoDB's TransactionConflict. Across workers the store serializes the transactions themselves (each
-    runs its condition checks and writes in one store transaction), so nothing is lost; a race between
-    workers is simply ordered instead of refused."""
+    ``claims`` are this process's (threads of one process); with several processes serving the store,
+    ``shared`` holds the claims in the store too (``claims.py``), so a transaction racing one in another
+    worker is refused with TransactionConflict as well, not merely ordered."""
 
-    def __init__(self, kv: KVStore, *, token_ttl: float = IDEMPOTENCY_SECONDS, clock=time.time) -> None:
+    def __init__(self, kv: KVStore, *, token_ttl: float = IDEMPOTENCY_SECONDS, clock=time.time,
+                 shared: StoreClaims | None = None) -> None:
         self.claims = ItemClaims()
+        #: with several processes on the store: the claims every one of them sees (None: this process alone)
+        self.shared = shared
         self.tokens = IdempotencyTokens(kv, token_ttl, clock)
         self._owner_ids = itertools.count(1)
         self._owner_lock = threading.Lock()
@@ -511,6 +534,9 @@ def transact_get_items(db: Database, caller: Caller, p: dict) -> dict:
     # only check, don't hold, so concurrent readers don't cancel one another.
     busy = set(state.claims.claim(owner, idents))
     state.claims.release(owner, idents)
+    if not busy and state.shared is not None:
+        keys = [claim_key(cryptos[m.table_id], h, s) for m, h, s, _ in gets]
+        busy = {idents[i] for i in state.shared.held_by_others(state.shared.kv, owner, keys)}
     if busy:
         raise cancelled([_reason("TransactionConflict", MSG_CONFLICT) if i in busy else _reason("None")
                          for i in idents])

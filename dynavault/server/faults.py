@@ -6,13 +6,18 @@ changes nothing. ``KmsUnavailable`` faults are checked instead where the databas
 that table (sse/table_keys.py), so the table fails as it does when a real KMS is unreachable.
 
 Faults put with ``DynavaultAdmin.PutFault`` apply to the caller's account and region; faults from
-``--faults FILE`` apply to every account and region. The registry is this process's (with ``--workers N``
-each worker keeps its own: put faults through ``--faults FILE`` there).
+``--faults FILE`` apply to every account and region. Faults are rows in the table store (plaintext: operation
+and table names, error names and numbers, as the catalog's metadata), so with ``--workers N`` a fault put
+through one worker applies in all: each worker keeps a mirror that it reloads when the shared change counter
+moves (one memory load per request), and a fault that fires is counted in its row in a store transaction,
+so a ``Count`` is spent exactly once across the workers. The first process of a start clears the rows, so
+faults last one server run, as they did when they lived in the process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -23,9 +28,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
+
 from dynavault.caller import Caller
+from dynavault.dynamodb.layout import FAULT_PREFIX
 from dynavault.dynamodb.tables import named_tables
 from dynavault.errors import AWSError, StartupError
+from dynavault.storage.kv.base import KVStore, prefix_end
+from dynavault.storage.sealed import CatalogRecord
+from dynavault.storage.signal import Watch
 
 log = logging.getLogger("dynavault.faults")
 
@@ -86,6 +97,15 @@ class Fault:
             out["KmsUnavailable"] = True
         return out
 
+    def record(self) -> CatalogRecord:
+        return CatalogRecord(orjson.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_record(cls, raw: bytes) -> Fault:
+        d = orjson.loads(raw)
+        scope = d.pop("scope")
+        return cls(**d, scope=tuple(scope) if scope is not None else None)
+
 
 def parse_fault(body: object, scope: tuple[str, str] | None) -> Fault:
     """A PutFault body -> Fault; a body that is not one is a ValidationException saying why."""
@@ -139,26 +159,64 @@ def _tables(params: dict) -> set[str]:
 
 @dataclass
 class FaultRegistry:
-    """The faults this process injects (owned by the runtime)."""
+    """The faults every process serving the store injects (owned by the runtime; ``attach`` gives it the store)."""
 
     #: called once per injected fault with (operation, error label)
     on_inject: Callable[[str, str], None] | None = None
     limit: int = MAX_FAULTS
     rng: random.Random = field(default_factory=random.Random)
-    _faults: dict[str, Fault] = field(default_factory=dict)
+    #: called with a KmsUnavailable fault another process put (its table keys cached here must go)
+    on_kms_fault: Callable[[Fault], None] | None = None
+    _faults: dict[str, Fault] = field(default_factory=dict)  # this process's mirror of the rows
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _kv: KVStore | None = None
+    _watch: Watch | None = None
+
+    def attach(self, kv: KVStore, watch: Watch, *, first: bool) -> None:
+        """Keep the faults in ``kv``; ``first``: the first process of this start (it forgets the last run's)."""
+        self._kv, self._watch = kv, watch
+        if first:
+            with kv.transaction() as tx:
+                for k, _ in list(tx.range(FAULT_PREFIX, prefix_end(FAULT_PREFIX))):
+                    tx.delete(k)
+            watch.changed_here()
+        self._reload()
 
     @property
     def active(self) -> bool:
         """Any fault at all (the request path tests this before anything else)."""
+        if self._watch is not None and self._watch.stale():
+            self._reload()
         return bool(self._faults)
+
+    def _rows(self) -> list[Fault]:
+        return [Fault.from_record(raw) for _, raw in self._kv.range(FAULT_PREFIX, prefix_end(FAULT_PREFIX))]
+
+    def _reload(self) -> None:
+        self._watch.seen()
+        rows = {f.fault_id: f for f in self._rows()}
+        with self._lock:
+            new = [f for i, f in rows.items() if i not in self._faults]
+            self._faults = rows
+        for f in new:
+            if f.kms_unavailable and self.on_kms_fault is not None:
+                self.on_kms_fault(f)
 
     def put(self, body: object, scope: tuple[str, str] | None) -> Fault:
         fault = parse_fault(body, scope)
-        with self._lock:
-            if len(self._faults) >= self.limit:
-                raise AWSError("LimitExceededException", f"Too many faults: at most {self.limit} (delete some)")
-            self._faults[fault.fault_id] = fault
+        if self._kv is None:
+            with self._lock:
+                if len(self._faults) >= self.limit:
+                    raise _too_many(self.limit)
+                self._faults[fault.fault_id] = fault
+        else:
+            with self._kv.transaction() as tx:
+                if sum(1 for _ in tx.range(FAULT_PREFIX, prefix_end(FAULT_PREFIX))) >= self.limit:
+                    raise _too_many(self.limit)
+                tx.put(FAULT_PREFIX + fault.fault_id.encode(), fault.record())
+            with self._lock:
+                self._faults[fault.fault_id] = fault
+            self._watch.changed_here()
         log.info("fault %s put: %s", fault.fault_id, json.dumps(fault.describe(), sort_keys=True))
         return fault
 
@@ -178,20 +236,25 @@ class FaultRegistry:
         return len(doc)
 
     def list(self, scope: tuple[str, str]) -> list[dict]:
+        if self._kv is not None:  # the rows: counts and injections as every worker spent them
+            return [f.describe() for f in self._rows() if f.scope in (None, scope)]
         with self._lock:
             return [f.describe() for f in self._faults.values() if f.scope in (None, scope)]
 
     def delete(self, fault_id: str, scope: tuple[str, str]) -> None:
+        if self._kv is not None:
+            key = FAULT_PREFIX + fault_id.encode()
+            with self._kv.transaction() as tx:
+                raw = tx.get(key)
+                if raw is None or Fault.from_record(raw).scope not in (None, scope):
+                    raise _not_found(fault_id)
+                tx.delete(key)
+            self._watch.changed_here()
         with self._lock:
             fault = self._faults.get(fault_id)
-            if fault is None or fault.scope not in (None, scope):
-                raise AWSError("ResourceNotFoundException", f"Fault not found: {fault_id}")
-            del self._faults[fault_id]
-
-    def clear(self, scope: tuple[str, str]) -> None:
-        with self._lock:
-            for fid in [i for i, f in self._faults.items() if f.scope == scope]:
-                del self._faults[fid]
+            if self._kv is None and (fault is None or fault.scope not in (None, scope)):
+                raise _not_found(fault_id)
+            self._faults.pop(fault_id, None)
 
     def _fire(self, fault: Fault) -> bool:
         """Whether ``fault`` fires now (its count is spent when it does). Under the lock."""
@@ -204,6 +267,37 @@ class FaultRegistry:
         fault.injected += 1
         return True
 
+    def _fire_stored(self, candidates: list[Fault]) -> list[Fault]:
+        """The candidates that fire now, each spent and counted in its row in one store transaction (another
+        worker may have spent a Count's last use or deleted the fault meanwhile)."""
+        fired, gone = [], False
+        with self._kv.transaction() as tx:
+            for c in candidates:
+                if c.count is None and c.probability is not None and self.rng.random() >= c.probability:
+                    continue
+                key = FAULT_PREFIX + c.fault_id.encode()
+                raw = tx.get(key)
+                if raw is None:
+                    gone = True
+                    continue
+                fault = Fault.from_record(raw)
+                fault.injected += 1
+                if fault.count is not None:
+                    fault.count -= 1
+                if fault.count is not None and fault.count <= 0:
+                    tx.delete(key)
+                    gone = True
+                else:
+                    tx.put(key, fault.record())
+                fired.append(fault)
+        if gone:
+            with self._lock:
+                for f in fired:
+                    if f.count is not None and f.count <= 0:
+                        self._faults.pop(f.fault_id, None)
+            self._watch.changed_here()
+        return fired
+
     def _match(self, scope: tuple[str, str], operation: str, tables: set[str], kms: bool) -> list[Fault]:
         fired = []
         with self._lock:
@@ -214,8 +308,12 @@ class FaultRegistry:
                     continue
                 if fault.table != "*" and fault.table not in tables:
                     continue
-                if self._fire(fault):
+                if self._kv is not None:
                     fired.append(fault)
+                elif self._fire(fault):
+                    fired.append(fault)
+        if self._kv is not None and fired:
+            return self._fire_stored(fired)
         return fired
 
     async def before(self, front: str, operation: str, caller: Caller, params: dict) -> None:
@@ -241,7 +339,7 @@ class FaultRegistry:
 
     def kms_unavailable(self, account: str, region: str, table: str, operation: str) -> bool:
         """Whether the key service is down for ``table`` now (checked where the table's key port is called)."""
-        if not self._faults:
+        if not self.active:
             return False
         fired = self._match((account, region), "*", {table}, True)
         for f in fired:
@@ -250,3 +348,11 @@ class FaultRegistry:
             if self.on_inject is not None:
                 self.on_inject(operation, "KmsUnavailable")
         return bool(fired)
+
+
+def _too_many(limit: int) -> AWSError:
+    return AWSError("LimitExceededException", f"Too many faults: at most {limit} (delete some)")
+
+
+def _not_found(fault_id: str) -> AWSError:
+    return AWSError("ResourceNotFoundException", f"Fault not found: {fault_id}")

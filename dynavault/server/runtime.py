@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from dynavault.config import Settings
 from dynavault.dynamodb.leases import Leases
 from dynavault.errors import StartupError
-from dynavault.storage.signal import KEYS, ChangeSignal, Watch
+from dynavault.storage.signal import FAULTS, KEYS, ChangeSignal, Watch
 
 from .app import JSON_10, JSON_11, DynavaultApp, RouteTable, ServiceFront, cors_origins
 from .connection import Connections
@@ -31,6 +31,8 @@ CATALOG_LOCK_FILE = "catalog.lock"
 WRITER_LOCK_FILE = "writer.lock"
 #: each worker's last published metrics (no user data: operation names and counts)
 METRICS_DIR = "metrics"
+#: --enforce-throughput's token buckets, shared by the workers (digests of table ids and numbers)
+THROUGHPUT_FILE = "throughput"
 
 DYNAMODB = ServiceFront("dynamodb", "DynamoDB_20120810", "dynamodb", "com.amazonaws.dynamodb.v20120810#", JSON_10)
 STREAMS = ServiceFront("dynamodbstreams", "DynamoDBStreams_20120810", "dynamodb",
@@ -214,6 +216,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.backups.jobs import BackupJobs
     from dynavault.dynamodb.catalog import Catalog
     from dynavault.dynamodb.change_counter import ChangeCounter
+    from dynavault.dynamodb.claims import StoreClaims
     from dynavault.dynamodb.database import Database
     from dynavault.dynamodb.item_store import ItemStore
     from dynavault.dynamodb.sse_lifecycle import SSELifecycle
@@ -221,7 +224,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.streams.store import StreamStore
     from dynavault.dynamodb.streams.writer import StreamWriter
     from dynavault.dynamodb.table_states import TICK_SECONDS as TABLE_STATES_TICK
-    from dynavault.dynamodb.throughput import Throughput
+    from dynavault.dynamodb.table_states import TableStates
+    from dynavault.dynamodb.throughput import SharedBuckets, Throughput
     from dynavault.dynamodb.transactions import TransactionState
     from dynavault.dynamodb.ttl import TTLSweeper
     from dynavault.sse.kms_client import InProcessKms, RemoteKms
@@ -261,11 +265,19 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     metrics.key_cache_entries.set_function(keys.cached_entries)
     lifecycle = SSELifecycle(catalog, keys, settings, metrics=metrics)
     backup_jobs = BackupJobs()
-    db = Database(settings, catalog, items, keys, TransactionState(store), lifecycle, metrics=metrics,
-                  streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs,
-                  leases=Leases(store) if worker else None,
+    leases = Leases(store) if worker else None
+    # with workers, --enforce-throughput's buckets are slots of a mapped file all of them change
+    buckets = SharedBuckets(settings.data_path(THROUGHPUT_FILE), clear=first) \
+        if worker and settings.enforce_throughput else None
+    if buckets is not None:
+        closers.append(buckets.close)
+    # with workers, transaction claims live in the store too, so a conflict across workers is refused
+    claims = StoreClaims(store, leases.holder) if leases is not None else None
+    db = Database(settings, catalog, items, keys, TransactionState(store, shared=claims), lifecycle,
+                  metrics=metrics, streams=streams, stream_limits=stream_limits, backup_jobs=backup_jobs,
+                  leases=leases, table_states=TableStates(store),
                   throughput=Throughput(settings.enforce_throughput, settings.throughput_burst_seconds,
-                                        metrics=metrics))
+                                        metrics=metrics, shared=buckets))
     connections.on_closed(keys.drop_connection)
     history_writer.clock = db.clock  # history positions and restore times on one clock
     db.drop_hooks.append(lambda tx, meta: pitr.keep_system_backup(db, tx, meta))
@@ -287,6 +299,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     kms_is_remote = bool(settings.kms_endpoint)
     periodic.extend(Periodic(n, i, f, thread=kms_is_remote) for n, i, f in lifecycle.jobs())
     periodic.append(Periodic("idempotency-tokens", 60.0, db.transaction_state.tokens.prune))
+    if claims is not None:
+        periodic.append(Periodic("transaction-claims", 60.0, claims.prune))
     stream_jobs = StreamJobs(streams, catalog, stream_limits)
     periodic.append(Periodic("stream-shards", stream_jobs.interval(), stream_jobs.run))
     # Time to Live: one sweeper per store; its pass runs in short slices on the event loop, stopped before the
@@ -294,11 +308,11 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     sweeper = TTLSweeper(db)
     periodic.append(Periodic("ttl-sweep", max(0.1, settings.ttl_sweep_seconds), sweeper.tick))
     closers.append(sweeper.stop)
-    if worker:  # a backfill or index delete whose worker died is started again by the lease holder
+    if worker:  # a backfill, index delete or restore whose worker died is started again by the lease holder
         periodic.append(Periodic("index-jobs", 2.0, lambda: indexes.resume_abandoned(db)))
+        periodic.append(Periodic("restore-resume", 2.0, lambda: restore.resume_abandoned(db), thread=kms_is_remote))
+        periodic.append(Periodic("pitr-base-resume", 2.0, lambda: pitr.resume_abandoned(db)))
     else:
-        # A worker cannot tell another live worker's restore from an abandoned one: with workers, restores
-        # are resumed only at a start.
         periodic.append(Periodic("restore-resume", 10.0, lambda: restore.resume_restores(db), thread=kms_is_remote))
     # tables showing CREATING / UPDATING for a configured time become ACTIVE on this tick (or when described)
     periodic.append(Periodic("table-states", TABLE_STATES_TICK, lambda: db.table_states.tick(db)))
@@ -424,23 +438,45 @@ def _transfers(settings: Settings, db, first: bool) -> dict:
 
 def _faults(settings: Settings, metrics: Metrics):
     """This process's fault registry, counting what it injects in /metrics; ``--faults FILE`` loaded."""
+def _faults(metrics: Metrics):
+    """The fault registry, counting what this process injects in /metrics (its store comes with the database)."""
     from .faults import FaultRegistry
 
-    registry = FaultRegistry(on_inject=lambda op, error: metrics.faults_injected.labels(op, error).inc())
-    if settings.faults:
+    return FaultRegistry(on_inject=lambda op, error: metrics.faults_injected.labels(op, error).inc())
+
+
+def _attach_faults(settings: Settings, faults, db, store, signal: ChangeSignal, first: bool) -> None:
+    """Faults live in the store, seen by every worker; the first process of a start loads ``--faults FILE``."""
+    def forget_keys(fault) -> None:
+        # cached table keys would hide an outage another worker put until their refresh
+        metas = db.catalog.all() if fault.scope is None else db.catalog.list(*fault.scope)
+        for meta in metas:
+            if fault.table in ("*", meta.name):
+                db.keys.forget_table(meta.id_bytes)
+
+    faults.on_kms_fault = forget_keys
+    faults.attach(store, Watch(signal, FAULTS), first=first)
+    if settings.faults and first:
         log.warning("--faults %s: %d fault(s) injected from the start", settings.faults,
-                    registry.load_file(settings.faults))
-    return registry
+                    faults.load_file(settings.faults))
 
 
-def _console(settings: Settings, routes: RouteTable, credentials: CredentialStore, durability):
+def _console(settings: Settings, routes: RouteTable, credentials: CredentialStore, durability, store,
+             periodic: list[Periodic], first: bool):
     """The web console, calling the operations this route table serves (shape validation, then the handler)
-    as the signed-in principal; its sessions are its own object, owned by this runtime."""
+    as the signed-in principal; its sessions are rows of the store (any worker serves a browser's next page)."""
     from dynavault.console.app import ConsoleApp
     from dynavault.console.sessions import SessionStore
     from dynavault.errors import AWSError
 
     from .connection import SCOPE_KEY
+    from .session_rows import StoreSessionRows
+
+    rows = StoreSessionRows(store)
+    if first:
+        rows.clear()
+    sessions = SessionStore(idle_seconds=settings.console_session_seconds, rows=rows)
+    periodic.append(Periodic("console-sessions", 60.0, sessions.prune))
 
     prefixes = {f.name: f.target_prefix for f in (DYNAMODB, KMS, CLOUDTRAIL)}
 
@@ -454,7 +490,7 @@ def _console(settings: Settings, routes: RouteTable, credentials: CredentialStor
 
     enabled = not settings.allow_any_credentials or settings.console_allow_any
     return ConsoleApp(
-        invoke, credentials, SessionStore(idle_seconds=settings.console_session_seconds), enabled=enabled,
+        invoke, credentials, sessions, enabled=enabled,
         disabled_reason="This server accepts any credentials (--allow-any-credentials), so anyone could sign in "
                         "as any account. Start it with --console-allow-any as well to use the console anyway.",
         connection_key=SCOPE_KEY, settle=durability.settle if durability is not None else None)
@@ -521,10 +557,11 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
     store = None
     faults = None
     if not kms_only:
-        faults = _faults(settings, metrics)
+        faults = _faults(metrics)
         components["faults"] = faults
         db, store = _dynamodb(settings, components["kms"] if "kms" in components else None, AWS_OWNED_ACCOUNT,
                                metrics, connections, closers, periodic, signal, worker, first, faults)
+        _attach_faults(settings, faults, db, store, signal, first)
         components["dynamodb"] = db
         from dynavault.dynamodb.operations import operations, stream_operations
 
@@ -581,7 +618,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         access_log=access_log,
     )
     if not kms_only:
-        app.console = _console(settings, routes, credentials, durability)
+        app.console = _console(settings, routes, credentials, durability, store, periodic, first)
         app.faults = faults
     leases = components["dynamodb"].leases if "dynamodb" in components else None
     runtime = Runtime(settings, credentials, app, connections, closers, periodic, components, leases)

@@ -100,9 +100,21 @@ class _Worker:
         raise StartupError(f"worker {self.index} did not start (exit status {self.proc.exitcode}); see the log")
 
 
+def _preflight(settings: Settings) -> None:
+    """Refuse here, before any worker runs, a start whose root key cannot open the key material (or is too
+    open), with the one line a single process gives: a refused start writes nothing to the data dir, and a
+    worker would create the shared change counters before its key service looks at the root key."""
+    if settings.kms_endpoint:
+        return  # no local key service
+    from dynavault.kms.trust import open_checked_root
+
+    open_checked_root(settings).close()
+
+
 def serve_workers(settings: Settings, *, kms_only: bool, setup_logging: Callable[[Settings], None]) -> int:
     if kms_only:
         raise StartupError("--workers applies to `dynavault serve`; `dynavault kms serve` runs in one process")
+    _preflight(settings)
     # Bound but not listening: holds the port for the workers (and gives --port 0 its number); the kernel
     # hands connections only to the workers' listening sockets.
     reserve = _socket(settings.host, settings.port)

@@ -24,6 +24,8 @@ CATALOG = 0
 KEYS = 1
 #: the DAX control plane's records (dax/clusters.py: the TTLs a listener's cache uses)
 DAX_CONTROL = 2
+#: injected faults (server/faults.py)
+FAULTS = 3
 SLOTS = 8
 
 _SLOT = struct.Struct("<Q")

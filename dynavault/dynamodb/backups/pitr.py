@@ -15,6 +15,12 @@ it folds in are dropped. So at most two bases (a third while one copies) and two
 kept. Compacting (replaying old history into the base) would keep one base and one period, but it needs the
 table's key in a background job and rewrites trees; a rebase copies sealed rows and needs no key at all,
 so the sweep goes on while a key is disabled, and a base is never rewritten in place.
+
+With several worker processes a base is copied by one worker (the one that enabled PITR, or the one running
+the sweep) under a lease (``pitr-base:<base id>``) renewed every batch; every change of a table's PITR state
+is announced to the other workers' catalogs. A copy whose worker died cannot go on (its pinned instant died
+with it): the worker running the store-wide jobs drops it and takes a new base from the live table
+(``resume_abandoned``), as a start does (``recover``).
 """
 
 from __future__ import annotations
@@ -129,6 +135,8 @@ def _take_base(db: Database, jobs: BackupJobs, meta: TableMeta, now: float,
     the history on), so the base and the history meet exactly."""
     snap, base = _pin_base(db, meta, now)
     try:
+        if db.leases is not None:  # held from before the base is listed: no worker takes it for a dead copy
+            db.leases.renew(_lease(base))
         meta.extra = {**meta.extra, "pitr": state(base)}
         db.catalog.save(meta)
     except BaseException:
@@ -136,6 +144,10 @@ def _take_base(db: Database, jobs: BackupJobs, meta: TableMeta, now: float,
         raise
     # named apart from the base's id: ``reading`` (a restore reads it) must not count the copy itself
     jobs.submit(lambda: _copy_base(db, jobs, snap, meta, base), uses="pitr-base:" + base["id"])
+
+
+def _lease(base: dict) -> str:
+    return f"pitr-base:{base['id']}"
 
 
 def _pin_base(db: Database, meta: TableMeta, now: float) -> tuple[PinnedSnapshot, dict]:
@@ -155,14 +167,28 @@ def _disable(db: Database, meta: TableMeta, st: dict) -> None:
         history.drop_all(tx, meta.id_bytes)
         meta.extra = {k: v for k, v in meta.extra.items() if k != "pitr"}
         db.catalog.put(tx, meta)
+    db.catalog.remember(meta)
     log.info("point-in-time recovery disabled on table %s: its history and base snapshots are deleted", meta.name)
 
 
 def _copy_base(db: Database, jobs: BackupJobs, snap: PinnedSnapshot, meta: TableMeta, base: dict) -> None:
+    try:
+        _copy(db, jobs, snap, meta, base)
+    finally:
+        if db.leases is not None:
+            db.leases.release_one(_lease(base))
+
+
+def _copy(db: Database, jobs: BackupJobs, snap: PinnedSnapshot, meta: TableMeta, base: dict) -> None:
     started = time.monotonic()
     kv = db.items.kv
 
-    write = batch_writer(kv, jobs.check)
+    def check() -> None:
+        jobs.check()
+        if db.leases is not None:
+            db.leases.renew(_lease(base))
+
+    write = batch_writer(kv, check)
 
     digest: Digest | None = None
     try:
@@ -173,7 +199,10 @@ def _copy_base(db: Database, jobs: BackupJobs, snap: PinnedSnapshot, meta: Table
     except Exception:
         log.exception("point-in-time base snapshot of table %s failed; the next sweep takes another", meta.name)
     with db.catalog.lock:
-        st = enabled(meta) if db.catalog.get(meta.account, meta.region, meta.name) is meta else None
+        live = db.catalog.get(meta.account, meta.region, meta.name)
+        # another worker's change may have reloaded the table (a new object): the same table is enough
+        meta = live if live is not None and live.table_id == meta.table_id else meta
+        st = enabled(meta) if live is meta else None
         listed = st is not None and any(b["id"] == base["id"] for b in st["bases"])
         with db.catalog.transaction() as tx:
             if digest is None or not listed:  # failed, or the table or its PITR went meanwhile
@@ -187,6 +216,7 @@ def _copy_base(db: Database, jobs: BackupJobs, snap: PinnedSnapshot, meta: Table
             meta.extra = {**meta.extra, "pitr": {**st, "bases": [done if b["id"] == base["id"] else b
                                                                   for b in st["bases"]]}}
             db.catalog.put(tx, meta)
+        db.catalog.remember(meta)  # every worker can restore from the new base now
     log.info("point-in-time base snapshot of table %s: ready in %.2f s (%d rows, %d bytes)", meta.name,
              time.monotonic() - started, digest.rows, digest.bytes)
 
@@ -326,6 +356,7 @@ def _prune(db: Database, meta: TableMeta, st: dict, horizon: float) -> None:
         dropped = history.drop_before(tx, meta.id_bytes, bytes.fromhex(keep["pos"])) if keep["pos"] else 0
         meta.extra = {**meta.extra, "pitr": {**st, "bases": [b for b in st["bases"] if b not in old]}}
         db.catalog.put(tx, meta)
+    db.catalog.remember(meta)
     log.info("point-in-time recovery of table %s: %d base snapshot(s) and %d history rows past the recovery "
              "period dropped", meta.name, len(old), dropped)
 
@@ -356,19 +387,49 @@ def recover(db: Database) -> None:
     """At start: a base whose copy died with the process is dropped; the sweep then takes a new one (so the
     earliest restorable time of a table whose first base died moves to that new base)."""
     for meta in db.catalog.all():
-        st = enabled(meta)
-        if st is None or all(b.get("ok") for b in st["bases"]):
+        if _drop_dead_bases(db, meta, lambda b: True):
+            log.warning("point-in-time recovery of table %s: a base snapshot was being copied when the server "
+                        "stopped; it is taken again", meta.name)
+    sweep(db)
+
+
+def resume_abandoned(db: Database) -> None:
+    """With several workers (a store-wide periodic job): a base whose copying worker died — its lease expired
+    — is dropped and a new one taken from the live table, here and now."""
+    if db.leases is None or db.backup_jobs is None:
+        return
+    now = db.clock()
+    for meta in db.catalog.all():
+        if meta.status == "CREATING" or not _drop_dead_bases(db, meta, lambda b: not db.leases.taken(_lease(b))):
             continue
-        with db.catalog.lock, db.catalog.transaction() as tx:
-            for b in st["bases"]:
-                if not b.get("ok"):
-                    drop_data(tx, b["id"])
-            kept = [b for b in st["bases"] if b.get("ok")]
+        log.warning("point-in-time recovery of table %s: the worker copying a base snapshot died; it is taken "
+                    "again", meta.name)
+        with db.catalog.lock:
+            st = enabled(meta)
+            if st is not None and db.catalog.get(meta.account, meta.region, meta.name) is meta and \
+                    all(b.get("ok") for b in st["bases"]):
+                _take_base(db, db.backup_jobs, meta, now, lambda base, st=st: {**st, "bases": [*st["bases"], base]})
+
+
+def _drop_dead_bases(db: Database, meta: TableMeta, dead: Callable[[dict], bool]) -> bool:
+    """Drop the incomplete bases ``dead`` names (their copy ended with its process); -> whether any went."""
+    st = enabled(meta)
+    if st is None or all(b.get("ok") or not dead(b) for b in st["bases"]):
+        return False
+    with db.catalog.lock:
+        live = db.catalog.get(meta.account, meta.region, meta.name)
+        st = enabled(live) if live is meta else None
+        gone = [b for b in st["bases"] if not b.get("ok") and dead(b)] if st is not None else []
+        if not gone:
+            return False
+        with db.catalog.transaction() as tx:
+            for b in gone:
+                drop_data(tx, b["id"])
+            kept = [b for b in st["bases"] if b not in gone]
             meta.extra = {**meta.extra, "pitr": {**st, "bases": kept, "since": kept[0]["t"] if kept else db.clock()}}
             db.catalog.put(tx, meta)
-        log.warning("point-in-time recovery of table %s: a base snapshot was being copied when the server "
-                    "stopped; it is taken again", meta.name)
-    sweep(db)
+        db.catalog.remember(meta)
+    return True
 
 
 HANDLERS = {

@@ -10,6 +10,10 @@ any write), a batch per store transaction that also records the progress. A cras
 committed batch at the next start (the database unwraps the backup's key through a grant the restore made);
 a restore that cannot go on removes its table. So a half-restored table is never ACTIVE.
 
+With several worker processes the filling worker holds a lease (``restore:<table id>``) renewed every batch;
+if it dies, the lease expires and the worker running the store-wide jobs resumes the restore from its last
+committed batch (``resume_abandoned``), as at a start.
+
 RestoreTableToPointInTime (``pitr.py``) comes through ``start_restore`` too, with a record that names a base
 snapshot and the stretch of history to replay over it (``source_items``); so does a SYSTEM backup.
 """
@@ -205,6 +209,8 @@ def start_restore(db: Database, caller: Caller, p: dict, rec: dict, summary: dic
     except BaseException:
         _abandon(db, meta, "its new key could not be used")
         raise
+    if db.leases is not None:  # held from now: no other worker takes the restore for an abandoned one
+        db.leases.renew(_lease(meta))
     jobs.submit(lambda: fill(db, jobs, meta, rec, src_crypto, dst_crypto, overlay), uses=arn, fills=meta.table_id)
     log.info("restore of %s into table %s: started (%d items)", _label(rec), target, extra["restore"]["total"])
     return answer
@@ -243,9 +249,31 @@ def source_items(db: Database, rec: dict, crypto: TableCrypto, overlay: dict | N
 
 
 # -- the worker's part -----------------------------------------------------------------------------------------
+def _lease(meta: TableMeta) -> str:
+    return f"restore:{meta.table_id}"
+
+
 def fill(db: Database, jobs: BackupJobs, meta: TableMeta, rec: dict, src_crypto: TableCrypto,
          dst_crypto: TableCrypto, overlay: dict | None = None) -> None:
     """Apply the backup's items to the CREATING table from where it stands, then make it ACTIVE."""
+    if db.leases is None:
+        _fill(db, jobs, meta, rec, src_crypto, dst_crypto, overlay)
+        return
+    if not db.leases.renew(_lease(meta)):
+        log.info("restore of table %s: another worker is filling it", meta.name)
+        return
+    try:
+        # The progress as committed (by this worker, or by the one that died): a reload shows it.
+        live = db.catalog.get(meta.account, meta.region, meta.name)
+        if live is None or live.table_id != meta.table_id or live.status != "CREATING":
+            return
+        _fill(db, jobs, live, rec, src_crypto, dst_crypto, overlay)
+    finally:
+        db.leases.release_one(_lease(meta))
+
+
+def _fill(db: Database, jobs: BackupJobs, meta: TableMeta, rec: dict, src_crypto: TableCrypto,
+          dst_crypto: TableCrypto, overlay: dict | None) -> None:
     started = time.monotonic()
     state = dict(meta.extra["restore"])
     done, total = int(state["done"]), int(state["total"])
@@ -254,6 +282,9 @@ def fill(db: Database, jobs: BackupJobs, meta: TableMeta, rec: dict, src_crypto:
     try:
         for batch in _batches(itertools.islice(items, done, None), RESTORE_BATCH):
             jobs.check()
+            if db.leases is not None and not db.leases.renew(_lease(meta)):
+                log.warning("restore of table %s: taken over by another worker", meta.name)
+                return
             _apply(db, meta, dst_crypto, batch, state, done + len(batch))
             if (done + len(batch)) // step != done // step:
                 log.info("restore of table %s: %d / %d items", meta.name, done + len(batch), total)
@@ -299,6 +330,7 @@ def _apply(db: Database, meta: TableMeta, crypto: TableCrypto, batch: list[dict]
         state["done"] = done
         meta.extra = {**meta.extra, "restore": dict(state)}  # progress commits with the items
         db.catalog.put(w.tx, meta)
+    db.catalog.remember(meta)  # other workers see the progress (one of them may have to resume from it)
 
 
 def _abandon(db: Database, meta: TableMeta, why: str) -> None:
@@ -327,7 +359,14 @@ def recover(db: Database) -> None:
     resume_restores(db)
 
 
-def resume_restores(db: Database) -> None:
+def resume_abandoned(db: Database) -> None:
+    """With several workers (a store-wide periodic job): resume the restores whose worker died — their lease
+    expired; one whose lease is held (here or elsewhere) is being filled."""
+    if db.leases is not None:
+        resume_restores(db, only_abandoned=True)
+
+
+def resume_restores(db: Database, *, only_abandoned: bool = False) -> None:
     """Resume every restore no job of this process is running, unwrapping the keys as the database (through
     the restore's grant). A key that is gone for good ends the restore (its table is removed); KMS being
     unreachable or throttling leaves it CREATING for the next try (a periodic job)."""
@@ -338,6 +377,8 @@ def resume_restores(db: Database) -> None:
     for meta in db.catalog.all():
         state = meta.extra.get("restore")
         if meta.status != "CREATING" or not state or jobs.filling(meta.table_id):
+            continue
+        if only_abandoned and db.leases is not None and db.leases.taken(_lease(meta)):
             continue
         rec = state.get("source")  # a point in time: what it reads is described in the restore itself
         if rec is None:

@@ -1,0 +1,111 @@
+"""Item claims in the store: the items in-flight transactions hold, seen by every process serving the store.
+
+With ``--workers N`` two transactions on the same item may run in two processes. The store orders their
+writes, but DynamoDB refuses the second with ``TransactionConflict`` while the first is in flight; for that
+the claims must be where every worker looks. A transaction commits its claims in a small store transaction
+of their own before its writes, and its write transaction deletes them (so a commit costs one extra store
+transaction, not two). A non-transactional multi-item write (BatchWriteItem, a PartiQL statement) only
+checks, inside its write transaction: in DynamoDB it conflicts with an in-flight transaction, never with
+another plain write.
+
+A row is keyed by an HMAC of the item's key under the table's token key (the store learns only equality of
+claimed items, as it does of partition keys), and holds the claimant (a process label and a counter) and an
+expiry: the claims of a worker that died mid-transaction (kill -9 included) lapse after ``ttl`` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import orjson
+
+from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, prefix_end
+from dynavault.storage.sealed import CatalogRecord
+
+from .layout import CLAIM_PREFIX
+
+#: the HMAC domain of claim keys: an index id no table has (index ids are small), so no claim key can equal a
+#: partition token of the same table
+_CLAIM_DOMAIN = 0xFFFFFFFF
+#: how long a claim lasts if its transaction never ends (its process died); a live one ends in milliseconds
+CLAIM_SECONDS = 10.0
+
+
+def claim_key(crypto, hkey: bytes, skey: bytes) -> bytes:
+    """The store row of one item's claim (``crypto``: the table's TableCrypto)."""
+    msg = len(hkey).to_bytes(4, "big") + hkey + skey
+    return CLAIM_PREFIX + crypto.token(_CLAIM_DOMAIN, msg).raw
+
+
+class StoreClaims:
+    """Claims every process serving the store sees. ``claim`` is all-or-nothing and never waits for a claim."""
+
+    def __init__(self, kv: KVStore, holder: str, *, ttl: float = CLAIM_SECONDS,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.kv = kv
+        self.holder = holder  # unique per process lifetime (Leases.holder)
+        self.ttl = ttl
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return f"StoreClaims({self.holder})"
+
+    def _who(self, owner: int) -> str:
+        return f"{self.holder}/{owner}"
+
+    def _other(self, r: KVReader, key: bytes, me: str, now: float) -> bool:
+        raw = r.get(key)
+        if raw is None:
+            return False
+        row = orjson.loads(raw)
+        return row["o"] != me and row["exp"] > now
+
+    def claim(self, owner: int, keys: Sequence[bytes]) -> list[int]:
+        """Claim every key for ``owner`` in one committed store transaction; -> the positions held by another
+        live claimant (nothing is claimed then)."""
+        me, now = self._who(owner), self.clock()
+        with self.kv.transaction() as tx:
+            busy = [i for i, k in enumerate(keys) if self._other(tx, k, me, now)]
+            if busy:
+                return busy
+            row = CatalogRecord(orjson.dumps({"o": me, "exp": now + self.ttl}))
+            for k in keys:
+                tx.put(k, row)
+        return []
+
+    def held_by_others(self, r: KVReader, owner: int, keys: Sequence[bytes]) -> list[int]:
+        """Positions of ``keys`` another live claimant holds, as ``r`` (a snapshot or write transaction) sees."""
+        me, now = self._who(owner), self.clock()
+        return [i for i, k in enumerate(keys) if self._other(r, k, me, now)]
+
+    def settle(self, tx: KVTransaction, owner: int, keys: Sequence[bytes]) -> list[int]:
+        """Inside the claimant's write transaction: drop its claims with its writes; -> the positions it no
+        longer holds (its claim lapsed and another took the item: the writes must not commit)."""
+        me = self._who(owner)
+        lost = []
+        for i, k in enumerate(keys):
+            raw = tx.get(k)
+            if raw is not None and orjson.loads(raw)["o"] == me:
+                tx.delete(k)
+            elif raw is not None:
+                lost.append(i)
+        return lost
+
+    def release(self, owner: int, keys: Iterable[bytes]) -> None:
+        """Drop ``owner``'s claims in a store transaction of their own (its writes did not commit)."""
+        me = self._who(owner)
+        with self.kv.transaction() as tx:
+            for k in keys:
+                raw = tx.get(k)
+                if raw is not None and orjson.loads(raw)["o"] == me:
+                    tx.delete(k)
+
+    def prune(self) -> int:
+        """Delete lapsed claims (a store-wide periodic job); -> how many."""
+        now = self.clock()
+        with self.kv.transaction() as tx:
+            old = [k for k, raw in tx.range(CLAIM_PREFIX, prefix_end(CLAIM_PREFIX)) if orjson.loads(raw)["exp"] <= now]
+            for k in old:
+                tx.delete(k)
+        return len(old)
