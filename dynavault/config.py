@@ -98,6 +98,9 @@ class Settings:
     request_timeout_seconds: float = 60.0
     #: open client connections before requests are answered 503 (every AWS SDK retries it)
     max_connections: int = 1024
+    #: the DAX data plane (the official DAX clients' CBOR protocol over TCP, ``dax://HOST:PORT``) on this port;
+    #: 0: off
+    dax_port: int = 0
     #: the web console (/console/) with --allow-any-credentials: refused unless this is set too (anyone could
     #: sign in as any account)
     console_allow_any: bool = False

@@ -76,10 +76,15 @@ class Runtime:
     components: dict[str, object] = field(default_factory=dict)
     #: with several workers: who runs the store-wide jobs (None: this process serves the store alone)
     leases: Leases | None = None
+    #: other listeners of this process (the DAX data plane): ``await start() -> (host, port)``, ``await stop()``
+    listeners: list = field(default_factory=list)
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        for listener in self.listeners:
+            host, port = await listener.start()
+            print(f"dynavault DAX listening on dax://{host}:{port}", flush=True)
         if self.leases is not None:
             self._renew_lease()
             self._tasks.append(loop.create_task(self._loop(
@@ -109,6 +114,11 @@ class Runtime:
                 log.exception("background job %s failed", job.name)
 
     async def stop(self) -> None:
+        for listener in self.listeners:
+            try:
+                await listener.stop()
+            except Exception:
+                log.exception("stopping a listener failed")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -349,6 +359,34 @@ def _console(settings: Settings, routes: RouteTable, credentials: CredentialStor
         connection_key=SCOPE_KEY, settle=durability.settle if durability is not None else None)
 
 
+def _dax(settings: Settings, routes: RouteTable, credentials: CredentialStore, connections: Connections,
+         durability, metrics: Metrics, worker: bool):
+    """The DAX data-plane listener, running DynamoDB's own operation callables (shape validation, then the
+    handler) as the DAX connection's signed-in principal."""
+    from dynavault.dax.listener import DaxListener
+    from dynavault.dax.operations import Engine
+    from dynavault.dax.protocol import verify_authorization
+    from dynavault.dax.registry import AttributeLists
+    from dynavault.errors import AWSError
+
+    def invoke(operation: str, caller, params: dict) -> dict:
+        route = routes.get(f"{DYNAMODB.target_prefix}.{operation}")
+        if route is None:
+            raise AWSError("UnknownOperationException", f"{operation} is not served here")
+        params = route.front.validate(operation, params)
+        return route.handler(caller, params)
+
+    def authorize(access_key, signature, string_to_sign, token):
+        return verify_authorization(credentials.lookup, credentials.allow_any, access_key, signature,
+                                    string_to_sign, token)
+
+    return DaxListener(
+        Engine(invoke, AttributeLists()), authorize, host=settings.host, port=settings.dax_port,
+        new_connection_id=connections.new_id, connection_closed=connections.closed,
+        settle=durability.settle if durability is not None else None, threaded=bool(settings.kms_endpoint),
+        observe=metrics.observe_request, reuse_port=worker)
+
+
 def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = False,
                   first: bool = True, index: int = 0) -> Runtime:
     """Wire every component. ``kms_only`` serves just the key service and its audit trail; ``worker``: this
@@ -470,5 +508,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         app.faults = faults
     leases = components["dynamodb"].leases if "dynamodb" in components else None
     runtime = Runtime(settings, credentials, app, connections, closers, periodic, components, leases)
+    if settings.dax_port and not kms_only:
+        runtime.listeners.append(_dax(settings, routes, credentials, connections, durability, metrics, worker))
     runtime_ref.append(runtime)
     return runtime
