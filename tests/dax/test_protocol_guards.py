@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import cbor2
 
 from dynavault.dax import protocol as P
+from tests.conftest import make_table
 from tests.dax import raw
 
 
@@ -135,7 +136,8 @@ def test_hostile_streams_close_the_connection_and_the_server_carries_on(dax):
     assert "Traceback" not in log and "DAX connection" not in log  # closed quietly (debug lines only)
 
 
-def test_malformed_arguments_get_validation_errors(dax):
+def test_malformed_arguments_get_validation_errors(dax, unique_name):
+    make_table(dax.http(), unique_name)
     c = raw.Conn(_port(dax))
     c.send(raw.handshake() + raw.authorize(dax.key, dax.secret))
     for args in ((b"no-such-table", b"k", None), (b"\xff\xfe", b"k", None), (5, [], {}), (b"t", b"k", "opts")):
@@ -145,4 +147,14 @@ def test_malformed_arguments_get_validation_errors(dax):
     c.send(raw.request(P.DEFINE_ATTRIBUTE_LIST, 999_999))
     kind, codes, _message, detail = c.response()
     assert kind == "error" and detail[1] == "ValidationException"
+    c.send(raw.request(P.DEFINE_ATTRIBUTE_LIST_ID, ["a"]))
+    kind, (list_id,) = c.response()
+    assert kind == "ok"
+    # nested values pass the same scan as the stream: a self-referencing array (cbor2's shared-value tags) and a
+    # bignum of 10,000 digits are refused as bad input, not decoded into a 500
+    for hostile in (b"\xd8\x1c\x81\xd8\x1d\x00", b"\xc2\x59\x10\x00" + b"\x01" * 4096):
+        c.send(raw.request(P.PUT_ITEM, unique_name.encode(), b"k", cbor2.dumps(list_id) + hostile, None))
+        kind, codes, _message, detail = c.response()
+        assert kind == "error" and detail[1] == "ValidationException", detail
     c.close()
+    assert "Traceback" not in dax.srv.log_text()
