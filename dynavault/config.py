@@ -101,6 +101,8 @@ class Settings:
     #: the DAX data plane (the official DAX clients' CBOR protocol over TCP, ``dax://HOST:PORT``) on this port;
     #: 0: off
     dax_port: int = 0
+    #: DAX attribute lists (distinct sets of non-key attribute names) one account may register per region
+    dax_attribute_lists_max: int = 100_000
     #: the web console (/console/) with --allow-any-credentials: refused unless this is set too (anyone could
     #: sign in as any account)
     console_allow_any: bool = False

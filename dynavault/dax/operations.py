@@ -89,6 +89,8 @@ class Request:
     def __init__(self, engine: Engine, caller: Caller) -> None:
         self.engine = engine
         self.caller = caller
+        #: the attribute-list registry's scope: ids are per account and region
+        self.scope = f"{caller.account}/{caller.region}"
 
     def call(self, operation: str, params: dict) -> dict:
         result = self.engine.invoke(operation, self.caller, params)
@@ -104,7 +106,7 @@ class Request:
     # ---- arguments ---------------------------------------------------------------------------------------
     def item(self, key: dict, values) -> dict:
         list_id, vals = decode_values(values)
-        names = self.engine.registry.names_for(self.caller.account, list_id)
+        names = self.engine.registry.names_for(self.scope, list_id)
         if names is None:
             raise bad(f"Unknown attribute list id {list_id}")
         if len(names) != len(vals):
@@ -138,7 +140,7 @@ class Request:
         if len(names) > MAX_NAMES:
             raise bad("too many attributes")
         try:
-            list_id = self.engine.registry.id_for(self.caller.account, names)
+            list_id = self.engine.registry.id_for(self.scope, names)
         except RegistryFull:
             raise AWSError("LimitExceededException", "Too many attribute lists registered for this account") from None
         return encode_values(list_id, list(names), item)
@@ -147,7 +149,7 @@ class Request:
         """UPDATED_OLD / UPDATED_NEW: a list id, then {position in the list: value}."""
         names = tuple(sorted(item))
         try:
-            list_id = self.engine.registry.id_for(self.caller.account, names)
+            list_id = self.engine.registry.id_for(self.scope, names)
         except RegistryFull:
             raise AWSError("LimitExceededException", "Too many attribute lists registered for this account") from None
         return cbor2.dumps(list_id) + cbor2.dumps({i: from_av(item[n]) for i, n in enumerate(names)})
@@ -241,13 +243,13 @@ def define_attribute_list_id(req: Request, names) -> int:
     if len(names) > MAX_NAMES:
         raise bad("too many attribute names")
     try:
-        return req.engine.registry.id_for(req.caller.account, tuple(names))
+        return req.engine.registry.id_for(req.scope, tuple(names))
     except RegistryFull:
         raise AWSError("LimitExceededException", "Too many attribute lists registered for this account") from None
 
 
 def define_attribute_list(req: Request, list_id) -> list:
-    names = req.engine.registry.names_for(req.caller.account, _int(list_id, "attributeListId"))
+    names = req.engine.registry.names_for(req.scope, _int(list_id, "attributeListId"))
     if names is None:
         raise bad(f"Unknown attribute list id {list_id}")
     return list(names)

@@ -30,6 +30,8 @@ PITR_PREFIX = b"\x00\x00pitr\x00"
 
 #: which process runs the store-wide background jobs (server/leases.py): holder and expiry, no user data
 LEASE_PREFIX = b"\x00\x00lease\x00"
+#: the DAX data plane's attribute-list registry (dax/registry_store.py): attribute names sealed per account
+DAX_ATTRIBUTE_LISTS_PREFIX = b"\x00\x00daxattrs\x00"
 #: TransactWriteItems ClientRequestTokens: a digest of the request, for the 10 minutes DynamoDB keeps them
 TOKEN_PREFIX = b"\x00\x00idempotency\x00"
 
@@ -46,6 +48,7 @@ PREFIXES: dict[str, bytes] = {
     "leases": LEASE_PREFIX,
     "idempotency tokens": TOKEN_PREFIX,
     "point-in-time history": PITR_PREFIX,
+    "DAX attribute lists": DAX_ATTRIBUTE_LISTS_PREFIX,
 }
 
 

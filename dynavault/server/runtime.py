@@ -360,14 +360,37 @@ def _console(settings: Settings, routes: RouteTable, credentials: CredentialStor
 
 
 def _dax(settings: Settings, routes: RouteTable, credentials: CredentialStore, connections: Connections,
-         durability, metrics: Metrics, worker: bool):
+         durability, metrics: Metrics, worker: bool, db, store):
     """The DAX data-plane listener, running DynamoDB's own operation callables (shape validation, then the
     handler) as the DAX connection's signed-in principal."""
     from dynavault.dax.listener import DaxListener
     from dynavault.dax.operations import Engine
     from dynavault.dax.protocol import verify_authorization
     from dynavault.dax.registry import AttributeLists
+    from dynavault.dax.registry_store import StoreBackend
     from dynavault.errors import AWSError
+    from dynavault.storage.sealed import CatalogRecord, Sealed
+
+    keys = db.keys
+
+    def registry_context(account: str) -> dict[str, str]:
+        return {"aws:dax:subscriberId": account, "aws:dax:purpose": "attribute-lists"}
+
+    def generate_key(scope: str) -> tuple[bytes, bytes]:
+        # DAX encrypts with service keys only: the AWS owned key, as for a table of SSE type OWNED
+        account, region = scope.split("/", 1)
+        generator = keys.service_caller(keys.owned_account, region)
+        plaintext, blob = keys.call("GenerateDataKey", keys.kms.generate_data_key, generator,
+                                    keys.owned_key_arn(region), registry_context(account))
+        return plaintext, blob
+
+    def decrypt_key(scope: str, blob: bytes) -> bytes:
+        account, region = scope.split("/", 1)
+        return keys.call("Decrypt", keys.kms.decrypt, keys.service_caller(keys.owned_account, region), blob,
+                         registry_context(account))
+
+    backend = StoreBackend(store, sealed=Sealed, record=CatalogRecord, generate_key=generate_key,
+                           decrypt_key=decrypt_key, refresh_seconds=settings.key_refresh_seconds)
 
     def invoke(operation: str, caller, params: dict) -> dict:
         route = routes.get(f"{DYNAMODB.target_prefix}.{operation}")
@@ -381,7 +404,7 @@ def _dax(settings: Settings, routes: RouteTable, credentials: CredentialStore, c
                                     string_to_sign, token)
 
     return DaxListener(
-        Engine(invoke, AttributeLists()), authorize, host=settings.host, port=settings.dax_port,
+        Engine(invoke, AttributeLists(backend, settings.dax_attribute_lists_max)), authorize, host=settings.host, port=settings.dax_port,
         new_connection_id=connections.new_id, connection_closed=connections.closed,
         settle=durability.settle if durability is not None else None, threaded=bool(settings.kms_endpoint),
         observe=metrics.observe_request, reuse_port=worker)
@@ -509,6 +532,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
     leases = components["dynamodb"].leases if "dynamodb" in components else None
     runtime = Runtime(settings, credentials, app, connections, closers, periodic, components, leases)
     if settings.dax_port and not kms_only:
-        runtime.listeners.append(_dax(settings, routes, credentials, connections, durability, metrics, worker))
+        runtime.listeners.append(_dax(settings, routes, credentials, connections, durability, metrics, worker,
+                                      components["dynamodb"], store))
     runtime_ref.append(runtime)
     return runtime
