@@ -103,6 +103,10 @@ class Settings:
     dax_port: int = 0
     #: DAX attribute lists (distinct sets of non-key attribute names) one account may register per region
     dax_attribute_lists_max: int = 100_000
+    #: DAX's item cache and query cache entry lifetimes (a cluster's record-ttl-millis / query-ttl-millis);
+    #: 0 turns that cache off
+    dax_record_ttl_seconds: float = 300.0
+    dax_query_ttl_seconds: float = 300.0
     #: the web console (/console/) with --allow-any-credentials: refused unless this is set too (anyone could
     #: sign in as any account)
     console_allow_any: bool = False

@@ -84,28 +84,23 @@ def number_value(text: str):
 
 def from_av(av: dict):
     """A DynamoDB attribute value -> the Python value cbor2 encodes as DAX sends it."""
-    (kind, v), = av.items()
-    if kind == "S":
-        return v
-    if kind == "N":
-        return number_value(v)
-    if kind == "B":
-        return base64.b64decode(v)
-    if kind == "BOOL":
-        return bool(v)
-    if kind == "NULL":
-        return None
-    if kind == "L":
-        return [from_av(x) for x in v]
-    if kind == "M":
-        return {k: from_av(x) for k, x in v.items()}
-    if kind == "SS":
-        return cbor2.CBORTag(TAG_STRING_SET, list(v))
-    if kind == "NS":
-        return cbor2.CBORTag(TAG_NUMBER_SET, [number_value(x) for x in v])
-    if kind == "BS":
-        return cbor2.CBORTag(TAG_BINARY_SET, [base64.b64decode(x) for x in v])
-    raise ValueError(f"unknown attribute type {kind}")
+    for kind, v in av.items():
+        return _FROM[kind](v)
+    raise ValueError("empty attribute value")
+
+
+_FROM = {
+    "S": lambda v: v,
+    "N": number_value,
+    "B": base64.b64decode,
+    "BOOL": bool,
+    "NULL": lambda v: None,
+    "L": lambda v: [from_av(x) for x in v],
+    "M": lambda v: {k: from_av(x) for k, x in v.items()},
+    "SS": lambda v: cbor2.CBORTag(TAG_STRING_SET, list(v)),
+    "NS": lambda v: cbor2.CBORTag(TAG_NUMBER_SET, [number_value(x) for x in v]),
+    "BS": lambda v: cbor2.CBORTag(TAG_BINARY_SET, [base64.b64decode(x) for x in v]),
+}
 
 
 #: key schema: [(attribute name, "S" | "N" | "B")], the hash key first
@@ -170,8 +165,14 @@ def encode_key(item: dict, schema: KeySchema) -> bytes:
 
 
 def encode_values(attr_list_id: int, names: list[str], item: dict) -> bytes:
-    """A stream item: the attribute-list id, then each attribute's value in the list's order."""
-    return cbor2.dumps(attr_list_id) + b"".join(cbor2.dumps(from_av(item[n])) for n in names)
+    """A stream item: the attribute-list id, then each attribute's value in the list's order (no array around
+    them: one array is encoded and its header dropped, one encoder call instead of one per value)."""
+    data = cbor2.dumps([attr_list_id, *(from_av(item[n]) for n in names)])
+    return data[_HEADER_BYTES[data[0] & 0x1F]:]
+
+
+#: length of an array header by its additional-information bits
+_HEADER_BYTES = {**{i: 1 for i in range(24)}, 24: 2, 25: 3, 26: 5, 27: 9}
 
 
 def decode_values(data: bytes) -> tuple[int, list]:

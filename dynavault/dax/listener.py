@@ -241,7 +241,7 @@ class _Connection:
             result = await asyncio.to_thread(handler, request, *args)
         else:
             result = handler(request, *args)
-        if isinstance(result, multi.Raw):
+        if isinstance(result, operations.Raw):
             return result.data
         return cbor2.dumps(result)
 

@@ -6,8 +6,6 @@ after it, as DAX's servers do and the clients expect), so they return ``Raw`` by
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cbor2
 
 from dynavault.errors import AWSError
@@ -16,6 +14,7 @@ from . import protocol as P
 from .attributes import bad, decode_key, encode_key
 from .expressions import Placeholders, render
 from .operations import (
+    Raw,
     Request,
     _enum,
     _opts,
@@ -30,13 +29,6 @@ from .operations import (
 #: before these; they only bound what is looked at before the engine says so
 _MAX_TABLES = 100
 _MAX_ENTRIES = 1000
-
-
-@dataclass(frozen=True)
-class Raw:
-    """Response bytes sent as they are (several CBOR values)."""
-
-    data: bytes
 
 
 def _map(value, what: str) -> dict:
@@ -57,6 +49,14 @@ def _capacity_mode(req: Request, opts: dict, params: dict) -> None:
     req.common(params, {k: v for k, v in opts.items() if k in (P.Param.RETURN_CONSUMED_CAPACITY,
                                                                  P.Param.RETURN_ITEM_COLLECTION_METRICS)},
                Placeholders(), write=True)
+
+
+def _drop_cached(req: Request, schemas: dict, written: list[tuple[str, dict]]) -> None:
+    """Multi-item writes drop the keys they wrote from the item cache (the next read fills it again)."""
+    if req.engine.cache is None:
+        return
+    for table, item in written:
+        req.engine.cache.drop_items(req.scope, table, [encode_key(item, schemas[table])])
 
 
 def batch_get_item(req: Request, tables, opts) -> Raw:
@@ -121,6 +121,8 @@ def batch_write_item(req: Request, tables, opts) -> Raw:
     params: dict = {"RequestItems": request_items}
     _capacity_mode(req, opts, params)
     result = req.call("BatchWriteItem", params)
+    _drop_cached(req, schemas, [(t, w.get("PutRequest", {}).get("Item") or w["DeleteRequest"]["Key"])
+                                for t, ws in request_items.items() for w in ws])
     unprocessed: dict = {}
     for table, writes in result.get("UnprocessedItems", {}).items():
         flat = []
@@ -183,6 +185,8 @@ def transact_write_items(req: Request, operations, tables, keys, values, return_
         params["ClientRequestToken"] = _text(opts[P.Param.CLIENT_REQUEST_TOKEN], "ClientRequestToken")
     try:
         result = req.call("TransactWriteItems", params)
+        _drop_cached(req, schemas, [(e["TableName"], e.get("Item") or e["Key"])
+                                    for i in items for e in i.values()])
     except AWSError as err:
         if err.code == "TransactionCanceledException" and err.extra:
             reasons = []

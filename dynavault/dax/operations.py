@@ -17,6 +17,7 @@ from dynavault.errors import AWSError
 
 from . import protocol as P
 from .attributes import KeySchema, bad, decode_key, decode_values, encode_key, encode_values, from_av, to_av
+from .cache import DaxCache
 from .expressions import Placeholders, projection_paths, render
 from .registry import MAX_NAMES, AttributeLists, RegistryFull
 
@@ -28,10 +29,19 @@ SCHEMA_SECONDS = 2.0
 _SCHEMA_ENTRIES = 4096
 
 
+@dataclass(frozen=True)
+class Raw:
+    """Response bytes sent as they are (several CBOR values, or a cached answer)."""
+
+    data: bytes
+
+
 @dataclass
 class Engine:
     invoke: Invoke
     registry: AttributeLists
+    #: the item and query caches (cache.py); None: every read goes to the engine
+    cache: DaxCache | None = None
     clock: Callable[[], float] = time.monotonic
     _schemas: dict = field(default_factory=dict)
 
@@ -272,10 +282,29 @@ def _single_write_result(req: Request, result: dict, schema: KeySchema, return_v
     return out
 
 
-def get_item(req: Request, table, key, opts) -> dict:
+def _cache_for(req: Request, opts: dict, *, consistent_param: bool = True) -> DaxCache | None:
+    """The cache, for an eventually consistent read that asks for no consumed capacity (DAX passes strongly
+    consistent reads through; capacity is reported by the engine's own reads)."""
+    cache = req.engine.cache
+    if cache is None or (consistent_param and opts.get(P.Param.CONSISTENT_READ)):
+        return None
+    if opts.get(P.Param.RETURN_CONSUMED_CAPACITY, 0) != 0:
+        return None
+    return cache
+
+
+def get_item(req: Request, table, key, opts) -> Raw:
     table, opts = _text(table, "TableName"), _opts(opts)
     schema = req.engine.key_schema(req.caller, table)
-    params = {"TableName": table, "Key": decode_key(key, schema)}
+    key = decode_key(key, schema)
+    cache = _cache_for(req, opts) if P.Param.PROJECTION not in opts else None
+    if cache is not None:
+        # one entry per item whatever the client's spelling of the key (a number's trailing zeros, say)
+        cache_key = encode_key(key, schema)
+        hit = cache.get_item(req.caller, req.scope, table, cache_key)
+        if hit is not None:
+            return Raw(hit)
+    params = {"TableName": table, "Key": key}
     ph = Placeholders()
     req.common(params, opts, ph, write=False)
     if P.Param.CONSISTENT_READ in opts:
@@ -291,37 +320,67 @@ def get_item(req: Request, table, key, opts) -> dict:
     cc = consumed_capacity_bytes(result.get("ConsumedCapacity"))
     if cc is not None:
         out[P.Result.CONSUMED_CAPACITY] = cc
-    return out
+    body = cbor2.dumps(out)
+    if cache is not None:
+        cache.put_item(req.caller, req.scope, table, cache_key, body)
+    return Raw(body)
+
+
+def write_through(req: Request, table: str, schema: KeySchema, key: dict, item: dict | None, *,
+                  drop: bool = False) -> None:
+    """After a write through DAX: the item cache holds ``item`` for ``key`` (None: absent), or, with ``drop``,
+    nothing (the new item is not known)."""
+    cache = req.engine.cache
+    if cache is None:
+        return
+    cache_key = encode_key(key, schema)
+    if drop:
+        cache.drop_items(req.scope, table, [cache_key])
+        return
+    body = cbor2.dumps({P.Result.ITEM: req.stream_item(item, schema)} if item is not None else {})
+    cache.put_item(req.caller, req.scope, table, cache_key, body)
 
 
 def put_item(req: Request, table, key, values, opts) -> dict:
     table, opts = _text(table, "TableName"), _opts(opts)
     schema = req.engine.key_schema(req.caller, table)
-    params = {"TableName": table, "Item": req.item(decode_key(key, schema), values)}
+    key = decode_key(key, schema)
+    params = {"TableName": table, "Item": req.item(key, values)}
     ph = Placeholders()
     req.common(params, opts, ph, write=True)
     params.update(ph.params())
-    return _single_write_result(req, req.call("PutItem", params), schema, params.get("ReturnValues"))
+    result = req.call("PutItem", params)
+    write_through(req, table, schema, key, params["Item"])
+    return _single_write_result(req, result, schema, params.get("ReturnValues"))
 
 
 def update_item(req: Request, table, key, opts) -> dict:
     table, opts = _text(table, "TableName"), _opts(opts)
     schema = req.engine.key_schema(req.caller, table)
-    params = {"TableName": table, "Key": decode_key(key, schema)}
+    key = decode_key(key, schema)
+    params = {"TableName": table, "Key": key}
     ph = Placeholders()
     req.common(params, opts, ph, write=True)
     params.update(ph.params())
-    return _single_write_result(req, req.call("UpdateItem", params), schema, params.get("ReturnValues"))
+    result = req.call("UpdateItem", params)
+    if params.get("ReturnValues") == "ALL_NEW" and result.get("Attributes"):
+        write_through(req, table, schema, key, result["Attributes"])
+    else:
+        write_through(req, table, schema, key, None, drop=True)
+    return _single_write_result(req, result, schema, params.get("ReturnValues"))
 
 
 def delete_item(req: Request, table, key, opts) -> dict:
     table, opts = _text(table, "TableName"), _opts(opts)
     schema = req.engine.key_schema(req.caller, table)
-    params = {"TableName": table, "Key": decode_key(key, schema)}
+    key = decode_key(key, schema)
+    params = {"TableName": table, "Key": key}
     ph = Placeholders()
     req.common(params, opts, ph, write=True)
     params.update(ph.params())
-    return _single_write_result(req, req.call("DeleteItem", params), schema, params.get("ReturnValues"))
+    result = req.call("DeleteItem", params)
+    write_through(req, table, schema, key, None)
+    return _single_write_result(req, result, schema, params.get("ReturnValues"))
 
 
 def _compound_key(data) -> dict:
@@ -338,9 +397,17 @@ def _compound_key(data) -> dict:
     return to_av(value)["M"]
 
 
-def _read_many(req: Request, operation: str, table, key_condition, opts) -> dict:
+def _read_many(req: Request, operation: str, table, key_condition, opts) -> Raw:
     table, opts = _text(table, "TableName"), _opts(opts)
     schema = req.engine.key_schema(req.caller, table)
+    cache = _cache_for(req, opts)
+    if cache is not None:
+        # the request as the client encoded it names the answer (an equal request spelled otherwise misses)
+        cache_key = cache.query_key(P.QUERY if operation == "Query" else P.SCAN,
+                                    cbor2.dumps([key_condition, sorted(opts.items())]))
+        hit = cache.get_query(req.caller, req.scope, table, cache_key)
+        if hit is not None:
+            return Raw(hit)
     params: dict = {"TableName": table}
     ph = Placeholders()
     if key_condition is not None:
@@ -381,12 +448,15 @@ def _read_many(req: Request, operation: str, table, key_condition, opts) -> dict
     cc = consumed_capacity_bytes(result.get("ConsumedCapacity"))
     if cc is not None:
         out[P.Result.CONSUMED_CAPACITY] = cc
-    return out
+    body = cbor2.dumps(out)
+    if cache is not None:
+        cache.put_query(req.caller, req.scope, table, cache_key, body)
+    return Raw(body)
 
 
-def query(req: Request, table, key_condition, opts) -> dict:
+def query(req: Request, table, key_condition, opts) -> Raw:
     return _read_many(req, "Query", table, key_condition, opts)
 
 
-def scan(req: Request, table, opts) -> dict:
+def scan(req: Request, table, opts) -> Raw:
     return _read_many(req, "Scan", table, None, opts)

@@ -363,6 +363,7 @@ def _dax(settings: Settings, routes: RouteTable, credentials: CredentialStore, c
          durability, metrics: Metrics, worker: bool, db, store):
     """The DAX data-plane listener, running DynamoDB's own operation callables (shape validation, then the
     handler) as the DAX connection's signed-in principal."""
+    from dynavault.dax.cache import DaxCache
     from dynavault.dax.listener import DaxListener
     from dynavault.dax.operations import Engine
     from dynavault.dax.protocol import verify_authorization
@@ -389,6 +390,12 @@ def _dax(settings: Settings, routes: RouteTable, credentials: CredentialStore, c
         return keys.call("Decrypt", keys.kms.decrypt, keys.service_caller(keys.owned_account, region), blob,
                          registry_context(account))
 
+    def table_keys(caller, name: str):
+        meta = db.data_table(caller, name)
+        return meta.id_bytes, db.crypto(caller, meta)
+
+    cache = DaxCache(table_keys, record_ttl=settings.dax_record_ttl_seconds,
+                     query_ttl=settings.dax_query_ttl_seconds)
     backend = StoreBackend(store, sealed=Sealed, record=CatalogRecord, generate_key=generate_key,
                            decrypt_key=decrypt_key, refresh_seconds=settings.key_refresh_seconds)
 
@@ -404,7 +411,7 @@ def _dax(settings: Settings, routes: RouteTable, credentials: CredentialStore, c
                                     string_to_sign, token)
 
     return DaxListener(
-        Engine(invoke, AttributeLists(backend, settings.dax_attribute_lists_max)), authorize, host=settings.host, port=settings.dax_port,
+        Engine(invoke, AttributeLists(backend, settings.dax_attribute_lists_max), cache), authorize, host=settings.host, port=settings.dax_port,
         new_connection_id=connections.new_id, connection_closed=connections.closed,
         settle=durability.settle if durability is not None else None, threaded=bool(settings.kms_endpoint),
         observe=metrics.observe_request, reuse_port=worker)
