@@ -104,7 +104,10 @@ def test_query_cache_serves_eventually_consistent_queries(cached, unique_name):
     c.close()
 
 
-def test_a_disabled_key_is_not_hidden_by_the_cache(cached, unique_name):
+def test_a_disabled_key_is_not_hidden_by_the_cache(server_factory, unique_name):
+    # a TTL far longer than the test: only the key's failure can have emptied the cache
+    cached = dax_server(server_factory(group="dax-cache-key", dax_port=free_port(), dax_record_ttl_seconds=600,
+                                       key_refresh_seconds=1))
     http = cached.http()
     kms = cached.srv.client("kms", access_key=cached.key, secret=cached.secret)
     key_id = kms.create_key()["KeyMetadata"]["KeyId"]
