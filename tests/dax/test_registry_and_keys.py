@@ -3,9 +3,11 @@ account and tamper-evident; a table whose KMS key is disabled fails over DAX as 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 from dynavault.dax import protocol as P
 from dynavault.dynamodb.layout import DAX_ATTRIBUTE_LISTS_PREFIX
@@ -170,3 +172,40 @@ def test_a_disabled_key_fails_over_dax_as_over_http(start_server, dax_py, unique
     assert message.split("Request ID")[0] == http_error["Message"].split("Request ID")[0]  # KMS's own id differs
     assert "disabled" in message
     c.close()
+
+
+def _children(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _cpu(pid: int) -> int:
+    return sum(int(Path(f"/proc/{pid}/task/{t}/schedstat").read_text().split()[0])
+               for t in os.listdir(f"/proc/{pid}/task"))
+
+
+def test_every_worker_process_hands_out_the_same_ids(start_server):
+    """--workers 2: the workers share the DAX port (SO_REUSEPORT) and the store; lists registered in a
+    different order on connections spread over both still get one id each, everywhere."""
+    srv = start_server(allow_any_credentials=True, workers=2, dax_port=free_port())
+    deadline = time.time() + 60
+    while sum("DAX listening" in line for line in srv.stdout_lines) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    workers = [p for p in _children(srv.proc.pid) if "resource_tracker" not in
+               Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+    before = {p: _cpu(p) for p in workers}
+    names = [[f"attr{j}", "shared"] for j in range(8)]
+    seen: dict[str, set] = {}
+    for i in range(16):
+        c = raw.Conn(int(srv.settings["dax_port"]))
+        c.send(raw.handshake() + raw.authorize("111122223333", "any"))
+        order = names[i % 8:] + names[:i % 8]
+        for n in order:
+            c.send(raw.request(P.DEFINE_ATTRIBUTE_LIST_ID, n))
+            kind, (list_id,) = c.response()
+            seen.setdefault(n[0], set()).add(list_id)
+        c.send(raw.request(P.DEFINE_ATTRIBUTE_LIST, min(next(iter(v)) for v in seen.values())))
+        assert c.response()[0] == "ok"
+        c.close()
+    assert all(len(ids) == 1 for ids in seen.values()), seen
+    assert len({next(iter(ids)) for ids in seen.values()}) == len(names)
+    assert len(workers) == 2 and all(_cpu(p) > before[p] for p in workers), "both workers must have served"
