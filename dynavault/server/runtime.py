@@ -407,8 +407,17 @@ def _dax(settings: Settings, routes: RouteTable, credentials: CredentialStore, c
         return route.handler(caller, params)
 
     def authorize(access_key, signature, string_to_sign, token):
-        return verify_authorization(credentials.lookup, credentials.allow_any, access_key, signature,
+        auth = verify_authorization(credentials.lookup, credentials.allow_any, access_key, signature,
                                     string_to_sign, token)
+        if settings.shared_db:  # one account and region for every caller, as the HTTP API's SharedDbVerifier
+            from dataclasses import replace
+
+            from .local_dev import SHARED_REGION
+
+            auth = replace(auth, account=settings.default_account, region=SHARED_REGION,
+                           principal_arn=auth.principal_arn.replace(f"::{auth.account}:",
+                                                                    f"::{settings.default_account}:", 1))
+        return auth
 
     return DaxListener(
         Engine(invoke, AttributeLists(backend, settings.dax_attribute_lists_max), cache), authorize, host=settings.host, port=settings.dax_port,

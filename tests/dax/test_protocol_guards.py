@@ -15,6 +15,7 @@ import cbor2
 from dynavault.dax import protocol as P
 from tests.conftest import make_table
 from tests.dax import raw
+from tests.dax.daxclient import free_port
 
 
 def _port(dax) -> int:
@@ -158,3 +159,16 @@ def test_malformed_arguments_get_validation_errors(dax, unique_name):
         assert kind == "error" and detail[1] == "ValidationException", detail
     c.close()
     assert "Traceback" not in dax.srv.log_text()
+
+
+def test_shared_db_puts_dax_callers_in_the_one_shared_account(start_server, unique_name):
+    srv = start_server(allow_any_credentials=True, shared_db=True, dax_port=free_port())
+    http = srv.client("dynamodb", access_key="AKIAHTTPCALLER000001", region="eu-west-1")
+    make_table(http, unique_name)
+    http.put_item(TableName=unique_name, Item={"pk": {"S": "k"}, "v": {"S": "shared"}})
+    c = raw.Conn(int(srv.settings["dax_port"]))
+    c.send(raw.handshake() + raw.authorize("AKIADAXCALLER0000002", "x", region="ap-south-1")
+           + raw.request(P.GET_ITEM, unique_name.encode(), b"k", None))
+    kind, (body,) = c.response()
+    assert kind == "ok" and P.Result.ITEM in body
+    c.close()
