@@ -19,7 +19,7 @@ from . import protocol as P
 from .attributes import KeySchema, bad, decode_key, decode_values, encode_key, encode_values, from_av, to_av
 from .cache import DaxCache
 from .expressions import Placeholders, projection_paths, render
-from .registry import MAX_NAMES, AttributeLists, RegistryFull
+from .registry import MAX_LIST_BYTES, MAX_NAMES, AttributeLists, RegistryFull, list_bytes
 
 #: (operation, caller, params) -> result: the engine's operation, shape validation included
 Invoke = Callable[[str, Caller, dict], dict]
@@ -250,8 +250,8 @@ def define_key_schema(req: Request, table) -> dict:
 def define_attribute_list_id(req: Request, names) -> int:
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
         raise bad("attribute names must be a list of strings")
-    if len(names) > MAX_NAMES:
-        raise bad("too many attribute names")
+    if len(names) > MAX_NAMES or list_bytes(tuple(names)) > MAX_LIST_BYTES:
+        raise bad("Item size has exceeded the maximum allowed size")
     try:
         return req.engine.registry.id_for(req.scope, tuple(names))
     except RegistryFull:

@@ -18,12 +18,19 @@ EMPTY_LIST_ID = 1
 MAX_LISTS_PER_SCOPE = 100_000
 #: names in one list: an item holds at most 400 KB, so a few tens of thousands of attributes at most
 MAX_NAMES = 65_536
-#: lists kept in memory per process (a miss is read from the backend again)
+#: the names of one list, UTF-8, at most DynamoDB's item size (an item cannot carry more names than this)
+MAX_LIST_BYTES = 400 * 1024
+#: what is kept in memory per process (a miss is read from the backend again)
 _CACHE_ENTRIES = 65_536
+_CACHE_BYTES = 64 * 1024 * 1024
 
 
 class RegistryFull(Exception):
     """The scope holds MAX_LISTS_PER_SCOPE lists."""
+
+
+def list_bytes(names: tuple[str, ...]) -> int:
+    return sum(len(n.encode("utf-8", "surrogatepass")) for n in names)
 
 
 class AttributeLists:
@@ -35,6 +42,7 @@ class AttributeLists:
         self._names: dict[tuple[str, int], tuple[str, ...]] = {}
         #: without a backend: the next id per scope
         self._next: dict[str, int] = {}
+        self._cached_bytes = 0
 
     def id_for(self, scope: str, names: tuple[str, ...]) -> int:
         if not names:
@@ -68,9 +76,12 @@ class AttributeLists:
         return names
 
     def _remember(self, scope: str, names: tuple[str, ...], list_id: int) -> None:
+        size = list_bytes(names)
         with self._lock:
-            if len(self._names) >= _CACHE_ENTRIES:
+            if len(self._names) >= _CACHE_ENTRIES or self._cached_bytes + size > _CACHE_BYTES:
                 self._names.clear()
                 self._ids.clear()
+                self._cached_bytes = 0
+            self._cached_bytes += size
             self._ids[(scope, names)] = list_id
             self._names[(scope, list_id)] = names

@@ -117,6 +117,13 @@ def test_registry_is_bounded_per_account(start_server):
     kind, _codes, _message, detail = c.response()
     assert kind == "error" and detail[1] == "LimitExceededException"
     c.close()
+    # and a list holds no more names than an item could carry (400 KB): the count bounds the bytes too
+    dax = dax_server(start_server("other", dax_port=free_port()))
+    c = _raw_session(dax)
+    c.send(raw.request(P.DEFINE_ATTRIBUTE_LIST_ID, [f"{i:06d}" + "n" * 1000 for i in range(420)]))
+    kind, _codes, _message, detail = c.response()
+    assert kind == "error" and detail[1] == "ValidationException"
+    c.close()
 
 
 def test_a_moved_registry_row_is_an_integrity_error(start_server):
