@@ -16,13 +16,13 @@ from .expressions import Placeholders, render
 from .operations import (
     Raw,
     Request,
-    _enum,
-    _opts,
-    _text,
     collection_metrics_bytes,
     consumed_capacity_bytes,
     consumed_capacity_map,
+    enum_arg,
+    options_arg,
     projector,
+    text_arg,
 )
 
 #: DynamoDB's own caps (100 keys per BatchGetItem, 25 writes, 100 transaction items) stop requests long
@@ -60,12 +60,12 @@ def _drop_cached(req: Request, schemas: dict, written: list[tuple[str, dict]]) -
 
 
 def batch_get_item(req: Request, tables, opts) -> Raw:
-    opts = _opts(opts)
+    opts = options_arg(opts)
     request_items: dict = {}
     projectors = {}
     schemas = {}
     for name, spec in _map(tables, "RequestItems").items():
-        table = _text(name, "TableName")
+        table = text_arg(name, "TableName")
         spec = _list(spec, "RequestItems")
         if len(spec) != 3:
             raise bad("malformed RequestItems")
@@ -101,11 +101,11 @@ def batch_get_item(req: Request, tables, opts) -> Raw:
 
 
 def batch_write_item(req: Request, tables, opts) -> Raw:
-    opts = _opts(opts)
+    opts = options_arg(opts)
     request_items: dict = {}
     schemas = {}
     for name, entries in _map(tables, "RequestItems").items():
-        table = _text(name, "TableName")
+        table = text_arg(name, "TableName")
         entries = _list(entries, "RequestItems")
         if len(entries) % 2:
             raise bad("malformed RequestItems")
@@ -142,7 +142,7 @@ def batch_write_item(req: Request, tables, opts) -> Raw:
 
 def transact_write_items(req: Request, operations, tables, keys, values, return_values, on_failure, conditions,
                          updates, opts) -> Raw:
-    opts = _opts(opts)
+    opts = options_arg(opts)
     operations = _list(operations, "operations")
     n = len(operations)
     tables = _list(tables, "tableNames")
@@ -156,7 +156,7 @@ def transact_write_items(req: Request, operations, tables, keys, values, return_
     items = []
     schemas = {}
     for i in range(n):
-        table = _text(tables[i], "TableName")
+        table = text_arg(tables[i], "TableName")
         schema = schemas[table] = schemas.get(table) or req.engine.key_schema(req.caller, table)
         key = decode_key(keys[i], schema)
         ph = Placeholders()
@@ -182,7 +182,7 @@ def transact_write_items(req: Request, operations, tables, keys, values, return_
     params: dict = {"TransactItems": items}
     _capacity_mode(req, opts, params)
     if P.Param.CLIENT_REQUEST_TOKEN in opts:
-        params["ClientRequestToken"] = _text(opts[P.Param.CLIENT_REQUEST_TOKEN], "ClientRequestToken")
+        params["ClientRequestToken"] = text_arg(opts[P.Param.CLIENT_REQUEST_TOKEN], "ClientRequestToken")
     try:
         result = req.call("TransactWriteItems", params)
         _drop_cached(req, schemas, [(e["TableName"], e.get("Item") or e["Key"])
@@ -204,7 +204,7 @@ def transact_write_items(req: Request, operations, tables, keys, values, return_
 
 
 def transact_get_items(req: Request, tables, keys, projections, opts) -> Raw:
-    opts = _opts(opts)
+    opts = options_arg(opts)
     tables = _list(tables, "tableNames")
     keys = _list(keys, "keys")
     n = len(tables)
@@ -215,7 +215,7 @@ def transact_get_items(req: Request, tables, keys, projections, opts) -> Raw:
     schemas = []
     projectors = []
     for i in range(n):
-        table = _text(tables[i], "TableName")
+        table = text_arg(tables[i], "TableName")
         schema = req.engine.key_schema(req.caller, table)
         schemas.append(schema)
         entry: dict = {"TableName": table, "Key": decode_key(keys[i], schema)}
@@ -229,7 +229,7 @@ def transact_get_items(req: Request, tables, keys, projections, opts) -> Raw:
         items.append({"Get": entry})
     params: dict = {"TransactItems": items}
     if P.Param.RETURN_CONSUMED_CAPACITY in opts:
-        params["ReturnConsumedCapacity"] = _enum(P.RETURN_CONSUMED_CAPACITY, opts[P.Param.RETURN_CONSUMED_CAPACITY],
+        params["ReturnConsumedCapacity"] = enum_arg(P.RETURN_CONSUMED_CAPACITY, opts[P.Param.RETURN_CONSUMED_CAPACITY],
                                                  "ReturnConsumedCapacity")
     result = req.call("TransactGetItems", params)
     out = []

@@ -61,7 +61,7 @@ class Engine:
         return schema
 
 
-def _text(value, what: str) -> str:
+def text_arg(value, what: str) -> str:
     if isinstance(value, (bytes, bytearray)):
         try:
             return bytes(value).decode("utf-8")
@@ -72,13 +72,13 @@ def _text(value, what: str) -> str:
     raise bad(f"{what} must be a string")
 
 
-def _int(value, what: str) -> int:
+def int_arg(value, what: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise bad(f"{what} must be an integer")
     return value
 
 
-def _opts(value) -> dict:
+def options_arg(value) -> dict:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -86,7 +86,7 @@ def _opts(value) -> dict:
     return value
 
 
-def _enum(table: dict, value, what: str) -> str:
+def enum_arg(table: dict, value, what: str) -> str:
     try:
         return table[value]
     except (KeyError, TypeError):
@@ -127,15 +127,15 @@ class Request:
 
     def common(self, params: dict, opts: dict, ph: Placeholders, *, write: bool) -> None:
         if P.Param.RETURN_CONSUMED_CAPACITY in opts:
-            params["ReturnConsumedCapacity"] = _enum(P.RETURN_CONSUMED_CAPACITY,
+            params["ReturnConsumedCapacity"] = enum_arg(P.RETURN_CONSUMED_CAPACITY,
                                                      opts[P.Param.RETURN_CONSUMED_CAPACITY], "ReturnConsumedCapacity")
         if write:
             if P.Param.RETURN_ITEM_COLLECTION_METRICS in opts:
-                params["ReturnItemCollectionMetrics"] = _enum(
+                params["ReturnItemCollectionMetrics"] = enum_arg(
                     P.RETURN_ITEM_COLLECTION_METRICS, opts[P.Param.RETURN_ITEM_COLLECTION_METRICS],
                     "ReturnItemCollectionMetrics")
             if P.Param.RETURN_VALUES in opts:
-                params["ReturnValues"] = _enum(P.RETURN_VALUES, opts[P.Param.RETURN_VALUES], "ReturnValues")
+                params["ReturnValues"] = enum_arg(P.RETURN_VALUES, opts[P.Param.RETURN_VALUES], "ReturnValues")
         for param, kind, name, prefix in ((P.Param.CONDITION, "Condition", "ConditionExpression", "c"),
                                           (P.Param.UPDATE, "Update", "UpdateExpression", "u"),
                                           (P.Param.FILTER, "Filter", "FilterExpression", "f"),
@@ -244,7 +244,7 @@ def projector(encoded) -> Callable[[dict], dict]:
 # ---- methods ---------------------------------------------------------------------------------------------------
 
 def define_key_schema(req: Request, table) -> dict:
-    return {name: kind for name, kind in req.engine.key_schema(req.caller, _text(table, "TableName"))}
+    return {name: kind for name, kind in req.engine.key_schema(req.caller, text_arg(table, "TableName"))}
 
 
 def define_attribute_list_id(req: Request, names) -> int:
@@ -259,7 +259,7 @@ def define_attribute_list_id(req: Request, names) -> int:
 
 
 def define_attribute_list(req: Request, list_id) -> list:
-    names = req.engine.registry.names_for(req.scope, _int(list_id, "attributeListId"))
+    names = req.engine.registry.names_for(req.scope, int_arg(list_id, "attributeListId"))
     if names is None:
         raise bad(f"Unknown attribute list id {list_id}")
     return list(names)
@@ -294,7 +294,7 @@ def _cache_for(req: Request, opts: dict, *, consistent_param: bool = True) -> Da
 
 
 def get_item(req: Request, table, key, opts) -> Raw:
-    table, opts = _text(table, "TableName"), _opts(opts)
+    table, opts = text_arg(table, "TableName"), options_arg(opts)
     schema = req.engine.key_schema(req.caller, table)
     key = decode_key(key, schema)
     cache = _cache_for(req, opts) if P.Param.PROJECTION not in opts else None
@@ -342,7 +342,7 @@ def write_through(req: Request, table: str, schema: KeySchema, key: dict, item: 
 
 
 def put_item(req: Request, table, key, values, opts) -> dict:
-    table, opts = _text(table, "TableName"), _opts(opts)
+    table, opts = text_arg(table, "TableName"), options_arg(opts)
     schema = req.engine.key_schema(req.caller, table)
     key = decode_key(key, schema)
     params = {"TableName": table, "Item": req.item(key, values)}
@@ -355,7 +355,7 @@ def put_item(req: Request, table, key, values, opts) -> dict:
 
 
 def update_item(req: Request, table, key, opts) -> dict:
-    table, opts = _text(table, "TableName"), _opts(opts)
+    table, opts = text_arg(table, "TableName"), options_arg(opts)
     schema = req.engine.key_schema(req.caller, table)
     key = decode_key(key, schema)
     params = {"TableName": table, "Key": key}
@@ -371,7 +371,7 @@ def update_item(req: Request, table, key, opts) -> dict:
 
 
 def delete_item(req: Request, table, key, opts) -> dict:
-    table, opts = _text(table, "TableName"), _opts(opts)
+    table, opts = text_arg(table, "TableName"), options_arg(opts)
     schema = req.engine.key_schema(req.caller, table)
     key = decode_key(key, schema)
     params = {"TableName": table, "Key": key}
@@ -398,7 +398,7 @@ def _compound_key(data) -> dict:
 
 
 def _read_many(req: Request, operation: str, table, key_condition, opts) -> Raw:
-    table, opts = _text(table, "TableName"), _opts(opts)
+    table, opts = text_arg(table, "TableName"), options_arg(opts)
     schema = req.engine.key_schema(req.caller, table)
     cache = _cache_for(req, opts)
     if cache is not None:
@@ -415,13 +415,13 @@ def _read_many(req: Request, operation: str, table, key_condition, opts) -> Raw:
     req.common(params, opts, ph, write=False)
     index = None
     if P.Param.INDEX_NAME in opts:
-        index = params["IndexName"] = _text(opts[P.Param.INDEX_NAME], "IndexName")
+        index = params["IndexName"] = text_arg(opts[P.Param.INDEX_NAME], "IndexName")
     if P.Param.SELECT in opts:
-        params["Select"] = _enum(P.SELECT, opts[P.Param.SELECT], "Select")
+        params["Select"] = enum_arg(P.SELECT, opts[P.Param.SELECT], "Select")
     for param, name in ((P.Param.LIMIT, "Limit"), (P.Param.SEGMENT, "Segment"),
                         (P.Param.TOTAL_SEGMENTS, "TotalSegments")):
         if param in opts:
-            params[name] = _int(opts[param], name)
+            params[name] = int_arg(opts[param], name)
     if P.Param.CONSISTENT_READ in opts:
         params["ConsistentRead"] = bool(opts[P.Param.CONSISTENT_READ])
     if P.Param.SCAN_INDEX_FORWARD in opts and operation == "Query":
