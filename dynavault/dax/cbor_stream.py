@@ -53,6 +53,8 @@ class StreamDecoder:
         self._scan: _Scan | None = None
         self.max_value_bytes = max_value_bytes
         self.max_depth = max_depth
+        #: bytes of the values decoded so far (a caller bounds a request made of several values with it)
+        self.consumed = 0
 
     def feed(self, data: bytes) -> None:
         if self._start and self._start >= len(self._buf) // 2:
@@ -79,6 +81,7 @@ class StreamDecoder:
             return self.NEED_MORE
         raw = bytes(self._buf[self._start:end])
         self._start = end
+        self.consumed += len(raw)
         self._scan = None
         try:
             return cbor2.loads(raw)

@@ -35,6 +35,8 @@ log = logging.getLogger("dynavault.dax")
 IDLE_SECONDS = 600.0
 #: open DAX connections at once; past this a new one is closed at once
 MAX_CONNECTIONS = 1024
+#: one request's arguments together (DynamoDB's largest requests are ~16 MB): a stream past it is closed
+MAX_REQUEST_BYTES = 17 * 1024 * 1024
 _READ_BYTES = 65536
 _OK = b"\x80"  # an empty error header: the call succeeded
 
@@ -165,7 +167,12 @@ class _Connection:
             if count is None:
                 # its arguments cannot be skipped without knowing them: the stream is lost
                 raise _Close("unknown method")
-            args = [await self.value() for _ in range(count)]
+            start = self.decoder.consumed
+            args = []
+            for _ in range(count):
+                args.append(await self.value())
+                if self.decoder.consumed - start > MAX_REQUEST_BYTES:
+                    raise _Close("request too large")
             if method == P.AUTHORIZE_CONNECTION:
                 self._authorize(args)
                 continue

@@ -137,6 +137,20 @@ def test_hostile_streams_close_the_connection_and_the_server_carries_on(dax):
     assert "Traceback" not in log and "DAX connection" not in log  # closed quietly (debug lines only)
 
 
+def test_a_request_is_bounded_as_a_whole(dax):
+    """Each argument under the per-value cap, together far over a request's: closed before it is answered."""
+    c = raw.Conn(_port(dax), timeout=60)
+    big = cbor2.dumps(b"\x00" * (10 << 20))
+    c.send(raw.handshake() + raw.authorize(dax.key, dax.secret) + cbor2.dumps(1) + cbor2.dumps(P.GET_ITEM))
+    try:
+        for _ in range(3):
+            c.send(big)
+    except ConnectionError:
+        pass
+    assert c.closed(within=30)
+    _healthy(dax)
+
+
 def test_malformed_arguments_get_validation_errors(dax, unique_name):
     make_table(dax.http(), unique_name)
     c = raw.Conn(_port(dax))
