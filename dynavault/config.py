@@ -100,6 +100,12 @@ class Settings:
     request_timeout_seconds: float = 60.0
     #: open client connections before requests are answered 503 (every AWS SDK retries it)
     max_connections: int = 1024
+    #: DAX attribute lists (distinct sets of non-key attribute names) one account may register per region
+    dax_attribute_lists_max: int = 100_000
+    #: DAX's item cache and query cache entry lifetimes (a cluster's record-ttl-millis / query-ttl-millis);
+    #: 0 turns that cache off
+    dax_record_ttl_seconds: float = 300.0
+    dax_query_ttl_seconds: float = 300.0
     #: the web console (/console/) with --allow-any-credentials: refused unless this is set too (anyone could
     #: sign in as any account)
     console_allow_any: bool = False
@@ -123,8 +129,9 @@ class Settings:
     throughput_burst_seconds: float = 300.0
     #: a directory of JSON seed files (KMS keys, tables, items) run once, when the data dir is new
     init: str = ""
-    #: the DAX data plane's TCP port (dax://) and TLS port (daxs://, with a CA and node certificate the server
-    #: makes in the data dir); unset: no such listener, and no DAX cluster of that encryption type can be made
+    #: the DAX data plane (the official DAX clients' CBOR protocol) on a TCP port (dax://) and a TLS port
+    #: (daxs://, with a CA and node certificate the server makes in the data dir); unset or 0: no such
+    #: listener, and no DAX cluster of that encryption type can be made
     dax_port: int | None = None
     dax_tls_port: int | None = None
     #: how long a new DAX cluster shows "creating", a deleted one "deleting", an added node "creating" (DAX:

@@ -33,6 +33,8 @@ IMPORT_PREFIX = b"\x00\x00import\x00"
 
 #: which process runs the store-wide background jobs (server/leases.py): holder and expiry, no user data
 LEASE_PREFIX = b"\x00\x00lease\x00"
+#: the DAX data plane's attribute-list registry (dax/registry_store.py): attribute names sealed per account
+DAX_ATTRIBUTE_LISTS_PREFIX = b"\x00\x00daxattrs\x00"
 #: TransactWriteItems ClientRequestTokens: a digest of the request, for the 10 minutes DynamoDB keeps them
 TOKEN_PREFIX = b"\x00\x00idempotency\x00"
 #: DAX control plane: clusters, parameter and subnet groups, events (plaintext metadata, dax/clusters.py)
@@ -66,6 +68,7 @@ PREFIXES: dict[str, bytes] = {
     "dax control plane": DAX_CONTROL_PREFIX,
     "exports": EXPORT_PREFIX,
     "imports": IMPORT_PREFIX,
+    "DAX attribute lists": DAX_ATTRIBUTE_LISTS_PREFIX,
 }
 
 

@@ -82,10 +82,16 @@ class Runtime:
     components: dict[str, object] = field(default_factory=dict)
     #: with several workers: who runs the store-wide jobs (None: this process serves the store alone)
     leases: Leases | None = None
+    #: other listeners of this process (the DAX data plane): ``await start() -> (host, port)``, ``await stop()``
+    listeners: list = field(default_factory=list)
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        for listener in self.listeners:
+            host, port = await listener.start()
+            scheme = "daxs" if getattr(listener, "ssl_context", None) is not None else "dax"
+            print(f"dynavault DAX listening on {scheme}://{host}:{port}", flush=True)
         if self.leases is not None:
             self._renew_lease()
             self._tasks.append(loop.create_task(self._loop(
@@ -115,6 +121,11 @@ class Runtime:
                 log.exception("background job %s failed", job.name)
 
     async def stop(self) -> None:
+        for listener in self.listeners:
+            try:
+                await listener.stop()
+            except Exception:
+                log.exception("stopping a listener failed")
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -378,9 +389,10 @@ def _dax(settings: Settings, store, signal: ChangeSignal, trail, components: dic
     from dynavault.dax.clusters import ClusterRecords, advertised_host
     from dynavault.dax.control import READ_ONLY, ControlPlane
 
-    records = ClusterRecords(store, dax_port=settings.dax_port, dax_tls_port=settings.dax_tls_port, signal=signal)
+    records = ClusterRecords(store, dax_port=settings.dax_port or None, dax_tls_port=settings.dax_tls_port or None,
+                             signal=signal)
     components["dax_clusters"] = records
-    if settings.dax_tls_port is not None:
+    if settings.dax_tls_port:
         components["dax_ssl_context"] = _dax_tls(settings, advertised_host(settings.host), closers,
                                                    announce)
     plane = ControlPlane(records, settings)
@@ -494,6 +506,76 @@ def _console(settings: Settings, routes: RouteTable, credentials: CredentialStor
         disabled_reason="This server accepts any credentials (--allow-any-credentials), so anyone could sign in "
                         "as any account. Start it with --console-allow-any as well to use the console anyway.",
         connection_key=SCOPE_KEY, settle=durability.settle if durability is not None else None)
+
+
+def _dax_listeners(settings: Settings, routes: RouteTable, credentials: CredentialStore, connections: Connections,
+                   durability, metrics: Metrics, worker: bool, db, store, ssl_context) -> list:
+    """The DAX data-plane listeners (dax:// on --dax-port, daxs:// on --dax-tls-port), running DynamoDB's own
+    operation callables (shape validation, then the handler) as the DAX connection's signed-in principal."""
+    from dynavault.dax.cache import DaxCache
+    from dynavault.dax.listener import DaxListener
+    from dynavault.dax.operations import Engine
+    from dynavault.dax.protocol import verify_authorization
+    from dynavault.dax.registry import AttributeLists
+    from dynavault.dax.registry_store import StoreBackend
+    from dynavault.errors import AWSError
+    from dynavault.storage.sealed import CatalogRecord, Sealed
+
+    keys = db.keys
+
+    def registry_context(account: str) -> dict[str, str]:
+        return {"aws:dax:subscriberId": account, "aws:dax:purpose": "attribute-lists"}
+
+    def generate_key(scope: str) -> tuple[bytes, bytes]:
+        # DAX encrypts with service keys only: the AWS owned key, as for a table of SSE type OWNED
+        account, region = scope.split("/", 1)
+        generator = keys.service_caller(keys.owned_account, region)
+        plaintext, blob = keys.call("GenerateDataKey", keys.kms.generate_data_key, generator,
+                                    keys.owned_key_arn(region), registry_context(account))
+        return plaintext, blob
+
+    def decrypt_key(scope: str, blob: bytes) -> bytes:
+        account, region = scope.split("/", 1)
+        return keys.call("Decrypt", keys.kms.decrypt, keys.service_caller(keys.owned_account, region), blob,
+                         registry_context(account))
+
+    def table_keys(caller, name: str):
+        meta = db.data_table(caller, name)
+        return meta.id_bytes, db.crypto(caller, meta)
+
+    cache = DaxCache(table_keys, record_ttl=settings.dax_record_ttl_seconds,
+                     query_ttl=settings.dax_query_ttl_seconds)
+    backend = StoreBackend(store, sealed=Sealed, record=CatalogRecord, generate_key=generate_key,
+                           decrypt_key=decrypt_key, refresh_seconds=settings.key_refresh_seconds)
+
+    def invoke(operation: str, caller, params: dict) -> dict:
+        route = routes.get(f"{DYNAMODB.target_prefix}.{operation}")
+        if route is None:
+            raise AWSError("UnknownOperationException", f"{operation} is not served here")
+        params = route.front.validate(operation, params)
+        return route.handler(caller, params)
+
+    def authorize(access_key, signature, string_to_sign, token):
+        auth = verify_authorization(credentials.lookup, credentials.allow_any, access_key, signature,
+                                    string_to_sign, token)
+        if settings.shared_db:  # one account and region for every caller, as the HTTP API's SharedDbVerifier
+            from dataclasses import replace
+
+            from .local_dev import SHARED_REGION
+
+            auth = replace(auth, account=settings.default_account, region=SHARED_REGION,
+                           principal_arn=auth.principal_arn.replace(f"::{auth.account}:",
+                                                                    f"::{settings.default_account}:", 1))
+        return auth
+
+    engine = Engine(invoke, AttributeLists(backend, settings.dax_attribute_lists_max), cache)
+    ports = [(port, context) for port, context in ((settings.dax_port, None), (settings.dax_tls_port, ssl_context))
+             if port]
+    return [DaxListener(engine, authorize, host=settings.host, port=port, ssl_context=context,
+                        new_connection_id=connections.new_id, connection_closed=connections.closed,
+                        settle=durability.settle if durability is not None else None,
+                        threaded=bool(settings.kms_endpoint), observe=metrics.observe_request, reuse_port=worker)
+            for port, context in ports]
 
 
 def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = False,
@@ -622,5 +704,9 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         app.faults = faults
     leases = components["dynamodb"].leases if "dynamodb" in components else None
     runtime = Runtime(settings, credentials, app, connections, closers, periodic, components, leases)
+    if (settings.dax_port or settings.dax_tls_port) and not kms_only:
+        runtime.listeners.extend(_dax_listeners(settings, routes, credentials, connections, durability, metrics,
+                                                worker, components["dynamodb"], store,
+                                                components.get("dax_ssl_context")))
     runtime_ref.append(runtime)
     return runtime
