@@ -46,6 +46,7 @@ JSON_PLAIN = "application/json"
 _CORAL = "com.amazon.coral.service#"
 _CORAL_VALIDATE = "com.amazon.coral.validate#"
 _CORS_EXPOSE = b"x-amzn-RequestId,x-amzn-ErrorType,x-amz-crc32,Date"
+_KNOWN_TYPES = frozenset((JSON_10, JSON_11, JSON_PLAIN))
 _CONTENT_TYPES = {JSON_10: JSON_10.encode(), JSON_11: JSON_11.encode(), JSON_PLAIN: JSON_PLAIN.encode(),
                   "text/plain": b"text/plain"}
 #: what DynamoDB answers to anything but a POST (or a CORS preflight) and to a body of an unknown Content-Type
@@ -324,15 +325,18 @@ class DynavaultApp:
         headers = req.headers
         origin = headers.get("origin")
         method = req.method
-        allowed = self._allowed_origin(origin)
-        if method == "OPTIONS" and allowed is not None:
-            await self._preflight(req, allowed)
-            return
-        if method in ("GET", "HEAD"):
+        if method == "OPTIONS":
+            allowed = self._allowed_origin(origin)
+            if allowed is not None:
+                await self._preflight(req, allowed)
+                return
+        elif method in ("GET", "HEAD"):
             await self._get(req, origin)
             return
-        content_type = headers.get("content-type", "").split(";")[0].strip()
-        known_type = content_type in (JSON_10, JSON_11, JSON_PLAIN)
+        content_type = headers.get("content-type", "")
+        if content_type not in _KNOWN_TYPES:
+            content_type = content_type.split(";")[0].strip()
+        known_type = content_type in _KNOWN_TYPES
         if method != "POST" or (not known_type and _has_body(headers)):
             # DynamoDB's answer to any other method (an OPTIONS that is no allowed preflight included) and to a
             # body it cannot read as JSON: 404, not a JSON error.
@@ -365,7 +369,8 @@ class DynavaultApp:
                 raise
             body = await self._read_body(req)
             identity = self.verifier.check_body(pending, method, req.raw_path or "/", query, headers, body)
-            body = _decompress(body, headers.get("content-encoding", ""))
+            if "content-encoding" in headers:
+                body = _decompress(body, headers["content-encoding"])
             params = self._parse_json(body)
             if route.front.validate is not None:
                 params = route.front.validate(route.operation, params)
@@ -398,7 +403,8 @@ class DynavaultApp:
             log.exception("internal error on %s (request %s)", target, request_id)
             status = 500
             payload = _error_body(AWSError("InternalServerError", "Internal server error", 500), front)
-        if self.durability is not None:
+        durability = self.durability
+        if durability is not None and durability.pending():
             # Whatever this request wrote or saw must be on disk before it is acknowledged (group commit).
             try:
                 await self.durability.settle()
@@ -588,23 +594,20 @@ class DynavaultApp:
 
     async def _respond(self, req: Request, status: int, payload: bytes, content_type: str, request_id: str | None,
                        origin: str | None, coding: str | None = None) -> None:
-        out = [
-            (b"content-length", str(len(payload)).encode()),
-            # over the bytes sent (compressed or not), as DynamoDB computes it
-            (b"x-amz-crc32", str(zlib.crc32(payload)).encode()),
-        ]
+        # content-length, then x-amz-crc32 over the bytes sent (compressed or not), as DynamoDB computes it
+        lines = b"content-length: %d\r\nx-amz-crc32: %d\r\n" % (len(payload), zlib.crc32(payload))
         if content_type:
-            out.insert(0, (b"content-type", _CONTENT_TYPES.get(content_type) or content_type.encode()))
+            lines = b"content-type: %s\r\n%s" % (_CONTENT_TYPES.get(content_type) or content_type.encode(), lines)
         if coding is not None:
-            out.append((b"content-encoding", coding.encode()))
+            lines += b"content-encoding: %s\r\n" % coding.encode()
         if request_id is not None:
-            out.append((b"x-amzn-requestid", request_id.encode()))
-        allowed = self._allowed_origin(origin)  # None unless CORS is configured for this origin
-        if allowed is not None:
-            out.append((b"access-control-allow-origin", allowed))
-            out.append((b"access-control-expose-headers", _CORS_EXPOSE))
-            out.append((b"vary", b"Origin"))
-        await req.respond(status, out, payload)
+            lines += b"x-amzn-requestid: %s\r\n" % request_id.encode()
+        if origin is not None and self.cors:
+            allowed = self._allowed_origin(origin)  # None unless CORS is configured for this origin
+            if allowed is not None:
+                lines += b"access-control-allow-origin: %s\r\naccess-control-expose-headers: %s\r\nvary: Origin\r\n" % (
+                    allowed, _CORS_EXPOSE)
+        await req.respond_lines(status, lines, payload)
 
 
 def _has_body(headers: dict[str, str]) -> bool:

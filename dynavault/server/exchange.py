@@ -42,6 +42,11 @@ class Request:
         """Send the whole response (``headers`` without the date and connection headers the layer adds)."""
         raise NotImplementedError
 
+    async def respond_lines(self, status: int, lines: bytes, body: bytes) -> None:
+        """The same, the headers given as the response head's lines (``b"name: value\\r\\n"`` each)."""
+        pairs = [line.split(b": ", 1) for line in lines.split(b"\r\n") if line]
+        await self.respond(status, [(name, value) for name, value in pairs], body)
+
     def asgi(self) -> tuple[dict, Any, Any]:
         """(scope, receive, send) for an ASGI handler (the web console) serving this request."""
         raise NotImplementedError

@@ -57,7 +57,6 @@ _503_BODY = (b'{"__type":"com.amazon.coral.service#ServiceUnavailableException",
              b'"message":"The service is currently unavailable or busy."}')
 _503_CRC = str(zlib.crc32(_503_BODY)).encode()
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CLOSE = b"connection: close\r\n"
 
 
 class _HeadTooLarge(Exception):
@@ -69,6 +68,26 @@ def _overloaded_headers() -> list[tuple[bytes, bytes]]:
     carries a request id and crc32 like every DynamoDB answer (the id from the OS: this path is rare)."""
     return [(b"content-type", b"application/x-amz-json-1.0"), (b"content-length", str(len(_503_BODY)).encode()),
             (b"x-amz-crc32", _503_CRC), (b"x-amzn-requestid", f"{secrets.randbits(208):052X}".encode())]
+
+
+async def _resume(coro, waiting_on) -> None:
+    """Carry on a coroutine started outside any Task (HttpProtocol._start) from the point where it waits on the
+    future ``waiting_on`` (None: it yielded to let the loop run, as asyncio.sleep(0) does), as a Task would:
+    resumed when that future is done, reading its outcome itself; cancelling this Task cancels that future,
+    which the coroutine then sees where it waits."""
+    while True:
+        if waiting_on is None:
+            await asyncio.sleep(0)
+        else:
+            waiting_on._asyncio_future_blocking = False
+            try:
+                await waiting_on
+            except BaseException:  # noqa: S110 - the coroutine takes the outcome from the future itself
+                pass
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
 
 
 class Exchange(Request):
@@ -141,7 +160,13 @@ class Exchange(Request):
     async def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         self.send(status, headers, body)
 
+    async def respond_lines(self, status: int, lines: bytes, body: bytes) -> None:
+        self.send_lines(status, lines, body)
+
     def send(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.send_lines(status, b"".join([b"%s: %s\r\n" % pair for pair in headers]), body)
+
+    def send_lines(self, status: int, lines: bytes, body: bytes) -> None:
         """The whole response in one write (head and body together: one send, one wake-up of the client)."""
         if self.responded:
             raise RuntimeError("response already sent")
@@ -152,17 +177,9 @@ class Exchange(Request):
         if self.disconnected or transport.is_closing():
             proto.response_done(self)
             return
-        out = [STATUS_LINE[status]]
-        for name, value in proto.server_state.default_headers:  # the Date header uvicorn keeps current
-            out += (name, b": ", value, b"\r\n")
-        for name, value in headers:
-            out += (name, b": ", value, b"\r\n")
-        if not self.keep_alive:
-            out.append(_CLOSE)
-        out.append(b"\r\n")
-        if self.method != "HEAD":
-            out.append(body)
-        transport.write(b"".join(out))
+        transport.write(b"".join((STATUS_LINE[status], proto.date_lines(), lines,
+                                  b"\r\n" if self.keep_alive else b"connection: close\r\n\r\n",
+                                  body if self.method != "HEAD" else b"")))
         if not self.keep_alive:
             transport.close()
         proto.response_done(self)
@@ -232,15 +249,16 @@ class HttpProtocol(asyncio.Protocol):
         self.current: Exchange | None = None  # the request being answered
         self.parsing: Exchange | None = None  # the request whose body the parser delivers
         self.pipeline: deque[Exchange] = deque()
+        self.ready: Exchange | None = None  # to start when the parser returns
         self.read_paused = False
         self.write_paused = False
         self.closing = False
+        self._default: list | None = None
+        self._default_lines = b""
         # the request head being parsed
         self.url = b""
-        self.headers: dict[str, str] = {}
-        self.expect = False
+        self.raw: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
-        self.head_size = 0
         self.head_done = False
         # timers: one per connection, for the request deadline and the keep-alive timeout
         self.reading_since: float | None = None
@@ -303,9 +321,15 @@ class HttpProtocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        if self.current is None and self.pipeline and not self.transport.is_closing():
-            self._start(self.pipeline.popleft())
-            self.resume_reading()
+        self._start_next()
+
+    def date_lines(self) -> bytes:
+        """The headers uvicorn keeps current for every response (the Date header), as head lines."""
+        default = self.server_state.default_headers
+        if default is not self._default:
+            self._default = default
+            self._default_lines = b"".join([b"%s: %s\r\n" % pair for pair in default])
+        return self._default_lines
 
     # -- bytes in --------------------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -318,6 +342,7 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             log.warning("Unsupported upgrade request.")
         except httptools.HttpParserError:
+            self.ready = None
             if self.transport.is_closing():
                 return  # refused from inside the parser (431)
             log.warning("Invalid HTTP request received.")
@@ -325,7 +350,13 @@ class HttpProtocol(asyncio.Protocol):
             self.transport.close()
             return
         if not head_done and not self.head_done and self.head_bytes > self.max_head_bytes:
+            self.ready = None
             self._refuse_head()
+            return
+        ex = self.ready
+        if ex is not None:
+            self.ready = None
+            self._start(ex)
 
     def _refuse_head(self) -> None:
         if not self.transport.is_closing():
@@ -336,34 +367,32 @@ class HttpProtocol(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         self.url = b""
-        self.headers = {}
-        self.expect = False
-        self.head_size = 0
+        self.raw = []
         self.reading_since = self.loop.time()
         self.idle_since = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value) + 4
-        key = name.decode("latin-1").lower()
-        # llhttp keeps trailing whitespace, which RFC 9110 §5.5 excludes from the value
-        text = value.rstrip(b" \t").decode("latin-1")
-        headers = self.headers
-        if key in headers:
-            headers[key] = f"{headers[key]},{text}"
-        else:
-            headers[key] = text
-        if key == "expect" and text.lower() == "100-continue":
-            self.expect = True
+        self.raw.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.head_done = True
-        if self.head_bytes > self.max_head_bytes and self.head_size > self.max_head_bytes:
+        raw = self.raw
+        if self.head_bytes > self.max_head_bytes and (
+                len(self.url) + sum(len(n) + len(v) + 4 for n, v in raw) > self.max_head_bytes):
             self._refuse_head()
             raise _HeadTooLarge  # stops the parser; data_received sees the connection closing and stays quiet
+        # names lower-case; llhttp keeps trailing whitespace, which RFC 9110 §5.5 excludes from a value
+        headers = {n.decode("latin-1").lower(): v.rstrip(b" \t").decode("latin-1") for n, v in raw}
+        if len(headers) != len(raw):  # a repeated header: its values joined, in order
+            headers = {}
+            for n, v in raw:
+                key, text = n.decode("latin-1").lower(), v.rstrip(b" \t").decode("latin-1")
+                headers[key] = f"{headers[key]},{text}" if key in headers else text
+        expect = headers.get("expect")
+        expect = expect is not None and expect.lower() == "100-continue"
         parser = self.parser
         method = parser.get_method().decode("ascii")
         url = self.url
@@ -378,14 +407,14 @@ class HttpProtocol(asyncio.Protocol):
                 path = urllib.parse.unquote(path)
             query = (parsed.query or b"").decode("latin-1")
         keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
-        ex = Exchange(self, method, path, raw_path, query, self.headers, keep_alive and not self.closing,
-                      self.expect)
+        ex = Exchange(self, method, path, raw_path, query, headers, keep_alive and not self.closing, expect)
         cap = self.max_connections
         if cap and (len(self.connections) > cap or len(self.tasks) >= cap):
             ex.overloaded = True
         self.parsing = ex
-        if self.current is None and not self.write_paused:
-            self._start(ex)
+        if self.current is None and not self.pipeline and not self.write_paused:
+            # Started once the parser has taken in what this read brought (its body, usually whole)
+            self.current = self.ready = ex
         else:
             self.pipeline.append(ex)
             self.pause_reading()
@@ -406,10 +435,23 @@ class HttpProtocol(asyncio.Protocol):
 
     # -- requests --------------------------------------------------------------------------------------------
     def _start(self, ex: Exchange) -> None:
+        """Run the request's coroutine at once, in this callback: most requests (a GetItem whose body came
+        with its head) finish without waiting, and need no Task and no further turn of the loop. One that
+        waits (for its body, the group commit, a thread) goes on in a Task from where it stopped."""
         self.current = ex
-        task = self.loop.create_task(self._run(ex))
+        coro = self._run(ex)
+        try:
+            waiting_on = coro.send(None)
+        except StopIteration:
+            return
+        task = self.loop.create_task(_resume(coro, waiting_on))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def _start_next(self) -> None:
+        if self.current is None and self.pipeline and not self.write_paused and not self.transport.is_closing():
+            self._start(self.pipeline.popleft())
+            self.resume_reading()
 
     async def _run(self, ex: Exchange) -> None:
         try:
@@ -449,13 +491,13 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport.is_closing():
             return
         if self.pipeline:
-            if not self.write_paused:
-                self._start(self.pipeline.popleft())
-                self.resume_reading()
+            # on the next turn of the loop: a request answered at once must not start the next one inside its
+            # own call (a read full of pipelined requests would nest as deep as it is long)
+            self.loop.call_soon(self._start_next)
         else:
             self.idle_since = self.loop.time()
-            if self.parsing is None:
-                self.resume_reading()
+            # the rest of a body answered unread is read to be dropped
+            self.resume_reading()
 
     # -- time limits -----------------------------------------------------------------------------------------
     def _arm(self, delay: float) -> None:
