@@ -29,8 +29,8 @@ from dynavault.errors import AWSError, IntegrityError, MustBlock, deferrable
 from dynavault.small_ints import small_int
 
 from .access_log import AccessLog
-from .connection import SCOPE_KEY
 from .durability import GroupCommit
+from .exchange import AsgiRequest, Disconnected, Request
 from .sigv4 import Identity, SigV4Verifier
 
 log = logging.getLogger("dynavault.server")
@@ -46,6 +46,7 @@ JSON_PLAIN = "application/json"
 _CORAL = "com.amazon.coral.service#"
 _CORAL_VALIDATE = "com.amazon.coral.validate#"
 _CORS_EXPOSE = b"x-amzn-RequestId,x-amzn-ErrorType,x-amz-crc32,Date"
+_KNOWN_TYPES = frozenset((JSON_10, JSON_11, JSON_PLAIN))
 _CONTENT_TYPES = {JSON_10: JSON_10.encode(), JSON_11: JSON_11.encode(), JSON_PLAIN: JSON_PLAIN.encode(),
                   "text/plain": b"text/plain"}
 #: what DynamoDB answers to anything but a POST (or a CORS preflight) and to a body of an unknown Content-Type
@@ -237,10 +238,6 @@ def _compress(payload: bytes, coding: str) -> bytes:
     return c.compress(payload) + c.flush()
 
 
-class _Disconnected(Exception):
-    """The client went away (or was cut off by the read timeout) before its body arrived."""
-
-
 def cors_origins(setting: str) -> frozenset[str]:
     """``--cors-origin``: comma-separated origins allowed to read responses from a browser; ``*`` for any."""
     return frozenset(o.strip() for o in setting.split(",") if o.strip())
@@ -291,7 +288,7 @@ class DynavaultApp:
     async def __call__(self, scope, receive, send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self.handle(AsgiRequest(scope, receive, send))
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -319,33 +316,31 @@ class DynavaultApp:
                     await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _http(self, scope, receive, send) -> None:
-        path = scope.get("path", "")
+    async def handle(self, req: Request) -> None:
+        """Serve one HTTP request (from our protocol, or from an ASGI server through AsgiRequest)."""
+        path = req.path
         if self.console is not None and (path == "/console" or path.startswith("/console/")):
-            await self.console(scope, receive, send)
+            await self.console(*req.asgi())
             return
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name = raw_name.decode("latin-1")
-            if not name.islower():  # uvicorn already lower-cases; other servers may not
-                name = name.lower()
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        headers = req.headers
         origin = headers.get("origin")
-        method = scope["method"]
-        allowed = self._allowed_origin(origin)
-        if method == "OPTIONS" and allowed is not None:
-            await self._preflight(send, headers, allowed)
+        method = req.method
+        if method == "OPTIONS":
+            allowed = self._allowed_origin(origin)
+            if allowed is not None:
+                await self._preflight(req, allowed)
+                return
+        elif method in ("GET", "HEAD"):
+            await self._get(req, origin)
             return
-        if method in ("GET", "HEAD"):
-            await self._get(scope, send, origin, headers)
-            return
-        content_type = headers.get("content-type", "").split(";")[0].strip()
-        known_type = content_type in (JSON_10, JSON_11, JSON_PLAIN)
+        content_type = headers.get("content-type", "")
+        if content_type not in _KNOWN_TYPES:
+            content_type = content_type.split(";")[0].strip()
+        known_type = content_type in _KNOWN_TYPES
         if method != "POST" or (not known_type and _has_body(headers)):
             # DynamoDB's answer to any other method (an OPTIONS that is no allowed preflight included) and to a
             # body it cannot read as JSON: 404, not a JSON error.
-            await self._respond(send, 404, _NOT_FOUND_BODY, "", self._request_id(None), origin)
+            await self._respond(req, 404, _NOT_FOUND_BODY, "", self._request_id(None), origin)
             return
 
         target = headers.get("x-amz-target", "")
@@ -355,7 +350,7 @@ class DynavaultApp:
             content_type = front.content_type if front else JSON_10
         request_id = self._request_id(front)
         status = 200
-        query = scope.get("query_string", b"").decode("latin-1")
+        query = req.query
         started = time.perf_counter() if self.access_log is not None else 0.0
         caller = params = None
         try:
@@ -363,29 +358,23 @@ class DynavaultApp:
             if length is not None and (small_int(length, 64) or 0) > MAX_BODY_BYTES:
                 raise _too_large()
             if route is None:
-                await self._early_parse(receive, headers)
+                await self._early_parse(req)
                 raise AWSError("UnknownOperationException", None, type_prefix=_CORAL)
             # Headers first: an unsigned request or an unknown key is answered before its body is read (the
             # connection layer then discards the rest of the body without keeping it).
             try:
                 pending = self.verifier.authenticate(headers, route.front.signing_name, query)
             except AWSError:
-                await self._early_parse(receive, headers)
+                await self._early_parse(req)
                 raise
-            body = await self._read_body(receive)
-            identity = self.verifier.check_body(
-                pending,
-                method,
-                scope.get("raw_path", b"/").decode("latin-1") or "/",
-                query,
-                headers,
-                body,
-            )
-            body = _decompress(body, headers.get("content-encoding", ""))
+            body = await self._read_body(req)
+            identity = self.verifier.check_body(pending, method, req.raw_path or "/", query, headers, body)
+            if "content-encoding" in headers:
+                body = _decompress(body, headers["content-encoding"])
             params = self._parse_json(body)
             if route.front.validate is not None:
                 params = route.front.validate(route.operation, params)
-            caller = self._caller(scope, identity, headers.get("user-agent", ""), headers)
+            caller = self._caller(req, identity, headers.get("user-agent", ""))
             cred = identity.credential
             if cred.access_key_id in self.trusted_service_keys and "x-dynavault-on-behalf-of" in headers:
                 if pending.check and "x-dynavault-on-behalf-of" not in pending.signed:
@@ -401,7 +390,7 @@ class DynavaultApp:
             else:
                 result = await self._run_off_loop(route, caller, params)
             payload = orjson.dumps(result) if result else b"{}"
-        except _Disconnected:
+        except Disconnected:
             return  # nobody to answer; nothing was done
         except AWSError as err:
             status = err.status
@@ -414,7 +403,8 @@ class DynavaultApp:
             log.exception("internal error on %s (request %s)", target, request_id)
             status = 500
             payload = _error_body(AWSError("InternalServerError", "Internal server error", 500), front)
-        if self.durability is not None:
+        durability = self.durability
+        if durability is not None and durability.pending():
             # Whatever this request wrote or saw must be on disk before it is acknowledged (group commit).
             try:
                 await self.durability.settle()
@@ -434,8 +424,8 @@ class DynavaultApp:
             if coding is not None:
                 payload = _compress(payload, coding)
         if self.access_log is not None:
-            self._log_access(scope, headers, route, front, request_id, caller, params, status, payload, started)
-        await self._respond(send, status, payload, content_type, request_id, origin, coding)
+            self._log_access(req, route, front, request_id, caller, params, status, payload, started)
+        await self._respond(req, status, payload, content_type, request_id, origin, coding)
 
     async def _run_off_loop(self, route: Route, caller: Caller, params: dict) -> dict:
         """A handler that may wait on a remote KMS runs in a thread, so a slow key service stalls only the
@@ -452,49 +442,51 @@ class DynavaultApp:
             return route.handler(caller, params)
         return await asyncio.to_thread(route.handler, caller, params)
 
-    async def _early_parse(self, receive, headers: dict[str, str]) -> None:
+    async def _early_parse(self, req: Request) -> None:
         """For a request about to be refused before its body is read: read a small uncompressed body and raise
         SerializationException if it is not JSON, the error DynamoDB checks first."""
+        headers = req.headers
         length = headers.get("content-length", "")
         if (not 0 < (small_int(length) or 0) <= _EARLY_BODY_BYTES
                 or headers.get("content-encoding", "identity").strip().lower() != "identity"):
             return
-        self._parse_json(await self._read_body(receive))
+        self._parse_json(await self._read_body(req))
 
     @staticmethod
-    def _endpoint(scope, headers: dict[str, str]) -> str:
+    def _endpoint(req: Request) -> str:
         """host:port this server was reached at: the request's Host header when it is a host name or address,
         else the listening socket's address."""
-        host = headers.get("host", "")
+        host = req.headers.get("host", "")
         if host and _HOST_RE.fullmatch(host):
             return host
-        server = scope.get("server") or ("127.0.0.1", 0)
+        server = req.server or ("127.0.0.1", 0)
         name = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
         return f"{name}:{server[1]}" if server[1] is not None else name
 
-    def _log_access(self, scope, headers: dict[str, str], route: Route | None, front: ServiceFront | None,
+    def _log_access(self, req: Request, route: Route | None, front: ServiceFront | None,
                     request_id: str, caller: Caller | None, params: dict | None, status: int, payload: bytes,
                     started: float) -> None:
+        headers = req.headers
         length = headers.get("content-length", "")
         self.access_log.request(
             request_id=request_id, service=route.front.name if route else (front.name if front else "unknown"),
             operation=route.operation if route else "unknown", caller=caller, params=params, status=status,
             payload=payload, bytes_in=small_int(length) or 0, started=started,
-            peer=(scope.get("client") or ("-", 0))[0], user_agent=headers.get("user-agent", ""))
+            peer=(req.client or ("-", 0))[0], user_agent=headers.get("user-agent", ""))
 
-    def _caller(self, scope, identity: Identity, user_agent: str, headers: dict[str, str]) -> Caller:
+    def _caller(self, req: Request, identity: Identity, user_agent: str) -> Caller:
         """The request's Caller. Immutable, so one is kept per (connection, identity, user agent, Host) and
         shared by that connection's requests: a keep-alive client sends the same ones each time (the endpoint
         is worked out from the Host header only when a Caller is made)."""
-        client = scope.get("client") or ("127.0.0.1", 0)
+        client = req.client or ("127.0.0.1", 0)
         cred = identity.credential
-        connection_id = scope.get(SCOPE_KEY) or hash(client)
-        host = headers.get("host", "")
+        connection_id = req.connection_id or hash(client)
+        host = req.headers.get("host", "")
         key = (connection_id, client[0], cred.access_key_id, cred.account_id, cred.principal_arn, identity.region,
                user_agent, host)
         caller = self._callers.get(key)
         if caller is None:
-            endpoint = self._endpoint(scope, headers)
+            endpoint = self._endpoint(req)
             caller = Caller(
                 account=cred.account_id,
                 region=identity.region,
@@ -533,20 +525,17 @@ class DynavaultApp:
                            type_prefix=_CORAL) from None
 
     @staticmethod
-    async def _read_body(receive) -> bytes:
+    async def _read_body(req: Request) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                raise _Disconnected
-            chunk = message.get("body", b"")
+            chunk, more = await req.chunk()
             if chunk:
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
                     raise AWSError("RequestEntityTooLarge", "Request Entity Too Large", 413, type_prefix=_CORAL)
                 chunks.append(chunk)
-            if not message.get("more_body", False):
+            if not more:
                 break
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
@@ -562,20 +551,20 @@ class DynavaultApp:
             raise AWSError("SerializationException", "Start of list found where not expected.", type_prefix=_CORAL)
         return params
 
-    async def _get(self, scope, send, origin, headers: dict[str, str]) -> None:
-        path = scope.get("path", "/")
+    async def _get(self, req: Request, origin: str | None) -> None:
+        path = req.path
         request_id = self._request_id(None)
         if path == "/metrics" and self.metrics is not None:
             data, ctype = self.metrics()
-            await self._respond(send, 200, data, ctype, request_id, origin)
+            await self._respond(req, 200, data, ctype, request_id, origin)
             return
         if path in ("/", ""):
             # DynamoDB names itself here ("healthy: dynamodb.us-east-1.amazonaws.com "); this server names the
             # host and port it was reached at.
-            body = f"healthy: {self._endpoint(scope, headers)} ".encode()
-            await self._respond(send, 200, body, "text/plain", request_id, origin)
+            body = f"healthy: {self._endpoint(req)} ".encode()
+            await self._respond(req, 200, body, "text/plain", request_id, origin)
             return
-        await self._respond(send, 404, _NOT_FOUND_BODY, "", request_id, origin)
+        await self._respond(req, 404, _NOT_FOUND_BODY, "", request_id, origin)
 
     def _allowed_origin(self, origin: str | None) -> bytes | None:
         """The Access-Control-Allow-Origin value for ``origin``, or None: only configured origins get one."""
@@ -587,7 +576,7 @@ class DynavaultApp:
             return b"*"
         return None
 
-    async def _preflight(self, send, headers: dict[str, str], allowed: bytes) -> None:
+    async def _preflight(self, req: Request, allowed: bytes) -> None:
         """A CORS preflight from an allowed origin (any other OPTIONS is answered 404, as DynamoDB answers it)."""
         out = [
             (b"content-length", b"0"),
@@ -596,34 +585,29 @@ class DynavaultApp:
             (b"access-control-allow-origin", allowed),
             (b"access-control-allow-methods", b"GET,POST,OPTIONS"),
             (b"access-control-allow-headers",
-             (headers.get("access-control-request-headers") or "*").encode("latin-1")),
+             (req.headers.get("access-control-request-headers") or "*").encode("latin-1")),
             (b"access-control-max-age", b"172800"),
             (b"access-control-expose-headers", _CORS_EXPOSE),
             (b"vary", b"Origin"),
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": out})
-        await send({"type": "http.response.body", "body": b""})
+        await req.respond(200, out, b"")
 
-    async def _respond(self, send, status: int, payload: bytes, content_type: str, request_id: str | None,
+    async def _respond(self, req: Request, status: int, payload: bytes, content_type: str, request_id: str | None,
                        origin: str | None, coding: str | None = None) -> None:
-        out = [
-            (b"content-length", str(len(payload)).encode()),
-            # over the bytes sent (compressed or not), as DynamoDB computes it
-            (b"x-amz-crc32", str(zlib.crc32(payload)).encode()),
-        ]
+        # content-length, then x-amz-crc32 over the bytes sent (compressed or not), as DynamoDB computes it
+        lines = b"content-length: %d\r\nx-amz-crc32: %d\r\n" % (len(payload), zlib.crc32(payload))
         if content_type:
-            out.insert(0, (b"content-type", _CONTENT_TYPES.get(content_type) or content_type.encode()))
+            lines = b"content-type: %s\r\n%s" % (_CONTENT_TYPES.get(content_type) or content_type.encode(), lines)
         if coding is not None:
-            out.append((b"content-encoding", coding.encode()))
+            lines += b"content-encoding: %s\r\n" % coding.encode()
         if request_id is not None:
-            out.append((b"x-amzn-requestid", request_id.encode()))
-        allowed = self._allowed_origin(origin)  # None unless CORS is configured for this origin
-        if allowed is not None:
-            out.append((b"access-control-allow-origin", allowed))
-            out.append((b"access-control-expose-headers", _CORS_EXPOSE))
-            out.append((b"vary", b"Origin"))
-        await send({"type": "http.response.start", "status": status, "headers": out})
-        await send({"type": "http.response.body", "body": payload})
+            lines += b"x-amzn-requestid: %s\r\n" % request_id.encode()
+        if origin is not None and self.cors:
+            allowed = self._allowed_origin(origin)  # None unless CORS is configured for this origin
+            if allowed is not None:
+                lines += b"access-control-allow-origin: %s\r\naccess-control-expose-headers: %s\r\nvary: Origin\r\n" % (
+                    allowed, _CORS_EXPOSE)
+        await req.respond_lines(status, lines, payload)
 
 
 def _has_body(headers: dict[str, str]) -> bool:

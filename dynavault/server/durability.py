@@ -30,6 +30,10 @@ class GroupCommit:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dynavault-fsync")
         self.syncs = 0  # fsyncs done (for tests and /metrics-style introspection)
 
+    def pending(self) -> bool:
+        """Whether a commit made so far is not yet durable (settle() would wait)."""
+        return self.durable_seq < self.store.commit_seq
+
     async def settle(self) -> None:
         """Return once every commit made so far is durable (at once if none is pending)."""
         seq = self.store.commit_seq

@@ -1,4 +1,5 @@
-"""Serve a built Runtime over HTTP (uvicorn with our httptools protocol): one process, or one worker of several."""
+"""Serve a built Runtime over HTTP (uvicorn runs the server, our protocol the connections: http_protocol.py): one
+process, or one worker of several."""
 
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ def serve(runtime: Runtime, settings: Settings, *, label: str = "dynavault", not
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        # Our httptools protocol: connection ids, a 64 KiB cap on request line + headers, the request read
-        # timeout and the connection cap (uvicorn's own limit_concurrency answers 503 in plain text).
+        # Our HTTP/1.1 protocol (no ASGI per request): connection ids, a 64 KiB cap on request line + headers,
+        # the request read timeout and the connection cap (uvicorn's limit_concurrency answers 503 in plain text).
         http=protocol_class(runtime.connections, request_timeout=settings.request_timeout_seconds,
                             max_connections=settings.max_connections),
         lifespan="on",

@@ -454,7 +454,7 @@ class _ListNode(_Node):
 
 
 class _MapNode(_Node):
-    __slots__ = ("key", "value", "min", "max", "nested", "java_value", "key_text", "value_text")
+    __slots__ = ("key", "value", "min", "max", "nested", "java_value", "key_text", "value_text", "_plain")
 
     def __init__(self, shape: dict, nested: bool) -> None:
         super().__init__()
@@ -466,6 +466,22 @@ class _MapNode(_Node):
         self.java_value = "java.lang.Object"
         self.key_text = ""
         self.value_text = ""
+        self._plain: frozenset[str] | None | bool = False  # see plain_members
+
+    def plain_members(self) -> frozenset[str] | None:
+        """When the values are structures with no required member and no size limit of their own: the names of
+        their members that can never report a constraint (a DynamoDB AttributeValue's S, N, B, ...). A value
+        with only such members is checked without the path its errors would carry (it can have none), which
+        spares building that path for every entry. Worked out on first use, once the model is compiled."""
+        plain = self._plain
+        if plain is False:
+            value = self.value
+            if isinstance(value, _StructNode) and not value.required and not self.value_text:
+                plain = frozenset(name for name, (node, _, _) in value.members.items() if node.pure)
+            else:
+                plain = None
+            self._plain = plain
+        return plain  # type: ignore[return-value]
 
     def check(self, v: Any, path: str | None, errs: list[str]) -> None:
         if type(v) is not dict:
@@ -485,13 +501,14 @@ class _MapNode(_Node):
         if self.max is not None and n > self.max:
             errs.append(_violation(shown, path, f"Member must have length less than or equal to {self.max}"))
         key = self.key
+        plain = self.plain_members()
         segs: list[tuple[str, list[str]]] | None = None
         for k, x in v.items():
             start = len(errs)
             if key is not None and self.key_text and not key.key_ok(k):
                 errs.append(_violation(shown, path, f"Map keys must satisfy constraint: [{self.key_text}]"))
             if x is not None:
-                if value.pure:
+                if value.pure or (plain is not None and type(x) is dict and plain.issuperset(x)):
                     value.check(x, None, errs)
                 else:
                     sub = f"{path}.{k}.member"
@@ -560,7 +577,7 @@ class _StructNode(_Node):
                     if type(x) is float:
                         _truncate(v, k, x, ent[0])
             return
-        prefix = path + "." if path else ""
+        prefix = None  # made only when a member below can report something (most values are scalars)
         segs: list[tuple[int, list[str]]] | None = None
         for k, x in v.items():
             if x is None:
@@ -575,6 +592,8 @@ class _StructNode(_Node):
             if node.pure:
                 node.check(x, None, errs)
                 continue
+            if prefix is None:
+                prefix = path + "." if path else ""
             start = len(errs)
             node.check(x, prefix + sub, errs)
             if len(errs) != start:
@@ -586,7 +605,7 @@ class _StructNode(_Node):
             if v.get(name) is None:
                 if segs is None:
                     segs = []
-                segs.append((rank, [_violation(None, prefix + sub, "Member must not be null")]))
+                segs.append((rank, [_violation(None, (path + "." if path else "") + sub, "Member must not be null")]))
         if segs:
             segs.sort(key=lambda s: s[0])
             for _, msgs in segs:
