@@ -85,7 +85,7 @@ def _start(tree: Path, work: Path) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     log = open(work / "server.log", "wb")
     cmd = [sys.executable, "-m", "dynavault.cli", "serve", "--allow-any-credentials", "--host", "127.0.0.1",
-           "--port", str(port), "--data-dir", str(work / "data"), "--root-key-file", str(work / "keys" / "root.key")]
+           "--port", str(port), "--data-dir", str(work / "data"), "--root-key-file", str(work / "keys" / "root.key"), "--workers", "1"]
     proc = subprocess.Popen(cmd, cwd=tree, stdout=log, stderr=log, start_new_session=True)
     deadline = time.time() + 60
     while time.time() < deadline:

@@ -83,7 +83,7 @@ def main() -> int:
     base = tempfile.mkdtemp(prefix="dax-bench-")
     port, dax_port = _free_port(), _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "dynavault.cli", "serve", "--port", str(port), "--dax-port",
-                             str(dax_port), "--data-dir", f"{base}/data", "--root-key-file", f"{base}/root.key"],
+                             str(dax_port), "--data-dir", f"{base}/data", "--root-key-file", f"{base}/root.key", "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     text = ""
     while "listening on http" not in text:

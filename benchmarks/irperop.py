@@ -40,7 +40,7 @@ TABLE = "irbench"
 
 def _start(tree: Path, data: Path, key: Path, wrap: list[str], env: dict, timeout: float):
     cmd = wrap + [sys.executable, "-m", "dynavault.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-                  "--data-dir", str(data), "--root-key-file", str(key)]
+                  "--data-dir", str(data), "--root-key-file", str(key), "--workers", "1"]
     proc = subprocess.Popen(cmd, cwd=tree, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
     lines = []
     deadline = time.time() + timeout
