@@ -28,6 +28,10 @@ BACKUP_DATA_PREFIX = b"\x00\x00backupdata\x00"
 #: point-in-time recovery: each item change of a table with PITR on, sealed, in (time, counter) order
 PITR_PREFIX = b"\x00\x00pitr\x00"
 
+#: global tables: each table's replication queue (sealed changes, in commit order), the per-item last-writer clocks
+#: (sealed, under an HMAC of the key) and each replica's plaintext checkpoint in another region's queue
+REPLICATION_PREFIX = b"\x00\x00replication\x00"
+
 #: which process runs the store-wide background jobs (server/leases.py): holder and expiry, no user data
 LEASE_PREFIX = b"\x00\x00lease\x00"
 #: TransactWriteItems ClientRequestTokens: a digest of the request, for the 10 minutes DynamoDB keeps them
@@ -46,6 +50,7 @@ PREFIXES: dict[str, bytes] = {
     "leases": LEASE_PREFIX,
     "idempotency tokens": TOKEN_PREFIX,
     "point-in-time history": PITR_PREFIX,
+    "replication": REPLICATION_PREFIX,
 }
 
 

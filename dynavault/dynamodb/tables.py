@@ -279,6 +279,8 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
                          "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required")
     if "SSESpecification" in p and len([c for c in changes if c != "AttributeDefinitions"]) > 1:
         raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
+    if "ReplicaUpdates" in p and db.replication is not None:
+        db.replication.check_request(p, changes)
     meta = _settled_table(db, caller, name)
     if STATE_UNTIL in meta.extra and meta.status == "CREATING":
         raise in_use(f"Table is being created: {name}")
@@ -286,6 +288,10 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
         raise in_use(f"Table: {name} is in the process of being updated.")
     if "SSESpecification" in p:
         return db.sse.update_sse(caller, meta, p["SSESpecification"])
+    if "ReplicaUpdates" in p and db.replication is not None:
+        if meta.status == "CREATING":
+            raise in_use(f"Table is being created: {name}")
+        return db.replication.update(caller, meta, p)
     if meta.status == "CREATING":  # being restored
         raise in_use(f"Table is being created: {name}")
     # sse-spec §1.5: index builds need the data; an archiving or archived table takes no change at all
@@ -293,6 +299,8 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
             meta.status == "INACCESSIBLE_ENCRYPTION_CREDENTIALS" and "GlobalSecondaryIndexUpdates" in p):
         raise inaccessible_error(meta)
     _refuse_unchanged_throughput(meta, p)
+    if "StreamSpecification" in p and db.replication is not None:
+        db.replication.refuse_stream_change(meta, p["StreamSpecification"])
     if "StreamSpecification" in p:
         if "GlobalSecondaryIndexUpdates" in p:
             raise validation(_INVALID + "You cannot create or delete index while changing stream status")
@@ -371,6 +379,8 @@ def delete_table(db: Database, caller: Caller, p: dict) -> dict:
             db.catalog.remove(w.tx, meta)
         db.catalog.forget(meta)
         db.table_states.deleted(db, meta, desc)
+    if db.replication is not None:  # a member's region leaves its global table
+        db.replication.table_deleted(meta)
     db.keys.retire(meta.key_ref())
     log.info("table deleted: %s (account %s, region %s)", name, caller.account, caller.region)
     return {"TableDescription": answer}

@@ -204,7 +204,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
               first: bool, faults=None):
     """The database: its store, catalog, item store (with the change subscribers), table keys, key
     lifecycle and the context its operations get; -> (context, store)."""
-    from dynavault.dynamodb import epochs, indexes
+    from dynavault.dynamodb import epochs, indexes, tables
     from dynavault.dynamodb.backups import pitr, restore
     from dynavault.dynamodb.backups.history import HistoryWriter
     from dynavault.dynamodb.backups.jobs import BackupJobs
@@ -212,6 +212,10 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.change_counter import ChangeCounter
     from dynavault.dynamodb.database import Database
     from dynavault.dynamodb.item_store import ItemStore
+    from dynavault.dynamodb.replication import store as replication_store
+    from dynavault.dynamodb.replication.applier import Replicator
+    from dynavault.dynamodb.replication.operations import GlobalTables
+    from dynavault.dynamodb.replication.subscriber import ReplicationWriter
     from dynavault.dynamodb.sse_lifecycle import SSELifecycle
     from dynavault.dynamodb.streams.control import StreamJobs, StreamLimits
     from dynavault.dynamodb.streams.store import StreamStore
@@ -250,7 +254,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     items = ItemStore(store, catalog, collection_limit=settings.item_collection_max_bytes,
                       subscribers=[ChangeCounter(metrics.item_changes),
                                    StreamWriter(streams, stream_limits, exclusive=not worker),
-                                   history_writer := HistoryWriter()])
+                                   history_writer := HistoryWriter(),
+                                   replication_writer := ReplicationWriter()])
     keys = TableKeyService(port, owned_key_arn=owned_key_arn, owned_account=owned_account,
                            refresh_seconds=settings.key_refresh_seconds, shared_cache=settings.shared_key_cache,
                            metrics=metrics, outage=faults.kms_unavailable if faults is not None else None)
@@ -265,11 +270,19 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     connections.on_closed(keys.drop_connection)
     history_writer.clock = db.clock  # history positions and restore times on one clock
     db.drop_hooks.append(lambda tx, meta: pitr.keep_system_backup(db, tx, meta))
+    # global tables: the replication job (a thread, run by the holder of the background lease) and ReplicaUpdates
+    replicator = Replicator(db, metrics=metrics)
+    replication_writer.on_queued = replicator.wake
+    db.replication = GlobalTables(db, create_table=tables.create_table, delete_table=tables.delete_table,
+                                  wake=replicator.wake)
+    db.drop_hooks.append(lambda tx, meta: replication_store.drop_table(tx, meta.id_bytes))
+    db.replicator = replicator
 
     def account_seals() -> None:
         epochs.account_node_seals(catalog, keys, settings.node_epoch_max_seals)
 
     def close() -> None:
+        replicator.stop()
         backup_jobs.close()  # stops between batches; what is left is finished or removed at the next start
         account_seals()
         store.close()
@@ -471,4 +484,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
     leases = components["dynamodb"].leases if "dynamodb" in components else None
     runtime = Runtime(settings, credentials, app, connections, closers, periodic, components, leases)
     runtime_ref.append(runtime)
+    if "dynamodb" in components and components["dynamodb"].replicator is not None:
+        components["dynamodb"].replicator.active = runtime.runs_store_jobs
+        components["dynamodb"].replicator.start()
     return runtime

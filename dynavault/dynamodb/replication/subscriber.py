@@ -1,0 +1,60 @@
+"""The replication subscriber: one more subscriber of ``ItemChange``, inside the change's store transaction.
+
+A local change of a member of a global table gets a last-writer clock and a row in the member's replication
+queue; both commit with the change or not at all. The clock of a local write is later than both the wall
+clock and the clock of whatever the item held before (so a write made after seeing a replicated value also
+wins everywhere else). Replicated writes (cause ``replication``) carry their clock from their origin and are
+written by the applier: they are never queued again, so a write never travels back.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from ..keys import key_of_item
+from . import store
+from .group import CAUSE, group_of
+
+if TYPE_CHECKING:
+    from dynavault.sse.crypto import TableCrypto
+    from dynavault.storage.kv.base import KVTransaction
+
+    from ..item_store import ItemChange
+
+#: one microsecond: the smallest step a clock takes past the one it follows
+TICK = 1e-6
+
+
+class ReplicationWriter:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        #: called after a commit that queued changes (the applier wakes up); set by the runtime
+        self.on_queued: Callable[[], None] | None = None
+        self._queued = False
+
+    def __repr__(self) -> str:
+        return "<ReplicationWriter>"
+
+    def in_transaction(self, tx: KVTransaction, change: ItemChange, crypto: TableCrypto) -> None:
+        meta = change.table
+        group = group_of(meta)
+        if group is None or change.cause == CAUSE or len(group["members"]) < 2 or change.old == change.new:
+            return
+        item = change.new if change.new is not None else change.old
+        hkey, skey, keys = key_of_item(meta, item)
+        tid = meta.id_bytes
+        ckey = store.clock_key(crypto, tid, hkey, skey)
+        prev = store.read_clock(tx, crypto, ckey)
+        now = self.clock()
+        t = max(now, prev[0] + TICK) if prev is not None else now
+        store.write_clock(tx, crypto, ckey, t, meta.region)
+        store.append(tx, crypto, tid, {"k": keys, "n": change.new, "t": t, "r": meta.region}, now)
+        self._queued = True
+
+    def committed(self, changes: Sequence[ItemChange]) -> None:
+        if self._queued:
+            self._queued = False
+            if self.on_queued is not None:
+                self.on_queued()
