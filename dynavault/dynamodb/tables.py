@@ -287,6 +287,8 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
     if _being_updated(meta):
         raise in_use(f"Table: {name} is in the process of being updated.")
     if "SSESpecification" in p:
+        if db.replication is not None and meta.extra.get("replication"):  # the group's type fans out
+            return db.replication.update_sse(caller, meta, p["SSESpecification"])
         return db.sse.update_sse(caller, meta, p["SSESpecification"])
     if "ReplicaUpdates" in p and db.replication is not None:
         if meta.status == "CREATING":

@@ -124,3 +124,37 @@ def test_replica_inaccessible_too_long_leaves_the_group(start_server, unique_nam
     assert "Replicas" not in ddb[WEST].describe_table(TableName=unique_name)["Table"]
     ddb[EAST].put_item(TableName=unique_name, Item={"pk": {"S": "after"}})
     assert "left its replication group" in srv.log_text()
+
+
+def test_an_sse_type_change_fans_out_to_every_replica(server_factory, unique_name):
+    srv = server_factory(**FAST_KEYS, sse_update_seconds=1.5)
+    ddb, kms = _clients(srv)
+    make_table(ddb[EAST], unique_name)
+    add_replica(ddb[EAST], unique_name, WEST)
+    wait_replicas(ddb[EAST], unique_name)
+    ddb[EAST].put_item(TableName=unique_name, Item={"pk": {"S": "a"}})
+    answer = ddb[EAST].update_table(TableName=unique_name, SSESpecification={"Enabled": True})["TableDescription"]
+    assert answer["SSEDescription"]["Status"] == "UPDATING"
+    assert answer["Replicas"][0]["ReplicaStatus"] == "UPDATING"
+    assert ddb[WEST].describe_table(TableName=unique_name)["Table"]["SSEDescription"]["Status"] == "UPDATING"
+    # a second change while the replicas switch is refused
+    assert aws_error(ddb[WEST].update_table, TableName=unique_name,
+                     SSESpecification={"Enabled": False})[0] == "ResourceInUseException"
+    table = wait_replicas(ddb[EAST], unique_name, timeout=30)
+    managed = {r: kms[r].describe_key(KeyId="alias/aws/dynamodb")["KeyMetadata"]["Arn"] for r in (EAST, WEST)}
+    assert table["Replicas"][0]["KMSMasterKeyId"] == managed[WEST]
+    deadline = time.time() + 20
+    while True:
+        views = {r: ddb[r].describe_table(TableName=unique_name)["Table"]["SSEDescription"] for r in (EAST, WEST)}
+        if all(v["Status"] == "ENABLED" for v in views.values()) or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    assert {r: (v["Status"], v["KMSMasterKeyArn"]) for r, v in views.items()} == {
+        r: ("ENABLED", managed[r]) for r in (EAST, WEST)}
+    ddb[WEST].put_item(TableName=unique_name, Item={"pk": {"S": "b"}})
+    assert set(converge([ddb[EAST], ddb[WEST]], unique_name)) == {"a", "b"}
+    # a customer key is regional: it changes only the replica of the region it is in
+    west_key = kms[WEST].create_key()["KeyMetadata"]
+    assert aws_error(ddb[WEST].update_table, TableName=unique_name, SSESpecification={
+        "Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": west_key["Arn"]})[1].endswith(
+        "All replica keys must either be Customer Managed CMK or AWS Managed CMK.")

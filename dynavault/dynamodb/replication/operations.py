@@ -20,6 +20,7 @@ from dynavault.errors import AWSError, validation
 from dynavault.sse.table_keys import AWS_MANAGED, CUSTOMER, OWNED
 
 from ..describe import table_description
+from ..sse_spec import parse_sse_specification
 from ..streams import control as stream_control
 from . import store
 from .group import group_of, members, new_group, with_member, write_group
@@ -274,6 +275,35 @@ class GlobalTables:
             for m in rest:
                 db.catalog.remember(m)
         log.info("replica of %s in %s removed", meta.name, region)
+
+    # -- SSE ----------------------------------------------------------------------------------------
+    def update_sse(self, caller: Caller, meta: TableMeta, spec: dict | None) -> dict:
+        """UpdateTable SSESpecification on a member. The encryption type is the group's: a change of type (to
+        the AWS managed key, to the owned key) fans out to every replica, each to its own region's key, each
+        UPDATING then ACTIVE; a customer key is regional and changes this region's replica only."""
+        db = self.db
+        mode, key_id = parse_sse_specification(spec)
+        if key_id is not None:
+            if meta.sse.get("mode", OWNED) != CUSTOMER:
+                raise validation(_INVALID + "All replica keys must either be Customer Managed CMK or AWS Managed "
+                                 "CMK.")
+            return db.sse.update_sse(caller, meta, spec)
+        others = [m for m in members(db.catalog, meta) if m is not meta]
+        for m in others:
+            if m.sse_state.get("pending") or m.sse_state.get("phase"):
+                raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: "
+                               f"Server-Side Encryption is still being updated for table: {m.name}")
+        answer = db.sse.update_sse(caller, meta, spec)
+        for m in others:
+            try:
+                db.sse.update_sse(dataclasses.replace(caller, region=m.region), m, spec)
+            except AWSError as err:  # that replica keeps its key; the change stands where it was made
+                log.warning("SSE change of %s did not reach its replica in %s: %s", meta.name, m.region, err.code)
+        if others:  # the answer shows the replicas UPDATING too
+            answer = {"TableDescription": {**answer["TableDescription"],
+                                           **{k: v for k, v in table_description(db.catalog, meta).items()
+                                              if k == "Replicas"}}}
+        return answer
 
     @staticmethod
     def refuse_stream_change(meta: TableMeta, spec: dict) -> None:
