@@ -255,7 +255,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
                       subscribers=[ChangeCounter(metrics.item_changes),
                                    StreamWriter(streams, stream_limits, exclusive=not worker),
                                    history_writer := HistoryWriter(),
-                                   replication_writer := ReplicationWriter()])
+                                   ReplicationWriter()])
     keys = TableKeyService(port, owned_key_arn=owned_key_arn, owned_account=owned_account,
                            refresh_seconds=settings.key_refresh_seconds, shared_cache=settings.shared_key_cache,
                            metrics=metrics, outage=faults.kms_unavailable if faults is not None else None)
@@ -270,11 +270,9 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     connections.on_closed(keys.drop_connection)
     history_writer.clock = db.clock  # history positions and restore times on one clock
     db.drop_hooks.append(lambda tx, meta: pitr.keep_system_backup(db, tx, meta))
-    # global tables: the replication job (a thread, run by the holder of the background lease) and ReplicaUpdates
+    # global tables: ReplicaUpdates, and the replication job in slices (by the holder of the background lease)
     replicator = Replicator(db, metrics=metrics)
-    replication_writer.on_queued = replicator.wake
-    db.replication = GlobalTables(db, create_table=tables.create_table, delete_table=tables.delete_table,
-                                  wake=replicator.wake)
+    db.replication = GlobalTables(db, create_table=tables.create_table, delete_table=tables.delete_table)
     db.drop_hooks.append(lambda tx, meta: replication_store.drop_table(tx, meta.id_bytes))
     db.replicator = replicator
 
@@ -282,7 +280,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
         epochs.account_node_seals(catalog, keys, settings.node_epoch_max_seals)
 
     def close() -> None:
-        replicator.stop()
+        replicator.close()
         backup_jobs.close()  # stops between batches; what is left is finished or removed at the next start
         account_seals()
         store.close()
@@ -296,6 +294,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     kms_is_remote = bool(settings.kms_endpoint)
     periodic.extend(Periodic(n, i, f, thread=kms_is_remote) for n, i, f in lifecycle.jobs())
     periodic.append(Periodic("idempotency-tokens", 60.0, db.transaction_state.tokens.prune))
+    periodic.append(Periodic("replication", Replicator.INTERVAL, replicator.run_once, thread=kms_is_remote))
     stream_jobs = StreamJobs(streams, catalog, stream_limits)
     periodic.append(Periodic("stream-shards", stream_jobs.interval(), stream_jobs.run))
     # Time to Live: one sweeper per store; its pass runs in short slices on the event loop, stopped before the
@@ -484,7 +483,4 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
     leases = components["dynamodb"].leases if "dynamodb" in components else None
     runtime = Runtime(settings, credentials, app, connections, closers, periodic, components, leases)
     runtime_ref.append(runtime)
-    if "dynamodb" in components and components["dynamodb"].replicator is not None:
-        components["dynamodb"].replicator.active = runtime.runs_store_jobs
-        components["dynamodb"].replicator.start()
     return runtime

@@ -1,7 +1,9 @@
 """The replication job: backfill of new replicas, then every member's queue applied to every other member.
 
-It runs in one process per store (the holder of the background lease), on its own thread, woken by each
-commit that queued a change and at least every ``poll`` seconds. Per ordered pair of members (origin,
+It runs in one process per store (the holder of the background lease), as a periodic job in short slices
+on the server's event loop, like every handler: a commit from another thread between two reads of a
+handler that reads without a snapshot (a GetItem looking for a partition root, then at the directory) would
+look like a vanished partition. Per ordered pair of members (origin,
 target) it reads the origin's queue after the target's checkpoint, opens the rows with the origin's keys and
 applies them to the target through the one item-change path (cause ``replication``, so the target's stream
 shows them), last writer wins: a row is applied only when its clock (time, region) is later than the target's
@@ -14,7 +16,6 @@ INACCESSIBLE_ENCRYPTION_CREDENTIALS for ``replica_inaccessible_seconds`` leaves 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -44,58 +45,45 @@ def _later(clock: tuple[float, str], than: tuple[float, str] | None) -> bool:
 
 
 class Replicator:
-    def __init__(self, db: Database, *, poll: float = 0.25, metrics=None,
-                 clock: Callable[[], float] = time.time) -> None:
+    #: seconds between two slices (the replication latency of an idle server is about this)
+    INTERVAL = 0.02
+    #: seconds of work a slice does at most before it gives the event loop back
+    SLICE = 0.05
+
+    def __init__(self, db: Database, *, metrics=None, clock: Callable[[], float] = time.time) -> None:
         self.db = db
-        self.poll = poll
         self.metrics = metrics
         self.clock = clock
-        #: whether this process runs the store's background jobs (set by the runtime: the lease)
-        self.active: Callable[[], bool] = lambda: True
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._until = 0.0
         #: (target table id) -> the source walk position of a backfill under way in this process
         self._backfill: dict[str, tuple | None] = {}
 
     def __repr__(self) -> str:
         return "<Replicator>"
 
-    # -- thread ---------------------------------------------------------------------------------------
-    def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="dynavault-replication", daemon=True)
-            self._thread.start()
+    def close(self) -> None:
+        self._closed = True
 
-    def wake(self) -> None:
-        self._wake.set()
+    def _spent(self) -> bool:
+        return self._closed or time.monotonic() >= self._until
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.poll)
-            self._wake.clear()
-            if self._stop.is_set() or not self.active():
-                continue
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("replication pass failed")
-
-    # -- one pass -------------------------------------------------------------------------------------
-    def run_once(self) -> None:
+    # -- one slice ------------------------------------------------------------------------------------
+    def run_once(self, budget: float | None = None) -> None:
+        """One slice: every global table's backfills and queues, until ``budget`` seconds are spent (what is
+        left is taken up by the next slice)."""
+        self._until = time.monotonic() + (self.SLICE if budget is None else budget)
         seen: set[tuple[str, str]] = set()
         for meta in self.db.catalog.all():
             if group_of(meta) is None or (meta.account, meta.name) in seen:
                 continue
             seen.add((meta.account, meta.name))
-            self._group(meta)
+            try:
+                self._group(meta)
+            except Exception:
+                log.exception("replication of %s failed", meta.name)
+            if self._spent():
+                return
 
     def _group(self, meta: TableMeta) -> None:
         group = group_of(meta)
@@ -122,7 +110,7 @@ class Replicator:
                 if origin is target or cryptos.get(origin.region) is None or cryptos.get(target.region) is None:
                     continue
                 while self._apply(origin, target, cryptos[origin.region], cryptos[target.region]) and \
-                        not self._stop.is_set():
+                        not self._spent():
                     pass
             self._trim(origin, [m.region for m in metas if m is not origin])
 
@@ -191,7 +179,7 @@ class Replicator:
         counts as written at time 0 in the source's region) into the CREATING ``target``; -> whether done."""
         db = self.db
         after = self._backfill.get(target.table_id)
-        while not self._stop.is_set():
+        while not self._spent():
             batch = []
             with db.items.read() as r:
                 for token, key, raw in db.items.walk(r, source, s_crypto, after):

@@ -67,12 +67,10 @@ def _no_key_for_replica() -> AWSError:
 class GlobalTables:
     """What tables.py calls for replicas; the runtime builds it with the table operations it reuses."""
 
-    def __init__(self, db: Database, *, create_table: Callable, delete_table: Callable,
-                 wake: Callable[[], None] = lambda: None) -> None:
+    def __init__(self, db: Database, *, create_table: Callable, delete_table: Callable) -> None:
         self.db = db
         self._create_table = create_table
         self._delete_table = delete_table
-        self.wake = wake
 
     def __repr__(self) -> str:
         return "<GlobalTables>"
@@ -214,7 +212,6 @@ class GlobalTables:
             for m in [*metas, replica]:
                 db.catalog.remember(m)
         log.info("replica of %s in %s: creating from %s", name, region, meta.region)
-        self.wake()
 
     def _update(self, caller: Caller, meta: TableMeta, region: str, body: dict) -> None:
         db = self.db

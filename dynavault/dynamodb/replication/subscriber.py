@@ -30,9 +30,6 @@ TICK = 1e-6
 class ReplicationWriter:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        #: called after a commit that queued changes (the applier wakes up); set by the runtime
-        self.on_queued: Callable[[], None] | None = None
-        self._queued = False
 
     def __repr__(self) -> str:
         return "<ReplicationWriter>"
@@ -51,10 +48,6 @@ class ReplicationWriter:
         t = max(now, prev[0] + TICK) if prev is not None else now
         store.write_clock(tx, crypto, ckey, t, meta.region)
         store.append(tx, crypto, tid, {"k": keys, "n": change.new, "t": t, "r": meta.region}, now)
-        self._queued = True
 
     def committed(self, changes: Sequence[ItemChange]) -> None:
-        if self._queued:
-            self._queued = False
-            if self.on_queued is not None:
-                self.on_queued()
+        pass  # the replication job polls the queues (applier.Replicator.INTERVAL)
