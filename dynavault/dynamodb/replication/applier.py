@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dynavault.replication")
 BATCH = 256
+MIN_BACKOFF = 1.0
+MAX_BACKOFF = 60.0
 
 
 def _later(clock: tuple[float, str], than: tuple[float, str] | None) -> bool:
@@ -56,6 +58,12 @@ class Replicator:
         self.clock = clock
         self._closed = False
         self._until = 0.0
+        #: table id -> (monotonic time before which it is not tried again, the delay that got it there): a
+        #: member whose keys failed, a group whose pass failed; doubling up to MAX_BACKOFF, so an unusable key
+        #: costs a KMS call (and an audit event) now and then, not at every slice
+        self._backoff: dict[str, tuple[float, float]] = {}
+        #: (origin table id, target region) whose queue failed to open: logged once, never read again
+        self._damaged: set[tuple[str, str]] = set()
         #: (target table id) -> the source walk position of a backfill under way in this process
         self._backfill: dict[str, tuple | None] = {}
 
@@ -78,10 +86,15 @@ class Replicator:
             if group_of(meta) is None or (meta.account, meta.name) in seen:
                 continue
             seen.add((meta.account, meta.name))
+            if self._waiting(meta.table_id):
+                continue
             try:
                 self._group(meta)
             except Exception:
-                log.exception("replication of %s failed", meta.name)
+                if self._fail(meta.table_id) == MIN_BACKOFF:  # logged when it starts failing, not every retry
+                    log.exception("replication of %s failed; retried with back-off", meta.name)
+            else:
+                self._backoff.pop(meta.table_id, None)
             if self._spent():
                 return
 
@@ -114,14 +127,27 @@ class Replicator:
                     pass
             self._trim(origin, [m.region for m in metas if m is not origin])
 
+    def _waiting(self, table_id: str) -> bool:
+        entry = self._backoff.get(table_id)
+        return entry is not None and time.monotonic() < entry[0]
+
+    def _fail(self, table_id: str) -> float:
+        previous = self._backoff.get(table_id)
+        delay = MIN_BACKOFF if previous is None else min(MAX_BACKOFF, previous[1] * 2)
+        self._backoff[table_id] = (time.monotonic() + delay, delay)
+        return delay
+
     def _crypto(self, meta: TableMeta) -> TableCrypto | None:
-        if meta.status in (INACCESSIBLE, "ARCHIVING", "ARCHIVED"):
+        if meta.status in (INACCESSIBLE, "ARCHIVING", "ARCHIVED") or self._waiting(meta.table_id):
             return None
         try:
-            return self.db.crypto(self.db.keys.key_service(meta.account, meta.region, meta.sse), meta)
+            crypto = self.db.crypto(self.db.keys.key_service(meta.account, meta.region, meta.sse), meta)
         except AWSError as err:
-            log.debug("replication of %s in %s paused: %s", meta.name, meta.region, err.code)
+            if self._fail(meta.table_id) == MIN_BACKOFF:
+                log.warning("replication to and from %s in %s paused: %s", meta.name, meta.region, err.code)
             return None
+        self._backoff.pop(meta.table_id, None)
+        return crypto
 
     # -- applying -------------------------------------------------------------------------------------
     def _apply_one(self, w, target: TableMeta, crypto: TableCrypto, new: dict | None, keys: dict,
@@ -140,12 +166,13 @@ class Replicator:
         """Apply one batch of ``origin``'s queue to ``target``; -> whether there may be more."""
         db = self.db
         exists, after = store.checkpoint(db.items.kv, origin.id_bytes, target.region)
-        if not exists:
+        if not exists or (origin.table_id, target.region) in self._damaged:
             return False  # a pair made when the target joined; none yet: nothing of origin is for it
         with db.items.read() as r:
             try:
                 rows = list(store.read_queue(r, origin.id_bytes, o_crypto, after, BATCH))
             except IntegrityError:
+                self._damaged.add((origin.table_id, target.region))
                 log.error("replication queue of %s in %s is damaged after position %s: replication to %s stopped",
                           origin.name, origin.region, (after or b"").hex(), target.region)
                 return False
