@@ -369,6 +369,8 @@ def delete_table(db: Database, caller: Caller, p: dict) -> dict:
             raise in_use(f"Table: {name} is in the process of being updated.")
         if meta.status == "CREATING":  # being created or restored
             raise in_use(f"Table is being created: {name}")
+        if db.replication is not None:
+            db.replication.check_delete(meta)
         # DescribeTable shows the whole table while it is DELETING; DeleteTable's own answer is shorter
         desc = table_description(db.catalog, meta, "DELETING")
         answer = deleted_description(db.catalog, meta)

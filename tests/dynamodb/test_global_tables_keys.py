@@ -158,3 +158,29 @@ def test_an_sse_type_change_fans_out_to_every_replica(server_factory, unique_nam
     assert aws_error(ddb[WEST].update_table, TableName=unique_name, SSESpecification={
         "Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": west_key["Arn"]})[1].endswith(
         "All replica keys must either be Customer Managed CMK or AWS Managed CMK.")
+
+
+def test_while_a_replica_is_created_its_group_takes_no_other_change(server_factory, unique_name):
+    from tests.wire import signed_request
+
+    srv = server_factory(**FAST_KEYS)
+    ddb, _ = _clients(srv)
+    make_table(ddb[EAST], unique_name)
+    ddb[EAST].put_item(TableName=unique_name, Item={"pk": {"S": "a"}})
+    # the source's region cannot reach its key: the replica stays CREATING until the outage ends
+    fault = signed_request(srv.endpoint, "DynavaultAdmin.PutFault", {"TableName": unique_name, "KmsUnavailable": True},
+                           access_key=ACCOUNT, region=EAST)
+    assert fault.status == 200, fault.body
+    add_replica(ddb[EAST], unique_name, WEST)
+    time.sleep(0.5)
+    assert ddb[EAST].describe_table(TableName=unique_name)["Table"]["Replicas"][0]["ReplicaStatus"] == "CREATING"
+    assert ddb[WEST].describe_table(TableName=unique_name)["Table"]["TableStatus"] == "CREATING"
+    assert aws_error(ddb[WEST].get_item, TableName=unique_name, Key={"pk": {"S": "a"}})[0] == \
+        "ResourceNotFoundException"
+    for call, kw in ((ddb[EAST].delete_table, {}), (ddb[WEST].delete_table, {}),
+                     (ddb[EAST].update_table, {"ReplicaUpdates": [{"Delete": {"RegionName": WEST}}]})):
+        assert aws_error(call, TableName=unique_name, **kw)[0] == "ResourceInUseException"
+    signed_request(srv.endpoint, "DynavaultAdmin.DeleteFault", {"FaultId": fault.json()["FaultId"]},
+                   access_key=ACCOUNT, region=EAST)
+    wait_replicas(ddb[EAST], unique_name, timeout=30)
+    assert set(items(ddb[WEST], unique_name)) == {"a"}

@@ -115,7 +115,12 @@ class Replicator:
             if target is None or entry.get("status") != "CREATING":
                 continue
             source = by_region.get(entry.get("source", ""))
-            if source is not None and cryptos.get(region) and cryptos.get(source.region):
+            if source is None:  # its source left the group meanwhile: any other ACTIVE member will do
+                source = next((m for r, m in sorted(by_region.items()) if r != region
+                               and group["members"].get(r, {}).get("status") == "ACTIVE"), None)
+            if source is None:
+                self._activate(target)  # nothing left to copy from
+            elif cryptos.get(region) and cryptos.get(source.region):
                 if self._fill(source, target, cryptos[source.region], cryptos[region]):
                     self._activate(target)
         for origin in metas:
@@ -150,9 +155,8 @@ class Replicator:
         return crypto
 
     # -- applying -------------------------------------------------------------------------------------
-    def _apply_one(self, w, target: TableMeta, crypto: TableCrypto, new: dict | None, keys: dict,
+    def _apply_one(self, w, target: TableMeta, crypto: TableCrypto, new: dict | None, hkey: bytes, skey: bytes,
                    clock: tuple[float, str]) -> bool:
-        hkey, skey, _ = key_of_item(target, new if new is not None else keys)
         ckey = store.clock_key(crypto, target.id_bytes, hkey, skey)
         if not _later(clock, store.read_clock(w.tx, crypto, ckey)):
             return False
@@ -182,7 +186,8 @@ class Replicator:
         latencies = []
         with db.items.write() as w:
             for _pos, body in rows:
-                self._apply_one(w, target, t_crypto, body.get("n"), body["k"], (float(body["t"]), body["r"]))
+                self._apply_one(w, target, t_crypto, body.get("n"), bytes.fromhex(body["h"]),
+                                bytes.fromhex(body["s"]), (float(body["t"]), body["r"]))
                 latencies.append(max(0.0, now - float(body["t"])))
             store.set_checkpoint(w.tx, origin.id_bytes, target.region, rows[-1][0])
         if self.metrics is not None:
@@ -213,14 +218,14 @@ class Replicator:
                     item = orjson.loads(raw)
                     hkey, skey, _ = key_of_item(source, item)
                     clock = store.read_clock(r, s_crypto, store.clock_key(s_crypto, source.id_bytes, hkey, skey))
-                    batch.append((item, clock or (0.0, source.region)))
+                    batch.append((item, hkey, skey, clock or (0.0, source.region)))
                     after = (token, key)
                     if len(batch) >= BATCH:
                         break
             if batch:
                 with db.items.write() as w:
-                    for item, clock in batch:
-                        self._apply_one(w, target, t_crypto, item, {}, clock)
+                    for item, hkey, skey, clock in batch:
+                        self._apply_one(w, target, t_crypto, item, hkey, skey, clock)
                 self._backfill[target.table_id] = after
             if len(batch) < BATCH:
                 self._backfill.pop(target.table_id, None)

@@ -252,6 +252,13 @@ class GlobalTables:
             self._forget_region(meta, region)
 
     # -- DeleteTable of a member ----------------------------------------------------------------------
+    @staticmethod
+    def check_delete(meta: TableMeta) -> None:
+        """A member is not deleted while a replica of its group is being created (it may be the source)."""
+        group = group_of(meta)
+        if group and any(e.get("status") != "ACTIVE" for r, e in group["members"].items() if r != meta.region):
+            raise _in_use(meta.name)
+
     def table_deleted(self, meta: TableMeta) -> None:
         """After DeleteTable removed ``meta``: its region leaves the group of the other members."""
         if group_of(meta) is not None:

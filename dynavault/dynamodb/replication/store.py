@@ -1,10 +1,11 @@
 """Replication rows beside the items (all under ``REPLICATION_PREFIX``; no user data in plaintext):
 
-    q ‖ table id (16) ‖ position (12)    -> AES-GCM(stream key of the table, {"k", "n", "t", "r"})
+    q ‖ table id (16) ‖ position (12)    -> AES-GCM(stream key of the table, {"h", "s", "n", "t", "r"})
     c ‖ table id (16) ‖ HMAC token (32)  -> AES-GCM(stream key of the table, [time, region])
     p ‖ origin table id (16) ‖ region    -> plaintext position: how far that region applied the queue
 
-A queue row is one local change (keys, new item or none, its clock time and region); positions only grow
+A queue row is one local change (the item's canonical key bytes, the new item or none, its clock time and
+region); positions only grow
 (microseconds, then a counter) and each row's AAD binds the table id, its position and the position before
 it, so a row moved, replayed or removed from the middle fails to open. The clock row of an item is found by
 an HMAC of its key under the table's token key (index id ``CLOCK_INDEX``, which no index uses), so the store

@@ -35,19 +35,32 @@ class ReplicationWriter:
         return "<ReplicationWriter>"
 
     def in_transaction(self, tx: KVTransaction, change: ItemChange, crypto: TableCrypto) -> None:
-        meta = change.table
-        group = group_of(meta)
-        if group is None or change.cause == CAUSE or len(group["members"]) < 2 or change.old == change.new:
+        if change.old == change.new:
             return
         item = change.new if change.new is not None else change.old
-        hkey, skey, keys = key_of_item(meta, item)
+        hkey, skey, _ = key_of_item(change.table, item)
+        self._write(tx, change, crypto, hkey, skey)
+
+    def blind_delete(self, tx: KVTransaction, change: ItemChange, crypto: TableCrypto, hkey: bytes,
+                     skey: bytes) -> None:
+        """A delete of an item this replica does not hold (yet): still a write, later than what another region
+        may be sending, so it wins there (and here) by last writer wins."""
+        self._write(tx, change, crypto, hkey, skey)
+
+    def _write(self, tx: KVTransaction, change: ItemChange, crypto: TableCrypto, hkey: bytes, skey: bytes) -> None:
+        meta = change.table
+        group = group_of(meta)
+        if group is None or change.cause == CAUSE or len(group["members"]) < 2:
+            return
         tid = meta.id_bytes
         ckey = store.clock_key(crypto, tid, hkey, skey)
         prev = store.read_clock(tx, crypto, ckey)
         now = self.clock()
         t = max(now, prev[0] + TICK) if prev is not None else now
         store.write_clock(tx, crypto, ckey, t, meta.region)
-        store.append(tx, crypto, tid, {"k": keys, "n": change.new, "t": t, "r": meta.region}, now)
+        # the key as its canonical bytes: the same in every member (same key schema), sealed with the row
+        store.append(tx, crypto, tid, {"h": hkey.hex(), "s": skey.hex(), "n": change.new, "t": t,
+                                       "r": meta.region}, now)
 
     def committed(self, changes: Sequence[ItemChange]) -> None:
         pass  # the replication job polls the queues (applier.Replicator.INTERVAL)
