@@ -48,6 +48,8 @@ class Settings:
     key_check_seconds: float = 600.0
     sse_update_seconds: float = 22.0
     archive_after_seconds: float = 604800.0
+    #: a global-table replica whose key has been unusable this long leaves its replication group (DynamoDB: 20 h)
+    replica_inaccessible_seconds: float = 72000.0
     #: how often pending key deletions are checked (KMS deletes when the window ends)
     key_deletion_check_seconds: float = 60.0
     #: one day of the KMS deletion window, in seconds (tests shrink it)

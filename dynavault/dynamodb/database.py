@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
     from .backups.jobs import BackupJobs
     from .leases import Leases
+    from .replication.applier import Replicator
+    from .replication.operations import GlobalTables
     from .sse_lifecycle import SSELifecycle
     from .streams.control import StreamLimits
     from .streams.store import StreamStore
@@ -64,6 +66,10 @@ class Database:
     drop_hooks: list[Callable[[KVTransaction, TableMeta], None]] = field(default_factory=list)
     #: with several worker processes: who runs which long job (None: this process serves the store alone)
     leases: Leases | None = None
+    #: global tables: ReplicaUpdates and DeleteTable of a member (replication/operations.py; runtime-built)
+    replication: GlobalTables | None = None
+    #: the replication job (replication/applier.py), runtime-owned
+    replicator: Replicator | None = None
 
     def __repr__(self) -> str:
         return f"<DynamoDB context {len(self.catalog.all())} table(s)>"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .index_model import stats_id
+from .replication.group import describe_into as describe_replicas
 from .sse_spec import sse_description
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ def table_description(catalog: Catalog, meta: TableMeta, status: str | None = No
     if archival:
         desc["ArchivalSummary"] = archival
     describe_indexes(catalog, meta, desc)
+    describe_replicas(catalog, meta, desc)
     return desc
 
 

@@ -65,7 +65,9 @@ class ItemChange:
 
 class ChangeSubscriber(Protocol):
     """Registered at build time; ``in_transaction`` writes its own records in the change's transaction
-    (raising rolls the whole write back), ``committed`` runs once the transaction is durable."""
+    (raising rolls the whole write back), ``committed`` runs once the transaction is durable. A subscriber may
+    also have ``blind_delete(tx, change, crypto, hkey, skey)``: called for a delete of an item that is not
+    there (no change, so no ``in_transaction``)."""
 
     def in_transaction(self, tx: KVTransaction, change: ItemChange, crypto: TableCrypto) -> None: ...
 
@@ -184,9 +186,15 @@ class ItemWriter:
         ``place`` (from ``place()``) saves a second descent for a read-check-write. Raises DynamoDB's
         errors (an index key of the wrong type, an item collection over its limit), rolling back."""
         meta, old, new = change.table, change.old, change.new
-        if old is None and new is None:
-            return {}
         store, tx = self.store, self.tx
+        if old is None and new is None:
+            # a delete of an absent item changes nothing; a subscriber that orders writes across replicas
+            # (the last-writer clocks of global tables) still takes it as a write
+            for sub in store.subscribers:
+                blind = getattr(sub, "blind_delete", None)
+                if blind is not None:
+                    blind(tx, change, crypto, hkey, skey)
+            return {}
         if meta.local_indexes:
             item_collections.check_collection(tx, meta, crypto, old, new, store.collection_limit)
         if place is None:

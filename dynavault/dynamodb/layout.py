@@ -31,6 +31,10 @@ PITR_PREFIX = b"\x00\x00pitr\x00"
 EXPORT_PREFIX = b"\x00\x00export\x00"
 IMPORT_PREFIX = b"\x00\x00import\x00"
 
+#: global tables: each table's replication queue (sealed changes, in commit order), the per-item last-writer clocks
+#: (sealed, under an HMAC of the key) and each replica's plaintext checkpoint in another region's queue
+REPLICATION_PREFIX = b"\x00\x00replication\x00"
+
 #: which process runs the store-wide background jobs (server/leases.py): holder and expiry, no user data
 LEASE_PREFIX = b"\x00\x00lease\x00"
 #: the DAX data plane's attribute-list registry (dax/registry_store.py): attribute names sealed per account
@@ -69,6 +73,7 @@ PREFIXES: dict[str, bytes] = {
     "exports": EXPORT_PREFIX,
     "imports": IMPORT_PREFIX,
     "DAX attribute lists": DAX_ATTRIBUTE_LISTS_PREFIX,
+    "replication": REPLICATION_PREFIX,
 }
 
 

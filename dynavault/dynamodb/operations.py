@@ -14,9 +14,10 @@ from dynavault.caller import Caller
 from . import auxiliary, batch, items, partiql, query, tables, throughput, transactions, ttl
 from .backups import operations as backups
 from .database import Database
+from .replication import operations as replication
 from .streams import api as streams_api
 
-MODULES = (tables, items, query, batch, transactions, partiql, ttl, backups, auxiliary)
+MODULES = (tables, items, query, batch, transactions, partiql, ttl, backups, auxiliary, replication)
 #: the DynamoDB Streams front (DynamoDBStreams_20120810) has its own operation table
 STREAM_MODULES = (streams_api,)
 

@@ -279,13 +279,21 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
                          "GlobalSecondaryIndexUpdates or SSESpecification or ReplicaUpdates is required")
     if "SSESpecification" in p and len([c for c in changes if c != "AttributeDefinitions"]) > 1:
         raise validation(_INVALID + "Server-Side Encryption modification must be the only operation in the request")
+    if "ReplicaUpdates" in p and db.replication is not None:
+        db.replication.check_request(p, changes)
     meta = _settled_table(db, caller, name)
     if STATE_UNTIL in meta.extra and meta.status == "CREATING":
         raise in_use(f"Table is being created: {name}")
     if _being_updated(meta):
         raise in_use(f"Table: {name} is in the process of being updated.")
     if "SSESpecification" in p:
+        if db.replication is not None and meta.extra.get("replication"):  # the group's type fans out
+            return db.replication.update_sse(caller, meta, p["SSESpecification"])
         return db.sse.update_sse(caller, meta, p["SSESpecification"])
+    if "ReplicaUpdates" in p and db.replication is not None:
+        if meta.status == "CREATING":
+            raise in_use(f"Table is being created: {name}")
+        return db.replication.update(caller, meta, p)
     if meta.status == "CREATING":  # being restored
         raise in_use(f"Table is being created: {name}")
     # sse-spec §1.5: index builds need the data; an archiving or archived table takes no change at all
@@ -293,6 +301,8 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
             meta.status == "INACCESSIBLE_ENCRYPTION_CREDENTIALS" and "GlobalSecondaryIndexUpdates" in p):
         raise inaccessible_error(meta)
     _refuse_unchanged_throughput(meta, p)
+    if "StreamSpecification" in p and db.replication is not None:
+        db.replication.refuse_stream_change(meta, p["StreamSpecification"])
     if "StreamSpecification" in p:
         if "GlobalSecondaryIndexUpdates" in p:
             raise validation(_INVALID + "You cannot create or delete index while changing stream status")
@@ -359,6 +369,8 @@ def delete_table(db: Database, caller: Caller, p: dict) -> dict:
             raise in_use(f"Table: {name} is in the process of being updated.")
         if meta.status == "CREATING":  # being created or restored
             raise in_use(f"Table is being created: {name}")
+        if db.replication is not None:
+            db.replication.check_delete(meta)
         # DescribeTable shows the whole table while it is DELETING; DeleteTable's own answer is shorter
         desc = table_description(db.catalog, meta, "DELETING")
         answer = deleted_description(db.catalog, meta)
@@ -371,6 +383,8 @@ def delete_table(db: Database, caller: Caller, p: dict) -> dict:
             db.catalog.remove(w.tx, meta)
             db.table_states.deleted(db, meta, desc, w.tx)  # every worker shows it DELETING for the window
         db.catalog.forget(meta)
+    if db.replication is not None:  # a member's region leaves its global table
+        db.replication.table_deleted(meta)
     db.keys.retire(meta.key_ref())
     log.info("table deleted: %s (account %s, region %s)", name, caller.account, caller.region)
     return {"TableDescription": answer}

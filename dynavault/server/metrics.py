@@ -14,7 +14,7 @@ import os
 import pathlib
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
@@ -110,6 +110,12 @@ class Metrics:
         self.throttled = Counter(
             "dynavault_throttled_requests", "Requests refused over provisioned throughput, by table and GSI",
             ["table", "index"], registry=self.registry,
+        )
+        self.replication_latency = Histogram(
+            "dynavault_replication_latency_seconds",
+            "Global tables: time from a write in one region to its application in another (ReplicationLatency)",
+            ["source_region", "target_region"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0),
         )
         self._request_cells: dict[tuple[str, str, int], _Cell] = {}
 

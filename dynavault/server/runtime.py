@@ -221,7 +221,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
               first: bool, faults=None):
     """The database: its store, catalog, item store (with the change subscribers), table keys, key
     lifecycle and the context its operations get; -> (context, store)."""
-    from dynavault.dynamodb import epochs, indexes
+    from dynavault.dynamodb import epochs, indexes, tables
     from dynavault.dynamodb.backups import pitr, restore
     from dynavault.dynamodb.backups.history import HistoryWriter
     from dynavault.dynamodb.backups.jobs import BackupJobs
@@ -230,6 +230,10 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.claims import StoreClaims
     from dynavault.dynamodb.database import Database
     from dynavault.dynamodb.item_store import ItemStore
+    from dynavault.dynamodb.replication import store as replication_store
+    from dynavault.dynamodb.replication.applier import Replicator
+    from dynavault.dynamodb.replication.operations import GlobalTables
+    from dynavault.dynamodb.replication.subscriber import ReplicationWriter
     from dynavault.dynamodb.sse_lifecycle import SSELifecycle
     from dynavault.dynamodb.streams.control import StreamJobs, StreamLimits
     from dynavault.dynamodb.streams.store import StreamStore
@@ -269,7 +273,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     items = ItemStore(store, catalog, collection_limit=settings.item_collection_max_bytes,
                       subscribers=[ChangeCounter(metrics.item_changes),
                                    StreamWriter(streams, stream_limits, exclusive=not worker),
-                                   history_writer := HistoryWriter()])
+                                   history_writer := HistoryWriter(),
+                                   ReplicationWriter()])
     keys = TableKeyService(port, owned_key_arn=owned_key_arn, owned_account=owned_account,
                            refresh_seconds=settings.key_refresh_seconds, shared_cache=settings.shared_key_cache,
                            metrics=metrics, outage=faults.kms_unavailable if faults is not None else None)
@@ -292,11 +297,17 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     connections.on_closed(keys.drop_connection)
     history_writer.clock = db.clock  # history positions and restore times on one clock
     db.drop_hooks.append(lambda tx, meta: pitr.keep_system_backup(db, tx, meta))
+    # global tables: ReplicaUpdates, and the replication job in slices (by the holder of the background lease)
+    replicator = Replicator(db, metrics=metrics)
+    db.replication = GlobalTables(db, create_table=tables.create_table, delete_table=tables.delete_table)
+    db.drop_hooks.append(lambda tx, meta: replication_store.drop_table(tx, meta.id_bytes))
+    db.replicator = replicator
 
     def account_seals() -> None:
         epochs.account_node_seals(catalog, keys, settings.node_epoch_max_seals)
 
     def close() -> None:
+        replicator.close()
         backup_jobs.close()  # stops between batches; what is left is finished or removed at the next start
         account_seals()
         store.close()
@@ -312,6 +323,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     periodic.append(Periodic("idempotency-tokens", 60.0, db.transaction_state.tokens.prune))
     if claims is not None:
         periodic.append(Periodic("transaction-claims", 60.0, claims.prune))
+    periodic.append(Periodic("replication", Replicator.INTERVAL, replicator.run_once, thread=kms_is_remote))
     stream_jobs = StreamJobs(streams, catalog, stream_limits)
     periodic.append(Periodic("stream-shards", stream_jobs.interval(), stream_jobs.run))
     # Time to Live: one sweeper per store; its pass runs in short slices on the event loop, stopped before the

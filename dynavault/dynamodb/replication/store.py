@@ -1,0 +1,152 @@
+"""Replication rows beside the items (all under ``REPLICATION_PREFIX``; no user data in plaintext):
+
+    q ‖ table id (16) ‖ position (12)    -> AES-GCM(stream key of the table, {"h", "s", "n", "t", "r"})
+    c ‖ table id (16) ‖ HMAC token (32)  -> AES-GCM(stream key of the table, [time, region])
+    p ‖ origin table id (16) ‖ region    -> plaintext position: how far that region applied the queue
+
+A queue row is one local change (the item's canonical key bytes, the new item or none, its clock time and
+region); positions only grow
+(microseconds, then a counter) and each row's AAD binds the table id, its position and the position before
+it, so a row moved, replayed or removed from the middle fails to open. The clock row of an item is found by
+an HMAC of its key under the table's token key (index id ``CLOCK_INDEX``, which no index uses), so the store
+learns nothing of the key; its AAD binds the row's key. Checkpoints are positions, plaintext like the PITR
+positions: the store sees when rows change anyway.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import orjson
+
+from dynavault.storage.kv.base import prefix_end
+from dynavault.storage.sealed import CatalogRecord, Sealed
+
+from ..layout import REPLICATION_PREFIX
+
+if TYPE_CHECKING:
+    from dynavault.sse.crypto import TableCrypto
+    from dynavault.storage.kv.base import KVReader, KVTransaction
+
+QUEUE = REPLICATION_PREFIX + b"q"
+CLOCKS = REPLICATION_PREFIX + b"c"
+CHECKPOINTS = REPLICATION_PREFIX + b"p"
+#: the token "index" of clock rows: far above any real index id
+CLOCK_INDEX = 0xFFFFFFF0
+_POS = struct.Struct(">QI")
+_QUEUE_AAD = b"dv-replication-queue-1"
+_CLOCK_AAD = b"dv-replication-clock-1"
+
+
+def queue_prefix(table_id: bytes) -> bytes:
+    return QUEUE + table_id
+
+
+def last_position(r: KVReader, table_id: bytes) -> bytes | None:
+    p = queue_prefix(table_id)
+    for key, _ in r.range(p, prefix_end(p), reverse=True, limit=1):
+        return bytes(key[len(p):])
+    return None
+
+
+def _next_position(last: bytes | None, now: float) -> bytes:
+    t = int(round(now * 1_000_000))
+    if last is not None:
+        lt, ln = _POS.unpack(last)
+        if t <= lt:
+            return _POS.pack(lt, ln + 1)
+    return _POS.pack(t, 0)
+
+
+def _queue_aad(table_id: bytes, pos: bytes, prev: bytes | None) -> bytes:
+    return _QUEUE_AAD + table_id + pos + (prev or b"")
+
+
+def append(tx: KVTransaction, crypto: TableCrypto, table_id: bytes, body: dict, now: float) -> bytes:
+    """One queue row after the table's last one; -> its position."""
+    prev = last_position(tx, table_id)
+    pos = _next_position(prev, now)
+    tx.put(queue_prefix(table_id) + pos, crypto.stream.seal(_queue_aad(table_id, pos, prev), orjson.dumps(body)))
+    return pos
+
+
+def read_queue(r: KVReader, table_id: bytes, crypto: TableCrypto, after: bytes | None,
+               limit: int) -> Iterator[tuple[bytes, dict]]:
+    """(position, body) of up to ``limit`` rows after ``after`` (None: from the first), each checked to follow
+    the one before (raises IntegrityError otherwise)."""
+    p = queue_prefix(table_id)
+    lo = p + after + b"\x00" if after is not None else p
+    prev = after
+    for key, raw in r.range(lo, prefix_end(p), limit=limit):
+        pos = bytes(key[len(p):])
+        yield pos, orjson.loads(crypto.stream.open(_queue_aad(table_id, pos, prev), Sealed(bytes(raw))))
+        prev = pos
+
+
+def trim(tx: KVTransaction, table_id: bytes, upto: bytes) -> int:
+    """Drop the rows every consumer has applied (positions <= ``upto``), but never the last row: it is the
+    link the next row is chained to."""
+    p = queue_prefix(table_id)
+    last = last_position(tx, table_id)
+    end = p + min(upto, last) if last is not None else p
+    keys = [k for k, _ in tx.range(p, end, limit=2048)]  # strictly before min(upto, last)
+    if last is not None and upto >= last:
+        pass  # the last row stays
+    elif tx.get(p + upto) is not None:
+        keys.append(p + upto)
+    for k in keys:
+        tx.delete(k)
+    return len(keys)
+
+
+# -- clocks ---------------------------------------------------------------------------------------
+def clock_key(crypto: TableCrypto, table_id: bytes, hkey: bytes, skey: bytes) -> bytes:
+    token = crypto.token(CLOCK_INDEX, struct.pack(">I", len(hkey)) + hkey + skey)
+    return CLOCKS + table_id + token.raw
+
+
+def read_clock(r: KVReader, crypto: TableCrypto, key: bytes) -> tuple[float, str] | None:
+    raw = r.get(key)
+    if raw is None:
+        return None
+    t, region = orjson.loads(crypto.stream.open(_CLOCK_AAD + key, Sealed(bytes(raw))))
+    return float(t), str(region)
+
+
+def write_clock(tx: KVTransaction, crypto: TableCrypto, key: bytes, t: float, region: str) -> None:
+    tx.put(key, crypto.stream.seal(_CLOCK_AAD + key, orjson.dumps([t, region])))
+
+
+# -- checkpoints ----------------------------------------------------------------------------------
+def _checkpoint_key(origin_id: bytes, region: str) -> bytes:
+    return CHECKPOINTS + origin_id + region.encode()
+
+
+def checkpoint(r: KVReader, origin_id: bytes, region: str) -> tuple[bool, bytes | None]:
+    """(whether the row exists, the position applied; None: nothing applied yet)."""
+    raw = r.get(_checkpoint_key(origin_id, region))
+    if raw is None:
+        return False, None
+    raw = bytes(raw)
+    return True, (raw or None)
+
+
+def set_checkpoint(tx: KVTransaction, origin_id: bytes, region: str, pos: bytes | None) -> None:
+    tx.put(_checkpoint_key(origin_id, region), CatalogRecord(pos or b""))
+
+
+def drop_checkpoint(tx: KVTransaction, origin_id: bytes, region: str) -> None:
+    tx.delete(_checkpoint_key(origin_id, region))
+
+
+def drop_table(tx: KVTransaction, table_id: bytes) -> None:
+    """Every replication row of a table being deleted: its queue, clocks and its queue's checkpoints."""
+    for prefix in (QUEUE + table_id, CLOCKS + table_id, CHECKPOINTS + table_id):
+        while True:
+            keys = [k for k, _ in tx.range(prefix, prefix_end(prefix), limit=2048)]
+            if not keys:
+                break
+            for k in keys:
+                tx.delete(k)

@@ -1,0 +1,59 @@
+"""Helpers of the global-table tests: make a table global, wait for replicas and for convergence."""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import make_table
+
+EAST, WEST, EU = "us-east-1", "us-west-2", "eu-west-1"
+
+
+def add_replica(ddb, name: str, region: str, **create) -> dict:
+    return ddb.update_table(TableName=name, ReplicaUpdates=[{"Create": {"RegionName": region, **create}}])[
+        "TableDescription"]
+
+
+def wait_replicas(ddb, name: str, status: str = "ACTIVE", timeout: float = 20.0) -> dict:
+    """The table once every replica it lists has ``status``."""
+    deadline = time.time() + timeout
+    table: dict = {}
+    while time.time() < deadline:
+        table = ddb.describe_table(TableName=name)["Table"]
+        if table.get("Replicas") and all(r["ReplicaStatus"] == status for r in table["Replicas"]):
+            return table
+        time.sleep(0.1)
+    raise AssertionError(f"replicas of {name} never all {status}: {table.get('Replicas')}")
+
+
+def global_table(clients: dict, name: str, regions: list[str], **kw) -> None:
+    """A table in the first region's client, with replicas in the others, every replica ACTIVE."""
+    first = clients[regions[0]]
+    make_table(first, name, **kw)
+    for region in regions[1:]:
+        add_replica(first, name, region)
+        wait_replicas(first, name)
+
+
+def items(ddb, name: str) -> dict:
+    """pk -> item, by a consistent Scan."""
+    out = {}
+    kwargs: dict = {"TableName": name, "ConsistentRead": True}
+    while True:
+        page = ddb.scan(**kwargs)
+        out.update({i["pk"]["S"]: i for i in page["Items"]})
+        if "LastEvaluatedKey" not in page:
+            return out
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def converge(clients: list, name: str, expected: dict | None = None, timeout: float = 15.0) -> dict:
+    """Wait until every region holds the same items (and ``expected``, if given); -> those items."""
+    deadline = time.time() + timeout
+    views: list[dict] = []
+    while time.time() < deadline:
+        views = [items(c, name) for c in clients]
+        if all(v == views[0] for v in views) and (expected is None or views[0] == expected):
+            return views[0]
+        time.sleep(0.1)
+    raise AssertionError(f"{name} did not converge: {views} (expected {expected})")

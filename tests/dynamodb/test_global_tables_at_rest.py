@@ -1,0 +1,154 @@
+"""Global tables at rest: no plaintext in any replica's storage, the replication queues, clocks or checkpoints
+(the canary scan); a replica's damaged blobs, clocks and queue rows are integrity errors, never wrong data;
+replicated writes never travel back to where they came from."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from tests.canary import rows_under, scan
+from tests.dynamodb.gt_util import EAST, WEST, converge, global_table
+from tests.wire import signed_request
+
+ACCOUNT = "456789012345"
+REPLICATION = b"\x00\x00replication\x00"
+TREES = b"T"
+
+
+def _clients(srv):
+    return {r: srv.client("dynamodb", access_key=ACCOUNT, region=r) for r in (EAST, WEST)}
+
+
+def _rows(db, prefix: bytes) -> list[tuple[bytes, bytes]]:
+    con = sqlite3.connect(db)
+    rows = [(bytes(k), bytes(v)) for k, v in con.execute("select k, v from kv where k >= ? and k < ? order by k",
+                                                           (prefix, prefix + b"\xff"))]
+    con.close()
+    return rows
+
+
+def _update(db, key: bytes, value: bytes | None) -> None:
+    con = sqlite3.connect(db)
+    with con:
+        if value is None:
+            con.execute("delete from kv where k = ?", (key,))
+        else:
+            con.execute("update kv set v = ? where k = ?", (value, key))
+    con.close()
+
+
+def _flip(value: bytes) -> bytes:
+    b = bytearray(value)
+    b[len(b) // 2] ^= 0x01
+    return bytes(b)
+
+
+def _metric_count(srv, source: str, target: str) -> float:
+    text = urllib.request.urlopen(srv.endpoint + "/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith("dynavault_replication_latency_seconds_count{") and f'source_region="{source}"' in line \
+                and f'target_region="{target}"' in line:
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_canary_scan_covers_replicas_and_replication_rows(start_server, unique_name):
+    srv = start_server(allow_any_credentials=True)
+    c = _clients(srv)
+    global_table(c, unique_name, [EAST, WEST])
+    canaries = {EAST: "canary-gt-east-Quokka4471", WEST: "canary-gt-west-Axolotl9038"}
+    for region, canary in canaries.items():
+        for i in range(5):
+            c[region].put_item(TableName=unique_name, Item={
+                "pk": {"S": f"{canary}-key-{i}"}, "v": {"S": canary}, "b": {"B": canary.encode() + b"-bin"}})
+    c[EAST].delete_item(TableName=unique_name, Key={"pk": {"S": f"{canaries[EAST]}-key-0"}})
+    converge(list(c.values()), unique_name)
+    assert srv.stop() == 0
+    db = srv.data_dir / "tables.db"
+    # the scan covers what replication keeps: both queues, the clocks and the checkpoints
+    assert rows_under(db, REPLICATION + b"q") >= 2
+    assert rows_under(db, REPLICATION + b"c") >= 20
+    assert rows_under(db, REPLICATION + b"p") == 2
+    needles = list(canaries.values()) + [v + "-key-1" for v in canaries.values()]
+    assert scan([srv.data_dir, srv.log_path], needles) == []
+
+
+def test_replicated_writes_never_travel_back(start_server, unique_name):
+    srv = start_server(allow_any_credentials=True)
+    c = _clients(srv)
+    global_table(c, unique_name, [EAST, WEST])
+    for i in range(30):
+        c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": f"k{i}"}})
+    converge(list(c.values()), unique_name)
+    time.sleep(1.0)
+    assert _metric_count(srv, EAST, WEST) == 30
+    assert _metric_count(srv, WEST, EAST) == 0  # nothing written in us-west-2 came back
+
+
+def _table_id(ddb, name: str) -> bytes:
+    return uuid.UUID(ddb.describe_table(TableName=name)["Table"]["TableId"]).bytes
+
+
+@pytest.mark.parametrize("what", ["item", "clock"])
+def test_damaged_replica_rows_are_integrity_errors(start_server, unique_name, what):
+    srv = start_server(allow_any_credentials=True)
+    c = _clients(srv)
+    global_table(c, unique_name, [EAST, WEST])
+    c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": "a"}, "v": {"S": "one"}})
+    converge(list(c.values()), unique_name)
+    west_id = _table_id(c[WEST], unique_name)
+    assert srv.stop() == 0
+    db = srv.data_dir / "tables.db"
+    if what == "item":  # the replica's only leaf (its partition directory stays intact)
+        rows = _rows(db, TREES + west_id + bytes(4))  # index 0: the base table's nodes
+    else:
+        rows = _rows(db, REPLICATION + b"c" + west_id)
+    assert rows
+    for key, value in rows:
+        _update(db, key, _flip(value))
+    srv.start()
+    c = _clients(srv)
+    if what == "item":
+        bad = signed_request(srv.endpoint, "DynamoDB_20120810.GetItem",
+                             {"TableName": unique_name, "Key": {"pk": {"S": "a"}}}, access_key=ACCOUNT, region=WEST)
+    else:  # the next write of that item in us-west-2 must read its clock
+        bad = signed_request(srv.endpoint, "DynamoDB_20120810.PutItem",
+                             {"TableName": unique_name, "Item": {"pk": {"S": "a"}, "v": {"S": "two"}}},
+                             access_key=ACCOUNT, region=WEST)
+    assert bad.status == 500, bad.body
+    assert bad.json()["__type"].endswith("InternalServerError")
+    # the source region is untouched
+    assert c[EAST].get_item(TableName=unique_name, Key={"pk": {"S": "a"}})["Item"]["v"] == {"S": "one"}
+
+
+def test_a_queue_row_removed_stops_replication_from_that_point(start_server, unique_name):
+    srv = start_server(allow_any_credentials=True, key_refresh_seconds=1)
+    c = _clients(srv)
+    global_table(c, unique_name, [EAST, WEST])
+    fault = signed_request(srv.endpoint, "DynavaultAdmin.PutFault", {"TableName": unique_name, "KmsUnavailable": True},
+                           access_key=ACCOUNT, region=WEST)
+    assert fault.status == 200
+    time.sleep(1.5)  # replication to us-west-2 paused: the queue keeps what it has not applied
+    for i in range(5):
+        c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": f"k{i}"}})
+    east_id = _table_id(c[EAST], unique_name)
+    assert srv.stop() == 0  # (the fault lives in the process: it is gone after the restart)
+    db = srv.data_dir / "tables.db"
+    queue = _rows(db, REPLICATION + b"q" + east_id)
+    assert len(queue) == 5
+    _update(db, queue[2][0], None)
+    srv.start()
+    c = _clients(srv)
+    deadline = time.time() + 10
+    while "replication queue of" not in srv.log_text():
+        assert time.time() < deadline, "the damaged queue was not noticed"
+        time.sleep(0.1)
+    assert "is damaged" in srv.log_text()
+    got = {i["pk"]["S"] for i in c[WEST].scan(TableName=unique_name, ConsistentRead=True)["Items"]}
+    assert got <= {"k0", "k1"}  # what precedes the gap at most, never what follows it
+    assert len(c[EAST].scan(TableName=unique_name)["Items"]) == 5
