@@ -107,8 +107,15 @@ class ItemStore:
     def get_json(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes,
                  r: KVReader | None = None) -> bytes | None:
         """An item's canonical JSON (what GetItem answers as is), or None."""
-        raw = self.trees.get(r if r is not None else self.kv, crypto.codec, meta.id_bytes, BASE,
-                             crypto.token(BASE, hkey), skey)
+        token = crypto.token(BASE, hkey)
+        if r is None:
+            # The descent is several reads (root, inner nodes, leaf, and the directory when the root is
+            # absent): one snapshot, or a commit landing between two of them (another worker's, a backfill
+            # thread's) shows a half-made partition as an integrity error.
+            with self.kv.snapshot() as snap:
+                raw = self.trees.get(snap, crypto.codec, meta.id_bytes, BASE, token, skey)
+        else:
+            raw = self.trees.get(r, crypto.codec, meta.id_bytes, BASE, token, skey)
         return item_json(raw) if raw is not None else None
 
     def get(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes,

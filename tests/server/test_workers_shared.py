@@ -329,3 +329,55 @@ def test_provisioned_throughput_is_one_budget_across_workers(start_server):
     refused = [out for status, out in statuses if status != 200]
     assert all(out["__type"].endswith("ProvisionedThroughputExceededException") for out in refused), refused
     assert 10 <= admitted <= 10 + elapsed * 1 + 1, (admitted, elapsed)
+
+
+def test_a_get_racing_the_creation_of_its_partition_in_another_worker_is_never_an_integrity_error(workers2):
+    # A GetItem's descent is several reads (root, nodes, and the partition directory when the root is
+    # absent); outside one snapshot, a partition another worker creates between two of them looked vanished.
+    import boto3
+    from botocore.config import Config
+
+    srv = workers2
+    _table(srv, "racing")
+    written: list[int] = []
+    failures: list[str] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def client():
+        return boto3.client("dynamodb", endpoint_url=srv.endpoint, region_name="us-east-1",
+                            aws_access_key_id="AKIDRACE", aws_secret_access_key="x",
+                            config=Config(retries={"max_attempts": 0}))
+
+    def writer(w: int) -> None:
+        c = client()
+        try:
+            for i in range(700):
+                n = w * 1_000_000 + i
+                c.put_item(TableName="racing", Item={"pk": {"S": f"p{n}"}, "pad": {"S": "x" * 300}})
+                with lock:
+                    written.append(n)
+        except Exception as exc:  # surfaced below
+            failures.append(repr(exc)[:200])
+
+    def reader() -> None:
+        c = client()
+        while not done.is_set():
+            with lock:
+                n = written[-1] + 1 if written else 0
+            try:  # the partition the writers are about to create
+                c.get_item(TableName="racing", Key={"pk": {"S": f"p{n}"}})
+            except Exception as exc:  # surfaced below
+                failures.append(repr(exc)[:200])
+
+    writers = [threading.Thread(target=writer, args=(w,)) for w in range(3)]
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    for t in writers + readers:
+        t.start()
+    for t in writers:
+        t.join()
+    done.set()
+    for t in readers:
+        t.join()
+    assert failures == [], failures[:3]
+    assert "IntegrityError" not in srv.log_text()

@@ -45,7 +45,7 @@ only when another thread needs one at the same moment (an index backfill, a test
 snapshot never waits for a write transaction and a write never waits for a snapshot.
 
 Read snapshots (:meth:`SqliteKV.snapshot`, used by Query, Scan, BatchGetItem, TransactGetItems and PartiQL
-SELECT; a GetItem is one statement and needs none) are a deferred ``BEGIN`` on the borrowed connection:
+SELECT, and GetItem: its descent is several reads) are a deferred ``BEGIN`` on the borrowed connection:
 from the block's first read on, WAL serves it one committed state, so every read of the block agrees (a TransactGet sees one snapshot), and no
 write lock is taken, so writers on other threads or in other processes on the same file commit freely. A
 snapshot opened inside this thread's write transaction reads through that transaction (and sees its
