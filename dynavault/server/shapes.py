@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import binascii
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import botocore.loaders
@@ -391,18 +391,21 @@ class _TimestampNode(_Node):
         t = type(v)
         if t is int or t is float:
             return  # epoch seconds, the JSON protocol's wire format
-        if t is str:
-            try:
-                float(v)
-                return
-            except ValueError:
-                pass
-            try:
-                datetime.fromisoformat(v.replace("Z", "+00:00"))
-                return
-            except ValueError:
-                pass
-        raise _ser(_scalar_mismatch(v, "Date", "class java.util.Date"))
+        if t is not str or self.seconds(v) is None:
+            raise _ser(_scalar_mismatch(v, "Date", "class java.util.Date"))
+
+    @staticmethod
+    def seconds(v: str) -> float | None:
+        """Epoch seconds of a timestamp sent as text (a number, or ISO 8601; no zone means UTC), else None."""
+        try:
+            return float(v)
+        except ValueError:
+            pass
+        try:
+            when = datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 class _ListNode(_Node):
@@ -574,8 +577,8 @@ class _StructNode(_Node):
                 ent = members.get(k)
                 if ent is not None:
                     ent[0].check(x, None, errs)
-                    if type(x) is float:
-                        _truncate(v, k, x, ent[0])
+                    if type(x) is float or type(x) is str:
+                        _normalize(v, k, x, ent[0])
             return
         prefix = None  # made only when a member below can report something (most values are scalars)
         segs: list[tuple[int, list[str]]] | None = None
@@ -587,8 +590,8 @@ class _StructNode(_Node):
             if ent is None:
                 continue  # unknown members are ignored
             node, sub, rank = ent
-            if type(x) is float:
-                _truncate(v, k, x, node)
+            if type(x) is float or type(x) is str:
+                _normalize(v, k, x, node)
             if node.pure:
                 node.check(x, None, errs)
                 continue
@@ -616,12 +619,18 @@ class _StructNode(_Node):
 _JAVA_BOUNDS = {"Integer": (-(2**31), 2**31 - 1), "Long": (-(2**63), 2**63 - 1)}
 
 
-def _truncate(v: dict, k: str, x: float, node: _Node) -> None:
-    """An integral member sent as a decimal (or past 64 bits, which the JSON parser gives as a float) reaches
-    its handler as Coral hands it on: truncated to a whole number, saturated at its Java type's bounds."""
-    if isinstance(node, _NumberNode) and node.integral:
-        low, high = _JAVA_BOUNDS[node.java]
-        v[k] = high if x >= high else low if x <= low else int(x)
+def _normalize(v: dict, k: str, x: float | str, node: _Node) -> None:
+    """A member reaches its handler in one form whatever the wire allowed: an integral member sent as a decimal
+    (or past 64 bits, which the JSON parser gives as a float) truncated to a whole number and saturated at its
+    Java type's bounds, as Java's narrowing does; a timestamp sent as text as epoch seconds."""
+    if type(x) is float:
+        if isinstance(node, _NumberNode) and node.integral:
+            low, high = _JAVA_BOUNDS[node.java]
+            v[k] = high if x >= high else low if x <= low else int(x)
+    elif isinstance(node, _TimestampNode):
+        seconds = node.seconds(x)
+        if seconds is not None:
+            v[k] = seconds
 
 
 class _Compiler:

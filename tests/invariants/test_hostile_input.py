@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import gzip
 import http.client
+import itertools
 import json
 import zlib
 from urllib.parse import urlparse
@@ -455,6 +456,42 @@ def test_odd_numbers_in_every_integer_member_never_get_a_500(hostile_server, ser
             body = json.dumps(params).encode()
             status, data = wire.send(service, operation, body)
             _check(srv, status, data, f"{operation} {member}={number!r}")
+
+
+#: timestamps: ISO text, a day, non-finite text, and numbers far past any date
+ODD_TIMESTAMPS = ["2020-01-01", "2020-01-01T00:00:00Z", "1700000000", "Infinity", "NaN", "-1e400", 1e300, -1e300,
+                  1e12, 0]
+
+
+def _timestamp_members(service: str, operation: str) -> list[tuple[str, str | None]]:
+    """(member, nested member) of the operation's timestamps, one level of structure deep."""
+    shape = _MODELS.get_service_model(service).operation_model(operation).input_shape
+    if shape is None:
+        return []
+    out: list[tuple[str, str | None]] = []
+    for name, member in shape.members.items():
+        if member.type_name == "timestamp":
+            out.append((name, None))
+        elif member.type_name == "structure":
+            out += [(name, sub) for sub, m in member.members.items() if m.type_name == "timestamp"]
+    return out
+
+
+@pytest.mark.parametrize("service,operation", [(s, o) for s, o in _operations() if _timestamp_members(s, o)])
+def test_odd_timestamps_in_every_timestamp_member_never_get_a_500(hostile_server, service, operation):
+    srv, wire = hostile_server
+    if operation in DESTRUCTIVE:
+        return
+    members = _MODELS.get_service_model(service).operation_model(operation).input_shape.members
+    # a backup to list, so the time bounds are compared with something
+    wire.send("dynamodb", "CreateBackup", json.dumps({"TableName": TABLE, "BackupName": "odd-times"}).encode())
+    for member, sub in _timestamp_members(service, operation):
+        for when, named in itertools.product(ODD_TIMESTAMPS, (True, False)):
+            params: dict = {"TableName": TABLE} if named and "TableName" in members else {}
+            params[member] = when if sub is None else {sub: when}
+            body = json.dumps(params).encode()
+            status, data = wire.send(service, operation, body)
+            _check(srv, status, data, f"{operation} {member}.{sub}={when!r}")
 
 
 @pytest.mark.parametrize("expression", ["SET a[" + "9" * 5000 + "] = :v", "REMOVE a[\u0661]"])
