@@ -7,11 +7,12 @@ import json
 import os
 import socket
 import threading
+import time
 
 import pytest
 
 from tests.conftest import aws_error, make_table
-from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, wait_replicas
+from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, items, wait_replicas
 from tests.servers import ServerProcess
 
 ACCOUNT = "210987654322"
@@ -116,3 +117,69 @@ def test_concurrent_writes_to_one_item_converge_last_writer_wins(c, unique_name)
     # every item is one of the two last writes of its key: nothing older survived on either side
     for i in range(5):
         assert got[f"k{i}"]["by"]["S"] in {f"{EAST}-{35 + i}", f"{WEST}-{35 + i}"}
+
+
+def strict_pair(base, *, a_secret_ok: bool, b_secret_ok: bool):
+    """A pair without --allow-any-credentials: one credential of the same account made in each data dir."""
+    import subprocess
+    import sys
+
+    creds = {}
+    for name in ("a", "b"):
+        out = subprocess.run([sys.executable, "-m", "dynavault.cli", "credentials", "create", "--account",
+                              ACCOUNT, "--data-dir", str(base / name / "data")], capture_output=True, text=True,
+                             check=True).stdout
+        fields = dict(line.split(" = ", 1) for line in out.splitlines() if " = " in line)
+        creds[name] = (fields["aws_access_key_id"], fields["aws_secret_access_key"])
+    # A signs at B with B's credential, B at A with A's: a wrong secret is what a peer must refuse
+    to_b = creds["b"] if a_secret_ok else (creds["b"][0], "not-the-secret-" + "x" * 25)
+    to_a = creds["a"] if b_secret_ok else (creds["a"][0], "not-the-secret-" + "y" * 25)
+    a, b = pair(base, to_b, to_a)
+    return a, b, creds
+
+
+def test_a_peer_refusing_our_credential_refuses_the_replica_create(tmp_path, unique_name):
+    a, b, creds = strict_pair(tmp_path, a_secret_ok=False, b_secret_ok=True)
+    try:
+        east = a.client("dynamodb", access_key=creds["a"][0], secret=creds["a"][1], region=EAST)
+        west = b.client("dynamodb", access_key=creds["b"][0], secret=creds["b"][1], region=WEST)
+        make_table(east, unique_name)
+        code, message, status = aws_error(east.update_table, TableName=unique_name,
+                                          ReplicaUpdates=[{"Create": {"RegionName": WEST}}])
+        assert (code, status) == ("ValidationException", 400)
+        assert "refused this server's replication credential" in message
+        assert "Replicas" not in east.describe_table(TableName=unique_name)["Table"]
+        assert west.list_tables()["TableNames"] == []
+        for srv in (a, b):
+            assert "not-the-secret" not in srv.log_text()
+    finally:
+        a.kill()
+        b.kill()
+
+
+def test_a_pull_refused_by_the_peer_shows_replication_not_authorized(tmp_path, unique_name):
+    a, b, creds = strict_pair(tmp_path, a_secret_ok=True, b_secret_ok=False)
+    try:
+        east = a.client("dynamodb", access_key=creds["a"][0], secret=creds["a"][1], region=EAST)
+        west = b.client("dynamodb", access_key=creds["b"][0], secret=creds["b"][1], region=WEST)
+        make_table(east, unique_name)
+        east.put_item(TableName=unique_name, Item={"pk": {"S": "k"}})
+        add_replica(east, unique_name, WEST)
+        deadline = time.time() + 20
+        replicas: list = []
+        while time.time() < deadline:
+            replicas = west.describe_table(TableName=unique_name)["Table"].get("Replicas", [])
+            if replicas and replicas[0]["ReplicaStatus"] == "REPLICATION_NOT_AUTHORIZED":
+                break
+            time.sleep(0.1)
+        assert replicas[0]["RegionName"] == EAST
+        assert replicas[0]["ReplicaStatus"] == "REPLICATION_NOT_AUTHORIZED"
+        assert "refused this server's replication credential" in replicas[0]["ReplicaStatusDescription"]
+        # the replica is never filled, so the source still sees it CREATING; nothing reached it
+        assert east.describe_table(TableName=unique_name)["Table"]["Replicas"][0]["ReplicaStatus"] == "CREATING"
+        assert west.describe_table(TableName=unique_name)["Table"]["TableStatus"] == "CREATING"
+        for srv in (a, b):
+            assert "not-the-secret" not in srv.log_text()
+    finally:
+        a.kill()
+        b.kill()
