@@ -183,3 +183,49 @@ def test_a_pull_refused_by_the_peer_shows_replication_not_authorized(tmp_path, u
     finally:
         a.kill()
         b.kill()
+
+
+def test_a_killed_server_catches_up_with_no_acknowledged_write_lost(tmp_path, unique_name):
+    a, b = pair(tmp_path, (ACCOUNT, "x"), (ACCOUNT, "x"), allow_any_credentials=True)
+    try:
+        east = a.client("dynamodb", access_key=ACCOUNT, region=EAST)
+        west = b.client("dynamodb", access_key=ACCOUNT, region=WEST)
+        make_table(east, unique_name)
+        add_replica(east, unique_name, WEST)
+        wait_replicas(east, unique_name)
+        acked: dict[str, list[str]] = {EAST: [], WEST: []}
+        stop = threading.Event()
+
+        def writer(client, region):
+            i = 0
+            while not stop.is_set():
+                key = f"{region}-{i}"
+                try:
+                    client.put_item(TableName=unique_name, Item={"pk": {"S": key}, "v": {"S": "x" * 100}})
+                except Exception:
+                    if region == EAST:
+                        raise
+                    return  # its server was killed: what it acknowledged before counts
+                acked[region].append(key)
+                i += 1
+
+        threads = [threading.Thread(target=writer, args=(c, r)) for c, r in ((east, EAST), (west, WEST))]
+        for t in threads:
+            t.start()
+        while len(acked[WEST]) < 50 or len(acked[EAST]) < 50:
+            time.sleep(0.01)
+        b.kill()
+        before = len(acked[EAST])
+        while len(acked[EAST]) < before + 100:  # the other server keeps serving its region
+            time.sleep(0.01)
+        assert threads[0].is_alive()
+        b.start()
+        west = b.client("dynamodb", access_key=ACCOUNT, region=WEST)
+        stop.set()
+        for t in threads:
+            t.join()
+        got = converge([east, west], unique_name, timeout=60)
+        assert set(acked[EAST]) | set(acked[WEST]) <= set(got)
+    finally:
+        a.kill()
+        b.kill()
