@@ -229,3 +229,36 @@ def test_a_killed_server_catches_up_with_no_acknowledged_write_lost(tmp_path, un
     finally:
         a.kill()
         b.kill()
+
+
+def test_canary_scan_covers_both_servers(tmp_path, unique_name):
+    from tests.canary import rows_under, scan
+
+    replication = b"\x00\x00replication\x00"
+    a, b = pair(tmp_path, (ACCOUNT, "peer-secret-Wombat5521"), (ACCOUNT, "peer-secret-Wombat5521"),
+                allow_any_credentials=True, access_log="-")
+    try:
+        c = {EAST: a.client("dynamodb", access_key=ACCOUNT, region=EAST),
+             WEST: b.client("dynamodb", access_key=ACCOUNT, region=WEST)}
+        make_table(c[EAST], unique_name)
+        add_replica(c[EAST], unique_name, WEST)
+        wait_replicas(c[EAST], unique_name)
+        canaries = {EAST: "canary-gtp-east-Pangolin6612", WEST: "canary-gtp-west-Narwhal2287"}
+        for region, canary in canaries.items():
+            for i in range(5):
+                c[region].put_item(TableName=unique_name, Item={
+                    "pk": {"S": f"{canary}-key-{i}"}, "v": {"S": canary}, "b": {"B": canary.encode() + b"-bin"}})
+        c[WEST].delete_item(TableName=unique_name, Key={"pk": {"S": f"{canaries[EAST]}-key-0"}})
+        converge(list(c.values()), unique_name)
+        assert a.stop() == 0 and b.stop() == 0
+        for srv in (a, b):
+            db = srv.data_dir / "tables.db"
+            assert rows_under(db, replication + b"q") >= 1  # its queue
+            assert rows_under(db, replication + b"c") >= 10  # every item's clock
+            assert rows_under(db, replication + b"p") == 2  # its peer's checkpoint here, its own in the peer's queue
+        needles = [*canaries.values(), *(v + "-key-1" for v in canaries.values()), "peer-secret-Wombat5521"]
+        assert scan([a.data_dir, a.log_path, b.data_dir, b.log_path], needles) == []
+        assert not any(n in line for n in needles for srv in (a, b) for line in srv.stdout_lines)
+    finally:
+        a.kill()
+        b.kill()
