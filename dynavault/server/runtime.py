@@ -243,7 +243,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.replication.applier import Replicator
     from dynavault.dynamodb.replication.operations import GlobalTables
     from dynavault.dynamodb.replication.peers import parse_peers
-    from dynavault.dynamodb.replication.remote import RemoteReplicas
+    from dynavault.dynamodb.replication.remote import PULL_INTERVAL, RemoteReplicas
     from dynavault.dynamodb.replication.subscriber import ReplicationWriter
     from dynavault.dynamodb.sse_lifecycle import SSELifecycle
     from dynavault.dynamodb.streams.control import StreamJobs, StreamLimits
@@ -318,7 +318,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     db.replication.remote = RemoteReplicas(db, parse_peers(settings.replica_peer, settings.replica_peer_credentials),
                                            replicator, served=_served_regions(settings))
     if db.replication.remote.peers.peers:
-        periodic.append(Periodic("replication-peers", Replicator.INTERVAL * 5, db.replication.remote.run_once,
+        periodic.append(Periodic("replication-peers", PULL_INTERVAL, db.replication.remote.run_once,
                                  thread=True))
 
     def account_seals() -> None:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.conftest import aws_error, make_table
-from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, items, wait_replicas
+from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, wait_replicas
 from tests.servers import ServerProcess
 
 ACCOUNT = "210987654322"
@@ -185,6 +185,18 @@ def test_a_pull_refused_by_the_peer_shows_replication_not_authorized(tmp_path, u
         b.kill()
 
 
+def _replica_of(ddb, name: str, field: str, present: bool = True, timeout: float = 20.0):
+    """The field of the table's only replica once it is there (``present``) or gone."""
+    deadline = time.time() + timeout
+    replica: dict = {}
+    while time.time() < deadline:
+        replica = ddb.describe_table(TableName=name)["Table"]["Replicas"][0]
+        if (field in replica) == present:
+            return replica.get(field)
+        time.sleep(0.05)
+    raise AssertionError(f"{field} never {'present' if present else 'gone'}: {replica}")
+
+
 def test_a_killed_server_catches_up_with_no_acknowledged_write_lost(tmp_path, unique_name):
     a, b = pair(tmp_path, (ACCOUNT, "x"), (ACCOUNT, "x"), allow_any_credentials=True)
     try:
@@ -219,6 +231,7 @@ def test_a_killed_server_catches_up_with_no_acknowledged_write_lost(tmp_path, un
         while len(acked[EAST]) < before + 100:  # the other server keeps serving its region
             time.sleep(0.01)
         assert threads[0].is_alive()
+        assert "cannot be reached" in _replica_of(east, unique_name, "ReplicaStatusDescription")
         b.start()
         west = b.client("dynamodb", access_key=ACCOUNT, region=WEST)
         stop.set()
@@ -226,6 +239,7 @@ def test_a_killed_server_catches_up_with_no_acknowledged_write_lost(tmp_path, un
             t.join()
         got = converge([east, west], unique_name, timeout=60)
         assert set(acked[EAST]) | set(acked[WEST]) <= set(got)
+        assert _replica_of(east, unique_name, "ReplicaStatusDescription", present=False) is None
     finally:
         a.kill()
         b.kill()

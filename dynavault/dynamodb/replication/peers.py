@@ -47,6 +47,8 @@ class PeerError(Exception):
                         f"{self.describe()}")
 
     def describe(self) -> str:
+        if self.code == "PeerUnreachable":
+            return f"the server of {self.region} cannot be reached ({self.message}); replication resumes when it answers"
         if self.not_authorized:
             return f"the server of {self.region} refused this server's replication credential ({self.code})"
         return f"the server of {self.region} answered {self.code}"

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("dynavault.replication")
 BATCH = 256
+#: seconds between two pulls from each peer (an idle pull is one small signed request)
+PULL_INTERVAL = 0.05
 #: a local member's checkpoint in the queue of the member of another server in ``region``
 PULL_PREFIX = "@"
 
