@@ -276,3 +276,12 @@ def test_canary_scan_covers_both_servers(tmp_path, unique_name):
     finally:
         a.kill()
         b.kill()
+
+
+def test_a_peer_credentials_file_readable_by_others_refuses_to_start(tmp_path):
+    path = peer_credentials(tmp_path / "peers.json", {WEST: (ACCOUNT, "x")})
+    os.chmod(path, 0o644)
+    with pytest.raises(RuntimeError) as exc:
+        ServerProcess(tmp_path / "a", regions=EAST, replica_peer=f"{WEST}=http://127.0.0.1:9",
+                      replica_peer_credentials=path, allow_any_credentials=True)
+    assert "is readable by others: chmod 600 it" in str(exc.value)
