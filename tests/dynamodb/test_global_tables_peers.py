@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.conftest import aws_error, make_table
-from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, wait_replicas
+from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, items, wait_replicas
 from tests.servers import ServerProcess
 
 ACCOUNT = "210987654322"
@@ -31,13 +31,16 @@ def peer_credentials(path, entries: dict) -> str:
     return str(path)
 
 
-def pair(base, creds_a: dict, creds_b: dict, **settings) -> tuple[ServerProcess, ServerProcess]:
-    """Server A serves us-east-1, server B us-west-2, each the other's peer."""
-    pa, pb = free_port(), free_port()
-    a = ServerProcess(base / "a", port=pa, regions=EAST, replica_peer=f"{WEST}=http://127.0.0.1:{pb}",
+def pair(base, creds_a: tuple, creds_b: tuple, ports: tuple[int, int] | None = None,
+         peer_ports: tuple[int, int] | None = None, **settings) -> tuple[ServerProcess, ServerProcess]:
+    """Server A serves us-east-1, server B us-west-2, each the other's peer (``peer_ports``: where each reaches
+    the other, e.g. through a forwarder; default: directly)."""
+    pa, pb = ports or (free_port(), free_port())
+    to_b, to_a = peer_ports or (pb, pa)
+    a = ServerProcess(base / "a", port=pa, regions=EAST, replica_peer=f"{WEST}=http://127.0.0.1:{to_b}",
                       replica_peer_credentials=peer_credentials(base / "a-peers.json", {WEST: creds_a}),
                       **settings)
-    b = ServerProcess(base / "b", port=pb, regions=WEST, replica_peer=f"{EAST}=http://127.0.0.1:{pa}",
+    b = ServerProcess(base / "b", port=pb, regions=WEST, replica_peer=f"{EAST}=http://127.0.0.1:{to_a}",
                       replica_peer_credentials=peer_credentials(base / "b-peers.json", {EAST: creds_b}),
                       **settings)
     return a, b
@@ -285,3 +288,106 @@ def test_a_peer_credentials_file_readable_by_others_refuses_to_start(tmp_path):
         ServerProcess(tmp_path / "a", regions=EAST, replica_peer=f"{WEST}=http://127.0.0.1:9",
                       replica_peer_credentials=path, allow_any_credentials=True)
     assert "is readable by others: chmod 600 it" in str(exc.value)
+
+
+class Forwarder:
+    """A TCP forwarder on loopback that can be cut (every connection closed, new ones refused) and healed:
+    the network between two servers."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.cut_off = threading.Event()
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            if self.cut_off.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        self.cut_off.set()
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def heal(self) -> None:
+        self.cut_off.clear()
+
+    def close(self) -> None:
+        self.cut()
+        self.sock.close()
+
+
+def test_a_network_cut_keeps_both_sides_serving_and_converges_after(tmp_path, unique_name):
+    pa, pb = free_port(), free_port()
+    to_b, to_a = Forwarder(pb), Forwarder(pa)
+    a, b = pair(tmp_path, (ACCOUNT, "x"), (ACCOUNT, "x"), ports=(pa, pb), peer_ports=(to_b.port, to_a.port),
+                allow_any_credentials=True)
+    try:
+        c = {EAST: a.client("dynamodb", access_key=ACCOUNT, region=EAST),
+             WEST: b.client("dynamodb", access_key=ACCOUNT, region=WEST)}
+        make_table(c[EAST], unique_name)
+        add_replica(c[EAST], unique_name, WEST)
+        wait_replicas(c[EAST], unique_name)
+        c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": "before"}})
+        converge(list(c.values()), unique_name)
+        to_b.cut()
+        to_a.cut()
+        # both sides keep serving their regions, and write the same items meanwhile
+        for i in range(10):
+            c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": f"k{i}"}, "by": {"S": "east"}})
+        for i in range(5, 15):
+            c[WEST].put_item(TableName=unique_name, Item={"pk": {"S": f"k{i}"}, "by": {"S": "west"}})
+        c[WEST].delete_item(TableName=unique_name, Key={"pk": {"S": "before"}})
+        assert "cannot be reached" in _replica_of(c[EAST], unique_name, "ReplicaStatusDescription")
+        assert set(items(c[EAST], unique_name)) == {"before", *(f"k{i}" for i in range(10))}
+        to_b.heal()
+        to_a.heal()
+        got = converge(list(c.values()), unique_name, timeout=60)
+        # last writer wins: us-west-2 wrote k5..k9 after us-east-1 did
+        assert {k: v["by"]["S"] for k, v in got.items()} == {
+            **{f"k{i}": "east" for i in range(5)}, **{f"k{i}": "west" for i in range(5, 15)}}
+    finally:
+        a.kill()
+        b.kill()
+        to_b.close()
+        to_a.close()
