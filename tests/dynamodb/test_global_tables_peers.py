@@ -391,3 +391,24 @@ def test_a_network_cut_keeps_both_sides_serving_and_converges_after(tmp_path, un
         b.kill()
         to_b.close()
         to_a.close()
+
+
+@pytest.mark.parametrize("target, body", [
+    ("Pull", {"TableName": "TABLE", "Consumer": WEST, "After": None, "Limit": "abc"}),
+    ("Pull", {"TableName": "TABLE", "Consumer": WEST, "After": "zz"}),
+    ("Pull", {"TableName": "TABLE", "Consumer": "eu-west-1"}),
+    ("Pull", {"TableName": "no-such-table", "Consumer": WEST}),
+    ("Backfill", {"TableName": "TABLE", "After": ["zz", 1]}),
+    ("CreateReplica", {"TableName": "TABLE", "Source": WEST, "Members": f"{EAST},{WEST}", "Table": {}}),
+    ("Nope", {}),
+])
+def test_hostile_replication_requests_are_4xx(servers, c, unique_name, target, body):
+    from tests.wire import signed_request
+
+    a, _ = servers
+    make_table(c[EAST], unique_name)
+    add_replica(c[EAST], unique_name, WEST)
+    wait_replicas(c[EAST], unique_name)
+    body = {k: (unique_name if v == "TABLE" else v) for k, v in body.items()}
+    resp = signed_request(a.endpoint, f"DynavaultReplication.{target}", body, access_key=ACCOUNT, region=EAST)
+    assert 400 <= resp.status < 500, (resp.status, resp.body)

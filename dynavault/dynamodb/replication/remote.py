@@ -179,6 +179,9 @@ class RemoteReplicas:
         db = self.db
         source, region = p.get("Source"), caller.region
         names = p.get("Members") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
+                not isinstance(p.get("Starts") or {}, dict):
+            raise validation("CreateReplica takes TableName, Source, Members, Table")
         if not isinstance(source, str) or source not in names or region not in names or \
                 not isinstance(p.get("Table"), dict):
             raise validation("CreateReplica takes TableName, Source, Members, Table")
@@ -253,7 +256,10 @@ class RemoteReplicas:
         status = p.get("Status")
         if status in ("CREATING", "ACTIVE") and status != entry.get("status"):
             self._set_entry(meta, consumer, lambda e: {**e, "status": status})
-        limit = min(BATCH, max(1, int(p.get("Limit") or BATCH)))
+        limit = p.get("Limit") or BATCH
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise validation("Limit must be a number")
+        limit = min(BATCH, max(1, limit))
         crypto = self._crypto(meta)
         with db.items.read() as r:
             rows = list(store.read_queue(r, meta.id_bytes, crypto, after, limit))
