@@ -20,9 +20,12 @@ import time
 import types
 from typing import TYPE_CHECKING
 
+import orjson
+
 from dynavault.errors import AWSError, validation
 from dynavault.storage.sealed import PartitionToken
 
+from ..keys import key_of_item
 from ..streams import control as stream_control
 from . import store
 from .group import group_of, members, new_group, with_member, write_group
@@ -223,9 +226,6 @@ class RemoteReplicas:
                 raise validation("bad cursor")
             cursor = (PartitionToken(_unhex(after[0])), _unhex(after[1]))
         out = []
-        import orjson
-
-        from ..keys import key_of_item
         with db.items.read() as r:
             for token, key, raw in db.items.walk(r, meta, crypto, cursor):
                 item = orjson.loads(raw)
