@@ -50,6 +50,13 @@ class Settings:
     archive_after_seconds: float = 604800.0
     #: a global-table replica whose key has been unusable this long leaves its replication group (DynamoDB: 20 h)
     replica_inaccessible_seconds: float = 72000.0
+    #: the regions this server serves (comma-separated; empty: every region). A request signed for another is
+    #: refused as an unknown endpoint would be (InvalidSignatureException, credential scope)
+    regions: str = ""
+    #: REGION=URL[,REGION=URL...]: the dynavault server of each region served elsewhere (global-table replicas)
+    replica_peer: str = ""
+    #: JSON file (mode 0600): {region: {aws_access_key_id, aws_secret_access_key}} used to sign at each peer
+    replica_peer_credentials: str = ""
     #: how often pending key deletions are checked (KMS deletes when the window ends)
     key_deletion_check_seconds: float = 60.0
     #: one day of the KMS deletion window, in seconds (tests shrink it)

@@ -47,6 +47,15 @@ CLOUDTRAIL = ServiceFront("cloudtrail", "com.amazonaws.cloudtrail.v20131101.Clou
                           "com.amazonaws.cloudtrail.v20131101#", JSON_11)
 
 
+#: what global-table members in other servers call (dynamodb/replication/remote.py), signed as DynamoDB
+REPLICATION = ServiceFront("dynavaultreplication", "DynavaultReplication", "dynamodb",
+                           "com.amazonaws.dynamodb.v20120810#", JSON_10)
+
+
+def _served_regions(settings: Settings) -> frozenset[str]:
+    return frozenset(r.strip() for r in settings.regions.split(",") if r.strip())
+
+
 def _with_validator(front: ServiceFront) -> ServiceFront:
     from .shapes import ShapeValidator
 
@@ -162,7 +171,7 @@ def _offload(service: str, operation: str) -> str:
     management, which call KMS between changes) always in a thread; Streams reads are deferrable."""
     if service == "dynamodbstreams":
         return "defer"
-    if service == ADMIN.name:
+    if service in (ADMIN.name, REPLICATION.name):
         return "thread"  # a reset deletes tables and keys: KMS calls between changes
     if service != "dynamodb":
         return "loop"
@@ -233,6 +242,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.replication import store as replication_store
     from dynavault.dynamodb.replication.applier import Replicator
     from dynavault.dynamodb.replication.operations import GlobalTables
+    from dynavault.dynamodb.replication.peers import parse_peers
+    from dynavault.dynamodb.replication.remote import PULL_INTERVAL, RemoteReplicas
     from dynavault.dynamodb.replication.subscriber import ReplicationWriter
     from dynavault.dynamodb.sse_lifecycle import SSELifecycle
     from dynavault.dynamodb.streams.control import StreamJobs, StreamLimits
@@ -302,6 +313,13 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     db.replication = GlobalTables(db, create_table=tables.create_table, delete_table=tables.delete_table)
     db.drop_hooks.append(lambda tx, meta: replication_store.drop_table(tx, meta.id_bytes))
     db.replicator = replicator
+    # members in other servers (--replica-peer): the internal operations they call, and the puller, in a thread
+    # (it waits on the network)
+    db.replication.remote = RemoteReplicas(db, parse_peers(settings.replica_peer, settings.replica_peer_credentials),
+                                           replicator, served=_served_regions(settings))
+    if db.replication.remote.peers.peers:
+        periodic.append(Periodic("replication-peers", PULL_INTERVAL, db.replication.remote.run_once,
+                                 thread=True))
 
     def account_seals() -> None:
         epochs.account_node_seals(catalog, keys, settings.node_epoch_max_seals)
@@ -615,6 +633,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
                                                    account=settings.default_account)
     else:
         verifier = SigV4Verifier(credentials, max_skew_seconds=settings.max_clock_skew_seconds)
+    verifier.regions = _served_regions(settings)
     metrics = Metrics()
     connections = Connections()
     routes = RouteTable()
@@ -667,6 +686,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
             routes.mount(dynamodb_front, _transfers(settings, db, first))
         routes.mount(_with_validator(STREAMS), stream_operations(db))
         routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components, closers, first))
+        routes.mount(REPLICATION, db.replication.remote.operations())
         routes.mount(ADMIN, Admin(routes, db=db, kms=components.get("kms"), faults=faults,
                                   shared_db=settings.shared_db).operations())
 

@@ -162,6 +162,8 @@ class SigV4Verifier:
         self._heads: dict[str, tuple[tuple[str, ...], tuple[str, ...]] | None] = {}
         self._uris: dict[str, str] = {}
         self._dates: dict[str, float | None] = {}  # clients send one X-Amz-Date string for a whole second
+        #: the regions served here (--regions; empty: any). Another region's endpoint is another server
+        self.regions: frozenset[str] = frozenset()
 
     @staticmethod
     def _memo(cache: dict, key: str, make):
@@ -288,6 +290,9 @@ class SigV4Verifier:
                          "The region is missing from the credential scope: configure the client with a region "
                          "(e.g. AWS_REGION=us-east-1).")
         if _REGION_RE.fullmatch(region) is None:
+            raise _error("InvalidSignatureException", f"Credential should be scoped to a valid region, not '{region}'. ")
+        if self.regions and region not in self.regions:
+            # as DynamoDB's endpoint of one region answers a request signed for another
             raise _error("InvalidSignatureException", f"Credential should be scoped to a valid region, not '{region}'. ")
         if not amz_date:
             raise _error("IncompleteSignatureException",

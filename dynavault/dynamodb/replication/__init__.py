@@ -8,8 +8,8 @@ kept in every member's catalog record (``extra["replication"]``), so DescribeTab
 - ``store.py``: what replication keeps beside the items, all under ``REPLICATION_PREFIX``: each member's
   replication queue (its local changes, sealed under its own stream key, chained like the PITR history), the
   per-item last-writer clocks (sealed, keyed by an HMAC of the item key) and each consumer's checkpoint in
-  another member's queue. A consumer in another server (the across-servers slice) reads the same queue
-  with a checkpoint of its own.
+  another member's queue. A consumer in another server reads the same queue through ``Pull``; what
+  it acknowledged is its checkpoint here, and this server's checkpoint in the peer's queue is ``"@" + region``.
 - ``subscriber.py``: the change subscriber: a local change of a member gets its clock and a queue row in the
   change's own store transaction; a replicated change (cause ``replication``) is never queued again, so
   writes never ping-pong.
@@ -17,4 +17,7 @@ kept in every member's catalog record (``extra["replication"]``), so DescribeTab
   source (backfill), applies every member's queue to every other member through the one item-change path,
   last writer wins by (change time, region name), and drops a replica whose key stayed unusable too long.
 - ``operations.py``: UpdateTable ``ReplicaUpdates`` and the 2017.11.29 operations.
+- ``peers.py``: the servers of regions served elsewhere (``--replica-peer``), their credentials, a signed client.
+- ``remote.py``: members in those servers: the replica Create sent to a peer, the internal operations a peer
+  calls (``DynavaultReplication.CreateReplica / Backfill / Pull``) and the puller that applies their queues here.
 """

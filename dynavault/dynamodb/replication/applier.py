@@ -114,6 +114,8 @@ class Replicator:
             target = by_region.get(region)
             if target is None or entry.get("status") != "CREATING":
                 continue
+            if group["members"].get(entry.get("source", ""), {}).get("remote"):
+                continue  # filled from another server, by its puller (remote.py)
             source = by_region.get(entry.get("source", ""))
             if source is None:  # its source left the group meanwhile: any other ACTIVE member will do
                 source = next((m for r, m in sorted(by_region.items()) if r != region
@@ -130,7 +132,8 @@ class Replicator:
                 while self._apply(origin, target, cryptos[origin.region], cryptos[target.region]) and \
                         not self._spent():
                     pass
-            self._trim(origin, [m.region for m in metas if m is not origin])
+            # members in other servers count too: their checkpoint here is what their last pull acknowledged
+            self._trim(origin, [r for r in group["members"] if r != origin.region])
 
     def _waiting(self, table_id: str) -> bool:
         entry = self._backoff.get(table_id)

@@ -96,6 +96,17 @@ def _replica(region: str, entry: dict, member: TableMeta | None) -> dict:
     return out
 
 
+def _remote_replica(region: str, entry: dict) -> dict:
+    """A member served by another server (``--replica-peer``): what this server last learnt of it."""
+    error = entry.get("peer_error") or {}
+    out: dict = {"RegionName": region, "ReplicaStatus": error.get("status") or entry.get("status", "CREATING")}
+    if error.get("description"):
+        out["ReplicaStatusDescription"] = error["description"]
+    if entry.get("key_arn"):
+        out["KMSMasterKeyId"] = entry["key_arn"]
+    return out
+
+
 def describe_into(catalog: Catalog, meta: TableMeta, desc: dict) -> None:
     """DescribeTable's ``GlobalTableVersion`` and ``Replicas``: every other member, as seen from this region
     (the table's own region is not listed, as DynamoDB's "Determining the version" page shows)."""
@@ -107,8 +118,12 @@ def describe_into(catalog: Catalog, meta: TableMeta, desc: dict) -> None:
     for region in sorted(group["members"]):
         if region == meta.region:
             continue
+        entry = group["members"][region]
+        if entry.get("remote"):
+            replicas.append(_remote_replica(region, entry))
+            continue
         member = catalog.get(meta.account, region, meta.name)
-        replicas.append(_replica(region, group["members"][region], member))
+        replicas.append(_replica(region, entry, member))
     desc["Replicas"] = replicas
 
 

@@ -71,6 +71,8 @@ class GlobalTables:
         self.db = db
         self._create_table = create_table
         self._delete_table = delete_table
+        #: members in other servers (remote.RemoteReplicas), when --replica-peer names any
+        self.remote = None
 
     def __repr__(self) -> str:
         return "<GlobalTables>"
@@ -111,6 +113,13 @@ class GlobalTables:
             if region not in REGIONS:
                 raise validation(f"Region {region} is not supported. The latest version of global tables are only "
                                  f"supported in the following regions: [{', '.join(REGIONS)}].")
+            remote = self.remote
+            if kind == "Create" and remote is not None and region in remote.peers:
+                remote.create(caller, meta, region, body, lambda body=body: self._params(meta, body, None))
+                break
+            if remote is not None and remote.served and region not in remote.served and \
+                    region not in remote.peers:
+                raise validation(f"Region {region} is not served by this server and no --replica-peer serves it.")
             if kind == "Create":
                 self._create(caller, meta, region, body)
                 break  # duplicates of the same Create were folded by check_request

@@ -1,0 +1,357 @@
+"""Global-table members in other servers (``--replica-peer``): the signed internal operations a peer calls
+(``DynavaultReplication.*``), the remote replica Create, and the puller that keeps local members in step.
+
+Each server *pulls*: for every local member and every member region served by a peer, it asks that peer for
+the rows of its queue after a checkpoint kept here (``checkpoint(local table id, "@" + region)``), and applies
+them through the same path as the local applier (``Replicator._apply_one``: last writer wins, the checkpoint
+moved in the same store transaction). A pull also tells the peer how far this server got, which the peer
+keeps as its consumer checkpoint (``checkpoint(its table id, this region)``) so it trims its queue only below
+what was applied here. Items travel as DynamoDB JSON with their clock and canonical key bytes, opened by the
+origin server with its own keys: no sealed blob of one server ever reaches another.
+
+A remote member's entry in the group record carries ``remote: True`` (its table is not in this catalog) and,
+when the last exchange with its server failed, ``peer_error`` (what DescribeTable shows as its status).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import types
+from typing import TYPE_CHECKING
+
+import orjson
+
+from dynavault.errors import AWSError, validation
+from dynavault.storage.sealed import PartitionToken
+
+from ..keys import key_of_item
+from ..streams import control as stream_control
+from . import store
+from .group import group_of, members, new_group, with_member, write_group
+from .peers import NOT_AUTHORIZED, PeerError, Peers
+
+if TYPE_CHECKING:
+    from dynavault.caller import Caller
+
+    from ..catalog import TableMeta
+    from ..database import Database
+    from .applier import Replicator
+
+log = logging.getLogger("dynavault.replication")
+BATCH = 256
+#: seconds between two pulls from each peer (an idle pull is one small signed request)
+PULL_INTERVAL = 0.05
+#: a local member's checkpoint in the queue of the member of another server in ``region``
+PULL_PREFIX = "@"
+
+
+def _hex(b: bytes | None) -> str | None:
+    return None if b is None else b.hex()
+
+
+def _unhex(s) -> bytes | None:
+    if s is None:
+        return None
+    if not isinstance(s, str) or len(s) > 256:
+        raise validation("bad position")
+    try:
+        return bytes.fromhex(s)
+    except ValueError:
+        raise validation("bad position") from None
+
+
+class RemoteReplicas:
+    def __init__(self, db: Database, peers: Peers, replicator: Replicator, *, served: frozenset[str]) -> None:
+        self.db = db
+        self.peers = peers
+        self.replicator = replicator
+        #: the regions this server serves (empty: every region)
+        self.served = served
+        #: local table id -> backfill cursor of a remote-sourced replica being filled
+        self._backfill: dict[str, list | None] = {}
+        #: (table id, region) -> monotonic time before which that peer is not asked again
+        self._waiting: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def __repr__(self) -> str:
+        return f"<RemoteReplicas {self.peers!r}>"
+
+    # -- the group record -------------------------------------------------------------------------------
+    def _set_entry(self, meta: TableMeta, region: str, change) -> None:
+        """Replace ``region``'s entry in the group of ``meta`` (and every local member) by ``change(entry)``."""
+        db = self.db
+        with db.catalog.lock:
+            current = db.catalog.get(meta.account, meta.region, meta.name)
+            group = group_of(current) if current is not None else None
+            if group is None or region not in group["members"]:
+                return
+            entry = change(dict(group["members"][region]))
+            if entry == group["members"][region]:
+                return
+            metas = members(db.catalog, current)
+            with db.catalog.transaction() as tx:
+                write_group(db.catalog, tx, metas, with_member(group, region, entry))
+            for m in metas:
+                db.catalog.remember(m)
+
+    def _peer_failed(self, meta: TableMeta, err: PeerError) -> None:
+        status = NOT_AUTHORIZED if err.not_authorized else None
+        note = {"status": status, "description": err.describe()}
+
+        def change(entry: dict) -> dict:
+            return {**entry, "peer_error": note}
+        self._set_entry(meta, err.region, change)
+
+    def _peer_ok(self, meta: TableMeta, region: str) -> None:
+        entry = (group_of(meta) or {}).get("members", {}).get(region) or {}
+        if "peer_error" in entry:
+            self._set_entry(meta, region, lambda e: {k: v for k, v in e.items() if k != "peer_error"})
+
+    # -- UpdateTable ReplicaUpdates Create for a region a peer serves -----------------------------------------
+    def create(self, caller: Caller, meta: TableMeta, region: str, body: dict, params_of) -> None:
+        """``params_of()``: the replica's CreateTable parameters, once the table has its stream (without
+        SSESpecification: the peer resolves the key in its own region)."""
+        db = self.db
+        group = group_of(meta) or new_group(meta)
+        if region in group["members"]:
+            raise validation(f"Failed to create a the new replica of table with name: \u2018{meta.name}\u2019 "
+                             "because one or more replicas already existed as tables.")
+        now = time.time()
+        with db.catalog.lock:
+            if not (meta.stream and meta.stream.get("spec")):
+                with db.catalog.transaction() as tx:
+                    stream_control.enable(db.streams, tx, meta, "NEW_AND_OLD_IMAGES", now)
+                    db.catalog.put(tx, meta)
+                db.catalog.remember(meta)
+            metas = members(db.catalog, meta) if group_of(meta) else [meta]
+            starts = {}
+            with db.catalog.transaction() as tx:
+                # committed before the peer is asked: from now on every local change is queued, and the peer
+                # reads each local queue from where it ends now (what is older reaches it by the backfill)
+                for m in metas:
+                    pos = store.last_position(tx, m.id_bytes)
+                    starts[m.region] = _hex(pos)
+                    store.set_checkpoint(tx, m.id_bytes, region, pos)
+                    store.set_checkpoint(tx, m.id_bytes, PULL_PREFIX + region, None)
+                group = with_member(group, region, {"status": "CREATING", "remote": True, "since": now})
+                write_group(db.catalog, tx, metas, group)
+            for m in metas:
+                db.catalog.remember(m)
+        sse = {"mode": meta.sse.get("mode", "OWNED"), "KMSMasterKeyId": body.get("KMSMasterKeyId")}
+        try:
+            answer = self.peers.call(region, "CreateReplica", {
+                "TableName": meta.name, "Source": meta.region, "Table": params_of(), "SSE": sse, "Starts": starts,
+                "Members": sorted(group["members"])})
+        except PeerError as err:
+            self._undo(meta, region)
+            raise err.as_aws() from None
+        arn = answer.get("KMSMasterKeyId")
+        if arn:
+            self._set_entry(meta, region, lambda e: {**e, "key_arn": arn})
+        log.info("replica of %s in %s (another server): creating from %s", meta.name, region, meta.region)
+
+    def _undo(self, meta: TableMeta, region: str) -> None:
+        db = self.db
+        with db.catalog.lock:
+            current = db.catalog.get(meta.account, meta.region, meta.name)
+            group = group_of(current)
+            metas = members(db.catalog, current)
+            with db.catalog.transaction() as tx:
+                write_group(db.catalog, tx, metas, with_member(group, region, None))
+                for m in metas:
+                    store.drop_checkpoint(tx, m.id_bytes, region)
+                    store.drop_checkpoint(tx, m.id_bytes, PULL_PREFIX + region)
+            for m in metas:
+                db.catalog.remember(m)
+
+    # -- the internal operations a peer calls (signed; the caller's region is the one served here) ----------
+    def operations(self) -> dict:
+        return {"CreateReplica": self.op_create, "Backfill": self.op_backfill, "Pull": self.op_pull}
+
+    def _member(self, caller: Caller, p: dict) -> TableMeta:
+        name = p.get("TableName")
+        meta = self.db.catalog.get(caller.account, caller.region, name) if isinstance(name, str) else None
+        if meta is None or group_of(meta) is None:
+            raise AWSError("ResourceNotFoundException", f"Requested resource not found: Table: {name} not found")
+        return meta
+
+    def _crypto(self, meta: TableMeta):
+        return self.db.crypto(self.db.keys.key_service(meta.account, meta.region, meta.sse), meta)
+
+    def op_create(self, caller: Caller, p: dict) -> dict:
+        db = self.db
+        source, region = p.get("Source"), caller.region
+        names = p.get("Members") or []
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or \
+                not isinstance(p.get("Starts") or {}, dict):
+            raise validation("CreateReplica takes TableName, Source, Members, Table")
+        if not isinstance(source, str) or source not in names or region not in names or \
+                not isinstance(p.get("Table"), dict):
+            raise validation("CreateReplica takes TableName, Source, Members, Table")
+        sse = p.get("SSE") or {}
+        spec = db.replication._replica_sse(caller, types.SimpleNamespace(sse={"mode": sse.get("mode", "OWNED")}),
+                                           sse.get("KMSMasterKeyId"))
+        params = {**p["Table"], "TableName": p["TableName"]}
+        if spec is not None:
+            params["SSESpecification"] = spec
+        now = time.time()
+        with db.catalog.lock:
+            db.replication._create_table(db, caller, params, status="CREATING", extra={"replica_source": source})
+            replica = db.catalog.get(caller.account, region, p["TableName"])
+            group = {"version": "2019.11.21", "members": {
+                r: ({"status": "CREATING", "source": source, "since": now} if r == region else
+                    {"status": "ACTIVE", "remote": True, "since": now}) for r in names}}
+            starts = p.get("Starts") or {}
+            with db.catalog.transaction() as tx:
+                for r in names:
+                    if r == region:
+                        continue
+                    store.set_checkpoint(tx, replica.id_bytes, PULL_PREFIX + r, _unhex(starts.get(r)))
+                    store.set_checkpoint(tx, replica.id_bytes, r, None)
+                write_group(db.catalog, tx, [replica], group)
+            db.catalog.remember(replica)
+        log.info("replica of %s in %s: creating from %s (another server)", replica.name, region, source)
+        return {"KMSMasterKeyId": replica.sse.get("key_arn") if replica.sse.get("mode", "OWNED") != "OWNED"
+                else None}
+
+    def op_backfill(self, caller: Caller, p: dict) -> dict:
+        """A page of the member's items, each with its clock, after the cursor ``After``."""
+        db = self.db
+        meta = self._member(caller, p)
+        crypto = self._crypto(meta)
+        after = p.get("After")
+        cursor = None
+        if after is not None:
+            if not (isinstance(after, list) and len(after) == 2):
+                raise validation("bad cursor")
+            cursor = (PartitionToken(_unhex(after[0])), _unhex(after[1]))
+        out = []
+        with db.items.read() as r:
+            for token, key, raw in db.items.walk(r, meta, crypto, cursor):
+                item = orjson.loads(raw)
+                hkey, skey, _ = key_of_item(meta, item)
+                clock = store.read_clock(r, crypto, store.clock_key(crypto, meta.id_bytes, hkey, skey))
+                out.append({"Item": item, "Key": [hkey.hex(), skey.hex()],
+                            "Clock": list(clock or (0.0, meta.region))})
+                cursor = (token, key)
+                if len(out) >= BATCH:
+                    break
+        more = len(out) >= BATCH
+        return {"Items": out, "After": [cursor[0].raw.hex(), cursor[1].hex()] if more and cursor else None}
+
+    def op_pull(self, caller: Caller, p: dict) -> dict:
+        """Rows of the member's queue after ``After`` (which the consumer has applied: kept as its checkpoint,
+        so the queue is trimmed below it)."""
+        db = self.db
+        meta = self._member(caller, p)
+        consumer = p.get("Consumer")
+        entry = group_of(meta)["members"].get(consumer) if isinstance(consumer, str) else None
+        if entry is None or not entry.get("remote"):
+            raise validation(f"{consumer} is not a replica of {meta.name} in another server")
+        after = _unhex(p.get("After"))
+        exists, acked = store.checkpoint(db.items.kv, meta.id_bytes, consumer)
+        if after is not None and (not exists or acked is None or after > acked):
+            with db.items.kv.transaction() as tx:
+                store.set_checkpoint(tx, meta.id_bytes, consumer, after)
+        status = p.get("Status")
+        if status in ("CREATING", "ACTIVE") and status != entry.get("status"):
+            self._set_entry(meta, consumer, lambda e: {**e, "status": status})
+        limit = p.get("Limit") or BATCH
+        if not isinstance(limit, int) or isinstance(limit, bool):
+            raise validation("Limit must be a number")
+        limit = min(BATCH, max(1, limit))
+        crypto = self._crypto(meta)
+        with db.items.read() as r:
+            rows = list(store.read_queue(r, meta.id_bytes, crypto, after, limit))
+        return {"Rows": [{"Position": pos.hex(), "Key": [b["h"], b["s"]], "Item": b.get("n"),
+                          "Clock": [b["t"], b["r"]]} for pos, b in rows], "More": len(rows) == limit}
+
+    # -- the puller (a background job, in a thread: it waits on the network) ---------------------------------
+    def run_once(self) -> None:
+        for meta in self.db.catalog.all():
+            group = group_of(meta)
+            if group is None or (self.served and meta.region not in self.served):
+                continue
+            for region, entry in sorted(group["members"].items()):
+                if not entry.get("remote") or region not in self.peers:
+                    continue
+                key = (meta.table_id, region)
+                wait = self._waiting.get(key)
+                if wait is not None and time.monotonic() < wait[0]:
+                    continue
+                try:
+                    self._exchange(meta, region)
+                except PeerError as err:
+                    delay = 0.5 if wait is None else min(10.0, wait[1] * 2)
+                    self._waiting[key] = (time.monotonic() + delay, delay)
+                    if wait is None:
+                        log.warning("replication of %s between %s and %s paused: %s", meta.name, meta.region,
+                                    region, err.describe())
+                    self._peer_failed(meta, err)
+                else:
+                    if wait is not None:
+                        log.info("replication of %s between %s and %s resumed", meta.name, meta.region, region)
+                    self._waiting.pop(key, None)
+                    self._peer_ok(meta, region)
+
+    def _exchange(self, meta: TableMeta, region: str) -> None:
+        crypto = self.replicator._crypto(meta)
+        if crypto is None:
+            return  # this member's key is unusable: paused, like the local applier
+        own = group_of(meta)["members"][meta.region]
+        if own.get("status") == "CREATING":
+            if own.get("source") != region:
+                return
+            if not self._fill(meta, region, crypto):
+                return
+            self.replicator._activate(meta)
+            meta = self.db.catalog.get(meta.account, meta.region, meta.name) or meta
+            own = group_of(meta)["members"][meta.region]
+        db = self.db
+        ck = PULL_PREFIX + region
+        deadline = time.monotonic() + 0.5
+        while True:
+            _, after = store.checkpoint(db.items.kv, meta.id_bytes, ck)
+            answer = self.peers.call(region, "Pull", {"TableName": meta.name, "Consumer": meta.region,
+                                                      "After": _hex(after), "Limit": BATCH,
+                                                      "Status": own.get("status")})
+            rows = answer.get("Rows") or []
+            if not rows:
+                return
+            now = time.time()
+            with db.items.write() as w:
+                for row in rows:
+                    h, s = row["Key"]
+                    t, r = row["Clock"]
+                    self.replicator._apply_one(w, meta, crypto, row.get("Item"), bytes.fromhex(h), bytes.fromhex(s),
+                                               (float(t), str(r)))
+                store.set_checkpoint(w.tx, meta.id_bytes, ck, bytes.fromhex(rows[-1]["Position"]))
+            metrics = self.replicator.metrics
+            if metrics is not None:
+                hist = metrics.replication_latency.labels(region, meta.region)
+                for row in rows:
+                    hist.observe(max(0.0, now - float(row["Clock"][0])))
+            if not answer.get("More") or time.monotonic() > deadline:
+                return
+
+    def _fill(self, meta: TableMeta, region: str, crypto) -> bool:
+        """Pages of the source member's items into this CREATING replica; -> whether it is complete."""
+        db = self.db
+        after = self._backfill.get(meta.table_id)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            answer = self.peers.call(region, "Backfill", {"TableName": meta.name, "After": after})
+            page = answer.get("Items") or []
+            if page:
+                with db.items.write() as w:
+                    for row in page:
+                        h, s = row["Key"]
+                        t, r = row["Clock"]
+                        self.replicator._apply_one(w, meta, crypto, row["Item"], bytes.fromhex(h), bytes.fromhex(s),
+                                                   (float(t), str(r)))
+            after = answer.get("After")
+            if after is None:
+                self._backfill.pop(meta.table_id, None)
+                return True
+            self._backfill[meta.table_id] = after
+        return False
