@@ -200,8 +200,8 @@ def _run(t: Transfers, caller: Caller, meta: TableMeta, rec: dict, source: dict,
 
 def _fail(t: Transfers, rec: dict, code: str, message: str) -> None:
     rec.update(ExportStatus="FAILED", FailureCode=code, FailureMessage=message, EndTime=t.db.clock())
-    records.save(t.db.items.kv, EXPORT_PREFIX, rec["ExportArn"], rec)
-    log.warning("export %s: FAILED (%s)", rec["ExportArn"], code)
+    if records.advance(t.db.items.kv, EXPORT_PREFIX, rec["ExportArn"], rec, "ExportStatus"):
+        log.warning("export %s: FAILED (%s)", rec["ExportArn"], code)
 
 
 def _incremental_lines(db, meta: TableMeta, source: dict, crypto: TableCrypto, spec: dict) -> Iterator[dict]:
@@ -302,7 +302,7 @@ def _write(t: Transfers, caller: Caller, rec: dict, lines: Iterator[dict]) -> No
     t.buckets.put(bucket, f"{base}/manifest-summary.checksum", md5_hex(summary_body).encode())
     rec.update(ExportStatus="COMPLETED", EndTime=end, ItemCount=total, BilledSizeBytes=billed,
                ExportManifest=f"{base}/manifest-summary.json")
-    records.save(db.items.kv, EXPORT_PREFIX, rec["ExportArn"], rec)
+    records.advance(db.items.kv, EXPORT_PREFIX, rec["ExportArn"], rec, "ExportStatus")
 
 
 def _random_name() -> str:

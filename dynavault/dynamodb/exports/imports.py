@@ -157,7 +157,7 @@ def _run(t: Transfers, caller: Caller, meta: TableMeta, crypto: TableCrypto, rec
         meta.status = "ACTIVE"
         db.catalog.save(meta)
     rec.update(ImportStatus="COMPLETED", EndTime=db.clock())
-    records.save(db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec)
+    records.advance(db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec, "ImportStatus")
     log.info("import %s: COMPLETED, %d items imported, %d errors, in %.2f s", rec["ImportArn"],
              rec["ImportedItemCount"], rec["ErrorCount"], time.monotonic() - started)
 
@@ -166,7 +166,7 @@ def _fail(t: Transfers, meta: TableMeta | None, rec: dict, code: str, message: s
     if meta is not None:
         _remove_table(t, meta)
     rec.update(ImportStatus="FAILED", FailureCode=code, FailureMessage=message, EndTime=t.db.clock())
-    records.save(t.db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec)
+    records.advance(t.db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec, "ImportStatus")
     log.warning("import %s: FAILED (%s); its table was removed", rec["ImportArn"], code)
 
 
@@ -298,7 +298,7 @@ def _apply(t: Transfers, meta: TableMeta, crypto: TableCrypto, rec: dict, batch:
             except AWSError as err:
                 _bad(rec, b["key"], b["line"], err.message)
     batch.clear()
-    records.save(db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec)
+    records.advance(db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec, "ImportStatus")
 
 
 def _write(db, meta: TableMeta, crypto: TableCrypto, items: list[dict]) -> None:
