@@ -5,6 +5,7 @@ took the first request."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -28,6 +29,20 @@ def load(r: KVReader, prefix: bytes, arn: str) -> dict | None:
 def save(kv: KVStore, prefix: bytes, arn: str, rec: dict) -> None:
     with kv.transaction() as tx:
         tx.put(prefix + arn.encode(), CatalogRecord(orjson.dumps(rec)))
+
+
+def save_new(kv: KVStore, prefix: bytes, arn: str, rec: dict, account: str, region: str,
+             conflicts: Callable[[dict], bool]) -> dict | None:
+    """Save a new job's row unless a row of the account and region ``conflicts`` with it, in one store
+    transaction (two workers taking conflicting requests at once: one of them is refused); -> that row."""
+    start = _account_prefix(prefix, account, region)
+    with kv.transaction() as tx:
+        for _, raw in tx.range(start, prefix_end(start)):
+            other = orjson.loads(raw)
+            if conflicts(other):
+                return other
+        tx.put(prefix + arn.encode(), CatalogRecord(orjson.dumps(rec)))
+    return None
 
 
 def advance(kv: KVStore, prefix: bytes, arn: str, rec: dict, status: str) -> bool:
