@@ -174,3 +174,30 @@ def test_an_export_whose_worker_dies_is_failed_promptly_and_its_data_files_remov
     # the table can be exported again there
     again = _start_export(ddb, arn, S3Prefix="killed")
     assert wait_export(ddb, again["ExportArn"], timeout=120)["ExportStatus"] == "COMPLETED"
+
+
+def test_an_import_whose_worker_dies_is_failed_promptly_and_its_table_removed(big):
+    """kill -9 of the worker filling an import: another worker fails it once the dead one's lease expires and
+    removes the half-filled table (the supervisor restarts the killed worker; it takes nothing over)."""
+    srv, root, _ = big
+    _wait_workers(srv, 2)  # the worker an earlier test killed is back
+    answer, runner = _call_on_kept_connection(srv, "ImportTable", {
+        "S3BucketSource": {"S3Bucket": BUCKET, "S3KeyPrefix": "seed-big/"}, "InputFormat": "DYNAMODB_JSON",
+        "InputCompressionType": "GZIP",
+        "TableCreationParameters": {"TableName": "killed-import", "BillingMode": "PAY_PER_REQUEST",
+                                    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                                    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}]}})
+    os.kill(runner, signal.SIGKILL)
+    killed = time.time()
+    ddb = boto3.client("dynamodb", endpoint_url=srv.endpoint, region_name="us-east-1", aws_access_key_id=KEY,
+                       aws_secret_access_key="testing",
+                       config=Config(retries={"mode": "standard", "total_max_attempts": 5}))
+    d = wait_import(ddb, answer["ImportTableDescription"]["ImportArn"], timeout=60)
+    if d["ImportStatus"] == "COMPLETED":
+        pytest.skip("the import finished before it could be interrupted (machine too fast)")
+    assert d["ImportStatus"] == "FAILED", d
+    assert time.time() - killed < 30
+    assert "stopped" in d["FailureMessage"]
+    with pytest.raises(ClientError) as err:
+        ddb.describe_table(TableName="killed-import")
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
