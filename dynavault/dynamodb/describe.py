@@ -37,6 +37,10 @@ def table_description(catalog: Catalog, meta: TableMeta, status: str | None = No
             "BillingMode": "PAY_PER_REQUEST",
             "LastUpdateToPayPerRequestDateTime": meta.last_pay_per_request or meta.created,
         }
+    on_demand = meta.extra.get("on_demand")
+    if meta.billing_mode == "PAY_PER_REQUEST" and on_demand:  # -1: that maximum is not set
+        desc["OnDemandThroughput"] = {"MaxReadRequestUnits": on_demand.get("MaxReadRequestUnits", -1),
+                                      "MaxWriteRequestUnits": on_demand.get("MaxWriteRequestUnits", -1)}
     if meta.table_class:
         desc["TableClassSummary"] = {"TableClass": meta.table_class}
     sse = sse_description(meta.sse, meta.sse_state)

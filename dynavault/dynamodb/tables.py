@@ -93,6 +93,29 @@ def _validate_key_schema(key_schema: list[dict], definitions: list[dict]) -> Non
         raise validation(_INVALID + "Duplicate AttributeName in AttributeDefinitions")
 
 
+#: catalog ``extra`` member holding an on-demand table's OnDemandThroughput maximums (units per second)
+ON_DEMAND = "on_demand"
+
+
+def _on_demand(p: dict, current: dict) -> dict:
+    """OnDemandThroughput merged into ``current``: each member 1 or more sets that maximum, -1 removes it."""
+    spec = p.get("OnDemandThroughput")
+    if spec is None:
+        return current
+    out = dict(current)
+    for member in ("MaxReadRequestUnits", "MaxWriteRequestUnits"):
+        if member not in spec:
+            continue
+        value = spec[member]
+        if not isinstance(value, int) or isinstance(value, bool) or (value < 1 and value != -1):
+            raise validation(_INVALID + f"OnDemandThroughput.{member} must be -1 (no maximum) or at least 1")
+        if value == -1:
+            out.pop(member, None)
+        else:
+            out[member] = value
+    return out
+
+
 def _validate_billing(p: dict) -> tuple[str, int, int]:
     mode = p.get("BillingMode") or "PROVISIONED"
     pt = p.get("ProvisionedThroughput")
@@ -173,6 +196,7 @@ def create_table(db: Database, caller: Caller, p: dict, *, status: str = "ACTIVE
     _key_schema_length(key_schema)
     _check_tag_characters(p.get("Tags") or [])
     mode_billing, rcu, wcu = _validate_billing(p)
+    on_demand = _on_demand(p, {})
     _validate_key_schema(key_schema, definitions)
     key_names = {k["AttributeName"] for k in key_schema}
     index_names = set()
@@ -213,7 +237,7 @@ def create_table(db: Database, caller: Caller, p: dict, *, status: str = "ACTIVE
             tags=tags,
             sse=sse,
             status=status,
-            extra=dict(extra or {}),
+            extra={**(extra or {}), **({ON_DEMAND: on_demand} if on_demand else {})},
         )
         attach_indexes(meta, indexes)
         if status == "ACTIVE":  # a restore shows CREATING until it is filled, whatever this setting says
@@ -322,6 +346,11 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
             if mode == "PAY_PER_REQUEST" and meta.billing_mode != "PAY_PER_REQUEST":
                 meta.last_pay_per_request = time.time()
             meta.billing_mode, meta.read_capacity, meta.write_capacity = mode, rcu, wcu
+        if "OnDemandThroughput" in p:
+            on_demand = _on_demand(p, meta.extra.get(ON_DEMAND) or {})
+            meta.extra = {k: v for k, v in meta.extra.items() if k != ON_DEMAND}
+            if on_demand:
+                meta.extra[ON_DEMAND] = on_demand
         if "DeletionProtectionEnabled" in p:
             meta.deletion_protection = bool(p["DeletionProtectionEnabled"])
         if "TableClass" in p:

@@ -10,8 +10,12 @@ The provisioned rate is read from the table's metadata on every use, so an Updat
 effect at once. The buckets are never in the store (they change on every request): one process keeps them in
 its memory; with --workers they are slots of a small mapped file in the data dir (:class:`SharedBuckets`:
 a digest of the table id and index, and two numbers), read and changed under an exclusive ``flock``, so the
-workers together admit what one process would. A restart refills them. On-demand tables are not limited: the
-catalog does not keep OnDemandThroughput.
+workers together admit what one process would. A restart refills them.
+
+On-demand tables are limited only by their OnDemandThroughput maximums (MaxReadRequestUnits,
+MaxWriteRequestUnits, kept in the catalog's ``extra``): a bucket refilled at that rate that holds one second of
+it (no burst: DynamoDB answers requests over the maximum with quick throttles), refusing with DynamoDB's
+ThrottlingException. GSI maximums are not enforced.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ MSG_TABLE = ("The level of configured provisioned throughput for the table was e
 MSG_GSI = ("The level of configured provisioned throughput for one or more global secondary indexes of the table "
            "was exceeded. Consider increasing your provisioning level for the under-provisioned global secondary "
            "indexes with the UpdateTable API")
+
+MSG_ON_DEMAND = "Throughput exceeds the maximum OnDemandThroughput configured on table or index"
 
 #: the data operations whose ConsumedCapacity says what they cost; batches charge item by item themselves
 SINGLE_READS = frozenset({"GetItem", "Query", "Scan", "TransactGetItems"})
@@ -140,8 +146,16 @@ class SharedBuckets:
             self._fd = -1
 
 
-def throttled(index: str | None = None) -> AWSError:
+def throttled(index: str | None = None, meta: TableMeta | None = None) -> AWSError:
+    if meta is not None and meta.billing_mode == "PAY_PER_REQUEST":
+        return AWSError("ThrottlingException", MSG_ON_DEMAND)
     return AWSError("ProvisionedThroughputExceededException", MSG_GSI if index else MSG_TABLE)
+
+
+def _on_demand_max(meta: TableMeta, kind: str) -> float | None:
+    units = (meta.extra.get("on_demand") or {}).get("MaxReadRequestUnits" if kind == "read" else
+                                                    "MaxWriteRequestUnits")
+    return float(units) if units else None
 
 
 class Throughput:
@@ -175,7 +189,7 @@ class Throughput:
     def rate(meta: TableMeta, kind: str, index: str | None = None) -> float | None:
         """The provisioned units per second of a table or GSI, or None when nothing limits it."""
         if meta.billing_mode == "PAY_PER_REQUEST":
-            return None
+            return _on_demand_max(meta, kind) if index is None else None
         if index is None:
             units = meta.read_capacity if kind == "read" else meta.write_capacity
         else:
@@ -190,7 +204,8 @@ class Throughput:
         """The bucket, refilled up to now (called under the lock)."""
         now = self.clock()
         key = (meta.table_id, index or "", kind)
-        burst = max(rate, rate * self.burst_seconds)
+        # an on-demand maximum has no burst capacity: one second of it
+        burst = rate if meta.billing_mode == "PAY_PER_REQUEST" else max(rate, rate * self.burst_seconds)
         b = self.shared.find(key, burst, now) if self.shared is not None else None
         if b is None:
             b = self._buckets.get(key)
@@ -254,11 +269,11 @@ class Throughput:
             gsi = index if index and self.rate(meta, kind, index) is not None else None
             if not self.has(meta, kind, need, gsi):
                 self.count(meta, gsi)
-                raise throttled(gsi)
+                raise throttled(gsi, meta)
             full = self.gsis_full(meta, need) if write else None
             if full is not None:
                 self.count(meta, full)
-                raise throttled(full)
+                raise throttled(full, meta)
 
     def charge_consumed(self, metas: dict[str, TableMeta], consumed) -> None:
         """Charge what a request's ConsumedCapacity (mode INDEXES) reports, per table and GSI."""
@@ -307,8 +322,8 @@ class Throughput:
         for meta, gsi in refused.values():
             self.count(meta, gsi)
         if refused and not any_admitted:
-            _, gsi = next(iter(refused.values()))
-            raise throttled(gsi)
+            meta, gsi = next(iter(refused.values()))
+            raise throttled(gsi, meta)
 
     def settle_writes(self, actions: list) -> None:
         """Charge what admitted batch writes consumed beyond the unit each reserved."""

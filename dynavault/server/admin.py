@@ -5,7 +5,8 @@
   KeepKeys, the account's customer managed KMS keys of that region, at once (no deletion window). Deletion
   protection does not stop a reset: it is switched off first. Everything goes through the DynamoDB
   operations (UpdateTable, DeleteTable, ListBackups, DeleteBackup) as the caller, so the audit trail, grants
-  and stream data go as they go for those calls.
+  and stream data go as they go for those calls. The account's export and import descriptions go too
+  (ListExports / ListImports are empty after); the files in --bucket-dir stay, as S3 objects would.
 - ``PutFault`` / ``ListFaults`` / ``DeleteFault``: the fault registry (faults.py).
 
 Signed like any request: an unsigned or badly signed one is refused by the app before it gets here.
@@ -18,6 +19,8 @@ import time
 from collections.abc import Callable
 
 from dynavault.caller import Caller
+from dynavault.dynamodb.exports import records as transfer_records
+from dynavault.dynamodb.layout import EXPORT_PREFIX, IMPORT_PREFIX
 from dynavault.errors import AWSError
 
 from .app import RouteTable
@@ -66,14 +69,15 @@ class Admin:
         if self.shared_db:
             # every request is in one account and region; tables seeded by --init for others are included
             scopes |= {(m.account, m.region) for m in self.db.catalog.all()}
-        counts = {"tables": 0, "backups": 0, "keys": 0}
+        counts = {"tables": 0, "backups": 0, "keys": 0, "transfers": 0}
         busy: list[str] = []
         for account, region in sorted(scopes):
             who = caller if (account, region) == (caller.account, caller.region) else _root(account, region, caller)
             self._reset_scope(who, keep, counts, busy)
-        log.info("reset of account %s region %s%s: %d table(s), %d backup(s), %d KMS key(s) deleted in %.3f s",
-                 caller.account, caller.region, " (shared db: every account and region)" if self.shared_db else "",
-                 counts["tables"], counts["backups"], counts["keys"], time.monotonic() - started)
+        log.info("reset of account %s region %s%s: %d table(s), %d backup(s), %d export/import record(s), "
+                 "%d KMS key(s) deleted in %.3f s", caller.account, caller.region,
+                 " (shared db: every account and region)" if self.shared_db else "", counts["tables"],
+                 counts["backups"], counts["transfers"], counts["keys"], time.monotonic() - started)
         if busy:
             raise AWSError("ResourceInUseException", "Reset incomplete: still in use (retry the reset): "
                            + ", ".join(sorted(busy)[:20]))
@@ -107,6 +111,7 @@ class Admin:
             except AWSError as err:
                 if err.code not in _GONE:
                     busy.append(f"backup {arn} ({err.code})")
+        counts["transfers"] += _forget_transfers(self.db, who)
         if not keep:
             counts["keys"] += self.kms.delete_customer_keys_now(who.account, who.region)
 
@@ -129,6 +134,12 @@ class Admin:
             raise AWSError("ValidationException", "FaultId is required (a string from PutFault or ListFaults)")
         self.faults.delete(fault_id, (caller.account, caller.region))
         return {}
+
+
+def _forget_transfers(db, who: Caller) -> int:
+    """The account's export and import descriptions (ListExports / ListImports); the files they wrote in
+    --bucket-dir stay, as S3 objects outlive a table and its exports."""
+    return transfer_records.forget_account(db.items.kv, (EXPORT_PREFIX, IMPORT_PREFIX), who.account, who.region)
 
 
 def _root(account: str, region: str, caller: Caller) -> Caller:

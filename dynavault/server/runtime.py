@@ -462,7 +462,7 @@ def _dax_tls(settings: Settings, host: str, closers: list[Callable[[], None]], a
     return context
 
 
-def _transfers(settings: Settings, db, first: bool) -> dict:
+def _transfers(settings: Settings, db, first: bool, periodic: list[Periodic]) -> dict:
     """Exports to and imports from ``--bucket-dir`` (they replace the refusals served without it)."""
     from dynavault.dynamodb.exports import exports, imports
     from dynavault.dynamodb.exports.buckets import BucketStore
@@ -475,6 +475,10 @@ def _transfers(settings: Settings, db, first: bool) -> dict:
     if first:  # an export or import whose process stopped is failed (and its half-made table removed)
         exports.recover(transfers)
         imports.recover(transfers)
+    if db.leases is not None:  # with workers: a job whose worker died is failed by another, promptly
+        periodic.append(Periodic("transfer-leases", max(0.05, db.leases.ttl / 5), transfers.renew_held, "process"))
+        periodic.append(Periodic("transfer-abandoned", 2.0,
+                                 lambda: (exports.fail_abandoned(transfers), imports.fail_abandoned(transfers))))
     return {**exports.handlers(transfers), **imports.handlers(transfers)}
 
 
@@ -683,7 +687,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         dynamodb_front = _with_validator(DYNAMODB)
         routes.mount(dynamodb_front, operations(db))
         if settings.bucket_dir:
-            routes.mount(dynamodb_front, _transfers(settings, db, first))
+            routes.mount(dynamodb_front, _transfers(settings, db, first, periodic))
         routes.mount(_with_validator(STREAMS), stream_operations(db))
         routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components, closers, first))
         routes.mount(REPLICATION, db.replication.remote.operations())

@@ -111,6 +111,10 @@ class BucketStore:
             tmp.unlink(missing_ok=True)
             raise
 
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove an object if it is there (S3's DeleteObject: a missing key is no error)."""
+        self.path(bucket, key).unlink(missing_ok=True)
+
     def get(self, bucket: str, key: str, limit: int | None = None) -> bytes:
         """The object's bytes; BucketError if it is missing or (with ``limit``) larger than that."""
         target = self.path(bucket, key)

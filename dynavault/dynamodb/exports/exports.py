@@ -17,7 +17,8 @@ exports keep their data files in the prefix's shared ``AWSDynamoDB/data/`` folde
 
 With several worker processes, the export runs on the worker thread of the process that took the request;
 its description lives in the store, so any process answers DescribeExport. An export whose process died is
-marked FAILED at the next start (``recover``).
+marked FAILED, and its partial data files removed, by another worker once the dead one's lease expires
+(``fail_abandoned``), or at the next start (``recover``).
 """
 
 from __future__ import annotations
@@ -157,11 +158,24 @@ def export_table_to_point_in_time(t: Transfers, caller: Caller, p: dict) -> dict
     base = bases[-1]
     source = {**backup_records.source_record(meta, count, size), "BackupId": base["id"],
               "pitr": {"after": base["pos"], "until": at}}
-    records.save(db.items.kv, EXPORT_PREFIX, export_arn, rec)
+    t.hold(_lease(export_arn))  # before the row: no worker takes the new export for an abandoned one
+    busy = records.save_new(db.items.kv, EXPORT_PREFIX, export_arn, rec, caller.account, caller.region,
+                            lambda other: _same_place(other, rec))
+    if busy is not None:
+        t.let_go(_lease(export_arn))
+        raise AWSError("ExportConflictException", "There was a conflict when writing to the specified S3 bucket: "
+                       f"export {busy['ExportArn']} of this table to the same S3 bucket and prefix is in progress")
     answer = {"ExportDescription": describe(rec)}  # before the job, which updates ``rec`` as it goes
     jobs.submit(lambda: _run(t, caller, meta, rec, source, crypto), uses=base["id"])
     log.info("export %s of table %s: started (%s, %s)", export_arn, name, export_type, fmt)
     return answer
+
+
+def _same_place(other: dict, rec: dict) -> bool:
+    """Another export of the same table to the same bucket and prefix still running: the two would write into
+    one AWSDynamoDB/ folder at once (DynamoDB refuses the second with ExportConflictException)."""
+    return other["ExportStatus"] == "IN_PROGRESS" and other["TableArn"] == rec["TableArn"] and \
+        other["S3Bucket"] == rec["S3Bucket"] and (other.get("S3Prefix") or "") == (rec.get("S3Prefix") or "")
 
 
 def _request(p: dict) -> dict:
@@ -170,7 +184,18 @@ def _request(p: dict) -> dict:
 
 
 # -- the worker's part -----------------------------------------------------------------------------------------
+def _lease(export_arn: str) -> str:
+    return f"export:{export_arn}"
+
+
 def _run(t: Transfers, caller: Caller, meta: TableMeta, rec: dict, source: dict, crypto: TableCrypto) -> None:
+    try:
+        _export(t, caller, meta, rec, source, crypto)
+    finally:
+        t.let_go(_lease(rec["ExportArn"]))
+
+
+def _export(t: Transfers, caller: Caller, meta: TableMeta, rec: dict, source: dict, crypto: TableCrypto) -> None:
     started = time.monotonic()
     db = t.db
     try:
@@ -194,14 +219,41 @@ def _run(t: Transfers, caller: Caller, meta: TableMeta, rec: dict, source: dict,
     except BucketError as err:
         _fail(t, rec, "S3AccessDenied", str(err))
         return
+    except _Dropped:
+        log.warning("export %s: stopped, its description was removed or failed meanwhile", rec["ExportArn"])
+        return
     log.info("export %s: COMPLETED, %d items in %.2f s", rec["ExportArn"], rec["ItemCount"],
              time.monotonic() - started)
 
 
+class _Dropped(Exception):
+    """The export's row is no longer IN_PROGRESS (a reset removed it, another worker failed it): stop."""
+
+
+def _paths(rec: dict) -> tuple[str, str, str]:
+    """(the prefix's AWSDynamoDB folder, the export's folder, where its data files go)."""
+    prefix = (rec.get("S3Prefix") or "").rstrip("/")
+    root = f"{prefix}/AWSDynamoDB" if prefix else "AWSDynamoDB"
+    base = f"{root}/{rec['ExportArn'].rsplit('/', 1)[1]}"
+    return root, base, (f"{root}/data" if rec["ExportType"] == "INCREMENTAL_EXPORT" else f"{base}/data")
+
+
 def _fail(t: Transfers, rec: dict, code: str, message: str) -> None:
     rec.update(ExportStatus="FAILED", FailureCode=code, FailureMessage=message, EndTime=t.db.clock())
-    records.save(t.db.items.kv, EXPORT_PREFIX, rec["ExportArn"], rec)
-    log.warning("export %s: FAILED (%s)", rec["ExportArn"], code)
+    if records.advance(t.db.items.kv, EXPORT_PREFIX, rec["ExportArn"], rec, "ExportStatus"):
+        log.warning("export %s: FAILED (%s)", rec["ExportArn"], code)
+        _remove_partial(t, rec)
+
+
+def _remove_partial(t: Transfers, rec: dict) -> None:
+    """A failed export leaves no data files and no file manifest (nothing a reader could take for an export's
+    items); ``_started``, the first object every export writes, stays, as an object S3 already holds."""
+    _, base, _ = _paths(rec)
+    for key in [*rec.get("files", ()), f"{base}/manifest-files.json", f"{base}/manifest-files.checksum"]:
+        try:
+            t.buckets.delete(rec["S3Bucket"], key)
+        except (BucketError, OSError) as err:
+            log.warning("export %s: a partial file was not removed: %s", rec["ExportArn"], err)
 
 
 def _incremental_lines(db, meta: TableMeta, source: dict, crypto: TableCrypto, spec: dict) -> Iterator[dict]:
@@ -242,12 +294,8 @@ def _incremental_lines(db, meta: TableMeta, source: dict, crypto: TableCrypto, s
 def _write(t: Transfers, caller: Caller, rec: dict, lines: Iterator[dict]) -> None:
     db = t.db
     bucket = rec["S3Bucket"]
-    prefix = (rec.get("S3Prefix") or "").rstrip("/")
-    root = f"{prefix}/AWSDynamoDB" if prefix else "AWSDynamoDB"
-    export_id = rec["ExportArn"].rsplit("/", 1)[1]
-    base = f"{root}/{export_id}"
+    _, base, data_dir = _paths(rec)
     incremental = rec["ExportType"] == "INCREMENTAL_EXPORT"
-    data_dir = f"{root}/data" if incremental else f"{base}/data"
     ion = rec["ExportFormat"] == "ION"
     keys = t.object_keys(caller) if rec["S3SseAlgorithm"] in (AES256, KMS) else None
     t.buckets.put(bucket, f"{base}/_started", b"")
@@ -264,6 +312,10 @@ def _write(t: Transfers, caller: Caller, rec: dict, lines: Iterator[dict]) -> No
         body = (formats.ION_VERSION if ion else b"") + b"".join(chunk)
         gz = formats.compress_gzip(body)
         name = f"{data_dir}/{_random_name()}.{'ion' if ion else 'json'}.gz"
+        # named in the row before it is written: whoever fails the export removes every file it wrote
+        rec["files"] = [*rec.get("files", ()), name]
+        if not records.advance(db.items.kv, EXPORT_PREFIX, rec["ExportArn"], rec, "ExportStatus"):
+            raise _Dropped()
         put_data(name, gz)
         files.append({"itemCount": len(chunk), "md5Checksum": md5_b64(gz), "etag": md5_hex(gz),
                       "dataFileS3Key": name})
@@ -302,7 +354,7 @@ def _write(t: Transfers, caller: Caller, rec: dict, lines: Iterator[dict]) -> No
     t.buckets.put(bucket, f"{base}/manifest-summary.checksum", md5_hex(summary_body).encode())
     rec.update(ExportStatus="COMPLETED", EndTime=end, ItemCount=total, BilledSizeBytes=billed,
                ExportManifest=f"{base}/manifest-summary.json")
-    records.save(db.items.kv, EXPORT_PREFIX, rec["ExportArn"], rec)
+    records.advance(db.items.kv, EXPORT_PREFIX, rec["ExportArn"], rec, "ExportStatus")
 
 
 def _random_name() -> str:
@@ -347,6 +399,17 @@ def recover(t: Transfers) -> None:
     for rec in records.every(t.db.items.kv, EXPORT_PREFIX):
         if rec["ExportStatus"] == "IN_PROGRESS":
             _fail(t, rec, "UNKNOWN", "The export was interrupted by a server restart; request it again")
+
+
+def fail_abandoned(t: Transfers) -> None:
+    """With several workers (a store-wide periodic job): an export whose process died — its lease expired — is
+    FAILED now and its partial data files removed (request it again)."""
+    if t.db.leases is None:
+        return
+    for rec in records.every(t.db.items.kv, EXPORT_PREFIX):
+        if rec["ExportStatus"] == "IN_PROGRESS" and t.abandoned(_lease(rec["ExportArn"])):
+            _fail(t, rec, "UNKNOWN", "The export was interrupted: the server process running it stopped; "
+                                     "request it again")
 
 
 def handlers(t: Transfers) -> dict:

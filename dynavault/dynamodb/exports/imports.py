@@ -126,6 +126,7 @@ def import_table(t: Transfers, caller: Caller, p: dict) -> dict:
     except BaseException:
         _remove_table(t, meta)
         raise
+    t.hold(_lease(arn))  # before the row: no worker takes the new import for an abandoned one
     records.save(db.items.kv, IMPORT_PREFIX, arn, rec)
     answer = {"ImportTableDescription": describe(rec)}  # before the job, which updates ``rec`` as it goes
     jobs.submit(lambda: _run(t, caller, meta, crypto, rec), uses=arn, fills=meta.table_id)
@@ -134,7 +135,18 @@ def import_table(t: Transfers, caller: Caller, p: dict) -> dict:
 
 
 # -- the worker's part -----------------------------------------------------------------------------------------
+def _lease(import_arn: str) -> str:
+    return f"import:{import_arn}"
+
+
 def _run(t: Transfers, caller: Caller, meta: TableMeta, crypto: TableCrypto, rec: dict) -> None:
+    try:
+        _import(t, caller, meta, crypto, rec)
+    finally:
+        t.let_go(_lease(rec["ImportArn"]))
+
+
+def _import(t: Transfers, caller: Caller, meta: TableMeta, crypto: TableCrypto, rec: dict) -> None:
     db = t.db
     started = time.monotonic()
     try:
@@ -157,7 +169,7 @@ def _run(t: Transfers, caller: Caller, meta: TableMeta, crypto: TableCrypto, rec
         meta.status = "ACTIVE"
         db.catalog.save(meta)
     rec.update(ImportStatus="COMPLETED", EndTime=db.clock())
-    records.save(db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec)
+    records.advance(db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec, "ImportStatus")
     log.info("import %s: COMPLETED, %d items imported, %d errors, in %.2f s", rec["ImportArn"],
              rec["ImportedItemCount"], rec["ErrorCount"], time.monotonic() - started)
 
@@ -166,7 +178,7 @@ def _fail(t: Transfers, meta: TableMeta | None, rec: dict, code: str, message: s
     if meta is not None:
         _remove_table(t, meta)
     rec.update(ImportStatus="FAILED", FailureCode=code, FailureMessage=message, EndTime=t.db.clock())
-    records.save(t.db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec)
+    records.advance(t.db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec, "ImportStatus")
     log.warning("import %s: FAILED (%s); its table was removed", rec["ImportArn"], code)
 
 
@@ -298,7 +310,8 @@ def _apply(t: Transfers, meta: TableMeta, crypto: TableCrypto, rec: dict, batch:
             except AWSError as err:
                 _bad(rec, b["key"], b["line"], err.message)
     batch.clear()
-    records.save(db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec)
+    if not records.advance(db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec, "ImportStatus"):
+        raise ImportFailed("UNKNOWN", "The import's description was removed or failed meanwhile")
 
 
 def _write(db, meta: TableMeta, crypto: TableCrypto, items: list[dict]) -> None:
@@ -360,12 +373,24 @@ def _untoken(token: object) -> str | None:
 
 def recover(t: Transfers) -> None:
     """At start: an import still IN_PROGRESS died with its process: FAILED, its half-filled table removed."""
+    _fail_dead(t, lambda rec: True, "The import was interrupted by a server restart; request it again")
+
+
+def fail_abandoned(t: Transfers) -> None:
+    """With several workers (a store-wide periodic job): an import whose process died — its lease expired — is
+    FAILED now and its half-filled table removed (request it again)."""
+    if t.db.leases is not None:
+        _fail_dead(t, lambda rec: t.abandoned(_lease(rec["ImportArn"])),
+                   "The import was interrupted: the server process running it stopped; request it again")
+
+
+def _fail_dead(t: Transfers, dead, message: str) -> None:
     db = t.db
     for rec in records.every(db.items.kv, IMPORT_PREFIX):
-        if rec["ImportStatus"] != "IN_PROGRESS":
+        if rec["ImportStatus"] != "IN_PROGRESS" or not dead(rec):
             continue
-        meta = next((m for m in db.catalog.all() if m.arn == rec["TableArn"] and m.status == "CREATING"), None)
-        _fail(t, meta, rec, "UNKNOWN", "The import was interrupted by a server restart; request it again")
+        meta = next((m for m in db.catalog.all() if m.table_id == rec["TableId"] and m.status == "CREATING"), None)
+        _fail(t, meta, rec, "UNKNOWN", message)
 
 
 def handlers(t: Transfers) -> dict:

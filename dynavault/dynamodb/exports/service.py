@@ -7,7 +7,8 @@ import base64
 import datetime
 import hashlib
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dynavault.errors import AWSError, IntegrityError, validation
@@ -35,9 +36,47 @@ class Transfers:
 
     db: Database
     buckets: BucketStore
+    #: leases of the jobs this process runs or has queued (``export:<arn>``, ``import:<arn>``)
+    held: set[str] = field(default_factory=set)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __repr__(self) -> str:
         return f"<Transfers {self.buckets!r}>"
+
+    # -- with several workers: who runs a job -------------------------------------------------------------
+    # A job holds a lease from the request that starts it until it ends, renewed by a periodic job of its
+    # process (``renew_held``): queued behind a long one on the backup thread, it still shows alive. When its
+    # process dies (kill -9 included) the lease expires and the worker running the store-wide jobs fails it
+    # (``exports.fail_abandoned``): the caller learns at once, not at the next start. Without workers there
+    # are no leases: a job dies only with the one process, and the next start fails it (``recover``).
+    def hold(self, name: str) -> None:
+        leases = self.db.leases
+        if leases is None:
+            return
+        with self._lock:
+            self.held.add(name)
+        leases.renew(name)
+
+    def let_go(self, name: str) -> None:
+        leases = self.db.leases
+        if leases is None:
+            return
+        with self._lock:
+            self.held.discard(name)
+        leases.release_one(name)
+
+    def renew_held(self) -> None:
+        leases = self.db.leases
+        if leases is None:
+            return
+        with self._lock:
+            names = sorted(self.held)
+        for name in names:
+            leases.renew(name)
+
+    def abandoned(self, name: str) -> bool:
+        """Whether the job under lease ``name`` has no living process (with workers; never without)."""
+        return self.db.leases is not None and not self.db.leases.taken(name)
 
     def object_keys(self, caller: Caller) -> ObjectKeys:
         """Data keys for the objects of ``caller``'s export or import: SSE-KMS through the caller's own key
