@@ -291,7 +291,7 @@ def _single_write_result(req: Request, result: dict, schema: KeySchema, return_v
     return out
 
 
-def _cache_for(req: Request, opts: dict, *, consistent_param: bool = True) -> DaxCache | None:
+def cache_for(req: Request, opts: dict, *, consistent_param: bool = True) -> DaxCache | None:
     """The cache, for an eventually consistent read that asks for no consumed capacity (DAX passes strongly
     consistent reads through; capacity is reported by the engine's own reads)."""
     cache = req.engine.cache
@@ -306,7 +306,7 @@ def get_item(req: Request, table, key, opts) -> Raw:
     table, opts = text_arg(table, "TableName"), options_arg(opts)
     schema = req.engine.key_schema(req.caller, table)
     key = decode_key(key, schema)
-    cache = _cache_for(req, opts) if P.Param.PROJECTION not in opts else None
+    cache = cache_for(req, opts) if P.Param.PROJECTION not in opts else None
     if cache is not None:
         # one entry per item whatever the client's spelling of the key (a number's trailing zeros, say)
         cache_key = encode_key(key, schema)
@@ -409,7 +409,7 @@ def _compound_key(data) -> dict:
 def _read_many(req: Request, operation: str, table, key_condition, opts) -> Raw:
     table, opts = text_arg(table, "TableName"), options_arg(opts)
     schema = req.engine.key_schema(req.caller, table)
-    cache = _cache_for(req, opts)
+    cache = cache_for(req, opts)
     if cache is not None:
         # the request as the client encoded it names the answer (an equal request spelled otherwise misses)
         cache_key = cache.query_key(P.QUERY if operation == "Query" else P.SCAN,
