@@ -679,7 +679,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         routes.mount(_with_validator(STREAMS), stream_operations(db))
         routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components, closers, first))
         routes.mount(ADMIN, Admin(routes, db=db, kms=components.get("kms"), faults=faults,
-                                  shared_db=settings.shared_db).operations())
+                                  shared_db=settings.shared_db, dax=components.get("dax_clusters")).operations())
 
     durability = None
     if store is not None and store.group_commit:
