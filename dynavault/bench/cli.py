@@ -33,6 +33,11 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
                         "implies --changing-puts")
     p.add_argument("--changing-puts", dest="changing_puts", action="store_true",
                    help="each put changes its item (an identical rewrite writes no stream record)")
+    p.add_argument("--dax", default=None, metavar="dax://HOST:PORT",
+                   help="with --endpoint: GetItem and Query over this server's DAX data plane (cache hit and miss) "
+                        "against the same over HTTP, on the same table")
+    p.add_argument("--server-pid", dest="server_pid", type=int, default=None,
+                   help="a server on this machine: report its CPU per operation (Linux /proc; its workers too)")
     p.add_argument("--access-key", dest="access_key", default="benchkey")
     p.add_argument("--secret-key", dest="secret_key", default="benchsecret")
     p.add_argument("--region", dest="bench_region", default="us-east-1")
@@ -64,6 +69,27 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _run_dax(args: argparse.Namespace, out: dict) -> int:
+    from dynavault.bench.dax import format_dax_table, run_dax_bench
+
+    if not args.endpoint:
+        print("dynavault bench: --dax needs --endpoint (the same server's HTTP API loads the table)", file=sys.stderr)
+        return 2
+    cfg = BenchConfig(endpoint=args.endpoint, connections=args.connections, duration=args.duration, items=args.items,
+                      item_size=args.item_size, access_key=args.access_key, secret_key=args.secret_key,
+                      region=args.bench_region, progress=Progress.for_terminal(quiet=args.json_out))
+    try:
+        out.update(run_dax_bench(cfg, args.dax, args.server_pid))
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"dynavault bench: {e}", file=sys.stderr)
+        return 2
+    if args.json_out:
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(format_dax_table(out))
+    return 0 if out["verification"]["ok"] else 1
+
+
 def run(args: argparse.Namespace) -> int:
     out: dict = {}
     if args.selftest:
@@ -75,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
 
         out["storage"] = storage_bench(args.items, args.item_size, seconds=min(args.duration, 2.0))
     rc = 0
+    if args.dax:
+        return _run_dax(args, out)
     if args.endpoint:
         from dynavault.bench.load import run_bench
 

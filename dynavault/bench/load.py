@@ -130,7 +130,7 @@ def _is_unsupported(resp: Response) -> bool:
     return False
 
 
-class _Runner:
+class Runner:
     def __init__(self, cfg: BenchConfig) -> None:
         self.cfg = cfg
         self.ep = Endpoint(cfg.endpoint, access_key=cfg.access_key, secret_key=cfg.secret_key, region=cfg.region)
@@ -432,8 +432,12 @@ class _Runner:
         return out
 
 
+#: the name the benchmarks and tests knew it by
+_Runner = Runner
+
+
 async def _run(cfg: BenchConfig) -> dict:
-    runner = _Runner(cfg)
+    runner = Runner(cfg)
     result: dict = {
         "endpoint": cfg.endpoint,
         "config": {"connections": cfg.connections, "duration": cfg.duration, "items": cfg.items,

@@ -2,7 +2,10 @@
 
 - Eventually consistent GetItem answers come from the item cache; Query and Scan answers from the query cache.
   Strongly consistent reads pass through and leave the caches alone. Entries live ``record_ttl`` /
-  ``query_ttl`` seconds (DAX's record-ttl-millis / query-ttl-millis, 5 minutes by default).
+  ``query_ttl`` seconds (DAX's record-ttl-millis / query-ttl-millis, 5 minutes by default), or the TTLs of the
+  cluster that serves the request's listener for its account and region (``ttls``). An entry keeps the time
+  it was stored and each read compares it with the reader's TTL, so a parameter group's change applies at
+  once to what is cached already.
 - Writes made through DAX write through the item cache (a put stores the item, a delete stores "absent"; other
   writes drop the key's entry). The query cache is not touched by writes, as in DAX: a query answer may be as
   old as its TTL. Writes made over the HTTP API are not seen until entries expire, as with DAX.
@@ -49,6 +52,7 @@ class _TableCache:
 
     def __init__(self, table_id: bytes, crypto) -> None:
         self.table_id = table_id
+        #: key -> (when stored, sealed answer)
         self.items: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
         self.queries: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
         self.wrapped_key = crypto.stream.seal(_KEY_AAD + table_id, os.urandom(32))
@@ -58,17 +62,32 @@ class _TableCache:
         return AESGCM(crypto.stream.open(_KEY_AAD + self.table_id, self.wrapped_key))
 
 
+#: (listener port, account, region) -> (record TTL, query TTL) in seconds, or None: no cluster names it
+TtlSource = Callable[[int, str, str], "tuple[float, float] | None"]
+
+
 class DaxCache:
     def __init__(self, table_keys: Callable[[Caller, str], tuple[bytes, object]], *, record_ttl: float = 300.0,
-                 query_ttl: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 query_ttl: float = 300.0, ttls: TtlSource | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """``table_keys(caller, table name) -> (table id, TableCrypto)``: the table resolved for a data call and
-        its keys (raises the table's error: not found, key unusable)."""
+        its keys (raises the table's error: not found, key unusable). ``ttls``: the TTLs of the cluster serving
+        a listener, when one does; otherwise ``record_ttl`` / ``query_ttl``."""
         self._table_keys = table_keys
         self.record_ttl = record_ttl
         self.query_ttl = query_ttl
+        self._ttls = ttls
         self.clock = clock
         self._tables: dict[tuple[str, str], _TableCache] = {}
         self._lock = threading.Lock()
+
+    def lifetimes(self, port: int | None, caller: Caller) -> tuple[float, float]:
+        """(record TTL, query TTL) in seconds for a request on the listener at ``port``."""
+        if self._ttls is not None and port is not None:
+            found = self._ttls(port, caller.account, caller.region)
+            if found is not None:
+                return found
+        return self.record_ttl, self.query_ttl
 
     # ---- the table and its keys ----------------------------------------------------------------------------
     def _resolve(self, caller: Caller, scope: str, table: str):
@@ -101,7 +120,8 @@ class DaxCache:
             entry = store.get(key)
         if entry is None:
             return None
-        if self.clock() >= entry[0]:
+        if self.clock() - entry[0] >= ttl:
+            # expired for this reader (a reader allowed longer reads the table again: a miss, never staler)
             with self._lock:
                 store.pop(key, None)
             return None
@@ -125,18 +145,19 @@ class DaxCache:
         sealed = nonce + tc.aead(crypto).encrypt(nonce, body, self._aad(tc, scope, kind, key))
         with self._lock:
             tc.seals += 1
-            store[key] = (self.clock() + ttl, sealed)
+            store[key] = (self.clock(), sealed)
             store.move_to_end(key)
             while len(store) > cap:
                 store.popitem(last=False)
 
     # ---- the item cache -----------------------------------------------------------------------------------
-    def get_item(self, caller: Caller, scope: str, table: str, key: bytes) -> bytes | None:
-        return self._get(b"i", caller, scope, table, key, self.record_ttl)
+    def get_item(self, caller: Caller, scope: str, table: str, key: bytes, ttl: float | None = None) -> bytes | None:
+        return self._get(b"i", caller, scope, table, key, self.record_ttl if ttl is None else ttl)
 
-    def put_item(self, caller: Caller, scope: str, table: str, key: bytes, body: bytes | None) -> None:
+    def put_item(self, caller: Caller, scope: str, table: str, key: bytes, body: bytes | None,
+                 ttl: float | None = None) -> None:
         """Keep ``body`` (a GetItem answer) for ``key``; None drops the key's entry."""
-        self._put(b"i", caller, scope, table, key, body, self.record_ttl)
+        self._put(b"i", caller, scope, table, key, body, self.record_ttl if ttl is None else ttl)
 
     def drop_items(self, scope: str, table: str, keys: list[bytes]) -> None:
         with self._lock:
@@ -150,11 +171,12 @@ class DaxCache:
     def query_key(method: int, request: bytes) -> bytes:
         return method.to_bytes(4, "big", signed=True) + hashlib.sha256(request).digest()
 
-    def get_query(self, caller: Caller, scope: str, table: str, key: bytes) -> bytes | None:
-        return self._get(b"q", caller, scope, table, key, self.query_ttl)
+    def get_query(self, caller: Caller, scope: str, table: str, key: bytes, ttl: float | None = None) -> bytes | None:
+        return self._get(b"q", caller, scope, table, key, self.query_ttl if ttl is None else ttl)
 
-    def put_query(self, caller: Caller, scope: str, table: str, key: bytes, body: bytes) -> None:
-        self._put(b"q", caller, scope, table, key, body, self.query_ttl)
+    def put_query(self, caller: Caller, scope: str, table: str, key: bytes, body: bytes,
+                  ttl: float | None = None) -> None:
+        self._put(b"q", caller, scope, table, key, body, self.query_ttl if ttl is None else ttl)
 
     def entries(self) -> int:
         with self._lock:

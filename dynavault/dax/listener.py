@@ -244,7 +244,7 @@ class _Connection:
             raise _Close("authentication failed")
 
     async def _run(self, method: int, args: list) -> bytes:
-        request = Request(self.server.engine, self.caller())
+        request = Request(self.server.engine, self.caller(), self.server.port)
         handler = _METHODS[method]
         if self.server.threaded:
             result = await asyncio.to_thread(handler, request, *args)

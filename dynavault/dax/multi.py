@@ -16,6 +16,7 @@ from .expressions import Placeholders, render
 from .operations import (
     Raw,
     Request,
+    cache_for,
     collection_metrics_bytes,
     consumed_capacity_bytes,
     consumed_capacity_map,
@@ -60,10 +61,15 @@ def _drop_cached(req: Request, schemas: dict, written: list[tuple[str, dict]]) -
 
 
 def batch_get_item(req: Request, tables, opts) -> Raw:
+    """Eventually consistent keys of a table read without a projection are answered from the item cache, as
+    DAX does; the misses (and every consistent or projected table) go to the engine in one BatchGetItem, and
+    what it returns (items, and absent keys) fills the cache."""
     opts = options_arg(opts)
     request_items: dict = {}
     projectors = {}
     schemas = {}
+    cache = cache_for(req, opts, consistent_param=False)
+    cacheable: list[str] = []
     for name, spec in _map(tables, "RequestItems").items():
         table = text_arg(name, "TableName")
         spec = _list(spec, "RequestItems")
@@ -79,11 +85,24 @@ def batch_get_item(req: Request, tables, opts) -> Raw:
             entry["ProjectionExpression"] = render(projection, "Projection", ph, "p")
             entry.update(ph.params())
             projectors[table] = projector(projection)
+        elif not consistent:
+            cacheable.append(table)
         request_items[table] = entry
-    params: dict = {"RequestItems": request_items}
-    _capacity_mode(req, opts, params)
-    params.pop("ReturnItemCollectionMetrics", None)
-    result = req.call("BatchGetItem", params)
+    hits: dict[str, list] = {}
+    if cache is not None and _plain_request(request_items, schemas):
+        for table in cacheable:
+            hits[table], request_items[table]["Keys"] = _cached(req, cache, table, schemas[table],
+                                                                request_items[table]["Keys"])
+            if not request_items[table]["Keys"]:
+                del request_items[table]
+    else:
+        cacheable = []
+    result: dict = {}
+    if request_items or not hits:
+        params: dict = {"RequestItems": request_items}
+        _capacity_mode(req, opts, params)
+        params.pop("ReturnItemCollectionMetrics", None)
+        result = req.call("BatchGetItem", params)
     responses = {}
     for table, items in result.get("Responses", {}).items():
         if table in projectors:
@@ -96,8 +115,63 @@ def batch_get_item(req: Request, tables, opts) -> Raw:
             responses[table] = flat
     unprocessed = {table: [encode_key(k, schemas[table]) for k in entry.get("Keys", [])]
                    for table, entry in result.get("UnprocessedKeys", {}).items()}
+    for table in cacheable:
+        if table in request_items:
+            _fill(req, cache, table, request_items[table]["Keys"], responses.get(table, []),
+                  set(unprocessed.get(table, [])))
+        if hits[table]:
+            responses.setdefault(table, []).extend(hits[table])
     capacity = [consumed_capacity_bytes(cc) for cc in result.get("ConsumedCapacity", [])]
     return Raw(cbor2.dumps([responses, unprocessed]) + cbor2.dumps([c for c in capacity if c is not None]))
+
+
+def _plain_request(request_items: dict, schemas: dict) -> bool:
+    """Whether the request is one the engine would accept as far as its keys go (DynamoDB's 100 keys, no key
+    twice): a request it refuses must reach it to be refused, never be answered from the cache."""
+    total = 0
+    for table, entry in request_items.items():
+        keys = entry["Keys"]
+        if not keys:
+            return False
+        total += len(keys)
+        if len({encode_key(k, schemas[table]) for k in keys}) != len(keys):
+            return False
+    return total <= 100
+
+
+def _cached(req: Request, cache, table: str, schema, keys: list[dict]) -> tuple[list, list[dict]]:
+    """(flat [key bytes, item values] of the keys the item cache holds an item for, the keys it has no entry
+    for); a key cached as absent is answered by leaving it out, as DynamoDB leaves out a missing item."""
+    ttl = req.lifetimes()[0]
+    found: list = []
+    missing = []
+    for key in keys:
+        cache_key = encode_key(key, schema)
+        body = cache.get_item(req.caller, req.scope, table, cache_key, ttl)
+        if body is None:
+            missing.append(key)
+            continue
+        values = cbor2.loads(body).get(P.Result.ITEM)
+        if values is not None:
+            found += [cache_key, values]
+    return found, missing
+
+
+def _fill(req: Request, cache, table: str, asked: list[dict], flat: list, unprocessed: set[bytes]) -> None:
+    """The item cache after the engine's answer: each item it returned, and "absent" for each key it looked
+    up and did not return (a key left unprocessed was not looked up)."""
+    ttl = req.lifetimes()[0]
+    returned = {}
+    for i in range(0, len(flat), 2):
+        returned[flat[i]] = flat[i + 1]
+    schema = req.engine.key_schema(req.caller, table)
+    for key in asked:
+        cache_key = encode_key(key, schema)
+        if cache_key in unprocessed:
+            continue
+        values = returned.get(cache_key)
+        body = cbor2.dumps({P.Result.ITEM: values} if values is not None else {})
+        cache.put_item(req.caller, req.scope, table, cache_key, body, ttl)
 
 
 def batch_write_item(req: Request, tables, opts) -> Raw:

@@ -96,11 +96,20 @@ def enum_arg(table: dict, value, what: str) -> str:
 class Request:
     """One data call: its caller, and the pieces of DynamoDB parameters it builds."""
 
-    def __init__(self, engine: Engine, caller: Caller) -> None:
+    def __init__(self, engine: Engine, caller: Caller, port: int | None = None) -> None:
         self.engine = engine
         self.caller = caller
         #: the attribute-list registry's scope: ids are per account and region
         self.scope = f"{caller.account}/{caller.region}"
+        #: the listener's port: the cluster it serves sets the cache's TTLs
+        self.port = port
+        self._lifetimes: tuple[float, float] | None = None
+
+    def lifetimes(self) -> tuple[float, float]:
+        """(record TTL, query TTL) in seconds for this request's cache entries."""
+        if self._lifetimes is None:
+            self._lifetimes = self.engine.cache.lifetimes(self.port, self.caller)
+        return self._lifetimes
 
     def call(self, operation: str, params: dict) -> dict:
         result = self.engine.invoke(operation, self.caller, params)
@@ -282,7 +291,7 @@ def _single_write_result(req: Request, result: dict, schema: KeySchema, return_v
     return out
 
 
-def _cache_for(req: Request, opts: dict, *, consistent_param: bool = True) -> DaxCache | None:
+def cache_for(req: Request, opts: dict, *, consistent_param: bool = True) -> DaxCache | None:
     """The cache, for an eventually consistent read that asks for no consumed capacity (DAX passes strongly
     consistent reads through; capacity is reported by the engine's own reads)."""
     cache = req.engine.cache
@@ -297,11 +306,11 @@ def get_item(req: Request, table, key, opts) -> Raw:
     table, opts = text_arg(table, "TableName"), options_arg(opts)
     schema = req.engine.key_schema(req.caller, table)
     key = decode_key(key, schema)
-    cache = _cache_for(req, opts) if P.Param.PROJECTION not in opts else None
+    cache = cache_for(req, opts) if P.Param.PROJECTION not in opts else None
     if cache is not None:
         # one entry per item whatever the client's spelling of the key (a number's trailing zeros, say)
         cache_key = encode_key(key, schema)
-        hit = cache.get_item(req.caller, req.scope, table, cache_key)
+        hit = cache.get_item(req.caller, req.scope, table, cache_key, req.lifetimes()[0])
         if hit is not None:
             return Raw(hit)
     params = {"TableName": table, "Key": key}
@@ -322,7 +331,7 @@ def get_item(req: Request, table, key, opts) -> Raw:
         out[P.Result.CONSUMED_CAPACITY] = cc
     body = cbor2.dumps(out)
     if cache is not None:
-        cache.put_item(req.caller, req.scope, table, cache_key, body)
+        cache.put_item(req.caller, req.scope, table, cache_key, body, req.lifetimes()[0])
     return Raw(body)
 
 
@@ -338,7 +347,7 @@ def write_through(req: Request, table: str, schema: KeySchema, key: dict, item: 
         cache.drop_items(req.scope, table, [cache_key])
         return
     body = cbor2.dumps({P.Result.ITEM: req.stream_item(item, schema)} if item is not None else {})
-    cache.put_item(req.caller, req.scope, table, cache_key, body)
+    cache.put_item(req.caller, req.scope, table, cache_key, body, req.lifetimes()[0])
 
 
 def put_item(req: Request, table, key, values, opts) -> dict:
@@ -400,12 +409,12 @@ def _compound_key(data) -> dict:
 def _read_many(req: Request, operation: str, table, key_condition, opts) -> Raw:
     table, opts = text_arg(table, "TableName"), options_arg(opts)
     schema = req.engine.key_schema(req.caller, table)
-    cache = _cache_for(req, opts)
+    cache = cache_for(req, opts)
     if cache is not None:
         # the request as the client encoded it names the answer (an equal request spelled otherwise misses)
         cache_key = cache.query_key(P.QUERY if operation == "Query" else P.SCAN,
                                     cbor2.dumps([key_condition, sorted(opts.items())]))
-        hit = cache.get_query(req.caller, req.scope, table, cache_key)
+        hit = cache.get_query(req.caller, req.scope, table, cache_key, req.lifetimes()[1])
         if hit is not None:
             return Raw(hit)
     params: dict = {"TableName": table}
@@ -450,7 +459,7 @@ def _read_many(req: Request, operation: str, table, key_condition, opts) -> Raw:
         out[P.Result.CONSUMED_CAPACITY] = cc
     body = cbor2.dumps(out)
     if cache is not None:
-        cache.put_query(req.caller, req.scope, table, cache_key, body)
+        cache.put_query(req.caller, req.scope, table, cache_key, body, req.lifetimes()[1])
     return Raw(body)
 
 

@@ -2,7 +2,9 @@
 
 - ``Reset`` ``{"KeepKeys": true|false}`` (default true): deletes every table, backup (USER and SYSTEM) and
   stream of the caller's account and region (with ``--shared-db``: of the whole data set), and unless
-  KeepKeys, the account's customer managed KMS keys of that region, at once (no deletion window). Deletion
+  KeepKeys, the account's customer managed KMS keys of that region, at once (no deletion window); and the
+  account's DAX clusters, parameter groups and subnet groups of that region, at once (no DELETING phase; the
+  default groups are built in and stay). Deletion
   protection does not stop a reset: it is switched off first. Everything goes through the DynamoDB
   operations (UpdateTable, DeleteTable, ListBackups, DeleteBackup) as the caller, so the audit trail, grants
   and stream data go as they go for those calls. The account's export and import descriptions go too
@@ -35,8 +37,11 @@ _GONE = frozenset({"ResourceNotFoundException", "BackupNotFoundException", "Tabl
 
 
 class Admin:
-    def __init__(self, routes: RouteTable, *, db, kms, faults: FaultRegistry, shared_db: bool) -> None:
+    def __init__(self, routes: RouteTable, *, db, kms, faults: FaultRegistry, shared_db: bool,
+                 dax=None) -> None:
         self.routes = routes
+        #: the DAX control plane's records (dax/clusters.py ClusterRecords), or None
+        self.dax = dax
         self.db = db
         #: the in-process KeyService, or None when keys are kept by a remote KMS (--kms-endpoint)
         self.kms = kms
@@ -69,15 +74,16 @@ class Admin:
         if self.shared_db:
             # every request is in one account and region; tables seeded by --init for others are included
             scopes |= {(m.account, m.region) for m in self.db.catalog.all()}
-        counts = {"tables": 0, "backups": 0, "keys": 0, "transfers": 0}
+        counts = {"tables": 0, "backups": 0, "keys": 0, "transfers": 0, "dax_clusters": 0}
         busy: list[str] = []
         for account, region in sorted(scopes):
             who = caller if (account, region) == (caller.account, caller.region) else _root(account, region, caller)
             self._reset_scope(who, keep, counts, busy)
         log.info("reset of account %s region %s%s: %d table(s), %d backup(s), %d export/import record(s), "
-                 "%d KMS key(s) deleted in %.3f s", caller.account, caller.region,
+                 "%d KMS key(s), %d DAX cluster(s) deleted in %.3f s", caller.account, caller.region,
                  " (shared db: every account and region)" if self.shared_db else "", counts["tables"],
-                 counts["backups"], counts["transfers"], counts["keys"], time.monotonic() - started)
+                 counts["backups"], counts["transfers"], counts["keys"], counts["dax_clusters"],
+                 time.monotonic() - started)
         if busy:
             raise AWSError("ResourceInUseException", "Reset incomplete: still in use (retry the reset): "
                            + ", ".join(sorted(busy)[:20]))
@@ -114,6 +120,8 @@ class Admin:
         counts["transfers"] += _forget_transfers(self.db, who)
         if not keep:
             counts["keys"] += self.kms.delete_customer_keys_now(who.account, who.region)
+        if self.dax is not None:
+            counts["dax_clusters"] += self.dax.reset(who.account, who.region)
 
     # -- faults --------------------------------------------------------------------------------------------
     def put_fault(self, caller: Caller, params: dict) -> dict:

@@ -543,9 +543,12 @@ def _console(settings: Settings, routes: RouteTable, credentials: CredentialStor
 
 
 def _dax_listeners(settings: Settings, routes: RouteTable, credentials: CredentialStore, connections: Connections,
-                   durability, metrics: Metrics, worker: bool, db, store, ssl_context) -> list:
+                   durability, metrics: Metrics, worker: bool, db, store, ssl_context, clusters=None) -> list:
     """The DAX data-plane listeners (dax:// on --dax-port, daxs:// on --dax-tls-port), running DynamoDB's own
-    operation callables (shape validation, then the handler) as the DAX connection's signed-in principal."""
+    operation callables (shape validation, then the handler) as the DAX connection's signed-in principal.
+    ``clusters``: the control plane's records (a cluster's parameter group sets its listener's cache TTLs)."""
+    import math
+
     from dynavault.dax.cache import DaxCache
     from dynavault.dax.listener import DaxListener
     from dynavault.dax.operations import Engine
@@ -577,8 +580,16 @@ def _dax_listeners(settings: Settings, routes: RouteTable, credentials: Credenti
         meta = db.data_table(caller, name)
         return meta.id_bytes, db.crypto(caller, meta)
 
+    def cluster_ttls(port: int, account: str, region: str) -> tuple[float, float] | None:
+        # a cluster of this account and region served on the listener sets its TTLs; DAX's record TTL 0 is
+        # "infinite" (entries leave by write-through or eviction), a query TTL 0 caches no query
+        if clusters is None or not clusters.has_cluster(port, account, region):
+            return None
+        ttls = clusters.ttls_for(port, account, region)
+        return (ttls.record_millis / 1000 if ttls.record_millis else math.inf), ttls.query_millis / 1000
+
     cache = DaxCache(table_keys, record_ttl=settings.dax_record_ttl_seconds,
-                     query_ttl=settings.dax_query_ttl_seconds)
+                     query_ttl=settings.dax_query_ttl_seconds, ttls=cluster_ttls)
     backend = StoreBackend(store, sealed=Sealed, record=CatalogRecord, generate_key=generate_key,
                            decrypt_key=decrypt_key, refresh_seconds=settings.key_refresh_seconds)
 
@@ -692,7 +703,7 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components, closers, first))
         routes.mount(REPLICATION, db.replication.remote.operations())
         routes.mount(ADMIN, Admin(routes, db=db, kms=components.get("kms"), faults=faults,
-                                  shared_db=settings.shared_db).operations())
+                                  shared_db=settings.shared_db, dax=components.get("dax_clusters")).operations())
 
     durability = None
     if store is not None and store.group_commit:
@@ -743,6 +754,6 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
     if (settings.dax_port or settings.dax_tls_port) and not kms_only:
         runtime.listeners.extend(_dax_listeners(settings, routes, credentials, connections, durability, metrics,
                                                 worker, components["dynamodb"], store,
-                                                components.get("dax_ssl_context")))
+                                                components.get("dax_ssl_context"), components.get("dax_clusters")))
     runtime_ref.append(runtime)
     return runtime

@@ -177,3 +177,28 @@ def test_stream_option_reads_back_every_change(start_server):
     assert 50 + puts <= s["records"] <= 50 + puts + 4
     assert s["get_records_calls"] >= 1 and s["records_per_s"] > 0 and "/stream/" in s["stream_arn"]
     assert out["verification"]["ok"] and out["workloads"]["get"]["verified"] > 0
+
+
+def test_bench_dax_compares_dax_and_http_on_one_server(server_factory):
+    from tests.dax.daxclient import free_port
+
+    server = server_factory(group="bench-dax", allow_any_credentials=True, dax_port=free_port())
+    dax = f"dax://127.0.0.1:{server.settings['dax_port']}"
+    rc, out, err = _bench(server.endpoint, "--dax", dax, "--server-pid", str(server.proc.pid))
+    assert rc == 0, err
+    wl = out["workloads"]
+    assert list(wl) == ["dax-get-miss", "dax-get-hit", "dax-query-miss", "dax-query-hit", "http-get", "http-query"]
+    for name, w in wl.items():
+        assert w["status"] == "ok" and w["ops"] > 0 and w["errors"] == 0, (name, w)
+        assert w["verified"] > 0 and w["verify_failures"] == 0, (name, w)
+        assert 0 < w["p50_ms"] <= w["p99_ms"], (name, w)
+        assert w["server_cpu_us_per_op"] is not None and w["server_cpu_us_per_op"] >= 0, (name, w)
+    # the miss workload reads each of the 50 keys once at most
+    assert wl["dax-get-miss"]["ops"] <= 50
+    assert out["verification"]["ok"]
+    assert out["setup"]["table"] not in server.client("dynamodb").list_tables()["TableNames"]
+    # the table over the same output as people read it
+    p = subprocess.run([sys.executable, "-m", "dynavault.cli", "bench", "--endpoint", server.endpoint, "--dax", dax,
+                        "--duration", "0.3", "--items", "20", "--connections", "2"], capture_output=True, timeout=120)
+    assert p.returncode == 0, p.stderr.decode()
+    assert "| dax-get-hit |" in p.stdout.decode() and "server CPU us/op" in p.stdout.decode()

@@ -187,3 +187,34 @@ def test_shared_db_reset_includes_what_init_made_for_other_accounts(server_facto
     while _tables_in_store(srv) != 0 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _tables_in_store(srv) == 0
+
+
+def test_reset_deletes_the_callers_dax_clusters_and_groups(start_server):
+    from tests.dax.daxclient import free_port
+
+    srv = start_server(allow_any_credentials=True, dax_port=free_port(), dax_cluster_seconds=30)
+    role = "arn:aws:iam::111111111111:role/dax"
+    mine, other = srv.client("dax", access_key=ACCOUNT_A), srv.client("dax", access_key=ACCOUNT_B)
+    for dax in (mine, other):
+        dax.create_parameter_group(ParameterGroupName="fast")
+        dax.create_subnet_group(SubnetGroupName="mysubnets", SubnetIds=["subnet-1"])
+        dax.create_cluster(ClusterName="c1", NodeType="dax.t3.small", ReplicationFactor=1, IamRoleArn=role,
+                           ParameterGroupName="fast", SubnetGroupName="mysubnets")
+    mine.create_cluster(ClusterName="c2", NodeType="dax.t3.small", ReplicationFactor=1, IamRoleArn=role)
+
+    resp = admin(srv, "Reset")
+    assert resp.status == 200, resp.body
+    # at once, though a DeleteCluster would keep them DELETING for 30 s here
+    assert mine.describe_clusters()["Clusters"] == []
+    assert [g["ParameterGroupName"] for g in mine.describe_parameter_groups()["ParameterGroups"]] == [
+        "default.dax1.0"]
+    assert "mysubnets" not in [g["SubnetGroupName"] for g in mine.describe_subnet_groups()["SubnetGroups"]]
+    events = [e["Message"] for e in mine.describe_events(SourceType="CLUSTER")["Events"]]
+    assert events.count("Cluster deleted.") == 2
+    # the names are free again
+    mine.create_parameter_group(ParameterGroupName="fast")
+    mine.create_cluster(ClusterName="c1", NodeType="dax.t3.small", ReplicationFactor=1, IamRoleArn=role)
+    # another account's are untouched
+    assert [c["ClusterName"] for c in other.describe_clusters()["Clusters"]] == ["c1"]
+    assert "fast" in [g["ParameterGroupName"] for g in other.describe_parameter_groups()["ParameterGroups"]]
+    assert "mysubnets" in [g["SubnetGroupName"] for g in other.describe_subnet_groups()["SubnetGroups"]]
