@@ -350,28 +350,27 @@ def write_through(req: Request, table: str, schema: KeySchema, key: dict, item: 
     cache.put_item(req.caller, req.scope, table, cache_key, body, req.lifetimes()[0])
 
 
-def put_item(req: Request, table, key, values, opts) -> dict:
+def _single_write(req: Request, operation: str, table, key, opts, values=None) -> tuple[str, KeySchema, dict, dict, dict]:
+    """Run one of PutItem / UpdateItem / DeleteItem from DAX arguments -> (table, schema, key, params, result)."""
     table, opts = text_arg(table, "TableName"), options_arg(opts)
     schema = req.engine.key_schema(req.caller, table)
     key = decode_key(key, schema)
-    params = {"TableName": table, "Item": req.item(key, values)}
+    params = {"TableName": table, "Item": req.item(key, values)} if operation == "PutItem" \
+        else {"TableName": table, "Key": key}
     ph = Placeholders()
     req.common(params, opts, ph, write=True)
     params.update(ph.params())
-    result = req.call("PutItem", params)
+    return table, schema, key, params, req.call(operation, params)
+
+
+def put_item(req: Request, table, key, values, opts) -> dict:
+    table, schema, key, params, result = _single_write(req, "PutItem", table, key, opts, values)
     write_through(req, table, schema, key, params["Item"])
     return _single_write_result(req, result, schema, params.get("ReturnValues"))
 
 
 def update_item(req: Request, table, key, opts) -> dict:
-    table, opts = text_arg(table, "TableName"), options_arg(opts)
-    schema = req.engine.key_schema(req.caller, table)
-    key = decode_key(key, schema)
-    params = {"TableName": table, "Key": key}
-    ph = Placeholders()
-    req.common(params, opts, ph, write=True)
-    params.update(ph.params())
-    result = req.call("UpdateItem", params)
+    table, schema, key, params, result = _single_write(req, "UpdateItem", table, key, opts)
     if params.get("ReturnValues") == "ALL_NEW" and result.get("Attributes"):
         write_through(req, table, schema, key, result["Attributes"])
     else:
@@ -380,14 +379,7 @@ def update_item(req: Request, table, key, opts) -> dict:
 
 
 def delete_item(req: Request, table, key, opts) -> dict:
-    table, opts = text_arg(table, "TableName"), options_arg(opts)
-    schema = req.engine.key_schema(req.caller, table)
-    key = decode_key(key, schema)
-    params = {"TableName": table, "Key": key}
-    ph = Placeholders()
-    req.common(params, opts, ph, write=True)
-    params.update(ph.params())
-    result = req.call("DeleteItem", params)
+    table, schema, key, params, result = _single_write(req, "DeleteItem", table, key, opts)
     write_through(req, table, schema, key, None)
     return _single_write_result(req, result, schema, params.get("ReturnValues"))
 
