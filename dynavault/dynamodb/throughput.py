@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dynavault.errors import AWSError
+from dynavault.storage.signal import open_mapped
 
 from .catalog import TableMeta
 from .expressions.partiql import parse_statement
@@ -97,21 +98,7 @@ class SharedBuckets:
         """``clear``: the first process of a start (a restart refills every bucket)."""
         self.path = path
         self.slots = slots
-        size = slots * _SLOT.size
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                if clear:
-                    os.ftruncate(self._fd, 0)
-                if os.fstat(self._fd).st_size < size:
-                    os.ftruncate(self._fd, size)
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-            self._map = mmap.mmap(self._fd, size)
-        except BaseException:
-            os.close(self._fd)
-            raise
+        self._fd, self._map = open_mapped(path, slots * _SLOT.size, clear=clear)
 
     def __repr__(self) -> str:
         return f"SharedBuckets({self.path})"

@@ -41,19 +41,7 @@ class ChangeSignal:
             self._fd = -1
             self._map = mmap.mmap(-1, size)
             return
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            if os.fstat(self._fd).st_size < size:
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
-                try:
-                    if os.fstat(self._fd).st_size < size:
-                        os.ftruncate(self._fd, size)
-                finally:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
-            self._map = mmap.mmap(self._fd, size)
-        except BaseException:
-            os.close(self._fd)
-            raise
+        self._fd, self._map = open_mapped(path, size)
 
     def __repr__(self) -> str:
         return f"ChangeSignal({self.path})"
@@ -117,3 +105,23 @@ class Watch:
             after = self._signal.bump(self._slot)
             if after == before + 1:
                 self._seen = after
+
+
+def open_mapped(path: str | os.PathLike, size: int, *, clear: bool = False) -> tuple[int, mmap.mmap]:
+    """A file of ``size`` bytes every process serving the data dir maps (grown, or with ``clear`` emptied
+    first, under the file's lock so two processes starting together agree) -> (its descriptor, the map)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if clear or os.fstat(fd).st_size < size:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                if clear:
+                    os.ftruncate(fd, 0)
+                if os.fstat(fd).st_size < size:
+                    os.ftruncate(fd, size)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        return fd, mmap.mmap(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
