@@ -29,6 +29,14 @@ from dynavault.errors import AWSError, IntegrityError, MustBlock, deferrable
 from dynavault.small_ints import small_int
 
 from .access_log import AccessLog
+from .content_coding import (
+    COMPRESS_MIN_BYTES,
+    MAX_BODY_BYTES,
+    accepted_encoding,
+    compress,
+    decompress,
+    too_large,
+)
 from .durability import GroupCommit
 from .exchange import AsgiRequest, Disconnected, Request
 from .sigv4 import Identity, SigV4Verifier
@@ -37,8 +45,6 @@ log = logging.getLogger("dynavault.server")
 
 Handler = Callable[[Caller, dict], dict]
 
-#: DynamoDB's request size limit (BatchWriteItem and TransactWriteItems top out near 16 MB).
-MAX_BODY_BYTES = 16 * 1024 * 1024
 JSON_10 = "application/x-amz-json-1.0"
 JSON_11 = "application/x-amz-json-1.1"
 #: plain JSON, which DynamoDB also accepts (and echoes) for its JSON protocol
@@ -56,10 +62,6 @@ _NOT_FOUND_BODY = b"<UnknownOperationException/>\n"
 #: Content-Length), so that a body that is not JSON is answered SerializationException as DynamoDB answers
 #: (it parses the body before it looks at the target or the signature); larger bodies are not read unsigned
 _EARLY_BODY_BYTES = 64 * 1024
-#: DynamoDB compresses a response only from this size on, and only when the client asked (Accept-Encoding)
-COMPRESS_MIN_BYTES = 4096
-#: zlib level of compressed responses: cheap, since compression runs on the event loop
-_COMPRESS_LEVEL = 1
 _HOST_RE = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 #: Callers kept for reuse (see DynavaultApp._caller), and the longest user agent kept with one: the table
 #: stays small whatever clients send
@@ -140,102 +142,6 @@ def _error_body(err: AWSError, front: ServiceFront | None) -> bytes:
     if err.extra:
         body.update(err.extra)
     return orjson.dumps(body)
-
-
-def _too_large() -> AWSError:
-    return AWSError("RequestEntityTooLarge", "Request Entity Too Large", 413, type_prefix=_CORAL)
-
-
-def _inflate(body: bytes, wbits: int) -> bytes:
-    """Decode every member of ``body`` (gzip allows several, one after another), the output capped at
-    MAX_BODY_BYTES in total: a bomb costs at most that much memory, then 413. A member cut short is
-    zlib.error: a truncated body is never taken for the part of it that arrived."""
-    out: list[bytes] = []
-    size = 0
-    rest = body
-    while True:
-        d = zlib.decompressobj(wbits)
-        part = d.decompress(rest, MAX_BODY_BYTES + 1 - size)
-        size += len(part)
-        if size > MAX_BODY_BYTES or d.unconsumed_tail:
-            raise _too_large()
-        out.append(part)
-        if not d.eof:
-            raise zlib.error("truncated compressed body")
-        rest = d.unused_data
-        if not rest or wbits != 16 + zlib.MAX_WBITS:
-            if rest:
-                raise zlib.error("data after the end of the compressed body")
-            return out[0] if len(out) == 1 else b"".join(out)
-
-
-def _decompress(body: bytes, encoding: str) -> bytes:
-    encoding = encoding.strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding == "gzip":
-        wbits = 16 + zlib.MAX_WBITS
-    elif encoding == "deflate":
-        wbits = zlib.MAX_WBITS
-    else:
-        raise AWSError("SerializationException", f"Unsupported Content-Encoding: {encoding}", type_prefix=_CORAL)
-    try:
-        return _inflate(body, wbits)
-    except zlib.error:
-        if encoding == "deflate":  # some clients send raw deflate without the zlib header: same cap
-            try:
-                return _inflate(body, -zlib.MAX_WBITS)
-            except zlib.error:
-                pass
-        # DynamoDB answers a broken gzip body with a 500; here bad input is never a 500 (DESIGN.md invariant 7).
-        raise AWSError("SerializationException", "Could not decode the request body", type_prefix=_CORAL) from None
-
-
-def _accepted_encoding(header: str) -> str | None:
-    """The response encoding DynamoDB picks for an Accept-Encoding header: "gzip", "deflate" or None.
-
-    As observed on DynamoDB (ScyllaDB's Alternator tests, test_compressed_response.py, record its answers):
-    names case-insensitive, unknown or malformed entries ignored, the first ``q`` of an entry counts (a
-    missing or unparsable one is 1, above 1 is 1, below 0 is 0), ``identity`` never chosen, ``*`` stands for
-    each coding not named; the highest non-zero q wins, a named coding before ``*``, then the earlier entry,
-    then gzip."""
-    best: dict[str, tuple[float, int]] = {}
-    star: float | None = None
-    for position, entry in enumerate(header.split(",")):
-        name, *params = entry.split(";")
-        name = name.strip().lower()
-        if name not in ("gzip", "deflate", "*"):
-            continue
-        q = 1.0
-        for param in params:
-            key, eq, value = param.partition("=")
-            if eq and key.strip() == "q":
-                try:
-                    q = min(1.0, max(0.0, float(value.strip())))
-                except ValueError:
-                    q = 1.0
-                break
-        if name == "*":
-            star = q if star is None else max(star, q)
-        elif name not in best or q > best[name][0]:
-            best[name] = (q, position if name not in best else best[name][1])
-    ranked = []
-    for coding, tie in (("gzip", 0), ("deflate", 1)):
-        if coding in best:
-            q, position = best[coding]
-            ranked.append((q, 1, -position, -tie, coding))
-        elif star is not None:
-            ranked.append((star, 0, 0, -tie, coding))
-    ranked = [r for r in ranked if r[0] > 0]
-    return max(ranked)[4] if ranked else None
-
-
-def _compress(payload: bytes, coding: str) -> bytes:
-    if coding == "gzip":
-        c = zlib.compressobj(_COMPRESS_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-    else:
-        c = zlib.compressobj(_COMPRESS_LEVEL)
-    return c.compress(payload) + c.flush()
 
 
 def cors_origins(setting: str) -> frozenset[str]:
@@ -356,7 +262,7 @@ class DynavaultApp:
         try:
             length = headers.get("content-length")
             if length is not None and (small_int(length, 64) or 0) > MAX_BODY_BYTES:
-                raise _too_large()
+                raise too_large()
             if route is None:
                 await self._early_parse(req)
                 raise AWSError("UnknownOperationException", None, type_prefix=_CORAL)
@@ -370,7 +276,7 @@ class DynavaultApp:
             body = await self._read_body(req)
             identity = self.verifier.check_body(pending, method, req.raw_path or "/", query, headers, body)
             if "content-encoding" in headers:
-                body = _decompress(body, headers["content-encoding"])
+                body = decompress(body, headers["content-encoding"])
             params = self._parse_json(body)
             if route.front.validate is not None:
                 params = route.front.validate(route.operation, params)
@@ -420,9 +326,9 @@ class DynavaultApp:
                 self.observe(front.name if front else "unknown", "unknown", status)
         coding = None
         if len(payload) >= COMPRESS_MIN_BYTES and "accept-encoding" in headers:
-            coding = _accepted_encoding(headers["accept-encoding"])
+            coding = accepted_encoding(headers["accept-encoding"])
             if coding is not None:
-                payload = _compress(payload, coding)
+                payload = compress(payload, coding)
         if self.access_log is not None:
             self._log_access(req, route, front, request_id, caller, params, status, payload, started)
         await self._respond(req, status, payload, content_type, request_id, origin, coding)
@@ -533,7 +439,7 @@ class DynavaultApp:
             if chunk:
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
-                    raise AWSError("RequestEntityTooLarge", "Request Entity Too Large", 413, type_prefix=_CORAL)
+                    raise too_large()
                 chunks.append(chunk)
             if not more:
                 break
