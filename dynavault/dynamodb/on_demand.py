@@ -4,7 +4,9 @@ A table keeps its maximums in the catalog's ``extra`` (``ON_DEMAND``), a GSI in 
 ``OnDemandThroughput``; both hold only the members that are set (units per second, 1 or more). DynamoDB's
 rules, as observed against the service: the struct is absent from DescribeTable unless a maximum was set; a
 request member 1 or more sets that maximum; -1 clears it on UpdateTable (it is out of range on CreateTable);
-maximums are refused on a PROVISIONED table. Texts are DynamoDB's.
+maximums are refused on a PROVISIONED table. Texts are DynamoDB's. One difference: after UpdateTable clears
+one member while the other stays set, DynamoDB echoes the cleared one as -1 (in the UpdateTable answer and for
+about a second in DescribeTable) and then omits it; here it is shown as -1 for as long as the other is set.
 """
 
 from __future__ import annotations

@@ -247,7 +247,13 @@ def _fail(t: Transfers, rec: dict, code: str, message: str) -> None:
 
 def _remove_partial(t: Transfers, rec: dict) -> None:
     """A failed export leaves no data files and no file manifest (nothing a reader could take for an export's
-    items); ``_started``, the first object every export writes, stays, as an object S3 already holds."""
+    items); ``_started``, the first object every export writes, stays, as an object S3 already holds.
+
+    This differs from AWS on purpose: AWS documents that "DynamoDB never deletes any of the objects it creates in
+    your S3 bucket during an export" (developer guide, S3DataExport_Requesting), so a failed AWS export leaves
+    ``_started`` and whatever data files it had written, without a ``manifest-summary.json``. Here the bucket is
+    a local directory a test suite reuses, and a half-written data file only costs space and confuses a reader
+    globbing ``data/``; in both, only a ``manifest-summary.json`` marks a complete export."""
     _, base, _ = _paths(rec)
     for key in [*rec.get("files", ()), f"{base}/manifest-files.json", f"{base}/manifest-files.checksum"]:
         try:
