@@ -10,11 +10,14 @@ another plain write.
 
 A row is keyed by an HMAC of the item's key under the table's token key (the store learns only equality of
 claimed items, as it does of partition keys), and holds the claimant (a process label and a counter) and an
-expiry: the claims of a worker that died mid-transaction (kill -9 included) lapse after ``ttl`` seconds.
+expiry: the claims of a worker that died mid-transaction (kill -9 included) lapse after ``ttl`` seconds. A row
+that is not a claim (altered on disk) counts as none and is pruned: a claim only ever refuses, and a live one
+lasts seconds.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -30,6 +33,19 @@ from .layout import CLAIM_PREFIX
 _CLAIM_DOMAIN = 0xFFFFFFFF
 #: how long a claim lasts if its transaction never ends (its process died); a live one ends in milliseconds
 CLAIM_SECONDS = 10.0
+
+
+def _row(raw: bytes | None) -> dict | None:
+    """A stored claim ``{"o": claimant, "exp": time}``, or None (absent, or not a claim)."""
+    if raw is None:
+        return None
+    try:
+        row = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    ok = isinstance(row, dict) and isinstance(row.get("o"), str) and isinstance(row.get("exp"), (int, float)) \
+        and not isinstance(row["exp"], bool) and math.isfinite(row["exp"])
+    return row if ok else None
 
 
 def claim_key(crypto, hkey: bytes, skey: bytes) -> bytes:
@@ -55,11 +71,9 @@ class StoreClaims:
         return f"{self.holder}/{owner}"
 
     def _other(self, r: KVReader, key: bytes, me: str, now: float) -> bool:
-        raw = r.get(key)
-        if raw is None:
-            return False
-        row = orjson.loads(raw)
-        return row["o"] != me and row["exp"] > now
+        row = _row(r.get(key))
+        # a claim ends within its ttl of being made: one that claims to last longer was not made by a claimant
+        return row is not None and row["o"] != me and now < row["exp"] <= now + self.ttl + 1.0
 
     def claim(self, owner: int, keys: Sequence[bytes]) -> list[int]:
         """Claim every key for ``owner`` in one committed store transaction; -> the positions held by another
@@ -84,11 +98,15 @@ class StoreClaims:
         longer holds (its claim lapsed and another took the item: the writes must not commit)."""
         me = self._who(owner)
         lost = []
+        now = self.clock()
         for i, k in enumerate(keys):
             raw = tx.get(k)
-            if raw is not None and orjson.loads(raw)["o"] == me:
+            row = _row(raw)
+            if row is not None and row["exp"] > now + self.ttl + 1.0:
+                row = None  # no claimant made it (see _other)
+            if raw is not None and (row is None or row["o"] == me):
                 tx.delete(k)
-            elif raw is not None:
+            elif row is not None:
                 lost.append(i)
         return lost
 
@@ -97,15 +115,16 @@ class StoreClaims:
         me = self._who(owner)
         with self.kv.transaction() as tx:
             for k in keys:
-                raw = tx.get(k)
-                if raw is not None and orjson.loads(raw)["o"] == me:
+                row = _row(tx.get(k))
+                if row is not None and row["o"] == me:
                     tx.delete(k)
 
     def prune(self) -> int:
         """Delete lapsed claims (a store-wide periodic job); -> how many."""
         now = self.clock()
         with self.kv.transaction() as tx:
-            old = [k for k, raw in tx.range(CLAIM_PREFIX, prefix_end(CLAIM_PREFIX)) if orjson.loads(raw)["exp"] <= now]
+            old = [k for k, raw in tx.range(CLAIM_PREFIX, prefix_end(CLAIM_PREFIX))
+                   if (row := _row(raw)) is None or not now < row["exp"] <= now + self.ttl + 1.0]
             for k in old:
                 tx.delete(k)
         return len(old)

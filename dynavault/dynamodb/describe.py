@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from . import on_demand as on_demand_rules
 from .index_model import stats_id
+from .on_demand import INDEX_MEMBER, ON_DEMAND
 from .replication.group import describe_into as describe_replicas
 from .sse_spec import sse_description
 
@@ -37,10 +39,9 @@ def table_description(catalog: Catalog, meta: TableMeta, status: str | None = No
             "BillingMode": "PAY_PER_REQUEST",
             "LastUpdateToPayPerRequestDateTime": meta.last_pay_per_request or meta.created,
         }
-    on_demand = meta.extra.get("on_demand")
-    if meta.billing_mode == "PAY_PER_REQUEST" and on_demand:  # -1: that maximum is not set
-        desc["OnDemandThroughput"] = {"MaxReadRequestUnits": on_demand.get("MaxReadRequestUnits", -1),
-                                      "MaxWriteRequestUnits": on_demand.get("MaxWriteRequestUnits", -1)}
+    on_demand = on_demand_rules.describe(meta.extra.get(ON_DEMAND))
+    if meta.billing_mode == "PAY_PER_REQUEST" and on_demand:
+        desc["OnDemandThroughput"] = on_demand
     if meta.table_class:
         desc["TableClassSummary"] = {"TableClass": meta.table_class}
     sse = sse_description(meta.sse, meta.sse_state)
@@ -98,6 +99,9 @@ def describe_indexes(catalog: Catalog, meta: TableMeta, desc: dict) -> None:
                                        "ReadCapacityUnits": pt.get("ReadCapacityUnits", 0),
                                        "WriteCapacityUnits": pt.get("WriteCapacityUnits", 0)},
              "IndexSizeBytes": size, "ItemCount": count, "IndexArn": f"{meta.arn}/index/{d['IndexName']}"}
+        on_demand = on_demand_rules.describe(d.get(INDEX_MEMBER))
+        if meta.billing_mode == "PAY_PER_REQUEST" and on_demand:
+            g["OnDemandThroughput"] = on_demand
         if "Backfilling" in d and g["IndexStatus"] == "CREATING":
             # only an index UpdateTable is adding shows it, and only until it is ACTIVE (DynamoDB's rule)
             g["Backfilling"] = d["Backfilling"]

@@ -27,6 +27,7 @@ import orjson
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
 
+from . import on_demand
 from .index_model import index_defs, stats_id
 from .layout import STATS_PREFIX
 
@@ -114,7 +115,29 @@ def _validate_gsi(idx: dict, defined: dict[str, str], billing: str) -> dict:
     pt = _check_throughput(idx, billing, name)
     if pt is not None:
         out["ProvisionedThroughput"] = pt
+    maximums = on_demand.merge(idx.get("OnDemandThroughput"), {}, billing, index=name)
+    if maximums:
+        out[on_demand.INDEX_MEMBER] = maximums
     return out
+
+
+def _updated_throughput(meta: TableMeta, update: dict) -> tuple[dict, dict | None, dict | None]:
+    """An Update action checked against the table's mode -> (index, its new ProvisionedThroughput or None,
+    its new OnDemandThroughput maximums or None), nothing changed yet."""
+    name = update.get("IndexName")
+    d = _global_index(meta, name)
+    pt = update.get("ProvisionedThroughput")
+    if pt is not None and meta.billing_mode == "PAY_PER_REQUEST":
+        raise validation(f"{_INVALID}The only Updates for index: {name} when TableThroughputMode is "
+                         "PAY_PER_REQUEST can be to OnDemandThroughput, WarmThroughput")
+    if pt is not None:
+        pt = {"ReadCapacityUnits": int(pt.get("ReadCapacityUnits", 0)),
+              "WriteCapacityUnits": int(pt.get("WriteCapacityUnits", 0))}
+    maximums = None
+    if "OnDemandThroughput" in update:
+        maximums = on_demand.merge(update["OnDemandThroughput"], d.get(on_demand.INDEX_MEMBER) or {},
+                                   meta.billing_mode, index=name, update=True)
+    return d, pt, maximums
 
 
 def prepare_indexes(p: dict, key_schema: list[dict], definitions: list[dict]) -> dict:
@@ -203,6 +226,8 @@ def update_indexes(db: Database, caller: Caller, meta: TableMeta, p: dict) -> No
         raise AWSError("LimitExceededException", "Subscriber limit exceeded: Only 1 online index can be created or "
                        "deleted simultaneously per table")
     names = {d["IndexName"] for d in meta.local_indexes + meta.global_indexes}
+    # throughput changes are all checked before any is made: a refusal leaves the cached table as it was
+    throughput = [_updated_throughput(meta, u["Update"]) for u in updates if "Update" in u]
     for u in updates:
         if "Create" in u:
             c = u["Create"]
@@ -240,13 +265,13 @@ def update_indexes(db: Database, caller: Caller, meta: TableMeta, p: dict) -> No
             d["IndexStatus"] = "DELETING"
             d.pop("Backfilling", None)
             _start(db, caller, meta, name, "delete")
-        elif "Update" in u:
-            name = u["Update"].get("IndexName")
-            d = _global_index(meta, name)
-            pt = u["Update"].get("ProvisionedThroughput")
-            if pt is not None:
-                d["ProvisionedThroughput"] = {"ReadCapacityUnits": int(pt.get("ReadCapacityUnits", 0)),
-                                              "WriteCapacityUnits": int(pt.get("WriteCapacityUnits", 0))}
+    for d, pt, maximums in throughput:
+        if pt is not None:
+            d["ProvisionedThroughput"] = pt
+        if maximums is not None:
+            d.pop(on_demand.INDEX_MEMBER, None)
+            if maximums:
+                d[on_demand.INDEX_MEMBER] = maximums
 
 
 def _start(db: Database, caller: Caller, meta: TableMeta, name: str, what: str) -> None:

@@ -13,11 +13,14 @@ records and keys go at once, and no data operation, tag or backup call can reach
 description, written in DeleteTable's own store transaction as a row of its own (plaintext table metadata, as
 the catalog's) and kept until the window ends, so DescribeTable and ListTables still show it and CreateTable,
 UpdateTable and DeleteTable on its name are refused as DynamoDB refuses them — by every worker serving the
-store, and after a restart.
+store, and after a restart. Being plaintext, such a row can be altered on disk: one that is not a description
+of the table its key names (in that account and region) is logged and ignored, then dropped by the tick.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -31,6 +34,8 @@ from .layout import DELETING_PREFIX
 if TYPE_CHECKING:
     from .catalog import TableMeta
     from .database import Database
+
+log = logging.getLogger("dynavault.dynamodb.table_states")
 
 STATE_UNTIL = "state_until"
 #: how often the runtime's tick looks for states that are due
@@ -47,6 +52,24 @@ class Deleting:
 
 def _scope(account: str, region: str) -> bytes:
     return DELETING_PREFIX + account.encode() + b"\x00" + region.encode() + b"\x00"
+
+
+def _row(key: bytes, raw: bytes) -> Deleting | None:
+    """The row at ``key`` as what it must be: the description of the table its key names, shown until a time;
+    None (logged) for a row altered on disk or moved under another key (another account's would show there)."""
+    try:
+        account, region, name = key[len(DELETING_PREFIX):].decode().split("\x00", 2)
+        row = orjson.loads(raw)
+        ok = (isinstance(row, dict) and isinstance(row.get("d"), dict)
+              and row["d"].get("TableArn") == f"arn:aws:dynamodb:{region}:{account}:table/{name}"
+              and isinstance(row.get("until"), (int, float)) and not isinstance(row["until"], bool)
+              and math.isfinite(row["until"]))
+    except (UnicodeDecodeError, ValueError):  # orjson.JSONDecodeError is a ValueError
+        ok = False
+    if not ok:
+        log.warning("a stored DELETING description is not one (altered on disk?): ignored (%d bytes)", len(raw))
+        return None
+    return Deleting(row["d"], row["until"])
 
 
 class TableStates:
@@ -93,16 +116,15 @@ class TableStates:
 
     def deleting(self, db: Database, account: str, region: str, name: str) -> Deleting | None:
         """The deleted table of that name still showing DELETING, if any."""
-        raw = self.kv.get(_scope(account, region) + name.encode())
-        if raw is None:
-            return None
-        row = orjson.loads(raw)
-        return Deleting(row["d"], row["until"]) if db.clock() < row["until"] else None
+        key = _scope(account, region) + name.encode()
+        raw = self.kv.get(key)
+        row = _row(key, raw) if raw is not None else None
+        return row if row is not None and db.clock() < row.until else None
 
     def deleting_names(self, db: Database, account: str, region: str) -> list[str]:
         now, scope = db.clock(), _scope(account, region)
         return [k[len(scope):].decode() for k, raw in self.kv.range(scope, prefix_end(scope))
-                if now < orjson.loads(raw)["until"]]
+                if (row := _row(k, raw)) is not None and now < row.until]
 
     # -- the runtime's tick ---------------------------------------------------------------------------
     def tick(self, db: Database) -> None:
@@ -111,7 +133,7 @@ class TableStates:
                 self.settle(db, meta)
         now = db.clock()
         due = [k for k, raw in self.kv.range(DELETING_PREFIX, prefix_end(DELETING_PREFIX))
-               if now >= orjson.loads(raw)["until"]]
+               if (row := _row(k, raw)) is None or now >= row.until]
         if due:
             with self.kv.transaction() as tx:
                 for k in due:

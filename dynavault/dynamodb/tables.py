@@ -13,9 +13,11 @@ from dynavault.errors import AWSError, validation
 from dynavault.small_ints import small_int
 from dynavault.sse.table_keys import MANAGED_ALIAS
 
+from . import on_demand as on_demand_rules
 from .catalog import TableMeta
 from .describe import deleted_description, table_description
 from .indexes import attach_indexes, prepare_indexes, update_indexes
+from .on_demand import ON_DEMAND
 from .sse_spec import inaccessible_error, parse_sse_specification
 from .streams import control as stream_control
 from .table_states import STATE_UNTIL, TableStates
@@ -91,29 +93,6 @@ def _validate_key_schema(key_schema: list[dict], definitions: list[dict]) -> Non
         raise validation("Invalid KeySchema: The second KeySchemaElement is not a RANGE key type")
     if len(set(defined)) != len(defined):
         raise validation(_INVALID + "Duplicate AttributeName in AttributeDefinitions")
-
-
-#: catalog ``extra`` member holding an on-demand table's OnDemandThroughput maximums (units per second)
-ON_DEMAND = "on_demand"
-
-
-def _on_demand(p: dict, current: dict) -> dict:
-    """OnDemandThroughput merged into ``current``: each member 1 or more sets that maximum, -1 removes it."""
-    spec = p.get("OnDemandThroughput")
-    if spec is None:
-        return current
-    out = dict(current)
-    for member in ("MaxReadRequestUnits", "MaxWriteRequestUnits"):
-        if member not in spec:
-            continue
-        value = spec[member]
-        if not isinstance(value, int) or isinstance(value, bool) or (value < 1 and value != -1):
-            raise validation(_INVALID + f"OnDemandThroughput.{member} must be -1 (no maximum) or at least 1")
-        if value == -1:
-            out.pop(member, None)
-        else:
-            out[member] = value
-    return out
 
 
 def _validate_billing(p: dict) -> tuple[str, int, int]:
@@ -196,7 +175,7 @@ def create_table(db: Database, caller: Caller, p: dict, *, status: str = "ACTIVE
     _key_schema_length(key_schema)
     _check_tag_characters(p.get("Tags") or [])
     mode_billing, rcu, wcu = _validate_billing(p)
-    on_demand = _on_demand(p, {})
+    on_demand = on_demand_rules.merge(p.get("OnDemandThroughput"), {}, mode_billing)
     _validate_key_schema(key_schema, definitions)
     key_names = {k["AttributeName"] for k in key_schema}
     index_names = set()
@@ -331,6 +310,9 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
         if "GlobalSecondaryIndexUpdates" in p:
             raise validation(_INVALID + "You cannot create or delete index while changing stream status")
         stream_view = stream_control.check_update_spec(meta, p["StreamSpecification"])
+    # checked before anything changes: a refusal must leave the cached table as it was
+    on_demand = on_demand_rules.merge(p.get("OnDemandThroughput"), meta.extra.get(ON_DEMAND) or {},
+                                      p.get("BillingMode", meta.billing_mode), update=True)
     with db.catalog.lock:
         if "BillingMode" in p or "ProvisionedThroughput" in p:
             merged = {"BillingMode": p.get("BillingMode", meta.billing_mode)}
@@ -347,7 +329,6 @@ def update_table(db: Database, caller: Caller, p: dict) -> dict:
                 meta.last_pay_per_request = time.time()
             meta.billing_mode, meta.read_capacity, meta.write_capacity = mode, rcu, wcu
         if "OnDemandThroughput" in p:
-            on_demand = _on_demand(p, meta.extra.get(ON_DEMAND) or {})
             meta.extra = {k: v for k, v in meta.extra.items() if k != ON_DEMAND}
             if on_demand:
                 meta.extra[ON_DEMAND] = on_demand

@@ -12,10 +12,15 @@ its memory; with --workers they are slots of a small mapped file in the data dir
 a digest of the table id and index, and two numbers), read and changed under an exclusive ``flock``, so the
 workers together admit what one process would. A restart refills them.
 
-On-demand tables are limited only by their OnDemandThroughput maximums (MaxReadRequestUnits,
-MaxWriteRequestUnits, kept in the catalog's ``extra``): a bucket refilled at that rate that holds one second of
-it (no burst: DynamoDB answers requests over the maximum with quick throttles), refusing with DynamoDB's
-ThrottlingException. GSI maximums are not enforced.
+On-demand tables and their GSIs are limited only by their OnDemandThroughput maximums (MaxReadRequestUnits,
+MaxWriteRequestUnits; see ``on_demand.py``): a bucket refilled at that rate that holds one second of it (no
+burst: DynamoDB answers requests over the maximum with quick throttles), refusing with DynamoDB's
+ThrottlingException.
+
+Every refusal carries DynamoDB's ThrottlingReasons: ``{"reason": <Table|Index><Read|Write><limit>, "resource":
+<table or index ARN>}``, listed under ``ThrottlingReasons`` in a ProvisionedThroughputExceededException and
+RequestLimitExceeded and under ``throttlingReasons`` in a ThrottlingException (the members of those shapes in
+DynamoDB's service model, so SDKs parse them).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from dataclasses import dataclass
 from dynavault.errors import AWSError
 from dynavault.storage.signal import open_mapped
 
+from . import on_demand
 from .catalog import TableMeta
 from .expressions.partiql import parse_statement
 
@@ -133,16 +139,46 @@ class SharedBuckets:
             self._fd = -1
 
 
-def throttled(index: str | None = None, meta: TableMeta | None = None) -> AWSError:
-    if meta is not None and meta.billing_mode == "PAY_PER_REQUEST":
-        return AWSError("ThrottlingException", MSG_ON_DEMAND)
-    return AWSError("ProvisionedThroughputExceededException", MSG_GSI if index else MSG_TABLE)
+#: the member a throttling error lists its reasons under (DynamoDB's service model spells them so)
+REASONS_MEMBER = {"ProvisionedThroughputExceededException": "ThrottlingReasons",
+                  "RequestLimitExceeded": "ThrottlingReasons", "ThrottlingException": "throttlingReasons"}
+#: the limit part of a reason, per error
+LIMIT = {"ProvisionedThroughputExceededException": "ProvisionedThroughputExceeded",
+         "ThrottlingException": "MaxOnDemandThroughputExceeded", "RequestLimitExceeded": "AccountLimitExceeded"}
 
 
-def _on_demand_max(meta: TableMeta, kind: str) -> float | None:
-    units = (meta.extra.get("on_demand") or {}).get("MaxReadRequestUnits" if kind == "read" else
-                                                    "MaxWriteRequestUnits")
-    return float(units) if units else None
+def reason(resource_arn: str, kind: str, limit: str) -> dict:
+    """One ThrottlingReason: ``limit`` (e.g. ProvisionedThroughputExceeded) hit by a read or write of a table
+    or index (an index ARN has ``/index/``)."""
+    what = "Index" if "/index/" in resource_arn else "Table"
+    return {"reason": f"{what}{'Read' if kind == 'read' else 'Write'}{limit}", "resource": resource_arn}
+
+
+def with_reasons(code: str, reasons: list[dict]) -> dict | None:
+    """The error body members that carry ``reasons`` for error ``code`` (None: it has none)."""
+    member = REASONS_MEMBER.get(code)
+    return {member: reasons} if member and reasons else None
+
+
+def _limit_reason(meta: TableMeta, index: str | None, kind: str) -> dict:
+    limit = "MaxOnDemandThroughputExceeded" if meta.billing_mode == "PAY_PER_REQUEST" else \
+        "ProvisionedThroughputExceeded"
+    return reason(meta.arn + (f"/index/{index}" if index else ""), kind, limit)
+
+
+def throttled(index: str | None, meta: TableMeta, kind: str, more: list[dict] = ()) -> AWSError:
+    """The refusal of a ``kind`` ("read" | "write") request over a table's or GSI's limit; ``more``: the
+    reasons of the other tables and indexes a batch was refused for."""
+    if meta.billing_mode == "PAY_PER_REQUEST":
+        code, message = "ThrottlingException", MSG_ON_DEMAND
+    else:
+        code, message = "ProvisionedThroughputExceededException", MSG_GSI if index else MSG_TABLE
+    return AWSError(code, message, extra=with_reasons(code, [_limit_reason(meta, index, kind), *more]))
+
+
+def _index_maximums(meta: TableMeta, index: str) -> dict | None:
+    d = next((g for g in meta.global_indexes if g.get("IndexName") == index), None)
+    return d.get(on_demand.INDEX_MEMBER) if d is not None else None
 
 
 class Throughput:
@@ -176,7 +212,8 @@ class Throughput:
     def rate(meta: TableMeta, kind: str, index: str | None = None) -> float | None:
         """The provisioned units per second of a table or GSI, or None when nothing limits it."""
         if meta.billing_mode == "PAY_PER_REQUEST":
-            return _on_demand_max(meta, kind) if index is None else None
+            maximums = meta.extra.get(on_demand.ON_DEMAND) if index is None else _index_maximums(meta, index)
+            return on_demand.limit(maximums, kind)
         if index is None:
             units = meta.read_capacity if kind == "read" else meta.write_capacity
         else:
@@ -256,11 +293,11 @@ class Throughput:
             gsi = index if index and self.rate(meta, kind, index) is not None else None
             if not self.has(meta, kind, need, gsi):
                 self.count(meta, gsi)
-                raise throttled(gsi, meta)
+                raise throttled(gsi, meta, kind)
             full = self.gsis_full(meta, need) if write else None
             if full is not None:
                 self.count(meta, full)
-                raise throttled(full, meta)
+                raise throttled(full, meta, "write")
 
     def charge_consumed(self, metas: dict[str, TableMeta], consumed) -> None:
         """Charge what a request's ConsumedCapacity (mode INDEXES) reports, per table and GSI."""
@@ -282,7 +319,7 @@ class Throughput:
         caller sent them. Refused entirely -> ProvisionedThroughputExceededException."""
         wanted = {id(a) for a in todo}
         admitted: list = []
-        refused: dict[tuple[str, str], tuple[TableMeta, str | None]] = {}
+        refused: dict[tuple[str, str], tuple[TableMeta, str | None, str]] = {}
         for name, reqs, actions in plan:
             for req, a in zip(reqs, actions, strict=True):
                 if id(a) not in wanted:
@@ -292,7 +329,7 @@ class Throughput:
                     admitted.append(a)
                     continue
                 unprocessed.setdefault(name, []).append(req)
-                refused[(a.meta.table_id, gsi or "")] = (a.meta, gsi)
+                refused[(a.meta.table_id, gsi or "")] = (a.meta, gsi, "write")
         self.finish_batch(refused, bool(admitted))
         return admitted
 
@@ -301,16 +338,16 @@ class Throughput:
         noted in ``refused`` for ``finish_batch``."""
         if self.has(meta, "read", 1.0 if consistent else 0.5):
             return True
-        refused[(meta.table_id, "")] = (meta, None)
+        refused[(meta.table_id, "")] = (meta, None, "read")
         return False
 
     def finish_batch(self, refused: dict, any_admitted: bool) -> None:
         """Count a batch's throttled tables and indexes once each; nothing admitted at all is an error."""
-        for meta, gsi in refused.values():
+        for meta, gsi, _ in refused.values():
             self.count(meta, gsi)
         if refused and not any_admitted:
-            meta, gsi = next(iter(refused.values()))
-            raise throttled(gsi, meta)
+            (meta, gsi, kind), *others = refused.values()
+            raise throttled(gsi, meta, kind, [_limit_reason(m, g, k) for m, g, k in others])
 
     def settle_writes(self, actions: list) -> None:
         """Charge what admitted batch writes consumed beyond the unit each reserved."""

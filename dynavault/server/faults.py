@@ -31,6 +31,7 @@ from pathlib import Path
 import orjson
 
 from dynavault.caller import Caller
+from dynavault.dynamodb import throughput
 from dynavault.dynamodb.layout import FAULT_PREFIX
 from dynavault.dynamodb.tables import named_tables
 from dynavault.errors import AWSError, StartupError
@@ -335,7 +336,8 @@ class FaultRegistry:
             await asyncio.sleep(delay / 1000)
         if error is not None:
             prefix, status, message = ERRORS[error]
-            raise AWSError(error, message, status, type_prefix=prefix)
+            raise AWSError(error, message, status, type_prefix=prefix,
+                           extra=_throttling_reasons(error, operation, caller, params))
 
     def kms_unavailable(self, account: str, region: str, table: str, operation: str) -> bool:
         """Whether the key service is down for ``table`` now (checked where the table's key port is called)."""
@@ -348,6 +350,24 @@ class FaultRegistry:
             if self.on_inject is not None:
                 self.on_inject(operation, "KmsUnavailable")
         return bool(fired)
+
+
+#: item operations, by the capacity they use: an injected throttle names their tables as DynamoDB's would
+_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
+_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
+
+
+def _throttling_reasons(error: str, operation: str, caller: Caller, params: dict) -> dict | None:
+    """The ThrottlingReasons an injected throttle carries: one per table the item operation names, with the
+    limit that error stands for (ProvisionedThroughputExceeded, MaxOnDemandThroughputExceeded for a
+    ThrottlingException, AccountLimitExceeded for RequestLimitExceeded). Control-plane calls have none."""
+    limit = throughput.LIMIT.get(error)
+    if limit is None or operation not in _READS | _WRITES:
+        return None
+    kind = "read" if operation in _READS else "write"
+    arns = [n if n.startswith("arn:") else f"arn:aws:dynamodb:{caller.region}:{caller.account}:table/{n}"
+            for n in named_tables(params)]
+    return throughput.with_reasons(error, [throughput.reason(arn, kind, limit) for arn in arns])
 
 
 def _too_many(limit: int) -> AWSError:

@@ -7,6 +7,10 @@ from dynavault.dynamodb.layout import SESSION_PREFIX
 from dynavault.storage.kv.base import KVStore, prefix_end
 from dynavault.storage.sealed import Sealed
 
+#: the shortest row the console writes (its 16-byte header, a 12-byte nonce, a 16-byte tag): a shorter one was
+#: altered on disk and is no session, so it is never handed out (the console reads each row's header)
+MIN_ROW = 16 + 12 + 16
+
 
 class StoreSessionRows:
     def __init__(self, kv: KVStore) -> None:
@@ -28,7 +32,8 @@ class StoreSessionRows:
 
     def scan(self) -> list[tuple[bytes, bytes]]:
         n = len(SESSION_PREFIX)
-        return [(k[n:], v) for k, v in self.kv.range(SESSION_PREFIX, prefix_end(SESSION_PREFIX))]
+        return [(k[n:], v) for k, v in self.kv.range(SESSION_PREFIX, prefix_end(SESSION_PREFIX))
+                if len(v) >= MIN_ROW]
 
     def clear(self) -> None:
         """Sign everyone out (the first process of a start: sessions last one server run)."""

@@ -204,6 +204,12 @@ def test_incremental_export(srv, ddb, buckets, unique_name, tmp_path):
     summary = json.loads((folder / "manifest-summary.json").read_text())
     assert summary["exportType"] == "INCREMENTAL_EXPORT" and summary["outputView"] == "NEW_AND_OLD_IMAGES"
     assert "exportFromTime" in summary and "exportToTime" in summary and "exportTime" not in summary
+    # AWS's incremental summary, member for member and in its order (a real one: MacHu-GWU/aws_dynamodb_io-project,
+    # tests/test_export_table.py)
+    assert (summary["version"], list(summary)) == ("2023-08-01", [
+        "version", "exportArn", "startTime", "endTime", "tableArn", "tableId", "exportFromTime", "exportToTime",
+        "s3Bucket", "s3Prefix", "s3SseAlgorithm", "s3SseKmsKeyId", "manifestFilesS3Key", "billedSizeBytes",
+        "itemCount", "outputFormat", "outputView", "exportType"])
     files = [json.loads(x) for x in (folder / "manifest-files.json").read_text().splitlines()]
     # the data files of incremental exports are in the prefix's shared AWSDynamoDB/data folder
     assert all(re.fullmatch(r"AWSDynamoDB/data/[a-z2-7]{26}\.json\.gz", f["dataFileS3Key"]) for f in files)

@@ -24,6 +24,7 @@ marked FAILED, and its partial data files removed, by another worker once the de
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -63,6 +64,8 @@ TOKEN_SECONDS = 8 * 3600
 #: the period of an incremental export, in days of the PITR clock (DynamoDB: 15 minutes to 24 hours)
 MIN_PERIOD_DAYS = 15 / (24 * 60)
 MAX_PERIOD_DAYS = 1.0
+#: a data file's name in its export's data folder (see ``_random_name``)
+_DATA_NAME = re.compile(r"[a-z2-7]{26}\.(json|ion)\.gz")
 _COMPARED = ("TableArn", "ExportTime", "S3Bucket", "S3BucketOwner", "S3Prefix", "S3SseAlgorithm",
              "S3SseKmsKeyId", "ExportFormat", "ExportType", "IncrementalExportSpecification")
 
@@ -103,7 +106,7 @@ def export_table_to_point_in_time(t: Transfers, caller: Caller, p: dict) -> dict
     if token:
         for old in records.of_account(db.items.kv, EXPORT_PREFIX, caller.account, caller.region):
             if old.get("ClientToken") == token and old["StartTime"] > now - TOKEN_SECONDS:
-                if old["request"] != _request(p):
+                if old.get("request") != _request(p):
                     raise AWSError("ExportConflictException", "There was a conflict when writing to the specified "
                                    "S3 bucket: ClientToken was used with different parameters")
                 return {"ExportDescription": describe(old)}
@@ -247,9 +250,17 @@ def _fail(t: Transfers, rec: dict, code: str, message: str) -> None:
 
 def _remove_partial(t: Transfers, rec: dict) -> None:
     """A failed export leaves no data files and no file manifest (nothing a reader could take for an export's
-    items); ``_started``, the first object every export writes, stays, as an object S3 already holds."""
-    _, base, _ = _paths(rec)
-    for key in [*rec.get("files", ()), f"{base}/manifest-files.json", f"{base}/manifest-files.checksum"]:
+    items); ``_started``, the first object every export writes, stays, as an object S3 already holds.
+
+    This differs from AWS on purpose: AWS documents that "DynamoDB never deletes any of the objects it creates in
+    your S3 bucket during an export" (developer guide, S3DataExport_Requesting), so a failed AWS export leaves
+    ``_started`` and whatever data files it had written, without a ``manifest-summary.json``. Here the bucket is
+    a local directory a test suite reuses, and a half-written data file only costs space and confuses a reader
+    globbing ``data/``; in both, only a ``manifest-summary.json`` marks a complete export."""
+    _, base, data_dir = _paths(rec)
+    # only names this export could have written: a description altered on disk must not delete other objects
+    files = [f for f in rec.get("files", ()) if _DATA_NAME.fullmatch(f.removeprefix(data_dir + "/"))]
+    for key in [*files, f"{base}/manifest-files.json", f"{base}/manifest-files.checksum"]:
         try:
             t.buckets.delete(rec["S3Bucket"], key)
         except (BucketError, OSError) as err:

@@ -100,7 +100,7 @@ def import_table(t: Transfers, caller: Caller, p: dict) -> dict:
     if token:
         for old in records.of_account(db.items.kv, IMPORT_PREFIX, caller.account, caller.region):
             if old.get("ClientToken") == token and old["StartTime"] > now - TOKEN_SECONDS:
-                if old["request"] != _request(p):
+                if old.get("request") != _request(p):
                     raise AWSError("ImportConflictException", "There was a conflict when importing from the "
                                    "specified S3 source: ClientToken was used with different parameters")
                 return {"ImportTableDescription": describe(old)}
