@@ -14,6 +14,7 @@ and every other process reloads its small port -> TTL mirror before its next loo
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 import uuid
@@ -23,9 +24,14 @@ from dataclasses import dataclass
 import orjson
 
 from dynavault.dynamodb.layout import DAX_CONTROL_PREFIX
+from dynavault.errors import AWSError
 from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, prefix_end
 from dynavault.storage.sealed import CatalogRecord
 from dynavault.storage.signal import DAX_CONTROL, ChangeSignal, Watch
+
+from .cluster_keys import ClusterKeys
+
+log = logging.getLogger(__name__)
 
 CLUSTER = b"cluster\x00"
 PARAMETER_GROUP = b"pgroup\x00"
@@ -78,8 +84,12 @@ class ClusterRecords:
     """Reads and writes the DAX control plane's records in one store."""
 
     def __init__(self, store: KVStore, *, dax_port: int | None = None, dax_tls_port: int | None = None,
-                 signal: ChangeSignal | None = None, clock: Callable[[], float] = time.time) -> None:
+                 signal: ChangeSignal | None = None, clock: Callable[[], float] = time.time,
+                 keys: ClusterKeys | None = None) -> None:
+        """``keys``: encrypted clusters' keys, opened (a KMS Decrypt, once per process) when this process
+        starts serving a cluster."""
         self.store = store
+        self.keys = keys
         #: the listener a cluster of each ClusterEndpointEncryptionType is served on (None: not configured)
         self.ports = {"NONE": dax_port, "TLS": dax_tls_port}
         self.clock = clock
@@ -164,6 +174,11 @@ class ClusterRecords:
         self._watch.changed_here()
 
     # -- the data plane's view -------------------------------------------------------------------------------
+    def start_serving(self) -> None:
+        """A listener of this process starts: read the clusters it serves now (opening their keys), not at the
+        first request."""
+        self._clusters_on(0)
+
     def ttls_for(self, port: int, account: str | None = None, region: str | None = None) -> Ttls:
         """The TTLs the cache of a listener on ``port`` uses: those of the clusters served on that port (of
         ``account`` and ``region`` when given), the shortest of each when there are several (no client may
@@ -193,6 +208,7 @@ class ClusterRecords:
 
     def _load_mirror(self) -> dict[int, list[tuple[str, str, Ttls]]]:
         out: dict[int, list[tuple[str, str, Ttls]]] = {}
+        served: list[dict] = []
         now = self.clock()
         with self.store.snapshot() as r:
             for cluster in self.every(r, CLUSTER):
@@ -206,7 +222,21 @@ class ClusterRecords:
                 port = self.port_for(cluster["Encryption"])
                 if port is not None:
                     out.setdefault(port, []).append((cluster["Account"], cluster["Region"], ttls))
+                    served.append(cluster)
+        for cluster in served:  # KMS is called outside the store snapshot
+            self._open_key(cluster)
         return out
+
+    def _open_key(self, cluster: dict) -> None:
+        if self.keys is None or "KeyBlob" not in cluster or self.keys.is_open(cluster):
+            return
+        try:
+            self.keys.open(cluster)
+        except AWSError as err:
+            # as DAX, which uses the key at launch: logged (the trail has the refused Decrypt), tried again at
+            # the next reload; the key only ever seals what the cluster persists, so serving goes on
+            log.warning("DAX cluster %s: its key under alias/aws/dax cannot be opened: %s", cluster["ClusterArn"],
+                        err.code)
 
 
 def parameter_values(group: dict | None) -> dict[str, str]:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dynavault.caller import Caller
 from dynavault.config import Settings
 
+from .cluster_keys import ClusterKeys
 from .clusters import (
     CLUSTER,
     DEFAULT_PARAMETER_GROUP,
@@ -49,8 +50,11 @@ from .control_groups import GroupOperations
 class ControlPlane(GroupOperations):
     """The 21 operations of botocore's ``dax`` model over ``ClusterRecords``."""
 
-    def __init__(self, records: ClusterRecords, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, records: ClusterRecords, settings: Settings, clock: Callable[[], float] = time.time,
+                 keys: ClusterKeys | None = None) -> None:
+        """``keys``: encrypted clusters' keys under alias/aws/dax (None: such clusters get no key)."""
         self.records = records
+        self.keys = keys
         self.settings = settings
         self.clock = clock
         self.host = advertised_host(settings.host)
@@ -89,6 +93,15 @@ class ControlPlane(GroupOperations):
         subnets = p.get("SubnetGroupName", DEFAULT_SUBNET_GROUP)
         now = self.clock()
         ready = now + self.settings.dax_cluster_seconds
+        arn = f"arn:aws:dax:{caller.region}:{caller.account}:cache/{name}"
+        sse = bool((p.get("SSESpecification") or {}).get("Enabled"))
+        key_blob = None
+        if sse and self.keys is not None:
+            # KMS is called outside the store transaction: a name already taken costs no data key
+            with self.records.store.snapshot() as r:
+                if self._live(self.records.get(r, CLUSTER, caller.account, caller.region, name), now) is not None:
+                    raise _fault("ClusterAlreadyExistsFault", f"Cluster {name} already exists.")
+            key_blob = self.keys.create(caller, arn)
         with self.records.store.transaction() as tx:
             if self._live(self.records.get(tx, CLUSTER, caller.account, caller.region, name), now) is not None:
                 raise _fault("ClusterAlreadyExistsFault", f"Cluster {name} already exists.")
@@ -99,15 +112,17 @@ class ControlPlane(GroupOperations):
                       "AvailabilityZone": zones[i] if zones else f"{caller.region}a"} for i in range(rf)]
             cluster = {
                 "Account": caller.account, "Region": caller.region, "ClusterName": name,
-                "ClusterArn": f"arn:aws:dax:{caller.region}:{caller.account}:cache/{name}",
+                "ClusterArn": arn,
                 "NodeType": node_type, "Nodes": nodes, "CreatingUntil": ready, "IamRoleArn": p["IamRoleArn"],
                 "ParameterGroupName": group, "SubnetGroup": subnets.lower(),
                 "SecurityGroupIds": p.get("SecurityGroupIds") or [],
                 "PreferredMaintenanceWindow": p.get("PreferredMaintenanceWindow", _DEFAULT_WINDOW),
-                "SSEEnabled": bool((p.get("SSESpecification") or {}).get("Enabled")),
+                "SSEEnabled": sse,
                 "Encryption": encryption, "Port": port, "Tags": tags,
                 "NetworkType": p.get("NetworkType", "ipv4"),
             }
+            if key_blob is not None:
+                cluster["KeyBlob"] = key_blob  # the KMS ciphertext only
             for optional in ("Description", "NotificationTopicArn"):
                 if optional in p:
                     cluster[optional] = p[optional]
@@ -148,6 +163,8 @@ class ControlPlane(GroupOperations):
             self.records.event(tx, caller.account, caller.region, "CLUSTER", cluster["ClusterName"],
                                "Cluster deleted.")  # DAX's text
         self.records.changed()
+        if self.keys is not None:
+            self.keys.forget(cluster)
         return {"Cluster": describe_cluster(cluster, now, self.host, self._port(cluster))}
 
     def update_cluster(self, caller: Caller, p: dict) -> dict:
