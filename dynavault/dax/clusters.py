@@ -62,6 +62,15 @@ class Ttls:
     query_millis: int = DEFAULT_TTL_MILLIS
 
 
+@dataclass(slots=True)
+class _Served:
+    """The clusters one listener serves, per the mirror: [(account, region, Ttls)], and the answers of
+    ``cluster_ttls`` computed from them, {(account, region): Ttls | None}."""
+
+    clusters: list[tuple[str, str, Ttls]]
+    memo: dict[tuple[str, str], Ttls | None]
+
+
 def advertised_host(host: str) -> str:
     """The address clients are told to reach this server at: the configured host, or the loopback address
     when the server listens on every interface (a wildcard address is no address to connect to)."""
@@ -95,8 +104,8 @@ class ClusterRecords:
         self.clock = clock
         self._watch = Watch(signal or ChangeSignal(None), DAX_CONTROL)
         self._lock = threading.Lock()
-        #: port -> [(account, region, Ttls)] of the clusters served there; None until first read
-        self._mirror: dict[int, list[tuple[str, str, Ttls]]] | None = None
+        #: port -> the clusters served there; None until first read
+        self._mirror: dict[int, _Served] | None = None
 
     def __repr__(self) -> str:
         return f"ClusterRecords({self.store!r})"
@@ -194,7 +203,28 @@ class ClusterRecords:
         return any((account is None or a == account) and (region is None or rg == region)
                    for a, rg, _ in self._clusters_on(port))
 
+    def cluster_ttls(self, port: int, account: str, region: str) -> Ttls | None:
+        """``ttls_for(port, account, region)`` when ``has_cluster(port, account, region)``, else None: what
+        every cached read asks, answered from a memo kept with the mirror it was computed from."""
+        served = self._served(port)
+        if served is None:
+            return None
+        key = (account, region)
+        memo = served.memo
+        if key in memo:
+            return memo[key]
+        mine = [t for a, rg, t in served.clusters if a == account and rg == region]
+        found = Ttls(min(t.record_millis for t in mine), min(t.query_millis for t in mine)) if mine else None
+        if len(memo) >= 4096:
+            memo.clear()
+        memo[key] = found
+        return found
+
     def _clusters_on(self, port: int) -> list[tuple[str, str, Ttls]]:
+        served = self._served(port)
+        return served.clusters if served is not None else []
+
+    def _served(self, port: int) -> _Served | None:
         if self._watch.stale():
             with self._lock:
                 self._watch.seen()
@@ -204,10 +234,10 @@ class ClusterRecords:
             mirror = self._load_mirror()
             with self._lock:
                 self._mirror = mirror
-        return mirror.get(port, [])
+        return mirror.get(port)
 
-    def _load_mirror(self) -> dict[int, list[tuple[str, str, Ttls]]]:
-        out: dict[int, list[tuple[str, str, Ttls]]] = {}
+    def _load_mirror(self) -> dict[int, _Served]:
+        out: dict[int, _Served] = {}
         served: list[dict] = []
         now = self.clock()
         with self.store.snapshot() as r:
@@ -221,7 +251,8 @@ class ClusterRecords:
                 # the listener configured now: a restart with other ports moves the clusters with it
                 port = self.port_for(cluster["Encryption"])
                 if port is not None:
-                    out.setdefault(port, []).append((cluster["Account"], cluster["Region"], ttls))
+                    out.setdefault(port, _Served([], {})).clusters.append((cluster["Account"], cluster["Region"],
+                                                                             ttls))
                     served.append(cluster)
         for cluster in served:  # KMS is called outside the store snapshot
             self._open_key(cluster)

@@ -75,6 +75,8 @@ class DaxListener:
     connection_closed: Callable[[int], None] = lambda _id: None
     #: waits until what the request wrote is on disk (group commit); None: commits are durable already
     settle: Callable[[], Awaitable[None]] | None = None
+    #: whether settle() would wait (None: always call it)
+    pending: Callable[[], bool] | None = None
     #: run the engine in a thread (a remote key service may block)
     threaded: bool = False
     observe: Callable[[str, str, int], None] | None = None
@@ -105,13 +107,15 @@ class DaxListener:
             return
         self._open.add(writer)
         connection_id = self.new_connection_id()
+        connection = _Connection(self, reader, writer, connection_id)
         try:
-            await _Connection(self, reader, writer, connection_id).run()
+            await connection.run()
         except (_Close, CborStreamError, ConnectionError, asyncio.IncompleteReadError, TimeoutError, ssl.SSLError) as exc:
             log.debug("DAX connection %d closed: %s", connection_id, type(exc).__name__)
         except Exception:
             log.exception("DAX connection %d failed", connection_id)
         finally:
+            connection.close()
             self._open.discard(writer)
             self.connection_closed(connection_id)
             writer.close()
@@ -136,17 +140,36 @@ class _Connection:
         self.peer_ip = str(peer[0])
         self.local = (str(local[0]), int(local[1]))
         self._caller: Caller | None = None
+        self._request: Request | None = None
+        self.transport = writer.transport
+        self.loop = asyncio.get_running_loop()
+        self.last_read = self.loop.time()
+        self.idle = False
+        self._idle_timer = self.loop.call_later(IDLE_SECONDS, self._watch_idle)
+
+    def close(self) -> None:
+        self._idle_timer.cancel()
 
     async def value(self):
         while True:
             value = self.decoder.next()
             if value is not StreamDecoder.NEED_MORE:
                 return value
-            async with asyncio.timeout(IDLE_SECONDS):  # a timer handle, not a task per read as wait_for makes
-                data = await self.reader.read(_READ_BYTES)
+            data = await self.reader.read(_READ_BYTES)
             if not data:
-                raise _Close("end of stream")
+                raise _Close("end of stream" if not self.idle else "idle")
+            self.last_read = self.loop.time()
             self.decoder.feed(data)
+
+    def _watch_idle(self) -> None:
+        """Close a connection that sent nothing for IDLE_SECONDS: one timer per connection, moved on only when
+        it fires (a timer armed and cancelled around every read would cost more than the read)."""
+        quiet = self.loop.time() - self.last_read
+        if quiet >= IDLE_SECONDS:
+            self.idle = True
+            self.writer.close()
+            return
+        self._idle_timer = self.loop.call_later(IDLE_SECONDS - quiet, self._watch_idle)
 
     async def run(self) -> None:
         if await self.value() != P.MAGIC:
@@ -188,6 +211,7 @@ class _Connection:
             return
         self.auth, self.auth_error = auth, None
         self._caller = None
+        self._request = None
 
     def caller(self) -> Caller:
         if self._caller is None:
@@ -229,7 +253,7 @@ class _Connection:
             log.exception("internal error on DAX %s", name)
             status = 500
             payload = self._error(AWSError("InternalServerError", "Internal server error", 500))
-        if self.server.settle is not None:
+        if self.server.settle is not None and (self.server.pending is None or self.server.pending()):
             try:
                 await self.server.settle()
             except Exception:
@@ -239,12 +263,17 @@ class _Connection:
         if self.server.observe is not None:
             self.server.observe("dax", name, status)
         self.writer.write(payload)
-        await self.writer.drain()
+        if self.transport.get_write_buffer_size() > _READ_BYTES:
+            # a client that does not read its answers: wait for it (an answer sent whole costs no wait)
+            await self.writer.drain()
         if close_after:
             raise _Close("authentication failed")
 
     async def _run(self, method: int, args: list) -> bytes:
-        request = Request(self.server.engine, self.caller(), self.server.port)
+        request = self._request
+        if request is None:  # one per signed-in principal: made again at each authorizeConnection
+            request = self._request = Request(self.server.engine, self.caller(), self.server.port)
+        request.begin()
         handler = _METHODS[method]
         if self.server.threaded:
             result = await asyncio.to_thread(handler, request, *args)

@@ -588,9 +588,9 @@ def _dax_listeners(settings: Settings, routes: RouteTable, credentials: Credenti
     def cluster_ttls(port: int, account: str, region: str) -> tuple[float, float] | None:
         # a cluster of this account and region served on the listener sets its TTLs; DAX's record TTL 0 is
         # "infinite" (entries leave by write-through or eviction), a query TTL 0 caches no query
-        if clusters is None or not clusters.has_cluster(port, account, region):
+        ttls = clusters.cluster_ttls(port, account, region) if clusters is not None else None
+        if ttls is None:
             return None
-        ttls = clusters.ttls_for(port, account, region)
         return (ttls.record_millis / 1000 if ttls.record_millis else math.inf), ttls.query_millis / 1000
 
     cache = DaxCache(table_keys, record_ttl=settings.dax_record_ttl_seconds,
@@ -626,6 +626,7 @@ def _dax_listeners(settings: Settings, routes: RouteTable, credentials: Credenti
     return [DaxListener(engine, authorize, host=settings.host, port=port, ssl_context=context,
                         new_connection_id=connections.new_id, connection_closed=connections.closed,
                         settle=durability.settle if durability is not None else None,
+                        pending=durability.pending if durability is not None else None,
                         threaded=bool(settings.kms_endpoint), observe=metrics.observe_request, reuse_port=worker)
             for port, context in ports]
 
