@@ -171,8 +171,8 @@ def _offload(service: str, operation: str) -> str:
     management, which call KMS between changes) always in a thread; Streams reads are deferrable."""
     if service == "dynamodbstreams":
         return "defer"
-    if service in (ADMIN.name, REPLICATION.name):
-        return "thread"  # a reset deletes tables and keys: KMS calls between changes
+    if service in (ADMIN.name, REPLICATION.name, DAX.name):
+        return "thread"  # a reset deletes tables and keys: KMS calls between changes; an encrypted cluster's key
     if service != "dynamodb":
         return "loop"
     return "defer" if operation in DEFERRABLE else "thread"

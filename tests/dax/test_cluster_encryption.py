@@ -118,3 +118,18 @@ def test_cluster_record_keeps_only_the_ciphertext_and_an_altered_one_is_refused(
     (c,) = srv.client("dax", access_key=account).describe_clusters()["Clusters"]
     assert c["ClusterName"] == "tampered" and c["SSEDescription"] == {"Status": "ENABLED"}
     assert "cannot be opened" in srv.log_path.read_text()
+
+
+def test_encrypted_cluster_under_a_remote_kms(start_server):
+    kms_srv = start_server("kms", kms_only=True, allow_any_credentials=True, trusted_service_keys="db-service")
+    db = start_server("db", allow_any_credentials=True, kms_endpoint=kms_srv.endpoint, dax_port=_free_port(),
+                      kms_access_key_id="db-service", kms_secret_access_key="unused")
+    account = "710000000004"
+    created = _create(db.client("dax", access_key=account), "remote", sse=True)
+    assert created["SSEDescription"] == {"Status": "ENABLED"}
+    (gen,) = _by_dax(_kms_events(kms_srv, account, "GenerateDataKey"))
+    assert gen["requestParameters"]["keyId"] == "alias/aws/dax" and gen["sourceIPAddress"] == "dax.amazonaws.com"
+    assert "alias/aws/dax" in _aliases(kms_srv, account)
+    db.restart()
+    (dec,) = _by_dax(_kms_events(kms_srv, account, "Decrypt"))
+    assert dec["userIdentity"] == {"type": "AWSService", "invokedBy": "dax.amazonaws.com"} and "errorCode" not in dec
