@@ -48,7 +48,7 @@ _KEY_AAD = b"dax-cache-key\x00"
 
 
 class _TableCache:
-    __slots__ = ("table_id", "items", "queries", "wrapped_key", "seals")
+    __slots__ = ("table_id", "items", "queries", "wrapped_key", "seals", "_opened_by", "_aead")
 
     def __init__(self, table_id: bytes, crypto) -> None:
         self.table_id = table_id
@@ -57,9 +57,18 @@ class _TableCache:
         self.queries: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
         self.wrapped_key = crypto.stream.seal(_KEY_AAD + table_id, os.urandom(32))
         self.seals = 0
+        self._opened_by = None
+        self._aead: AESGCM | None = None
 
     def aead(self, crypto) -> AESGCM:
-        return AESGCM(crypto.stream.open(_KEY_AAD + self.table_id, self.wrapped_key))
+        """The cache key, unwrapped by ``crypto`` (the table keys the request just obtained). Unwrapped again
+        whenever those keys are other ones than last time (a refresh, another table key), so a hit is opened only
+        with the keys the request was allowed; the same keys unwrap the same key, so that one is kept."""
+        if crypto is self._opened_by and self._aead is not None:
+            return self._aead
+        aead = AESGCM(crypto.stream.open(_KEY_AAD + self.table_id, self.wrapped_key))
+        self._opened_by, self._aead = crypto, aead
+        return aead
 
 
 #: (listener port, account, region) -> (record TTL, query TTL) in seconds, or None: no cluster names it

@@ -71,8 +71,41 @@ class StreamDecoder:
     def next(self):
         """The next complete value, or NEED_MORE. Raises CborStreamError for a stream to give up on."""
         if self._scan is None:
-            if self._start >= len(self._buf):
+            buf, start = self._buf, self._start
+            if start >= len(buf):
                 return self.NEED_MORE
+            # most values of a request (its marker, method id, table name, key bytes, no options) are one
+            # integer, string or null whole in the buffer: read at once, without the scan or cbor2
+            head = buf[start]
+            info = head & 0x1F
+            if head < 0x7C and info < 28:  # major types 0-3 with a definite argument of at most 8 bytes
+                if info < 24:
+                    arg, size = info, 1
+                else:
+                    size = 1 + (1 << (info - 24))
+                    arg = int.from_bytes(buf[start + 1:start + size], "big") if start + size <= len(buf) else -1
+                major = head >> 5
+                if arg < 0:
+                    pass  # the header is not whole yet: the scan waits for it
+                elif major < 2:
+                    self._start = start + size
+                    self.consumed += size
+                    return arg if major == 0 else -1 - arg
+                elif arg <= self.max_value_bytes and start + size + arg <= len(buf):
+                    end = start + size + arg
+                    raw = bytes(buf[start + size:end])
+                    self._start = end
+                    self.consumed += end - start
+                    if major == 2:
+                        return raw
+                    try:
+                        return raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise CborStreamError("undecodable value: UnicodeDecodeError") from None
+            elif head == 0xF6:
+                self._start = start + 1
+                self.consumed += 1
+                return None
             self._scan = _Scan(self._start)
         end = self._advance(self._scan)
         if end is None:

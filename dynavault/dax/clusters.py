@@ -14,6 +14,7 @@ and every other process reloads its small port -> TTL mirror before its next loo
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 import uuid
@@ -23,9 +24,14 @@ from dataclasses import dataclass
 import orjson
 
 from dynavault.dynamodb.layout import DAX_CONTROL_PREFIX
+from dynavault.errors import AWSError
 from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, prefix_end
 from dynavault.storage.sealed import CatalogRecord
 from dynavault.storage.signal import DAX_CONTROL, ChangeSignal, Watch
+
+from .cluster_keys import ClusterKeys
+
+log = logging.getLogger(__name__)
 
 CLUSTER = b"cluster\x00"
 PARAMETER_GROUP = b"pgroup\x00"
@@ -56,6 +62,15 @@ class Ttls:
     query_millis: int = DEFAULT_TTL_MILLIS
 
 
+@dataclass(slots=True)
+class _Served:
+    """The clusters one listener serves, per the mirror: [(account, region, Ttls)], and the answers of
+    ``cluster_ttls`` computed from them, {(account, region): Ttls | None}."""
+
+    clusters: list[tuple[str, str, Ttls]]
+    memo: dict[tuple[str, str], Ttls | None]
+
+
 def advertised_host(host: str) -> str:
     """The address clients are told to reach this server at: the configured host, or the loopback address
     when the server listens on every interface (a wildcard address is no address to connect to)."""
@@ -78,15 +93,19 @@ class ClusterRecords:
     """Reads and writes the DAX control plane's records in one store."""
 
     def __init__(self, store: KVStore, *, dax_port: int | None = None, dax_tls_port: int | None = None,
-                 signal: ChangeSignal | None = None, clock: Callable[[], float] = time.time) -> None:
+                 signal: ChangeSignal | None = None, clock: Callable[[], float] = time.time,
+                 keys: ClusterKeys | None = None) -> None:
+        """``keys``: encrypted clusters' keys, opened (a KMS Decrypt, once per process) when this process
+        starts serving a cluster."""
         self.store = store
+        self.keys = keys
         #: the listener a cluster of each ClusterEndpointEncryptionType is served on (None: not configured)
         self.ports = {"NONE": dax_port, "TLS": dax_tls_port}
         self.clock = clock
         self._watch = Watch(signal or ChangeSignal(None), DAX_CONTROL)
         self._lock = threading.Lock()
-        #: port -> [(account, region, Ttls)] of the clusters served there; None until first read
-        self._mirror: dict[int, list[tuple[str, str, Ttls]]] | None = None
+        #: port -> the clusters served there; None until first read
+        self._mirror: dict[int, _Served] | None = None
 
     def __repr__(self) -> str:
         return f"ClusterRecords({self.store!r})"
@@ -164,6 +183,11 @@ class ClusterRecords:
         self._watch.changed_here()
 
     # -- the data plane's view -------------------------------------------------------------------------------
+    def start_serving(self) -> None:
+        """A listener of this process starts: read the clusters it serves now (opening their keys), not at the
+        first request."""
+        self._clusters_on(0)
+
     def ttls_for(self, port: int, account: str | None = None, region: str | None = None) -> Ttls:
         """The TTLs the cache of a listener on ``port`` uses: those of the clusters served on that port (of
         ``account`` and ``region`` when given), the shortest of each when there are several (no client may
@@ -179,7 +203,28 @@ class ClusterRecords:
         return any((account is None or a == account) and (region is None or rg == region)
                    for a, rg, _ in self._clusters_on(port))
 
+    def cluster_ttls(self, port: int, account: str, region: str) -> Ttls | None:
+        """``ttls_for(port, account, region)`` when ``has_cluster(port, account, region)``, else None: what
+        every cached read asks, answered from a memo kept with the mirror it was computed from."""
+        served = self._served(port)
+        if served is None:
+            return None
+        key = (account, region)
+        memo = served.memo
+        if key in memo:
+            return memo[key]
+        mine = [t for a, rg, t in served.clusters if a == account and rg == region]
+        found = Ttls(min(t.record_millis for t in mine), min(t.query_millis for t in mine)) if mine else None
+        if len(memo) >= 4096:
+            memo.clear()
+        memo[key] = found
+        return found
+
     def _clusters_on(self, port: int) -> list[tuple[str, str, Ttls]]:
+        served = self._served(port)
+        return served.clusters if served is not None else []
+
+    def _served(self, port: int) -> _Served | None:
         if self._watch.stale():
             with self._lock:
                 self._watch.seen()
@@ -189,10 +234,11 @@ class ClusterRecords:
             mirror = self._load_mirror()
             with self._lock:
                 self._mirror = mirror
-        return mirror.get(port, [])
+        return mirror.get(port)
 
-    def _load_mirror(self) -> dict[int, list[tuple[str, str, Ttls]]]:
-        out: dict[int, list[tuple[str, str, Ttls]]] = {}
+    def _load_mirror(self) -> dict[int, _Served]:
+        out: dict[int, _Served] = {}
+        served: list[dict] = []
         now = self.clock()
         with self.store.snapshot() as r:
             for cluster in self.every(r, CLUSTER):
@@ -205,8 +251,23 @@ class ClusterRecords:
                 # the listener configured now: a restart with other ports moves the clusters with it
                 port = self.port_for(cluster["Encryption"])
                 if port is not None:
-                    out.setdefault(port, []).append((cluster["Account"], cluster["Region"], ttls))
+                    out.setdefault(port, _Served([], {})).clusters.append((cluster["Account"], cluster["Region"],
+                                                                             ttls))
+                    served.append(cluster)
+        for cluster in served:  # KMS is called outside the store snapshot
+            self._open_key(cluster)
         return out
+
+    def _open_key(self, cluster: dict) -> None:
+        if self.keys is None or "KeyBlob" not in cluster or self.keys.is_open(cluster):
+            return
+        try:
+            self.keys.open(cluster)
+        except AWSError as err:
+            # as DAX, which uses the key at launch: logged (the trail has the refused Decrypt), tried again at
+            # the next reload; the key only ever seals what the cluster persists, so serving goes on
+            log.warning("DAX cluster %s: its key under alias/aws/dax cannot be opened: %s", cluster["ClusterArn"],
+                        err.code)
 
 
 def parameter_values(group: dict | None) -> dict[str, str]:

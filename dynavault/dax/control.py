@@ -11,7 +11,6 @@ handlers already checked against botocore's ``dax`` model (server/shapes.py); wh
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 import string
 import time
@@ -19,118 +18,43 @@ from collections.abc import Callable
 
 from dynavault.caller import Caller
 from dynavault.config import Settings
-from dynavault.errors import AWSError
 
+from .cluster_keys import ClusterKeys
 from .clusters import (
     CLUSTER,
     DEFAULT_PARAMETER_GROUP,
     DEFAULT_SUBNET_GROUP,
     EVENT_RETENTION_SECONDS,
-    PARAMETER_GROUP,
-    PARAMETERS,
-    QUERY_TTL,
-    RECORD_TTL,
-    SUBNET_GROUP,
     ClusterRecords,
     advertised_host,
     cluster_status,
     describe_cluster,
-    group_shape,
-    parameter_values,
-    parameters_shape,
-    subnet_shape,
 )
-
-Handler = Callable[[Caller, dict], dict]
-
-#: DAX's quotas (per account and region, except nodes and tags)
-MAX_NODES = 11
-MAX_TAGS = 50
-MAX_PARAMETER_GROUPS = 20
-MAX_SUBNET_GROUPS = 50
-MAX_SUBNETS = 20
-_NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
-_NODE_TYPE_RE = re.compile(r"dax\.(?:t2\.(?:small|medium)|t3\.(?:small|medium)"
-                           r"|r[345]\.(?:large|xlarge|2xlarge|4xlarge|8xlarge|12xlarge|16xlarge|24xlarge))")
-_SUBNET_RE = re.compile(r"subnet-[0-9a-f]{1,32}")
-_DEFAULT_WINDOW = "sun:05:00-sun:06:00"
-
-
-#: DAX's two generic exceptions come from its front end (Coral), not from its own model: they carry Coral's
-#: namespace in ``__type`` (the faults carry DAX's, ``elmo.admin#``, the front's error prefix)
-_CORAL = "com.amazon.coral.service#"
-_CORAL_CODES = frozenset({"InvalidParameterValueException", "InvalidParameterCombinationException"})
+from .control_common import (
+    _DEFAULT_WINDOW,
+    _NODE_TYPE_RE,
+    MAX_NODES,
+    MAX_TAGS,
+    Handler,
+    _check_arn,
+    _check_identifier,
+    _fault,
+    _invalid,
+    _page,
+    _page_size,
+    _timestamp,
+)
+from .control_groups import GroupOperations
 
 
-def _fault(code: str, message: str) -> AWSError:
-    return AWSError(code, message, 400, type_prefix=_CORAL if code in _CORAL_CODES else None)
-
-
-def _invalid(message: str) -> AWSError:
-    return _fault("InvalidParameterValueException", message)
-
-
-def _check_identifier(name: str, what: str, max_len: int) -> str:
-    """DAX identifiers: 1..max_len letters, digits and hyphens, a letter first, no trailing or double hyphen;
-    stored lowercase."""
-    low = name.lower()
-    if not (_NAME_RE.fullmatch(low) and len(low) <= max_len and not low.endswith("-") and "--" not in low):
-        # DAX's text (for clusters; the same rule words parameter and subnet group names)
-        raise _invalid(f"{what} specified is not a valid identifier. Identifiers must begin with a letter; must "
-                       "contain only ASCII letters, digits, and hyphens; and must not end with a hyphen or "
-                       "contain two consecutive hyphens.")
-    return low
-
-
-def _check_arn(arn: str) -> None:
-    # DAX's texts (the ARN parser's, recorded by moto)
-    if not arn.startswith("arn:"):
-        raise _invalid(f"ARNs must start with 'arn:': {arn}")
-    parts = arn.split(":")
-    for n, message in ((3, "Second colon partition not found"), (4, "Third colon vendor not found"),
-                       (5, "Fourth colon (region/namespace delimiter) not found"),
-                       (6, "Fifth colon (namespace/relative-id delimiter) not found")):
-        if len(parts) < n:
-            raise _invalid(f"{message}: {arn}")
-
-
-def _page_size(params: dict) -> int:
-    n = params.get("MaxResults")
-    if n is None:
-        return 100
-    if not 20 <= n <= 100:
-        raise _invalid("The value for MaxResults must be between 20 and 100.")  # DAX's documented rule
-    return n
-
-
-def _page(items: list[dict], key: str, params: dict, out_key: str) -> dict:
-    """One page of ``items`` (sorted by ``key``), resuming after the NextToken (the last key returned)."""
-    size = _page_size(params)
-    token = params.get("NextToken")
-    if token is not None:
-        items = [i for i in items if i[key] > token]
-    out: dict = {out_key: items[:size]}
-    if len(items) > size:
-        out["NextToken"] = items[size - 1][key]
-    return out
-
-
-def _timestamp(value: object, member: str) -> float:
-    """A request timestamp (epoch seconds or ISO 8601, as the model check let through), as epoch seconds."""
-    try:
-        ts = float(value) if isinstance(value, int | float) else float(str(value))
-    except ValueError:
-        ts = _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    if not -1e11 < ts < 1e11:  # beyond year 5000 either way (or not a number): no event is there
-        raise _invalid(f"{member} is out of range.")
-    return ts
-
-
-class ControlPlane:
+class ControlPlane(GroupOperations):
     """The 21 operations of botocore's ``dax`` model over ``ClusterRecords``."""
 
-    def __init__(self, records: ClusterRecords, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, records: ClusterRecords, settings: Settings, clock: Callable[[], float] = time.time,
+                 keys: ClusterKeys | None = None) -> None:
+        """``keys``: encrypted clusters' keys under alias/aws/dax (None: such clusters get no key)."""
         self.records = records
+        self.keys = keys
         self.settings = settings
         self.clock = clock
         self.host = advertised_host(settings.host)
@@ -169,6 +93,15 @@ class ControlPlane:
         subnets = p.get("SubnetGroupName", DEFAULT_SUBNET_GROUP)
         now = self.clock()
         ready = now + self.settings.dax_cluster_seconds
+        arn = f"arn:aws:dax:{caller.region}:{caller.account}:cache/{name}"
+        sse = bool((p.get("SSESpecification") or {}).get("Enabled"))
+        key_blob = None
+        if sse and self.keys is not None:
+            # KMS is called outside the store transaction: a name already taken costs no data key
+            with self.records.store.snapshot() as r:
+                if self._live(self.records.get(r, CLUSTER, caller.account, caller.region, name), now) is not None:
+                    raise _fault("ClusterAlreadyExistsFault", f"Cluster {name} already exists.")
+            key_blob = self.keys.create(caller, arn)
         with self.records.store.transaction() as tx:
             if self._live(self.records.get(tx, CLUSTER, caller.account, caller.region, name), now) is not None:
                 raise _fault("ClusterAlreadyExistsFault", f"Cluster {name} already exists.")
@@ -179,15 +112,17 @@ class ControlPlane:
                       "AvailabilityZone": zones[i] if zones else f"{caller.region}a"} for i in range(rf)]
             cluster = {
                 "Account": caller.account, "Region": caller.region, "ClusterName": name,
-                "ClusterArn": f"arn:aws:dax:{caller.region}:{caller.account}:cache/{name}",
+                "ClusterArn": arn,
                 "NodeType": node_type, "Nodes": nodes, "CreatingUntil": ready, "IamRoleArn": p["IamRoleArn"],
                 "ParameterGroupName": group, "SubnetGroup": subnets.lower(),
                 "SecurityGroupIds": p.get("SecurityGroupIds") or [],
                 "PreferredMaintenanceWindow": p.get("PreferredMaintenanceWindow", _DEFAULT_WINDOW),
-                "SSEEnabled": bool((p.get("SSESpecification") or {}).get("Enabled")),
+                "SSEEnabled": sse,
                 "Encryption": encryption, "Port": port, "Tags": tags,
                 "NetworkType": p.get("NetworkType", "ipv4"),
             }
+            if key_blob is not None:
+                cluster["KeyBlob"] = key_blob  # the KMS ciphertext only
             for optional in ("Description", "NotificationTopicArn"):
                 if optional in p:
                     cluster[optional] = p[optional]
@@ -228,6 +163,8 @@ class ControlPlane:
             self.records.event(tx, caller.account, caller.region, "CLUSTER", cluster["ClusterName"],
                                "Cluster deleted.")  # DAX's text
         self.records.changed()
+        if self.keys is not None:
+            self.keys.forget(cluster)
         return {"Cluster": describe_cluster(cluster, now, self.host, self._port(cluster))}
 
     def update_cluster(self, caller: Caller, p: dict) -> dict:
@@ -321,145 +258,6 @@ class ControlPlane:
                                f"Rebooting node {node['NodeId']}.")
         return {"Cluster": describe_cluster(cluster, now, self.host, self._port(cluster))}
 
-    # -- parameter groups ------------------------------------------------------------------------------------
-    def create_parameter_group(self, caller: Caller, p: dict) -> dict:
-        name = _check_identifier(p["ParameterGroupName"], "Parameter group name", 255)
-        group = {"ParameterGroupName": name, "Parameters": {}}
-        if "Description" in p:
-            group["Description"] = p["Description"]
-        with self.records.store.transaction() as tx:
-            existing = self.records.list(tx, PARAMETER_GROUP, caller.account, caller.region)
-            if any(g["ParameterGroupName"] == name for g in existing):
-                raise _fault("ParameterGroupAlreadyExistsFault", f"Parameter group {name} already exists.")
-            if len(existing) >= MAX_PARAMETER_GROUPS:
-                raise _fault("ParameterGroupQuotaExceededFault",
-                             f"An account may have at most {MAX_PARAMETER_GROUPS} parameter groups per region.")
-            self.records.put(tx, PARAMETER_GROUP, caller.account, caller.region, name, group)
-        return {"ParameterGroup": group_shape(group)}
-
-    def describe_parameter_groups(self, caller: Caller, p: dict) -> dict:
-        with self.records.store.snapshot() as r:
-            groups = [{"ParameterGroupName": DEFAULT_PARAMETER_GROUP, "Description": " "},
-                      *self.records.list(r, PARAMETER_GROUP, caller.account, caller.region)]
-        names = p.get("ParameterGroupNames")
-        if names:
-            have = {g["ParameterGroupName"] for g in groups}
-            for n in names:
-                if n not in have and n.lower() not in have:
-                    raise _fault("ParameterGroupNotFoundFault", f"Parameter group {n} not found.")
-            wanted = set(names) | {n.lower() for n in names}
-            groups = [g for g in groups if g["ParameterGroupName"] in wanted]
-        groups.sort(key=lambda g: g["ParameterGroupName"])
-        out = _page(groups, "ParameterGroupName", p, "ParameterGroups")
-        out["ParameterGroups"] = [group_shape(g) for g in out["ParameterGroups"]]
-        return out
-
-    def update_parameter_group(self, caller: Caller, p: dict) -> dict:
-        values: dict[str, str] = {}
-        pairs = p["ParameterNameValues"]
-        if not pairs:
-            raise _invalid("ParameterNameValues must name at least one parameter.")
-        if len(pairs) > 20:
-            raise _invalid("At most 20 parameters can be modified in one request.")
-        for pair in pairs:
-            pname, value = pair.get("ParameterName"), pair.get("ParameterValue")
-            if pname not in PARAMETERS:
-                raise _invalid(f"Unknown parameter: {pname}. Supported parameters: {QUERY_TTL}, {RECORD_TTL}.")
-            if value is None or not value.isascii() or not value.isdigit() or len(value) > 18:
-                raise _invalid(f"Invalid value {value} for parameter {pname}: allowed values are 0-.")
-            values[pname] = str(int(value))
-        with self.records.store.transaction() as tx:
-            group = self._parameter_group(tx, caller, p["ParameterGroupName"], changing=True)
-            group.setdefault("Parameters", {}).update(values)
-            self.records.put(tx, PARAMETER_GROUP, caller.account, caller.region, group["ParameterGroupName"], group)
-            for cluster in self.records.list(tx, CLUSTER, caller.account, caller.region):
-                if cluster.get("ParameterGroupName") == group["ParameterGroupName"]:
-                    self.records.event(tx, caller.account, caller.region, "CLUSTER", cluster["ClusterName"],
-                                       f"Parameter group {group['ParameterGroupName']} applied.")
-        self.records.changed()
-        return {"ParameterGroup": group_shape(group)}
-
-    def delete_parameter_group(self, caller: Caller, p: dict) -> dict:
-        now = self.clock()
-        with self.records.store.transaction() as tx:
-            group = self._parameter_group(tx, caller, p["ParameterGroupName"], changing=True)
-            name = group["ParameterGroupName"]
-            users = [c["ClusterName"] for c in self.records.list(tx, CLUSTER, caller.account, caller.region)
-                     if c.get("ParameterGroupName") == name and self._live(c, now) is not None]
-            if users:
-                raise _fault("InvalidParameterGroupStateFault",
-                             f"Parameter group {name} is in use by cluster(s): {', '.join(users)}.")
-            self.records.delete(tx, PARAMETER_GROUP, caller.account, caller.region, name)
-        return {"DeletionMessage": f"Parameter group {name} has been deleted."}  # DAX's text
-
-    def describe_parameters(self, caller: Caller, p: dict) -> dict:
-        with self.records.store.snapshot() as r:
-            group = self._parameter_group(r, caller, p["ParameterGroupName"])
-        params = parameters_shape(parameter_values(group if group["ParameterGroupName"] != DEFAULT_PARAMETER_GROUP
-                                              else None))
-        source = p.get("Source")
-        if source is not None:
-            params = [x for x in params if x["Source"] == source]
-        return _page(params, "ParameterName", p, "Parameters")
-
-    def describe_default_parameters(self, caller: Caller, p: dict) -> dict:
-        return _page(parameters_shape(parameter_values(None)), "ParameterName", p, "Parameters")
-
-    # -- subnet groups ---------------------------------------------------------------------------------------
-    def create_subnet_group(self, caller: Caller, p: dict) -> dict:
-        name = _check_identifier(p["SubnetGroupName"], "Subnet group name", 255)
-        if name == DEFAULT_SUBNET_GROUP:
-            raise _fault("SubnetGroupAlreadyExistsFault", f"Subnet group {name} already exists.")
-        group = {"SubnetGroupName": name, "SubnetIds": _check_subnets(p["SubnetIds"])}
-        if "Description" in p:
-            group["Description"] = p["Description"]
-        with self.records.store.transaction() as tx:
-            existing = self.records.list(tx, SUBNET_GROUP, caller.account, caller.region)
-            if any(g["SubnetGroupName"] == name for g in existing):
-                raise _fault("SubnetGroupAlreadyExistsFault", f"Subnet group {name} already exists.")
-            if len(existing) >= MAX_SUBNET_GROUPS:
-                raise _fault("SubnetGroupQuotaExceededFault",
-                             f"An account may have at most {MAX_SUBNET_GROUPS} subnet groups per region.")
-            self.records.put(tx, SUBNET_GROUP, caller.account, caller.region, name, group)
-        return {"SubnetGroup": subnet_shape(group, caller.account, caller.region)}
-
-    def describe_subnet_groups(self, caller: Caller, p: dict) -> dict:
-        with self.records.store.snapshot() as r:
-            groups = self.records.list(r, SUBNET_GROUP, caller.account, caller.region)
-        names = p.get("SubnetGroupNames")
-        if names:
-            have = {g["SubnetGroupName"] for g in groups}
-            for n in names:
-                if n.lower() not in have:
-                    raise _fault("SubnetGroupNotFoundFault", f"Subnet group {n} not found.")
-            wanted = {n.lower() for n in names}
-            groups = [g for g in groups if g["SubnetGroupName"] in wanted]
-        out = _page(groups, "SubnetGroupName", p, "SubnetGroups")
-        out["SubnetGroups"] = [subnet_shape(g, caller.account, caller.region) for g in out["SubnetGroups"]]
-        return out
-
-    def update_subnet_group(self, caller: Caller, p: dict) -> dict:
-        with self.records.store.transaction() as tx:
-            group = self._subnet_group(tx, caller, p["SubnetGroupName"].lower())
-            if "SubnetIds" in p:
-                group["SubnetIds"] = _check_subnets(p["SubnetIds"])
-            if "Description" in p:
-                group["Description"] = p["Description"]
-            self.records.put(tx, SUBNET_GROUP, caller.account, caller.region, group["SubnetGroupName"], group)
-        return {"SubnetGroup": subnet_shape(group, caller.account, caller.region)}
-
-    def delete_subnet_group(self, caller: Caller, p: dict) -> dict:
-        now = self.clock()
-        with self.records.store.transaction() as tx:
-            group = self._subnet_group(tx, caller, p["SubnetGroupName"].lower())
-            name = group["SubnetGroupName"]
-            users = [c["ClusterName"] for c in self.records.list(tx, CLUSTER, caller.account, caller.region)
-                     if c.get("SubnetGroup") == name and self._live(c, now) is not None]
-            if users:
-                raise _fault("SubnetGroupInUseFault", f"Subnet group {name} is in use by cluster(s): {', '.join(users)}.")
-            self.records.delete(tx, SUBNET_GROUP, caller.account, caller.region, name)
-        return {"DeletionMessage": f"Subnet group {name} has been deleted."}
-
     # -- tags ------------------------------------------------------------------------------------------------
     def tag_resource(self, caller: Caller, p: dict) -> dict:
         now = self.clock()
@@ -552,23 +350,6 @@ class ControlPlane:
             raise _fault("ClusterNotFoundFault", "Cluster not found.")  # another account's: as absent
         return self._cluster(r, caller, m.group(3), now, deleting_ok=False)
 
-    def _parameter_group(self, r, caller: Caller, name: str, *, changing: bool = False) -> dict:
-        if name == DEFAULT_PARAMETER_GROUP:
-            if changing:
-                raise _fault("InvalidParameterGroupStateFault",
-                             f"The default parameter group {name} cannot be modified or deleted.")
-            return {"ParameterGroupName": name, "Description": " ", "Parameters": {}}
-        group = self.records.get(r, PARAMETER_GROUP, caller.account, caller.region, name.lower())
-        if group is None:
-            raise _fault("ParameterGroupNotFoundFault", f"Parameter group {name} not found.")
-        return group
-
-    def _subnet_group(self, r, caller: Caller, name: str) -> dict:
-        group = self.records.get(r, SUBNET_GROUP, caller.account, caller.region, name)
-        if group is None:
-            raise _fault("SubnetGroupNotFoundFault", f"Subnet group {name} not found.")
-        return group
-
 def _check_tags(tags: list[dict]) -> list[dict]:
     out = []
     for tag in tags:
@@ -583,17 +364,6 @@ def _check_tags(tags: list[dict]) -> list[dict]:
     if len({t["Key"] for t in out}) > MAX_TAGS:
         raise _fault("TagQuotaPerResourceExceeded", f"A cluster may have at most {MAX_TAGS} tags.")
     return out
-
-
-def _check_subnets(ids: list[str]) -> list[str]:
-    if not ids:
-        raise _fault("InvalidSubnet", "A subnet group needs at least one subnet.")
-    if len(ids) > MAX_SUBNETS:
-        raise _fault("SubnetQuotaExceededFault", f"A subnet group may have at most {MAX_SUBNETS} subnets.")
-    for subnet in ids:
-        if not _SUBNET_RE.fullmatch(subnet):
-            raise _fault("InvalidSubnet", f"Invalid subnet: {subnet}")
-    return list(dict.fromkeys(ids))
 
 
 def _letters():

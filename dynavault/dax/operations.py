@@ -105,6 +105,11 @@ class Request:
         self.port = port
         self._lifetimes: tuple[float, float] | None = None
 
+    def begin(self) -> None:
+        """A new call on the connection: the cluster's TTLs are read again (a parameter group's change applies
+        to the next call)."""
+        self._lifetimes = None
+
     def lifetimes(self) -> tuple[float, float]:
         """(record TTL, query TTL) in seconds for this request's cache entries."""
         if self._lifetimes is None:

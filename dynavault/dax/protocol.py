@@ -183,6 +183,8 @@ def verify_authorization(lookup, allow_any: bool, access_key, signature, string_
         raise _auth_error("InvalidSignatureException", "The request signature is malformed.")
     if session_token is not None and not isinstance(session_token, str):
         raise _auth_error("InvalidSignatureException", "The request signature is malformed.")
+    # A session token is otherwise not checked, as the HTTP API does not check X-Amz-Security-Token: the
+    # credential store holds long-term keys only, with no temporary credentials a token could belong to.
     try:
         lines = bytes(string_to_sign).decode("ascii").split("\n")
     except UnicodeDecodeError:

@@ -20,12 +20,11 @@ from dynavault.kms.model import (
     ALIAS_ARN,
     AWS_OWNED_ACCOUNT,
     CROSS_ACCOUNT,
-    MANAGED_DYNAMODB_ALIAS,
     OWNED_ALIAS,
     CallInfo,
     KmsKey,
 )
-from dynavault.kms.provision import managed_dynamodb_key, owned_key
+from dynavault.kms.provision import MANAGED_KEYS, managed_key, owned_key
 
 KEY_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 KEY_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([^:]*):([^:]*):key/(.+)$")
@@ -80,8 +79,8 @@ class Authorizer:
                 if key is None or key.account != caller.account or key.region != caller.region:
                     raise AWSError("NotFoundException", f"Key '{arn}' does not exist")
                 return cross_account_check(caller, info.touch(key), op)
-            if name == MANAGED_DYNAMODB_ALIAS and account == caller.account and account != AWS_OWNED_ACCOUNT:
-                key = managed_dynamodb_key(self.ring, account, region)
+            if name in MANAGED_KEYS and account == caller.account and account != AWS_OWNED_ACCOUNT:
+                key = managed_key(self.ring, account, region, name)
             elif name == OWNED_ALIAS and account == caller.account == AWS_OWNED_ACCOUNT:
                 # a remote database (dynavault serve --kms-endpoint) finds the owned key by its alias
                 key = owned_key(self.ring, region)

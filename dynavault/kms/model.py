@@ -16,6 +16,9 @@ from dynavault.kms import policy as pol
 AWS_OWNED_ACCOUNT = "000000000042"
 MANAGED_DYNAMODB_ALIAS = "alias/aws/dynamodb"
 MANAGED_DYNAMODB_DESCRIPTION = "Default key that protects my DynamoDB data when no other key is defined"
+#: DAX's single service default key, made on an account's first encrypted cluster (as aws/dynamodb on first use)
+MANAGED_DAX_ALIAS = "alias/aws/dax"
+MANAGED_DAX_DESCRIPTION = "Default key that protects my DAX data when no other key is defined"
 OWNED_ALIAS = "alias/aws/dynamodb-owned"
 ALIAS_ARN = re.compile(r"^arn:aws[a-z-]*:kms:([^:]*):([^:]*):(alias/.+)$")
 

@@ -322,13 +322,24 @@ def default_policy(account: str) -> str:
 
 def dynamodb_managed_policy(account: str, region: str) -> str:
     """Policy ``auto-dynamodb-1`` of the AWS managed key alias/aws/dynamodb."""
+    return managed_policy(account, region, "dynamodb", "DynamoDB")
+
+
+def dax_managed_policy(account: str, region: str) -> str:
+    """Policy of the AWS managed key alias/aws/dax: aws/dynamodb's, for DAX."""
+    return managed_policy(account, region, "dax", "DAX")
+
+
+def managed_policy(account: str, region: str, service: str, product: str) -> str:
+    """The shape every AWS managed key's policy has: use through the service by the account's principals,
+    key metadata to the account and to the service itself."""
     doc = {
         "Version": "2012-10-17",
-        "Id": "auto-dynamodb-1",
+        "Id": f"auto-{service}-1",
         "Statement": [
             {
-                "Sid": "Allow access through Amazon DynamoDB for all principals in the account that are "
-                "authorized to use Amazon DynamoDB",
+                "Sid": f"Allow access through Amazon {product} for all principals in the account that are "
+                f"authorized to use Amazon {product}",
                 "Effect": "Allow",
                 "Principal": {"AWS": "*"},
                 "Action": [
@@ -343,7 +354,7 @@ def dynamodb_managed_policy(account: str, region: str) -> str:
                 "Condition": {
                     "StringEquals": {
                         "kms:CallerAccount": account,
-                        "kms:ViaService": f"dynamodb.{region}.amazonaws.com",
+                        "kms:ViaService": f"{service}.{region}.amazonaws.com",
                     }
                 },
             },
@@ -355,11 +366,11 @@ def dynamodb_managed_policy(account: str, region: str) -> str:
                 "Resource": "*",
             },
             {
-                "Sid": "Allow DynamoDB Service with service principal name dynamodb.amazonaws.com "
+                "Sid": f"Allow {product} Service with service principal name {service}.amazonaws.com "
                 "to describe "
                 "the key directly",
                 "Effect": "Allow",
-                "Principal": {"Service": "dynamodb.amazonaws.com"},
+                "Principal": {"Service": f"{service}.amazonaws.com"},
                 "Action": ["kms:Describe*", "kms:Get*", "kms:List*"],
                 "Resource": "*",
             },

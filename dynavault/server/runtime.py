@@ -171,8 +171,8 @@ def _offload(service: str, operation: str) -> str:
     management, which call KMS between changes) always in a thread; Streams reads are deferrable."""
     if service == "dynamodbstreams":
         return "defer"
-    if service in (ADMIN.name, REPLICATION.name):
-        return "thread"  # a reset deletes tables and keys: KMS calls between changes
+    if service in (ADMIN.name, REPLICATION.name, DAX.name):
+        return "thread"  # a reset deletes tables and keys: KMS calls between changes; an encrypted cluster's key
     if service != "dynamodb":
         return "loop"
     return "defer" if operation in DEFERRABLE else "thread"
@@ -412,20 +412,25 @@ def _audited(trail, name: str, handler: Callable, read_only: bool) -> Callable:
 
 
 def _dax(settings: Settings, store, signal: ChangeSignal, trail, components: dict[str, object],
-         closers: list[Callable[[], None]], announce: bool) -> dict:
+         closers: list[Callable[[], None]], announce: bool, keys) -> dict:
     """The DAX control plane's operations (audited), and what the data plane needs from it: the cluster
     records (``components["dax_clusters"]``: ``ttls_for(port, account, region)``) and, with a TLS port, the
     server's CA and node certificate (``components["dax_ssl_context"]``)."""
+    from dynavault.dax.cluster_keys import ClusterKeys
     from dynavault.dax.clusters import ClusterRecords, advertised_host
     from dynavault.dax.control import READ_ONLY, ControlPlane
 
+    # encrypted clusters' keys under alias/aws/dax, through the database's key port (audited as DynamoDB's)
+    cluster_keys = ClusterKeys(
+        lambda who, key, ctx: keys.call("GenerateDataKey", keys.kms.generate_data_key, who, key, ctx),
+        lambda who, blob, ctx: keys.call("Decrypt", keys.kms.decrypt, who, blob, ctx))
     records = ClusterRecords(store, dax_port=settings.dax_port or None, dax_tls_port=settings.dax_tls_port or None,
-                             signal=signal)
+                             signal=signal, keys=cluster_keys)
     components["dax_clusters"] = records
     if settings.dax_tls_port:
         components["dax_ssl_context"] = _dax_tls(settings, advertised_host(settings.host), closers,
                                                    announce)
-    plane = ControlPlane(records, settings)
+    plane = ControlPlane(records, settings, keys=cluster_keys)
     return {name: _audited(trail, name, handler, name in READ_ONLY) for name, handler in plane.operations().items()}
 
 
@@ -583,9 +588,9 @@ def _dax_listeners(settings: Settings, routes: RouteTable, credentials: Credenti
     def cluster_ttls(port: int, account: str, region: str) -> tuple[float, float] | None:
         # a cluster of this account and region served on the listener sets its TTLs; DAX's record TTL 0 is
         # "infinite" (entries leave by write-through or eviction), a query TTL 0 caches no query
-        if clusters is None or not clusters.has_cluster(port, account, region):
+        ttls = clusters.cluster_ttls(port, account, region) if clusters is not None else None
+        if ttls is None:
             return None
-        ttls = clusters.ttls_for(port, account, region)
         return (ttls.record_millis / 1000 if ttls.record_millis else math.inf), ttls.query_millis / 1000
 
     cache = DaxCache(table_keys, record_ttl=settings.dax_record_ttl_seconds,
@@ -614,11 +619,14 @@ def _dax_listeners(settings: Settings, routes: RouteTable, credentials: Credenti
         return auth
 
     engine = Engine(invoke, AttributeLists(backend, settings.dax_attribute_lists_max), cache)
+    if clusters is not None:
+        clusters.start_serving()
     ports = [(port, context) for port, context in ((settings.dax_port, None), (settings.dax_tls_port, ssl_context))
              if port]
     return [DaxListener(engine, authorize, host=settings.host, port=port, ssl_context=context,
                         new_connection_id=connections.new_id, connection_closed=connections.closed,
                         settle=durability.settle if durability is not None else None,
+                        pending=durability.pending if durability is not None else None,
                         threaded=bool(settings.kms_endpoint), observe=metrics.observe_request, reuse_port=worker)
             for port, context in ports]
 
@@ -700,7 +708,8 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         if settings.bucket_dir:
             routes.mount(dynamodb_front, _transfers(settings, db, first, periodic))
         routes.mount(_with_validator(STREAMS), stream_operations(db))
-        routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components, closers, first))
+        routes.mount(_with_validator(DAX), _dax(settings, store, signal, trail, components, closers, first,
+                                                db.keys))
         routes.mount(REPLICATION, db.replication.remote.operations())
         routes.mount(ADMIN, Admin(routes, db=db, kms=components.get("kms"), faults=faults,
                                   shared_db=settings.shared_db, dax=components.get("dax_clusters")).operations())
