@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
@@ -89,6 +89,74 @@ def _key(kind: bytes, account: str, region: str, name: str) -> bytes:
     return _scope(kind, account, region) + name.encode()
 
 
+#: the member binding a stored record to the account and region its key names (a plaintext row can be moved
+#: on disk under another account's key: it must not show there)
+_SCOPE = "Scope"
+_STR, _NUM, _LIST, _DICT, _BOOL = str, (int, float), list, dict, bool
+#: per kind: the member naming the record (equal to its key's name; None for events) and the members the code
+#: relies on, with their types (checked when present; the named ones must be present)
+_SHAPES: dict[bytes, tuple[str | None, dict[str, type | tuple[type, ...]], tuple[str, ...]]] = {
+    CLUSTER: ("ClusterName", {"ClusterName": _STR, "ClusterArn": _STR, "NodeType": _STR, "Nodes": _LIST,
+                              "ParameterGroupName": _STR, "SubnetGroup": _STR, "Encryption": _STR, "Tags": _LIST,
+                              "IamRoleArn": _STR, "SSEEnabled": _BOOL, "CreatingUntil": _NUM,
+                              "DeletingUntil": _NUM, "ModifyingUntil": _NUM, "KeyBlob": _STR,
+                              "SecurityGroupIds": _LIST, "Account": _STR, "Region": _STR},
+              ("ClusterName", "ClusterArn", "NodeType", "Nodes", "ParameterGroupName", "SubnetGroup", "Tags")),
+    PARAMETER_GROUP: ("ParameterGroupName", {"ParameterGroupName": _STR, "Parameters": _DICT,
+                                             "Description": _STR}, ("ParameterGroupName", "Parameters")),
+    SUBNET_GROUP: ("SubnetGroupName", {"SubnetGroupName": _STR, "SubnetIds": _LIST, "Description": _STR},
+                   ("SubnetGroupName", "SubnetIds")),
+    EVENT: (None, {"SourceName": _STR, "SourceType": _STR, "Message": _STR, "Date": _NUM},
+            ("SourceName", "SourceType", "Message", "Date")),
+}
+
+
+def _fits(rec: dict, kind: bytes) -> bool:
+    _, types, required = _SHAPES[kind]
+    if any(m not in rec for m in required):
+        return False
+    if any(rec.get(m) is not None and (not isinstance(rec[m], t) or isinstance(rec[m], bool) and t is _NUM)
+           for m, t in types.items()):
+        return False
+    if kind == PARAMETER_GROUP:
+        return all(isinstance(v, str) and v.isascii() and v.isdigit() and len(v) <= 18
+                   for v in rec["Parameters"].values())
+    if kind == CLUSTER:
+        return (all(isinstance(n, dict) and isinstance(n.get("NodeId"), str) for n in rec["Nodes"])
+                and all(isinstance(t, dict) and isinstance(t.get("Key"), str) for t in rec["Tags"]))
+    return True
+
+
+def _decode(kind: bytes, key: bytes, raw: bytes) -> dict | None:
+    """The row at ``key`` as the record it must be, or None (logged) when it is not one: records are
+    plaintext, so one altered on disk or moved under another key is ignored — never a 500, never shown to
+    another account."""
+    account, _, rest = key[len(DAX_CONTROL_PREFIX) + len(kind):].partition(b"\x00")
+    region, _, name = rest.partition(b"\x00")
+    try:
+        rec = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        rec = None
+    ok = isinstance(rec, dict) and _fits(rec, kind)
+    if ok:
+        scope = rec.pop(_SCOPE, None)
+        where = [account.decode(errors="replace"), region.decode(errors="replace")]
+        named = _SHAPES[kind][0]
+        # rows written before the binding member existed are bound by what they name themselves
+        ok = ((scope == where if scope is not None else rec.get("Account", where[0]) == where[0]
+               and rec.get("Region", where[1]) == where[1])
+              and (named is None or rec[named] == name.decode(errors="replace")))
+    if not ok:
+        log.warning("a stored DAX %s record is not one (altered on disk?): ignored (%d bytes)",
+                    kind.rstrip(b"\x00").decode(), len(raw))
+        return None
+    return rec
+
+
+def _decoded(kind: bytes, rows: Iterable[tuple[bytes, bytes]]) -> list[dict]:
+    return [rec for rec in (_decode(kind, k, raw) for k, raw in rows) if rec is not None]
+
+
 class ClusterRecords:
     """Reads and writes the DAX control plane's records in one store."""
 
@@ -117,19 +185,19 @@ class ClusterRecords:
     # -- reads -----------------------------------------------------------------------------------------------
     @staticmethod
     def get(r: KVReader, kind: bytes, account: str, region: str, name: str) -> dict | None:
-        raw = r.get(_key(kind, account, region, name))
-        return orjson.loads(raw) if raw is not None else None
+        key = _key(kind, account, region, name)
+        raw = r.get(key)
+        return _decode(kind, key, raw) if raw is not None else None
 
     @staticmethod
     def list(r: KVReader, kind: bytes, account: str, region: str) -> list[dict]:
         start = _scope(kind, account, region)
-        return [orjson.loads(raw) for _, raw in r.range(start, prefix_end(start))]
+        return _decoded(kind, r.range(start, prefix_end(start)))
 
     @staticmethod
     def every(r: KVReader, kind: bytes) -> Iterator[dict]:
         start = DAX_CONTROL_PREFIX + kind
-        for _, raw in r.range(start, prefix_end(start)):
-            yield orjson.loads(raw)
+        yield from _decoded(kind, r.range(start, prefix_end(start)))
 
     @staticmethod
     def events(r: KVReader, account: str, region: str, start: float, end: float) -> list[dict]:
@@ -137,12 +205,12 @@ class ClusterRecords:
         scope = _scope(EVENT, account, region)
         lo = scope + _time_key(start)
         hi = scope + _time_key(end)
-        return [orjson.loads(raw) for _, raw in r.range(lo, hi, reverse=True)]
+        return _decoded(EVENT, r.range(lo, hi, reverse=True))
 
     # -- writes ----------------------------------------------------------------------------------------------
     @staticmethod
     def put(tx: KVTransaction, kind: bytes, account: str, region: str, name: str, record: dict) -> None:
-        tx.put(_key(kind, account, region, name), CatalogRecord(orjson.dumps(record)))
+        tx.put(_key(kind, account, region, name), CatalogRecord(orjson.dumps({**record, _SCOPE: [account, region]})))
 
     @staticmethod
     def delete(tx: KVTransaction, kind: bytes, account: str, region: str, name: str) -> None:
@@ -155,7 +223,7 @@ class ClusterRecords:
         scope = _scope(EVENT, account, region)
         key = scope + _time_key(now) + uuid.uuid4().bytes[:6]
         tx.put(key, CatalogRecord(orjson.dumps({"SourceName": source_name, "SourceType": source_type,
-                                                "Message": message, "Date": now})))
+                                                "Message": message, "Date": now, _SCOPE: [account, region]})))
         expired = [k for k, _ in tx.range(scope, scope + _time_key(now - EVENT_RETENTION_SECONDS), limit=256)]
         for k in expired:
             tx.delete(k)

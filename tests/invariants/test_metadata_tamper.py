@@ -211,8 +211,7 @@ def _check(srv: ServerProcess, written: dict, attack: str) -> None:
     assert srv.proc.poll() is None
 
 
-#: rows whose readers guard against tampering; the DAX control plane's (dax/clusters.py) are read without a
-#: guard yet: a DAX call answers 500, and a row moved to another account's key shows there
+#: rows whose readers guard against tampering (the DAX control plane's are tested on their own below)
 GUARDED = ["claim", "deleting", "export", "fault", "import", "session"]
 ATTACKS = ["garbage", "wrong-shape", "truncated", "moved", "deleted"]
 
@@ -227,9 +226,8 @@ def test_tampered_metadata_rows(written, tmp_path, attack):
         srv.kill()
 
 
-@pytest.mark.xfail(strict=True, reason="read without a guard, outside the change that added these tests")
-@pytest.mark.parametrize("attack", ["garbage", "moved"])
-def test_unguarded_dax_control_rows(written, tmp_path, attack):
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_tampered_dax_control_rows(written, tmp_path, attack):
     srv = _start(written, tmp_path, ["dax"], attack)
     try:
         _check(srv, written, attack)
