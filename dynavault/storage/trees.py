@@ -56,6 +56,12 @@ from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec, PartitionToken, Seal
 
 __all__ = ["EncryptedTrees", "ROW_PREFIX", "FORMAT_VERSION", "ROOT_ID", "row_prefix", "segment_bounds"]
 
+#: A range (Query, Scan) fetches up to this many of a partition's rows in one range statement (the root sorts
+#: first, id 0): a partition of one leaf, or a root over a few leaves (1 KB items, 16 KiB leaves: ~40 items),
+#: is then one statement instead of one per node, and only the nodes the walk reaches are opened. Bigger
+#: partitions read the rest one get per node. (A point lookup reads one node per get: for a partition of one
+#: leaf that is one statement already, and it does not copy leaves it does not need.)
+PREFETCH_NODES = 4
 
 
 class _Op:
@@ -269,7 +275,22 @@ class EncryptedTrees:
         return self._range(tx, codec, pfx, lo, lo_inclusive, hi, hi_inclusive, reverse)
 
     def _range(self, tx, codec, pfx, lo, lo_inc, hi, hi_inc, reverse) -> Iterator[tuple[bytes, bytes]]:
-        root = self._load(tx, codec, pfx, ROOT_ID, required=False)
+        # (a directory is big and wide and walked in part: read node by node)
+        got = {} if self._keep_root else dict(tx.range(pfx, prefix_end(pfx), limit=PREFETCH_NODES))
+        whole = not self._keep_root and len(got) < PREFETCH_NODES  # every row of the partition is in ``got``
+
+        def load(nid: int) -> Leaf | Inner | None:
+            rk = pfx + nid.to_bytes(8, "big")
+            blob = got.pop(rk, None)  # each node is reached once: no need to keep its blob
+            if blob is None and not whole:
+                blob = tx.get(rk)
+            if blob is None:
+                if nid == ROOT_ID:
+                    return None
+                raise IntegrityError("missing B+tree node")
+            return decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
+
+        root = load(ROOT_ID)
         if root is None:
             self._absent(tx, codec, pfx)
             return
@@ -281,7 +302,7 @@ class EncryptedTrees:
         while stack:
             node = stack.pop()
             if type(node) is int:
-                node = self._load(tx, codec, pfx, node)
+                node = load(node)
             keys = node.keys
             if type(node) is Leaf:
                 s = 0 if lo is None else (bisect_left(keys, lo) if lo_inc else bisect_right(keys, lo))
