@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from dynavault.storage.node_cache import NodeCache
 from dynavault.storage.trees import EncryptedTrees
 
 from . import item_collections
@@ -88,7 +89,8 @@ class ItemStore:
     def __init__(self, kv: KVStore, catalog: Catalog, *, collection_limit: int,
                  subscribers: Sequence[ChangeSubscriber] = ()) -> None:
         self.kv = kv
-        self.trees = EncryptedTrees(kv)
+        # the reads reuse the nodes they opened while their sealed blobs stay unchanged (storage/node_cache.py)
+        self.trees = EncryptedTrees(kv, node_cache=NodeCache())
         self.catalog = catalog
         self.collection_limit = collection_limit
         self.subscribers = tuple(subscribers)

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from dynavault.errors import IntegrityError
 from dynavault.storage.directory import DIR_LEAF_BYTES, PartitionDirectory
 from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, delete_prefix, prefix_end
+from dynavault.storage.node_cache import NodeCache
 from dynavault.storage.nodes import (
     AAD_HEAD,
     FORMAT_VERSION,
@@ -139,7 +140,9 @@ class EncryptedTrees:
     """B+trees of sealed nodes, one per (table id, index id, partition token)."""
 
     def __init__(self, kv: KVStore, *, max_leaf_bytes: int = 16384, max_inner_entries: int = 256,
-                 _directory: bool = False) -> None:
+                 node_cache: NodeCache | None = None, _directory: bool = False) -> None:
+        """``node_cache``: opened nodes the reads (``get``, ``range``) reuse while their sealed blob is
+        unchanged (``node_cache.py``); writes always open and decode their own."""
         if max_leaf_bytes < 64:
             raise ValueError("max_leaf_bytes must be at least 64")
         if max_inner_entries < 4:
@@ -150,6 +153,7 @@ class EncryptedTrees:
         self.max_inner_entries = max_inner_entries
         self.min_inner_entries = max(2, max_inner_entries // 3)
         self.max_inner_bytes = max(max_leaf_bytes, 1024)
+        self.node_cache = node_cache
         # A directory tree keeps its root even when empty (a missing root is then always an integrity
         # error); the partition trees have a directory of their own.
         self._keep_root = _directory
@@ -212,6 +216,7 @@ class EncryptedTrees:
 
     def _lookup(self, tx: KVReader, codec: NodeCodec, pfx: bytes, key: bytes) -> tuple[bool, bytes | None]:
         """(root found, value) for ``key`` in the tree at ``pfx``."""
+        cache = self.node_cache
         nid = ROOT_ID
         while True:
             rk = pfx + nid.to_bytes(8, "big")
@@ -220,6 +225,18 @@ class EncryptedTrees:
                 if nid == ROOT_ID:
                     return False, None
                 raise IntegrityError("missing B+tree node")
+            if cache is not None:
+                # opened once, then searched in the decoded node for as long as the blob stays the same
+                node = cache.get(rk, blob)
+                if node is None:
+                    node = decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
+                    cache.put(rk, blob, node)
+                keys = node.keys
+                if type(node) is Leaf:
+                    i = bisect_left(keys, key)
+                    return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
+                nid = node.kids[bisect_right(keys, key)]
+                continue
             pt = codec.open(AAD_HEAD + rk, Sealed(blob))
             if pt[:1] == b"\x00":
                 if self._keep_root:
@@ -278,6 +295,7 @@ class EncryptedTrees:
         # (a directory is big and wide and walked in part: read node by node)
         got = {} if self._keep_root else dict(tx.range(pfx, prefix_end(pfx), limit=PREFETCH_NODES))
         whole = not self._keep_root and len(got) < PREFETCH_NODES  # every row of the partition is in ``got``
+        cache = self.node_cache
 
         def load(nid: int) -> Leaf | Inner | None:
             rk = pfx + nid.to_bytes(8, "big")
@@ -288,7 +306,13 @@ class EncryptedTrees:
                 if nid == ROOT_ID:
                     return None
                 raise IntegrityError("missing B+tree node")
-            return decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
+            if cache is None:
+                return decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
+            node = cache.get(rk, blob)
+            if node is None:
+                node = decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
+                cache.put(rk, blob, node)
+            return node
 
         root = load(ROOT_ID)
         if root is None:
