@@ -15,7 +15,7 @@ Stored values (base items and index entries) carry a versioned envelope (``envel
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -99,12 +99,10 @@ class ItemStore:
         return f"<ItemStore {len(self.subscribers)} subscriber(s)>"
 
     # -- reads ----------------------------------------------------------------------------------------
-    @contextmanager
-    def read(self) -> Iterator[KVReader]:
+    def read(self) -> AbstractContextManager[KVReader]:
         """A consistent view for a multi-step read (a page, a transaction's reads): a read transaction, so
-        readers never take the write lock."""
-        with self.kv.snapshot() as r:
-            yield r
+        readers never take the write lock. (The store's snapshot itself: no generator around it.)"""
+        return self.kv.snapshot()
 
     def get_json(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes,
                  r: KVReader | None = None) -> bytes | None:

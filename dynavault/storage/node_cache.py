@@ -52,6 +52,12 @@ class NodeCache(Generic[V]):
         self.misses += 1
         return None
 
+    def peek(self, rk: bytes) -> V | None:
+        """The node last opened at ``rk``, unchecked: a hint about the tree's shape (how to read it), never an
+        answer."""
+        e = self._entries.get(rk)
+        return e[1] if e is not None else None
+
     def put(self, rk: bytes, blob: bytes, node: V) -> None:
         cost = 3 * len(blob) + 200  # the blob, the plaintext and its slices, and the objects around them
         if cost > self.max_bytes:

@@ -217,10 +217,18 @@ class EncryptedTrees:
     def _lookup(self, tx: KVReader, codec: NodeCodec, pfx: bytes, key: bytes) -> tuple[bool, bytes | None]:
         """(root found, value) for ``key`` in the tree at ``pfx``."""
         cache = self.node_cache
+        got: dict[bytes, bytes] | None = None
+        if cache is not None:
+            hint = cache.peek(pfx + ROOT_BYTES)
+            if type(hint) is Inner and len(hint.kids) < PREFETCH_NODES:
+                # Last seen as a root over a few leaves: all its rows in one statement, not one per level.
+                got = dict(tx.range(pfx, prefix_end(pfx), limit=PREFETCH_NODES))
+                if len(got) >= PREFETCH_NODES:
+                    got = None  # grown since: node by node
         nid = ROOT_ID
         while True:
             rk = pfx + nid.to_bytes(8, "big")
-            blob = tx.get(rk)
+            blob = tx.get(rk) if got is None else got.get(rk)
             if blob is None:
                 if nid == ROOT_ID:
                     return False, None

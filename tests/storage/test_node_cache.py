@@ -158,3 +158,30 @@ def test_the_cache_stays_within_its_bound(kv) -> None:
         assert trees.node_cache._bytes <= 20_000
     assert 0 < len(trees.node_cache) < 29
     assert "value" not in repr(trees.node_cache)
+
+
+def test_a_small_tree_read_in_one_statement_still_checks_every_node(kv) -> None:
+    codec = GcmCodec()
+    trees = EncryptedTrees(kv, max_leaf_bytes=512, max_inner_entries=4, node_cache=NodeCache())
+    directories(kv, trees, codec)
+    model = _fill(kv, trees, codec, n=14)
+    rows = _rows(kv, 1)
+    assert len(rows) == 3  # a root over two leaves: read with one range once the root is known
+    for _ in range(2):
+        assert [trees.get(kv, codec, T1, 0, tok(1), k) for k in model] == list(model.values())
+    leaf_rk = next(rk for rk in rows if not rk.endswith(bytes(8)))
+    with kv.transaction() as tx:
+        tx.delete(leaf_rk)
+    with pytest.raises(IntegrityError):
+        for k in model:
+            trees.get(kv, codec, T1, 0, tok(1), k)
+    with kv.transaction() as tx:
+        tx.put(leaf_rk, Sealed(rows[leaf_rk][:-1] + bytes([rows[leaf_rk][-1] ^ 1])))
+    with pytest.raises(IntegrityError):
+        for k in model:
+            trees.get(kv, codec, T1, 0, tok(1), k)
+    with kv.transaction() as tx:  # grown past what one statement reads: node by node again
+        tx.put(leaf_rk, Sealed(rows[leaf_rk]))
+    model.update(_fill(kv, trees, codec, n=40))
+    assert len(_rows(kv, 1)) > 4
+    assert [trees.get(kv, codec, T1, 0, tok(1), k) for k in model] == list(model.values())
