@@ -109,11 +109,14 @@ class ItemStore:
         """An item's canonical JSON (what GetItem answers as is), or None."""
         token = crypto.token(BASE, hkey)
         if r is None:
-            # The descent is several reads (root, inner nodes, leaf, and the directory when the root is
-            # absent): one snapshot, or a commit landing between two of them (another worker's, a backfill
-            # thread's) shows a half-made partition as an integrity error.
-            with self.kv.snapshot() as snap:
-                raw = self.trees.get(snap, crypto.codec, meta.id_bytes, BASE, token, skey)
+            # A partition of one leaf answers in one read; otherwise the descent is several reads (root, inner
+            # nodes, leaf, and the directory when the root is absent): one snapshot, or a commit landing between
+            # two of them (another worker's, a backfill thread's) shows a half-made partition as an integrity
+            # error.
+            done, raw = self.trees.get_in_one_read(self.kv, crypto.codec, meta.id_bytes, BASE, token, skey)
+            if not done:
+                with self.kv.snapshot() as snap:
+                    raw = self.trees.get(snap, crypto.codec, meta.id_bytes, BASE, token, skey)
         else:
             raw = self.trees.get(r, crypto.codec, meta.id_bytes, BASE, token, skey)
         return item_json(raw) if raw is not None else None

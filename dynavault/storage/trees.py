@@ -65,6 +65,15 @@ __all__ = ["EncryptedTrees", "ROW_PREFIX", "FORMAT_VERSION", "ROOT_ID", "row_pre
 PREFETCH_NODES = 4
 
 
+def _opened(cache: NodeCache, codec: NodeCodec, rk: bytes, blob: bytes) -> Leaf | Inner:
+    """The node sealed in ``blob`` at row ``rk``: from the cache while the blob is the one it was opened from."""
+    node = cache.get(rk, blob)
+    if node is None:
+        node = decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
+        cache.put(rk, blob, node)
+    return node
+
+
 class _Op:
     """One write: the partition, the nodes it has changed, and the rows it frees."""
 
@@ -214,6 +223,28 @@ class EncryptedTrees:
             self._absent(tx, codec, pfx)  # an empty partition, unless the directory lists it
         return value
 
+    def get_in_one_read(self, r: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: PartitionToken,
+                        key: bytes) -> tuple[bool, bytes | None]:
+        """``(True, value)`` when one read answers: the partition was last seen as one leaf (the node cache's
+        hint) and its root still is one. A single read is consistent by itself, so ``r`` need not be a
+        snapshot. ``(False, None)`` otherwise: ask ``get`` in a snapshot."""
+        cache = self.node_cache
+        if cache is None:
+            return False, None
+        pfx = self._pfx(table_id, index_id, token)
+        rk = pfx + ROOT_BYTES
+        if type(cache.peek(rk)) is not Leaf:
+            return False, None
+        blob = r.get(rk)
+        if blob is None:
+            return False, None  # gone: whether it may be is the directory's to say, in a snapshot
+        node = _opened(cache, codec, rk, blob)
+        if type(node) is not Leaf:
+            return False, None
+        keys = node.keys
+        i = bisect_left(keys, key)
+        return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
+
     def _lookup(self, tx: KVReader, codec: NodeCodec, pfx: bytes, key: bytes) -> tuple[bool, bytes | None]:
         """(root found, value) for ``key`` in the tree at ``pfx``."""
         cache = self.node_cache
@@ -235,10 +266,7 @@ class EncryptedTrees:
                 raise IntegrityError("missing B+tree node")
             if cache is not None:
                 # opened once, then searched in the decoded node for as long as the blob stays the same
-                node = cache.get(rk, blob)
-                if node is None:
-                    node = decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
-                    cache.put(rk, blob, node)
+                node = _opened(cache, codec, rk, blob)
                 keys = node.keys
                 if type(node) is Leaf:
                     i = bisect_left(keys, key)
@@ -316,11 +344,7 @@ class EncryptedTrees:
                 raise IntegrityError("missing B+tree node")
             if cache is None:
                 return decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
-            node = cache.get(rk, blob)
-            if node is None:
-                node = decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
-                cache.put(rk, blob, node)
-            return node
+            return _opened(cache, codec, rk, blob)
 
         root = load(ROOT_ID)
         if root is None:

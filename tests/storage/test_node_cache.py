@@ -185,3 +185,57 @@ def test_a_small_tree_read_in_one_statement_still_checks_every_node(kv) -> None:
     model.update(_fill(kv, trees, codec, n=40))
     assert len(_rows(kv, 1)) > 4
     assert [trees.get(kv, codec, T1, 0, tok(1), k) for k in model] == list(model.values())
+
+
+class _Reads:
+    """Counts what a read asks of the store (gets, ranges, snapshots)."""
+
+    def __init__(self, kv: SqliteKV) -> None:
+        self.kv = kv
+        self.gets = self.ranges = self.snapshots = 0
+
+    def get(self, key):
+        self.gets += 1
+        return self.kv.get(key)
+
+    def range(self, lo, hi, *, reverse=False, limit=None):
+        self.ranges += 1
+        return self.kv.range(lo, hi, reverse=reverse, limit=limit)
+
+
+def test_a_one_leaf_partition_answers_in_one_read(kv, tmp_path) -> None:
+    codec = GcmCodec()
+    trees = EncryptedTrees(kv, max_leaf_bytes=4096, node_cache=NodeCache())
+    directories(kv, trees, codec)
+    model = _fill(kv, trees, codec, n=5)
+    reads = _Reads(kv)
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"k0001") == (False, None)  # shape not known yet
+    assert reads.gets == 0
+    assert trees.get(kv, codec, T1, 0, tok(1), b"k0001") == model[b"k0001"]
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"k0001") == (True, model[b"k0001"])
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"nope") == (True, None)
+    assert (reads.gets, reads.ranges) == (2, 0)
+    other = SqliteKV(tmp_path / "t.db")  # another worker changes the leaf
+    try:
+        with other.transaction() as tx:
+            EncryptedTrees(other).put(tx, codec, T1, 0, tok(1), b"k0001", b"changed")
+    finally:
+        other.close()
+    assert trees.get_in_one_read(kv, codec, T1, 0, tok(1), b"k0001") == (True, b"changed")
+    _fill(kv, trees, codec, n=200)  # grown into a root over leaves: one read no longer answers
+    assert trees.get_in_one_read(kv, codec, T1, 0, tok(1), b"k0001") == (False, None)
+    assert trees.get(kv, codec, T1, 0, tok(1), b"k0150") is not None
+
+
+def test_a_vanished_one_leaf_partition_is_still_an_integrity_error(kv) -> None:
+    codec = GcmCodec()
+    trees = EncryptedTrees(kv, max_leaf_bytes=4096, node_cache=NodeCache())
+    directories(kv, trees, codec)
+    _fill(kv, trees, codec, n=5)
+    assert trees.get(kv, codec, T1, 0, tok(1), b"k0001") is not None
+    (rk, _), = _rows(kv, 1).items()
+    with kv.transaction() as tx:
+        tx.delete(rk)  # the partition directory still lists it
+    assert trees.get_in_one_read(kv, codec, T1, 0, tok(1), b"k0001") == (False, None)
+    with pytest.raises(IntegrityError):
+        trees.get(kv, codec, T1, 0, tok(1), b"k0001")
