@@ -177,9 +177,12 @@ def _patch(timers: Timers, runtime) -> None:
     for name in ("leaf_lookup", "inner_child", "token_leaf_has", "decode_node"):
         setattr(trees, name, w("node decode", getattr(trees, name)))
     nodes.Leaf.encode = w("node encode", nodes.Leaf.encode)
-    from dynavault.storage.node_cache import NodeCache
-    NodeCache.get = w("node cache", NodeCache.get)
-    NodeCache.put = w("node cache", NodeCache.put)
+    try:
+        from dynavault.storage.node_cache import NodeCache
+        NodeCache.get = w("node cache", NodeCache.get)
+        NodeCache.put = w("node cache", NodeCache.put)
+    except ImportError:  # a tree from before the node cache
+        pass
     import dynavault.dynamodb.query as query
     query.Page.add = w("query: page add (per item)", query.Page.add)
     query._key_parts = w("query: key condition parse", query._key_parts)
