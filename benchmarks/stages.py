@@ -177,6 +177,15 @@ def _patch(timers: Timers, runtime) -> None:
     for name in ("leaf_lookup", "inner_child", "token_leaf_has", "decode_node"):
         setattr(trees, name, w("node decode", getattr(trees, name)))
     nodes.Leaf.encode = w("node encode", nodes.Leaf.encode)
+    try:
+        from dynavault.storage.node_cache import NodeCache
+        NodeCache.get = w("node cache", NodeCache.get)
+        NodeCache.put = w("node cache", NodeCache.put)
+    except ImportError:  # a tree from before the node cache
+        pass
+    import dynavault.dynamodb.query as query
+    query.Page.add = w("query: page add (per item)", query.Page.add)
+    query._key_parts = w("query: key condition parse", query._key_parts)
     trees.EncryptedTrees.get = w("tree walk", trees.EncryptedTrees.get)
     trees.EncryptedTrees.slot = w("tree walk", trees.EncryptedTrees.slot)
     trees.Slot.put = w("tree walk", trees.Slot.put)
@@ -262,8 +271,13 @@ async def _run(args) -> dict:
                 reqs = []
                 for _ in range(args.requests):
                     i = rnd.randrange(args.items)
-                    payload = ({"TableName": table, "Key": model.key(i)} if op == "GetItem"
-                               else {"TableName": table, "Item": model.item(i)})
+                    if op == "GetItem":
+                        payload = {"TableName": table, "Key": model.key(i)}
+                    elif op == "Query":  # a whole partition: the bench's 20 items
+                        payload = {"TableName": table, "KeyConditionExpression": "pk = :p",
+                                   "ExpressionAttributeValues": {":p": {"S": model.pk(i % model.partitions)}}}
+                    else:
+                        payload = {"TableName": table, "Item": model.item(i)}
                     scope, _, body = drv.request(op, payload)
                     reqs.append((scope, body))
                 return reqs
@@ -304,6 +318,17 @@ async def _run(args) -> dict:
                     wall.append((clock() - t0) / len(batch) / 1000)
                 results[op] = {"app_cpu_us": min(cpu), "app_cpu_median_us": statistics.median(cpu),
                                "app_wall_us": statistics.median(wall)}
+            if args.profile:
+                import cProfile
+                import pstats
+                for op in args.ops.split(","):
+                    reqs = make(op)
+                    prof = cProfile.Profile()
+                    prof.enable()
+                    await drive(reqs, False)
+                    prof.disable()
+                    print(f"\n== cProfile {op} ({len(reqs)} requests), by own time", file=sys.stderr)
+                    pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(args.profile)
             if args.no_timers:
                 return results
             _patch(timers, runtime)
@@ -329,11 +354,13 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2000)
-    ap.add_argument("--ops", default="GetItem,PutItem")
+    ap.add_argument("--ops", default="GetItem,PutItem", help="any of GetItem, PutItem, Query (20 items)")
     ap.add_argument("--no-timers", action="store_true",
                     help="only the untimed run (for instruction counts: run twice under valgrind --tool=callgrind "
                          "with two --requests and divide the difference)")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="also run each operation under cProfile and print its N top functions by own time")
     args = ap.parse_args()
     import uvloop
 

@@ -15,12 +15,13 @@ Stored values (base items and index entries) carry a versioned envelope (``envel
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from dynavault.storage.node_cache import NodeCache
 from dynavault.storage.trees import EncryptedTrees
 
 from . import item_collections
@@ -88,7 +89,8 @@ class ItemStore:
     def __init__(self, kv: KVStore, catalog: Catalog, *, collection_limit: int,
                  subscribers: Sequence[ChangeSubscriber] = ()) -> None:
         self.kv = kv
-        self.trees = EncryptedTrees(kv)
+        # the reads reuse the nodes they opened while their sealed blobs stay unchanged (storage/node_cache.py)
+        self.trees = EncryptedTrees(kv, node_cache=NodeCache())
         self.catalog = catalog
         self.collection_limit = collection_limit
         self.subscribers = tuple(subscribers)
@@ -97,23 +99,24 @@ class ItemStore:
         return f"<ItemStore {len(self.subscribers)} subscriber(s)>"
 
     # -- reads ----------------------------------------------------------------------------------------
-    @contextmanager
-    def read(self) -> Iterator[KVReader]:
+    def read(self) -> AbstractContextManager[KVReader]:
         """A consistent view for a multi-step read (a page, a transaction's reads): a read transaction, so
-        readers never take the write lock."""
-        with self.kv.snapshot() as r:
-            yield r
+        readers never take the write lock. (The store's snapshot itself: no generator around it.)"""
+        return self.kv.snapshot()
 
     def get_json(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes,
                  r: KVReader | None = None) -> bytes | None:
         """An item's canonical JSON (what GetItem answers as is), or None."""
         token = crypto.token(BASE, hkey)
         if r is None:
-            # The descent is several reads (root, inner nodes, leaf, and the directory when the root is
-            # absent): one snapshot, or a commit landing between two of them (another worker's, a backfill
-            # thread's) shows a half-made partition as an integrity error.
-            with self.kv.snapshot() as snap:
-                raw = self.trees.get(snap, crypto.codec, meta.id_bytes, BASE, token, skey)
+            # A partition of one leaf answers in one read; otherwise the descent is several reads (root, inner
+            # nodes, leaf, and the directory when the root is absent): one snapshot, or a commit landing between
+            # two of them (another worker's, a backfill thread's) shows a half-made partition as an integrity
+            # error.
+            done, raw = self.trees.get_in_one_read(self.kv, crypto.codec, meta.id_bytes, BASE, token, skey)
+            if not done:
+                with self.kv.snapshot() as snap:
+                    raw = self.trees.get(snap, crypto.codec, meta.id_bytes, BASE, token, skey)
         else:
             raw = self.trees.get(r, crypto.codec, meta.id_bytes, BASE, token, skey)
         return item_json(raw) if raw is not None else None

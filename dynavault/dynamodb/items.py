@@ -156,12 +156,20 @@ def put_item(db: Database, caller: Caller, p: dict) -> dict:
                           collection)
 
 
+#: GetItem members that need no expression or legacy-parameter checks: a request of only these has nothing
+#: for check_no_mixing, the expression context or the projection to look at
+_PLAIN_GET = frozenset(("TableName", "Key", "ConsistentRead", "ReturnConsumedCapacity"))
+
+
 def get_item(db: Database, caller: Caller, p: dict) -> dict:
-    legacy.check_no_mixing(p, "GetItem")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
-                            cache=db.expression_cache)
-    proj = parse_request_projection(p, ctx)
-    ctx.check_all_used()
+    if _PLAIN_GET.issuperset(p):
+        proj = None
+    else:
+        legacy.check_no_mixing(p, "GetItem")
+        ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                                cache=db.expression_cache)
+        proj = parse_request_projection(p, ctx)
+        ctx.check_all_used()
     meta = db.data_table(caller, p["TableName"])
     hkey, skey, _ = key_of_request(meta, p.get("Key") or {})
     crypto = db.crypto(caller, meta)

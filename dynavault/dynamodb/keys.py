@@ -34,6 +34,12 @@ def _scalar(type_: str, value: dict) -> str | bytes:
 
 
 def _check_key_value(name: str, expected: str, value: dict, *, is_hash: bool, from_item: bool) -> str | bytes:
+    if expected == "S" and type(value) is dict and len(value) == 1:
+        # The common case, a plain string key of fitting size, accepted without the general checks (which
+        # give the same answer for it); anything else takes them.
+        s = value.get("S")
+        if type(s) is str and s and s.isascii() and len(s) <= (MAX_HASH_BYTES if is_hash else MAX_RANGE_BYTES):
+            return s
     validate_attribute_value(value, name)
     actual = next(iter(value))
     if actual != expected:

@@ -216,11 +216,46 @@ class Page:
         self.size = 0
         self.base_size = 0
         self.last: dict | None = None
+        # Items taken as stored, no filter, projection or base fetch: nothing needs them parsed, and their
+        # size only once the page could reach MAX_PAGE_BYTES. An item's JSON is never shorter than its
+        # DynamoDB size (names and strings are their UTF-8 bytes plus quotes; numbers, binaries, sets, maps and
+        # lists take more text than size), so while the JSON lengths sum below the limit the sizes do too: the
+        # sizes of those items (``_unsized``) are counted only if the page gets that far or capacity is asked
+        # for (``settle``).
+        self.as_stored = flt is None and proj is None and not fetch_base
+        self._unsized: list[bytes] = []
+        self._bound = 0  # self.size + the JSON lengths of _unsized
+
+    def settle(self) -> None:
+        """Count the sizes of the items taken without one (``size`` exact again)."""
+        for raw in self._unsized:
+            self.size += item_size(orjson.loads(raw))
+        self._unsized.clear()
+        self._bound = self.size
 
     def add(self, db: Database, tx, crypto, raw: bytes) -> bool:
         """Take one stored entry; True when the page is full."""
-        item = orjson.loads(raw)
         self.scanned += 1
+        if self.as_stored:
+            self.count += 1
+            if self.select != "COUNT":
+                self.items.append(orjson.Fragment(raw))
+            self._bound += len(raw)
+            if self._bound < MAX_PAGE_BYTES:
+                self._unsized.append(raw)
+                if self.limit is None or self.scanned < self.limit:
+                    return False
+                item = orjson.loads(raw)
+            else:
+                self.settle()  # the JSON lengths reach the limit: the sizes decide from here on
+                item = orjson.loads(raw)
+                self.size += item_size(item)
+                self._bound = self.size
+                if (self.limit is None or self.scanned < self.limit) and self.size < MAX_PAGE_BYTES:
+                    return False
+            self.last = self.src.last_key(item)
+            return True
+        item = orjson.loads(raw)
         self.size += item_size(item)
         shown = item
         if self.fetch_base:
@@ -257,6 +292,7 @@ class Page:
             out["LastEvaluatedKey"] = self.last
         mode = p.get("ReturnConsumedCapacity")
         if mode and mode != "NONE":
+            self.settle()
             units = read_units(self.size, consistent)
             base_units = read_units(self.base_size, consistent) if self.base_size else 0.0
             idx = self.src.index

@@ -41,6 +41,7 @@ from .java_rules import (
     num_str,
     utf16_len,
 )
+from .plain_requests import PLAIN_MEMBERS, plain_request
 
 _SER_PREFIX = "com.amazon.coral.service#"
 _VAL_PREFIX = "com.amazon.coral.validate#"
@@ -754,6 +755,7 @@ class ShapeValidator:
             node = compiler.node(inp["shape"], "field") if inp else None
             self._ops[op_name] = node if isinstance(node, _StructNode) else None
         compiler.finish()
+        self._plain = PLAIN_MEMBERS if service == "dynamodb" else {}
 
     def has_operation(self, name: str) -> bool:
         return name in self._ops
@@ -769,6 +771,9 @@ class ShapeValidator:
             return body
         if type(body) is not dict:
             raise _ser(_START_OBJ if body is None else "Unexpected value type in payload")
+        plain = self._plain.get(operation)
+        if plain is not None and plain_request(plain[0], plain[1], body):
+            return body
         errs = _Errors()
         root.check(body, "", errs)
         if errs:

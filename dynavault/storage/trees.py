@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from dynavault.errors import IntegrityError
 from dynavault.storage.directory import DIR_LEAF_BYTES, PartitionDirectory
 from dynavault.storage.kv.base import KVReader, KVStore, KVTransaction, delete_prefix, prefix_end
+from dynavault.storage.node_cache import NodeCache
 from dynavault.storage.nodes import (
     AAD_HEAD,
     FORMAT_VERSION,
@@ -56,6 +57,21 @@ from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec, PartitionToken, Seal
 
 __all__ = ["EncryptedTrees", "ROW_PREFIX", "FORMAT_VERSION", "ROOT_ID", "row_prefix", "segment_bounds"]
 
+#: A range (Query, Scan) fetches up to this many of a partition's rows in one range statement (the root sorts
+#: first, id 0): a partition of one leaf, or a root over a few leaves (1 KB items, 16 KiB leaves: ~40 items),
+#: is then one statement instead of one per node, and only the nodes the walk reaches are opened. Bigger
+#: partitions read the rest one get per node. (A point lookup reads one node per get: for a partition of one
+#: leaf that is one statement already, and it does not copy leaves it does not need.)
+PREFETCH_NODES = 4
+
+
+def _opened(cache: NodeCache, codec: NodeCodec, rk: bytes, blob: bytes) -> Leaf | Inner:
+    """The node sealed in ``blob`` at row ``rk``: from the cache while the blob is the one it was opened from."""
+    node = cache.get(rk, blob)
+    if node is None:
+        node = decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
+        cache.put(rk, blob, node)
+    return node
 
 
 class _Op:
@@ -133,7 +149,9 @@ class EncryptedTrees:
     """B+trees of sealed nodes, one per (table id, index id, partition token)."""
 
     def __init__(self, kv: KVStore, *, max_leaf_bytes: int = 16384, max_inner_entries: int = 256,
-                 _directory: bool = False) -> None:
+                 node_cache: NodeCache | None = None, _directory: bool = False) -> None:
+        """``node_cache``: opened nodes the reads (``get``, ``range``) reuse while their sealed blob is
+        unchanged (``node_cache.py``); writes always open and decode their own."""
         if max_leaf_bytes < 64:
             raise ValueError("max_leaf_bytes must be at least 64")
         if max_inner_entries < 4:
@@ -144,6 +162,7 @@ class EncryptedTrees:
         self.max_inner_entries = max_inner_entries
         self.min_inner_entries = max(2, max_inner_entries // 3)
         self.max_inner_bytes = max(max_leaf_bytes, 1024)
+        self.node_cache = node_cache
         # A directory tree keeps its root even when empty (a missing root is then always an integrity
         # error); the partition trees have a directory of their own.
         self._keep_root = _directory
@@ -204,16 +223,56 @@ class EncryptedTrees:
             self._absent(tx, codec, pfx)  # an empty partition, unless the directory lists it
         return value
 
+    def get_in_one_read(self, r: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: PartitionToken,
+                        key: bytes) -> tuple[bool, bytes | None]:
+        """``(True, value)`` when one read answers: the partition was last seen as one leaf (the node cache's
+        hint) and its root still is one. A single read is consistent by itself, so ``r`` need not be a
+        snapshot. ``(False, None)`` otherwise: ask ``get`` in a snapshot."""
+        cache = self.node_cache
+        if cache is None:
+            return False, None
+        pfx = self._pfx(table_id, index_id, token)
+        rk = pfx + ROOT_BYTES
+        if type(cache.peek(rk)) is not Leaf:
+            return False, None
+        blob = r.get(rk)
+        if blob is None:
+            return False, None  # gone: whether it may be is the directory's to say, in a snapshot
+        node = _opened(cache, codec, rk, blob)
+        if type(node) is not Leaf:
+            return False, None
+        keys = node.keys
+        i = bisect_left(keys, key)
+        return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
+
     def _lookup(self, tx: KVReader, codec: NodeCodec, pfx: bytes, key: bytes) -> tuple[bool, bytes | None]:
         """(root found, value) for ``key`` in the tree at ``pfx``."""
+        cache = self.node_cache
+        got: dict[bytes, bytes] | None = None
+        if cache is not None:
+            hint = cache.peek(pfx + ROOT_BYTES)
+            if type(hint) is Inner and len(hint.kids) < PREFETCH_NODES:
+                # Last seen as a root over a few leaves: all its rows in one statement, not one per level.
+                got = dict(tx.range(pfx, prefix_end(pfx), limit=PREFETCH_NODES))
+                if len(got) >= PREFETCH_NODES:
+                    got = None  # grown since: node by node
         nid = ROOT_ID
         while True:
             rk = pfx + nid.to_bytes(8, "big")
-            blob = tx.get(rk)
+            blob = tx.get(rk) if got is None else got.get(rk)
             if blob is None:
                 if nid == ROOT_ID:
                     return False, None
                 raise IntegrityError("missing B+tree node")
+            if cache is not None:
+                # opened once, then searched in the decoded node for as long as the blob stays the same
+                node = _opened(cache, codec, rk, blob)
+                keys = node.keys
+                if type(node) is Leaf:
+                    i = bisect_left(keys, key)
+                    return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
+                nid = node.kids[bisect_right(keys, key)]
+                continue
             pt = codec.open(AAD_HEAD + rk, Sealed(blob))
             if pt[:1] == b"\x00":
                 if self._keep_root:
@@ -269,7 +328,25 @@ class EncryptedTrees:
         return self._range(tx, codec, pfx, lo, lo_inclusive, hi, hi_inclusive, reverse)
 
     def _range(self, tx, codec, pfx, lo, lo_inc, hi, hi_inc, reverse) -> Iterator[tuple[bytes, bytes]]:
-        root = self._load(tx, codec, pfx, ROOT_ID, required=False)
+        # (a directory is big and wide and walked in part: read node by node)
+        got = {} if self._keep_root else dict(tx.range(pfx, prefix_end(pfx), limit=PREFETCH_NODES))
+        whole = not self._keep_root and len(got) < PREFETCH_NODES  # every row of the partition is in ``got``
+        cache = self.node_cache
+
+        def load(nid: int) -> Leaf | Inner | None:
+            rk = pfx + nid.to_bytes(8, "big")
+            blob = got.pop(rk, None)  # each node is reached once: no need to keep its blob
+            if blob is None and not whole:
+                blob = tx.get(rk)
+            if blob is None:
+                if nid == ROOT_ID:
+                    return None
+                raise IntegrityError("missing B+tree node")
+            if cache is None:
+                return decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
+            return _opened(cache, codec, rk, blob)
+
+        root = load(ROOT_ID)
         if root is None:
             self._absent(tx, codec, pfx)
             return
@@ -281,7 +358,7 @@ class EncryptedTrees:
         while stack:
             node = stack.pop()
             if type(node) is int:
-                node = self._load(tx, codec, pfx, node)
+                node = load(node)
             keys = node.keys
             if type(node) is Leaf:
                 s = 0 if lo is None else (bisect_left(keys, lo) if lo_inc else bisect_right(keys, lo))
