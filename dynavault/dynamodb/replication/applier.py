@@ -51,6 +51,8 @@ class Replicator:
     INTERVAL = 0.02
     #: seconds of work a slice does at most before it gives the event loop back
     SLICE = 0.05
+    #: seconds between two trims of a member's queue (rows every consumer applied)
+    TRIM_EVERY = 0.5
     #: seconds between two tombstone-pruning passes of a member
     PRUNE_EVERY = 1.0
     #: seconds a tombstone is kept past what the other members confirmed: the rounding of queue positions,
@@ -71,6 +73,8 @@ class Replicator:
         self._damaged: set[tuple[str, str]] = set()
         #: (target table id) -> the source walk position of a backfill under way in this process
         self._backfill: dict[str, tuple | None] = {}
+        #: table id -> monotonic time of its queue's last trim
+        self._trimmed: dict[str, float] = {}
         #: table id -> monotonic time of its last tombstone-pruning pass
         self._pruned: dict[str, float] = {}
 
@@ -139,8 +143,11 @@ class Replicator:
                 while self._apply(origin, target, cryptos[origin.region], cryptos[target.region]) and \
                         not self._spent():
                     pass
-            # members in other servers count too: their checkpoint here is what their last pull acknowledged
-            self._trim(origin, [r for r in group["members"] if r != origin.region])
+            # members in other servers count too: their checkpoint here is what their last pull acknowledged;
+            # a trim is a write transaction of its own, so it runs now and then, not at every slice
+            if time.monotonic() - self._trimmed.get(origin.table_id, 0.0) >= self.TRIM_EVERY:
+                self._trimmed[origin.table_id] = time.monotonic()
+                self._trim(origin, [r for r in group["members"] if r != origin.region])
         for m in metas:
             if cryptos.get(m.region) is not None and not self._spent():
                 self._prune(m, group, by_region, cryptos[m.region])
@@ -182,10 +189,12 @@ class Replicator:
     def _apply(self, origin: TableMeta, target: TableMeta, o_crypto: TableCrypto, t_crypto: TableCrypto) -> bool:
         """Apply one batch of ``origin``'s queue to ``target``; -> whether there may be more."""
         db = self.db
-        exists, after = store.checkpoint(db.items.kv, origin.id_bytes, target.region)
-        if not exists or (origin.table_id, target.region) in self._damaged:
-            return False  # a pair made when the target joined; none yet: nothing of origin is for it
+        if (origin.table_id, target.region) in self._damaged:
+            return False
         with db.items.read() as r:
+            exists, after = store.checkpoint(r, origin.id_bytes, target.region)
+            if not exists:
+                return False  # a pair made when the target joined; none yet: nothing of origin is for it
             try:
                 rows = list(store.read_queue(r, origin.id_bytes, o_crypto, after, BATCH))
             except IntegrityError:
