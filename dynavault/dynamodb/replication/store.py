@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from dynavault.storage.kv.base import prefix_end
+from dynavault.errors import IntegrityError
+from dynavault.storage.kv.base import distinct_segments, prefix_end
 from dynavault.storage.sealed import CatalogRecord, Sealed
 
 from ..layout import REPLICATION_PREFIX
@@ -215,3 +216,58 @@ def drop_table(tx: KVTransaction, table_id: bytes) -> None:
                 break
             for k in keys:
                 tx.delete(k)
+
+
+# -- offline checks (dynavault verify) ----------------------------------------------------------------------
+def check_rows(r: KVReader, crypto: TableCrypto, table_id: bytes) -> tuple[int, list[tuple[str, str]]]:
+    """Open every replication row of a table that can still matter: its queue after the lowest consumer
+    checkpoint (each row chained to the one before it), every clock, and check the tombstone list and the
+    checkpoints' shape; -> (blobs opened, [(problem, where)])."""
+    problems: list[tuple[str, str]] = []
+    opened = 0
+    consumers: dict[str, bytes | None] = {}
+    cp = CHECKPOINTS + table_id
+    for key, raw in r.range(cp, prefix_end(cp)):
+        region = bytes(key[len(cp):]).decode(errors="replace")
+        pos = bytes(raw) or None
+        if pos is not None and len(pos) != _POS.size:
+            problems.append(("replication checkpoint is not a queue position", f"checkpoint {region}"))
+            continue
+        if not region.startswith("@"):  # "@region": this member's place in a peer's queue, not a consumer here
+            consumers[region] = pos
+    last = last_position(r, table_id)
+    for region, pos in sorted(consumers.items()):
+        if pos is not None and (last is None or pos > last):
+            problems.append(("the replication queue ends before this consumer's checkpoint (rows removed)",
+                             f"checkpoint {region}"))
+    applied = [p for p in consumers.values() if p is not None and last is not None and p <= last]
+    start = min(applied) if applied else None
+    at = start
+    try:
+        for pos, _ in read_queue(r, table_id, crypto, start, 1 << 62):
+            at = pos
+            opened += 1
+    except IntegrityError as exc:
+        where = f"queue row after position {at.hex() if at else 'start'}"
+        problems.append((f"replication queue row does not open or is out of its chain ({exc})", where))
+    cl = CLOCKS + table_id
+    for key, _ in r.range(cl, prefix_end(cl)):
+        key = bytes(key)
+        try:
+            if len(key) != len(cl) + _TOKEN:
+                raise IntegrityError("malformed key")
+            read_clock_entry(r, crypto, key)
+            opened += 1
+        except (IntegrityError, ValueError) as exc:
+            problems.append((f"replication clock does not open: damaged or moved ({exc})",
+                             f"clock {key[len(cl):len(cl) + 6].hex()}…"))
+    tp = TOMBSTONES + table_id
+    for key, raw in r.range(tp, prefix_end(tp)):
+        if len(key) != len(tp) + 8 + _TOKEN or bytes(raw):
+            problems.append(("malformed tombstone list row", f"tombstone {bytes(key[len(tp):]).hex()[:28]}…"))
+    return opened, problems
+
+
+def table_ids(r: KVReader) -> set[bytes]:
+    """Every table id that has replication rows."""
+    return {tid for first in (QUEUE, CLOCKS, TOMBSTONES, CHECKPOINTS) for tid in distinct_segments(r, first, 16)}
