@@ -22,6 +22,7 @@ import orjson
 from dynavault.config import Settings
 from dynavault.dynamodb.catalog import STORE_FORMAT, TableMeta
 from dynavault.dynamodb.layout import CATALOG_PREFIX, FORMAT_KEY, STATS_PREFIX, STREAM_PREFIX
+from dynavault.dynamodb.replication import store as replication_store
 from dynavault.dynamodb.streams.store import StreamStore, check_run, record_aad
 from dynavault.errors import AWSError, IntegrityError, StartupError
 from dynavault.offline import OfflineKms, OfflineStore
@@ -178,6 +179,10 @@ def _check_table(store: OfflineStore, meta: TableMeta, stats: dict[str, int], re
         if n != counted and d.get("IndexStatus") == "ACTIVE":
             report.problem(f"{n} entries in the store, the catalog counts {counted}", f"{where} index {d['IndexName']}")
     entry["stream_records"] = _check_streams(kv, crypto, meta, report)
+    opened, problems = replication_store.check_rows(kv, crypto, meta.id_bytes)
+    report.blobs_checked += opened
+    for what, at in problems:
+        report.problem(what, f"{where} replication {at}")
 
 
 def _check_streams(kv: SqliteKV, crypto, meta: TableMeta, report: Report) -> int:
@@ -213,6 +218,9 @@ def _orphans(kv: SqliteKV, tables: list[TableMeta], report: Report) -> None:
             if tid not in known:
                 label = str(uuid.UUID(bytes=tid)) if len(tid) == 16 else tid.hex()
                 report.problem("rows of a table the catalog does not list", f"table id {label}")
+    for tid in sorted(replication_store.table_ids(kv) - known):
+        label = str(uuid.UUID(bytes=tid)) if len(tid) == 16 else tid.hex()
+        report.problem("replication rows of a table the catalog does not list", f"table id {label}")
 
 
 # -- canaries -----------------------------------------------------------------------------------------------

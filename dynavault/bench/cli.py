@@ -36,6 +36,17 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--dax", default=None, metavar="dax://HOST:PORT",
                    help="with --endpoint: GetItem and Query over this server's DAX data plane (cache hit and miss) "
                         "against the same over HTTP, on the same table")
+    p.add_argument("--global", dest="global_tables", action="store_true",
+                   help="global-table replication: write-to-visible latency in another region at --rate, and PutItem "
+                        "on a replicated table against a plain one; without --endpoint it starts one server and a "
+                        "pair itself")
+    p.add_argument("--peer-endpoint", dest="peer_endpoint", default=None,
+                   help="with --global --endpoint: the server of --replica-region (two servers)")
+    p.add_argument("--replica-region", dest="replica_region", default="us-west-2")
+    p.add_argument("--rate", type=float, default=1000.0, help="with --global: target writes/s")
+    p.add_argument("--probe-every", dest="probe_every", type=int, default=10,
+                   help="with --global: look for one write in N in the other region")
+    p.add_argument("--setups", default="one,two", help="with --global and no --endpoint: one (server), two, or both")
     p.add_argument("--server-pid", dest="server_pid", type=int, default=None,
                    help="a server on this machine: report its CPU per operation (Linux /proc; its workers too)")
     p.add_argument("--access-key", dest="access_key", default="benchkey")
@@ -90,8 +101,31 @@ def _run_dax(args: argparse.Namespace, out: dict) -> int:
     return 0 if out["verification"]["ok"] else 1
 
 
+def _run_global(args: argparse.Namespace) -> int:
+    from dynavault.bench.replication import format_global, run_global_bench
+
+    cfg = BenchConfig(endpoint=args.endpoint or "", connections=args.connections, duration=args.duration,
+                      items=args.items, item_size=args.item_size, access_key=args.access_key,
+                      secret_key=args.secret_key, region=args.bench_region,
+                      progress=Progress.for_terminal(quiet=args.json_out))
+    try:
+        out = run_global_bench(cfg, peer=args.peer_endpoint, replica_region=args.replica_region, rate=args.rate,
+                               probe_every=max(1, args.probe_every),
+                               setups=tuple(s.strip() for s in args.setups.split(",") if s.strip()))
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"dynavault bench: {e}", file=sys.stderr)
+        return 2
+    if args.json_out:
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(format_global(out))
+    return 0 if all(r["latency"]["unseen"] == 0 for r in out["runs"]) else 1
+
+
 def run(args: argparse.Namespace) -> int:
     out: dict = {}
+    if args.global_tables:
+        return _run_global(args)
     if args.selftest:
         from dynavault.bench.selftest import selftest
 

@@ -51,6 +51,13 @@ class Replicator:
     INTERVAL = 0.02
     #: seconds of work a slice does at most before it gives the event loop back
     SLICE = 0.05
+    #: seconds between two trims of a member's queue (rows every consumer applied)
+    TRIM_EVERY = 0.5
+    #: seconds between two tombstone-pruning passes of a member
+    PRUNE_EVERY = 1.0
+    #: seconds a tombstone is kept past what the other members confirmed: the rounding of queue positions,
+    #: and transactions of stores that do not serialise writers the way SQLite's write lock does
+    PRUNE_MARGIN = 1.0
 
     def __init__(self, db: Database, *, metrics=None, clock: Callable[[], float] = time.time) -> None:
         self.db = db
@@ -66,6 +73,10 @@ class Replicator:
         self._damaged: set[tuple[str, str]] = set()
         #: (target table id) -> the source walk position of a backfill under way in this process
         self._backfill: dict[str, tuple | None] = {}
+        #: table id -> monotonic time of its queue's last trim
+        self._trimmed: dict[str, float] = {}
+        #: table id -> monotonic time of its last tombstone-pruning pass
+        self._pruned: dict[str, float] = {}
 
     def __repr__(self) -> str:
         return "<Replicator>"
@@ -132,8 +143,14 @@ class Replicator:
                 while self._apply(origin, target, cryptos[origin.region], cryptos[target.region]) and \
                         not self._spent():
                     pass
-            # members in other servers count too: their checkpoint here is what their last pull acknowledged
-            self._trim(origin, [r for r in group["members"] if r != origin.region])
+            # members in other servers count too: their checkpoint here is what their last pull acknowledged;
+            # a trim is a write transaction of its own, so it runs now and then, not at every slice
+            if time.monotonic() - self._trimmed.get(origin.table_id, 0.0) >= self.TRIM_EVERY:
+                self._trimmed[origin.table_id] = time.monotonic()
+                self._trim(origin, [r for r in group["members"] if r != origin.region])
+        for m in metas:
+            if cryptos.get(m.region) is not None and not self._spent():
+                self._prune(m, group, by_region, cryptos[m.region])
 
     def _waiting(self, table_id: str) -> bool:
         entry = self._backoff.get(table_id)
@@ -166,16 +183,18 @@ class Replicator:
         place = w.place(target, crypto, hkey, skey)
         if place.old != new:
             w.apply(ItemChange(target, place.old, new, CAUSE), crypto, hkey=hkey, skey=skey, place=place)
-        store.write_clock(w.tx, crypto, ckey, clock[0], clock[1])
+        store.write_clock(w.tx, crypto, ckey, clock[0], clock[1], deleted=new is None)
         return True
 
     def _apply(self, origin: TableMeta, target: TableMeta, o_crypto: TableCrypto, t_crypto: TableCrypto) -> bool:
         """Apply one batch of ``origin``'s queue to ``target``; -> whether there may be more."""
         db = self.db
-        exists, after = store.checkpoint(db.items.kv, origin.id_bytes, target.region)
-        if not exists or (origin.table_id, target.region) in self._damaged:
-            return False  # a pair made when the target joined; none yet: nothing of origin is for it
+        if (origin.table_id, target.region) in self._damaged:
+            return False
         with db.items.read() as r:
+            exists, after = store.checkpoint(r, origin.id_bytes, target.region)
+            if not exists:
+                return False  # a pair made when the target joined; none yet: nothing of origin is for it
             try:
                 rows = list(store.read_queue(r, origin.id_bytes, o_crypto, after, BATCH))
             except IntegrityError:
@@ -207,6 +226,50 @@ class Replicator:
         upto = min(pos for _, pos in points)
         with kv.transaction() as tx:
             store.trim(tx, origin.id_bytes, upto)
+
+    # -- tombstones -----------------------------------------------------------------------------------
+    def _prune(self, member: TableMeta, group: dict, by_region: dict[str, TableMeta], crypto: TableCrypto) -> None:
+        """Drop ``member``'s tombstones that no row still to come from another member can be older than.
+
+        A tombstone only matters against a replicated write with an earlier clock. A row's clock is at least
+        the wall-clock time of its queue position, so once every other member's next row still to be applied
+        here is later than a tombstone (or there is none and a new local write there would be later), that
+        tombstone decides nothing any more. Checked inside a write transaction: the store takes its write lock
+        at the start, so no write that could still queue an earlier row is in flight."""
+        now = time.monotonic()
+        if now - self._pruned.get(member.table_id, 0.0) < self.PRUNE_EVERY:
+            return
+        self._pruned[member.table_id] = now
+        kv = self.db.items.kv
+        oldest = store.oldest_tombstone(kv, member.id_bytes)
+        if oldest is None or oldest >= self.clock() - 2 * self.PRUNE_MARGIN:
+            return
+        with kv.transaction() as tx:
+            bound = self.clock()
+            for region, entry in sorted(group["members"].items()):
+                if region != member.region:
+                    bound = min(bound, self._confirmed(tx, member, region, entry, by_region.get(region)))
+                if bound - self.PRUNE_MARGIN <= oldest:
+                    return
+            dropped = store.prune_tombstones(tx, crypto, member.id_bytes, bound - self.PRUNE_MARGIN)
+        if dropped:
+            log.debug("dropped %d tombstones of %s in %s", dropped, member.name, member.region)
+
+    def _confirmed(self, tx, member: TableMeta, region: str, entry: dict, other: TableMeta | None) -> float:
+        """A time no row of ``region``'s member still to be applied to ``member`` can be earlier than (0: none
+        known)."""
+        if other is not None:  # in this store: its queue after member's checkpoint
+            exists, after = store.checkpoint(tx, other.id_bytes, member.region)
+            if not exists:
+                return 0.0
+            pending = store.next_position(tx, other.id_bytes, after)
+            return self.clock() if pending is None else store.position_time(pending)
+        if entry.get("remote"):
+            # how far this server has pulled the peer's queue (remote.PULL_PREFIX): the rows after it are
+            # later; a peer that writes nothing leaves it where it is, and the tombstones wait
+            exists, after = store.checkpoint(tx, member.id_bytes, "@" + region)
+            return store.position_time(after) if exists and after else 0.0
+        return 0.0
 
     # -- backfill -------------------------------------------------------------------------------------
     def _fill(self, source: TableMeta, target: TableMeta, s_crypto: TableCrypto, t_crypto: TableCrypto) -> bool:

@@ -57,7 +57,7 @@ class ReplicationWriter:
         prev = store.read_clock(tx, crypto, ckey)
         now = self.clock()
         t = max(now, prev[0] + TICK) if prev is not None else now
-        store.write_clock(tx, crypto, ckey, t, meta.region)
+        store.write_clock(tx, crypto, ckey, t, meta.region, deleted=change.new is None)
         # the key as its canonical bytes: the same in every member (same key schema), sealed with the row
         store.append(tx, crypto, tid, {"h": hkey.hex(), "s": skey.hex(), "n": change.new, "t": t,
                                        "r": meta.region}, now)

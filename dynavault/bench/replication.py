@@ -1,0 +1,333 @@
+"""``dynavault bench --global``: global-table replication under load.
+
+Two measurements per setup (one server serving both regions; two servers, one region each):
+
+- **write-to-visible latency**: writers put new items in one region at a target rate (open loop: a write is
+  sent at its scheduled time, or at once when the writers are behind, so the rate reached is reported), and
+  for one write in ``probe_every`` a probe polls GetItem (ConsistentRead) in the other region until the item
+  is there. Latency is from the moment the write was sent (its own PutItem included) to the first read that
+  saw it; ``from_ack`` is from the write's response instead.
+- **PutItem throughput**, replicated against plain: the bench's ``put`` workload (changing puts: an identical
+  rewrite is no change and replicates nothing) on a plain table, then on a table with a replica in the other
+  region (and server), in the same conditions.
+
+Without ``--endpoint`` the bench starts the servers itself (``python -m dynavault.cli serve`` in a temporary
+directory, with a root key file, ``--regions`` and ``--replica-peer`` for the pair) and stops them after. The
+bench does not import the server's packages: it talks to them over HTTP as any client does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dynavault.bench.client import BenchHTTPError, Connection, Endpoint
+from dynavault.bench.load import BenchConfig, Runner, percentile, run_in_new_loop
+
+__all__ = ["GlobalConfig", "run_global_bench", "format_global"]
+
+#: seconds between two polls of a probe
+POLL = 0.005
+#: a write not visible after this long counts as unseen
+VISIBLE_TIMEOUT = 30.0
+
+
+@dataclass
+class GlobalConfig:
+    base: BenchConfig
+    #: where writes go (region ``base.region``) and where they are looked for (``replica_region``); the same
+    #: URL for one server
+    writer: str = ""
+    reader: str = ""
+    replica_region: str = "us-west-2"
+    rate: float = 1000.0
+    probe_every: int = 10
+    label: str = ""
+
+
+# -- servers the bench starts itself -------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Server:
+    def __init__(self, base: Path, port: int, extra: list[str]) -> None:
+        base.mkdir(parents=True, exist_ok=True)
+        self.log = open(base / "server.log", "ab")
+        cmd = [sys.executable, "-m", "dynavault.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--data-dir", str(base / "data"), "--root-key-file", str(base / "root.key"),
+               "--allow-any-credentials", *extra]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log)
+        self.endpoint = ""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline().decode()  # type: ignore[union-attr]
+            if not line:
+                break
+            if line.startswith("dynavault listening on "):
+                self.endpoint = line.split(" on ", 1)[1].split()[0]
+                return
+        self.stop()
+        raise RuntimeError(f"the server did not start; see {base / 'server.log'}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+def _start_pair(base: Path, regions: tuple[str, str], access_key: str, secret_key: str) -> list[_Server]:
+    ports = (_free_port(), _free_port())
+    base.mkdir(parents=True, exist_ok=True)
+    servers: list[_Server] = []
+    try:
+        for me in (0, 1):
+            other = 1 - me
+            peers = base / f"peers-{me}.json"
+            peers.write_text(json.dumps({regions[other]: {"aws_access_key_id": access_key,
+                                                          "aws_secret_access_key": secret_key}}))
+            os.chmod(peers, 0o600)
+            servers.append(_Server(base / f"server-{me}", ports[me], [
+                "--regions", regions[me], "--replica-peer", f"{regions[other]}=http://127.0.0.1:{ports[other]}",
+                "--replica-peer-credentials", str(peers)]))
+    except BaseException:
+        for s in servers:
+            s.stop()
+        raise
+    return servers
+
+
+# -- the measurements --------------------------------------------------------------------------------------
+async def _must(conn: Connection, op: str, payload: dict) -> dict:
+    resp = await conn.call(op, payload)
+    if resp.status != 200:
+        raise RuntimeError(f"{op} failed: {resp.status} {resp.body[:300]!r}")
+    return resp.json()
+
+
+async def _add_replica(ep: Endpoint, table: str, region: str, timeout: float = 300.0) -> float:
+    """Add a replica and wait until it is ACTIVE; -> seconds it took (the backfill included)."""
+    conn = Connection(ep)
+    t0 = time.perf_counter()
+    try:
+        await _must(conn, "UpdateTable", {"TableName": table, "ReplicaUpdates": [{"Create": {"RegionName": region}}]})
+        while True:
+            t = (await _must(conn, "DescribeTable", {"TableName": table}))["Table"]
+            replicas = t.get("Replicas") or []
+            if replicas and all(r.get("ReplicaStatus") == "ACTIVE" for r in replicas):
+                return round(time.perf_counter() - t0, 3)
+            if time.perf_counter() - t0 > timeout:
+                raise RuntimeError(f"the replica in {region} is not ACTIVE after {timeout:.0f} s: {replicas}")
+            await asyncio.sleep(0.1)
+    finally:
+        await conn.close()
+
+
+async def _drop_replica(ep: Endpoint, table: str, region: str) -> None:
+    conn = Connection(ep)
+    try:
+        await conn.call("UpdateTable", {"TableName": table, "ReplicaUpdates": [{"Delete": {"RegionName": region}}]})
+        await conn.call("DeleteTable", {"TableName": table})
+    except (OSError, BenchHTTPError):
+        pass
+    finally:
+        await conn.close()
+
+
+def _ms(lat: list[float], q: float) -> float:
+    return round(percentile(lat, q) * 1000, 1)
+
+
+async def _latency(cfg: GlobalConfig, writer: Endpoint, reader: Endpoint) -> dict:
+    b = cfg.base
+    table = f"dvbench-global-{uuid.uuid4().hex[:8]}"
+    conn = Connection(writer)
+    await _must(conn, "CreateTable", {
+        "TableName": table, "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}]})
+    while (await _must(conn, "DescribeTable", {"TableName": table}))["Table"]["TableStatus"] != "ACTIVE":
+        await asyncio.sleep(0.05)
+    await conn.close()
+    await _add_replica(writer, table, cfg.replica_region)
+    pad = "x" * max(1, b.item_size - 40)
+    seen: list[float] = []
+    from_ack: list[float] = []
+    put_lat: list[float] = []
+    counts = {"writes": 0, "write_errors": 0, "probes": 0, "unseen": 0}
+    pool: list[Connection] = []
+    probes: set[asyncio.Task] = set()
+
+    async def probe(key: str, sent: float, acked: float) -> None:
+        c = pool.pop() if pool else Connection(reader)
+        payload = {"TableName": table, "Key": {"pk": {"S": key}}, "ConsistentRead": True}
+        try:
+            while True:
+                try:
+                    resp = await c.call("GetItem", payload)
+                except (OSError, BenchHTTPError, asyncio.IncompleteReadError):
+                    await c.close()
+                    resp = None
+                now = time.perf_counter()
+                if resp is not None and resp.status == 200 and b'"Item"' in resp.body:
+                    seen.append(now - sent)
+                    from_ack.append(now - acked)
+                    return
+                if now - sent > VISIBLE_TIMEOUT:
+                    counts["unseen"] += 1
+                    return
+                await asyncio.sleep(POLL)
+        finally:
+            pool.append(c)
+
+    start = time.perf_counter() + 0.1
+    stop_at = start + b.duration
+    per_conn = b.connections / cfg.rate  # seconds between two writes of one connection
+
+    async def write_loop(k: int) -> None:
+        c = Connection(writer)
+        n = k
+        due = start + per_conn * k / b.connections
+        try:
+            while True:
+                now = time.perf_counter()
+                if due >= stop_at or now >= stop_at:
+                    return
+                if due > now:
+                    await asyncio.sleep(due - now)
+                due += per_conn
+                key = f"w{n:09d}"
+                n += b.connections
+                sent = time.perf_counter()
+                try:
+                    resp = await c.call("PutItem", {"TableName": table, "Item": {"pk": {"S": key}, "d": {"S": pad}}})
+                except (OSError, BenchHTTPError, asyncio.IncompleteReadError):
+                    counts["write_errors"] += 1
+                    await c.close()
+                    continue
+                acked = time.perf_counter()
+                if resp.status != 200:
+                    counts["write_errors"] += 1
+                    continue
+                counts["writes"] += 1
+                put_lat.append(acked - sent)
+                if (n // b.connections) % cfg.probe_every == 0:
+                    counts["probes"] += 1
+                    task = asyncio.get_running_loop().create_task(probe(key, sent, acked))
+                    probes.add(task)
+                    task.add_done_callback(probes.discard)
+        finally:
+            await c.close()
+
+    await asyncio.gather(*(write_loop(k) for k in range(b.connections)))
+    elapsed = time.perf_counter() - start
+    while probes:
+        await asyncio.gather(*list(probes))
+    for c in pool:
+        await c.close()
+    await _drop_replica(writer, table, cfg.replica_region)
+    seen.sort()
+    from_ack.sort()
+    put_lat.sort()
+    return {"table": table, "target_writes_per_s": cfg.rate, "seconds": round(elapsed, 2), **counts,
+            "writes_per_s": round(counts["writes"] / elapsed, 1),
+            "put_p50_ms": _ms(put_lat, 0.5), "put_p99_ms": _ms(put_lat, 0.99),
+            "visible_p50_ms": _ms(seen, 0.5), "visible_p90_ms": _ms(seen, 0.9), "visible_p99_ms": _ms(seen, 0.99),
+            "visible_max_ms": _ms(seen, 1.0), "from_ack_p50_ms": _ms(from_ack, 0.5),
+            "from_ack_p99_ms": _ms(from_ack, 0.99)}
+
+
+async def _throughput(cfg: GlobalConfig, writer: Endpoint, replicated: bool) -> dict:
+    runner = Runner(replace(cfg.base, endpoint=cfg.writer, workloads=("put",), changing_puts=True))
+    setup = await runner.setup()
+    try:
+        if replicated:
+            setup["replica_seconds"] = await _add_replica(writer, runner.table, cfg.replica_region)
+        out = await runner.run_workload("put")
+    finally:
+        if replicated:
+            await _drop_replica(writer, runner.table, cfg.replica_region)
+        else:
+            await runner.teardown()
+    out["setup"] = setup
+    return out
+
+
+async def _run(cfg: GlobalConfig) -> dict:
+    b = cfg.base
+    writer = Endpoint(cfg.writer, access_key=b.access_key, secret_key=b.secret_key, region=b.region)
+    reader = Endpoint(cfg.reader, access_key=b.access_key, secret_key=b.secret_key, region=cfg.replica_region)
+    out: dict = {"label": cfg.label, "writer": cfg.writer, "reader": cfg.reader, "regions": [b.region, cfg.replica_region],
+                 "config": {"connections": b.connections, "duration": b.duration, "items": b.items,
+                            "item_size": b.item_size, "rate": cfg.rate, "probe_every": cfg.probe_every}}
+    out["latency"] = await _latency(cfg, writer, reader)
+    plain = await _throughput(cfg, writer, False)
+    repl = await _throughput(cfg, writer, True)
+    out["put_plain"] = plain
+    out["put_replicated"] = repl
+    out["replicated_vs_plain_pct"] = round(100 * repl["ops_per_s"] / plain["ops_per_s"], 1) \
+        if plain.get("ops_per_s") else None
+    return out
+
+
+def run_global_bench(base: BenchConfig, *, peer: str | None = None, replica_region: str = "us-west-2",
+                     rate: float = 1000.0, probe_every: int = 10, setups: tuple[str, ...] = ("one", "two"),
+                     server_args: tuple[str, ...] = ()) -> dict:
+    """With ``base.endpoint``: that server (and ``peer``, the other region's server, if given). Without: the
+    bench starts one server for ``one`` and a pair for ``two``."""
+    results: list[dict] = []
+    if base.endpoint:
+        cfg = GlobalConfig(base, base.endpoint, peer or base.endpoint, replica_region, rate, probe_every,
+                           "two servers" if peer else "one server")
+        results.append(run_in_new_loop(_run(cfg)))
+        return {"runs": results}
+    with tempfile.TemporaryDirectory(prefix="dvbench-global-") as tmp:
+        for setup in setups:
+            if setup == "one":
+                servers = [_Server(Path(tmp) / "one", _free_port(), list(server_args))]
+                writer_url = reader_url = servers[0].endpoint
+            elif setup == "two":
+                servers = _start_pair(Path(tmp) / "two", (base.region, replica_region), base.access_key,
+                                      base.secret_key)
+                writer_url, reader_url = servers[0].endpoint, servers[1].endpoint
+            else:
+                raise ValueError(f"unknown setup {setup!r}: one or two")
+            try:
+                cfg = GlobalConfig(replace(base, endpoint=writer_url), writer_url, reader_url, replica_region,
+                                   rate, probe_every, "one server" if setup == "one" else "two servers")
+                results.append(run_in_new_loop(_run(cfg)))
+            finally:
+                for s in servers:
+                    s.stop()
+    return {"runs": results}
+
+
+def format_global(result: dict) -> str:
+    lines = ["| setup | target w/s | reached w/s | PutItem p50/p99 ms | visible p50 ms | p90 | p99 | max | "
+             "from ack p50/p99 ms | unseen | plain put/s | replicated put/s | replicated/plain |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["runs"]:
+        lat, plain, repl = r["latency"], r["put_plain"], r["put_replicated"]
+        lines.append(
+            f"| {r['label']} | {lat['target_writes_per_s']:,.0f} | {lat['writes_per_s']:,.1f} | "
+            f"{lat['put_p50_ms']} / {lat['put_p99_ms']} | {lat['visible_p50_ms']} | {lat['visible_p90_ms']} | "
+            f"{lat['visible_p99_ms']} | {lat['visible_max_ms']} | {lat['from_ack_p50_ms']} / {lat['from_ack_p99_ms']} | "
+            f"{lat['unseen']}/{lat['probes']} | {plain.get('ops_per_s', 0):,.1f} | {repl.get('ops_per_s', 0):,.1f} | "
+            f"{r['replicated_vs_plain_pct']} % |")
+    return "\n".join(lines)
