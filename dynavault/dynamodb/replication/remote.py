@@ -348,8 +348,11 @@ class RemoteReplicas:
         meta = self._member(caller, p)
         region, source = p.get("Region"), p.get("Source")
         group = group_of(meta)
-        if not isinstance(region, str) or not isinstance(source, str) or source not in group["members"]:
-            raise validation("AddMember takes TableName, Region, Source")
+        if not isinstance(region, str) or not isinstance(source, str) or \
+                not (group["members"].get(source) or {}).get("remote"):
+            raise validation("AddMember takes TableName, Region, Source (a member of another server)")
+        if region not in self.peers:  # this server could not exchange with it
+            raise validation(f"Region {region} is not served by this server and no --replica-peer serves it.")
         if region in group["members"]:
             raise validation(f"{region} is a replica of {meta.name} already")
         starts = {}
@@ -370,7 +373,9 @@ class RemoteReplicas:
     def op_remove_member(self, caller: Caller, p: dict) -> dict:
         meta = self._member(caller, p)
         region = p.get("Region")
-        entry = group_of(meta)["members"].get(region) if isinstance(region, str) else None
+        if not isinstance(region, str):
+            raise validation("RemoveMember takes TableName, Region")
+        entry = group_of(meta)["members"].get(region)
         if entry is not None and entry.get("remote"):  # a member served here leaves only by its own table
             self.forget(meta, region)
         return {}
@@ -379,8 +384,12 @@ class RemoteReplicas:
         """ReplicaUpdates Update, checked by the server that took it, applied here to the member served here."""
         meta = self._member(caller, p)
         body = p.get("Update")
-        if not isinstance(body, dict):
-            raise validation("UpdateReplica takes TableName, Update")
+        rcu = ((body.get("ProvisionedThroughputOverride") if isinstance(body, dict) else None) or {})
+        if not isinstance(body, dict) or body.get("TableClassOverride") not in (
+                None, "STANDARD", "STANDARD_INFREQUENT_ACCESS") or not isinstance(rcu, dict) or \
+                not isinstance(rcu.get("ReadCapacityUnits", 1), int) or isinstance(rcu.get("ReadCapacityUnits"), bool) \
+                or not 1 <= rcu.get("ReadCapacityUnits", 1) <= 10**12:
+            raise validation("UpdateReplica takes TableName, Update (as checked by the server that took it)")
         self.db.replication.apply_update(meta, meta.region, body)
         return self._own(caller, meta.name)
 
@@ -392,7 +401,11 @@ class RemoteReplicas:
     def op_update_sse(self, caller: Caller, p: dict) -> dict:
         meta = self._member(caller, p)
         spec = p.get("SSESpecification")
-        if spec is not None and not isinstance(spec, dict):
+        # what the server that took the UpdateTable validated: the same shapes, checked again here
+        if spec is not None and not (
+                isinstance(spec, dict) and set(spec) <= {"Enabled", "SSEType", "KMSMasterKeyId"}
+                and isinstance(spec.get("Enabled", False), bool) and spec.get("SSEType", "KMS") in ("AES256", "KMS")
+                and isinstance(spec.get("KMSMasterKeyId", ""), str)):
             raise validation("UpdateReplicaSSE takes TableName, SSESpecification")
         self.db.sse.update_sse(caller, meta, spec)
         return self._own(caller, meta.name)
