@@ -327,3 +327,32 @@ def test_a_replica_create_waiting_on_its_peer_does_not_stall_the_server(tmp_path
     finally:
         peer.close()
         srv.kill()
+
+
+def test_a_local_replica_is_refused_in_a_group_with_members_in_other_servers(tmp_path, unique_name):
+    ports = {"a": free_port(), "b": free_port()}
+    files = {}
+    for name, regions in (("a", (WEST,)), ("b", (EAST, EU))):
+        files[name] = tmp_path / f"{name}-peers.json"
+        files[name].write_text(json.dumps({r: {"aws_access_key_id": ACCOUNT, "aws_secret_access_key": "x"}
+                                           for r in regions}))
+        os.chmod(files[name], 0o600)
+    a = ServerProcess(tmp_path / "a", port=ports["a"], regions=f"{EAST},{EU}", allow_any_credentials=True,
+                      replica_peer=f"{WEST}=http://127.0.0.1:{ports['b']}", replica_peer_credentials=str(files["a"]))
+    b = ServerProcess(tmp_path / "b", port=ports["b"], regions=WEST, allow_any_credentials=True,
+                      replica_peer=f"{EAST}=http://127.0.0.1:{ports['a']},{EU}=http://127.0.0.1:{ports['a']}",
+                      replica_peer_credentials=str(files["b"]))
+    try:
+        east = a.client("dynamodb", access_key=ACCOUNT, region=EAST)
+        make_table(east, unique_name)
+        add_replica(east, unique_name, WEST)
+        wait_replicas(east, unique_name, timeout=30)
+        code, message, _ = aws_error(east.update_table, TableName=unique_name,
+                                     ReplicaUpdates=[{"Create": {"RegionName": EU}}])
+        assert code == "ValidationException" and "served by this server" in message
+        assert set(replicas(east, unique_name)) == {WEST}
+        assert aws_error(a.client("dynamodb", access_key=ACCOUNT, region=EU).describe_table,
+                         TableName=unique_name)[0] == "ResourceNotFoundException"
+    finally:
+        a.kill()
+        b.kill()

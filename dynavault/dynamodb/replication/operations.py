@@ -133,6 +133,10 @@ class GlobalTables:
                     region not in remote.peers:
                 raise validation(f"Region {region} is not served by this server and no --replica-peer serves it.")
             if kind == "Create":
+                if remote is not None and any(e.get("remote") for e in (group or {"members": {}})["members"].values()):
+                    # the servers of the other members would never hear of it: it would miss their writes
+                    raise validation(f"Region {region} is served by this server: a global table with replicas in "
+                                     "other servers takes new replicas only in regions another server serves.")
                 self._create(caller, meta, region, body)
                 break  # duplicates of the same Create were folded by check_request
             if kind == "Delete":
