@@ -9,6 +9,14 @@ keeps as its consumer checkpoint (``checkpoint(its table id, this region)``) so 
 what was applied here. Items travel as DynamoDB JSON with their clock and canonical key bytes, opened by the
 origin server with its own keys: no sealed blob of one server ever reaches another.
 
+Every pull also carries the state of the member it comes from (status as DescribeTable shows it, key ARN,
+inaccessible since, table class), and every answer the other's: kept as ``state`` in the remote member's
+entry, it is what DescribeTable here shows of that replica. A member whose server answers that its table is
+gone (deleted there, or out of the group after its key stayed unusable) leaves the group here too.
+Changes made on one server for a member of another are asked of that server: ``AddMember`` (a new member
+announced to every other server before it is created), ``RemoveMember``, ``UpdateReplica``,
+``DeleteReplica``, ``UpdateReplicaSSE``.
+
 A remote member's entry in the group record carries ``remote: True`` (its table is not in this catalog) and,
 when the last exchange with its server failed, ``peer_error`` (what DescribeTable shows as its status).
 """
