@@ -508,6 +508,11 @@ class RemoteReplicas:
                         self.forget(meta, region)
                         self._waiting.pop(key, None)
                         continue
+                    if err.code == "ResourceNotFoundException":
+                        # being created there (this server asks before the peer has made the table): no error
+                        # to show, asked again shortly
+                        self._waiting[key] = (time.monotonic() + 0.2, 0.2)
+                        continue
                     delay = 0.5 if wait is None else min(10.0, wait[1] * 2)
                     self._waiting[key] = (time.monotonic() + delay, delay)
                     if wait is None:
