@@ -403,6 +403,7 @@ def test_a_network_cut_keeps_both_sides_serving_and_converges_after(tmp_path, un
     ("Nope", {}),
     ("Pull", {"TableName": "TABLE", "Consumer": WEST, "State": {"status": "ACTIVE", "key_arn": 5}}),
     ("Pull", {"TableName": "TABLE", "Consumer": WEST, "State": {"status": "HACKED"}}),
+    ("Pull", {"TableName": "TABLE", "Consumer": WEST, "State": {"status": "ACTIVE", "indexes": "byv"}}),
     ("Pull", {"TableName": "TABLE", "Consumer": WEST, "State": {"status": "ACTIVE", "class_since": "x"}}),
     ("AddMember", {"TableName": "TABLE", "Region": 5, "Source": WEST}),
     ("AddMember", {"TableName": "TABLE", "Region": "eu-west-1", "Source": WEST}),

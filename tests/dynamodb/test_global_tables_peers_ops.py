@@ -110,6 +110,26 @@ def test_three_servers_writes_in_every_region_converge_last_writer_wins(c3, uniq
         assert got[f"k{i}"]["by"]["S"] in {f"{r}-{28 + i}" for r in REGIONS}
 
 
+def test_replicas_in_other_servers_are_described_as_in_one_server(c3, unique_name):
+    east = c3[EAST]
+    east.create_table(
+        TableName=unique_name, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "v", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST", GlobalSecondaryIndexes=[{
+            "IndexName": "byv", "KeySchema": [{"AttributeName": "v", "KeyType": "HASH"}],
+            "Projection": {"ProjectionType": "ALL"}}])
+    add_replica(east, unique_name, WEST)
+    until(lambda: replicas(east, unique_name).get(WEST) == {
+        "RegionName": WEST, "ReplicaStatus": "ACTIVE", "GlobalSecondaryIndexes": [{"IndexName": "byv"}]},
+        "the replica described with its index")
+    until(lambda: replicas(c3[WEST], unique_name).get(EAST) == {
+        "RegionName": EAST, "ReplicaStatus": "ACTIVE", "GlobalSecondaryIndexes": [{"IndexName": "byv"}]},
+        "the source described from the replica's server")
+    east.put_item(TableName=unique_name, Item={"pk": {"S": "a"}, "v": {"S": "x"}})
+    until(lambda: c3[WEST].query(TableName=unique_name, IndexName="byv", KeyConditionExpression="v = :v",
+                                 ExpressionAttributeValues={":v": {"S": "x"}})["Count"] == 1, "the write in the index")
+
+
 def test_replica_update_and_delete_of_a_member_of_another_server(c3, unique_name):
     global_table(c3, unique_name)
     east = c3[EAST]

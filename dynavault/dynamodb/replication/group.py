@@ -109,6 +109,8 @@ def own_state(meta: TableMeta) -> dict:
     if meta.table_class:
         state["table_class"] = meta.table_class
         state["class_since"] = float(entry.get("class_since", meta.created))
+    if meta.global_indexes:
+        state["indexes"] = [g["IndexName"] for g in meta.global_indexes]
     return state
 
 
@@ -126,6 +128,8 @@ def _remote_replica(region: str, entry: dict) -> dict:
         out["KMSMasterKeyId"] = key_arn
     if out["ReplicaStatus"] == INACCESSIBLE and state.get("inaccessible_since") is not None:
         out["ReplicaInaccessibleDateTime"] = float(state["inaccessible_since"])
+    if state.get("indexes"):
+        out["GlobalSecondaryIndexes"] = [{"IndexName": n} for n in state["indexes"]]
     if state.get("table_class"):
         out["ReplicaTableClassSummary"] = {"TableClass": state["table_class"],
                                            "LastUpdateDateTime": float(state.get("class_since", 0.0))}

@@ -85,6 +85,12 @@ def _clean_state(state) -> dict | None:
             if not isinstance(v, str) or len(v) > 2048:
                 raise validation(f"State {k} must be a string")
             out[k] = v
+    names = state.get("indexes")
+    if names is not None:
+        if not isinstance(names, list) or len(names) > 25 or \
+                not all(isinstance(n, str) and 0 < len(n) <= 255 for n in names):
+            raise validation("State indexes must be index names")
+        out["indexes"] = list(names)
     for k in ("inaccessible_since", "class_since"):
         v = state.get(k)
         if v is not None:
