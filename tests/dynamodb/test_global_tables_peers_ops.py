@@ -376,3 +376,30 @@ def test_a_local_replica_is_refused_in_a_group_with_members_in_other_servers(tmp
     finally:
         a.kill()
         b.kill()
+
+
+def test_changes_needing_an_unreachable_server_are_refused_and_nothing_kept(tmp_path, unique_name):
+    servers = group(tmp_path, allow_any_credentials=True)
+    try:
+        c = clients(servers)
+        make_table(c[EAST], unique_name)
+        add_replica(c[EAST], unique_name, WEST)
+        until(lambda: all_replicas({r: c[r] for r in (EAST, WEST)}, unique_name), "the replica ACTIVE on both")
+        servers[WEST].kill()
+        for update in ({"Delete": {"RegionName": WEST}}, {"Create": {"RegionName": EU}},
+                       {"Update": {"RegionName": WEST, "TableClassOverride": "STANDARD_INFREQUENT_ACCESS"}}):
+            code, message, _ = aws_error(c[EAST].update_table, TableName=unique_name, ReplicaUpdates=[update])
+            assert code == "ValidationException" and f"The replica in region {WEST} could not be reached" in message
+        assert set(replicas(c[EAST], unique_name)) == {WEST}
+        assert aws_error(c[EU].describe_table, TableName=unique_name)[0] == "ResourceNotFoundException"
+        servers[WEST].start()
+        c[WEST] = servers[WEST].client("dynamodb", access_key=ACCOUNT, region=WEST)
+        until(lambda: "ReplicaStatusDescription" not in replicas(c[EAST], unique_name)[WEST], "the peer back")
+        add_replica(c[EAST], unique_name, EU)
+        until(lambda: all_replicas(c, unique_name), "three replicas ACTIVE on every server")
+        c[WEST].put_item(TableName=unique_name, Item={"pk": {"S": "w"}})
+        c[EU].put_item(TableName=unique_name, Item={"pk": {"S": "e"}})
+        assert set(converge(list(c.values()), unique_name, timeout=30)) == {"w", "e"}
+    finally:
+        for s in servers.values():
+            s.kill()
