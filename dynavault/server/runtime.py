@@ -178,6 +178,12 @@ def _offload(service: str, operation: str) -> str:
     return "defer" if operation in DEFERRABLE else "thread"
 
 
+def _offload_peer_calls(service: str, operation: str) -> str:
+    """With --replica-peer (and an in-process KMS): UpdateTable may wait on another server (a replica there
+    created, updated, deleted, re-keyed), so it runs in a thread; everything else stays on the loop."""
+    return "thread" if service == "dynamodb" and operation == "UpdateTable" else "loop"
+
+
 def _credentials(settings: Settings, owned_account: str) -> CredentialStore:
     store = CredentialStore(
         None if settings.in_memory else settings.data_path("credentials.json"),
@@ -752,7 +758,8 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         trusted_service_keys=frozenset(k.strip() for k in settings.trusted_service_keys.split(",") if k.strip()),
         durability=durability,
         cors=cors_origins(settings.cors_origin),
-        offload=_offload if settings.kms_endpoint and not kms_only else None,
+        offload=None if kms_only else _offload if settings.kms_endpoint else
+        _offload_peer_calls if settings.replica_peer else None,
         access_log=access_log,
     )
     if not kms_only:

@@ -401,6 +401,21 @@ def test_a_network_cut_keeps_both_sides_serving_and_converges_after(tmp_path, un
     ("Backfill", {"TableName": "TABLE", "After": ["zz", 1]}),
     ("CreateReplica", {"TableName": "TABLE", "Source": WEST, "Members": f"{EAST},{WEST}", "Table": {}}),
     ("Nope", {}),
+    ("Pull", {"TableName": "TABLE", "Consumer": WEST, "State": {"status": "ACTIVE", "key_arn": 5}}),
+    ("Pull", {"TableName": "TABLE", "Consumer": WEST, "State": {"status": "HACKED"}}),
+    ("Pull", {"TableName": "TABLE", "Consumer": WEST, "State": {"status": "ACTIVE", "indexes": "byv"}}),
+    ("Pull", {"TableName": "TABLE", "Consumer": WEST, "State": {"status": "ACTIVE", "class_since": "x"}}),
+    ("AddMember", {"TableName": "TABLE", "Region": 5, "Source": WEST}),
+    ("AddMember", {"TableName": "TABLE", "Region": "eu-west-1", "Source": WEST}),
+    ("AddMember", {"TableName": "TABLE", "Region": "eu-west-1", "Source": EAST}),
+    ("RemoveMember", {"TableName": "TABLE", "Region": ["x"]}),
+    ("UpdateReplica", {"TableName": "TABLE", "Update": {"TableClassOverride": 5}}),
+    ("UpdateReplica", {"TableName": "TABLE", "Update": {"ProvisionedThroughputOverride": {"ReadCapacityUnits": "1"}}}),
+    ("UpdateReplica", {"TableName": "TABLE", "Update": "x"}),
+    ("UpdateReplicaSSE", {"TableName": "TABLE", "SSESpecification": {"Enabled": "yes", "SSEType": 5}}),
+    ("UpdateReplicaSSE", {"TableName": "TABLE", "SSESpecification": "x"}),
+    ("UpdateReplicaSSE", {"TableName": "TABLE", "SSESpecification": {"KMSMasterKeyId": ["x"], "SSEType": "KMS"}}),
+    ("DeleteReplica", {"TableName": "no-such-table"}),
 ])
 def test_hostile_replication_requests_are_4xx(servers, c, unique_name, target, body):
     from tests.wire import signed_request

@@ -96,14 +96,43 @@ def _replica(region: str, entry: dict, member: TableMeta | None) -> dict:
     return out
 
 
+def own_state(meta: TableMeta) -> dict:
+    """What this member tells the servers of the other members about itself (its status as DescribeTable
+    shows it, its key ARN, when its key became unusable, its table class); they show it as its replica."""
+    entry = (group_of(meta) or {}).get("members", {}).get(meta.region) or {}
+    state: dict = {"status": replica_status(entry, meta)}
+    if meta.sse.get("mode", "OWNED") != "OWNED" and meta.sse.get("key_arn"):
+        state["key_arn"] = meta.sse["key_arn"]
+    since = meta.sse_state.get("inaccessible_since")
+    if meta.status == INACCESSIBLE and since is not None:
+        state["inaccessible_since"] = float(since)
+    if meta.table_class:
+        state["table_class"] = meta.table_class
+        state["class_since"] = float(entry.get("class_since", meta.created))
+    if meta.global_indexes:
+        state["indexes"] = [g["IndexName"] for g in meta.global_indexes]
+    return state
+
+
 def _remote_replica(region: str, entry: dict) -> dict:
-    """A member served by another server (``--replica-peer``): what this server last learnt of it."""
+    """A member served by another server (``--replica-peer``): what this server last learnt of it (``state``:
+    what that server last told about it; ``peer_error``: the last exchange with it failed)."""
     error = entry.get("peer_error") or {}
-    out: dict = {"RegionName": region, "ReplicaStatus": error.get("status") or entry.get("status", "CREATING")}
+    state = entry.get("state") or {}
+    status = error.get("status") or (state.get("status") if entry.get("status") == "ACTIVE" else None)
+    out: dict = {"RegionName": region, "ReplicaStatus": status or entry.get("status", "CREATING")}
     if error.get("description"):
         out["ReplicaStatusDescription"] = error["description"]
-    if entry.get("key_arn"):
-        out["KMSMasterKeyId"] = entry["key_arn"]
+    key_arn = state.get("key_arn", entry.get("key_arn")) if state else entry.get("key_arn")
+    if key_arn:
+        out["KMSMasterKeyId"] = key_arn
+    if out["ReplicaStatus"] == INACCESSIBLE and state.get("inaccessible_since") is not None:
+        out["ReplicaInaccessibleDateTime"] = float(state["inaccessible_since"])
+    if state.get("indexes"):
+        out["GlobalSecondaryIndexes"] = [{"IndexName": n} for n in state["indexes"]]
+    if state.get("table_class"):
+        out["ReplicaTableClassSummary"] = {"TableClass": state["table_class"],
+                                           "LastUpdateDateTime": float(state.get("class_since", 0.0))}
     return out
 
 

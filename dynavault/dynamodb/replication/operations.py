@@ -60,6 +60,11 @@ def _not_member(region: str) -> AWSError:
                       f"global table. Please retry the request without these replicas: [{region}].")
 
 
+def _sse_in_use(name: str) -> AWSError:
+    return AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: "
+                    f"Server-Side Encryption is still being updated for table: {name}")
+
+
 def _no_key_for_replica() -> AWSError:
     return validation(_INVALID + "KMSMasterKeyId must be specified for each replica.")
 
@@ -117,10 +122,21 @@ class GlobalTables:
             if kind == "Create" and remote is not None and region in remote.peers:
                 remote.create(caller, meta, region, body, lambda body=body: self._params(meta, body, None))
                 break
+            if remote is not None and ((group or {}).get("members", {}).get(region) or {}).get("remote"):
+                if kind == "Delete":
+                    remote.delete(meta, region)
+                    break
+                self._check_update(meta, region, body)
+                remote.update(meta, region, body)
+                continue
             if remote is not None and remote.served and region not in remote.served and \
                     region not in remote.peers:
                 raise validation(f"Region {region} is not served by this server and no --replica-peer serves it.")
             if kind == "Create":
+                if remote is not None and any(e.get("remote") for e in (group or {"members": {}})["members"].values()):
+                    # the servers of the other members would never hear of it: it would miss their writes
+                    raise validation(f"Region {region} is served by this server: a global table with replicas in "
+                                     "other servers takes new replicas only in regions another server serves.")
                 self._create(caller, meta, region, body)
                 break  # duplicates of the same Create were folded by check_request
             if kind == "Delete":
@@ -222,8 +238,7 @@ class GlobalTables:
                 db.catalog.remember(m)
         log.info("replica of %s in %s: creating from %s", name, region, meta.region)
 
-    def _update(self, caller: Caller, meta: TableMeta, region: str, body: dict) -> None:
-        db = self.db
+    def _check_update(self, meta: TableMeta, region: str, body: dict) -> None:
         group = group_of(meta)
         if not group or region not in group["members"]:
             raise _not_member(region)
@@ -232,9 +247,19 @@ class GlobalTables:
         if body.get("ProvisionedThroughputOverride") and meta.billing_mode == "PAY_PER_REQUEST":
             raise validation("Neither ReadCapacityUnits nor WriteCapacityUnits can be specified when BillingMode is "
                              "PAY_PER_REQUEST")
+
+    def _update(self, caller: Caller, meta: TableMeta, region: str, body: dict) -> None:
+        self._check_update(meta, region, body)
+        self.apply_update(meta, region, body)
+
+    def apply_update(self, meta: TableMeta, region: str, body: dict) -> None:
+        """A checked replica Update applied to the member in ``region`` (in this catalog; a member of another
+        server applies it there, asked by the server that took the request)."""
+        db = self.db
         with db.catalog.lock:
-            replica = db.catalog.get(caller.account, region, meta.name)
-            if replica is None:
+            group = group_of(db.catalog.get(meta.account, meta.region, meta.name) or meta)
+            replica = db.catalog.get(meta.account, region, meta.name)
+            if replica is None or not group or region not in group["members"]:
                 raise _not_member(region)
             entry = dict(group["members"][region])
             if body.get("TableClassOverride"):
@@ -243,7 +268,7 @@ class GlobalTables:
             rcu = (body.get("ProvisionedThroughputOverride") or {}).get("ReadCapacityUnits")
             if rcu is not None:
                 replica.read_capacity = int(rcu)
-            metas = members(db.catalog, meta)
+            metas = members(db.catalog, replica)
             with db.catalog.transaction() as tx:
                 write_group(db.catalog, tx, metas, with_member(group, region, entry))
             for m in metas:
@@ -302,19 +327,24 @@ class GlobalTables:
                                  "CMK.")
             return db.sse.update_sse(caller, meta, spec)
         others = [m for m in members(db.catalog, meta) if m is not meta]
+        remote = self.remote
         for m in others:
             if m.sse_state.get("pending") or m.sse_state.get("phase"):
-                raise AWSError("ResourceInUseException", "Attempt to change a resource which is still in use: "
-                               f"Server-Side Encryption is still being updated for table: {m.name}")
+                raise _sse_in_use(m.name)
+        if remote is not None and remote.in_update(meta):  # as that member last told
+            raise _sse_in_use(meta.name)
         answer = db.sse.update_sse(caller, meta, spec)
         for m in others:
             try:
                 db.sse.update_sse(dataclasses.replace(caller, region=m.region), m, spec)
             except AWSError as err:  # that replica keeps its key; the change stands where it was made
                 log.warning("SSE change of %s did not reach its replica in %s: %s", meta.name, m.region, err.code)
-        if others:  # the answer shows the replicas UPDATING too
+        if remote is not None:
+            remote.update_sse(caller, meta, spec)
+        current = db.catalog.get(meta.account, meta.region, meta.name) or meta
+        if len((group_of(current) or {"members": {}})["members"]) > 1:  # the answer shows the replicas UPDATING
             answer = {"TableDescription": {**answer["TableDescription"],
-                                           **{k: v for k, v in table_description(db.catalog, meta).items()
+                                           **{k: v for k, v in table_description(db.catalog, current).items()
                                               if k == "Replicas"}}}
         return answer
 
