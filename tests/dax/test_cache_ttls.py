@@ -42,9 +42,14 @@ def test_a_parameter_group_with_a_short_ttl_changes_what_an_eventual_read_sees(s
     control.create_cluster(ClusterName="ttl", NodeType="dax.t3.small", ReplicationFactor=1, IamRoleArn=ROLE,
                            ParameterGroupName="short")
     # the cluster on this listener now sets the TTL: the entry stored before the sleep is past it
+    stored_after = time.monotonic()
     assert srv.run(dax_py, read)["v"] == "two"
     put("three")
-    assert srv.run(dax_py, read)["v"] == "two"  # within the TTL: still the cache's
+    seen = srv.run(dax_py, read)["v"]
+    if time.monotonic() - stored_after < TTL:  # on a loaded machine the two client starts can outlast the TTL
+        assert seen == "two"  # within the TTL: still the cache's
+    else:
+        assert seen in ("two", "three")
     time.sleep(TTL + 0.5)
     assert srv.run(dax_py, read)["v"] == "three"
 
