@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from dynavault.errors import AWSError
 from dynavault.storage.trees import EncryptedTrees
 
 from . import item_collections
@@ -168,13 +169,15 @@ class ItemStore:
 class ItemWriter:
     """The writes of one store transaction (see ``ItemStore.write``)."""
 
-    __slots__ = ("store", "tx", "changes", "_stats")
+    __slots__ = ("store", "tx", "changes", "_stats", "_tables")
 
     def __init__(self, store: ItemStore, tx: KVTransaction) -> None:
         self.store = store
         self.tx = tx
         self.changes: list[ItemChange] = []
         self._stats: dict[str, list[int]] = {}
+        #: table id -> the definition this transaction writes with (checked against the store once)
+        self._tables: dict[str, TableMeta] = {}
 
     def __repr__(self) -> str:
         return f"<ItemWriter {len(self.changes)} change(s)>"
@@ -192,7 +195,12 @@ class ItemWriter:
 
         ``place`` (from ``place()``) saves a second descent for a read-check-write. Raises DynamoDB's
         errors (an index key of the wrong type, an item collection over its limit), rolling back."""
-        meta, old, new = change.table, change.old, change.new
+        meta = self._tables.get(change.table.table_id)
+        if meta is None:
+            meta = self._current(change.table)
+        if meta is not change.table:
+            change = ItemChange(meta, change.old, change.new, change.cause)
+        old, new = change.old, change.new
         store, tx = self.store, self.tx
         if old is None and new is None:
             # a delete of an absent item changes nothing; a subscriber that orders writes across replicas
@@ -218,6 +226,16 @@ class ItemWriter:
         for sub in store.subscribers:
             sub.in_transaction(tx, change, crypto)
         return units
+
+    def _current(self, meta: TableMeta) -> TableMeta:
+        """The table's definition as this transaction sees it committed (``Catalog.current``): the one the
+        caller looked up, unless another worker changed the table since; a write to a table deleted or replaced
+        meanwhile is refused as DynamoDB refuses one to a missing table."""
+        cur = self.store.catalog.current(self.tx, meta)
+        if cur is None or cur.table_id != meta.table_id:
+            raise AWSError("ResourceNotFoundException", "Requested resource not found")
+        self._tables[meta.table_id] = cur
+        return cur
 
     def _index(self, meta: TableMeta, crypto: TableCrypto, old: dict | None, new: dict | None) -> dict:
         """Bring every index in line with one base item change."""
