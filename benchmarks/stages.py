@@ -76,7 +76,7 @@ class Timers:
         if asyncio.iscoroutinefunction(fn):
             @functools.wraps(fn)
             async def aw(*a, **k):
-                if not self.on:
+                if not self.on or self._stacks.get(None) is None:
                     return await fn(*a, **k)
                 self._enter()
                 t0 = clock()
@@ -88,7 +88,7 @@ class Timers:
 
         @functools.wraps(fn)
         def w(*a, **k):
-            if not self.on:
+            if not self.on or self._stacks.get(None) is None:  # off, or another thread (a background job)
                 return fn(*a, **k)
             self._enter()
             t0 = clock()
@@ -167,6 +167,12 @@ def _patch(timers: Timers, runtime) -> None:
     ItemWriter._index = w("put: index entries", ItemWriter._index)
     for sub in db.items.subscribers:
         sub.in_transaction = w("put: change subscribers", sub.in_transaction)
+        sub.committed = w("put: change subscribers", sub.committed)
+    import dynavault.dynamodb.item_store as item_store
+    item_store.seal_item = w("put: item envelope", item_store.seal_item)
+    item_store.open_item = w("put: old item decode", item_store.open_item)
+    if hasattr(ItemWriter, "_current"):
+        ItemWriter._current = w("put: table definition check (in the transaction)", ItemWriter._current)
     for name in ("key_of_request", "key_of_item"):
         setattr(items, name, w("key: parse + encode", getattr(items, name)))
     for name in ("validate_item", "canonical_item", "item_size"):

@@ -64,6 +64,9 @@ class TableMeta:
 
     # derived, not persisted
     def __post_init__(self) -> None:
+        #: the stored record this object was read from or last written as (None: never stored); a write
+        #: compares it with the record in its own transaction (``Catalog.current``)
+        self.record_raw: bytes | None = None
         self._derive()
 
     def _derive(self) -> None:
@@ -93,7 +96,9 @@ class TableMeta:
     @classmethod
     def from_record(cls, raw: bytes) -> TableMeta:
         doc: dict[str, Any] = orjson.loads(raw)
-        return cls(**doc)
+        meta = cls(**doc)
+        meta.record_raw = bytes(raw)
+        return meta
 
 
 def _load_record(key: bytes, raw: bytes, where: object) -> TableMeta:
@@ -251,6 +256,26 @@ class Catalog:
         record = meta.to_record()
         tx.put(_catalog_key(meta.account, meta.region, meta.name), record)
         self._raw[(meta.account, meta.region, meta.name)] = record.raw
+        meta.record_raw = record.raw
+
+    def current(self, tx, meta: TableMeta) -> TableMeta | None:
+        """The table as committed, read inside the caller's write transaction: ``meta`` itself when its record
+        is unchanged (one point read), else the stored one (None: no table of that name now).
+
+        A worker looks a table up before its write transaction starts, from a mirror that hears of other
+        workers' changes only after they commit; a write applied with that definition could miss what another
+        worker just enabled (a stream, PITR, a new index being backfilled). Inside the transaction the store's
+        write lock orders it after every committed change, so this read is the definition to write with."""
+        raw = tx.get(_catalog_key(meta.account, meta.region, meta.name))
+        if raw is None:
+            return None
+        if raw == meta.record_raw:
+            return meta
+        raw = bytes(raw)
+        mirror = self._tables.get((meta.account, meta.region, meta.name))
+        if mirror is not None and mirror.record_raw == raw:
+            return mirror
+        return TableMeta.from_record(raw)
 
     def remember(self, meta: TableMeta) -> None:
         """After the transaction that wrote ``meta`` committed."""

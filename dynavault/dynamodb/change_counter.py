@@ -24,7 +24,12 @@ class ChangeCounter:
         pass
 
     def committed(self, changes: Sequence[ItemChange]) -> None:
-        for key, n in Counter((c.cause, c.event) for c in changes).items():
+        if len(changes) == 1:  # most writes: no Counter to build
+            c = changes[0]
+            counts = {(c.cause, c.event): 1}
+        else:
+            counts = Counter((c.cause, c.event) for c in changes)
+        for key, n in counts.items():
             child = self._children.get(key)
             if child is None:
                 child = self._children[key] = self._counter.labels(*key)

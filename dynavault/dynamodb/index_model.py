@@ -186,5 +186,25 @@ def entry_for(idx: IndexDef, meta: TableMeta, crypto, item: dict | None, *, chec
     return token, parts[1] + base_key_bytes(meta, item), project_entry(idx, meta, item)
 
 
+def change_entries(idx: IndexDef, meta: TableMeta, crypto, old: dict | None, new: dict | None):
+    """(old entry, new entry) of one item change in one index, as ``entry_for`` makes them (the new item's
+    index keys checked). Old and new share their primary key, and mostly their index partition: then one
+    HMAC for the token, not two."""
+    np = _key_parts(idx, new, True) if new is not None else None
+    op = _key_parts(idx, old, False) if old is not None else None
+    if np is None and op is None:
+        return None, None
+    base = base_key_bytes(meta, new if new is not None else old)
+    n = o = None
+    if np is not None:
+        token = crypto.token(idx.index_id, np[0])
+        n = (token, np[1] + base, project_entry(idx, meta, new))
+    if op is not None:
+        if np is None or op[0] != np[0]:
+            token = crypto.token(idx.index_id, op[0])
+        o = (token, op[1] + base, project_entry(idx, meta, old))
+    return o, n
+
+
 def entry_write_units(size: int) -> float:
     return float(max(1, -(-size // 1024)))

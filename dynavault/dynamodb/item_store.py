@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
+from dynavault.errors import AWSError
 from dynavault.storage.node_cache import NodeCache
 from dynavault.storage.trees import EncryptedTrees
 
 from . import item_collections
 from .envelope import item_json, open_item, seal_item
-from .index_model import entry_for, entry_write_units, index_defs, stats_id
+from .index_model import change_entries, entry_for, entry_write_units, index_defs, stats_id
 from .values import item_size
 
 if TYPE_CHECKING:
@@ -78,11 +79,19 @@ class ChangeSubscriber(Protocol):
 class Place:
     """An item's place in the base table, found with one descent; ``old`` is the item there now."""
 
-    __slots__ = ("slot", "old")
+    __slots__ = ("slot", "old", "_old_size")
 
     def __init__(self, slot: Slot) -> None:
         self.slot = slot
         self.old = open_item(slot.value) if slot.value is not None else None
+        self._old_size = -1
+
+    @property
+    def old_size(self) -> int:
+        """``item_size(old)`` (0 for no item), counted once for the write units, statistics and response."""
+        if self._old_size < 0:
+            self._old_size = item_size(self.old) if self.old is not None else 0
+        return self._old_size
 
 
 class ItemStore:
@@ -171,13 +180,15 @@ class ItemStore:
 class ItemWriter:
     """The writes of one store transaction (see ``ItemStore.write``)."""
 
-    __slots__ = ("store", "tx", "changes", "_stats")
+    __slots__ = ("store", "tx", "changes", "_stats", "_tables")
 
     def __init__(self, store: ItemStore, tx: KVTransaction) -> None:
         self.store = store
         self.tx = tx
         self.changes: list[ItemChange] = []
         self._stats: dict[str, list[int]] = {}
+        #: table id -> the definition this transaction writes with (checked against the store once)
+        self._tables: dict[str, TableMeta] = {}
 
     def __repr__(self) -> str:
         return f"<ItemWriter {len(self.changes)} change(s)>"
@@ -190,12 +201,19 @@ class ItemWriter:
                                            crypto.token(BASE, hkey), skey))
 
     def apply(self, change: ItemChange, crypto: TableCrypto, *, hkey: bytes, skey: bytes,
-              place: Place | None = None) -> dict[str, float]:
+              place: Place | None = None, new_size: int | None = None,
+              old_size: int | None = None) -> dict[str, float]:
         """Make ``change`` durable with everything that follows from it; -> write units per index.
 
-        ``place`` (from ``place()``) saves a second descent for a read-check-write. Raises DynamoDB's
+        ``place`` (from ``place()``) saves a second descent for a read-check-write; ``new_size`` and
+        ``old_size`` are ``item_size`` of the new and old item when the caller has them. Raises DynamoDB's
         errors (an index key of the wrong type, an item collection over its limit), rolling back."""
-        meta, old, new = change.table, change.old, change.new
+        meta = self._tables.get(change.table.table_id)
+        if meta is None:
+            meta = self._current(change.table)
+        if meta is not change.table:
+            change = ItemChange(meta, change.old, change.new, change.cause)
+        old, new = change.old, change.new
         store, tx = self.store, self.tx
         if old is None and new is None:
             # a delete of an absent item changes nothing; a subscriber that orders writes across replicas
@@ -213,8 +231,14 @@ class ItemWriter:
             place.slot.put(seal_item(orjson.dumps(new)))
         else:
             place.slot.delete()
-        new_size = item_size(new) if new is not None else 0
-        old_size = item_size(old) if old is not None else 0
+        if new is None:
+            new_size = 0
+        elif new_size is None:
+            new_size = item_size(new)
+        if old is None:
+            old_size = 0
+        elif old_size is None:
+            old_size = place.old_size if place.old is old else item_size(old)
         self._add(meta.table_id, (new is not None) - (old is not None), new_size - old_size)
         units = self._index(meta, crypto, old, new) if meta.local_indexes or meta.global_indexes else {}
         self.changes.append(change)
@@ -222,35 +246,46 @@ class ItemWriter:
             sub.in_transaction(tx, change, crypto)
         return units
 
+    def _current(self, meta: TableMeta) -> TableMeta:
+        """The table's definition as this transaction sees it committed (``Catalog.current``): the one the
+        caller looked up, unless another worker changed the table since; a write to a table deleted or replaced
+        meanwhile is refused as DynamoDB refuses one to a missing table."""
+        cur = self.store.catalog.current(self.tx, meta)
+        if cur is None or cur.table_id != meta.table_id:
+            raise AWSError("ResourceNotFoundException", "Requested resource not found")
+        self._tables[meta.table_id] = cur
+        return cur
+
     def _index(self, meta: TableMeta, crypto: TableCrypto, old: dict | None, new: dict | None) -> dict:
         """Bring every index in line with one base item change."""
         trees, tx, tid = self.store.trees, self.tx, meta.id_bytes
         units: dict[str, float] = {}
         live = [idx for idx in index_defs(meta) if idx.status != "DELETING"]
-        # Every new entry first (this validates the new item's index keys): the write fails as a whole.
-        news = [entry_for(idx, meta, crypto, new, check=True) for idx in live]
-        for idx, n in zip(live, news, strict=True):
-            o = entry_for(idx, meta, crypto, old)
+        # Every entry first (this validates the new item's index keys): the write fails as a whole.
+        pairs = [change_entries(idx, meta, crypto, old, new) for idx in live]
+        for idx, (o, n) in zip(live, pairs, strict=True):
             if o is None and n is None:
                 continue
             d_count = d_bytes = 0
             u = 0.0
             same_place = o is not None and n is not None and o[0] == n[0] and o[1] == n[1]
+            if same_place and o[2] == n[2]:
+                continue  # nothing the index holds changed: no index write
+            o_size = item_size(o[2]) if o is not None else 0
             if o is not None and not same_place:
                 trees.delete(tx, crypto.codec, tid, idx.index_id, o[0], o[1])
                 d_count -= 1
-                d_bytes -= item_size(o[2])
-                u += entry_write_units(item_size(o[2]))
+                d_bytes -= o_size
+                u += entry_write_units(o_size)
             if n is not None:
-                if same_place and o[2] == n[2]:
-                    continue  # nothing the index holds changed: no index write
+                n_size = item_size(n[2])
                 trees.put(tx, crypto.codec, tid, idx.index_id, n[0], n[1], seal_item(orjson.dumps(n[2])))
                 if same_place:
-                    d_bytes += item_size(n[2]) - item_size(o[2])
+                    d_bytes += n_size - o_size
                 else:
                     d_count += 1
-                    d_bytes += item_size(n[2])
-                u += entry_write_units(item_size(n[2]))
+                    d_bytes += n_size
+                u += entry_write_units(n_size)
             self._add(stats_id(meta, idx.index_id), d_count, d_bytes)
             units[idx.label] = u
         return units

@@ -135,7 +135,7 @@ def put_item(db: Database, caller: Caller, p: dict) -> dict:
     # is a ValidationException, as in DynamoDB; only checks that need the key schema come after.
     legacy.check_no_mixing(p, "PutItem")
     item = p.get("Item") or {}
-    validate_item(item)
+    new_size = validate_item(item)  # the canonical item's size too: canonical numbers keep their digits
     rv = return_values(p, "PutItem")
     ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
                             cache=db.expression_cache)
@@ -145,13 +145,13 @@ def put_item(db: Database, caller: Caller, p: dict) -> dict:
     hkey, skey, _ = key_of_item(meta, item)
     item = canonical_item(item)
     crypto = db.crypto(caller, meta)
-    new_size = item_size(item)
     with db.items.write() as w:
         place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
         old = place.old
-        index_units = w.apply(ItemChange(meta, old, item, "PutItem"), crypto, hkey=hkey, skey=skey, place=place)
+        index_units = w.apply(ItemChange(meta, old, item, "PutItem"), crypto, hkey=hkey, skey=skey, place=place,
+                              new_size=new_size)
         collection = _collection(w, meta, crypto, hkey, item, p)
-    old_size = item_size(old) if old is not None else 0
+    old_size = place.old_size
     return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(new_size, old_size), index_units,
                           collection)
 
@@ -206,7 +206,7 @@ def delete_item(db: Database, caller: Caller, p: dict) -> dict:
         old = place.old
         index_units = w.apply(ItemChange(meta, old, None, "DeleteItem"), crypto, hkey=hkey, skey=skey, place=place)
         collection = _collection(w, meta, crypto, hkey, p.get("Key") or {}, p)
-    old_size = item_size(old) if old is not None else 0
+    old_size = place.old_size
     return write_response(meta, p, old if rv == "ALL_OLD" else None, write_units(old_size), index_units,
                           collection)
 
@@ -231,6 +231,7 @@ def update_item(db: Database, caller: Caller, p: dict) -> dict:
     with db.items.write() as w:
         place = _checked_place(w, crypto, meta, hkey, skey, cond, p)
         old = place.old
+        new_size = 0
         if old is None and plan is not None and plan.only_removals:
             new = None
             index_units: dict = {}
@@ -238,12 +239,11 @@ def update_item(db: Database, caller: Caller, p: dict) -> dict:
             base = old if old is not None else dict(key)
             new = apply_update(plan, base, meta.key_names) if plan is not None else dict(base)
             new = canonical_item(new)
-            validate_item(new)
+            new_size = validate_item(new)
             index_units = w.apply(ItemChange(meta, old, new, "UpdateItem"), crypto, hkey=hkey, skey=skey,
-                                  place=place)
+                                  place=place, new_size=new_size)
         collection = _collection(w, meta, crypto, hkey, key, p)
-    new_size = item_size(new) if new is not None else 0
-    old_size = item_size(old) if old is not None else 0
+    old_size = place.old_size
     attrs = None
     if rv == "ALL_OLD":
         attrs = old

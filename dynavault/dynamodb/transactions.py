@@ -285,10 +285,10 @@ def run_writes(db: Database, caller: Caller, actions: list[WriteAction], *, caus
                 if a.kind == "ConditionCheck":
                     a.units = 1.0
                     continue
-                index_units = w.apply(ItemChange(a.meta, a.old, a.new, cause), cryptos[a.meta.table_id],
-                                      hkey=a.hkey, skey=a.skey)
                 new_size = item_size(a.new) if a.new is not None else 0
                 old_size = item_size(a.old) if a.old is not None else 0
+                index_units = w.apply(ItemChange(a.meta, a.old, a.new, cause), cryptos[a.meta.table_id],
+                                      hkey=a.hkey, skey=a.skey, new_size=new_size, old_size=old_size)
                 a.units = item_ops.write_units(new_size, old_size) + sum(index_units.values())
                 a.index_units = dict(index_units)
                 if transactional:

@@ -173,16 +173,19 @@ def _validate_set(t: str, members: Any) -> None:
             )
 
 
-def validate_item(item: dict) -> None:
-    """Validate every attribute of an item and its 400 KB size limit."""
+def validate_item(item: dict) -> int:
+    """Validate every attribute of an item and its 400 KB size limit; -> its size (``item_size``: the same
+    for the item as sent and its canonical form, whose numbers keep their significant digits)."""
     if not isinstance(item, dict):
         raise _serialization("Start of list found where not expected")
     for name, value in item.items():
         if not name:
             raise validation(MSG_EMPTY_NAME)
         validate_attribute_value(value, name)
-    if item_size(item) > MAX_ITEM_SIZE:
+    size = item_size(item)
+    if size > MAX_ITEM_SIZE:
         raise validation(MSG_ITEM_SIZE)
+    return size
 
 
 def canonical_value(value: dict) -> dict:

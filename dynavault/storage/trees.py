@@ -608,21 +608,25 @@ class EncryptedTrees:
         nid, node, _ = path[level]
         op.dirty[nid] = node
         while level > 0:
+            # each size test once (a leaf's size sums all of its entries)
+            over = self._overflow(node)
+            if not over and not self._underflow(node):
+                break  # the parent is unchanged, so nothing above it changes either
             pnid, parent, ci = path[level - 1]
-            if type(parent) is bytes and (self._overflow(node) or self._underflow(node)):
+            if type(parent) is bytes:
                 parent = decode_node(parent)
                 path[level - 1] = (pnid, parent, ci)
-            if self._overflow(node):
+            if over:
                 parts, seps = self._split(node)
                 ids = [nid] + [self._new_id(op) for _ in parts[1:]]
                 for pid, part in zip(ids, parts, strict=True):
                     op.dirty[pid] = part
                 parent.kids[ci : ci + 1] = ids
                 parent.keys[ci:ci] = seps
-            elif self._underflow(node) and len(parent.kids) > 1:
+            elif len(parent.kids) > 1:
                 self._rebalance(op, parent, ci)
             else:
-                break  # the parent is unchanged, so nothing above it changes either
+                break
             op.dirty[pnid] = parent
             level -= 1
             nid, node = pnid, parent

@@ -35,7 +35,9 @@ class ReplicationWriter:
         return "<ReplicationWriter>"
 
     def in_transaction(self, tx: KVTransaction, change: ItemChange, crypto: TableCrypto) -> None:
-        if change.old == change.new:
+        # the table's group first: every write of a table that is no global table passes here
+        group = group_of(change.table)
+        if group is None or len(group["members"]) < 2 or change.old == change.new:
             return
         item = change.new if change.new is not None else change.old
         hkey, skey, _ = key_of_item(change.table, item)
