@@ -31,18 +31,18 @@ from .clusters import (
     describe_cluster,
 )
 from .control_common import (
-    _DEFAULT_WINDOW,
-    _NODE_TYPE_RE,
+    DEFAULT_WINDOW,
     MAX_NODES,
     MAX_TAGS,
+    NODE_TYPE_RE,
     Handler,
-    _check_arn,
-    _check_identifier,
-    _fault,
-    _invalid,
-    _page,
-    _page_size,
-    _timestamp,
+    check_arn,
+    check_identifier,
+    fault,
+    invalid,
+    page,
+    page_size,
+    timestamp,
 )
 from .control_groups import GroupOperations
 
@@ -67,26 +67,26 @@ class ControlPlane(GroupOperations):
 
     # -- clusters --------------------------------------------------------------------------------------------
     def create_cluster(self, caller: Caller, p: dict) -> dict:
-        name = _check_identifier(p["ClusterName"], "Cluster ID", 20)
-        _check_arn(p["IamRoleArn"])
+        name = check_identifier(p["ClusterName"], "Cluster ID", 20)
+        check_arn(p["IamRoleArn"])
         node_type = p["NodeType"]
-        if not _NODE_TYPE_RE.fullmatch(node_type):
-            raise _invalid(f"Invalid node type: {node_type}")
+        if not NODE_TYPE_RE.fullmatch(node_type):
+            raise invalid(f"Invalid node type: {node_type}")
         rf = p["ReplicationFactor"]
         if rf < 1:
-            raise _invalid("ReplicationFactor must be at least 1.")
+            raise invalid("ReplicationFactor must be at least 1.")
         if rf > MAX_NODES:
-            raise _fault("NodeQuotaForClusterExceededFault",
+            raise fault("NodeQuotaForClusterExceededFault",
                          f"A cluster may have at most {MAX_NODES} nodes (ReplicationFactor {rf}).")
         zones = p.get("AvailabilityZones") or []
         if zones and len(zones) != rf:
-            raise _fault("InvalidParameterCombinationException",
+            raise fault("InvalidParameterCombinationException",
                          "The number of AvailabilityZones must equal the ReplicationFactor.")
         encryption = p.get("ClusterEndpointEncryptionType", "NONE")
         port = self.records.port_for(encryption)
         if port is None:
             flag, scheme = ("--dax-tls-port", "daxs") if encryption == "TLS" else ("--dax-port", "dax")
-            raise _invalid(f"This server has no {scheme}:// listener for a cluster with ClusterEndpointEncryptionType "
+            raise invalid(f"This server has no {scheme}:// listener for a cluster with ClusterEndpointEncryptionType "
                            f"{encryption}: start it with {flag} PORT.")
         tags = _check_tags(p.get("Tags") or [])
         group = p.get("ParameterGroupName", DEFAULT_PARAMETER_GROUP)
@@ -100,11 +100,11 @@ class ControlPlane(GroupOperations):
             # KMS is called outside the store transaction: a name already taken costs no data key
             with self.records.store.snapshot() as r:
                 if self._live(self.records.get(r, CLUSTER, caller.account, caller.region, name), now) is not None:
-                    raise _fault("ClusterAlreadyExistsFault", f"Cluster {name} already exists.")
+                    raise fault("ClusterAlreadyExistsFault", f"Cluster {name} already exists.")
             key_blob = self.keys.create(caller, arn)
         with self.records.store.transaction() as tx:
             if self._live(self.records.get(tx, CLUSTER, caller.account, caller.region, name), now) is not None:
-                raise _fault("ClusterAlreadyExistsFault", f"Cluster {name} already exists.")
+                raise fault("ClusterAlreadyExistsFault", f"Cluster {name} already exists.")
             self._parameter_group(tx, caller, group)
             if subnets != DEFAULT_SUBNET_GROUP:
                 self._subnet_group(tx, caller, subnets.lower())
@@ -116,7 +116,7 @@ class ControlPlane(GroupOperations):
                 "NodeType": node_type, "Nodes": nodes, "CreatingUntil": ready, "IamRoleArn": p["IamRoleArn"],
                 "ParameterGroupName": group, "SubnetGroup": subnets.lower(),
                 "SecurityGroupIds": p.get("SecurityGroupIds") or [],
-                "PreferredMaintenanceWindow": p.get("PreferredMaintenanceWindow", _DEFAULT_WINDOW),
+                "PreferredMaintenanceWindow": p.get("PreferredMaintenanceWindow", DEFAULT_WINDOW),
                 "SSEEnabled": sse,
                 "Encryption": encryption, "Port": port, "Tags": tags,
                 "NetworkType": p.get("NetworkType", "ipv4"),
@@ -143,9 +143,9 @@ class ControlPlane(GroupOperations):
             have = {c["ClusterName"] for c in found}
             for n in names:
                 if n.lower() not in have:
-                    raise _fault("ClusterNotFoundFault", f"Cluster {n} not found.")  # DAX's text
+                    raise fault("ClusterNotFoundFault", f"Cluster {n} not found.")  # DAX's text
             found = [c for c in found if c["ClusterName"] in wanted]
-        out = _page(found, "ClusterName", p, "Clusters")
+        out = page(found, "ClusterName", p, "Clusters")
         out["Clusters"] = [describe_cluster(c, now, self.host, self._port(c)) for c in out["Clusters"]]
         return out
 
@@ -154,7 +154,7 @@ class ControlPlane(GroupOperations):
         with self.records.store.transaction() as tx:
             cluster = self._cluster(tx, caller, p["ClusterName"], now)
             if cluster.get("DeletingUntil") is not None:
-                raise _fault("InvalidClusterStateFault", f"Cluster {cluster['ClusterName']} is already being deleted.")
+                raise fault("InvalidClusterStateFault", f"Cluster {cluster['ClusterName']} is already being deleted.")
             cluster["DeletingUntil"] = now + self.settings.dax_cluster_seconds
             if self.settings.dax_cluster_seconds > 0:
                 self.records.put(tx, CLUSTER, caller.account, caller.region, cluster["ClusterName"], cluster)
@@ -192,10 +192,10 @@ class ControlPlane(GroupOperations):
             cluster = self._cluster(tx, caller, p["ClusterName"], now, available=True)
             nodes = cluster["Nodes"]
             if new <= len(nodes):
-                raise _invalid(f"NewReplicationFactor {new} must be greater than the current replication factor "
+                raise invalid(f"NewReplicationFactor {new} must be greater than the current replication factor "
                                f"{len(nodes)}.")
             if new > MAX_NODES:
-                raise _fault("NodeQuotaForClusterExceededFault",
+                raise fault("NodeQuotaForClusterExceededFault",
                              f"A cluster may have at most {MAX_NODES} nodes (NewReplicationFactor {new}).")
             zones = p.get("AvailabilityZones") or []
             used = {n["NodeId"] for n in nodes}
@@ -222,16 +222,16 @@ class ControlPlane(GroupOperations):
             cluster = self._cluster(tx, caller, p["ClusterName"], now, available=True)
             nodes = cluster["Nodes"]
             if not 1 <= new < len(nodes):
-                raise _invalid(f"NewReplicationFactor {new} must be at least 1 and less than the current "
+                raise invalid(f"NewReplicationFactor {new} must be at least 1 and less than the current "
                                f"replication factor {len(nodes)}.")
             remove = p.get("NodeIdsToRemove")
             if remove:
                 ids = {n["NodeId"] for n in nodes}
                 for node_id in remove:
                     if node_id not in ids:
-                        raise _fault("NodeNotFoundFault", f"Node {node_id} not found.")
+                        raise fault("NodeNotFoundFault", f"Node {node_id} not found.")
                 if len(set(remove)) != len(nodes) - new:
-                    raise _fault("InvalidParameterCombinationException",
+                    raise fault("InvalidParameterCombinationException",
                                  f"NodeIdsToRemove must name {len(nodes) - new} node(s) to reach a replication "
                                  f"factor of {new}.")
                 gone = set(remove)
@@ -251,7 +251,7 @@ class ControlPlane(GroupOperations):
             cluster = self._cluster(tx, caller, p["ClusterName"], now, available=True)
             node = next((n for n in cluster["Nodes"] if n["NodeId"] == p["NodeId"]), None)
             if node is None:
-                raise _fault("NodeNotFoundFault", f"Node {p['NodeId']} not found.")
+                raise fault("NodeNotFoundFault", f"Node {p['NodeId']} not found.")
             node["RebootUntil"] = now + self.settings.dax_cluster_seconds
             self.records.put(tx, CLUSTER, caller.account, caller.region, cluster["ClusterName"], cluster)
             self.records.event(tx, caller.account, caller.region, "CLUSTER", cluster["ClusterName"],
@@ -266,7 +266,7 @@ class ControlPlane(GroupOperations):
             tags = {t["Key"]: t.get("Value", "") for t in cluster["Tags"]}
             tags.update((t["Key"], t.get("Value", "")) for t in _check_tags(p["Tags"]))
             if len(tags) > MAX_TAGS:
-                raise _fault("TagQuotaPerResourceExceeded", f"A cluster may have at most {MAX_TAGS} tags.")
+                raise fault("TagQuotaPerResourceExceeded", f"A cluster may have at most {MAX_TAGS} tags.")
             cluster["Tags"] = [{"Key": k, "Value": v} for k, v in tags.items()]
             self.records.put(tx, CLUSTER, caller.account, caller.region, cluster["ClusterName"], cluster)
         return {"Tags": cluster["Tags"]}
@@ -278,7 +278,7 @@ class ControlPlane(GroupOperations):
             have = {t["Key"] for t in cluster["Tags"]}
             for key in p["TagKeys"]:
                 if key not in have:
-                    raise _fault("TagNotFoundFault", f"Tag {key} not found.")
+                    raise fault("TagNotFoundFault", f"Tag {key} not found.")
             gone = set(p["TagKeys"])
             cluster["Tags"] = [t for t in cluster["Tags"] if t["Key"] not in gone]
             self.records.put(tx, CLUSTER, caller.account, caller.region, cluster["ClusterName"], cluster)
@@ -292,13 +292,13 @@ class ControlPlane(GroupOperations):
     # -- events ----------------------------------------------------------------------------------------------
     def describe_events(self, caller: Caller, p: dict) -> dict:
         now = self.clock()
-        size = _page_size(p)
-        end = _timestamp(p["EndTime"], "EndTime") if "EndTime" in p else now
+        size = page_size(p)
+        end = timestamp(p["EndTime"], "EndTime") if "EndTime" in p else now
         if "StartTime" in p:
-            start = _timestamp(p["StartTime"], "StartTime")
+            start = timestamp(p["StartTime"], "StartTime")
         elif "Duration" in p:
             if p["Duration"] < 0:
-                raise _invalid("Duration must not be negative.")
+                raise invalid("Duration must not be negative.")
             start = end - p["Duration"] * 60.0
         else:
             start = end - 86400.0  # DAX's default: the last 24 hours
@@ -313,7 +313,7 @@ class ControlPlane(GroupOperations):
         token = p.get("NextToken")
         if token is not None:
             if not token.isascii() or not token.isdigit() or len(token) > 9:
-                raise _invalid("Invalid NextToken.")
+                raise invalid("Invalid NextToken.")
             skip = int(token)
         out: dict = {"Events": events[skip:skip + size]}
         if len(events) > skip + size:
@@ -335,19 +335,19 @@ class ControlPlane(GroupOperations):
                  available: bool = False) -> dict:
         cluster = self._live(self.records.get(r, CLUSTER, caller.account, caller.region, name.lower()), now)
         if cluster is None:
-            raise _fault("ClusterNotFoundFault", "Cluster not found.")  # DAX's text
+            raise fault("ClusterNotFoundFault", "Cluster not found.")  # DAX's text
         status = cluster_status(cluster, now)
         if (status == "deleting" and not deleting_ok) or (available and status != "available"):
-            raise _fault("InvalidClusterStateFault",
+            raise fault("InvalidClusterStateFault",
                          f"Cluster {cluster['ClusterName']} is {status}: it must be available for this request.")
         return cluster
 
     def _tagged(self, r, caller: Caller, arn: str, now: float) -> dict:
         m = re.fullmatch(r"arn:aws:dax:([a-z0-9-]+):([0-9]{12}):cache/([A-Za-z0-9-]+)", arn)
         if m is None:
-            raise _fault("InvalidARNFault", f"Invalid ARN: {arn}")
+            raise fault("InvalidARNFault", f"Invalid ARN: {arn}")
         if (m.group(1), m.group(2)) != (caller.region, caller.account):
-            raise _fault("ClusterNotFoundFault", "Cluster not found.")  # another account's: as absent
+            raise fault("ClusterNotFoundFault", "Cluster not found.")  # another account's: as absent
         return self._cluster(r, caller, m.group(3), now, deleting_ok=False)
 
 def _check_tags(tags: list[dict]) -> list[dict]:
@@ -355,14 +355,14 @@ def _check_tags(tags: list[dict]) -> list[dict]:
     for tag in tags:
         key, value = tag.get("Key"), tag.get("Value", "")
         if not key or len(key) > 128:
-            raise _invalid("Tag keys must be 1 to 128 characters long.")
+            raise invalid("Tag keys must be 1 to 128 characters long.")
         if key.lower().startswith("aws:"):
-            raise _invalid("Tag keys starting with 'aws:' are reserved for AWS use.")
+            raise invalid("Tag keys starting with 'aws:' are reserved for AWS use.")
         if value is not None and len(value) > 256:
-            raise _invalid("Tag values must be at most 256 characters long.")
+            raise invalid("Tag values must be at most 256 characters long.")
         out.append({"Key": key, "Value": value or ""})
     if len({t["Key"] for t in out}) > MAX_TAGS:
-        raise _fault("TagQuotaPerResourceExceeded", f"A cluster may have at most {MAX_TAGS} tags.")
+        raise fault("TagQuotaPerResourceExceeded", f"A cluster may have at most {MAX_TAGS} tags.")
     return out
 
 

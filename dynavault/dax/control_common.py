@@ -18,10 +18,10 @@ MAX_PARAMETER_GROUPS = 20
 MAX_SUBNET_GROUPS = 50
 MAX_SUBNETS = 20
 _NAME_RE = re.compile(r"[a-z][a-z0-9-]*")
-_NODE_TYPE_RE = re.compile(r"dax\.(?:t2\.(?:small|medium)|t3\.(?:small|medium)"
+NODE_TYPE_RE = re.compile(r"dax\.(?:t2\.(?:small|medium)|t3\.(?:small|medium)"
                            r"|r[345]\.(?:large|xlarge|2xlarge|4xlarge|8xlarge|12xlarge|16xlarge|24xlarge))")
-_SUBNET_RE = re.compile(r"subnet-[0-9a-f]{1,32}")
-_DEFAULT_WINDOW = "sun:05:00-sun:06:00"
+SUBNET_RE = re.compile(r"subnet-[0-9a-f]{1,32}")
+DEFAULT_WINDOW = "sun:05:00-sun:06:00"
 
 
 #: DAX's two generic exceptions come from its front end (Coral), not from its own model: they carry Coral's
@@ -30,50 +30,50 @@ _CORAL = "com.amazon.coral.service#"
 _CORAL_CODES = frozenset({"InvalidParameterValueException", "InvalidParameterCombinationException"})
 
 
-def _fault(code: str, message: str) -> AWSError:
+def fault(code: str, message: str) -> AWSError:
     return AWSError(code, message, 400, type_prefix=_CORAL if code in _CORAL_CODES else None)
 
 
-def _invalid(message: str) -> AWSError:
-    return _fault("InvalidParameterValueException", message)
+def invalid(message: str) -> AWSError:
+    return fault("InvalidParameterValueException", message)
 
 
-def _check_identifier(name: str, what: str, max_len: int) -> str:
+def check_identifier(name: str, what: str, max_len: int) -> str:
     """DAX identifiers: 1..max_len letters, digits and hyphens, a letter first, no trailing or double hyphen;
     stored lowercase."""
     low = name.lower()
     if not (_NAME_RE.fullmatch(low) and len(low) <= max_len and not low.endswith("-") and "--" not in low):
         # DAX's text (for clusters; the same rule words parameter and subnet group names)
-        raise _invalid(f"{what} specified is not a valid identifier. Identifiers must begin with a letter; must "
+        raise invalid(f"{what} specified is not a valid identifier. Identifiers must begin with a letter; must "
                        "contain only ASCII letters, digits, and hyphens; and must not end with a hyphen or "
                        "contain two consecutive hyphens.")
     return low
 
 
-def _check_arn(arn: str) -> None:
+def check_arn(arn: str) -> None:
     # DAX's texts (the ARN parser's, recorded by moto)
     if not arn.startswith("arn:"):
-        raise _invalid(f"ARNs must start with 'arn:': {arn}")
+        raise invalid(f"ARNs must start with 'arn:': {arn}")
     parts = arn.split(":")
     for n, message in ((3, "Second colon partition not found"), (4, "Third colon vendor not found"),
                        (5, "Fourth colon (region/namespace delimiter) not found"),
                        (6, "Fifth colon (namespace/relative-id delimiter) not found")):
         if len(parts) < n:
-            raise _invalid(f"{message}: {arn}")
+            raise invalid(f"{message}: {arn}")
 
 
-def _page_size(params: dict) -> int:
+def page_size(params: dict) -> int:
     n = params.get("MaxResults")
     if n is None:
         return 100
     if not 20 <= n <= 100:
-        raise _invalid("The value for MaxResults must be between 20 and 100.")  # DAX's documented rule
+        raise invalid("The value for MaxResults must be between 20 and 100.")  # DAX's documented rule
     return n
 
 
-def _page(items: list[dict], key: str, params: dict, out_key: str) -> dict:
+def page(items: list[dict], key: str, params: dict, out_key: str) -> dict:
     """One page of ``items`` (sorted by ``key``), resuming after the NextToken (the last key returned)."""
-    size = _page_size(params)
+    size = page_size(params)
     token = params.get("NextToken")
     if token is not None:
         items = [i for i in items if i[key] > token]
@@ -83,12 +83,12 @@ def _page(items: list[dict], key: str, params: dict, out_key: str) -> dict:
     return out
 
 
-def _timestamp(value: object, member: str) -> float:
+def timestamp(value: object, member: str) -> float:
     """A request timestamp (epoch seconds or ISO 8601, as the model check let through), as epoch seconds."""
     try:
         ts = float(value) if isinstance(value, int | float) else float(str(value))
     except ValueError:
         ts = _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
     if not -1e11 < ts < 1e11:  # beyond year 5000 either way (or not a number): no event is there
-        raise _invalid(f"{member} is out of range.")
+        raise invalid(f"{member} is out of range.")
     return ts

@@ -22,14 +22,14 @@ from .clusters import (
     subnet_shape,
 )
 from .control_common import (
-    _SUBNET_RE,
     MAX_PARAMETER_GROUPS,
     MAX_SUBNET_GROUPS,
     MAX_SUBNETS,
-    _check_identifier,
-    _fault,
-    _invalid,
-    _page,
+    SUBNET_RE,
+    check_identifier,
+    fault,
+    invalid,
+    page,
 )
 
 
@@ -42,16 +42,16 @@ class GroupOperations:
 
     # -- parameter groups ------------------------------------------------------------------------------------
     def create_parameter_group(self, caller: Caller, p: dict) -> dict:
-        name = _check_identifier(p["ParameterGroupName"], "Parameter group name", 255)
+        name = check_identifier(p["ParameterGroupName"], "Parameter group name", 255)
         group = {"ParameterGroupName": name, "Parameters": {}}
         if "Description" in p:
             group["Description"] = p["Description"]
         with self.records.store.transaction() as tx:
             existing = self.records.list(tx, PARAMETER_GROUP, caller.account, caller.region)
             if any(g["ParameterGroupName"] == name for g in existing):
-                raise _fault("ParameterGroupAlreadyExistsFault", f"Parameter group {name} already exists.")
+                raise fault("ParameterGroupAlreadyExistsFault", f"Parameter group {name} already exists.")
             if len(existing) >= MAX_PARAMETER_GROUPS:
-                raise _fault("ParameterGroupQuotaExceededFault",
+                raise fault("ParameterGroupQuotaExceededFault",
                              f"An account may have at most {MAX_PARAMETER_GROUPS} parameter groups per region.")
             self.records.put(tx, PARAMETER_GROUP, caller.account, caller.region, name, group)
         return {"ParameterGroup": group_shape(group)}
@@ -65,11 +65,11 @@ class GroupOperations:
             have = {g["ParameterGroupName"] for g in groups}
             for n in names:
                 if n not in have and n.lower() not in have:
-                    raise _fault("ParameterGroupNotFoundFault", f"Parameter group {n} not found.")
+                    raise fault("ParameterGroupNotFoundFault", f"Parameter group {n} not found.")
             wanted = set(names) | {n.lower() for n in names}
             groups = [g for g in groups if g["ParameterGroupName"] in wanted]
         groups.sort(key=lambda g: g["ParameterGroupName"])
-        out = _page(groups, "ParameterGroupName", p, "ParameterGroups")
+        out = page(groups, "ParameterGroupName", p, "ParameterGroups")
         out["ParameterGroups"] = [group_shape(g) for g in out["ParameterGroups"]]
         return out
 
@@ -77,15 +77,15 @@ class GroupOperations:
         values: dict[str, str] = {}
         pairs = p["ParameterNameValues"]
         if not pairs:
-            raise _invalid("ParameterNameValues must name at least one parameter.")
+            raise invalid("ParameterNameValues must name at least one parameter.")
         if len(pairs) > 20:
-            raise _invalid("At most 20 parameters can be modified in one request.")
+            raise invalid("At most 20 parameters can be modified in one request.")
         for pair in pairs:
             pname, value = pair.get("ParameterName"), pair.get("ParameterValue")
             if pname not in PARAMETERS:
-                raise _invalid(f"Unknown parameter: {pname}. Supported parameters: {QUERY_TTL}, {RECORD_TTL}.")
+                raise invalid(f"Unknown parameter: {pname}. Supported parameters: {QUERY_TTL}, {RECORD_TTL}.")
             if value is None or not value.isascii() or not value.isdigit() or len(value) > 18:
-                raise _invalid(f"Invalid value {value} for parameter {pname}: allowed values are 0-.")
+                raise invalid(f"Invalid value {value} for parameter {pname}: allowed values are 0-.")
             values[pname] = str(int(value))
         with self.records.store.transaction() as tx:
             group = self._parameter_group(tx, caller, p["ParameterGroupName"], changing=True)
@@ -106,7 +106,7 @@ class GroupOperations:
             users = [c["ClusterName"] for c in self.records.list(tx, CLUSTER, caller.account, caller.region)
                      if c.get("ParameterGroupName") == name and self._live(c, now) is not None]
             if users:
-                raise _fault("InvalidParameterGroupStateFault",
+                raise fault("InvalidParameterGroupStateFault",
                              f"Parameter group {name} is in use by cluster(s): {', '.join(users)}.")
             self.records.delete(tx, PARAMETER_GROUP, caller.account, caller.region, name)
         return {"DeletionMessage": f"Parameter group {name} has been deleted."}  # DAX's text
@@ -119,25 +119,25 @@ class GroupOperations:
         source = p.get("Source")
         if source is not None:
             params = [x for x in params if x["Source"] == source]
-        return _page(params, "ParameterName", p, "Parameters")
+        return page(params, "ParameterName", p, "Parameters")
 
     def describe_default_parameters(self, caller: Caller, p: dict) -> dict:
-        return _page(parameters_shape(parameter_values(None)), "ParameterName", p, "Parameters")
+        return page(parameters_shape(parameter_values(None)), "ParameterName", p, "Parameters")
 
     # -- subnet groups ---------------------------------------------------------------------------------------
     def create_subnet_group(self, caller: Caller, p: dict) -> dict:
-        name = _check_identifier(p["SubnetGroupName"], "Subnet group name", 255)
+        name = check_identifier(p["SubnetGroupName"], "Subnet group name", 255)
         if name == DEFAULT_SUBNET_GROUP:
-            raise _fault("SubnetGroupAlreadyExistsFault", f"Subnet group {name} already exists.")
+            raise fault("SubnetGroupAlreadyExistsFault", f"Subnet group {name} already exists.")
         group = {"SubnetGroupName": name, "SubnetIds": _check_subnets(p["SubnetIds"])}
         if "Description" in p:
             group["Description"] = p["Description"]
         with self.records.store.transaction() as tx:
             existing = self.records.list(tx, SUBNET_GROUP, caller.account, caller.region)
             if any(g["SubnetGroupName"] == name for g in existing):
-                raise _fault("SubnetGroupAlreadyExistsFault", f"Subnet group {name} already exists.")
+                raise fault("SubnetGroupAlreadyExistsFault", f"Subnet group {name} already exists.")
             if len(existing) >= MAX_SUBNET_GROUPS:
-                raise _fault("SubnetGroupQuotaExceededFault",
+                raise fault("SubnetGroupQuotaExceededFault",
                              f"An account may have at most {MAX_SUBNET_GROUPS} subnet groups per region.")
             self.records.put(tx, SUBNET_GROUP, caller.account, caller.region, name, group)
         return {"SubnetGroup": subnet_shape(group, caller.account, caller.region)}
@@ -150,10 +150,10 @@ class GroupOperations:
             have = {g["SubnetGroupName"] for g in groups}
             for n in names:
                 if n.lower() not in have:
-                    raise _fault("SubnetGroupNotFoundFault", f"Subnet group {n} not found.")
+                    raise fault("SubnetGroupNotFoundFault", f"Subnet group {n} not found.")
             wanted = {n.lower() for n in names}
             groups = [g for g in groups if g["SubnetGroupName"] in wanted]
-        out = _page(groups, "SubnetGroupName", p, "SubnetGroups")
+        out = page(groups, "SubnetGroupName", p, "SubnetGroups")
         out["SubnetGroups"] = [subnet_shape(g, caller.account, caller.region) for g in out["SubnetGroups"]]
         return out
 
@@ -175,34 +175,34 @@ class GroupOperations:
             users = [c["ClusterName"] for c in self.records.list(tx, CLUSTER, caller.account, caller.region)
                      if c.get("SubnetGroup") == name and self._live(c, now) is not None]
             if users:
-                raise _fault("SubnetGroupInUseFault", f"Subnet group {name} is in use by cluster(s): {', '.join(users)}.")
+                raise fault("SubnetGroupInUseFault", f"Subnet group {name} is in use by cluster(s): {', '.join(users)}.")
             self.records.delete(tx, SUBNET_GROUP, caller.account, caller.region, name)
         return {"DeletionMessage": f"Subnet group {name} has been deleted."}
 
     def _parameter_group(self, r, caller: Caller, name: str, *, changing: bool = False) -> dict:
         if name == DEFAULT_PARAMETER_GROUP:
             if changing:
-                raise _fault("InvalidParameterGroupStateFault",
+                raise fault("InvalidParameterGroupStateFault",
                              f"The default parameter group {name} cannot be modified or deleted.")
             return {"ParameterGroupName": name, "Description": " ", "Parameters": {}}
         group = self.records.get(r, PARAMETER_GROUP, caller.account, caller.region, name.lower())
         if group is None:
-            raise _fault("ParameterGroupNotFoundFault", f"Parameter group {name} not found.")
+            raise fault("ParameterGroupNotFoundFault", f"Parameter group {name} not found.")
         return group
 
     def _subnet_group(self, r, caller: Caller, name: str) -> dict:
         group = self.records.get(r, SUBNET_GROUP, caller.account, caller.region, name)
         if group is None:
-            raise _fault("SubnetGroupNotFoundFault", f"Subnet group {name} not found.")
+            raise fault("SubnetGroupNotFoundFault", f"Subnet group {name} not found.")
         return group
 
 
 def _check_subnets(ids: list[str]) -> list[str]:
     if not ids:
-        raise _fault("InvalidSubnet", "A subnet group needs at least one subnet.")
+        raise fault("InvalidSubnet", "A subnet group needs at least one subnet.")
     if len(ids) > MAX_SUBNETS:
-        raise _fault("SubnetQuotaExceededFault", f"A subnet group may have at most {MAX_SUBNETS} subnets.")
+        raise fault("SubnetQuotaExceededFault", f"A subnet group may have at most {MAX_SUBNETS} subnets.")
     for subnet in ids:
-        if not _SUBNET_RE.fullmatch(subnet):
-            raise _fault("InvalidSubnet", f"Invalid subnet: {subnet}")
+        if not SUBNET_RE.fullmatch(subnet):
+            raise fault("InvalidSubnet", f"Invalid subnet: {subnet}")
     return list(dict.fromkeys(ids))

@@ -83,8 +83,11 @@ def test_a_flipped_byte_is_refused(setup, tmp_path, where):
     data = bytearray(victim.read_bytes())
     # in the sealed body, or in the KMS ciphertext of the object's data key (its last base64 characters)
     key_end = data.index(b'"', data.index(b'"dataKey":"') + 11)
-    at = len(data) - 20 if where == "data" else key_end - 6
-    data[at] ^= 0x01
+    if where == "data":
+        data[len(data) - 20] ^= 0x01
+    else:  # another base64 character: still well formed, a different ciphertext
+        at = key_end - 6
+        data[at] = ord("A") if data[at] != ord("A") else ord("B")
     victim.write_bytes(bytes(data))
     out = decrypt(srv, folder, tmp_path / "plain")
     assert out.returncode == 1 and "failed authentication" in out.stderr, out.stderr

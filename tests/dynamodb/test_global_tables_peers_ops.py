@@ -298,17 +298,22 @@ class HeldPeer:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        conn.recv(65536)
-        self.received.set()
-        self.release.wait(60)
-        body = b'{"__type": "ValidationException", "message": "not now"}'
-        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\n"
-                     b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
-        conn.close()
+        # every connection is held (the server's background puller may reach the peer before the Create does)
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            self.received.set()
+            self.release.wait(60)
+            body = b'{"__type": "ValidationException", "message": "not now"}'
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                         b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
 
     def close(self) -> None:
         self.release.set()
