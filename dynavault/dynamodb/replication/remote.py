@@ -196,7 +196,7 @@ class RemoteReplicas:
                     "mode": meta.sse.get("mode", "OWNED"), "KMSMasterKeyId": body.get("KMSMasterKeyId")},
                 "Starts": starts, "Members": sorted(group["members"])})
         except PeerError as err:
-            self._undo(meta, region)
+            self.forget(meta, region, quiet=True)
             self._tell_removed(meta, region, told)
             raise err.as_aws() from None
         arn = answer.get("KMSMasterKeyId")
@@ -256,8 +256,9 @@ class RemoteReplicas:
                 continue
             self._learn(meta, region, answer)
 
-    def forget(self, meta: TableMeta, region: str) -> None:
-        """``region`` leaves the group of the local members (its checkpoints here go with it)."""
+    def forget(self, meta: TableMeta, region: str, *, quiet: bool = False) -> None:
+        """``region`` leaves the group of the local members (its checkpoints here go with it); ``quiet``: a
+        Create being undone, not a member leaving."""
         db = self.db
         with db.catalog.lock:
             current = db.catalog.get(meta.account, meta.region, meta.name)
@@ -272,7 +273,8 @@ class RemoteReplicas:
                     store.drop_checkpoint(tx, m.id_bytes, PULL_PREFIX + region)
             for m in metas:
                 db.catalog.remember(m)
-        log.info("replica of %s in %s (another server) removed from its group", meta.name, region)
+        if not quiet:
+            log.info("replica of %s in %s (another server) removed from its group", meta.name, region)
 
     def _learn(self, meta: TableMeta, region: str, answer: dict) -> None:
         """What a peer's answer says of its member: its group status and the state it shows."""
@@ -287,20 +289,6 @@ class RemoteReplicas:
                 out["status"] = status
             return out
         self._set_entry(meta, region, change)
-
-    def _undo(self, meta: TableMeta, region: str) -> None:
-        db = self.db
-        with db.catalog.lock:
-            current = db.catalog.get(meta.account, meta.region, meta.name)
-            group = group_of(current)
-            metas = members(db.catalog, current)
-            with db.catalog.transaction() as tx:
-                write_group(db.catalog, tx, metas, with_member(group, region, None))
-                for m in metas:
-                    store.drop_checkpoint(tx, m.id_bytes, region)
-                    store.drop_checkpoint(tx, m.id_bytes, PULL_PREFIX + region)
-            for m in metas:
-                db.catalog.remember(m)
 
     # -- the internal operations a peer calls (signed; the caller's region is the one served here) ----------
     def operations(self) -> dict:
