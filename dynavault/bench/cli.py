@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 import orjson
 
@@ -80,46 +81,48 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _config(args: argparse.Namespace) -> BenchConfig:
+    return BenchConfig(endpoint=args.endpoint or "", connections=args.connections, duration=args.duration,
+                       items=args.items, item_size=args.item_size, access_key=args.access_key,
+                       secret_key=args.secret_key, region=args.bench_region,
+                       progress=Progress.for_terminal(quiet=args.json_out))
+
+
+def _report(args: argparse.Namespace, measure: Callable[[], dict], fmt: Callable[[dict], str],
+            ok: Callable[[dict], bool]) -> int:
+    """Run one bench mode; print its table (or JSON with --json); 2 on a setup error, 1 when ``ok`` fails."""
+    try:
+        out = measure()
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"dynavault bench: {e}", file=sys.stderr)
+        return 2
+    if args.json_out:
+        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        print(fmt(out))
+    return 0 if ok(out) else 1
+
+
 def _run_dax(args: argparse.Namespace, out: dict) -> int:
     from dynavault.bench.dax import format_dax_table, run_dax_bench
 
     if not args.endpoint:
         print("dynavault bench: --dax needs --endpoint (the same server's HTTP API loads the table)", file=sys.stderr)
         return 2
-    cfg = BenchConfig(endpoint=args.endpoint, connections=args.connections, duration=args.duration, items=args.items,
-                      item_size=args.item_size, access_key=args.access_key, secret_key=args.secret_key,
-                      region=args.bench_region, progress=Progress.for_terminal(quiet=args.json_out))
-    try:
-        out.update(run_dax_bench(cfg, args.dax, args.server_pid))
-    except (ValueError, RuntimeError, OSError) as e:
-        print(f"dynavault bench: {e}", file=sys.stderr)
-        return 2
-    if args.json_out:
-        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        print(format_dax_table(out))
-    return 0 if out["verification"]["ok"] else 1
+    cfg = _config(args)
+    return _report(args, lambda: {**out, **run_dax_bench(cfg, args.dax, args.server_pid)}, format_dax_table,
+                   lambda o: o["verification"]["ok"])
 
 
 def _run_global(args: argparse.Namespace) -> int:
     from dynavault.bench.replication import format_global, run_global_bench
 
-    cfg = BenchConfig(endpoint=args.endpoint or "", connections=args.connections, duration=args.duration,
-                      items=args.items, item_size=args.item_size, access_key=args.access_key,
-                      secret_key=args.secret_key, region=args.bench_region,
-                      progress=Progress.for_terminal(quiet=args.json_out))
-    try:
-        out = run_global_bench(cfg, peer=args.peer_endpoint, replica_region=args.replica_region, rate=args.rate,
-                               probe_every=max(1, args.probe_every),
-                               setups=tuple(s.strip() for s in args.setups.split(",") if s.strip()))
-    except (ValueError, RuntimeError, OSError) as e:
-        print(f"dynavault bench: {e}", file=sys.stderr)
-        return 2
-    if args.json_out:
-        sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
-    else:
-        print(format_global(out))
-    return 0 if all(r["latency"]["unseen"] == 0 for r in out["runs"]) else 1
+    cfg = _config(args)
+    setups = tuple(s.strip() for s in args.setups.split(",") if s.strip())
+    return _report(args, lambda: run_global_bench(cfg, peer=args.peer_endpoint, replica_region=args.replica_region,
+                                                  rate=args.rate, probe_every=max(1, args.probe_every),
+                                                  setups=setups),
+                   format_global, lambda o: all(r["latency"]["unseen"] == 0 for r in o["runs"]))
 
 
 def run(args: argparse.Namespace) -> int:
