@@ -2,7 +2,7 @@
 keys, the runtime-owned state of multi-item requests and of key switches, the settings and the clock.
 
 Operations are plain functions ``handler(db, caller, params) -> dict`` listed in each operation module's
-``HANDLERS`` table (``operations.py`` collects them); the runtime (``server/runtime.py``) builds the parts
+``HANDLERS`` table (``operations.py`` collects them); the runtime (``server/runtime/``) builds the parts
 and this context, and nothing here builds anything.
 """
 

@@ -18,7 +18,7 @@ import orjson
 
 from dynavault.errors import AWSError, StartupError
 
-#: the internal operations' target prefix (server/runtime.py mounts it, signed as DynamoDB)
+#: the internal operations' target prefix (server/runtime/ mounts it, signed as DynamoDB)
 TARGET_PREFIX = "DynavaultReplication"
 #: statuses a peer's answer maps to (ReplicaStatus of the remote member, as this server sees it)
 NOT_AUTHORIZED = "REPLICATION_NOT_AUTHORIZED"
