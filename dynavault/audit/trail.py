@@ -28,6 +28,7 @@ import orjson
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError
+from dynavault.timestamps import epoch_seconds
 
 log = logging.getLogger("dynavault.audit")
 
@@ -415,19 +416,10 @@ def _parse_line(line: bytes) -> dict | None:
 def _epoch(value: object, name: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool):
+    seconds = epoch_seconds(value)
+    if seconds is None:
         raise AWSError("SerializationException", f"Invalid value for {name}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            try:
-                return _dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-            except ValueError:
-                pass
-    raise AWSError("SerializationException", f"Invalid value for {name}")
+    return seconds
 
 
 def _fingerprint(filt: tuple[str, str] | None, start: float | None, end: float | None) -> str:

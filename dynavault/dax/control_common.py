@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 from collections.abc import Callable
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError
+from dynavault.timestamps import epoch_seconds
 
 Handler = Callable[[Caller, dict], dict]
 
@@ -85,10 +85,7 @@ def page(items: list[dict], key: str, params: dict, out_key: str) -> dict:
 
 def timestamp(value: object, member: str) -> float:
     """A request timestamp (epoch seconds or ISO 8601, as the model check let through), as epoch seconds."""
-    try:
-        ts = float(value) if isinstance(value, int | float) else float(str(value))
-    except ValueError:
-        ts = _dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    if not -1e11 < ts < 1e11:  # beyond year 5000 either way (or not a number): no event is there
+    ts = epoch_seconds(value)
+    if ts is None or not -1e11 < ts < 1e11:  # beyond year 5000 either way (or not a number): no event is there
         raise invalid(f"{member} is out of range.")
     return ts

@@ -86,3 +86,14 @@ class Database:
 
     def crypto(self, caller: Caller, meta: TableMeta) -> TableCrypto:
         return self.keys.crypto_for(caller, meta.key_ref())
+
+    def discard_table(self, meta: TableMeta) -> None:
+        """Remove a table a restore or import could not finish: its items, its catalog entry (only if the
+        catalog still holds this very definition) and its table key. No hooks: it was never a whole table."""
+        with self.catalog.lock:
+            if self.catalog.get(meta.account, meta.region, meta.name) is meta:
+                with self.items.write() as w:
+                    w.drop(meta)
+                    self.catalog.remove(w.tx, meta)
+                self.catalog.forget(meta)
+        self.keys.retire(meta.key_ref())

@@ -14,7 +14,7 @@ from pathlib import Path
 import dynavault
 
 PACKAGE_ROOT = Path(dynavault.__file__).parent
-LEAVES = {"errors", "caller", "config", "logsafe", "small_ints"}  # shared vocabulary: import nothing above themselves
+LEAVES = {"errors", "caller", "config", "logsafe", "small_ints", "timestamps"}  # shared vocabulary: import nothing above themselves
 #: room -> the rooms it may import (besides itself and the leaves), as DESIGN.md's layout table says
 MAY_IMPORT = {
     "storage": set(),

@@ -25,7 +25,6 @@ with it): the worker running the store-wide jobs drops it and takes a new base f
 
 from __future__ import annotations
 
-import datetime
 import logging
 import time
 import uuid
@@ -33,6 +32,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dynavault.errors import AWSError, validation
+from dynavault.timestamps import epoch_seconds
 
 from ..tables import table_name
 from . import history, records
@@ -241,7 +241,9 @@ def restore_table_to_point_in_time(db: Database, caller: Caller, p: dict) -> dic
         raise validation("Invalid Request: Either RestoreDateTime or UseLatestRestorableTime must be specified")
     now = db.clock()
     earliest, last = window(db, st, now)
-    at = last if latest else _timestamp(when)
+    at = last if latest else epoch_seconds(when)
+    if at is None:  # the shape check lets only the two forms through
+        raise validation(f"Invalid RestoreDateTime: {when}")
     if not earliest <= at <= last:
         raise AWSError("InvalidRestoreTimeException", "RestoreDateTime must be between "
                        "EarliestRestorableDateTime and LatestRestorableDateTime")
@@ -253,19 +255,6 @@ def restore_table_to_point_in_time(db: Database, caller: Caller, p: dict) -> dic
     count, size = db.catalog.stats(meta.table_id)
     rec = _point_record(meta, bases[-1], count, size, until=at)
     return start_restore(db, caller, p, rec, {"SourceTableArn": meta.arn, "RestoreDateTime": at}, {"source": rec})
-
-
-def _timestamp(value: object) -> float:
-    """A RestoreDateTime as the shape check lets it through: epoch seconds (a number or its text) or ISO
-    8601 text (UTC unless it says otherwise)."""
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value)
-    try:
-        return float(text)
-    except ValueError:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()
 
 
 def _point_record(meta: TableMeta, base: dict, count: int, size: int, until: float | None) -> dict:

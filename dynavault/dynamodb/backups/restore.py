@@ -335,13 +335,7 @@ def _apply(db: Database, meta: TableMeta, crypto: TableCrypto, batch: list[dict]
 
 def _abandon(db: Database, meta: TableMeta, why: str) -> None:
     """Remove a table whose restore cannot finish (its items, catalog entry, grants)."""
-    with db.catalog.lock:
-        if db.catalog.get(meta.account, meta.region, meta.name) is meta:
-            with db.items.write() as w:
-                w.drop(meta)
-                db.catalog.remove(w.tx, meta)
-            db.catalog.forget(meta)
-    db.keys.retire(meta.key_ref())
+    db.discard_table(meta)
     _retire_grant(db, meta, (meta.extra.get("restore") or {}).get("grant"))
     log.error("restore of table %s: %s; the half-restored table was removed", meta.name, why)
 

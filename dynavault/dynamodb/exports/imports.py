@@ -124,7 +124,7 @@ def import_table(t: Transfers, caller: Caller, p: dict) -> dict:
     try:
         crypto = db.crypto(caller, meta)
     except BaseException:
-        _remove_table(t, meta)
+        t.db.discard_table(meta)
         raise
     t.hold(_lease(arn))  # before the row: no worker takes the new import for an abandoned one
     records.save(db.items.kv, IMPORT_PREFIX, arn, rec)
@@ -176,21 +176,10 @@ def _import(t: Transfers, caller: Caller, meta: TableMeta, crypto: TableCrypto, 
 
 def _fail(t: Transfers, meta: TableMeta | None, rec: dict, code: str, message: str) -> None:
     if meta is not None:
-        _remove_table(t, meta)
+        t.db.discard_table(meta)
     rec.update(ImportStatus="FAILED", FailureCode=code, FailureMessage=message, EndTime=t.db.clock())
     records.advance(t.db.items.kv, IMPORT_PREFIX, rec["ImportArn"], rec, "ImportStatus")
     log.warning("import %s: FAILED (%s); its table was removed", rec["ImportArn"], code)
-
-
-def _remove_table(t: Transfers, meta: TableMeta) -> None:
-    db = t.db
-    with db.catalog.lock:
-        if db.catalog.get(meta.account, meta.region, meta.name) is meta:
-            with db.items.write() as w:
-                w.drop(meta)
-                db.catalog.remove(w.tx, meta)
-            db.catalog.forget(meta)
-    db.keys.retire(meta.key_ref())
 
 
 def _objects(t: Transfers, rec: dict) -> Iterator[str]:

@@ -15,6 +15,7 @@ from dynavault.errors import AWSError, IntegrityError, validation
 from dynavault.sse.key_port import InvalidCiphertext, KeyPortError
 from dynavault.sse.kms_errors import wrap_kms_error
 from dynavault.sse.table_keys import service_caller
+from dynavault.timestamps import epoch_seconds
 
 from .buckets import BucketStore
 from .sealing import AES256, KMS, ObjectKeys
@@ -117,18 +118,10 @@ def iso(t: float) -> str:
 
 def timestamp(value: object, member: str) -> float:
     """A timestamp member as the shape check lets it through: epoch seconds or ISO 8601 text."""
-    if isinstance(value, int | float):
-        return float(value)
-    text = str(value)
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise validation(f"Invalid {member}: {text}") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)).timestamp()
+    seconds = epoch_seconds(value)
+    if seconds is None:
+        raise validation(f"Invalid {member}: {value}")
+    return seconds
 
 
 def md5_b64(data: bytes) -> str:
