@@ -40,20 +40,24 @@ class GroupOperations:
     clock: Callable[[], float]
     _live: Callable[[dict | None, float], dict | None]
 
+    def _add_group(self, caller: Caller, kind: str, label: str, name: str, group: dict, most: int) -> None:
+        """Store a new parameter or subnet group: refused if the name is taken or the region holds ``most``."""
+        with self.records.store.transaction() as tx:
+            existing = self.records.list(tx, kind, caller.account, caller.region)
+            if any(g[f"{label}GroupName"] == name for g in existing):
+                raise fault(f"{label}GroupAlreadyExistsFault", f"{label} group {name} already exists.")
+            if len(existing) >= most:
+                raise fault(f"{label}GroupQuotaExceededFault",
+                            f"An account may have at most {most} {label.lower()} groups per region.")
+            self.records.put(tx, kind, caller.account, caller.region, name, group)
+
     # -- parameter groups ------------------------------------------------------------------------------------
     def create_parameter_group(self, caller: Caller, p: dict) -> dict:
         name = check_identifier(p["ParameterGroupName"], "Parameter group name", 255)
         group = {"ParameterGroupName": name, "Parameters": {}}
         if "Description" in p:
             group["Description"] = p["Description"]
-        with self.records.store.transaction() as tx:
-            existing = self.records.list(tx, PARAMETER_GROUP, caller.account, caller.region)
-            if any(g["ParameterGroupName"] == name for g in existing):
-                raise fault("ParameterGroupAlreadyExistsFault", f"Parameter group {name} already exists.")
-            if len(existing) >= MAX_PARAMETER_GROUPS:
-                raise fault("ParameterGroupQuotaExceededFault",
-                             f"An account may have at most {MAX_PARAMETER_GROUPS} parameter groups per region.")
-            self.records.put(tx, PARAMETER_GROUP, caller.account, caller.region, name, group)
+        self._add_group(caller, PARAMETER_GROUP, "Parameter", name, group, MAX_PARAMETER_GROUPS)
         return {"ParameterGroup": group_shape(group)}
 
     def describe_parameter_groups(self, caller: Caller, p: dict) -> dict:
@@ -132,14 +136,7 @@ class GroupOperations:
         group = {"SubnetGroupName": name, "SubnetIds": _check_subnets(p["SubnetIds"])}
         if "Description" in p:
             group["Description"] = p["Description"]
-        with self.records.store.transaction() as tx:
-            existing = self.records.list(tx, SUBNET_GROUP, caller.account, caller.region)
-            if any(g["SubnetGroupName"] == name for g in existing):
-                raise fault("SubnetGroupAlreadyExistsFault", f"Subnet group {name} already exists.")
-            if len(existing) >= MAX_SUBNET_GROUPS:
-                raise fault("SubnetGroupQuotaExceededFault",
-                             f"An account may have at most {MAX_SUBNET_GROUPS} subnet groups per region.")
-            self.records.put(tx, SUBNET_GROUP, caller.account, caller.region, name, group)
+        self._add_group(caller, SUBNET_GROUP, "Subnet", name, group, MAX_SUBNET_GROUPS)
         return {"SubnetGroup": subnet_shape(group, caller.account, caller.region)}
 
     def describe_subnet_groups(self, caller: Caller, p: dict) -> dict:
