@@ -30,6 +30,7 @@ from dynavault.caller import Caller
 from dynavault.errors import AWSError, validation
 from dynavault.small_ints import small_int
 
+from .describe import table_description
 from .tables import table_name
 
 if TYPE_CHECKING:
@@ -161,8 +162,24 @@ def describe_kinesis_streaming_destination(db: Database, caller: Caller, p: dict
 
 
 def describe_table_replica_auto_scaling(db: Database, caller: Caller, p: dict) -> dict:
+    """Every replica of a global table (this region's too), its status and its indexes'; no auto scaling
+    settings, as there is no Application Auto Scaling. A table that is not global has no replicas."""
     meta = _named_table(db, caller, p, "DescribeTableReplicaAutoScaling")
-    return {"TableAutoScalingDescription": {"TableName": meta.name, "TableStatus": meta.status, "Replicas": []}}
+    desc = table_description(db.catalog, meta, meta.status)
+    replicas = []
+    if "Replicas" in desc:
+        here = {"RegionName": meta.region, "ReplicaStatus": meta.status,
+                "GlobalSecondaryIndexes": [{"IndexName": g["IndexName"], "IndexStatus": g["IndexStatus"]}
+                                           for g in desc.get("GlobalSecondaryIndexes", ())]}
+        replicas.append(here)
+        for r in desc["Replicas"]:
+            indexes = [{"IndexName": g["IndexName"], "IndexStatus": "ACTIVE"}
+                       for g in r.get("GlobalSecondaryIndexes", ())]
+            replicas.append({"RegionName": r["RegionName"], "ReplicaStatus": r["ReplicaStatus"],
+                             "GlobalSecondaryIndexes": indexes})
+        replicas.sort(key=lambda r: r["RegionName"])
+    return {"TableAutoScalingDescription": {"TableName": meta.name, "TableStatus": meta.status,
+                                            "Replicas": replicas}}
 
 
 # -- resource-based policies ----------------------------------------------------------------------------
