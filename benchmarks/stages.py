@@ -25,6 +25,7 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import os
 import random
 import statistics
 import sys
@@ -334,7 +335,7 @@ async def _run(args) -> dict:
                     await drive(reqs, False)
                     prof.disable()
                     print(f"\n== cProfile {op} ({len(reqs)} requests), by own time", file=sys.stderr)
-                    pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(args.profile)
+                    pstats.Stats(prof, stream=sys.stderr).sort_stats(os.environ.get("STAGES_SORT", "tottime")).print_stats(args.profile)
             if args.no_timers:
                 return results
             _patch(timers, runtime)
