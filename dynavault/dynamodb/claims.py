@@ -17,6 +17,7 @@ lasts seconds.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -52,6 +53,12 @@ def claim_key(crypto, hkey: bytes, skey: bytes) -> bytes:
     """The store row of one item's claim (``crypto``: the table's TableCrypto)."""
     msg = len(hkey).to_bytes(4, "big") + hkey + skey
     return CLAIM_PREFIX + crypto.token(_CLAIM_DOMAIN, msg).raw
+
+
+def token_claim_key(token_key: bytes) -> bytes:
+    """The store row that says a request with this ClientRequestToken (``TokenClaim.key``) is in flight: a
+    retry racing it is told TransactionInProgressException, as DynamoDB tells it."""
+    return CLAIM_PREFIX + hashlib.sha256(b"client-request-token\0" + token_key).digest()
 
 
 class StoreClaims:

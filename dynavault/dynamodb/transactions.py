@@ -35,7 +35,7 @@ from dynavault.errors import AWSError, validation
 from . import item_collections
 from . import items as item_ops
 from .catalog import TableMeta
-from .claims import StoreClaims, claim_key
+from .claims import StoreClaims, claim_key, token_claim_key
 from .expressions import (
     ExpressionContext,
     apply_update,
@@ -61,6 +61,8 @@ MSG_DUPLICATE_TARGET = "Transaction request cannot include multiple operations o
 MSG_ONE_OF = "TransactItems can only contain one of Check, Put, Update or Delete"
 MSG_EMPTY_ACTION = "Invalid Request: TransactWriteRequest should contain Delete or Put or Update request"
 MSG_CONFLICT = "Transaction is ongoing for the item"
+#: DynamoDB's text when a request's ClientRequestToken is in use by the same request still running
+MSG_IN_PROGRESS = "Transaction from previous request is still in progress"
 #: the items of one transaction (written or read) may not pass 4 MB in total. AWS's text for it is not in any
 #: recorded answer found; this is the wording other DynamoDB emulators use for it.
 MAX_TRANSACTION_BYTES = 4 * 1024 * 1024
@@ -254,9 +256,13 @@ def run_writes(db: Database, caller: Caller, actions: list[WriteAction], *, caus
     that same transaction (raises Replayed when an identical request already used it)."""
     state = db.transaction_state
     owner = state.new_owner()
-    idents = [a.ident for a in actions]
+    # A request with a ClientRequestToken claims the token too: the same request sent again while the first is
+    # in flight (another worker, another thread) is told so, rather than conflicting with its own items.
+    idents = [a.ident for a in actions] + ([("token", token.key)] if token is not None else [])
     busy = set(state.claims.claim(owner, idents))
     if busy:
+        if token is not None and idents[-1] in busy:
+            raise in_progress()
         raise ActionsFailed([_reason("TransactionConflict", MSG_CONFLICT) if a.ident in busy
                              else _reason("None") for a in actions])
     shared = state.shared
@@ -266,6 +272,8 @@ def run_writes(db: Database, caller: Caller, actions: list[WriteAction], *, caus
             cryptos = table_cryptos(db, caller, (a.meta for a in actions))
         keys = [claim_key(cryptos[a.meta.table_id], a.hkey, a.skey) for a in actions] if shared else []
         if shared and transactional:
+            if token is not None:
+                keys.append(token_claim_key(token.key))
             _conflict(actions, shared.claim(owner, keys))
             held = keys
         with db.items.write() as w:
@@ -308,8 +316,15 @@ def run_writes(db: Database, caller: Caller, actions: list[WriteAction], *, caus
             shared.release(owner, held)
 
 
+def in_progress() -> AWSError:
+    return AWSError("TransactionInProgressException", MSG_IN_PROGRESS)
+
+
 def _conflict(actions: list[WriteAction], busy: list[int]) -> None:
-    """Cancel with TransactionConflict at the ``busy`` positions (none: nothing to do)."""
+    """Cancel with TransactionConflict at the ``busy`` positions (none: nothing to do); a position past the
+    actions is the request's own ClientRequestToken, held by the same request in flight."""
+    if any(i >= len(actions) for i in busy):
+        raise in_progress()
     if busy:
         raise ActionsFailed([_reason("TransactionConflict", MSG_CONFLICT) if i in busy else _reason("None")
                              for i in range(len(actions))])

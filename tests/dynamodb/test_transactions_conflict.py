@@ -171,3 +171,76 @@ def test_snapshot_reads_on_other_threads_always_see_the_whole_sum(db):
             t.join(10)
     assert sums and set(sums) == {50 * n_accts}
     assert CLAIMS.held() == 0
+
+
+def _transfer(token: str) -> dict:
+    return {"ClientRequestToken": token, "TransactItems": [
+        {"Update": {"TableName": T, "Key": {"pk": {"S": "acct"}}, "UpdateExpression": "ADD bal :a",
+                    "ExpressionAttributeValues": {":a": {"N": "1"}}}}]}
+
+
+def _balance(ops, caller) -> int:
+    got = orjson.loads(orjson.dumps(ops["GetItem"](caller, {"TableName": T, "Key": {"pk": {"S": "acct"}}})))
+    return int(got.get("Item", {}).get("bal", {}).get("N", "0"))
+
+
+def test_the_same_request_in_flight_in_this_process_is_transaction_in_progress(db):
+    """A retry racing the first send of its ClientRequestToken (another thread) is told the first is still in
+    progress, as DynamoDB tells it, not a TransactionConflict with its own item; nothing is written."""
+    db, ops, caller = db
+    claims = db.transaction_state.claims
+    request = _transfer("tok-race")
+    token, _ = db.transaction_state.tokens.begin(caller, "TransactWriteItems", "tok-race", request["TransactItems"])
+    other = 10**15
+    assert claims.claim(other, [("token", token.key)]) == []
+    try:
+        e = _raises(ops["TransactWriteItems"], caller, request)
+        assert (e.code, e.message) == ("TransactionInProgressException",
+                                       "Transaction from previous request is still in progress")
+        assert _balance(ops, caller) == 0
+        ops["TransactWriteItems"](caller, _transfer("tok-other"))  # another token is not held up
+        assert _balance(ops, caller) == 1
+    finally:
+        claims.release(other, [("token", token.key)])
+    ops["TransactWriteItems"](caller, request)
+    ops["TransactWriteItems"](caller, request)  # a replay
+    assert _balance(ops, caller) == 2
+    assert claims.held() == 0
+
+
+def test_the_same_request_in_flight_in_another_worker_is_transaction_in_progress(tmp_path):
+    """With workers the token's claim is a store row another process's retry finds."""
+    from dynavault.dynamodb.claims import StoreClaims, token_claim_key
+    from dynavault.storage.kv.sqlite import SqliteKV
+
+    settings = Settings(data_dir=str(tmp_path / "data"), root_key_file=str(tmp_path / "root.key"))
+    runtime = build_runtime(settings, worker=True)
+    other_store = None
+    try:
+        db = runtime.components["dynamodb"]
+        assert db.transaction_state.shared is not None
+        ops = operations(db)
+        caller = Caller(account="123456789012", region="us-east-1", principal_arn="arn:aws:iam::123456789012:root",
+                        connection_id=1)
+        ops["CreateTable"](caller, {"TableName": T, "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                                    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+                                    "BillingMode": "PAY_PER_REQUEST"})
+        request = _transfer("tok-race")
+        token, _ = db.transaction_state.tokens.begin(caller, "TransactWriteItems", "tok-race",
+                                                     request["TransactItems"])
+        data = tmp_path / "data"
+        other_store = SqliteKV(data / "tables.db", writer_lock=data / "writer.lock")
+        other = StoreClaims(other_store, "elsewhere:1:x")
+        assert other.claim(1, [token_claim_key(token.key)]) == []
+        e = _raises(ops["TransactWriteItems"], caller, request)
+        assert e.code == "TransactionInProgressException"
+        assert _balance(ops, caller) == 0
+        ops["TransactWriteItems"](caller, _transfer("tok-other"))
+        other.release(1, [token_claim_key(token.key)])
+        ops["TransactWriteItems"](caller, request)
+        ops["TransactWriteItems"](caller, request)
+        assert _balance(ops, caller) == 2
+    finally:
+        if other_store is not None:
+            other_store.close()
+        runtime.close()

@@ -140,14 +140,19 @@ def test_a_client_token_is_honoured_by_every_worker_and_after_a_restart(workers2
     pids = _workers(srv)
     before = {p: _cpu(p) for p in pids}
     # the same request, ten times at once from ten threads, and ten more after: applied once
-    results: list[int] = []
-    threads = [threading.Thread(target=lambda: results.append(_transfer(srv, "tok-1")[0])) for _ in range(10)]
+    answers: list[tuple[int, dict]] = []
+    threads = [threading.Thread(target=lambda: answers.append(_transfer(srv, "tok-1"))) for _ in range(10)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    results += [_transfer(srv, "tok-1")[0] for _ in range(10)]
-    assert results == [200] * 20
+    # a copy racing the one in flight (in the other worker) may be told so, as DynamoDB tells it; botocore
+    # retries that answer by itself
+    racing = [out for status, out in answers if status != 200]
+    assert all(out["__type"].endswith("#TransactionInProgressException") for out in racing), racing
+    assert len(racing) < 10
+    answers = [_transfer(srv, "tok-1") for _ in range(10)]
+    assert [status for status, _ in answers] == [200] * 10, answers
     assert all(_cpu(p) > before[p] for p in pids)
     assert _balance(srv) == 1
     status, out = _transfer(srv, "tok-1", amount=5)  # same token, different request
