@@ -69,10 +69,13 @@ def all_replicas(c: dict, name: str, status: str = "ACTIVE") -> bool:
 
 def global_table(c: dict, name: str) -> None:
     make_table(c[EAST], name)
+    members = {EAST: c[EAST]}
     for region in [r for r in c if r != EAST]:
         add_replica(c[EAST], name, region)
         wait_replicas(c[EAST], name, timeout=30)
-    until(lambda: all_replicas(c, name), "every server shows every replica ACTIVE")
+        members[region] = c[region]
+        # the next Create is refused (ResourceInUseException) until every member is ACTIVE on every server
+        until(lambda: all_replicas(members, name), "every server shows every replica ACTIVE")
 
 
 @pytest.fixture(scope="module")
