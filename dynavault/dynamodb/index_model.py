@@ -50,14 +50,20 @@ class IndexDef:
     def label(self) -> str:
         return f"{self.kind}:{self.name}"
 
-    def projected_names(self, meta: TableMeta) -> set[str] | None:
+    def projected_names(self, meta: TableMeta) -> frozenset[str] | None:
         """Top-level attributes the index holds (None: all of them)."""
         if self.projection == "ALL":
             return None
+        # worked out once per table key (every write asks): derived from the fields, so outside them
+        cached = self.__dict__.get("_projected")
+        if cached is not None and cached[0] == meta.key_names:
+            return cached[1]
         names = set(meta.key_names) | set(self.key_names)
         if self.projection == "INCLUDE":
             names |= self.non_key
-        return names
+        frozen = frozenset(names)
+        object.__setattr__(self, "_projected", (frozenset(meta.key_names), frozen))
+        return frozen
 
 
 def parse_index(d: dict, kind: str, types: dict[str, str]) -> IndexDef:
@@ -172,7 +178,7 @@ def project_entry(idx: IndexDef, meta: TableMeta, item: dict) -> dict:
     return _project(idx.projected_names(meta), item)
 
 
-def _project(names: set[str] | None, item: dict) -> dict:
+def _project(names: frozenset[str] | None, item: dict) -> dict:
     if names is None:
         return item
     return {k: v for k, v in item.items() if k in names}
