@@ -50,14 +50,20 @@ class IndexDef:
     def label(self) -> str:
         return f"{self.kind}:{self.name}"
 
-    def projected_names(self, meta: TableMeta) -> set[str] | None:
+    def projected_names(self, meta: TableMeta) -> frozenset[str] | None:
         """Top-level attributes the index holds (None: all of them)."""
         if self.projection == "ALL":
             return None
+        # worked out once per table key (every write asks): derived from the fields, so outside them
+        cached = self.__dict__.get("_projected")
+        if cached is not None and cached[0] == meta.key_names:
+            return cached[1]
         names = set(meta.key_names) | set(self.key_names)
         if self.projection == "INCLUDE":
             names |= self.non_key
-        return names
+        frozen = frozenset(names)
+        object.__setattr__(self, "_projected", (frozenset(meta.key_names), frozen))
+        return frozen
 
 
 def parse_index(d: dict, kind: str, types: dict[str, str]) -> IndexDef:
@@ -169,7 +175,10 @@ def _key_size(type_: str, value: dict) -> int:
 
 
 def project_entry(idx: IndexDef, meta: TableMeta, item: dict) -> dict:
-    names = idx.projected_names(meta)
+    return _project(idx.projected_names(meta), item)
+
+
+def _project(names: frozenset[str] | None, item: dict) -> dict:
     if names is None:
         return item
     return {k: v for k, v in item.items() if k in names}
@@ -186,24 +195,41 @@ def entry_for(idx: IndexDef, meta: TableMeta, crypto, item: dict | None, *, chec
     return token, parts[1] + base_key_bytes(meta, item), project_entry(idx, meta, item)
 
 
-def change_entries(idx: IndexDef, meta: TableMeta, crypto, old: dict | None, new: dict | None):
+def change_entries(idx: IndexDef, meta: TableMeta, crypto, old: dict | None, new: dict | None, base: bytes = b""):
     """(old entry, new entry) of one item change in one index, as ``entry_for`` makes them (the new item's
-    index keys checked). Old and new share their primary key, and mostly their index partition: then one
-    HMAC for the token, not two."""
+    index keys checked). Old and new share their primary key (``base``: its key tuple, when the caller has it),
+    and mostly their index key values: then the old entry's key is the new one's (one encoding, one HMAC)."""
     np = _key_parts(idx, new, True) if new is not None else None
-    op = _key_parts(idx, old, False) if old is not None else None
+    if old is None:
+        op = None
+    elif np is not None and _same_index_key(idx, old, new):
+        op = np  # the same values encode the same, and they passed the new item's checks
+    else:
+        op = _key_parts(idx, old, False)
     if np is None and op is None:
         return None, None
-    base = base_key_bytes(meta, new if new is not None else old)
+    if not base:
+        base = base_key_bytes(meta, new if new is not None else old)
+    names = idx.projected_names(meta)
     n = o = None
     if np is not None:
         token = crypto.token(idx.index_id, np[0])
-        n = (token, np[1] + base, project_entry(idx, meta, new))
+        n = (token, np[1] + base, _project(names, new))
     if op is not None:
         if np is None or op[0] != np[0]:
             token = crypto.token(idx.index_id, op[0])
-        o = (token, op[1] + base, project_entry(idx, meta, old))
+        o = (token, n[1] if op is np else op[1] + base, _project(names, old))
     return o, n
+
+
+def _same_index_key(idx: IndexDef, old: dict, new: dict) -> bool:
+    for name, _ in idx.hash:
+        if old.get(name) != new[name]:
+            return False
+    for name, _ in idx.range:
+        if old.get(name) != new[name]:
+            return False
+    return True
 
 
 def entry_write_units(size: int) -> float:

@@ -241,7 +241,8 @@ class ItemWriter:
         elif old_size is None:
             old_size = place.old_size if place.old is old else item_size(old)
         self._add(meta.table_id, (new is not None) - (old is not None), new_size - old_size)
-        units = self._index(meta, crypto, old, new) if meta.local_indexes or meta.global_indexes else {}
+        units = (self._index(meta, crypto, old, new, hkey + skey) if meta.local_indexes or meta.global_indexes
+                 else {})
         self.changes.append(change)
         for sub in store.subscribers:
             sub.in_transaction(tx, change, crypto)
@@ -257,13 +258,14 @@ class ItemWriter:
         self._tables[meta.table_id] = cur
         return cur
 
-    def _index(self, meta: TableMeta, crypto: TableCrypto, old: dict | None, new: dict | None) -> dict:
-        """Bring every index in line with one base item change."""
+    def _index(self, meta: TableMeta, crypto: TableCrypto, old: dict | None, new: dict | None,
+               base: bytes) -> dict:
+        """Bring every index in line with one base item change (``base``: its primary key tuple)."""
         trees, tx, tid = self.store.trees, self.tx, meta.id_bytes
         units: dict[str, float] = {}
         live = [idx for idx in index_defs(meta) if idx.status != "DELETING"]
         # Every entry first (this validates the new item's index keys): the write fails as a whole.
-        pairs = [change_entries(idx, meta, crypto, old, new) for idx in live]
+        pairs = [change_entries(idx, meta, crypto, old, new, base) for idx in live]
         for idx, (o, n) in zip(live, pairs, strict=True):
             if o is None and n is None:
                 continue

@@ -130,17 +130,26 @@ def _checked_place(w: ItemWriter, crypto, meta: TableMeta, hkey: bytes, skey: by
 
 
 # -- operations ---------------------------------------------------------------------------------
+#: PutItem members that need no expression or legacy-parameter checks (as ``_PLAIN_GET`` for GetItem): with
+#: only these, check_no_mixing and the expression context have nothing to refuse and there is no condition
+_PLAIN_PUT = frozenset(("TableName", "Item", "ReturnValues", "ReturnConsumedCapacity", "ReturnItemCollectionMetrics"))
+
+
 def put_item(db: Database, caller: Caller, p: dict) -> dict:
     # The request is validated as a whole before the table is looked up: a bad request to a missing table
     # is a ValidationException, as in DynamoDB; only checks that need the key schema come after.
-    legacy.check_no_mixing(p, "PutItem")
+    plain = _PLAIN_PUT.issuperset(p)
+    if not plain:
+        legacy.check_no_mixing(p, "PutItem")
     item = p.get("Item") or {}
     new_size = validate_item(item)  # the canonical item's size too: canonical numbers keep their digits
     rv = return_values(p, "PutItem")
-    ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
-                            cache=db.expression_cache)
-    cond = parse_request_condition(p, ctx, "PutItem")
-    ctx.check_all_used()
+    cond = None
+    if not plain:
+        ctx = ExpressionContext(p.get("ExpressionAttributeNames"), p.get("ExpressionAttributeValues"),
+                                cache=db.expression_cache)
+        cond = parse_request_condition(p, ctx, "PutItem")
+        ctx.check_all_used()
     meta = db.data_table(caller, p["TableName"])
     hkey, skey, _ = key_of_item(meta, item)
     item = canonical_item(item)

@@ -178,11 +178,24 @@ def validate_item(item: dict) -> int:
     for the item as sent and its canonical form, whose numbers keep their significant digits)."""
     if not isinstance(item, dict):
         raise _serialization("Start of list found where not expected")
+    size = 0
     for name, value in item.items():
         if not name:
             raise validation(MSG_EMPTY_NAME)
+        size += _utf8_len(name)
+        # a lone S or N string (most attributes) is checked and counted here, as the general path would
+        if type(value) is dict and len(value) == 1:
+            text = value.get("S")
+            if type(text) is str:
+                size += _utf8_len(text)
+                continue
+            text = value.get("N")
+            if type(text) is str:
+                parse_number(text)
+                size += _num_size(text)
+                continue
         validate_attribute_value(value, name)
-    size = item_size(item)
+        size += value_size(value)
     if size > MAX_ITEM_SIZE:
         raise validation(MSG_ITEM_SIZE)
     return size
@@ -207,7 +220,7 @@ def canonical_value(value: dict) -> dict:
 
 def canonical_item(item: dict) -> dict:
     """The item as DynamoDB stores and returns it: numbers normalized everywhere."""
-    return {k: canonical_value(v) for k, v in item.items()}
+    return {k: v if "S" in v and len(v) == 1 else canonical_value(v) for k, v in item.items()}
 
 
 def _num_size(text: str) -> int:

@@ -1,9 +1,9 @@
-"""The hot reads' requests (GetItem, Query) accepted without walking the model (``shapes.py``).
+"""The hot requests (GetItem, Query, PutItem) accepted without walking the model (``shapes.py``).
 
-A GetItem or Query made of the members below, each of the plainest form (a table name by the name rule, string
-and number AttributeValues, booleans, enum values, a Limit in range), has nothing the model walk could report
-or change (no constraint it could break, no null to drop, no number to narrow): it is accepted as is. Anything
-else, however slightly off, takes the full walk, so every answer to a bad request is the walk's.
+A GetItem, Query or PutItem made of the members below, each of the plainest form (a table name by the name
+rule, string and number AttributeValues, booleans, enum values, a Limit in range), has nothing the model walk
+could report or change (no constraint it could break, no null to drop, no number to narrow): it is accepted as
+is. Anything else, however slightly off, takes the full walk, so every answer to a bad request is the walk's.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def _plain_names(m: Any) -> bool:
 def _plain_member(k: str, v: Any) -> bool:
     if k == "TableName" or k == "IndexName":
         return type(v) is str and _PLAIN_NAME.fullmatch(v) is not None
-    if k == "Key" or k == "ExpressionAttributeValues":
+    if k == "Key" or k == "Item" or k == "ExpressionAttributeValues":
         return _plain_values(v)
-    if k in ("KeyConditionExpression", "ProjectionExpression", "FilterExpression"):
+    if k in ("KeyConditionExpression", "ProjectionExpression", "FilterExpression", "ConditionExpression"):
         return type(v) is str
     if k == "ConsistentRead" or k == "ScanIndexForward":
         return type(v) is bool
@@ -63,6 +63,9 @@ PLAIN_MEMBERS = {
     "Query": (frozenset(("TableName", "IndexName", "KeyConditionExpression", "ExpressionAttributeValues",
                          "ExpressionAttributeNames", "ProjectionExpression", "FilterExpression", "ConsistentRead",
                          "ScanIndexForward", "Limit", "ReturnConsumedCapacity", "Select")), ("TableName",)),
+    # an item of S and N attributes only: the walk's whole cost for a put is its per-attribute structure checks
+    "PutItem": (frozenset(("TableName", "Item", "ConditionExpression", "ExpressionAttributeNames",
+                           "ExpressionAttributeValues", "ReturnConsumedCapacity")), ("TableName", "Item")),
 }
 
 

@@ -224,3 +224,71 @@ def split_point(sizes: list[int]) -> int:
         elif 2 * acc > total:
             break
     return best
+
+
+_U32 = struct.Struct("<I")
+_U32X2 = struct.Struct("<II")
+
+
+class LeafBytes:
+    """A leaf kept as its plaintext plus the entries' offsets, for a write that changes one entry: the new
+    plaintext is spliced from slices of the old (what ``Leaf.encode`` of the changed leaf gives, byte for byte)
+    instead of building two lists of the entries and encoding them again. ``decode_node`` of the result is the
+    slow path's leaf (``tests/storage/test_leaf_splice.py`` holds the two to each other)."""
+
+    __slots__ = ("pt", "n", "offs")
+
+    def __init__(self, pt: bytes) -> None:
+        try:
+            kind, n = NODE_HEADER.unpack_from(pt, 0)
+            # offs[2i] .. offs[2i+1] is key i, offs[2i+1] .. offs[2i+2] its value
+            offs = list(accumulate(struct.unpack_from(f"<{2 * n}I", pt, 5), initial=5 + 8 * n))
+            if kind != KIND_LEAF or offs[-1] != len(pt):
+                raise ValueError
+        except (struct.error, ValueError):
+            raise IntegrityError("malformed B+tree node") from None
+        self.pt = pt
+        self.n = n
+        self.offs = offs
+
+    def __repr__(self) -> str:  # never the contents: they are plaintext user data
+        return f"<leaf bytes {self.n} entries>"
+
+    def find(self, key: bytes) -> int:
+        """bisect_left of ``key`` over the leaf's keys."""
+        pt, offs = self.pt, self.offs
+        lo, hi = 0, self.n
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if pt[offs[2 * mid] : offs[2 * mid + 1]] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def key(self, i: int) -> bytes:
+        return self.pt[self.offs[2 * i] : self.offs[2 * i + 1]]
+
+    def value(self, i: int) -> bytes:
+        return self.pt[self.offs[2 * i + 1] : self.offs[2 * i + 2]]
+
+    def replaced(self, i: int, value: bytes) -> bytes:
+        """The plaintext with entry ``i``'s value replaced."""
+        pt, offs = self.pt, self.offs
+        at = 5 + 8 * i + 4  # entry i's value length
+        return b"".join((pt[:at], _U32.pack(len(value)), pt[at + 4 : offs[2 * i + 1]], value, pt[offs[2 * i + 2] :]))
+
+    def inserted(self, i: int, key: bytes, value: bytes) -> bytes:
+        """The plaintext with (key, value) inserted as entry ``i``."""
+        pt, offs, n = self.pt, self.offs, self.n
+        at = 5 + 8 * i
+        cut = offs[2 * i]
+        return b"".join((NODE_HEADER.pack(KIND_LEAF, n + 1), pt[5:at], _U32X2.pack(len(key), len(value)),
+                         pt[at:cut], key, value, pt[cut:]))
+
+    def deleted(self, i: int) -> bytes:
+        """The plaintext without entry ``i``."""
+        pt, offs = self.pt, self.offs
+        at = 5 + 8 * i
+        return b"".join((NODE_HEADER.pack(KIND_LEAF, self.n - 1), pt[5:at], pt[at + 8 : offs[2 * i]],
+                         pt[offs[2 * i + 2] :]))

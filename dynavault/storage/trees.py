@@ -44,6 +44,7 @@ from dynavault.storage.nodes import (
     ROW_PREFIX,
     Inner,
     Leaf,
+    LeafBytes,
     decode_node,
     inner_child,
     leaf_lookup,
@@ -101,11 +102,11 @@ class Slot:
         self._i = -1
         self.value: bytes | None = None
         if path is not None:
-            leaf: Leaf = path[-1][1]
-            i = bisect_left(leaf.keys, key)
+            leaf: LeafBytes = path[-1][1]
+            i = leaf.find(key)
             self._i = i
-            if i < len(leaf.keys) and leaf.keys[i] == key:
-                self.value = leaf.vals[i]
+            if i < leaf.n and leaf.key(i) == key:
+                self.value = leaf.value(i)
 
     def __repr__(self) -> str:
         return f"Slot(present={self.value is not None})"
@@ -126,23 +127,19 @@ class Slot:
             self._trees._listed_now(op)
             self._trees._flush(op)
             return
-        leaf: Leaf = self._path[-1][1]
+        leaf: LeafBytes = self._path[-1][1]
         if self.value is not None:
-            leaf.vals[self._i] = value
+            self._trees._write_leaf(op, self._path, leaf.replaced(self._i, value), leaf.n)
         else:
-            leaf.keys.insert(self._i, self._key)
-            leaf.vals.insert(self._i, value)
-        self._trees._fix(op, self._path)
+            self._trees._write_leaf(op, self._path, leaf.inserted(self._i, self._key, value), leaf.n + 1)
 
     def delete(self) -> None:
         """Remove the key (no write at all if it is absent)."""
         op = self._take()
         if self.value is None:
             return
-        leaf: Leaf = self._path[-1][1]
-        del leaf.keys[self._i]
-        leaf.vals.pop(self._i)
-        self._trees._fix(op, self._path)
+        leaf: LeafBytes = self._path[-1][1]
+        self._trees._write_leaf(op, self._path, leaf.deleted(self._i), leaf.n - 1)
 
 
 class EncryptedTrees:
@@ -542,9 +539,10 @@ class EncryptedTrees:
         delete_prefix(tx, row_prefix(table_id, index_id))
 
     # -- tree surgery --------------------------------------------------------------------------
-    def _descend(self, op: _Op, key: bytes) -> list[tuple[int, Leaf | Inner | bytes, int]] | None:
+    def _descend(self, op: _Op, key: bytes) -> list[tuple[int, LeafBytes | Inner | bytes, int]] | None:
         """Root-to-leaf path to ``key``'s leaf, or None for a tree without a root. Inner nodes stay plaintext
-        bytes until ``_fix`` needs one (a split or merge below it): most writes change only the leaf."""
+        bytes until ``_fix`` needs one (a split or merge below it), and the leaf stays its plaintext with
+        offsets (``LeafBytes``) until a change makes it split or merge: most writes change only the leaf."""
         pfx = op.pfx
         rk = pfx + ROOT_BYTES
         blob = op.tx.get(rk)
@@ -552,7 +550,7 @@ class EncryptedTrees:
             return None
         pt = op.codec.open(AAD_HEAD + rk, Sealed(blob))
         nid = ROOT_ID
-        path: list[tuple[int, Leaf | Inner | bytes, int]] = []
+        path: list[tuple[int, LeafBytes | Inner | bytes, int]] = []
         while pt[:1] == b"\x01":
             i, child = inner_child(pt, key)
             path.append((nid, pt, i))
@@ -562,11 +560,21 @@ class EncryptedTrees:
             if blob is None:
                 raise IntegrityError("missing B+tree node")
             pt = op.codec.open(AAD_HEAD + rk, Sealed(blob))
-        node = decode_node(pt)
-        if type(node) is not Leaf:
-            raise IntegrityError("malformed B+tree node")
-        path.append((nid, node, -1))
+        path.append((nid, LeafBytes(pt), -1))  # LeafBytes refuses anything but a well-formed leaf
         return path
+
+    def _write_leaf(self, op: _Op, path: list, pt: bytes, n: int) -> None:
+        """Write the plaintext ``pt`` (``n`` entries) of the path's leaf after a one-entry change. A leaf that
+        stays within its size bounds (a root leaf: not empty and not over) is sealed and written as is, which is
+        all ``_fix`` would do with it; otherwise it is decoded and ``_fix`` splits or merges it."""
+        size = len(pt)
+        fits = n == 1 or size <= self.max_leaf_bytes
+        if fits and (n >= 1 if len(path) == 1 else size >= self.min_leaf_bytes):
+            rk = op.pfx + path[-1][0].to_bytes(8, "big")
+            op.tx.put(rk, op.codec.seal(AAD_HEAD + rk, pt))
+            return
+        path[-1] = (path[-1][0], decode_node(pt), -1)
+        self._fix(op, path)
 
     def _overflow(self, node: Leaf | Inner) -> bool:
         if type(node) is Leaf:

@@ -10,6 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dynavault.dynamodb.values import (
+    MAX_ITEM_SIZE,
+    MSG_EMPTY_NAME,
+    MSG_ITEM_SIZE,
     _num_size_decimal,
     canonical_item,
     compare,
@@ -19,7 +22,7 @@ from dynavault.dynamodb.values import (
     validate_attribute_value,
     validate_item,
 )
-from dynavault.errors import AWSError
+from dynavault.errors import AWSError, validation
 
 
 def err(value) -> AWSError:
@@ -252,3 +255,33 @@ _values = st.recursive(
 @given(st.dictionaries(_texts.filter(bool), _values, max_size=5))
 def test_item_size_matches_the_plain_definition(item):
     assert item_size(item) == sum(len(name.encode("utf-8")) + _plain_value_size(v) for name, v in item.items())
+
+
+def _validate_item_by_parts(item) -> int:
+    """validate_item's definition: every attribute checked in order, then the size and its limit."""
+    for name, value in item.items():
+        if not name:
+            raise validation(MSG_EMPTY_NAME)
+        validate_attribute_value(value, name)
+    size = item_size(item)
+    if size > MAX_ITEM_SIZE:
+        raise validation(MSG_ITEM_SIZE)
+    return size
+
+
+_odd_values = st.one_of(
+    _values,
+    st.sampled_from([{"S": 1}, {"S": None}, {"N": "x1"}, {"N": 5}, {"N": "1e999"}, {"S": "a", "N": "1"},
+                     {"N": "1", "Q": 2}, {"S": "a", "Q": 2}, {}, {"Q": "a"}, [], "s", None, {"S": ["a"]}]),
+)
+
+
+@given(st.dictionaries(_texts, _odd_values, max_size=5))
+def test_validate_item_answers_as_its_definition(item):
+    def outcome(fn):
+        try:
+            return "ok", fn(item)
+        except AWSError as e:
+            return "error", e.code, e.message
+
+    assert outcome(validate_item) == outcome(_validate_item_by_parts)
