@@ -180,7 +180,9 @@ class _Compiler:
 def _load_model(service: str) -> dict:
     if service not in _SERVICE_VERSIONS:
         raise ValueError(f"unknown service {service!r}")
-    return botocore.loaders.Loader().load_service_model(service, "service-2", _SERVICE_VERSIONS[service])
+    # the model file by its path: load_service_model first lists every service botocore ships (a directory
+    # walk per call, five calls per server start) only to check the name, which is fixed here
+    return botocore.loaders.Loader().load_data(f"{service}/{_SERVICE_VERSIONS[service]}/service-2")
 
 
 class ShapeValidator:
