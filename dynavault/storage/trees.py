@@ -68,6 +68,12 @@ def _opened(cache: NodeCache, codec: NodeCodec, rk: bytes, blob: bytes) -> Leaf 
     node = cache.get(rk, blob)
     if node is None:
         node = decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
+        # Shared by every later reader (of any thread): tuples, so code that changed a node in place would fail
+        # there instead of changing what the others are handed. Writers open nodes of their own.
+        if type(node) is Leaf:
+            node = Leaf(tuple(node.keys), tuple(node.vals))
+        else:
+            node = Inner(tuple(node.keys), tuple(node.kids))
         cache.put(rk, blob, node)
     return node
 
