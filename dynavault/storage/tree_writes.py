@@ -116,7 +116,6 @@ class Slot:
         self._trees._fix(op, self._path)
 
 
-
 class TreeWriter:
     """The write half of ``EncryptedTrees`` (its base class): descent for a write, splits, merges and root
     changes, and the flush of what changed. It uses the trees' size bounds and directory, set by

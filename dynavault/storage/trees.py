@@ -23,7 +23,8 @@ Node plaintext (compact, little-endian, length-prefixed):
 An inner node's child i holds keys k with keys[i-1] <= k < keys[i].
 
 Iterators are lazy and load a node when they reach it: finish (or materialize) a range before writing to
-the same partition.
+the same partition. This module holds the reads, the partition listing and the offline checks; the write half
+(a write's descent, splits, merges, root changes) is ``tree_writes.py``.
 """
 
 from __future__ import annotations
