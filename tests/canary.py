@@ -8,6 +8,8 @@ import sqlite3
 import zlib
 from pathlib import Path
 
+from dynavault.storage.kv.base import prefix_end
+
 
 def encodings(value: str | bytes) -> list[bytes]:
     """The forms a leaked value could take on disk: raw, base64 (as on the wire), UTF-16."""
@@ -43,9 +45,15 @@ def scan(paths: list[Path], canaries: list[str | bytes]) -> list[tuple[str, str]
 
 def rows_under(store: Path, prefix: bytes) -> int:
     """How many rows of the table store (``tables.db``) start with ``prefix``: proves a scan covered a kind of
-    row (history, backup data) rather than nothing."""
+    row (history, backup data) rather than nothing.
+
+    Bounded by ``prefix_end``: ``prefix + b"\\xff"`` leaves out the keys whose next byte is 0xff — under the
+    history prefix, every row of a table whose id starts with that byte (1 table in 256)."""
+    end = prefix_end(prefix)
     con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
     try:
-        return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, prefix + b"\xff")).fetchone()[0]
+        if end is None:
+            return con.execute("SELECT count(*) FROM kv WHERE k >= ?", (prefix,)).fetchone()[0]
+        return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, end)).fetchone()[0]
     finally:
         con.close()

@@ -11,7 +11,9 @@ storage). What the cache keeps is plaintext in process memory, which SECURITY.md
 reads the server's memory reads everything); nothing of it reaches disk.
 
 Bounded by bytes (sealed blob plus plaintext, counted twice for the decoded slices); the oldest entries go first.
-Entries are immutable: readers share them, writers always decode nodes of their own.
+Entries are shared by every reader, of every thread (the handler's and the backup, restore and backfill
+threads'), so they are immutable: the nodes put here hold tuples (``trees._opened``), and a change in place
+raises instead of altering what the next reader is handed. Writers always open and decode nodes of their own.
 """
 
 from __future__ import annotations

@@ -23,12 +23,12 @@ Node plaintext (compact, little-endian, length-prefixed):
 An inner node's child i holds keys k with keys[i-1] <= k < keys[i].
 
 Iterators are lazy and load a node when they reach it: finish (or materialize) a range before writing to
-the same partition.
+the same partition. This module holds the reads, the partition listing and the offline checks; the write half
+(a write's descent, splits, merges, root changes) is ``tree_writes.py``.
 """
 
 from __future__ import annotations
 
-import os
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 
@@ -44,19 +44,17 @@ from dynavault.storage.nodes import (
     ROW_PREFIX,
     Inner,
     Leaf,
-    LeafBytes,
     decode_node,
     inner_child,
     leaf_lookup,
     row_prefix,
     segment_bounds,
-    shortest_separator,
-    split_point,
     token_leaf_has,
 )
 from dynavault.storage.sealed import TOKEN_SIZE, NodeCodec, PartitionToken, Sealed
+from dynavault.storage.tree_writes import Slot, TreeWriter, WriteOp, load_node
 
-__all__ = ["EncryptedTrees", "ROW_PREFIX", "FORMAT_VERSION", "ROOT_ID", "row_prefix", "segment_bounds"]
+__all__ = ["EncryptedTrees", "ROW_PREFIX", "FORMAT_VERSION", "ROOT_ID", "Slot", "row_prefix", "segment_bounds"]
 
 #: A range (Query, Scan) fetches up to this many of a partition's rows in one range statement (the root sorts
 #: first, id 0): a partition of one leaf, or a root over a few leaves (1 KB items, 16 KiB leaves: ~40 items),
@@ -71,78 +69,17 @@ def _opened(cache: NodeCache, codec: NodeCodec, rk: bytes, blob: bytes) -> Leaf 
     node = cache.get(rk, blob)
     if node is None:
         node = decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
+        # Shared by every later reader (of any thread): tuples, so code that changed a node in place would fail
+        # there instead of changing what the others are handed. Writers open nodes of their own.
+        if type(node) is Leaf:
+            node = Leaf(tuple(node.keys), tuple(node.vals))
+        else:
+            node = Inner(tuple(node.keys), tuple(node.kids))
         cache.put(rk, blob, node)
     return node
 
 
-class _Op:
-    """One write: the partition, the nodes it has changed, and the rows it frees."""
-
-    __slots__ = ("tx", "codec", "pfx", "dirty", "dead")
-
-    def __init__(self, tx: KVTransaction, codec: NodeCodec, pfx: bytes) -> None:
-        self.tx = tx
-        self.codec = codec
-        self.pfx = pfx
-        self.dirty: dict[int, Leaf | Inner] = {}
-        self.dead: set[int] = set()
-
-
-class Slot:
-    """One key's place in one partition tree (see ``EncryptedTrees.slot``); ``value`` is what is stored there
-    now (None if absent). One ``put`` or ``delete`` may follow."""
-
-    __slots__ = ("_trees", "_op", "_path", "_key", "_i", "value")
-
-    def __init__(self, trees: EncryptedTrees, op: _Op, path: list | None, key: bytes) -> None:
-        self._trees = trees
-        self._op = op
-        self._path = path
-        self._key = key
-        self._i = -1
-        self.value: bytes | None = None
-        if path is not None:
-            leaf: LeafBytes = path[-1][1]
-            i = leaf.find(key)
-            self._i = i
-            if i < leaf.n and leaf.key(i) == key:
-                self.value = leaf.value(i)
-
-    def __repr__(self) -> str:
-        return f"Slot(present={self.value is not None})"
-
-    def _take(self) -> _Op:
-        op = self._op
-        if op is None:
-            raise RuntimeError("a slot is written at most once")
-        self._op = None
-        return op
-
-    def put(self, value: bytes) -> None:
-        if type(value) is not bytes:
-            raise TypeError("value is bytes")
-        op = self._take()
-        if self._path is None:
-            op.dirty[ROOT_ID] = Leaf([self._key], [value])
-            self._trees._listed_now(op)
-            self._trees._flush(op)
-            return
-        leaf: LeafBytes = self._path[-1][1]
-        if self.value is not None:
-            self._trees._write_leaf(op, self._path, leaf.replaced(self._i, value), leaf.n)
-        else:
-            self._trees._write_leaf(op, self._path, leaf.inserted(self._i, self._key, value), leaf.n + 1)
-
-    def delete(self) -> None:
-        """Remove the key (no write at all if it is absent)."""
-        op = self._take()
-        if self.value is None:
-            return
-        leaf: LeafBytes = self._path[-1][1]
-        self._trees._write_leaf(op, self._path, leaf.deleted(self._i), leaf.n - 1)
-
-
-class EncryptedTrees:
+class EncryptedTrees(TreeWriter):
     """B+trees of sealed nodes, one per (table id, index id, partition token)."""
 
     def __init__(self, kv: KVStore, *, max_leaf_bytes: int = 16384, max_inner_entries: int = 256,
@@ -180,35 +117,6 @@ class EncryptedTrees:
             raise TypeError("index_id must be an int in [0, 2**32)")
         return ROW_PREFIX + table_id + index_id.to_bytes(4, "big") + token.raw
 
-    @staticmethod
-    def _load(r: KVReader, codec: NodeCodec, pfx: bytes, nid: int, required: bool = True):
-        rk = pfx + nid.to_bytes(8, "big")
-        blob = r.get(rk)
-        if blob is None:
-            if required:
-                raise IntegrityError("missing B+tree node")
-            return None
-        return decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
-
-    def _node(self, op: _Op, nid: int) -> Leaf | Inner:
-        node = op.dirty.get(nid)
-        return node if node is not None else self._load(op.tx, op.codec, op.pfx, nid)
-
-    def _new_id(self, op: _Op) -> int:
-        while True:
-            nid = int.from_bytes(os.urandom(8), "big")
-            if nid == ROOT_ID or nid in op.dirty or nid in op.dead:
-                continue
-            if op.tx.get(op.pfx + nid.to_bytes(8, "big")) is None:
-                return nid
-
-    def _flush(self, op: _Op) -> None:
-        for nid in op.dead:
-            op.dirty.pop(nid, None)
-            op.tx.delete(op.pfx + nid.to_bytes(8, "big"))
-        for nid, node in op.dirty.items():
-            rk = op.pfx + nid.to_bytes(8, "big")
-            op.tx.put(rk, op.codec.seal(AAD_HEAD + rk, node.encode()))
 
     # -- reads ---------------------------------------------------------------------------------
     def get(
@@ -296,13 +204,9 @@ class EncryptedTrees:
         rk = pfx + ROOT_BYTES
         tx.put(rk, codec.seal(AAD_HEAD + rk, Leaf([], []).encode()))
 
-    def _listed_now(self, op: _Op) -> None:
-        if self.directory is not None:
-            self.directory.add(op.tx, op.codec, op.pfx)
-
     def _slot_at(self, tx: KVTransaction, codec: NodeCodec, pfx: bytes, key: bytes) -> Slot | None:
         """A slot in the tree at a raw prefix (the directory's own trees); None if it has no root."""
-        op = _Op(tx, codec, pfx)
+        op = WriteOp(tx, codec, pfx)
         path = self._descend(op, key)
         return None if path is None else Slot(self, op, path, key)
 
@@ -466,7 +370,7 @@ class EncryptedTrees:
             if nid in seen:
                 raise IntegrityError("a B+tree node is linked twice")
             seen.add(nid)
-            node = self._load(r, codec, pfx, nid)
+            node = load_node(r, codec, pfx, nid)
             ks = node.keys
             if any(a >= b for a, b in zip(ks, ks[1:], strict=False)):
                 raise IntegrityError("B+tree keys out of order")
@@ -503,7 +407,7 @@ class EncryptedTrees:
         the first other write to the same partition tree in ``tx``."""
         if type(key) is not bytes:
             raise TypeError("key is bytes")
-        op = _Op(tx, codec, self._pfx(table_id, index_id, token))
+        op = WriteOp(tx, codec, self._pfx(table_id, index_id, token))
         path = self._descend(op, key)
         if path is None:
             # a new partition, unless it vanished: never answer "absent" for a missing partition
@@ -537,158 +441,3 @@ class EncryptedTrees:
         """Delete every row of a table (or of one of its indexes), its partition directories included."""
         PartitionDirectory.drop(tx, table_id, index_id)
         delete_prefix(tx, row_prefix(table_id, index_id))
-
-    # -- tree surgery --------------------------------------------------------------------------
-    def _descend(self, op: _Op, key: bytes) -> list[tuple[int, LeafBytes | Inner | bytes, int]] | None:
-        """Root-to-leaf path to ``key``'s leaf, or None for a tree without a root. Inner nodes stay plaintext
-        bytes until ``_fix`` needs one (a split or merge below it), and the leaf stays its plaintext with
-        offsets (``LeafBytes``) until a change makes it split or merge: most writes change only the leaf."""
-        pfx = op.pfx
-        rk = pfx + ROOT_BYTES
-        blob = op.tx.get(rk)
-        if blob is None:
-            return None
-        pt = op.codec.open(AAD_HEAD + rk, Sealed(blob))
-        nid = ROOT_ID
-        path: list[tuple[int, LeafBytes | Inner | bytes, int]] = []
-        while pt[:1] == b"\x01":
-            i, child = inner_child(pt, key)
-            path.append((nid, pt, i))
-            nid = child
-            rk = pfx + nid.to_bytes(8, "big")
-            blob = op.tx.get(rk)
-            if blob is None:
-                raise IntegrityError("missing B+tree node")
-            pt = op.codec.open(AAD_HEAD + rk, Sealed(blob))
-        path.append((nid, LeafBytes(pt), -1))  # LeafBytes refuses anything but a well-formed leaf
-        return path
-
-    def _write_leaf(self, op: _Op, path: list, pt: bytes, n: int) -> None:
-        """Write the plaintext ``pt`` (``n`` entries) of the path's leaf after a one-entry change. A leaf that
-        stays within its size bounds (a root leaf: not empty and not over) is sealed and written as is, which is
-        all ``_fix`` would do with it; otherwise it is decoded and ``_fix`` splits or merges it."""
-        size = len(pt)
-        fits = n == 1 or size <= self.max_leaf_bytes
-        if fits and (n >= 1 if len(path) == 1 else size >= self.min_leaf_bytes):
-            rk = op.pfx + path[-1][0].to_bytes(8, "big")
-            op.tx.put(rk, op.codec.seal(AAD_HEAD + rk, pt))
-            return
-        path[-1] = (path[-1][0], decode_node(pt), -1)
-        self._fix(op, path)
-
-    def _overflow(self, node: Leaf | Inner) -> bool:
-        if type(node) is Leaf:
-            return len(node.keys) > 1 and node.size() > self.max_leaf_bytes
-        return len(node.kids) > 1 and (
-            len(node.kids) > self.max_inner_entries or node.size() > self.max_inner_bytes
-        )
-
-    def _underflow(self, node: Leaf | Inner) -> bool:
-        if type(node) is Leaf:
-            return node.size() < self.min_leaf_bytes
-        n = len(node.kids)
-        return n < 2 or (n < self.min_inner_entries and node.size() < self.max_inner_bytes // 4)
-
-    def _fits(self, node: Leaf | Inner) -> bool:
-        return not self._overflow(node)
-
-    def _split(self, node: Leaf | Inner) -> tuple[list[Leaf | Inner], list[bytes]]:
-        """Split an overfull node into parts that fit, plus the separators between them."""
-        if not self._overflow(node):
-            return [node], []
-        if type(node) is Leaf:
-            m = split_point([8 + len(k) + len(v) for k, v in zip(node.keys, node.vals, strict=True)])
-            left = Leaf(node.keys[:m], node.vals[:m])
-            right = Leaf(node.keys[m:], node.vals[m:])
-            sep = shortest_separator(left.keys[-1], right.keys[0])
-        else:
-            m = split_point([12 + len(k) for k in node.keys] + [8])
-            left = Inner(node.keys[: m - 1], node.kids[:m])
-            sep = node.keys[m - 1]
-            right = Inner(node.keys[m:], node.kids[m:])
-        lparts, lseps = self._split(left)
-        rparts, rseps = self._split(right)
-        return lparts + rparts, lseps + [sep] + rseps
-
-    def _fix(self, op: _Op, path: list[tuple[int, Leaf | Inner, int]]) -> None:
-        """Restore the size invariants bottom-up from a modified leaf, then write what changed."""
-        level = len(path) - 1
-        nid, node, _ = path[level]
-        op.dirty[nid] = node
-        while level > 0:
-            # each size test once (a leaf's size sums all of its entries)
-            over = self._overflow(node)
-            if not over and not self._underflow(node):
-                break  # the parent is unchanged, so nothing above it changes either
-            pnid, parent, ci = path[level - 1]
-            if type(parent) is bytes:
-                parent = decode_node(parent)
-                path[level - 1] = (pnid, parent, ci)
-            if over:
-                parts, seps = self._split(node)
-                ids = [nid] + [self._new_id(op) for _ in parts[1:]]
-                for pid, part in zip(ids, parts, strict=True):
-                    op.dirty[pid] = part
-                parent.kids[ci : ci + 1] = ids
-                parent.keys[ci:ci] = seps
-            elif len(parent.kids) > 1:
-                self._rebalance(op, parent, ci)
-            else:
-                break
-            op.dirty[pnid] = parent
-            level -= 1
-            nid, node = pnid, parent
-        else:
-            self._fix_root(op)
-        self._flush(op)
-
-    def _fix_root(self, op: _Op) -> None:
-        root = op.dirty[ROOT_ID]
-        if type(root) is Leaf and not root.keys:
-            if self._keep_root:
-                return  # a directory stays, empty
-            op.dead.add(ROOT_ID)  # an empty partition leaves no rows...
-            self.directory.remove(op.tx, op.codec, op.pfx)  # ...and no directory entry
-            return
-        # Grow: the root id is fixed, so its contents move down into fresh nodes.
-        while self._overflow(root):
-            parts, seps = self._split(root)
-            ids = [self._new_id(op) for _ in parts]
-            for pid, part in zip(ids, parts, strict=True):
-                op.dirty[pid] = part
-            root = Inner(seps, ids)
-        # Shrink: a root with a single child takes over that child's contents.
-        while type(root) is Inner and len(root.kids) == 1:
-            child_id = root.kids[0]
-            root = self._node(op, child_id)
-            op.dirty.pop(child_id, None)
-            op.dead.add(child_id)
-        op.dirty[ROOT_ID] = root
-
-    def _rebalance(self, op: _Op, parent: Inner, ci: int) -> None:
-        """Merge child ``ci`` with a neighbour, or even out the two if together they are too big."""
-        li = ci - 1 if ci > 0 else 0
-        ri = li + 1
-        lid, rid = parent.kids[li], parent.kids[ri]
-        left, right = self._node(op, lid), self._node(op, rid)
-        if type(left) is Leaf:
-            merged: Leaf | Inner = Leaf(left.keys + right.keys, left.vals + right.vals)
-        else:
-            merged = Inner(left.keys + [parent.keys[li]] + right.keys, left.kids + right.kids)
-        if self._fits(merged):
-            op.dirty[lid] = merged
-            op.dirty.pop(rid, None)
-            op.dead.add(rid)
-            del parent.kids[ri]
-            del parent.keys[li]
-            return
-        if type(merged) is Leaf:
-            m = split_point([8 + len(k) + len(v) for k, v in zip(merged.keys, merged.vals, strict=True)])
-            op.dirty[lid] = Leaf(merged.keys[:m], merged.vals[:m])
-            op.dirty[rid] = Leaf(merged.keys[m:], merged.vals[m:])
-            parent.keys[li] = shortest_separator(merged.keys[m - 1], merged.keys[m])
-        else:
-            m = split_point([12 + len(k) for k in merged.keys] + [8])
-            op.dirty[lid] = Inner(merged.keys[: m - 1], merged.kids[:m])
-            op.dirty[rid] = Inner(merged.keys[m:], merged.kids[m:])
-            parent.keys[li] = merged.keys[m - 1]

@@ -239,3 +239,29 @@ def test_a_vanished_one_leaf_partition_is_still_an_integrity_error(kv) -> None:
     assert trees.get_in_one_read(kv, codec, T1, 0, tok(1), b"k0001") == (False, None)
     with pytest.raises(IntegrityError):
         trees.get(kv, codec, T1, 0, tok(1), b"k0001")
+
+
+def test_a_cached_node_cannot_be_changed_in_place(kv) -> None:
+    # every later reader, of any thread, is handed the same node: a change in place would be a wrong answer for
+    # all of them, so it fails where it is made
+    codec = GcmCodec()
+    trees = _trees(kv)
+    directories(kv, trees, codec)
+    model = _fill(kv, trees, codec)
+    assert [trees.get(kv, codec, T1, 0, tok(1), k) for k in model] == list(model.values())
+    assert list(trees.range(kv, codec, T1, 0, tok(1))) == sorted(model.items())
+    rows = _rows(kv, 1)
+    nodes = [trees.node_cache.get(rk, blob) for rk, blob in rows.items()]
+    assert len(nodes) > 2 and None not in nodes
+    for node in nodes:
+        for part in (node.keys, getattr(node, "vals", None), getattr(node, "kids", None)):
+            if part is None:
+                continue
+            with pytest.raises((TypeError, AttributeError)):
+                part[0] = part[-1]
+            with pytest.raises(AttributeError):
+                part.append(part[0])
+    with kv.transaction() as tx:  # a write next to the cached nodes changes only what it writes
+        trees.put(tx, codec, T1, 0, tok(1), b"k0003", b"changed")
+    model[b"k0003"] = b"changed"
+    assert [trees.get(kv, codec, T1, 0, tok(1), k) for k in model] == list(model.values())
