@@ -23,9 +23,8 @@ from dynavault.server.runtime import build_runtime
 T = "conflict-table"
 
 
-@pytest.fixture
-def db(tmp_path):
-    runtime = build_runtime(Settings(data_dir=str(tmp_path / "data"), root_key_file=str(tmp_path / "root.key")))
+def _service(runtime):
+    """(database, operations, caller) of ``runtime``, with table T made."""
     db = runtime.components["dynamodb"]
     ops = operations(db)
     caller = Caller(account="123456789012", region="us-east-1", principal_arn="arn:aws:iam::123456789012:root",
@@ -33,7 +32,13 @@ def db(tmp_path):
     ops["CreateTable"](caller, {"TableName": T, "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
                                 "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
                                 "BillingMode": "PAY_PER_REQUEST"})
-    yield db, ops, caller
+    return db, ops, caller
+
+
+@pytest.fixture
+def db(tmp_path):
+    runtime = build_runtime(Settings(data_dir=str(tmp_path / "data"), root_key_file=str(tmp_path / "root.key")))
+    yield _service(runtime)
     runtime.close()
 
 
@@ -217,14 +222,8 @@ def test_the_same_request_in_flight_in_another_worker_is_transaction_in_progress
     runtime = build_runtime(settings, worker=True)
     other_store = None
     try:
-        db = runtime.components["dynamodb"]
+        db, ops, caller = _service(runtime)
         assert db.transaction_state.shared is not None
-        ops = operations(db)
-        caller = Caller(account="123456789012", region="us-east-1", principal_arn="arn:aws:iam::123456789012:root",
-                        connection_id=1)
-        ops["CreateTable"](caller, {"TableName": T, "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
-                                    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-                                    "BillingMode": "PAY_PER_REQUEST"})
         request = _transfer("tok-race")
         token, _ = db.transaction_state.tokens.begin(caller, "TransactWriteItems", "tok-race",
                                                      request["TransactItems"])
