@@ -247,6 +247,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.item_store import ItemStore
     from dynavault.dynamodb.replication import store as replication_store
     from dynavault.dynamodb.replication.applier import Replicator
+    from dynavault.dynamodb.replication.fold import Fold
     from dynavault.dynamodb.replication.operations import GlobalTables
     from dynavault.dynamodb.replication.peers import parse_peers
     from dynavault.dynamodb.replication.remote import PULL_INTERVAL, RemoteReplicas
@@ -291,7 +292,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
                       subscribers=[ChangeCounter(metrics.item_changes),
                                    StreamWriter(streams, stream_limits, exclusive=not worker),
                                    history_writer := HistoryWriter(),
-                                   ReplicationWriter()])
+                                   replication_writer := ReplicationWriter()])
     keys = TableKeyService(port, owned_key_arn=owned_key_arn, owned_account=owned_account,
                            refresh_seconds=settings.key_refresh_seconds, shared_cache=settings.shared_key_cache,
                            metrics=metrics, outage=faults.kms_unavailable if faults is not None else None)
@@ -316,6 +317,9 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     db.drop_hooks.append(lambda tx, meta: pitr.keep_system_backup(db, tx, meta))
     # global tables: ReplicaUpdates, and the replication job in slices (by the holder of the background lease)
     replicator = Replicator(db, metrics=metrics)
+    # same-server replicas written in their origin's transaction; their keys kept fresh in every process
+    replication_writer.fold = Fold(catalog, keys, metrics=metrics,
+                                   replicating=lambda: time.monotonic() - replicator.last_run < 1.0)
     db.replication = GlobalTables(db, create_table=tables.create_table, delete_table=tables.delete_table)
     db.drop_hooks.append(lambda tx, meta: replication_store.drop_table(tx, meta.id_bytes))
     db.replicator = replicator
@@ -348,6 +352,8 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     if claims is not None:
         periodic.append(Periodic("transaction-claims", 60.0, claims.prune))
     periodic.append(Periodic("replication", Replicator.INTERVAL, replicator.run_once, thread=kms_is_remote))
+    periodic.append(Periodic("replication-keys", 1.0, replication_writer.fold.warm, "process",
+                             thread=kms_is_remote))
     stream_jobs = StreamJobs(streams, catalog, stream_limits)
     periodic.append(Periodic("stream-shards", stream_jobs.interval(), stream_jobs.run))
     # Time to Live: one sweeper per store; its pass runs in short slices on the event loop, stopped before the
