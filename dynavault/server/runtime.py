@@ -245,6 +245,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     from dynavault.dynamodb.claims import StoreClaims
     from dynavault.dynamodb.database import Database
     from dynavault.dynamodb.item_store import ItemStore
+    from dynavault.dynamodb.replication import recovery as replication_recovery
     from dynavault.dynamodb.replication import store as replication_store
     from dynavault.dynamodb.replication.applier import Replicator
     from dynavault.dynamodb.replication.fold import Fold
@@ -379,6 +380,7 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
         indexes.resume_jobs(db)
         restore.recover(db)
         pitr.recover(db)  # bases whose copy died are taken again
+        replication_recovery.recover(db)  # replica Creates that stopped before joining their group
     return db, store
 
 

@@ -322,7 +322,10 @@ class Replicator:
                 write_group(db.catalog, tx, [member], None)
                 for m in rest:
                     store.drop_checkpoint(tx, m.id_bytes, member.region)
-                    store.drop_checkpoint(tx, member.id_bytes, m.region)
+                # everything replication kept for the member goes: its checkpoints (in the queues of members
+                # here and of members in other servers), its queue (no consumer left) and its clocks (a regional
+                # table orders nothing); were it made global again, its writes start new clocks
+                store.drop_table(tx, member.id_bytes)
             for m in [*rest, member]:
                 db.catalog.remember(m)
         log.warning("replica of %s in %s left its replication group (key unusable since %s)", member.name,
