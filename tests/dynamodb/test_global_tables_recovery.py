@@ -11,6 +11,7 @@ import orjson
 
 from tests.conftest import aws_error, make_table
 from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, wait_replicas
+from tests.dynamodb.test_global_tables_peers_ops import ACCOUNT as PEERS_ACCOUNT
 from tests.dynamodb.test_global_tables_peers_ops import FAST_KEYS, all_replicas, clients, group, until
 
 ACCOUNT = "789012345678"
@@ -83,6 +84,40 @@ def test_a_member_that_left_by_key_loss_keeps_no_replication_rows(tmp_path, uniq
             assert _count(west_db, REPLICATION + kind + ids[WEST]) == 0, kind
         # the one that stayed: no checkpoint of the region that left (its pull position there, its consumer here)
         assert _count(east_db, REPLICATION + b"p" + ids[EAST]) == 0
+    finally:
+        for s in servers.values():
+            s.kill()
+
+
+def test_a_create_in_another_server_that_stopped_before_asking_it_is_undone(tmp_path, unique_name):
+    """us-east-1's server wrote us-west-2 into the group (CREATING) and stopped before asking us-west-2's server
+    to make the table: once restarted, that server says it has no such table, and the Create is undone."""
+    servers = group(tmp_path, (EAST, WEST), allow_any_credentials=True)
+    try:
+        c = clients(servers)
+        make_table(c[EAST], unique_name)
+        c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": "a"}})
+        a = servers[EAST]
+        assert a.stop() == 0
+        db = a.data_dir / "tables.db"
+        key = CATALOG + f"{PEERS_ACCOUNT}\x00{EAST}\x00{unique_name}".encode()
+        con = sqlite3.connect(db)
+        with con:
+            doc = orjson.loads(con.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()[0])
+            doc["extra"] = {**doc.get("extra", {}), "replication": {"version": "2019.11.21", "members": {
+                EAST: {"status": "ACTIVE", "since": 1.0},
+                WEST: {"status": "CREATING", "remote": True, "since": 2.0}}}}
+            con.execute("UPDATE kv SET v = ? WHERE k = ?", (orjson.dumps(doc), key))
+        con.close()
+        a.start()
+        c = clients(servers)
+        until(lambda: "Replicas" not in c[EAST].describe_table(TableName=unique_name)["Table"],
+              "the half-made Create undone", timeout=15)
+        assert "the Create is undone" in a.log_text()
+        # and it can be made again, for real
+        add_replica(c[EAST], unique_name, WEST)
+        until(lambda: all_replicas(c, unique_name), "the replica ACTIVE on both servers")
+        assert set(converge(list(c.values()), unique_name)) == {"a"}
     finally:
         for s in servers.values():
             s.kill()

@@ -8,6 +8,9 @@ its side), nothing was copied into it (the backfill follows the group record), a
 it — it would stay CREATING, and refuse a new Create of that replica, for good. It is removed.
 
 A Create whose group record was written resumes by itself: the replication job backfills every CREATING member.
+A Create of a member in another server writes the group record first, then asks that server: one that stopped
+in between left a member CREATING here that its server never heard of; ``remote.py`` undoes it once that server
+says so.
 """
 
 from __future__ import annotations
@@ -31,7 +34,11 @@ def _orphan(meta: TableMeta | None) -> bool:
 
 
 def recover(db: Database) -> None:
-    """Remove every replica table whose Create stopped before it joined its group."""
+    """Remove every replica table whose Create stopped before it joined its group; have every member this
+    server was creating in another server confirmed by that server (``RemoteReplicas.unconfirm_creates``)."""
+    remote = db.replication.remote if db.replication is not None else None
+    if remote is not None:
+        remote.unconfirm_creates()
     for meta in db.catalog.all():
         if not _orphan(meta):
             continue
