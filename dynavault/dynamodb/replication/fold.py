@@ -110,7 +110,8 @@ class Fold:
                 with w.attempt():
                     apply_replicated(w, target, crypto, change.new, hkey, skey, (t, meta.region))
             except Exception as exc:
-                if target.table_id not in self._failing:
+                gone = isinstance(exc, AWSError) and exc.code == "ResourceNotFoundException"
+                if not gone and target.table_id not in self._failing:  # (gone: deleted, leaving the group)
                     self._failing.add(target.table_id)
                     log.warning("replica of %s in %s not written with its origin's write (queued instead): %s",
                                 meta.name, region, exc.code if isinstance(exc, AWSError) else repr(exc))
