@@ -318,9 +318,9 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     db.drop_hooks.append(lambda tx, meta: pitr.keep_system_backup(db, tx, meta))
     # global tables: ReplicaUpdates, and the replication job in slices (by the holder of the background lease)
     replicator = Replicator(db, metrics=metrics)
-    # same-server replicas written in their origin's transaction; their keys kept fresh in every process
-    replication_writer.fold = Fold(catalog, keys, metrics=metrics,
-                                   replicating=lambda: time.monotonic() - replicator.last_run < 1.0)
+    # same-server replicas written in their origin's transaction, by a server of one process only (replication/
+    # fold.py: with workers, the longer write transactions under the cross-process write lock measured slower)
+    replication_writer.fold = None if worker else Fold(catalog, keys, metrics=metrics)
     db.replication = GlobalTables(db, create_table=tables.create_table, delete_table=tables.delete_table)
     db.drop_hooks.append(lambda tx, meta: replication_store.drop_table(tx, meta.id_bytes))
     db.replicator = replicator
@@ -353,8 +353,6 @@ def _dynamodb(settings: Settings, kms, owned_account: str, metrics: Metrics, con
     if claims is not None:
         periodic.append(Periodic("transaction-claims", 60.0, claims.prune))
     periodic.append(Periodic("replication", Replicator.INTERVAL, replicator.run_once, thread=kms_is_remote))
-    periodic.append(Periodic("replication-keys", 1.0, replication_writer.fold.warm, "process",
-                             thread=kms_is_remote))
     stream_jobs = StreamJobs(streams, catalog, stream_limits)
     periodic.append(Periodic("stream-shards", stream_jobs.interval(), stream_jobs.run))
     # Time to Live: one sweeper per store; its pass runs in short slices on the event loop, stopped before the

@@ -1,7 +1,8 @@
 """Same-server replicas are written in their origin write's own transaction (replication/fold.py): a write is in
 every other member served by the server when its PutItem returns, with its stream record and latency metric, and
 no queue row; a member whose key is unusable falls back to the queue and catches up from it, then is written
-with its origin's writes again; a damaged replica never fails its origin's write."""
+with its origin's writes again; a damaged replica never fails its origin's write. A server of several worker
+processes keeps the queue."""
 
 from __future__ import annotations
 
@@ -160,12 +161,13 @@ def test_a_damaged_replica_never_fails_its_origins_write(start_server, unique_na
     assert bad.status == 500, bad.body
 
 
-def test_every_worker_writes_same_server_replicas_with_its_writes(start_server, unique_name):
-    """With several worker processes, the one not running the replication job keeps the replicas' keys fresh
-    itself: a write is in the replica when its PutItem returns whichever worker took it (a new connection per
-    request spreads them)."""
+def test_with_several_workers_replicas_go_through_the_queue(start_server, unique_name):
+    """Worker processes do not fold (fold.py: their write transactions would hold the cross-process write lock
+    twice as long): the queue carries every write, and every replica converges."""
     srv = start_server(allow_any_credentials=True, workers=2)
     c = _clients(srv)
     global_table(c, unique_name, [EAST, WEST])
-    time.sleep(2.5)  # each worker's key warmer has run
-    _immediately_visible(srv, unique_name, [f"k{i}" for i in range(30)])
+    for i in range(10):
+        _put(srv, EAST, unique_name, {"pk": {"S": f"k{i}"}})
+    assert set(converge(list(c.values()), unique_name)) == {f"k{i}" for i in range(10)}
+    assert _rows(srv.data_dir / "tables.db", REPLICATION + b"q" + _tid(c[EAST], unique_name))

@@ -15,7 +15,7 @@ kept in every member's catalog record (``extra["replication"]``), so DescribeTab
   other servers, being created, key not at hand), all in the change's own store transaction; a replicated
   change (cause ``replication``) is never queued again, so writes never ping-pong.
 - ``fold.py``: same-server replicas written in their origin's transaction (last writer wins, as the job
-  applies a row), and the per-process key warmer that lets every worker do it.
+  applies a row), in a server of one process.
 - ``recovery.py``: at start, replica Creates a stopped server left half done.
 - ``applier.py``: the background job (under the store's background lease): fills a new replica from its
   source (backfill), applies every member's queue to every other member through the one item-change path,

@@ -60,8 +60,6 @@ class Replicator:
         self.clock = clock
         self._closed = False
         self._until = 0.0
-        #: monotonic time of the last slice in this process (0: none; the job runs in one process per store)
-        self.last_run = 0.0
         #: table id -> (monotonic time before which it is not tried again, the delay that got it there): a
         #: member whose keys failed, a group whose pass failed; doubling up to MAX_BACKOFF, so an unusable key
         #: costs a KMS call (and an audit event) now and then, not at every slice
@@ -89,7 +87,6 @@ class Replicator:
         """One slice: every global table's backfills and queues, until ``budget`` seconds are spent (what is
         left is taken up by the next slice)."""
         self._until = time.monotonic() + (self.SLICE if budget is None else budget)
-        self.last_run = time.monotonic()
         seen: set[tuple[str, str]] = set()
         for meta in self.db.catalog.all():
             if group_of(meta) is None or (meta.account, meta.name) in seen:

@@ -2,11 +2,16 @@
 
 A local change of a member is applied, in the change's own store transaction, to every other member served by
 this server whose table is ACTIVE and whose keys this process holds fresh in its key cache (the entry the
-replication job keeps, or this process's key warmer, ``warm``): the replica's item, index entries, stream record,
+replication job keeps: it runs in this same process): the replica's item, index entries, stream record,
 statistics and last-writer clock, exactly as the replication job writes them (``apply_replicated``, cause
 ``replication``, last writer wins), and its ReplicationLatency observed once the transaction is durable. No
-queue row is written for such a member: no second transaction, no queue read, no trim. Within one server this
-halves what a replicated write costs.
+queue row is written for such a member: no second transaction, no queue read, no trim.
+
+Only a server of one process folds (the runtime builds no ``Fold`` for workers). With several worker processes
+every write transaction holds the store's cross-process write lock, and a worker waits for it with its event
+loop stopped; a write that also writes its replica holds the lock about twice as long, and measured slower
+(paired runs, two workers: 124-144 against 157-252 replicated puts/s) than the queue, whose rows the
+replication job applies 256 to a transaction. In one process the fold measured faster (426-507 against 264-374).
 
 The queue stays for what cannot be folded: members in other servers; members still CREATING (their backfill and
 the queue keep a write made meanwhile in order); members whose table is not ACTIVE (key unusable, a key switch
@@ -41,8 +46,6 @@ if TYPE_CHECKING:
     from ..item_store import ItemWriter
 
 log = logging.getLogger("dynavault.replication")
-MIN_BACKOFF = 1.0
-MAX_BACKOFF = 60.0
 
 
 def later(clock: tuple[float, str], than: tuple[float, str] | None) -> bool:
@@ -68,19 +71,15 @@ class Fold:
     """The same-server replicas of one process's writes (see the module's text)."""
 
     def __init__(self, catalog: Catalog, keys: TableKeyService, *, metrics=None,
-                 clock: Callable[[], float] = time.time, replicating: Callable[[], bool] = lambda: False) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.catalog = catalog
         self.keys = keys
         self.metrics = metrics
         self.clock = clock
-        #: whether this process runs the replication job now (it keeps the members' keys fresh itself)
-        self.replicating = replicating
         #: (origin region, target region) -> the latency histogram's child (labels() is not free)
         self._hists: dict[tuple[str, str], object] = {}
         #: target table ids whose fold failed (logged once until one succeeds again)
         self._failing: set[str] = set()
-        #: table id -> (monotonic time before which the warmer does not try its key again, the delay)
-        self._backoff: dict[str, tuple[float, float]] = {}
 
     def __repr__(self) -> str:
         return "<replication Fold>"
@@ -127,29 +126,3 @@ class Fold:
         if hist is None:
             hist = self._hists[(origin, target)] = self.metrics.replication_latency.labels(origin, target)
         return lambda: hist.observe(max(0.0, self.clock() - t))
-
-    # -- keys -----------------------------------------------------------------------------------------
-    def warm(self) -> None:
-        """Keep the keys of this server's members fresh in this process's cache, so its writes can fold into
-        them: the process running the replication job has them already; another worker asks KMS for them here,
-        once per key refresh interval, never inside a write transaction (a periodic job, in every process)."""
-        if self.replicating():
-            return
-        for meta in self.catalog.all():
-            group = group_of(meta)
-            if group is None or (group["members"].get(meta.region) or {}).get("status") != "ACTIVE":
-                continue
-            if sum(1 for e in group["members"].values() if not e.get("remote")) < 2:
-                continue  # no other member here writes into this one
-            if meta.status != "ACTIVE" or meta.sse_state.get("phase") or self._cached(meta) is not None:
-                continue
-            wait = self._backoff.get(meta.table_id)
-            if wait is not None and time.monotonic() < wait[0]:
-                continue
-            try:
-                self.keys.crypto_for(self.keys.key_service(meta.account, meta.region, meta.sse), meta.key_ref())
-            except AWSError:
-                delay = MIN_BACKOFF if wait is None else min(MAX_BACKOFF, wait[1] * 2)
-                self._backoff[meta.table_id] = (time.monotonic() + delay, delay)
-            else:
-                self._backoff.pop(meta.table_id, None)
