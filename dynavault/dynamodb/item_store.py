@@ -14,7 +14,7 @@ Stored values (base items and index entries) carry a versioned envelope (``envel
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -68,8 +68,10 @@ class ItemChange:
 class ChangeSubscriber(Protocol):
     """Registered at build time; ``in_transaction`` writes its own records in the change's transaction
     (raising rolls the whole write back), ``committed`` runs once the transaction is durable. A subscriber may
-    also have ``blind_delete(tx, change, crypto, hkey, skey)``: called for a delete of an item that is not
-    there (no change, so no ``in_transaction``)."""
+    also have ``blind_delete(writer, change, crypto, hkey, skey)``: called for a delete of an item that is not
+    there (no change, so no ``in_transaction``). One that has ``in_writer(writer, change, crypto)`` is called
+    with that instead of ``in_transaction``: it is given the ``ItemWriter``, so it can apply further changes in
+    the same transaction (replication's same-server replicas)."""
 
     def in_transaction(self, tx: KVTransaction, change: ItemChange, crypto: TableCrypto) -> None: ...
 
@@ -103,6 +105,9 @@ class ItemStore:
         self.catalog = catalog
         self.collection_limit = collection_limit
         self.subscribers = tuple(subscribers)
+        #: (hook, whether it takes the writer rather than the transaction), looked up once, not at every change
+        self._hooks = tuple((sub.in_writer, True) if hasattr(sub, "in_writer") else (sub.in_transaction, False)
+                            for sub in self.subscribers)
 
     def __repr__(self) -> str:
         return f"<ItemStore {len(self.subscribers)} subscriber(s)>"
@@ -175,17 +180,21 @@ class ItemStore:
         if w.changes:
             for sub in self.subscribers:
                 sub.committed(w.changes)
+        for fn in w.after or ():
+            fn()
 
 
 class ItemWriter:
     """The writes of one store transaction (see ``ItemStore.write``)."""
 
-    __slots__ = ("store", "tx", "changes", "_stats", "_tables")
+    __slots__ = ("store", "tx", "changes", "after", "_stats", "_tables")
 
     def __init__(self, store: ItemStore, tx: KVTransaction) -> None:
         self.store = store
         self.tx = tx
         self.changes: list[ItemChange] = []
+        #: what runs once the transaction is durable (``after_commit``); None until something is added
+        self.after: list[Callable[[], None]] | None = None
         self._stats: dict[str, list[int]] = {}
         #: table id -> the definition this transaction writes with (checked against the store once)
         self._tables: dict[str, TableMeta] = {}
@@ -195,6 +204,30 @@ class ItemWriter:
 
     def get(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes) -> dict | None:
         return self.store.get(meta, crypto, hkey, skey, self.tx)
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the transaction is durable (never, if it rolls back)."""
+        if self.after is None:
+            self.after = []
+        self.after.append(fn)
+
+    @contextmanager
+    def attempt(self) -> Iterator[None]:
+        """A part of the transaction that may fail alone: on an exception, its store writes are undone (a nested
+        transaction: a savepoint of the store's) and so are its changes and statistics here; the exception
+        propagates, and the rest of the transaction goes on as if the part had not been tried."""
+        n_changes, n_after = len(self.changes), len(self.after or ())
+        stats = {sid: list(s) for sid, s in self._stats.items()}
+        tables = dict(self._tables)
+        try:
+            with self.store.kv.transaction():
+                yield
+        except BaseException:
+            del self.changes[n_changes:]
+            if self.after is not None:
+                del self.after[n_after:]
+            self._stats, self._tables = stats, tables
+            raise
 
     def place(self, meta: TableMeta, crypto: TableCrypto, hkey: bytes, skey: bytes) -> Place:
         return Place(self.store.trees.slot(self.tx, crypto.codec, meta.id_bytes, BASE,
@@ -221,7 +254,7 @@ class ItemWriter:
             for sub in store.subscribers:
                 blind = getattr(sub, "blind_delete", None)
                 if blind is not None:
-                    blind(tx, change, crypto, hkey, skey)
+                    blind(self, change, crypto, hkey, skey)
             return {}
         if meta.local_indexes:
             item_collections.check_collection(tx, meta, crypto, old, new, store.collection_limit)
@@ -243,9 +276,13 @@ class ItemWriter:
         units = (self._index(meta, crypto, old, new, hkey + skey) if meta.local_indexes or meta.global_indexes
                  else {})
         self.changes.append(change)
-        for sub in store.subscribers:
-            sub.in_transaction(tx, change, crypto)
+        for hook, with_writer in store._hooks:
+            hook(self if with_writer else tx, change, crypto)
         return units
+
+    def table(self, meta: TableMeta) -> TableMeta:
+        """The table's definition this transaction writes with (see ``_current``)."""
+        return self._tables.get(meta.table_id) or self._current(meta)
 
     def _current(self, meta: TableMeta) -> TableMeta:
         """The table's definition as this transaction sees it committed (``Catalog.current``): the one the

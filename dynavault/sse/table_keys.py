@@ -284,6 +284,15 @@ class TableKeyService:
             self._by_connection.setdefault(conn, set()).add(key[1:])
         return crypto
 
+    def cached(self, caller: Caller, ref: TableKeyRef) -> TableCrypto | None:
+        """What ``crypto_for`` would answer from the cache, without calling KMS: None when it would have to (no
+        entry, an expired one, or one for another table key blob)."""
+        entry = self._entries.get((0 if self.shared_cache else caller.connection_id, caller.principal_arn,
+                                   ref.table_id))
+        if entry is None or entry.blob != ref.sse["table_key_blob"] or self.clock() >= entry.expires:
+            return None
+        return entry.crypto
+
     def _decrypt(self, caller: Caller, ref: TableKeyRef) -> TableCrypto:
         sse = ref.sse
         table_key = self.decrypt_table_key(self.key_user(caller, sse), ref.table_name, ref.account, sse)

@@ -58,14 +58,25 @@ def _metric_count(srv, source: str, target: str) -> float:
 
 
 def test_canary_scan_covers_replicas_and_replication_rows(start_server, unique_name):
-    srv = start_server(allow_any_credentials=True)
+    srv = start_server(allow_any_credentials=True, key_refresh_seconds=1)
     c = _clients(srv)
     global_table(c, unique_name, [EAST, WEST])
     canaries = {EAST: "canary-gt-east-Quokka4471", WEST: "canary-gt-west-Axolotl9038"}
+    other = {EAST: WEST, WEST: EAST}
     for region, canary in canaries.items():
+        # a replica served here is written with its origin's writes, without a queue row, unless its key is
+        # unusable: then the rows wait in the queue (which always keeps its last row)
+        fault = signed_request(srv.endpoint, "DynavaultAdmin.PutFault", {"TableName": unique_name,
+                               "KmsUnavailable": True}, access_key=ACCOUNT, region=other[region])
+        assert fault.status == 200, fault.body
+        time.sleep(1.5)
         for i in range(5):
             c[region].put_item(TableName=unique_name, Item={
                 "pk": {"S": f"{canary}-key-{i}"}, "v": {"S": canary}, "b": {"B": canary.encode() + b"-bin"}})
+        gone = signed_request(srv.endpoint, "DynavaultAdmin.DeleteFault", {"FaultId": fault.json()["FaultId"]},
+                              access_key=ACCOUNT, region=other[region])
+        assert gone.status == 200, gone.body
+        converge(list(c.values()), unique_name)
     c[EAST].delete_item(TableName=unique_name, Key={"pk": {"S": f"{canaries[EAST]}-key-0"}})
     converge(list(c.values()), unique_name)
     assert srv.stop() == 0

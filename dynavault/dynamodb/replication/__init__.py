@@ -10,9 +10,13 @@ kept in every member's catalog record (``extra["replication"]``), so DescribeTab
   per-item last-writer clocks (sealed, keyed by an HMAC of the item key) and each consumer's checkpoint in
   another member's queue. A consumer in another server reads the same queue through ``Pull``; what
   it acknowledged is its checkpoint here, and this server's checkpoint in the peer's queue is ``"@" + region``.
-- ``subscriber.py``: the change subscriber: a local change of a member gets its clock and a queue row in the
-  change's own store transaction; a replicated change (cause ``replication``) is never queued again, so
-  writes never ping-pong.
+- ``subscriber.py``: the change subscriber: a local change of a member gets its clock, is written into the other
+  members served here (``fold.py``) and gets a queue row for the members it could not be written into (in
+  other servers, being created, key not at hand), all in the change's own store transaction; a replicated
+  change (cause ``replication``) is never queued again, so writes never ping-pong.
+- ``fold.py``: same-server replicas written in their origin's transaction (last writer wins, as the job
+  applies a row), in a server of one process.
+- ``recovery.py``: at start, replica Creates a stopped server left half done.
 - ``applier.py``: the background job (under the store's background lease): fills a new replica from its
   source (backfill), applies every member's queue to every other member through the one item-change path,
   last writer wins by (change time, region name), and drops a replica whose key stayed unusable too long.

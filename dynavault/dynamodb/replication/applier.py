@@ -24,10 +24,10 @@ import orjson
 
 from dynavault.errors import AWSError, IntegrityError
 
-from ..item_store import ItemChange
 from ..keys import key_of_item
 from . import store
-from .group import CAUSE, INACCESSIBLE, group_of, members, with_member, write_group
+from .fold import apply_replicated
+from .group import INACCESSIBLE, group_of, members, with_member, write_group
 
 if TYPE_CHECKING:
     from dynavault.sse.crypto import TableCrypto
@@ -39,11 +39,6 @@ log = logging.getLogger("dynavault.replication")
 BATCH = 256
 MIN_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
-
-
-def _later(clock: tuple[float, str], than: tuple[float, str] | None) -> bool:
-    """Last writer wins: by change time, ties broken by region name (the same verdict on every replica)."""
-    return than is None or (clock[0], clock[1]) > (than[0], than[1])
 
 
 class Replicator:
@@ -177,14 +172,7 @@ class Replicator:
     # -- applying -------------------------------------------------------------------------------------
     def _apply_one(self, w, target: TableMeta, crypto: TableCrypto, new: dict | None, hkey: bytes, skey: bytes,
                    clock: tuple[float, str]) -> bool:
-        ckey = store.clock_key(crypto, target.id_bytes, hkey, skey)
-        if not _later(clock, store.read_clock(w.tx, crypto, ckey)):
-            return False
-        place = w.place(target, crypto, hkey, skey)
-        if place.old != new:
-            w.apply(ItemChange(target, place.old, new, CAUSE), crypto, hkey=hkey, skey=skey, place=place)
-        store.write_clock(w.tx, crypto, ckey, clock[0], clock[1], deleted=new is None)
-        return True
+        return apply_replicated(w, target, crypto, new, hkey, skey, clock)
 
     def _apply(self, origin: TableMeta, target: TableMeta, o_crypto: TableCrypto, t_crypto: TableCrypto) -> bool:
         """Apply one batch of ``origin``'s queue to ``target``; -> whether there may be more."""
@@ -208,6 +196,8 @@ class Replicator:
         latencies = []
         with db.items.write() as w:
             for _pos, body in rows:
+                if target.region in body.get("f", ()):
+                    continue  # written with its origin's write (fold.py): only the checkpoint moves past it
                 self._apply_one(w, target, t_crypto, body.get("n"), bytes.fromhex(body["h"]),
                                 bytes.fromhex(body["s"]), (float(body["t"]), body["r"]))
                 latencies.append(max(0.0, now - float(body["t"])))
@@ -329,7 +319,10 @@ class Replicator:
                 write_group(db.catalog, tx, [member], None)
                 for m in rest:
                     store.drop_checkpoint(tx, m.id_bytes, member.region)
-                    store.drop_checkpoint(tx, member.id_bytes, m.region)
+                # everything replication kept for the member goes: its checkpoints (in the queues of members
+                # here and of members in other servers), its queue (no consumer left) and its clocks (a regional
+                # table orders nothing); were it made global again, its writes start new clocks
+                store.drop_table(tx, member.id_bytes)
             for m in [*rest, member]:
                 db.catalog.remember(m)
         log.warning("replica of %s in %s left its replication group (key unusable since %s)", member.name,

@@ -143,8 +143,21 @@ class RemoteReplicas:
 
     def _peer_ok(self, meta: TableMeta, region: str) -> None:
         entry = (group_of(meta) or {}).get("members", {}).get(region) or {}
-        if "peer_error" in entry:
-            self._set_entry(meta, region, lambda e: {k: v for k, v in e.items() if k != "peer_error"})
+        if "peer_error" in entry or "unconfirmed" in entry:
+            self._set_entry(meta, region, lambda e: {k: v for k, v in e.items()
+                                                     if k not in ("peer_error", "unconfirmed")})
+
+    def unconfirm_creates(self) -> None:
+        """At start, before any request: a member this server was creating in another server (``create``) may
+        never have reached it (the server stopped before asking, or before undoing a refused Create). Each is
+        marked ``unconfirmed``: the first answer of its server confirms it, or says its table is not there, and
+        then the Create is undone as ``create`` would have (``run_once``). No Create is under way now, so a
+        table missing there is not one being made."""
+        for meta in self.db.catalog.all():
+            group = group_of(meta)
+            for region, entry in sorted((group or {}).get("members", {}).items()):
+                if entry.get("remote") and entry.get("status") == "CREATING" and "source" not in entry:
+                    self._set_entry(meta, region, lambda e: {**e, "unconfirmed": True})
 
     # -- UpdateTable ReplicaUpdates Create for a region a peer serves -----------------------------------------
     def create(self, caller: Caller, meta: TableMeta, region: str, body: dict, params_of) -> None:
@@ -496,6 +509,15 @@ class RemoteReplicas:
                 try:
                     self._exchange(meta, region)
                 except PeerError as err:
+                    if err.code == "ResourceNotFoundException" and entry.get("status") == "CREATING" and \
+                            entry.get("unconfirmed"):
+                        log.warning("replica of %s in %s was being created when this server stopped and its "
+                                    "server has no such table: the Create is undone", meta.name, region)
+                        self.forget(meta, region, quiet=True)
+                        self._tell_removed(meta, region, [r for r in self._remote_regions(group, region)
+                                                          if r in self.peers])
+                        self._waiting.pop(key, None)
+                        continue
                     if err.code == "ResourceNotFoundException" and entry.get("status") == "ACTIVE":
                         # its table was deleted there, or left the group (its key unusable too long)
                         log.warning("replica of %s in %s is gone from its server", meta.name, region)

@@ -33,8 +33,10 @@ def build_database(settings: Settings, kms, owned_account: str, metrics: Metrics
     from dynavault.dynamodb.claims import StoreClaims
     from dynavault.dynamodb.database import Database
     from dynavault.dynamodb.item_store import ItemStore
+    from dynavault.dynamodb.replication import recovery as replication_recovery
     from dynavault.dynamodb.replication import store as replication_store
     from dynavault.dynamodb.replication.applier import Replicator
+    from dynavault.dynamodb.replication.fold import Fold
     from dynavault.dynamodb.replication.operations import GlobalTables
     from dynavault.dynamodb.replication.peers import parse_peers
     from dynavault.dynamodb.replication.remote import PULL_INTERVAL, RemoteReplicas
@@ -79,7 +81,7 @@ def build_database(settings: Settings, kms, owned_account: str, metrics: Metrics
                       subscribers=[ChangeCounter(metrics.item_changes),
                                    StreamWriter(streams, stream_limits, exclusive=not worker),
                                    history_writer := HistoryWriter(),
-                                   ReplicationWriter()])
+                                   replication_writer := ReplicationWriter()])
     keys = TableKeyService(port, owned_key_arn=owned_key_arn, owned_account=owned_account,
                            refresh_seconds=settings.key_refresh_seconds, shared_cache=settings.shared_key_cache,
                            metrics=metrics, outage=faults.kms_unavailable if faults is not None else None)
@@ -104,6 +106,9 @@ def build_database(settings: Settings, kms, owned_account: str, metrics: Metrics
     db.drop_hooks.append(lambda tx, meta: pitr.keep_system_backup(db, tx, meta))
     # global tables: ReplicaUpdates, and the replication job in slices (by the holder of the background lease)
     replicator = Replicator(db, metrics=metrics)
+    # same-server replicas written in their origin's transaction, by a server of one process only (replication/
+    # fold.py: with workers, the longer write transactions under the cross-process write lock measured slower)
+    replication_writer.fold = None if worker else Fold(catalog, keys, metrics=metrics)
     db.replication = GlobalTables(db, create_table=tables.create_table, delete_table=tables.delete_table)
     db.drop_hooks.append(lambda tx, meta: replication_store.drop_table(tx, meta.id_bytes))
     db.replicator = replicator
@@ -161,6 +166,7 @@ def build_database(settings: Settings, kms, owned_account: str, metrics: Metrics
         indexes.resume_jobs(db)
         restore.recover(db)
         pitr.recover(db)  # bases whose copy died are taken again
+        replication_recovery.recover(db)  # replica Creates that stopped before joining their group
     return db, store
 
 
