@@ -7,6 +7,7 @@ carrying the session's CSRF token; nothing runs without a session but the sign-i
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import re
@@ -16,8 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-
-import jinja2
 
 import dynavault
 from dynavault.caller import Caller
@@ -86,14 +85,6 @@ class ConsoleApp:
         self.default_region = default_region
         #: waits until what the request wrote is durable (the API's group commit) before the answer leaves
         self.settle = settle
-        self.env = jinja2.Environment(
-            loader=jinja2.PackageLoader("dynavault.console", "templates"),
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
-        self.env.globals.update(url=url, fmt=fmt, version=dynavault.__version__)
         self._routes: list[tuple[str, re.Pattern, PageHandler]] = []
         self._static: dict[str, bytes] = {}
         from . import pages_audit, pages_keys, pages_tables  # each module registers its routes
@@ -101,6 +92,22 @@ class ConsoleApp:
         for module in (pages_tables, pages_keys, pages_audit):
             for method, pattern, handler in module.ROUTES:
                 self._routes.append((method, re.compile(pattern + r"\Z"), handler))
+
+    @functools.cached_property
+    def env(self):
+        """The page templates, made on the first page served: importing jinja2 and making its environment is
+        ~50 ms that every server start (tests start hundreds) would otherwise pay for a console few open."""
+        import jinja2
+
+        env = jinja2.Environment(
+            loader=jinja2.PackageLoader("dynavault.console", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        env.globals.update(url=url, fmt=fmt, version=dynavault.__version__)
+        return env
 
     # -- ASGI ------------------------------------------------------------------------------------------------
     async def __call__(self, scope, receive, send) -> None:

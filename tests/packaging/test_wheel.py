@@ -99,7 +99,9 @@ def test_wheel_and_sdist_hold_the_package_license_and_metadata(built):
 def test_wheel_installs_into_a_fresh_venv_and_serves(built):
     tmp = built["tmp"]
     venv = tmp / "venv"
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], tmp)
+    # no pip of its own (ensurepip is ~5-8 s): with the system site packages its python runs the system's pip,
+    # which installs into the venv it runs in
+    _run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], tmp)
     py, exe = venv / "bin" / "python", venv / "bin" / "dynavault"
     _run([str(py), "-m", "pip", "install", "--no-deps", "--no-index", str(built["wheel"])], tmp)
     run_dir = tmp / "run"  # not the source tree: the import must come from the venv

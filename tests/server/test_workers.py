@@ -351,7 +351,12 @@ def test_metrics_add_up_every_worker(workers2):
     for _ in range(30):
         _ok(srv, "GetItem", {"TableName": "counted", "Key": {"pk": {"S": "a"}}})
     assert all(_cpu(p) > before[p] for p in pids)
-    time.sleep(2.5)  # every worker has published since
+    # until every worker has published since (each does once a second): a scrape answers with its worker's own
+    # numbers and the others' last published ones, so 8 scrapes in a row (both workers answer some) agree
+    deadline = time.time() + 30
+    while (counts := [_get_item_count(srv) for _ in range(8)]) != [30.0] * 8:
+        assert time.time() < deadline, counts
+        time.sleep(0.2)
     assert [_get_item_count(srv) for _ in range(8)] == [30.0] * 8
 
 

@@ -42,12 +42,23 @@ from .dax import dax_control_plane, dax_listeners
 log = logging.getLogger("dynavault.server")
 
 
-def _with_validator(front: ServiceFront) -> ServiceFront:
+def _with_validator(front: ServiceFront, *, on_first_use: bool = False) -> ServiceFront:
+    """``on_first_use``: compile the service's model on its first request rather than at start (a few ms each;
+    most servers never see a Streams, CloudTrail or DAX control-plane call, and tests start hundreds)."""
     from ..shapes import ShapeValidator
 
-    validator = ShapeValidator(front.name)
+    if not on_first_use:
+        validate = ShapeValidator(front.name).validate
+    else:
+        compiled: list[ShapeValidator] = []  # two first requests at once may both compile: the same result
+
+        def validate(operation: str, body: dict) -> dict:
+            if not compiled:
+                compiled.append(ShapeValidator(front.name))
+            return compiled[0].validate(operation, body)
+
     return ServiceFront(front.name, front.target_prefix, front.signing_name, front.error_prefix,
-                        front.content_type, validator.validate)
+                        front.content_type, validate)
 
 
 @dataclass
@@ -287,13 +298,13 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
     closers.append(getattr(trail, "close", lambda: None))
     periodic.append(Periodic("audit-retention", _retention_interval(retention), trail.sweep))
     components["trail"] = trail
-    routes.mount(_with_validator(CLOUDTRAIL), trail.operations())
+    routes.mount(_with_validator(CLOUDTRAIL, on_first_use=True), trail.operations())
 
     if kms_only or not settings.kms_endpoint:
         kms = KeyService(settings, trail, watch=Watch(signal, KEYS))
         closers.append(kms.close)
         components["kms"] = kms
-        routes.mount(_with_validator(KMS), kms.operations())
+        routes.mount(_with_validator(KMS, on_first_use=True), kms.operations())
         periodic.append(Periodic("kms-key-deletion", settings.key_deletion_check_seconds, kms.sweep))
 
     store = None
@@ -313,9 +324,9 @@ def build_runtime(settings: Settings, *, kms_only: bool = False, worker: bool = 
         routes.mount(dynamodb_front, operations(db))
         if settings.bucket_dir:
             routes.mount(dynamodb_front, build_transfers(settings, db, first, periodic))
-        routes.mount(_with_validator(STREAMS), stream_operations(db))
-        routes.mount(_with_validator(DAX), dax_control_plane(settings, store, signal, trail, components, closers, first,
-                                                db.keys))
+        routes.mount(_with_validator(STREAMS, on_first_use=True), stream_operations(db))
+        dax_control = dax_control_plane(settings, store, signal, trail, components, closers, first, db.keys)
+        routes.mount(_with_validator(DAX, on_first_use=True), dax_control)
         routes.mount(REPLICATION, db.replication.remote.operations())
         routes.mount(ADMIN, Admin(routes, db=db, kms=components.get("kms"), faults=faults,
                                   shared_db=settings.shared_db, dax=components.get("dax_clusters")).operations())
