@@ -15,7 +15,7 @@ Stored values (base items and index entries) carry a versioned envelope (``envel
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -165,16 +165,39 @@ class ItemStore:
             yield from ((token, k, v) for k, v in self.entries(r, meta, crypto, BASE, token))
 
     # -- writes ---------------------------------------------------------------------------------------
-    @contextmanager
-    def write(self) -> Iterator[ItemWriter]:
+    def write(self) -> AbstractContextManager[ItemWriter]:
         """One store transaction for item changes, statistics included; subscribers' ``committed`` follows
         the commit. An exception inside rolls everything back."""
-        with self.kv.transaction() as tx:
-            w = ItemWriter(self, tx)
-            yield w
+        return _WriteBlock(self)
+
+
+class _WriteBlock:
+    """What ``with store.write() as w`` enters (a class, not a generator: one per write request)."""
+
+    __slots__ = ("_store", "_block", "_w")
+
+    def __init__(self, store: ItemStore) -> None:
+        self._store = store
+        self._block = store.kv.transaction()
+        self._w: ItemWriter | None = None
+
+    def __enter__(self) -> ItemWriter:
+        self._w = ItemWriter(self._store, self._block.__enter__())
+        return self._w
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        block, w = self._block, self._w
+        if exc_type is not None:
+            block.__exit__(exc_type, exc, tb)  # rolls back; the caller's exception goes on
+            return
+        try:
             w.flush_stats()
+        except BaseException as err:
+            block.__exit__(type(err), err, err.__traceback__)
+            raise
+        block.__exit__(None, None, None)  # the commit
         if w.changes:
-            for sub in self.subscribers:
+            for sub in self._store.subscribers:
                 sub.committed(w.changes)
 
 
