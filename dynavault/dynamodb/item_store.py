@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
@@ -41,15 +40,22 @@ if TYPE_CHECKING:
 BASE = 0  # index id of the base table's trees
 
 
-@dataclass(frozen=True, slots=True)
 class ItemChange:
     """One item's change, as subscribers see it. ``cause`` names what made it: the operation
-    ("PutItem", "TransactWriteItems", "ExecuteStatement", ...) or a system cause ("TTL", "Restore")."""
+    ("PutItem", "TransactWriteItems", "ExecuteStatement", ...) or a system cause ("TTL", "Restore").
+    Never changed once made (a plain slotted class: one is made per item written, and a frozen dataclass's
+    ``__init__`` costs a guarded setattr per field)."""
 
-    table: TableMeta
-    old: dict | None
-    new: dict | None
-    cause: str
+    __slots__ = ("table", "old", "new", "cause")
+
+    def __init__(self, table: TableMeta, old: dict | None, new: dict | None, cause: str) -> None:
+        self.table = table
+        self.old = old
+        self.new = new
+        self.cause = cause
+
+    def __repr__(self) -> str:  # no item values: they are user data
+        return f"<ItemChange {self.event} {self.table.name!r} by {self.cause}>"
 
     @property
     def event(self) -> str:
