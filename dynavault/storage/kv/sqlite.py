@@ -16,7 +16,7 @@ NORMAL fsync the WAL before copying it into the database, so a frame is never lo
 Measured on the development container (virtio disk, 2 cores, 200-byte rows): a committed one-row
 transaction costs ~220-380 µs under FULL against ~14 µs under NORMAL, and one fsync costs about what a
 FULL commit does, so N concurrent writers pay one fsync instead of N.
-``python -m dynavault.storage.kv.sqlite`` repeats the measurement.
+``benchmarks/sqlite_commits.py`` repeats the measurement.
 
 Pages stay at SQLite's 4 KiB: 16 KiB pages were measured (2,000 × 1 KB items, 20-item partitions) to
 grow the file by 60 % with no throughput gain, and leaf size (4-16 KiB) moved throughput by under 10 %.
@@ -603,32 +603,3 @@ def _paged_range(
         else:
             lo = rows[-1][0]
             first = False
-
-
-def _measure(directory: str, n: int = 200) -> dict[str, float]:
-    """Microseconds per single-row committed transaction: FULL, NORMAL, and group commit with one
-    ``sync()`` per commit and one per 8 commits (8 concurrent writers sharing an fsync)."""
-    import time
-
-    out = {}
-    for mode, group, per_sync in (("FULL", False, 0), ("NORMAL", False, 0), ("group/1", True, 1),
-                                  ("group/8", True, 8)):
-        path = os.path.join(directory, f"bench-{mode.replace('/', '-')}.db")
-        kv = SqliteKV(path, synchronous="NORMAL" if mode == "NORMAL" else "FULL", group_commit=group)
-        t0 = time.perf_counter()
-        for i in range(n):
-            with kv.transaction() as tx:
-                tx.put(i.to_bytes(4, "big"), Sealed(os.urandom(200)))
-            if per_sync and (i + 1) % per_sync == 0:
-                kv.sync()
-        out[mode] = (time.perf_counter() - t0) / n * 1e6
-        kv.close()
-    return out
-
-
-if __name__ == "__main__":  # pragma: no cover - manual measurement
-    import tempfile
-
-    with tempfile.TemporaryDirectory(dir=".") as d:
-        for mode, us in _measure(d).items():
-            print(f"{mode}: {us:.0f} µs per committed one-row transaction")
