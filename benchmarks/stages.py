@@ -192,6 +192,8 @@ def _patch(timers: Timers, runtime) -> None:
         pass
     import dynavault.dynamodb.query as query
     query.Page.add = w("query: page add (per item)", query.Page.add)
+    if hasattr(query.Page, "take"):  # the per-item loop (the tree walk's own generator steps run inside it)
+        query.Page.take = w("query: page add (per item)", query.Page.take)
     query._key_parts = w("query: key condition parse", query._key_parts)
     trees.EncryptedTrees.get = w("tree walk", trees.EncryptedTrees.get)
     trees.EncryptedTrees.slot = w("tree walk", trees.EncryptedTrees.slot)

@@ -6,6 +6,7 @@ goes through it: a change that bypassed ``ItemWriter.apply`` would not be counte
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -16,9 +17,11 @@ if TYPE_CHECKING:
 
 class ChangeCounter:
     def __init__(self, counter) -> None:
-        """``counter``: a labelled counter (``cause``, ``event``) with ``labels(...).inc(n)``."""
+        """``counter``: a labelled counter (``cause``, ``event``) whose ``labels(...)`` gives a cell with ``inc(n)``
+        that one thread may bump without a lock (``ThreadCellCounter``): changes commit on the event loop and on
+        background jobs' threads, so each thread keeps cells of its own."""
         self._counter = counter
-        self._children: dict[tuple[str, str], object] = {}
+        self._children: dict[tuple[str, str, int], object] = {}
 
     def in_transaction(self, tx, change: ItemChange, crypto) -> None:
         pass
@@ -29,8 +32,9 @@ class ChangeCounter:
             counts = {(c.cause, c.event): 1}
         else:
             counts = Counter((c.cause, c.event) for c in changes)
-        for key, n in counts.items():
-            child = self._children.get(key)
+        me = threading.get_ident()
+        for (cause, event), n in counts.items():
+            child = self._children.get((cause, event, me))
             if child is None:
-                child = self._children[key] = self._counter.labels(*key)
+                child = self._children[(cause, event, me)] = self._counter.labels(cause, event)
             child.inc(n)  # type: ignore[attr-defined]

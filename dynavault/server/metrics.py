@@ -63,6 +63,31 @@ class PlainCounter:
         yield family
 
 
+class ThreadCellCounter(PlainCounter):
+    """A labelled counter bumped from several threads without a lock: ``labels(...)`` hands out a new cell on
+    every call, each one kept and incremented by one thread only (so no two threads ever write one float), and
+    a scrape adds up the cells of each label set."""
+
+    def __init__(self, name: str, documentation: str, labelnames: tuple[str, ...], registry: CollectorRegistry):
+        self._per_key: dict[tuple[str, ...], list[_Cell]] = {}
+        super().__init__(name, documentation, labelnames, registry)
+
+    def labels(self, *values: object) -> _Cell:
+        key = tuple(str(v) for v in values)
+        if len(key) != len(self.labelnames):
+            raise ValueError(f"{self.name} takes labels {self.labelnames}")
+        cell = _Cell()
+        # setdefault and append are single steps under the GIL: threads asking at once each get their cell in
+        self._per_key.setdefault(key, []).append(cell)
+        return cell
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for key, cells in list(self._per_key.items()):
+            family.add_metric(key, sum(c.value for c in list(cells)))
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
@@ -98,9 +123,10 @@ class Metrics:
             "dynavault_audit_write_failures", "Audit events dropped because the trail could not be appended",
             registry=self.registry,
         )
-        self.item_changes = Counter(
+        # bumped by every write, from the event loop and from background jobs' threads (TTL, restores)
+        self.item_changes = ThreadCellCounter(
             "dynavault_item_changes", "Item changes committed, by cause (the operation or system job) and event",
-            ["cause", "event"], registry=self.registry,
+            ("cause", "event"), self.registry,
         )
         self.faults_injected = Counter(
             "dynavault_faults_injected", "Faults injected (DynavaultAdmin.PutFault, --faults)",

@@ -107,3 +107,40 @@ def test_refused_and_rolled_back_writes_are_not_changes(server):
     assert _changes(server) == before
     assert "Item" not in ddb.get_item(TableName="nochanges", Key={"pk": {"S": "b"}, "sk": {"S": "s"}})
     assert "Item" not in ddb.get_item(TableName="nochanges", Key={"pk": {"S": "c"}, "sk": {"S": "s"}})
+
+
+def test_change_counter_counts_exactly_from_several_threads():
+    """Background jobs commit changes on their own threads while the event loop commits requests': the
+    counter's cells are plain floats with no lock, so every thread must bump cells of its own (one per thread
+    per label set) and the scrape must add them all up."""
+    import threading
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from dynavault.dynamodb.change_counter import ChangeCounter
+    from dynavault.server.metrics import ThreadCellCounter
+
+    registry = CollectorRegistry(auto_describe=False)
+    family = ThreadCellCounter("dynavault_item_changes", "doc", ("cause", "event"), registry)
+    counter = ChangeCounter(family)
+
+    class Change:  # what the counter reads of a change
+        cause, event = "PutItem", "INSERT"
+
+    one, batch = [Change()], [Change()] * 3
+    together = threading.Barrier(6)  # all alive at once (a finished thread's id may be handed out again)
+
+    def commit() -> None:
+        together.wait()
+        for i in range(4000):
+            counter.committed(one if i % 2 else batch)
+        together.wait()
+
+    threads = [threading.Thread(target=commit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(family._per_key[("PutItem", "INSERT")]) == 6  # a cell per thread, never one shared
+    text = generate_latest(registry).decode()
+    assert 'dynavault_item_changes_total{cause="PutItem",event="INSERT"} 48000.0' in text

@@ -105,3 +105,41 @@ def test_unknown_commit_mode_is_refused(start_server, tmp_path):
     )
     assert out.returncode != 0
     assert "commit_mode" in out.stderr
+
+
+def test_the_fsync_thread_syncs_every_round_and_stops_on_close_even_when_wake_ups_coalesce(tmp_path):
+    """The fsync thread sleeps on a lock that a round or a close releases; two releases before it wakes are
+    one wake-up. A round asked for and a close that follows at once must still give a synced round and a
+    thread that ends (not one asleep for ever, with close() waiting on it)."""
+    import asyncio
+
+    from dynavault.server.durability import GroupCommit
+    from dynavault.storage.kv.sqlite import SqliteKV
+    from dynavault.storage.sealed import Sealed
+
+    kv = SqliteKV(tmp_path / "t.db", group_commit=True)
+
+    async def rounds_then_close(gc: GroupCommit, n: int) -> None:
+        for i in range(n):  # plain rounds, one after the other
+            with kv.transaction() as tx:
+                tx.put(i.to_bytes(4, "big"), Sealed(b"x" * 40))
+            await gc.settle()
+            assert gc.durable_seq == kv.commit_seq
+        with kv.transaction() as tx:
+            tx.put(b"last", Sealed(b"y" * 40))
+        # what settle() does to ask for a round, then close() at once (what it does before it joins the thread)
+        gc._loop = asyncio.get_running_loop()
+        asked = gc._round = gc._loop.create_future()
+        gc._signal()
+        gc._closed = True
+        gc._signal()
+        gc._thread.join(10)
+        assert not gc._thread.is_alive()
+        await asyncio.wait_for(asked, 10)
+        assert gc.durable_seq == kv.commit_seq
+
+    for _ in range(20):
+        gc = GroupCommit(kv)
+        asyncio.run(rounds_then_close(gc, 3))
+        gc.close()  # a second close returns at once
+    kv.close()

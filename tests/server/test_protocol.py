@@ -30,6 +30,21 @@ def test_health_check(shared_server):
     assert resp.body == f"healthy: 127.0.0.1:{shared_server.port} ".encode()
 
 
+def test_the_response_crc32_is_zlibs_at_every_length():
+    """The answer's x-amz-crc32 comes from ISA-L's CRC-32 when it is installed: it must be zlib's checksum (what
+    every SDK checks) for any body, whatever the length's tail past the 16- and 64-byte folds."""
+    import random
+
+    from dynavault.server.app import crc32
+
+    rnd = random.Random(3)
+    for n in [*range(70), 127, 128, 255, 256, 1023, 1024, 4095, 4096, 22_001, 65_536 + 13, 1_048_583]:
+        data = rnd.randbytes(n)
+        assert crc32(data) == zlib.crc32(data), n
+    assert crc32(b"\xff" * 4096) == zlib.crc32(b"\xff" * 4096)
+    assert crc32(memoryview(b"abc")) == zlib.crc32(b"abc")
+
+
 def test_every_response_has_request_id_and_crc32(shared_server):
     ok = signed_request(shared_server.endpoint, LIST_TABLES, {})
     assert ok.status == 200 and "TableNames" in ok.json()

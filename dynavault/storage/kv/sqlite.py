@@ -16,7 +16,7 @@ NORMAL fsync the WAL before copying it into the database, so a frame is never lo
 Measured on the development container (virtio disk, 2 cores, 200-byte rows): a committed one-row
 transaction costs ~220-380 µs under FULL against ~14 µs under NORMAL, and one fsync costs about what a
 FULL commit does, so N concurrent writers pay one fsync instead of N.
-``python -m dynavault.storage.kv.sqlite`` repeats the measurement.
+``benchmarks/sqlite_commits.py`` repeats the measurement.
 
 Pages stay at SQLite's 4 KiB: 16 KiB pages were measured (2,000 × 1 KB items, 20-item partitions) to
 grow the file by 60 % with no throughput gain, and leaf size (4-16 KiB) moved throughput by under 10 %.
@@ -65,7 +65,6 @@ import sqlite3
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 from dynavault.errors import StartupError
 from dynavault.storage.kv.base import check_key, check_value
@@ -284,61 +283,10 @@ class SqliteKV:
         return PinnedSnapshot(copy)
 
     # -- writes --------------------------------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[SqliteTransaction]:
-        st = self._local
-        c = st.tx_conn
-        if c is not None:  # nested on this thread: a SAVEPOINT on the same connection
-            depth = st.tx_depth
-            sp = f"sp{depth}"
-            c.execute(f"SAVEPOINT {sp}")
-            st.tx_depth = depth + 1
-            tx = SqliteTransaction(self, c)
-            try:
-                yield tx
-            except BaseException:
-                tx._open = False
-                st.tx_depth = depth
-                c.execute(f"ROLLBACK TO {sp}")
-                c.execute(f"RELEASE {sp}")
-                raise
-            tx._open = False
-            st.tx_depth = depth
-            c.execute(f"RELEASE {sp}")
-            return
-        if st.snap_conn is not None and self._max == 1:
-            raise RuntimeError("a write transaction cannot start inside a snapshot on a one-connection store")
-        with self._write_lock:
-            c = self._borrow()
-            if self._writer_fd >= 0:
-                fcntl.flock(self._writer_fd, fcntl.LOCK_EX)
-            try:
-                c.execute("BEGIN IMMEDIATE")
-                changes_at_begin = c.total_changes
-                st.tx_conn, st.tx_depth = c, 1
-                tx = SqliteTransaction(self, c)
-                try:
-                    yield tx
-                except BaseException:
-                    tx._open = False
-                    st.tx_conn, st.tx_depth = None, 0
-                    c.execute("ROLLBACK")
-                    raise
-                tx._open = False
-                st.tx_conn, st.tx_depth = None, 0
-                try:
-                    c.execute("COMMIT")
-                except BaseException:
-                    if c.in_transaction:
-                        c.execute("ROLLBACK")
-                    raise
-                # a transaction that changed no row has nothing to sync
-                if c.total_changes != changes_at_begin:
-                    self.commit_seq += 1
-            finally:
-                if self._writer_fd >= 0:
-                    fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
-                self._give_back(c)
+    def transaction(self) -> _TransactionBlock:
+        """A write transaction for the ``with`` block: committed (durable per the module doc) when the block
+        ends, rolled back if it raises; nested on one thread, a SAVEPOINT."""
+        return _TransactionBlock(self)
 
     def sync(self) -> int:
         """Make every commit made so far durable; return the ``commit_seq`` that is now durable.
@@ -378,6 +326,87 @@ class SqliteKV:
                 c.close()
             self._idle.clear()
             self._returned.notify_all()
+
+
+class _TransactionBlock:
+    """What ``with kv.transaction() as tx`` enters (a class, not a generator: one per write request)."""
+
+    __slots__ = ("_kv", "_conn", "_tx", "_depth", "_changes")
+
+    def __init__(self, kv: SqliteKV) -> None:
+        self._kv = kv
+        self._conn: sqlite3.Connection | None = None
+        self._tx: SqliteTransaction | None = None
+        self._depth = 0  # >0: nested at this depth (a SAVEPOINT); 0: the outermost transaction
+        self._changes = 0
+
+    def __enter__(self) -> SqliteTransaction:
+        kv = self._kv
+        st = kv._local
+        c = st.tx_conn
+        if c is not None:  # nested on this thread: a SAVEPOINT on the same connection
+            depth = st.tx_depth
+            c.execute(f"SAVEPOINT sp{depth}")
+            st.tx_depth = depth + 1
+            self._depth = depth
+        else:
+            if st.snap_conn is not None and kv._max == 1:
+                raise RuntimeError("a write transaction cannot start inside a snapshot on a one-connection store")
+            kv._write_lock.acquire()
+            try:
+                c = kv._borrow()
+            except BaseException:
+                kv._write_lock.release()
+                raise
+            try:
+                if kv._writer_fd >= 0:
+                    fcntl.flock(kv._writer_fd, fcntl.LOCK_EX)
+                try:
+                    c.execute("BEGIN IMMEDIATE")
+                except BaseException:
+                    if kv._writer_fd >= 0:
+                        fcntl.flock(kv._writer_fd, fcntl.LOCK_UN)
+                    raise
+            except BaseException:
+                kv._give_back(c)
+                kv._write_lock.release()
+                raise
+            self._changes = c.total_changes
+            st.tx_conn, st.tx_depth = c, 1
+        self._conn = c
+        self._tx = tx = SqliteTransaction(kv, c)
+        return tx
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        kv, c = self._kv, self._conn
+        st = kv._local
+        self._tx._open = False
+        if self._depth:
+            sp = f"sp{self._depth}"
+            st.tx_depth = self._depth
+            if exc_type is not None:
+                c.execute(f"ROLLBACK TO {sp}")
+            c.execute(f"RELEASE {sp}")
+            return
+        st.tx_conn, st.tx_depth = None, 0
+        try:
+            if exc_type is not None:
+                c.execute("ROLLBACK")
+                return
+            try:
+                c.execute("COMMIT")
+            except BaseException:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
+                raise
+            # a transaction that changed no row has nothing to sync
+            if c.total_changes != self._changes:
+                kv.commit_seq += 1
+        finally:
+            if kv._writer_fd >= 0:
+                fcntl.flock(kv._writer_fd, fcntl.LOCK_UN)
+            kv._give_back(c)
+            kv._write_lock.release()
 
 
 class PinnedSnapshot:
@@ -574,32 +603,3 @@ def _paged_range(
         else:
             lo = rows[-1][0]
             first = False
-
-
-def _measure(directory: str, n: int = 200) -> dict[str, float]:
-    """Microseconds per single-row committed transaction: FULL, NORMAL, and group commit with one
-    ``sync()`` per commit and one per 8 commits (8 concurrent writers sharing an fsync)."""
-    import time
-
-    out = {}
-    for mode, group, per_sync in (("FULL", False, 0), ("NORMAL", False, 0), ("group/1", True, 1),
-                                  ("group/8", True, 8)):
-        path = os.path.join(directory, f"bench-{mode.replace('/', '-')}.db")
-        kv = SqliteKV(path, synchronous="NORMAL" if mode == "NORMAL" else "FULL", group_commit=group)
-        t0 = time.perf_counter()
-        for i in range(n):
-            with kv.transaction() as tx:
-                tx.put(i.to_bytes(4, "big"), Sealed(os.urandom(200)))
-            if per_sync and (i + 1) % per_sync == 0:
-                kv.sync()
-        out[mode] = (time.perf_counter() - t0) / n * 1e6
-        kv.close()
-    return out
-
-
-if __name__ == "__main__":  # pragma: no cover - manual measurement
-    import tempfile
-
-    with tempfile.TemporaryDirectory(dir=".") as d:
-        for mode, us in _measure(d).items():
-            print(f"{mode}: {us:.0f} µs per committed one-row transaction")

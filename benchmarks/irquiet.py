@@ -1,0 +1,131 @@
+#!/usr/bin/env python
+"""Instructions per PutItem, GetItem and 20-item Query of the runtime's app driven in process, under callgrind,
+with the runtime's periodic jobs stopped: figures that move little from run to run, for before/after claims of
+small cuts on a loaded machine.
+
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=OUT/cg.out \\
+        $(python -c 'import sys; print(sys.executable)') benchmarks/irquiet.py [--ops PutItem,GetItem,Query]
+    python benchmarks/irquiet.py --report OUT/cg.out.*
+
+Like ``irinproc.py`` (the bench's table with one GSI, ``--items`` items of 1 KB, SigV4 verified over every body),
+plus: each operation draws its keys from a generator of its own (the same keys whichever operations run), and
+the periodic jobs (sweeps, timers) are cancelled before the measured requests, so no timer work is counted.
+The group-commit fsync thread is counted (all threads). One dump per operation (``OUT/cg.out.N``, its trigger
+names the operation). ``--report`` prints per request the total and the part outside ``sqlite3_step``:
+SQLite's own share moves by ~10k instructions a PutItem from run to run (when WAL checkpoints land), the rest
+by a few thousand (heap layout: glibc's realloc). Run it from the tree to measure (its ``dynavault`` is the one
+imported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+OPS = ("PutItem", "GetItem", "Query")
+
+
+async def _run(args) -> None:
+    from benchmarks.stages import Driver
+    from dynavault.bench.load import GSI_NAME, ItemModel
+    from dynavault.bench.sigv4 import Signer
+    from dynavault.config import Settings
+    from dynavault.server.runtime import build_runtime
+
+    with tempfile.TemporaryDirectory(prefix="dv-irquiet-") as tmp:
+        settings = Settings(data_dir=str(Path(tmp) / "data"), root_key_file=str(Path(tmp) / "root.key"))
+        with contextlib.redirect_stdout(sys.stderr):  # the "root credential created" notice
+            rt = build_runtime(settings)
+        await rt.start()
+        try:
+            cred = rt.credentials.all()[0]
+            drv = Driver(rt.app, Signer(cred.access_key_id, cred.secret_access_key, "us-east-1", "127.0.0.1:8000"))
+            model = ItemModel(args.items, 1024, "irquiet")
+
+            async def must(op: str, payload: dict) -> None:
+                scope, _, body = drv.request(op, payload)
+                status, resp = await drv.call(scope, body)
+                if status != 200:
+                    raise RuntimeError(f"{op}: {status} {resp[:300]!r}")
+
+            await must("CreateTable", {
+                "TableName": "irquiet", "BillingMode": "PAY_PER_REQUEST",
+                "AttributeDefinitions": [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gk")],
+                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                "GlobalSecondaryIndexes": [{"IndexName": GSI_NAME, "Projection": {"ProjectionType": "KEYS_ONLY"},
+                                            "KeySchema": [{"AttributeName": "gk", "KeyType": "HASH"},
+                                                          {"AttributeName": "sk", "KeyType": "RANGE"}]}]})
+            for start in range(0, args.items, 25):
+                await must("BatchWriteItem", {"RequestItems": {"irquiet": [
+                    {"PutRequest": {"Item": model.item(i)}} for i in range(start, min(args.items, start + 25))]}})
+            rnds = {op: random.Random(n) for n, op in enumerate(OPS)}
+
+            def payload(op: str) -> dict:
+                i = rnds[op].randrange(args.items)
+                if op == "PutItem":
+                    return {"TableName": "irquiet", "Item": model.item(i)}
+                if op == "GetItem":
+                    return {"TableName": "irquiet", "Key": model.key(i)}
+                return {"TableName": "irquiet", "KeyConditionExpression": "pk = :p",
+                        "ExpressionAttributeValues": {":p": model.key(i)["pk"]}, "Limit": 20}
+
+            ops = args.ops.split(",")
+            for op in ops:
+                for _ in range(args.warmup):
+                    await drv.call(*drv.request(op, payload(op))[::2])
+            for task in rt._tasks:  # the periodic jobs: no timer work in the measured requests
+                task.cancel()
+            await asyncio.sleep(0.2)
+            pid = str(os.getpid())
+            for op in ops:
+                todo = [drv.request(op, payload(op)) for _ in range(args.requests)]
+                subprocess.run(["callgrind_control", "-z", pid], check=False, capture_output=True)
+                for scope, _, body in todo:
+                    await drv.call(scope, body)
+                subprocess.run(["callgrind_control", "-d", op, pid], check=False, capture_output=True)
+        finally:
+            await rt.stop()
+
+
+def _report(files: list[str], requests: int) -> None:
+    for f in files:
+        trigger = re.search(r"Trigger: dump (\S+)", Path(f).read_text(errors="replace"))
+        if trigger is None:
+            continue  # the dump at exit, or not a dump of this script
+        text = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=100", f], check=True,
+                              capture_output=True, text=True).stdout
+        total = int(re.search(r"^\s*([\d,]+) .*PROGRAM TOTALS", text, re.M).group(1).replace(",", ""))
+        m = re.search(r"^\s*([\d,]+) .*:sqlite3_step ", text, re.M)
+        step = int(m.group(1).replace(",", "")) if m else 0
+        print(f"{trigger.group(1)}: {total // requests:,} Ir/request ({(total - step) // requests:,} outside sqlite3_step)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ops", default=",".join(OPS))
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--items", type=int, default=400)
+    ap.add_argument("--report", nargs="+", metavar="CALLGRIND_FILE", help="print the figures of these dumps")
+    args = ap.parse_args()
+    if args.report:
+        _report(args.report, args.requests)
+        return 0
+    import uvloop
+
+    uvloop.run(_run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
