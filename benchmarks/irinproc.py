@@ -33,8 +33,11 @@ from dynavault.config import Settings  # noqa: E402
 from dynavault.server.runtime import build_runtime  # noqa: E402
 
 
-async def _run(args) -> None:
-    with tempfile.TemporaryDirectory(prefix="dv-irinproc-") as tmp:
+@contextlib.asynccontextmanager
+async def loaded_app(table: str, items: int):
+    """The real runtime on a fresh data dir, started, with the bench's table (one GSI) holding ``items`` 1 KB
+    items; -> (runtime, stages.Driver signing as its credential, the bench's ItemModel)."""
+    with tempfile.TemporaryDirectory(prefix=f"dv-{table}-") as tmp:
         settings = Settings(data_dir=str(Path(tmp) / "data"), root_key_file=str(Path(tmp) / "root.key"))
         with contextlib.redirect_stdout(sys.stderr):  # the "root credential created" notice
             rt = build_runtime(settings)
@@ -42,7 +45,7 @@ async def _run(args) -> None:
         try:
             cred = rt.credentials.all()[0]
             drv = Driver(rt.app, Signer(cred.access_key_id, cred.secret_access_key, "us-east-1", "127.0.0.1:8000"))
-            model = ItemModel(args.items, 1024, "irinproc")
+            model = ItemModel(items, 1024, table)
 
             async def must(op: str, payload: dict) -> None:
                 scope, _, body = drv.request(op, payload)
@@ -51,36 +54,41 @@ async def _run(args) -> None:
                     raise RuntimeError(f"{op}: {status} {resp[:300]!r}")
 
             await must("CreateTable", {
-                "TableName": "irinproc", "BillingMode": "PAY_PER_REQUEST",
+                "TableName": table, "BillingMode": "PAY_PER_REQUEST",
                 "AttributeDefinitions": [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gk")],
                 "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
                 "GlobalSecondaryIndexes": [{"IndexName": GSI_NAME, "Projection": {"ProjectionType": "KEYS_ONLY"},
                                             "KeySchema": [{"AttributeName": "gk", "KeyType": "HASH"},
                                                           {"AttributeName": "sk", "KeyType": "RANGE"}]}]})
-            for start in range(0, args.items, 25):
-                await must("BatchWriteItem", {"RequestItems": {"irinproc": [
-                    {"PutRequest": {"Item": model.item(i)}} for i in range(start, min(args.items, start + 25))]}})
-            rnd = random.Random(7)
-
-            def requests(n: int) -> list:
-                out = []
-                for _ in range(n):
-                    i = rnd.randrange(args.items)
-                    payload = ({"TableName": "irinproc", "Item": model.item(i)} if args.op == "PutItem"
-                               else {"TableName": "irinproc", "Key": model.key(i)})
-                    out.append(drv.request(args.op, payload))
-                return out
-
-            for scope, _, body in requests(args.warmup):
-                await drv.call(scope, body)
-            todo = requests(args.requests)
-            pid = str(os.getpid())
-            subprocess.run(["callgrind_control", "-z", pid], check=False, capture_output=True)
-            for scope, _, body in todo:
-                await drv.call(scope, body)
-            subprocess.run(["callgrind_control", "-d", pid], check=False, capture_output=True)
+            for start in range(0, items, 25):
+                await must("BatchWriteItem", {"RequestItems": {table: [
+                    {"PutRequest": {"Item": model.item(i)}} for i in range(start, min(items, start + 25))]}})
+            yield rt, drv, model
         finally:
             await rt.stop()
+
+
+async def _run(args) -> None:
+    async with loaded_app("irinproc", args.items) as (_, drv, model):
+        rnd = random.Random(7)
+
+        def requests(n: int) -> list:
+            out = []
+            for _ in range(n):
+                i = rnd.randrange(args.items)
+                payload = ({"TableName": "irinproc", "Item": model.item(i)} if args.op == "PutItem"
+                           else {"TableName": "irinproc", "Key": model.key(i)})
+                out.append(drv.request(args.op, payload))
+            return out
+
+        for scope, _, body in requests(args.warmup):
+            await drv.call(scope, body)
+        todo = requests(args.requests)
+        pid = str(os.getpid())
+        subprocess.run(["callgrind_control", "-z", pid], check=False, capture_output=True)
+        for scope, _, body in todo:
+            await drv.call(scope, body)
+        subprocess.run(["callgrind_control", "-d", pid], check=False, capture_output=True)
 
 
 def main() -> int:

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
 import re
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -36,65 +34,34 @@ OPS = ("PutItem", "GetItem", "Query")
 
 
 async def _run(args) -> None:
-    from benchmarks.stages import Driver
-    from dynavault.bench.load import GSI_NAME, ItemModel
-    from dynavault.bench.sigv4 import Signer
-    from dynavault.config import Settings
-    from dynavault.server.runtime import build_runtime
+    from benchmarks.irinproc import loaded_app
 
-    with tempfile.TemporaryDirectory(prefix="dv-irquiet-") as tmp:
-        settings = Settings(data_dir=str(Path(tmp) / "data"), root_key_file=str(Path(tmp) / "root.key"))
-        with contextlib.redirect_stdout(sys.stderr):  # the "root credential created" notice
-            rt = build_runtime(settings)
-        await rt.start()
-        try:
-            cred = rt.credentials.all()[0]
-            drv = Driver(rt.app, Signer(cred.access_key_id, cred.secret_access_key, "us-east-1", "127.0.0.1:8000"))
-            model = ItemModel(args.items, 1024, "irquiet")
+    async with loaded_app("irquiet", args.items) as (rt, drv, model):
+        rnds = {op: random.Random(n) for n, op in enumerate(OPS)}
 
-            async def must(op: str, payload: dict) -> None:
-                scope, _, body = drv.request(op, payload)
-                status, resp = await drv.call(scope, body)
-                if status != 200:
-                    raise RuntimeError(f"{op}: {status} {resp[:300]!r}")
+        def payload(op: str) -> dict:
+            i = rnds[op].randrange(args.items)
+            if op == "PutItem":
+                return {"TableName": "irquiet", "Item": model.item(i)}
+            if op == "GetItem":
+                return {"TableName": "irquiet", "Key": model.key(i)}
+            return {"TableName": "irquiet", "KeyConditionExpression": "pk = :p",
+                    "ExpressionAttributeValues": {":p": model.key(i)["pk"]}, "Limit": 20}
 
-            await must("CreateTable", {
-                "TableName": "irquiet", "BillingMode": "PAY_PER_REQUEST",
-                "AttributeDefinitions": [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gk")],
-                "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-                "GlobalSecondaryIndexes": [{"IndexName": GSI_NAME, "Projection": {"ProjectionType": "KEYS_ONLY"},
-                                            "KeySchema": [{"AttributeName": "gk", "KeyType": "HASH"},
-                                                          {"AttributeName": "sk", "KeyType": "RANGE"}]}]})
-            for start in range(0, args.items, 25):
-                await must("BatchWriteItem", {"RequestItems": {"irquiet": [
-                    {"PutRequest": {"Item": model.item(i)}} for i in range(start, min(args.items, start + 25))]}})
-            rnds = {op: random.Random(n) for n, op in enumerate(OPS)}
-
-            def payload(op: str) -> dict:
-                i = rnds[op].randrange(args.items)
-                if op == "PutItem":
-                    return {"TableName": "irquiet", "Item": model.item(i)}
-                if op == "GetItem":
-                    return {"TableName": "irquiet", "Key": model.key(i)}
-                return {"TableName": "irquiet", "KeyConditionExpression": "pk = :p",
-                        "ExpressionAttributeValues": {":p": model.key(i)["pk"]}, "Limit": 20}
-
-            ops = args.ops.split(",")
-            for op in ops:
-                for _ in range(args.warmup):
-                    await drv.call(*drv.request(op, payload(op))[::2])
-            for task in rt._tasks:  # the periodic jobs: no timer work in the measured requests
-                task.cancel()
-            await asyncio.sleep(0.2)
-            pid = str(os.getpid())
-            for op in ops:
-                todo = [drv.request(op, payload(op)) for _ in range(args.requests)]
-                subprocess.run(["callgrind_control", "-z", pid], check=False, capture_output=True)
-                for scope, _, body in todo:
-                    await drv.call(scope, body)
-                subprocess.run(["callgrind_control", "-d", op, pid], check=False, capture_output=True)
-        finally:
-            await rt.stop()
+        ops = args.ops.split(",")
+        for op in ops:
+            for _ in range(args.warmup):
+                await drv.call(*drv.request(op, payload(op))[::2])
+        for task in rt._tasks:  # the periodic jobs: no timer work in the measured requests
+            task.cancel()
+        await asyncio.sleep(0.2)
+        pid = str(os.getpid())
+        for op in ops:
+            todo = [drv.request(op, payload(op)) for _ in range(args.requests)]
+            subprocess.run(["callgrind_control", "-z", pid], check=False, capture_output=True)
+            for scope, _, body in todo:
+                await drv.call(scope, body)
+            subprocess.run(["callgrind_control", "-d", op, pid], check=False, capture_output=True)
 
 
 def _report(files: list[str], requests: int) -> None:
