@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dynavault.dax import protocol as P
 from dynavault.dynamodb.layout import DAX_ATTRIBUTE_LISTS_PREFIX
+from dynavault.storage.kv.base import prefix_end
 from tests.canary import rows_under, scan
 from tests.conftest import make_table
 from tests.dax import raw
@@ -137,7 +138,7 @@ def test_a_moved_registry_row_is_an_integrity_error(start_server):
     dax.srv.stop()
     con = sqlite3.connect(dax.srv.data_dir / "tables.db")
     rows = dict(con.execute("SELECT k, v FROM kv WHERE k >= ? AND k < ?",
-                            (DAX_ATTRIBUTE_LISTS_PREFIX, DAX_ATTRIBUTE_LISTS_PREFIX + b"\xff")))
+                            (DAX_ATTRIBUTE_LISTS_PREFIX, prefix_end(DAX_ATTRIBUTE_LISTS_PREFIX))))
     (a,) = [k for k in rows if k.endswith(b"i" + ids["first"].to_bytes(8, "big"))]
     (b,) = [k for k in rows if k.endswith(b"i" + ids["second"].to_bytes(8, "big"))]
     con.execute("UPDATE kv SET v = ? WHERE k = ?", (rows[b], a))  # the second list's blob under the first's id

@@ -12,6 +12,8 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
+from dynavault.storage.kv.base import prefix_end
+
 ACCOUNT = "123456789012"
 N = 4000
 BLOB = "b" * 1000
@@ -36,7 +38,7 @@ def _rows(data_dir, prefix: bytes) -> list[tuple[bytes, bytes]]:
     con = sqlite3.connect(f"file:{data_dir / 'tables.db'}?mode=ro", uri=True)
     try:
         return [(bytes(k), bytes(v)) for k, v in
-                con.execute("SELECT k, v FROM kv WHERE k >= ? AND k < ?", (prefix, prefix + b"\xff")).fetchall()]
+                con.execute("SELECT k, v FROM kv WHERE k >= ? AND k < ?", (prefix, prefix_end(prefix))).fetchall()]
     finally:
         con.close()
 

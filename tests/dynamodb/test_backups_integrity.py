@@ -11,6 +11,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
+from dynavault.storage.kv.base import prefix_end
 from tests.canary import scan
 
 ACCOUNT = "123456789012"
@@ -43,7 +44,7 @@ def _rows(con, arn: str) -> dict[bytes, bytes]:
     rec = orjson.loads(bytes(con.execute("SELECT v FROM kv WHERE k = ?",
                                          (b"\x00\x00backup\x00" + arn.encode(),)).fetchone()[0]))
     prefix = DATA + bytes.fromhex(rec["BackupId"])
-    rows = con.execute("SELECT k, v FROM kv WHERE k >= ? AND k < ?", (prefix, prefix + b"\xff")).fetchall()
+    rows = con.execute("SELECT k, v FROM kv WHERE k >= ? AND k < ?", (prefix, prefix_end(prefix))).fetchall()
     return {bytes(k)[len(prefix):]: bytes(v) for k, v in rows}, prefix
 
 
@@ -139,6 +140,6 @@ def test_no_canary_in_backups_or_restored_tables(start_server, unique_name):
         ddb.delete_table(TableName=name)  # the backup outlives its table, sealed
     assert srv.stop() == 0
     con = sqlite3.connect(f"file:{srv.data_dir / 'tables.db'}?mode=ro", uri=True)
-    assert con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (DATA, DATA + b"\xff")).fetchone()[0] > 0
+    assert con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (DATA, prefix_end(DATA))).fetchone()[0] > 0
     con.close()
     assert scan([srv.data_dir, srv.log_path], [CANARY]) == []

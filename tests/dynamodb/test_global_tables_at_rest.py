@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 
+from dynavault.storage.kv.base import prefix_end
 from tests.canary import rows_under, scan
 from tests.dynamodb.gt_util import EAST, WEST, converge, global_table
 from tests.wire import signed_request
@@ -27,7 +28,7 @@ def _clients(srv):
 def _rows(db, prefix: bytes) -> list[tuple[bytes, bytes]]:
     con = sqlite3.connect(db)
     rows = [(bytes(k), bytes(v)) for k, v in con.execute("select k, v from kv where k >= ? and k < ? order by k",
-                                                           (prefix, prefix + b"\xff"))]
+                                                           (prefix, prefix_end(prefix)))]
     con.close()
     return rows
 

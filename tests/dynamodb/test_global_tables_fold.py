@@ -11,6 +11,7 @@ import time
 import urllib.request
 import uuid
 
+from dynavault.storage.kv.base import prefix_end
 from tests.dynamodb.gt_util import EAST, WEST, converge, global_table
 from tests.dynamodb.streams_util import consume, summary
 from tests.wire import signed_request
@@ -32,7 +33,7 @@ def _rows(db, prefix: bytes) -> list[tuple[bytes, bytes]]:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         return [(bytes(k), bytes(v)) for k, v in con.execute(
-            "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k", (prefix, prefix + b"\xff"))]
+            "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k", (prefix, prefix_end(prefix)))]
     finally:
         con.close()
 

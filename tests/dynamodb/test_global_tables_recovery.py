@@ -9,6 +9,7 @@ import uuid
 
 import orjson
 
+from dynavault.storage.kv.base import prefix_end
 from tests.conftest import aws_error, make_table
 from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, wait_replicas
 from tests.dynamodb.test_global_tables_peers_ops import ACCOUNT as PEERS_ACCOUNT
@@ -26,7 +27,7 @@ def _tid(ddb, name: str) -> bytes:
 def _count(db, prefix: bytes) -> int:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, prefix + b"\xff")).fetchone()[0]
+        return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, prefix_end(prefix))).fetchone()[0]
     finally:
         con.close()
 

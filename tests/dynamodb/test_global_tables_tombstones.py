@@ -8,6 +8,7 @@ import sqlite3
 import time
 import uuid
 
+from dynavault.storage.kv.base import prefix_end
 from tests.conftest import make_table
 from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, global_table, items, wait_replicas
 from tests.dynamodb.test_global_tables_peers import Forwarder, free_port, pair
@@ -19,7 +20,7 @@ REPLICATION = b"\x00\x00replication\x00"
 def _count(db, prefix: bytes) -> int:
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, prefix + b"\xff")).fetchone()[0]
+        return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, prefix_end(prefix))).fetchone()[0]
     finally:
         con.close()
 
@@ -29,7 +30,7 @@ def _counts(db, prefixes: list[bytes]) -> list[int]:
     try:
         with con:
             con.execute("BEGIN")
-            return [con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (p, p + b"\xff")).fetchone()[0]
+            return [con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (p, prefix_end(p))).fetchone()[0]
                     for p in prefixes]
     finally:
         con.close()

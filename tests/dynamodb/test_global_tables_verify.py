@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from dynavault.storage.kv.base import prefix_end
 from tests.conftest import make_table
 from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, wait_replicas
 from tests.dynamodb.test_global_tables_peers import pair
@@ -38,7 +39,7 @@ def _verify(srv, data_dir: Path | None = None, *canaries: str) -> tuple[int, dic
 def _rows(db: Path, prefix: bytes) -> list[tuple[bytes, bytes]]:
     con = sqlite3.connect(db)
     rows = [(bytes(k), bytes(v)) for k, v in con.execute(
-        "select k, v from kv where k >= ? and k < ? order by k", (prefix, prefix + b"\xff"))]
+        "select k, v from kv where k >= ? and k < ? order by k", (prefix, prefix_end(prefix)))]
     con.close()
     return rows
 

@@ -16,6 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.handlers import enable_millisecond_timestamp_precision
 
+from dynavault.storage.kv.base import prefix_end
 from tests.conftest import aws_cli, make_table
 from tests.lifecycle import wait_status
 from tests.wire import signed_request
@@ -263,7 +264,7 @@ def _history_rows(data_dir, table_id: str) -> int:
     con = sqlite3.connect(f"file:{data_dir / 'tables.db'}?mode=ro", uri=True)
     try:
         prefix = HISTORY + uuid.UUID(table_id).bytes
-        return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, prefix + b"\xff")).fetchone()[0]
+        return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, prefix_end(prefix))).fetchone()[0]
     finally:
         con.close()
 

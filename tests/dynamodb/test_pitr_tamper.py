@@ -12,6 +12,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
+from dynavault.storage.kv.base import prefix_end
 from tests.canary import rows_under, scan
 from tests.conftest import make_table
 from tests.dynamodb.test_pitr import enable, restore
@@ -22,7 +23,7 @@ HISTORY = b"\x00\x00pitr\x00"
 
 def _history(con, table_id: str) -> list[tuple[bytes, bytes]]:
     prefix = HISTORY + uuid.UUID(table_id).bytes
-    rows = con.execute("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k", (prefix, prefix + b"\xff"))
+    rows = con.execute("SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k", (prefix, prefix_end(prefix)))
     return [(bytes(k), bytes(v)) for k, v in rows]
 
 

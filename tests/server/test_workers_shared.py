@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from dynavault.storage.kv.base import prefix_end
 from tests.server.test_workers import _call, _cpu, _ok, _table, _wait_workers, _workers
 from tests.wire import signed_request
 
@@ -221,7 +222,7 @@ def _stored_doc(srv, name: str) -> dict:
 
     db = sqlite3.connect(f"file:{srv.data_dir / 'tables.db'}?mode=ro", uri=True, timeout=10)
     try:
-        rows = db.execute("SELECT k, v FROM kv WHERE k > ? AND k < ?", (CATALOG_PREFIX, CATALOG_PREFIX + b"\xff")).fetchall()
+        rows = db.execute("SELECT k, v FROM kv WHERE k > ? AND k < ?", (CATALOG_PREFIX, prefix_end(CATALOG_PREFIX))).fetchall()
     finally:
         db.close()
     for key, raw in rows:
