@@ -17,7 +17,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dax_getitem import DaxConn  # noqa: E402
-from irperop import Client, _start  # noqa: E402
+from irperop import Client, _start, measure_ir  # noqa: E402
 
 from dynavault.dax import protocol as P  # noqa: E402
 
@@ -85,9 +84,9 @@ def main() -> None:
                 run()
         results = {}
         for name, run in runs.items():
-            total, wall = _measure(proc, out_file, lambda run=run: [run() for _ in range(args.requests)])
+            total, wall = measure_ir(proc, out_file, lambda run=run: [run() for _ in range(args.requests)])
             pause = min(wall, 10.0)
-            idle, idle_wall = _measure(proc, out_file, lambda pause=pause: time.sleep(pause))
+            idle, idle_wall = measure_ir(proc, out_file, lambda pause=pause: time.sleep(pause))
             results[name] = (total - idle / idle_wall * wall) / args.requests
             print(f"{name}: {results[name]:,.0f} Ir/request ({total / args.requests:,.0f} before the idle share "
                   f"of {idle / idle_wall:,.0f} Ir/s over {wall:.1f} s)", flush=True)
@@ -96,23 +95,6 @@ def main() -> None:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(120)
-
-
-def _measure(proc, out_file: Path, run) -> tuple[int, float]:
-    import glob
-    import re
-
-    subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
-    t0 = time.monotonic()
-    run()
-    wall = time.monotonic() - t0
-    before = set(glob.glob(f"{out_file}*"))
-    subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
-    total = 0
-    for path in set(glob.glob(f"{out_file}*")) - before:
-        m = re.search(r"^(?:summary|totals): (\d+)", Path(path).read_text(errors="replace"), re.M)
-        total += int(m.group(1)) if m else 0
-    return total, wall
 
 
 if __name__ == "__main__":

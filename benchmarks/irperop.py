@@ -143,6 +143,21 @@ def main() -> None:
             proc.wait(120)
 
 
+def measure_ir(proc, out_file: Path, run) -> tuple[int, float]:
+    """Ir of the callgrind-run ``proc`` between a zero and a dump around ``run()``, and its wall time."""
+    subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
+    t0 = time.monotonic()
+    run()
+    wall = time.monotonic() - t0
+    before = set(glob.glob(f"{out_file}*"))
+    subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
+    total = 0
+    for path in set(glob.glob(f"{out_file}*")) - before:
+        m = re.search(r"^(?:summary|totals): (\d+)", Path(path).read_text(errors="replace"), re.M)
+        total += int(m.group(1)) if m else 0
+    return total, wall
+
+
 def _run(proc, port: int, access: str, secret: str, args, ops, out_file: Path) -> None:
     c = Client(port, access, secret)
     rnd = random.Random(1)
@@ -151,29 +166,15 @@ def _run(proc, port: int, access: str, secret: str, args, ops, out_file: Path) -
         for name in names:
             c.call(*ops[name](rnd))
 
-    def measure(run) -> tuple[int, float]:
-        """Ir between a zero and a dump around ``run()``, and its wall time."""
-        subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
-        t0 = time.monotonic()
-        run()
-        wall = time.monotonic() - t0
-        before = set(glob.glob(f"{out_file}*"))
-        subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
-        total = 0
-        for path in set(glob.glob(f"{out_file}*")) - before:
-            m = re.search(r"^(?:summary|totals): (\d+)", Path(path).read_text(errors="replace"), re.M)
-            total += int(m.group(1)) if m else 0
-        return total, wall
-
     results = {}
     for name in names:
         make = ops[name]
-        total, wall = measure(lambda make=make: [c.call(*make(rnd)) for _ in range(args.requests)])
+        total, wall = measure_ir(proc, out_file, lambda make=make: [c.call(*make(rnd)) for _ in range(args.requests)])
         # What the server does with no request (its timers: uvicorn's tick, periodic jobs) runs per second of
         # wall time, and under callgrind on a loaded machine a request takes more wall time: that share,
         # measured right after with no request for as long (at most 10 s), is taken off.
         pause = min(wall, 10.0)
-        idle, idle_wall = measure(lambda pause=pause: time.sleep(pause))
+        idle, idle_wall = measure_ir(proc, out_file, lambda pause=pause: time.sleep(pause))
         net = total - idle / idle_wall * wall
         results[name] = net / args.requests
         print(f"{name}: {results[name]:,.0f} Ir/request ({total / args.requests:,.0f} before the idle share of "
