@@ -78,6 +78,17 @@ def global_table(c: dict, name: str) -> None:
         until(lambda: all_replicas(members, name), "every server shows every replica ACTIVE")
 
 
+
+def cmk_pair(servers: dict, name: str) -> tuple[dict, dict, dict]:
+    """A table in us-east-1 under a customer managed key, with its us-west-2 replica (in the other server)
+    under one of that region's, ACTIVE on both servers; -> (dynamodb clients, kms clients, the keys)."""
+    c, kms = clients(servers), clients(servers, "kms")
+    keys = {r: kms[r].create_key()["KeyMetadata"] for r in (EAST, WEST)}
+    make_table(c[EAST], name, sse={"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": keys[EAST]["Arn"]})
+    add_replica(c[EAST], name, WEST, KMSMasterKeyId=keys[WEST]["KeyId"])
+    until(lambda: all_replicas(c, name), "the replica ACTIVE on both servers")
+    return c, kms, keys
+
 @pytest.fixture(scope="module")
 def trio(tmp_path_factory):
     servers = group(tmp_path_factory.mktemp("trio"), **FAST_KEYS, sse_update_seconds=1.5)
@@ -230,12 +241,7 @@ def test_losing_one_regions_key_on_its_server(trio, c3, unique_name):
 def test_a_replica_whose_key_stays_lost_leaves_the_group_on_every_server(tmp_path, unique_name):
     servers = group(tmp_path, (EAST, WEST), **FAST_KEYS, replica_inaccessible_seconds=2)
     try:
-        c, kms = clients(servers), clients(servers, "kms")
-        keys = {r: kms[r].create_key()["KeyMetadata"] for r in (EAST, WEST)}
-        make_table(c[EAST], unique_name, sse={"Enabled": True, "SSEType": "KMS",
-                                               "KMSMasterKeyId": keys[EAST]["Arn"]})
-        add_replica(c[EAST], unique_name, WEST, KMSMasterKeyId=keys[WEST]["KeyId"])
-        until(lambda: all_replicas(c, unique_name), "the replica ACTIVE on both servers")
+        c, kms, keys = cmk_pair(servers, unique_name)
         kms[WEST].disable_key(KeyId=keys[WEST]["KeyId"])
         until(lambda: all("Replicas" not in c[r].describe_table(TableName=unique_name)["Table"] for r in c),
               "the replica gone from the group on both servers", timeout=60)

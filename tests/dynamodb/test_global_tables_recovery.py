@@ -13,7 +13,14 @@ from dynavault.storage.kv.base import prefix_end
 from tests.conftest import aws_error, make_table
 from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, wait_replicas
 from tests.dynamodb.test_global_tables_peers_ops import ACCOUNT as PEERS_ACCOUNT
-from tests.dynamodb.test_global_tables_peers_ops import FAST_KEYS, all_replicas, clients, group, until
+from tests.dynamodb.test_global_tables_peers_ops import (
+    FAST_KEYS,
+    all_replicas,
+    clients,
+    cmk_pair,
+    group,
+    until,
+)
 
 ACCOUNT = "789012345678"
 CATALOG = b"\x00\x00catalog\x00"
@@ -64,12 +71,7 @@ def test_a_replica_create_stopped_before_joining_its_group_is_removed_at_start(s
 def test_a_member_that_left_by_key_loss_keeps_no_replication_rows(tmp_path, unique_name):
     servers = group(tmp_path, (EAST, WEST), **FAST_KEYS, replica_inaccessible_seconds=2)
     try:
-        c, kms = clients(servers), clients(servers, "kms")
-        keys = {r: kms[r].create_key()["KeyMetadata"] for r in (EAST, WEST)}
-        make_table(c[EAST], unique_name, sse={"Enabled": True, "SSEType": "KMS",
-                                               "KMSMasterKeyId": keys[EAST]["Arn"]})
-        add_replica(c[EAST], unique_name, WEST, KMSMasterKeyId=keys[WEST]["KeyId"])
-        until(lambda: all_replicas(c, unique_name), "the replica ACTIVE on both servers")
+        c, kms, keys = cmk_pair(servers, unique_name)
         for region in (EAST, WEST):
             for i in range(3):
                 c[region].put_item(TableName=unique_name, Item={"pk": {"S": f"{region}-{i}"}})
