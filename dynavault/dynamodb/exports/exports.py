@@ -375,12 +375,9 @@ def _random_name() -> str:
 
 # -- DescribeExport, ListExports -------------------------------------------------------------------------------
 def describe_export(t: Transfers, caller: Caller, p: dict) -> dict:
-    arn = p["ExportArn"]
-    if not isinstance(arn, str) or not arn.startswith(f"arn:aws:dynamodb:{caller.region}:{caller.account}:table/"):
-        raise _not_found(str(arn))
-    rec = records.load(t.db.items.kv, EXPORT_PREFIX, arn)
+    rec = records.named(t.db.items.kv, EXPORT_PREFIX, p["ExportArn"], caller.account, caller.region)
     if rec is None:
-        raise _not_found(arn)
+        raise _not_found(str(p["ExportArn"]))
     return {"ExportDescription": describe(rec)}
 
 
@@ -391,12 +388,7 @@ def list_exports(t: Transfers, caller: Caller, p: dict) -> dict:
         found = [r for r in found if r["TableArn"] == table_arn]
     found.sort(key=lambda r: (r["StartTime"], r["ExportArn"]))
     limit = int(p.get("MaxResults") or 25)
-    token = p.get("NextToken")
-    if token:
-        at = [i for i, r in enumerate(found) if r["ExportArn"] == token]
-        if not at:
-            raise validation("Invalid NextToken")
-        found = found[at[0] + 1:]
+    found = records.after(EXPORT_PREFIX, found, p.get("NextToken"))
     page = found[:limit]
     out: dict = {"ExportSummaries": [{"ExportArn": r["ExportArn"], "ExportStatus": r["ExportStatus"],
                                       "ExportType": r.get("ExportType", "FULL_EXPORT")} for r in page]}

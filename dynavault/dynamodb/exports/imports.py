@@ -313,12 +313,9 @@ def _write(db, meta: TableMeta, crypto: TableCrypto, items: list[dict]) -> None:
 
 # -- DescribeImport, ListImports -------------------------------------------------------------------------------
 def describe_import(t: Transfers, caller: Caller, p: dict) -> dict:
-    arn = p["ImportArn"]
-    if not isinstance(arn, str) or not arn.startswith(f"arn:aws:dynamodb:{caller.region}:{caller.account}:table/"):
-        raise _not_found(str(arn))
-    rec = records.load(t.db.items.kv, IMPORT_PREFIX, arn)
+    rec = records.named(t.db.items.kv, IMPORT_PREFIX, p["ImportArn"], caller.account, caller.region)
     if rec is None:
-        raise _not_found(arn)
+        raise _not_found(str(p["ImportArn"]))
     return {"ImportTableDescription": describe(rec)}
 
 
@@ -327,12 +324,7 @@ def list_imports(t: Transfers, caller: Caller, p: dict) -> dict:
     if p.get("TableArn"):
         found = [r for r in found if r["TableArn"] == p["TableArn"]]
     found.sort(key=lambda r: (r["StartTime"], r["ImportArn"]))
-    token = _untoken(p.get("NextToken"))
-    if token:
-        at = [i for i, r in enumerate(found) if r["ImportArn"] == token]
-        if not at:
-            raise validation("Invalid NextToken")
-        found = found[at[0] + 1:]
+    found = records.after(IMPORT_PREFIX, found, _untoken(p.get("NextToken")))
     limit = int(p.get("PageSize") or 25)
     page = found[:limit]
     out: dict = {"ImportSummaryList": [

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from dynavault.errors import validation
 from dynavault.storage.kv.base import prefix_end
 from dynavault.storage.sealed import CatalogRecord
 
@@ -125,6 +126,24 @@ def forget_account(kv: KVStore, prefixes: tuple[bytes, ...], account: str, regio
 def of_account(r: KVReader, prefix: bytes, account: str, region: str) -> list[dict]:
     start = _account_prefix(prefix, account, region)
     return list(_decoded(prefix, r.range(start, prefix_end(start))))
+
+
+def named(r: KVReader, prefix: bytes, arn: object, account: str, region: str) -> dict | None:
+    """The record of the ARN a request names, or None (also for an ARN of another account or region)."""
+    if not isinstance(arn, str) or not arn.startswith(f"arn:aws:dynamodb:{region}:{account}:table/"):
+        return None
+    return load(r, prefix, arn)
+
+
+def after(prefix: bytes, found: list[dict], last_arn: str | None) -> list[dict]:
+    """The records listed after ``last_arn``, the last one of the previous page (what a NextToken carries)."""
+    if not last_arn:
+        return found
+    field = _SHAPES[prefix][0]
+    at = [i for i, r in enumerate(found) if r[field] == last_arn]
+    if not at:
+        raise validation("Invalid NextToken")
+    return found[at[0] + 1:]
 
 
 def every(r: KVReader, prefix: bytes) -> list[dict]:
