@@ -145,15 +145,31 @@ async def _measure(ep: Endpoint, items: int, connections: int) -> dict:
     await _must(c, "RestoreTableFromBackup", {"TargetTableName": TABLE + "-restored", "BackupArn": arn})
     # the synchronous part: key check, the backup's rows against its manifest, CreateTable
     out["restore_call_seconds"] = round(time.perf_counter() - t0, 2)
+    await _until_restored(c, TABLE + "-restored", t0, out)
+    await c.close()
+    return out
+
+
+async def _until_restored(c: Connection, table: str, t0: float, out: dict) -> None:
+    """Waits for the restored table to be ACTIVE; notes the seconds since ``t0`` and its item count."""
     while True:
-        d = await _must(c, "DescribeTable", {"TableName": TABLE + "-restored"})
+        d = await _must(c, "DescribeTable", {"TableName": table})
         if d["Table"]["TableStatus"] == "ACTIVE":
             break
         await asyncio.sleep(0.1)
     out["restore_seconds"] = round(time.perf_counter() - t0, 2)
     out["restored_item_count"] = d["Table"]["ItemCount"]
-    await c.close()
-    return out
+
+
+def _report(work: Path, result: dict, words: tuple[str, ...], json_out: Path | None) -> int:
+    """Adds the server log's lines naming any of ``words``, prints the result and writes it to ``json_out``."""
+    log = (work / "dynavault.log").read_text(errors="replace")
+    result["server_log"] = [line for line in log.splitlines() if any(w in line for w in words)]
+    text = json.dumps(result, indent=2)
+    print(text)
+    if json_out:
+        json_out.write_text(text)
+    return 0
 
 
 def main() -> int:
@@ -169,13 +185,7 @@ def main() -> int:
         result = run_in_new_loop(_measure(Endpoint(url), a.items, a.connections))
     finally:
         _stop(proc)
-    log = (work / "dynavault.log").read_text(errors="replace")
-    result["server_log"] = [line for line in log.splitlines() if "backup" in line or "restore" in line]
-    text = json.dumps(result, indent=2)
-    print(text)
-    if a.json_out:
-        a.json_out.write_text(text)
-    return 0
+    return _report(work, result, ("backup", "restore"), a.json_out)
 
 
 if __name__ == "__main__":

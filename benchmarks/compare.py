@@ -69,6 +69,11 @@ def _dynoxide_binary(install_dir: Path) -> Path:
     raise RuntimeError(f"no dynoxide binary under {install_dir}/node_modules/@dynoxide")
 
 
+def _data_dir(work: Path, workers: str = "1") -> Path:
+    """Where ``_start`` puts the data dir of a dynavault server with ``workers`` processes."""
+    return work / f"dv-data-{workers}"
+
+
 def _start(name: str, work: Path, dynalite_dir: Path | None,
            dynoxide_dir: Path | None = None) -> tuple[subprocess.Popen, str]:
     port = _free_port()
@@ -76,7 +81,7 @@ def _start(name: str, work: Path, dynalite_dir: Path | None,
     if name == "dynavault" or name.startswith("dynavault-w"):  # dynavault-wN: --workers N
         workers = name.removeprefix("dynavault-w") if name != "dynavault" else "1"
         cmd = [sys.executable, "-m", "dynavault.cli", "serve", "--allow-any-credentials", "--host", "127.0.0.1",
-               "--port", str(port), "--data-dir", str(work / f"dv-data-{workers}"), "--root-key-file",
+               "--port", str(port), "--data-dir", str(_data_dir(work, workers)), "--root-key-file",
                str(work / "dv-keys" / "root.key"), "--workers", workers]
     elif name == "moto":
         exe = shutil.which("moto_server")

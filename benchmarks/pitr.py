@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import sqlite3
 import statistics
@@ -28,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # this checkout's dynavault
 from ab import cpu_seconds  # noqa: E402  (sibling script)
-from backups import _load, _must  # noqa: E402
-from compare import _start, _stop  # noqa: E402
+from backups import _load, _must, _report, _until_restored  # noqa: E402
+from compare import _data_dir, _start, _stop  # noqa: E402
 
 from dynavault.bench.client import Connection, Endpoint  # noqa: E402
 from dynavault.bench.load import ItemModel, run_in_new_loop  # noqa: E402
@@ -122,13 +121,7 @@ async def _measure(ep: Endpoint, items: int, connections: int, rounds: int, seco
     await _must(c, "RestoreTableToPointInTime", {"SourceTableName": ON, "TargetTableName": ON + "-restored",
                                                  "UseLatestRestorableTime": True})
     out["restore_call_seconds"] = round(time.perf_counter() - t0, 2)  # replays (and checks) the history
-    while True:
-        d = await _must(c, "DescribeTable", {"TableName": ON + "-restored"})
-        if d["Table"]["TableStatus"] == "ACTIVE":
-            break
-        await asyncio.sleep(0.1)
-    out["restore_seconds"] = round(time.perf_counter() - t0, 2)
-    out["restored_item_count"] = d["Table"]["ItemCount"]
+    await _until_restored(c, ON + "-restored", t0, out)
     await c.close()
     return out
 
@@ -146,16 +139,10 @@ def main() -> int:
     proc, url = _start("dynavault", work, None)
     try:
         result = run_in_new_loop(_measure(Endpoint(url), a.items, a.connections, a.rounds, a.seconds, proc.pid,
-                                          work / "dv-data" / "tables.db"))
+                                          _data_dir(work) / "tables.db"))
     finally:
         _stop(proc)
-    log = (work / "dynavault.log").read_text(errors="replace")
-    result["server_log"] = [line for line in log.splitlines() if "point-in-time" in line or "restore" in line]
-    text = json.dumps(result, indent=2)
-    print(text)
-    if a.json_out:
-        a.json_out.write_text(text)
-    return 0
+    return _report(work, result, ("point-in-time", "restore"), a.json_out)
 
 
 if __name__ == "__main__":
