@@ -114,24 +114,31 @@ def test_kill_during_create_backup(start_server, unique_name):
         assert _wait_active(ddb, target)["ItemCount"] == N and _scan_count(ddb, target) == N
     # and a backup taken now works
     arn = ddb.create_backup(TableName=unique_name, BackupName="after")["BackupDetails"]["BackupArn"]
+    _wait_available(ddb, arn)
+
+
+def _wait_available(ddb, arn: str) -> None:
     deadline = time.time() + 30
     while ddb.describe_backup(BackupArn=arn)["BackupDescription"]["BackupDetails"]["BackupStatus"] != "AVAILABLE":
         assert time.time() < deadline
         time.sleep(0.1)
 
 
-def test_kill_during_restore_resumes_through_its_grant(start_server, unique_name):
-    srv = start_server(allow_any_credentials=True, key_check_seconds=0.5)
+def _backed_up_table(start_server, name: str, *, key_check_seconds: float):
+    """A server, its clients, a filled table under a new customer managed key, and an AVAILABLE backup of it."""
+    srv = start_server(allow_any_credentials=True, key_check_seconds=key_check_seconds)
     ddb = srv.client("dynamodb", access_key=ACCOUNT)
     kms = srv.client("kms", access_key=ACCOUNT)
     key = kms.create_key()["KeyMetadata"]
-    _table(ddb, unique_name, key["Arn"])
-    _fill(ddb, unique_name)
-    arn = ddb.create_backup(TableName=unique_name, BackupName="crash")["BackupDetails"]["BackupArn"]
-    deadline = time.time() + 30
-    while ddb.describe_backup(BackupArn=arn)["BackupDescription"]["BackupDetails"]["BackupStatus"] != "AVAILABLE":
-        assert time.time() < deadline
-        time.sleep(0.1)
+    _table(ddb, name, key["Arn"])
+    _fill(ddb, name)
+    arn = ddb.create_backup(TableName=name, BackupName="crash")["BackupDetails"]["BackupArn"]
+    _wait_available(ddb, arn)
+    return srv, ddb, kms, key, arn
+
+
+def test_kill_during_restore_resumes_through_its_grant(start_server, unique_name):
+    srv, ddb, kms, key, arn = _backed_up_table(start_server, unique_name, key_check_seconds=0.5)
     ddb.delete_table(TableName=unique_name)  # its grant goes: a resume needs the restore's own grant
     target = unique_name + "-r"
     ddb.restore_table_from_backup(TargetTableName=target, BackupArn=arn)
@@ -151,17 +158,7 @@ def test_kill_during_restore_resumes_through_its_grant(start_server, unique_name
 
 
 def test_a_restore_that_cannot_resume_leaves_no_table(start_server, unique_name):
-    srv = start_server(allow_any_credentials=True, key_check_seconds=60)
-    ddb = srv.client("dynamodb", access_key=ACCOUNT)
-    kms = srv.client("kms", access_key=ACCOUNT)
-    key = kms.create_key()["KeyMetadata"]
-    _table(ddb, unique_name, key["Arn"])
-    _fill(ddb, unique_name)
-    arn = ddb.create_backup(TableName=unique_name, BackupName="crash")["BackupDetails"]["BackupArn"]
-    deadline = time.time() + 30
-    while ddb.describe_backup(BackupArn=arn)["BackupDescription"]["BackupDetails"]["BackupStatus"] != "AVAILABLE":
-        assert time.time() < deadline
-        time.sleep(0.1)
+    srv, ddb, kms, key, arn = _backed_up_table(start_server, unique_name, key_check_seconds=60)
     target = unique_name + "-r"
     ddb.restore_table_from_backup(TargetTableName=target, BackupArn=arn)
     _progress(srv.data_dir, target)
