@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from botocore.exceptions import ClientError
+
 from tests.conftest import make_table
 
 
@@ -19,3 +21,16 @@ def wait_status(ddb, name: str, status: str, timeout: float) -> dict:
             return table
         time.sleep(0.2)
     raise AssertionError(f"{name} never reached {status}: {table['TableStatus']}")
+
+
+def wait_key_gone(kms, key_id: str, timeout: float = 20) -> None:
+    """Waits until KMS answers NotFoundException for a key scheduled for deletion."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            kms.describe_key(KeyId=key_id)
+        except ClientError as err:
+            assert err.response["Error"]["Code"] == "NotFoundException"
+            return
+        assert time.time() < deadline
+        time.sleep(0.2)

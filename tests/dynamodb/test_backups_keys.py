@@ -13,7 +13,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.lifecycle import create_cmk_table, wait_status
+from tests.lifecycle import create_cmk_table, wait_key_gone, wait_status
 
 ACCOUNT = "123456789012"
 INVALID = "One or more parameter values were invalid: "
@@ -198,15 +198,7 @@ def test_a_deleted_key_shreds_its_backups_forever(start_server, unique_name):
     arn = _backup(ddb, unique_name)
     ddb.delete_table(TableName=unique_name)
     kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)  # 7 x 0.2 s
-    deadline = time.time() + 20
-    while True:
-        try:
-            kms.describe_key(KeyId=key["KeyId"])
-        except ClientError as err:
-            assert err.response["Error"]["Code"] == "NotFoundException"
-            break
-        assert time.time() < deadline
-        time.sleep(0.2)
+    wait_key_gone(kms, key["KeyId"])
     # the Decrypt of the backup's table key is what fails: DynamoDB's text for a ciphertext under a gone key
     prefix = ("KMS key access denied error: com.amazonaws.services.kms.model.AWSKMSException: The ciphertext "
               "refers to a customer master key that does not exist")

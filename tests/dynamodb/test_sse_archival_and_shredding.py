@@ -12,7 +12,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.canary import scan
-from tests.lifecycle import create_cmk_table, wait_status
+from tests.lifecycle import create_cmk_table, wait_key_gone, wait_status
 
 ACCOUNT = "123456789012"
 
@@ -81,15 +81,7 @@ def test_key_deletion_shreds_the_table(start_server, unique_name):
     for i in range(5):
         ddb.put_item(TableName=unique_name, Item={"pk": {"S": f"k{i}"}, "v": {"S": secret}})
     kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)  # 7 * 0.2 s
-    deadline = time.time() + 20
-    while True:
-        try:
-            kms.describe_key(KeyId=key["KeyId"])
-        except ClientError as err:
-            assert err.response["Error"]["Code"] == "NotFoundException"
-            break
-        assert time.time() < deadline
-        time.sleep(0.2)
+    wait_key_gone(kms, key["KeyId"])
     table = _wait_status(ddb, unique_name, "INACCESSIBLE_ENCRYPTION_CREDENTIALS")
     assert "InaccessibleEncryptionDateTime" in table["SSEDescription"]
     with pytest.raises(ClientError) as err:
