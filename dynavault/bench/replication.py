@@ -303,14 +303,10 @@ async def _drain(cfg: GlobalConfig, writer: Endpoint, reader: Endpoint, table: s
         await rc.close()
 
 
-def _cpu(pids: tuple[int, ...]) -> float | None:
-    total = 0.0
-    for pid in pids:
-        s = server_cpu_seconds(pid)
-        if s is None:
-            return None
-        total += s
-    return total
+def _cpu(pids: tuple[int, ...]) -> list[float] | None:
+    """CPU seconds so far of each server (its workers included), or None if one cannot be read."""
+    out = [server_cpu_seconds(pid) for pid in pids]
+    return None if not out or None in out else out  # type: ignore[return-value]
 
 
 async def _throughput(cfg: GlobalConfig, writer: Endpoint, reader: Endpoint, pids: tuple[int, ...]) -> dict:
@@ -343,7 +339,7 @@ async def _throughput(cfg: GlobalConfig, writer: Endpoint, reader: Endpoint, pid
                     res["seconds"] = round(res["seconds"] + res["drain_seconds"], 3)
                 cpu1 = _cpu(pids)
                 if cpu0 is not None and cpu1 is not None:
-                    res["server_cpu_seconds"] = round(cpu1 - cpu0, 3)
+                    res["server_cpu_seconds"] = [round(b - a, 3) for a, b in zip(cpu0, cpu1, strict=True)]
                 out[kind]["segments"].append(res)
     finally:
         for kind in reversed(made):
@@ -359,7 +355,9 @@ async def _throughput(cfg: GlobalConfig, writer: Endpoint, reader: Endpoint, pid
                          p99_ms=max(s["p99_ms"] for s in segs),
                          errors=sum(s["errors"] for s in segs))
         if all("server_cpu_seconds" in s for s in segs) and ops:
-            out[kind]["server_cpu_us_per_put"] = round(1e6 * sum(s["server_cpu_seconds"] for s in segs) / ops, 1)
+            # every server's CPU (the writer's and, for a pair, the other region's), then the writer's alone
+            out[kind]["server_cpu_us_per_put"] = round(1e6 * sum(sum(s["server_cpu_seconds"]) for s in segs) / ops, 1)
+            out[kind]["writer_cpu_us_per_put"] = round(1e6 * sum(s["server_cpu_seconds"][0] for s in segs) / ops, 1)
     return out
 
 
@@ -385,6 +383,8 @@ async def _run(cfg: GlobalConfig, pids: tuple[int, ...] = ()) -> dict:
         for r, p in zip(tp["replicated"]["segments"], tp["plain"]["segments"], strict=True)]
     cpu_p, cpu_r = tp["plain"].get("server_cpu_us_per_put"), tp["replicated"].get("server_cpu_us_per_put")
     out["server_cpu_plain_vs_replicated_pct"] = _pct(cpu_p, cpu_r)
+    out["writer_cpu_plain_vs_replicated_pct"] = _pct(tp["plain"].get("writer_cpu_us_per_put"),
+                                                      tp["replicated"].get("writer_cpu_us_per_put"))
     out["latency"] = await _latency(cfg, writer, reader)
     return out
 
@@ -429,15 +429,16 @@ def _num(v: float | None, unit: str = "") -> str:
 def format_global(result: dict) -> str:
     lines = ["PutItem throughput (alternating segments; a replicated segment lasts until its replica caught up):", "",
              "| setup | plain put/s | with stream put/s | replicated put/s | replicated/plain | replicated/stream | "
-             "per segment pair | server CPU µs/put plain / stream / replicated |",
-             "|---|---:|---:|---:|---:|---:|---|---:|"]
+             "per segment pair | server CPU µs/put plain / stream / replicated | writer server's alone |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in result["runs"]:
         p, st, rp = r["put_plain"], r["put_stream"], r["put_replicated"]
         pairs = ", ".join(_num(x, " %") for x in r["replicated_vs_plain_pct_segments"])
         cpu = " / ".join(_num(x.get("server_cpu_us_per_put")) for x in (p, st, rp))
+        writer = " / ".join(_num(x.get("writer_cpu_us_per_put")) for x in (p, st, rp))
         lines.append(f"| {r['label']} | {p['ops_per_s']:,.1f} | {st['ops_per_s']:,.1f} | {rp['ops_per_s']:,.1f} | "
                      f"{_num(r['replicated_vs_plain_pct'], ' %')} | {_num(r['replicated_vs_stream_pct'], ' %')} | "
-                     f"{pairs} | {cpu} |")
+                     f"{pairs} | {cpu} | {writer} |")
     lines += ["", "Write-to-visible latency (paced writes, one in N probed in the other region):", "",
               "| setup | target w/s | reached w/s | PutItem p50/p99 ms | visible p50 ms | p90 | p99 | max | "
               "from ack p50/p99 ms | unseen |",
