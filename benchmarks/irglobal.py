@@ -2,7 +2,11 @@
 """Instructions per changing PutItem of the runtime's app driven in process, on three tables set up alike: a plain
 table, one with a NEW_AND_OLD_IMAGES stream, and one with a same-server replica in us-west-2 (in one process the
 replica is written in the origin's transaction: replication/fold.py). The gap between the last two is what
-replication itself costs a write; between the first two, what the stream every member must have costs.
+replication itself costs a write; between the first two, what the stream every member must have costs. A fourth
+figure, ``queued``, is the replicated table with the fold off: what the origin's write costs when the replica is
+written elsewhere (a member in another server gets a queue row instead; with the jobs cancelled nothing here
+applies it, so this is the origin's share only); ``job`` is the other share: the replication job then applying
+those rows to the replica, a batch of up to 256 to a transaction (per queued put, with ``--requests``).
 
     PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=OUT/cg.out \\
         $(python -c 'import sys; print(sys.executable)') benchmarks/irglobal.py [--requests 100]
@@ -13,8 +17,9 @@ replication itself costs a write; between the first two, what the stream every m
 Like ``irquiet.py``: the bench's items (1 KB, one GSI; ``--items``), SigV4 verified over every body, every put
 changes its item (an identical rewrite writes nothing to replicate), the periodic jobs (the replication job
 included: the fold needs none) cancelled before the measured requests; one dump per table (its trigger names
-it: ``plain``, ``stream``, ``replicated``). ``--cpu`` instead times ``--rounds`` alternating segments of each
-table with the process's CPU clock (the fsync thread included), jobs running. Run it from the tree to measure.
+it: ``plain``, ``stream``, ``replicated``, ``queued``, ``job``). ``--cpu`` instead times ``--rounds`` alternating segments
+of each with the process's CPU clock (the fsync thread included), jobs running (so ``queued`` there includes
+the replication job's applying whatever it applied meanwhile). Run it from the tree to measure.
 """
 
 from __future__ import annotations
@@ -35,7 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.irinproc import loaded_app  # noqa: E402
 from dynavault.bench.load import GSI_NAME  # noqa: E402
 
-TABLES = {"plain": "irglobal", "stream": "irglobal-stream", "replicated": "irglobal-repl"}
+TABLES = {"plain": "irglobal", "stream": "irglobal-stream", "replicated": "irglobal-repl",
+          "queued": "irglobal-repl"}
 
 
 async def _run(args) -> None:
@@ -80,15 +86,27 @@ async def _run(args) -> None:
                 if status != 200:
                     raise RuntimeError(f"PutItem: {status} {resp[:300]!r}")
 
+        writer = next(s for s in rt.components["dynamodb"].items.subscribers if hasattr(s, "fold"))
+        fold = writer.fold
+
+        async def send_as(kind: str, todo: list) -> None:
+            # "queued": the replicated table with the fold off, as for a member in another server (or with
+            # workers): the origin writes a queue row instead of the replica
+            writer.fold = None if kind == "queued" else fold
+            try:
+                await send(todo)
+            finally:
+                writer.fold = fold
+
         for kind in TABLES:
-            await send(requests(kind, args.warmup))
+            await send_as(kind, requests(kind, args.warmup))
         if args.cpu:
             cpu = dict.fromkeys(TABLES, 0.0)
             for r in range(args.rounds):
                 for kind in (list(TABLES) if r % 2 == 0 else list(TABLES)[::-1]):
                     todo = requests(kind, args.requests)
                     t0 = time.process_time()
-                    await send(todo)
+                    await send_as(kind, todo)
                     cpu[kind] += time.process_time() - t0
             n = args.rounds * args.requests
             for kind in TABLES:
@@ -99,11 +117,17 @@ async def _run(args) -> None:
             task.cancel()
         await asyncio.sleep(0.2)
         pid = str(os.getpid())
+        replicator = rt.components["dynamodb"].replicator
+        replicator.run_once(budget=60.0)  # the warm-up's queue rows
         for kind in TABLES:
             todo = requests(kind, args.requests)
             subprocess.run(["callgrind_control", "-z", pid], check=False, capture_output=True)
-            await send(todo)
+            await send_as(kind, todo)
             subprocess.run(["callgrind_control", "-d", kind, pid], check=False, capture_output=True)
+        # the other half of "queued": the replication job applying its rows to the replica (batched)
+        subprocess.run(["callgrind_control", "-z", pid], check=False, capture_output=True)
+        replicator.run_once(budget=60.0)
+        subprocess.run(["callgrind_control", "-d", "job", pid], check=False, capture_output=True)
 
 
 def main() -> int:
