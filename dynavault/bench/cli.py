@@ -48,6 +48,9 @@ def add_bench_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--probe-every", dest="probe_every", type=int, default=10,
                    help="with --global: look for one write in N in the other region")
     p.add_argument("--setups", default="one,two", help="with --global and no --endpoint: one (server), two, or both")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="with --global: PutItem segments of each table, plain, with a stream and replicated, "
+                        "alternating forwards and backwards (2 per round; --duration is split between them)")
     p.add_argument("--server-pid", dest="server_pid", type=int, default=None,
                    help="a server on this machine: report its CPU per operation (Linux /proc; its workers too)")
     p.add_argument("--access-key", dest="access_key", default="benchkey")
@@ -121,7 +124,8 @@ def _run_global(args: argparse.Namespace) -> int:
     setups = tuple(s.strip() for s in args.setups.split(",") if s.strip())
     return _report(args, lambda: run_global_bench(cfg, peer=args.peer_endpoint, replica_region=args.replica_region,
                                                   rate=args.rate, probe_every=max(1, args.probe_every),
-                                                  setups=setups),
+                                                  setups=setups, rounds=max(1, args.rounds),
+                                                  server_pids=(args.server_pid,) if args.server_pid else ()),
                    format_global, lambda o: all(r["latency"]["unseen"] == 0 for r in o["runs"]))
 
 

@@ -1,15 +1,29 @@
 """``dynavault bench --global``: global-table replication under load.
 
-Two measurements per setup (one server serving both regions; two servers, one region each):
+Two phases per setup (one server serving both regions; two servers, one region each), one after the other,
+so neither takes CPU from the other:
 
-- **write-to-visible latency**: writers put new items in one region at a target rate (open loop: a write is
-  sent at its scheduled time, or at once when the writers are behind, so the rate reached is reported), and
-  for one write in ``probe_every`` a probe polls GetItem (ConsistentRead) in the other region until the item
-  is there. Latency is from the moment the write was sent (its own PutItem included) to the first read that
+- **PutItem throughput**, replicated against plain. Three tables are set up first, the same way (the bench's
+  items and index, loaded with BatchWriteItem): a plain table; a plain table with a NEW_AND_OLD_IMAGES stream
+  (which every member of a global table must have: the gap between it and the replicated one is what
+  replication itself costs); and a table with a replica in the other region (and server), ACTIVE before any
+  measurement. Then the bench's ``put`` workload (changing puts, closed loop: as fast as the connections go,
+  no pacing) runs on them in alternating segments, ``plain, stream, replicated, replicated, stream, plain`` per
+  ``rounds``, ``duration / (2 * rounds)`` seconds each, so a drift in the machine's load (other jobs on a
+  shared machine) weighs on every table alike. Nothing reads the other region meanwhile, except once at the
+  end of every replicated segment: a marker item is put and the segment lasts until the other region shows
+  it (queues are applied in order, so by then every write of the segment is there): a backlog left in a
+  queue is counted against the replicated table rather than slowing the next segment. ops/s per table are
+  its puts over its segments' seconds; ``replicated_vs_plain_pct`` is the target's ratio, the per-segment-pair
+  ratios show the noise. When the bench started the servers (or got ``server_pids``), the servers' CPU per
+  put (their processes and workers, from /proc) is reported too: a figure the machine's load moves less.
+- **write-to-visible latency**, separately, on a fresh replicated table: writers put new items in one region
+  at a target rate (open loop: a write is sent at its scheduled time, or at once when the writers are behind,
+  so the rate reached is reported; with 8 connections a server slower than 8 ms a put cannot reach 1,000/s),
+  and for one write in ``probe_every`` a probe polls GetItem (ConsistentRead, every 5 ms) in the other region
+  until the item is there. These polls are extra load on the same machine (in one server, on the same
+  server). Latency is from the moment the write was sent (its own PutItem included) to the first read that
   saw it; ``from_ack`` is from the write's response instead.
-- **PutItem throughput**, replicated against plain: the bench's ``put`` workload (changing puts: an identical
-  rewrite is no change and replicates nothing) on a plain table, then on a table with a replica in the other
-  region (and server), in the same conditions.
 
 Without ``--endpoint`` the bench starts the servers itself (``python -m dynavault.cli serve`` in a temporary
 directory, with a root key file, ``--regions`` and ``--replica-peer`` for the pair) and stops them after. The
@@ -31,6 +45,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dynavault.bench.client import BenchHTTPError, Connection, Endpoint
+from dynavault.bench.dax import server_cpu_seconds
 from dynavault.bench.load import BenchConfig, Runner, percentile, run_in_new_loop
 
 __all__ = ["GlobalConfig", "run_global_bench", "format_global"]
@@ -52,6 +67,8 @@ class GlobalConfig:
     rate: float = 1000.0
     probe_every: int = 10
     label: str = ""
+    #: the throughput phase's rounds: each a segment of every table forwards, then backwards
+    rounds: int = 1
 
 
 # -- servers the bench starts itself -------------------------------------------------------------------------
@@ -139,10 +156,17 @@ async def _add_replica(ep: Endpoint, table: str, region: str, timeout: float = 3
         await conn.close()
 
 
-async def _drop_replica(ep: Endpoint, table: str, region: str) -> None:
+async def _drop_replica(ep: Endpoint, table: str, region: str, timeout: float = 60.0) -> None:
     conn = Connection(ep)
     try:
         await conn.call("UpdateTable", {"TableName": table, "ReplicaUpdates": [{"Delete": {"RegionName": region}}]})
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:  # a table being updated cannot be deleted yet
+            resp = await conn.call("DescribeTable", {"TableName": table})
+            t = resp.json().get("Table", {}) if resp.status == 200 else {}
+            if t.get("TableStatus") == "ACTIVE" and not t.get("Replicas"):
+                break
+            await asyncio.sleep(0.1)
         await conn.call("DeleteTable", {"TableName": table})
     except (OSError, BenchHTTPError):
         pass
@@ -253,49 +277,129 @@ async def _latency(cfg: GlobalConfig, writer: Endpoint, reader: Endpoint) -> dic
             "from_ack_p99_ms": _ms(from_ack, 0.99)}
 
 
-async def _throughput(cfg: GlobalConfig, writer: Endpoint, replicated: bool) -> dict:
-    runner = Runner(replace(cfg.base, endpoint=cfg.writer, workloads=("put",), changing_puts=True))
-    setup = await runner.setup()
+#: the throughput phase's tables, all set up (same items, same index) before any is measured: a plain table, a
+#: plain table with a NEW_AND_OLD_IMAGES stream (which every member of a global table has: the reference that
+#: isolates what replication itself costs), and a table with a replica in the other region
+KINDS = ("plain", "stream", "replicated")
+
+
+async def _drain(cfg: GlobalConfig, writer: Endpoint, reader: Endpoint, table: str, n: int) -> float:
+    """Put a marker item in the writer's region and wait until the reader's region has it; -> seconds. Every
+    queue is applied in order, so once the marker is there every write before it is too."""
+    wc, rc = Connection(writer), Connection(reader)
+    key = {"pk": {"S": f"drain-{n}"}, "sk": {"S": "0"}}
+    t0 = time.perf_counter()
     try:
-        if replicated:
-            setup["replica_seconds"] = await _add_replica(writer, runner.table, cfg.replica_region)
-        out = await runner.run_workload("put")
+        await _must(wc, "PutItem", {"TableName": table, "Item": key})
+        while True:
+            got = await _must(rc, "GetItem", {"TableName": table, "Key": key, "ConsistentRead": True})
+            if "Item" in got:
+                return time.perf_counter() - t0
+            if time.perf_counter() - t0 > VISIBLE_TIMEOUT:
+                raise RuntimeError(f"the replica of {table} did not catch up in {VISIBLE_TIMEOUT:.0f} s")
+            await asyncio.sleep(POLL)
     finally:
-        if replicated:
-            await _drop_replica(writer, runner.table, cfg.replica_region)
-        else:
-            await runner.teardown()
-    out["setup"] = setup
+        await wc.close()
+        await rc.close()
+
+
+def _cpu(pids: tuple[int, ...]) -> list[float] | None:
+    """CPU seconds so far of each server (its workers included), or None if one cannot be read."""
+    out = [server_cpu_seconds(pid) for pid in pids]
+    return None if not out or None in out else out  # type: ignore[return-value]
+
+
+async def _throughput(cfg: GlobalConfig, writer: Endpoint, reader: Endpoint, pids: tuple[int, ...]) -> dict:
+    """PutItem throughput of the three ``KINDS``, in ``2 * cfg.rounds`` alternating segments (plain, stream,
+    replicated, then replicated, stream, plain, ...), each ``duration / (2 * rounds)`` seconds; a replicated
+    segment lasts until the replica has caught up (``_drain``), so a backlog left in a queue is not free."""
+    b = cfg.base
+    segments = 2 * max(1, cfg.rounds)
+    seg_cfg = replace(b, endpoint=cfg.writer, workloads=("put",), changing_puts=True, duration=b.duration / segments,
+                      keep_table=False)
+    runners = {kind: Runner(replace(seg_cfg, stream=kind == "stream")) for kind in KINDS}
+    out: dict = {kind: {"segments": []} for kind in KINDS}
+    made: list[str] = []
+    try:
+        for kind, runner in runners.items():
+            out[kind]["setup"] = await runner.setup()
+            made.append(kind)
+            if kind == "replicated":
+                out[kind]["setup"]["replica_seconds"] = await _add_replica(writer, runner.table, cfg.replica_region)
+        drains = 0
+        for seg in range(segments):
+            for kind in (KINDS if seg % 2 == 0 else KINDS[::-1]):
+                cpu0 = _cpu(pids)
+                res = await runners[kind].run_workload("put")
+                if res.get("status") != "ok":
+                    raise RuntimeError(f"the put workload on the {kind} table: {res}")
+                if kind == "replicated":
+                    drains += 1
+                    res["drain_seconds"] = round(await _drain(cfg, writer, reader, runners[kind].table, drains), 3)
+                    res["seconds"] = round(res["seconds"] + res["drain_seconds"], 3)
+                cpu1 = _cpu(pids)
+                if cpu0 is not None and cpu1 is not None:
+                    res["server_cpu_seconds"] = [round(b - a, 3) for a, b in zip(cpu0, cpu1, strict=True)]
+                out[kind]["segments"].append(res)
+    finally:
+        for kind in reversed(made):
+            if kind == "replicated":
+                await _drop_replica(writer, runners[kind].table, cfg.replica_region)
+            else:
+                await runners[kind].teardown()
+    for kind in KINDS:
+        segs = out[kind]["segments"]
+        ops, secs = sum(s["ops"] for s in segs), sum(s["seconds"] for s in segs)
+        out[kind].update(ops=ops, seconds=round(secs, 3), ops_per_s=round(ops / secs, 1) if secs else 0.0,
+                         p50_ms=sorted(s["p50_ms"] for s in segs)[len(segs) // 2],
+                         p99_ms=max(s["p99_ms"] for s in segs),
+                         errors=sum(s["errors"] for s in segs))
+        if all("server_cpu_seconds" in s for s in segs) and ops:
+            # every server's CPU (the writer's and, for a pair, the other region's), then the writer's alone
+            out[kind]["server_cpu_us_per_put"] = round(1e6 * sum(sum(s["server_cpu_seconds"]) for s in segs) / ops, 1)
+            out[kind]["writer_cpu_us_per_put"] = round(1e6 * sum(s["server_cpu_seconds"][0] for s in segs) / ops, 1)
     return out
 
 
-async def _run(cfg: GlobalConfig) -> dict:
+def _pct(a: float | None, b: float | None) -> float | None:
+    return round(100 * a / b, 1) if a and b else None
+
+
+async def _run(cfg: GlobalConfig, pids: tuple[int, ...] = ()) -> dict:
     b = cfg.base
     writer = Endpoint(cfg.writer, access_key=b.access_key, secret_key=b.secret_key, region=b.region)
     reader = Endpoint(cfg.reader, access_key=b.access_key, secret_key=b.secret_key, region=cfg.replica_region)
     out: dict = {"label": cfg.label, "writer": cfg.writer, "reader": cfg.reader, "regions": [b.region, cfg.replica_region],
                  "config": {"connections": b.connections, "duration": b.duration, "items": b.items,
-                            "item_size": b.item_size, "rate": cfg.rate, "probe_every": cfg.probe_every}}
+                            "item_size": b.item_size, "rate": cfg.rate, "probe_every": cfg.probe_every,
+                            "rounds": cfg.rounds}}
+    tp = await _throughput(cfg, writer, reader, pids)
+    out["put_plain"], out["put_stream"], out["put_replicated"] = tp["plain"], tp["stream"], tp["replicated"]
+    out["replicated_vs_plain_pct"] = _pct(tp["replicated"]["ops_per_s"], tp["plain"]["ops_per_s"])
+    out["replicated_vs_stream_pct"] = _pct(tp["replicated"]["ops_per_s"], tp["stream"]["ops_per_s"])
+    # the same from each pair of neighbouring segments: how much the ratio moved while the machine's load did
+    out["replicated_vs_plain_pct_segments"] = [
+        _pct(r["ops_per_s"], p["ops_per_s"])
+        for r, p in zip(tp["replicated"]["segments"], tp["plain"]["segments"], strict=True)]
+    cpu_p, cpu_r = tp["plain"].get("server_cpu_us_per_put"), tp["replicated"].get("server_cpu_us_per_put")
+    out["server_cpu_plain_vs_replicated_pct"] = _pct(cpu_p, cpu_r)
+    out["writer_cpu_plain_vs_replicated_pct"] = _pct(tp["plain"].get("writer_cpu_us_per_put"),
+                                                      tp["replicated"].get("writer_cpu_us_per_put"))
     out["latency"] = await _latency(cfg, writer, reader)
-    plain = await _throughput(cfg, writer, False)
-    repl = await _throughput(cfg, writer, True)
-    out["put_plain"] = plain
-    out["put_replicated"] = repl
-    out["replicated_vs_plain_pct"] = round(100 * repl["ops_per_s"] / plain["ops_per_s"], 1) \
-        if plain.get("ops_per_s") else None
     return out
 
 
 def run_global_bench(base: BenchConfig, *, peer: str | None = None, replica_region: str = "us-west-2",
                      rate: float = 1000.0, probe_every: int = 10, setups: tuple[str, ...] = ("one", "two"),
-                     server_args: tuple[str, ...] = ()) -> dict:
-    """With ``base.endpoint``: that server (and ``peer``, the other region's server, if given). Without: the
-    bench starts one server for ``one`` and a pair for ``two``."""
+                     server_args: tuple[str, ...] = (), rounds: int = 1, server_pids: tuple[int, ...] = ()) -> dict:
+    """With ``base.endpoint``: that server (and ``peer``, the other region's server, if given; ``server_pids``:
+    their processes, for the CPU per put). Without: the bench starts one server for ``one`` and a pair for
+    ``two``, and reads their CPU itself."""
     results: list[dict] = []
     if base.endpoint:
         cfg = GlobalConfig(base, base.endpoint, peer or base.endpoint, replica_region, rate, probe_every,
-                           "two servers" if peer else "one server")
-        results.append(run_in_new_loop(_run(cfg)))
+                           "two servers" if peer else "one server", rounds)
+        results.append(run_in_new_loop(_run(cfg, server_pids)))
         return {"runs": results}
     with tempfile.TemporaryDirectory(prefix="dvbench-global-") as tmp:
         for setup in setups:
@@ -310,24 +414,40 @@ def run_global_bench(base: BenchConfig, *, peer: str | None = None, replica_regi
                 raise ValueError(f"unknown setup {setup!r}: one or two")
             try:
                 cfg = GlobalConfig(replace(base, endpoint=writer_url), writer_url, reader_url, replica_region,
-                                   rate, probe_every, "one server" if setup == "one" else "two servers")
-                results.append(run_in_new_loop(_run(cfg)))
+                                   rate, probe_every, "one server" if setup == "one" else "two servers", rounds)
+                results.append(run_in_new_loop(_run(cfg, tuple(s.proc.pid for s in servers))))
             finally:
                 for s in servers:
                     s.stop()
     return {"runs": results}
 
 
+def _num(v: float | None, unit: str = "") -> str:
+    return "–" if v is None else f"{v:,.1f}{unit}"
+
+
 def format_global(result: dict) -> str:
-    lines = ["| setup | target w/s | reached w/s | PutItem p50/p99 ms | visible p50 ms | p90 | p99 | max | "
-             "from ack p50/p99 ms | unseen | plain put/s | replicated put/s | replicated/plain |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["PutItem throughput (alternating segments; a replicated segment lasts until its replica caught up):", "",
+             "| setup | plain put/s | with stream put/s | replicated put/s | replicated/plain | replicated/stream | "
+             "per segment pair | server CPU µs/put plain / stream / replicated | writer server's alone |",
+             "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     for r in result["runs"]:
-        lat, plain, repl = r["latency"], r["put_plain"], r["put_replicated"]
+        p, st, rp = r["put_plain"], r["put_stream"], r["put_replicated"]
+        pairs = ", ".join(_num(x, " %") for x in r["replicated_vs_plain_pct_segments"])
+        cpu = " / ".join(_num(x.get("server_cpu_us_per_put")) for x in (p, st, rp))
+        writer = " / ".join(_num(x.get("writer_cpu_us_per_put")) for x in (p, st, rp))
+        lines.append(f"| {r['label']} | {p['ops_per_s']:,.1f} | {st['ops_per_s']:,.1f} | {rp['ops_per_s']:,.1f} | "
+                     f"{_num(r['replicated_vs_plain_pct'], ' %')} | {_num(r['replicated_vs_stream_pct'], ' %')} | "
+                     f"{pairs} | {cpu} | {writer} |")
+    lines += ["", "Write-to-visible latency (paced writes, one in N probed in the other region):", "",
+              "| setup | target w/s | reached w/s | PutItem p50/p99 ms | visible p50 ms | p90 | p99 | max | "
+              "from ack p50/p99 ms | unseen |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in result["runs"]:
+        lat = r["latency"]
         lines.append(
             f"| {r['label']} | {lat['target_writes_per_s']:,.0f} | {lat['writes_per_s']:,.1f} | "
             f"{lat['put_p50_ms']} / {lat['put_p99_ms']} | {lat['visible_p50_ms']} | {lat['visible_p90_ms']} | "
             f"{lat['visible_p99_ms']} | {lat['visible_max_ms']} | {lat['from_ack_p50_ms']} / {lat['from_ack_p99_ms']} | "
-            f"{lat['unseen']}/{lat['probes']} | {plain.get('ops_per_s', 0):,.1f} | {repl.get('ops_per_s', 0):,.1f} | "
-            f"{r['replicated_vs_plain_pct']} % |")
+            f"{lat['unseen']}/{lat['probes']} |")
     return "\n".join(lines)

@@ -23,11 +23,16 @@ def _check_run(run: dict) -> None:
     assert lat["writes"] > 0 and lat["write_errors"] == 0, lat
     assert lat["probes"] > 0 and lat["unseen"] == 0, lat
     assert 0 < lat["visible_p50_ms"] <= lat["visible_p99_ms"] <= lat["visible_max_ms"], lat
-    for name in ("put_plain", "put_replicated"):
+    for name in ("put_plain", "put_stream", "put_replicated"):
         w = run[name]
-        assert w["status"] == "ok" and w["ops"] > 0 and w["errors"] == 0, (name, w)
+        assert w["ops"] > 0 and w["errors"] == 0, (name, w)
+        # one round: a segment forwards, one backwards
+        assert [s["status"] for s in w["segments"]] == ["ok", "ok"], (name, w)
+    # a replicated segment lasts until the replica caught up
+    assert all(s["drain_seconds"] > 0 for s in run["put_replicated"]["segments"])
     assert run["put_replicated"]["setup"]["replica_seconds"] > 0
-    assert run["replicated_vs_plain_pct"] > 0
+    assert run["replicated_vs_plain_pct"] > 0 and run["replicated_vs_stream_pct"] > 0
+    assert len(run["replicated_vs_plain_pct_segments"]) == 2
 
 
 def test_bench_global_on_one_server(srv):
@@ -47,3 +52,6 @@ def test_bench_global_starts_a_pair_of_servers_itself():
     (run,) = out["runs"]
     assert run["label"] == "two servers" and run["writer"] != run["reader"]
     _check_run(run)
+    # the bench started the servers: it reads their CPU per put
+    for name in ("put_plain", "put_stream", "put_replicated"):
+        assert run[name]["server_cpu_us_per_put"] >= run[name]["writer_cpu_us_per_put"] > 0, run[name]

@@ -55,6 +55,18 @@ def test_records_per_view_type(server, unique_name, view):
     assert len({r["eventID"] for r in records}) == 3
 
 
+@pytest.mark.parametrize("view,sizes", [("KEYS_ONLY", [6, 6, 6]), ("NEW_IMAGE", [16, 18, 6]),
+                                        ("OLD_IMAGE", [6, 16, 18]), ("NEW_AND_OLD_IMAGES", [16, 28, 18])])
+def test_record_size_is_its_keys_and_the_images_it_keeps(server, unique_name, view, sizes):
+    # SizeBytes: the keys (pk a, sk s: 6 bytes) and each image the view keeps (v xyz: 10, v hello: 12)
+    ddb, st = server.client("dynamodb"), server.client("dynamodbstreams")
+    arn = create_stream_table(ddb, unique_name, view)["LatestStreamArn"]
+    ddb.put_item(TableName=unique_name, Item={**k("a"), "v": {"S": "xyz"}})
+    ddb.put_item(TableName=unique_name, Item={**k("a"), "v": {"S": "hello"}})
+    ddb.delete_item(TableName=unique_name, Key=k("a"))
+    assert [r["dynamodb"]["SizeBytes"] for r in consume(st, arn)] == sizes
+
+
 def test_every_write_operation_writes_exactly_its_changes(server, unique_name):
     ddb, st = server.client("dynamodb"), server.client("dynamodbstreams")
     t = unique_name

@@ -40,7 +40,8 @@ class ReplicationWriter:
     def in_writer(self, w: ItemWriter, change: ItemChange, crypto: TableCrypto) -> None:
         # the table's group first: every write of a table that is no global table passes here
         group = group_of(change.table)
-        if group is None or len(group["members"]) < 2 or change.old == change.new:
+        # a replicated write (the fold's or the job's) carries its origin's clock: the applier wrote it
+        if group is None or change.cause == CAUSE or len(group["members"]) < 2 or change.old == change.new:
             return
         item = change.new if change.new is not None else change.old
         hkey, skey, _ = key_of_item(change.table, item)

@@ -23,6 +23,7 @@ from dynavault.errors import AWSError, validation
 from ..sse_spec import refuse_if_inaccessible
 from .control import stream_status
 from .store import StreamInfo, check_run, parse_sequence_number, record_aad, sequence_number
+from .writer import record_size
 
 if TYPE_CHECKING:
     from dynavault.sse.crypto import TableCrypto
@@ -164,7 +165,7 @@ def _record(body: dict, info: StreamInfo, seq: int, region: str) -> dict:
     if "o" in body:
         d["OldImage"] = body["o"]
     d["SequenceNumber"] = sequence_number(seq)
-    d["SizeBytes"] = body["s"]
+    d["SizeBytes"] = record_size(body)
     d["StreamViewType"] = info.view
     rec = {"eventID": body["id"], "eventName": body["e"], "eventVersion": "1.1", "eventSource": "aws:dynamodb",
            "awsRegion": region, "dynamodb": d}
@@ -205,11 +206,11 @@ def get_records(db: Database, caller: Caller, p: dict) -> dict:
         for seq, sealed in store.records(r, tid, shard, pos, limit):
             check_run(expected, seq)
             body = orjson.loads(crypto.stream.open(record_aad(tid, info.label, shard.id, seq), sealed))
-            if records and size + body["s"] > MAX_BYTES:
+            if records and size + record_size(body) > MAX_BYTES:
                 full = True
                 break
             records.append(_record(body, info, seq, meta.region))
-            size += body["s"]
+            size += record_size(body)
             expected = seq + 1
         if shard.end is not None and not full and len(records) < limit and expected <= shard.end:
             check_run(expected, -1)  # a closed shard's tail is gone from the store

@@ -31,20 +31,29 @@ SERVICE_CAUSES = frozenset({"TTL"})
 
 
 def record_body(change: ItemChange, view: str, now: float) -> dict:
-    """The sealed part of a record: event, keys, the images the view type shows, size, and who did it."""
-    keys = change.keys
-    body: dict = {"id": secrets.token_hex(16), "e": change.event, "t": now, "k": keys}
-    size = item_size(keys)
+    """The sealed part of a record: event, keys, the images the view type shows, and who did it. Its size
+    (``record_size``) follows from what it holds, so it is worked out when the record is read, not on every
+    write (records written before kept it as ``"s"``)."""
+    body: dict = {"id": secrets.token_hex(16), "e": change.event, "t": now, "k": change.keys}
     if view in ("NEW_IMAGE", "NEW_AND_OLD_IMAGES") and change.new is not None:
         body["n"] = change.new
-        size += item_size(change.new)
     if view in ("OLD_IMAGE", "NEW_AND_OLD_IMAGES") and change.old is not None:
         body["o"] = change.old
-        size += item_size(change.old)
-    body["s"] = size
     if change.cause in SERVICE_CAUSES:
         body["db"] = True
     return body
+
+
+def record_size(body: dict) -> int:
+    """A record's SizeBytes: its keys and the images it keeps."""
+    size = body.get("s")
+    if size is None:
+        size = item_size(body["k"])
+        for image in ("n", "o"):
+            if image in body:
+                size += item_size(body[image])
+        body["s"] = size
+    return size
 
 
 class _Tail:
