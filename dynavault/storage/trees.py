@@ -131,14 +131,18 @@ class EncryptedTrees(TreeWriter):
     def get_in_one_read(self, r: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: PartitionToken,
                         key: bytes) -> tuple[bool, bytes | None]:
         """``(True, value)`` when one read answers: the partition was last seen as one leaf (the node cache's
-        hint) and its root still is one. A single read is consistent by itself, so ``r`` need not be a
-        snapshot. ``(False, None)`` otherwise: ask ``get`` in a snapshot."""
+        hint) and its root still is one, or as a root over a few leaves and one range statement still returns
+        all its rows. A single statement is consistent by itself, so ``r`` need not be a snapshot (a snapshot
+        would cost a BEGIN and a COMMIT around it). ``(False, None)`` otherwise: ask ``get`` in a snapshot."""
         cache = self.node_cache
         if cache is None:
             return False, None
         pfx = self._pfx(table_id, index_id, token)
         rk = pfx + ROOT_BYTES
-        if type(cache.peek(rk)) is not Leaf:
+        hint = cache.peek(rk)
+        if type(hint) is not Leaf:
+            if type(hint) is Inner and len(hint.kids) < PREFETCH_NODES:
+                return self._small_tree_get(r, codec, pfx, key)
             return False, None
         blob = r.get(rk)
         if blob is None:
@@ -149,6 +153,28 @@ class EncryptedTrees(TreeWriter):
         keys = node.keys
         i = bisect_left(keys, key)
         return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
+
+    def _small_tree_get(self, r: KVReader, codec: NodeCodec, pfx: bytes, key: bytes) -> tuple[bool, bytes | None]:
+        """``get_in_one_read`` for a partition last seen as a root over fewer than PREFETCH_NODES - 1 leaves:
+        one range statement; when it returns fewer than PREFETCH_NODES rows they are the whole partition as of
+        one moment, so a child missing from them is missing from the store (an integrity error, as in
+        ``_lookup``). More rows (grown) or no root: not answered here."""
+        got = dict(r.range(pfx, prefix_end(pfx), limit=PREFETCH_NODES))
+        if len(got) >= PREFETCH_NODES or pfx + ROOT_BYTES not in got:
+            return False, None
+        cache = self.node_cache
+        nid = ROOT_ID
+        while True:
+            rk = pfx + nid.to_bytes(8, "big")
+            blob = got.get(rk)
+            if blob is None:
+                raise IntegrityError("missing B+tree node")
+            node = _opened(cache, codec, rk, blob)
+            keys = node.keys
+            if type(node) is Leaf:
+                i = bisect_left(keys, key)
+                return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
+            nid = node.kids[bisect_right(keys, key)]
 
     def _lookup(self, tx: KVReader, codec: NodeCodec, pfx: bytes, key: bytes) -> tuple[bool, bytes | None]:
         """(root found, value) for ``key`` in the tree at ``pfx``."""
