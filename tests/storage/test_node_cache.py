@@ -342,6 +342,7 @@ def test_a_leaf_read_once_is_searched_not_kept_and_kept_when_read_again(kv) -> N
     leaf_rks = [rk for rk in rows if not rk.endswith(bytes(8))]
     first, last = min(model), max(model)  # one in each leaf
     assert trees.get(kv, codec, T1, 0, tok(1), first) == model[first]
+    assert not any(rk in cache._entries for rk in leaf_rks)  # read once: searched, not kept
     assert trees.get(kv, codec, T1, 0, tok(1), b"k0000x") is None  # the same leaf, a key it does not hold
     assert sum(rk in cache._entries for rk in leaf_rks) == 1  # read twice: kept; the other never read
     assert type(cache.peek(row_prefix(T1, 0, tok(1)) + bytes(8))).__name__ == "Inner"
