@@ -33,6 +33,8 @@ V = TypeVar("V")
 DEFAULT_BYTES = 48 * 1024 * 1024
 #: default bound of the inner nodes: ~60,000 small roots (a 10^6-item bench table has 50,000)
 DEFAULT_SHAPE_BYTES = 24 * 1024 * 1024
+#: empty partitions remembered (row keys only), so a GetItem of one does not try the one-statement read first
+_EMPTY_ENTRIES = 4096
 
 
 class NodeCache(Generic[V]):
@@ -40,7 +42,7 @@ class NodeCache(Generic[V]):
     nodes)."""
 
     __slots__ = ("max_bytes", "shape_bytes", "_entries", "_shape", "_bytes", "_shape_used", "_ghosts",
-                 "_ghost_max", "_lock", "hits", "misses")
+                 "_ghost_max", "_empty", "_lock", "hits", "misses")
 
     def __init__(self, max_bytes: int = DEFAULT_BYTES, shape_bytes: int = DEFAULT_SHAPE_BYTES,
                  ghost_entries: int | None = None) -> None:
@@ -53,6 +55,8 @@ class NodeCache(Generic[V]):
         #: row keys of leaves missed once and not kept, oldest first (about twice the leaves the cache holds)
         self._ghosts: dict[bytes, None] = {}
         self._ghost_max = ghost_entries  # None: max_bytes // 8192, whatever max_bytes is set to later
+        #: root row keys last found absent (a GetItem of a key whose partition is empty): how to read them
+        self._empty: dict[bytes, None] = {}
         self._lock = threading.Lock()  # a backfill thread and the handler thread may read at once
         self.hits = 0
         self.misses = 0
@@ -77,6 +81,17 @@ class NodeCache(Generic[V]):
         e = self._shape.get(rk) or self._entries.get(rk)
         return e[1] if e is not None else None
 
+    def seen_empty(self, rk: bytes) -> bool:
+        """Whether the root at ``rk`` was absent when last looked for (a hint, like ``peek``)."""
+        return rk in self._empty
+
+    def note_empty(self, rk: bytes) -> None:
+        with self._lock:
+            empty = self._empty
+            if len(empty) >= _EMPTY_ENTRIES:
+                del empty[next(iter(empty))]
+            empty[rk] = None
+
     def admit(self, rk: bytes) -> bool:
         """Whether a leaf just missed at ``rk`` is worth keeping: it was missed before, not long ago. (A hint
         about what to keep; what is served is checked against the store's blob in ``get`` either way.)"""
@@ -99,6 +114,7 @@ class NodeCache(Generic[V]):
         if cost > bound:
             return
         with self._lock:
+            self._empty.pop(rk, None)
             entries, other = (self._shape, self._entries) if shape else (self._entries, self._shape)
             for where in (entries, other):  # a node's kind can change (a root leaf grown into an inner node)
                 old = where.pop(rk, None)
@@ -123,4 +139,5 @@ class NodeCache(Generic[V]):
             self._entries.clear()
             self._shape.clear()
             self._ghosts.clear()
+            self._empty.clear()
             self._bytes = self._shape_used = 0

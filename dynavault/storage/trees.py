@@ -147,6 +147,8 @@ class EncryptedTrees(TreeWriter):
         rk = pfx + ROOT_BYTES
         hint = cache.peek(rk)
         if type(hint) is not Leaf:
+            if hint is None and cache.seen_empty(rk):
+                return False, None  # empty when last read: the snapshot's read tells it from a vanished one
             if hint is None or len(hint.kids) < PREFETCH_NODES:
                 return self._small_tree_get(r, codec, pfx, hint, key)
             return False, None
@@ -179,6 +181,8 @@ class EncryptedTrees(TreeWriter):
         rk = pfx + ROOT_BYTES
         blob = got.get(rk)
         if blob is None:
+            if hint is None:
+                self.node_cache.note_empty(rk)
             return False, None
         whole = len(got) < PREFETCH_NODES
         cache = self.node_cache

@@ -380,3 +380,17 @@ def test_leaves_streaming_through_do_not_push_out_the_inner_nodes(kv) -> None:
     for t, model in models.items():
         assert trees.get_in_one_read(reads, codec, T1, 0, tok(t), min(model)) == (True, model[min(model)])
     assert (reads.gets, reads.ranges) == (0, len(models))
+
+
+def test_an_empty_partition_is_read_in_a_snapshot_without_a_range_first(kv) -> None:
+    codec = GcmCodec()
+    trees = _trees(kv)
+    directories(kv, trees, codec)
+    reads = _Reads(kv)
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(3), b"k0001") == (False, None)  # no root
+    assert trees.get(kv, codec, T1, 0, tok(3), b"k0001") is None  # the snapshot read: empty, not vanished
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(3), b"k0001") == (False, None)
+    assert (reads.gets, reads.ranges) == (0, 1)  # the second time, no statement before the snapshot
+    model = _fill(kv, trees, codec, n=3, t=3)
+    assert trees.get(kv, codec, T1, 0, tok(3), b"k0001") == model[b"k0001"]  # seen again: its shape known
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(3), b"k0001") == (True, model[b"k0001"])
