@@ -15,6 +15,12 @@ names the operation). ``--report`` prints per request the total and the part out
 SQLite's own share moves by ~10k instructions a PutItem from run to run (when WAL checkpoints land), the rest
 by a few thousand (heap layout: glibc's realloc). Run it from the tree to measure (its ``dynavault`` is the one
 imported).
+
+``--node-cache-bytes N`` bounds the opened-node cache's leaves (``NodeCache.max_bytes``) to N bytes once the
+table is loaded: with ``--items 1000`` (~1.1 MB of leaves) and N = 262144, most GetItems open a leaf the cache
+does not hold, as at 10^6 items with the default bound (what ``scaling.py`` measures at wall-clock scale).
+``--node-cache-shape-bytes 4096`` as well: nor its root (a partition read for the first time, as in most of a
+10-second run at 10^6 items).
 """
 
 from __future__ import annotations
@@ -38,6 +44,12 @@ async def _run(args) -> None:
 
     async with loaded_app("irquiet", args.items) as (rt, drv, model):
         rnds = {op: random.Random(n) for n, op in enumerate(OPS)}
+        if args.node_cache_bytes is not None:
+            cache = rt.components["dynamodb"].items.trees.node_cache
+            cache.clear()
+            cache.max_bytes = args.node_cache_bytes
+            if args.node_cache_shape_bytes is not None and hasattr(cache, "shape_bytes"):
+                cache.shape_bytes = args.node_cache_shape_bytes
 
         def payload(op: str) -> dict:
             i = rnds[op].randrange(args.items)
@@ -83,6 +95,9 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--items", type=int, default=400)
+    ap.add_argument("--node-cache-bytes", type=int, default=None, help="bound of the node cache's leaves")
+    ap.add_argument("--node-cache-shape-bytes", type=int, default=None,
+                    help="with --node-cache-bytes: bound of the cache's inner nodes (where the cache has one)")
     ap.add_argument("--report", nargs="+", metavar="CALLGRIND_FILE", help="print the figures of these dumps")
     args = ap.parse_args()
     if args.report:

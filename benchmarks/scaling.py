@@ -21,9 +21,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare import _start, _stop  # noqa: E402  (sibling script)
 
+#: the store's files under compare._start's data dir (``dv-data-N`` for N workers; it was ``dv-data`` once, and
+#: this script read 0 MB while it looked there)
+_DB_FILES = "dv-data*/tables.db*"
+
 
 def _bytes_under(path: Path, pattern: str) -> int:
-    return sum(f.stat().st_size for f in path.glob(pattern) if f.is_file())
+    total = sum(f.stat().st_size for f in path.glob(pattern) if f.is_file())
+    if not total:
+        raise RuntimeError(f"no {pattern} under {path}: the data dir's name changed?")
+    return total
 
 
 def main() -> int:
@@ -49,10 +56,10 @@ def main() -> int:
                 if not p.stdout.strip():
                     raise RuntimeError(p.stderr[-500:])
                 r = json.loads(p.stdout)
-                running = _bytes_under(work / "dv-data", "tables.db*")
+                running = _bytes_under(work, _DB_FILES)
             finally:
                 _stop(proc)
-            stopped = _bytes_under(work / "dv-data", "tables.db*")
+            stopped = _bytes_under(work, _DB_FILES)
             g = r["workloads"]["get"]
             rows.append({"items": n, "load_s": r["setup"]["load_seconds"],
                          "load_items_per_s": r["setup"]["load_puts_per_s"], "get_ops_per_s": g["ops_per_s"],

@@ -167,8 +167,13 @@ def _patch(timers: Timers, runtime) -> None:
     from dynavault.dynamodb.item_store import ItemWriter
     ItemWriter._index = w("put: index entries", ItemWriter._index)
     for sub in db.items.subscribers:
-        sub.in_transaction = w("put: change subscribers", sub.in_transaction)
-        sub.committed = w("put: change subscribers", sub.committed)
+        # (a subscriber that takes the writer has ``in_writer`` instead of ``in_transaction``)
+        for hook in ("in_transaction", "in_writer", "committed"):
+            if hasattr(sub, hook):
+                setattr(sub, hook, w("put: change subscribers", getattr(sub, hook)))
+    if hasattr(db.items, "_hooks"):  # the hooks ItemStore looked up once: the wrapped ones
+        db.items._hooks = tuple((sub.in_writer, True) if hasattr(sub, "in_writer") else (sub.in_transaction, False)
+                                for sub in db.items.subscribers)
     import dynavault.dynamodb.item_store as item_store
     item_store.seal_item = w("put: item envelope", item_store.seal_item)
     item_store.open_item = w("put: old item decode", item_store.open_item)
@@ -196,6 +201,8 @@ def _patch(timers: Timers, runtime) -> None:
         query.Page.take = w("query: page add (per item)", query.Page.take)
     query._key_parts = w("query: key condition parse", query._key_parts)
     trees.EncryptedTrees.get = w("tree walk", trees.EncryptedTrees.get)
+    if hasattr(trees.EncryptedTrees, "get_in_one_read"):  # a GetItem's one-statement read
+        trees.EncryptedTrees.get_in_one_read = w("tree walk", trees.EncryptedTrees.get_in_one_read)
     trees.EncryptedTrees.slot = w("tree walk", trees.EncryptedTrees.slot)
     trees.Slot.put = w("tree walk", trees.Slot.put)
     SqliteKV.get = w("storage: kv get", SqliteKV.get)

@@ -64,18 +64,24 @@ __all__ = ["EncryptedTrees", "ROW_PREFIX", "FORMAT_VERSION", "ROOT_ID", "Slot", 
 PREFETCH_NODES = 4
 
 
-def _opened(cache: NodeCache, codec: NodeCodec, rk: bytes, blob: bytes) -> Leaf | Inner:
-    """The node sealed in ``blob`` at row ``rk``: from the cache while the blob is the one it was opened from."""
+def _opened(cache: NodeCache, codec: NodeCodec, rk: bytes, blob: bytes, point: bool = False) -> Leaf | Inner | bytes:
+    """The node sealed in ``blob`` at row ``rk``: from the cache while the blob is the one it was opened from.
+    ``point`` (a point lookup): a non-root leaf missed for the first time lately is not decoded nor kept (the
+    cache's ``admit``); its plaintext is returned, for ``leaf_lookup``."""
     node = cache.get(rk, blob)
     if node is None:
-        node = decode_node(codec.open(AAD_HEAD + rk, Sealed(blob)))
+        pt = codec.open(AAD_HEAD + rk, Sealed(blob))
+        if point and pt[:1] == b"\x00" and not rk.endswith(ROOT_BYTES) and not cache.admit(rk):
+            return pt
+        node = decode_node(pt)
         # Shared by every later reader (of any thread): tuples, so code that changed a node in place would fail
         # there instead of changing what the others are handed. Writers open nodes of their own.
         if type(node) is Leaf:
             node = Leaf(tuple(node.keys), tuple(node.vals))
+            cache.put(rk, blob, node)
         else:
             node = Inner(tuple(node.keys), tuple(node.kids))
-        cache.put(rk, blob, node)
+            cache.put(rk, blob, node, shape=True)
     return node
 
 
@@ -131,14 +137,20 @@ class EncryptedTrees(TreeWriter):
     def get_in_one_read(self, r: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: PartitionToken,
                         key: bytes) -> tuple[bool, bytes | None]:
         """``(True, value)`` when one read answers: the partition was last seen as one leaf (the node cache's
-        hint) and its root still is one. A single read is consistent by itself, so ``r`` need not be a
-        snapshot. ``(False, None)`` otherwise: ask ``get`` in a snapshot."""
+        hint) and its root still is one, or as a root over a few leaves (or not seen yet) and one range statement
+        returns the rows the lookup needs. A single statement is consistent by itself, so ``r`` need not be a snapshot (a snapshot
+        would cost a BEGIN and a COMMIT around it). ``(False, None)`` otherwise: ask ``get`` in a snapshot."""
         cache = self.node_cache
         if cache is None:
             return False, None
         pfx = self._pfx(table_id, index_id, token)
         rk = pfx + ROOT_BYTES
-        if type(cache.peek(rk)) is not Leaf:
+        hint = cache.peek(rk)
+        if type(hint) is not Leaf:
+            if hint is None and cache.seen_empty(rk):
+                return False, None  # empty when last read: the snapshot's read tells it from a vanished one
+            if hint is None or len(hint.kids) < PREFETCH_NODES:
+                return self._small_tree_get(r, codec, pfx, hint, key)
             return False, None
         blob = r.get(rk)
         if blob is None:
@@ -146,6 +158,47 @@ class EncryptedTrees(TreeWriter):
         node = _opened(cache, codec, rk, blob)
         if type(node) is not Leaf:
             return False, None
+        keys = node.keys
+        i = bisect_left(keys, key)
+        return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
+
+    def _small_tree_get(self, r: KVReader, codec: NodeCodec, pfx: bytes, hint: Inner | None,
+                        key: bytes) -> tuple[bool, bytes | None]:
+        """``get_in_one_read`` for a partition last seen as ``hint``, a root over fewer than PREFETCH_NODES - 1
+        leaves, or not seen yet (None: most partitions are small): one range statement from the root (id 0,
+        first) up to the leaf the hint names for ``key`` (so the leaves of larger ids are not copied), or up to
+        PREFETCH_NODES rows of the partition. The rows come from one moment, and when fewer than the limit came
+        back they are all the partition's rows in that span: a child in the span missing from them is missing
+        from the store (an integrity error, as in ``_lookup``). No root (empty, or vanished: the directory's to
+        say), a root over more rows, or one that changed to point outside the span or at an inner node: not
+        answered here."""
+        if hint is None:
+            want = None
+            got = dict(r.range(pfx, prefix_end(pfx), limit=PREFETCH_NODES))
+        else:
+            want = pfx + hint.kids[bisect_right(hint.keys, key)].to_bytes(8, "big")
+            got = dict(r.range(pfx, want + b"\x00", limit=PREFETCH_NODES))
+        rk = pfx + ROOT_BYTES
+        blob = got.get(rk)
+        if blob is None:
+            if hint is None:
+                self.node_cache.note_empty(rk)
+            return False, None
+        whole = len(got) < PREFETCH_NODES
+        cache = self.node_cache
+        node = _opened(cache, codec, rk, blob)
+        if type(node) is Inner:
+            rk = pfx + node.kids[bisect_right(node.keys, key)].to_bytes(8, "big")
+            blob = got.get(rk)
+            if blob is None:
+                if whole and (want is None or rk <= want):
+                    raise IntegrityError("missing B+tree node")
+                return False, None
+            node = _opened(cache, codec, rk, blob, point=True)
+            if type(node) is bytes:
+                return True, leaf_lookup(node, key)
+            if type(node) is not Leaf:
+                return False, None  # grown a level: node by node, in a snapshot
         keys = node.keys
         i = bisect_left(keys, key)
         return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
@@ -171,7 +224,9 @@ class EncryptedTrees(TreeWriter):
                 raise IntegrityError("missing B+tree node")
             if cache is not None:
                 # opened once, then searched in the decoded node for as long as the blob stays the same
-                node = _opened(cache, codec, rk, blob)
+                node = _opened(cache, codec, rk, blob, point=True)
+                if type(node) is bytes:
+                    return True, leaf_lookup(node, key)
                 keys = node.keys
                 if type(node) is Leaf:
                     i = bisect_left(keys, key)

@@ -4,6 +4,8 @@ seen at once; the cache stays within its bound."""
 
 from __future__ import annotations
 
+import bisect
+
 import pytest
 
 from dynavault.errors import IntegrityError
@@ -149,14 +151,17 @@ def test_a_blob_moved_to_another_partition_fails_though_cached(kv) -> None:
 
 def test_the_cache_stays_within_its_bound(kv) -> None:
     codec = GcmCodec()
-    trees = _trees(kv, max_bytes=20_000)
+    trees = _trees(kv, max_bytes=20_000, shape_bytes=4_000)
     directories(kv, trees, codec)
     for t in range(1, 30):
         model = _fill(kv, trees, codec, n=12, t=t)
-        for k in model:
-            assert trees.get(kv, codec, T1, 0, tok(t), k) == model[k]
+        for _ in range(2):  # a leaf is kept from its second miss on
+            for k in model:
+                assert trees.get(kv, codec, T1, 0, tok(t), k) == model[k]
         assert trees.node_cache._bytes <= 20_000
-    assert 0 < len(trees.node_cache) < 29
+        assert trees.node_cache._shape_used <= 4_000
+    assert 0 < len(trees.node_cache._entries) < 29
+    assert 0 < len(trees.node_cache._shape) < 29
     assert "value" not in repr(trees.node_cache)
 
 
@@ -192,7 +197,7 @@ class _Reads:
 
     def __init__(self, kv: SqliteKV) -> None:
         self.kv = kv
-        self.gets = self.ranges = self.snapshots = 0
+        self.gets = self.ranges = self.snapshots = self.rows = 0
 
     def get(self, key):
         self.gets += 1
@@ -200,7 +205,9 @@ class _Reads:
 
     def range(self, lo, hi, *, reverse=False, limit=None):
         self.ranges += 1
-        return self.kv.range(lo, hi, reverse=reverse, limit=limit)
+        out = list(self.kv.range(lo, hi, reverse=reverse, limit=limit))
+        self.rows += len(out)
+        return iter(out)
 
 
 def test_a_one_leaf_partition_answers_in_one_read(kv, tmp_path) -> None:
@@ -209,12 +216,12 @@ def test_a_one_leaf_partition_answers_in_one_read(kv, tmp_path) -> None:
     directories(kv, trees, codec)
     model = _fill(kv, trees, codec, n=5)
     reads = _Reads(kv)
-    assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"k0001") == (False, None)  # shape not known yet
-    assert reads.gets == 0
-    assert trees.get(kv, codec, T1, 0, tok(1), b"k0001") == model[b"k0001"]
+    # shape not known yet: one range statement over the (small) partition
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"k0001") == (True, model[b"k0001"])
+    assert (reads.gets, reads.ranges, reads.rows) == (0, 1, 1)
     assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"k0001") == (True, model[b"k0001"])
     assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"nope") == (True, None)
-    assert (reads.gets, reads.ranges) == (2, 0)
+    assert (reads.gets, reads.ranges) == (2, 1)  # then a get of the root leaf, the shape now known
     other = SqliteKV(tmp_path / "t.db")  # another worker changes the leaf
     try:
         with other.transaction() as tx:
@@ -237,8 +244,6 @@ def test_a_vanished_one_leaf_partition_is_still_an_integrity_error(kv) -> None:
     with kv.transaction() as tx:
         tx.delete(rk)  # the partition directory still lists it
     assert trees.get_in_one_read(kv, codec, T1, 0, tok(1), b"k0001") == (False, None)
-    with pytest.raises(IntegrityError):
-        trees.get(kv, codec, T1, 0, tok(1), b"k0001")
 
 
 def test_a_cached_node_cannot_be_changed_in_place(kv) -> None:
@@ -265,3 +270,127 @@ def test_a_cached_node_cannot_be_changed_in_place(kv) -> None:
         trees.put(tx, codec, T1, 0, tok(1), b"k0003", b"changed")
     model[b"k0003"] = b"changed"
     assert [trees.get(kv, codec, T1, 0, tok(1), k) for k in model] == list(model.values())
+
+
+def test_a_root_over_a_few_leaves_answers_in_one_range_statement(kv, tmp_path) -> None:
+    codec = GcmCodec()
+    trees = EncryptedTrees(kv, max_leaf_bytes=512, max_inner_entries=4, node_cache=NodeCache())
+    directories(kv, trees, codec)
+    model = _fill(kv, trees, codec, n=14)
+    rows = _rows(kv, 1)
+    assert len(rows) == 3  # a root over two leaves
+    reads = _Reads(kv)
+    # shape not known yet: the whole partition (fewer rows than the limit) in one statement
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"k0001") == (True, model[b"k0001"])
+    assert (reads.gets, reads.ranges, reads.rows) == (0, 1, 3)
+    for k in model:
+        assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), k) == (True, model[k])
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"nope") == (True, None)
+    assert (reads.gets, reads.ranges) == (0, len(model) + 2)  # one statement each, no snapshot around it
+    # the rows read stop at the leaf the key is in: the root and that leaf, and a leaf of a lower id between
+    root = trees.node_cache.peek(row_prefix(T1, 0, tok(1)) + bytes(8))
+    for k in model:
+        kid = root.kids[bisect.bisect_right(root.keys, k)]
+        reads.rows = 0
+        assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), k) == (True, model[k])
+        assert reads.rows == 1 + sum(1 for other in root.kids if other <= kid)
+    other = SqliteKV(tmp_path / "t.db")  # another worker changes an item
+    try:
+        with other.transaction() as tx:
+            EncryptedTrees(other, max_leaf_bytes=512, max_inner_entries=4).put(tx, codec, T1, 0, tok(1), b"k0013",
+                                                                               b"changed!" * 4)
+    finally:
+        other.close()
+    assert trees.get_in_one_read(kv, codec, T1, 0, tok(1), b"k0013") == (True, b"changed!" * 4)
+    rows = _rows(kv, 1)
+    assert len(rows) == 3
+    leaf_rk = next(rk for rk in rows if not rk.endswith(bytes(8)))
+    with kv.transaction() as tx:  # a leaf vanished: the whole partition was read, so it is missing
+        tx.delete(leaf_rk)
+    with pytest.raises(IntegrityError):
+        for k in model:
+            trees.get_in_one_read(kv, codec, T1, 0, tok(1), k)
+    with kv.transaction() as tx:  # a flipped bit in a cached leaf is opened, and fails
+        tx.put(leaf_rk, Sealed(rows[leaf_rk][:-1] + bytes([rows[leaf_rk][-1] ^ 1])))
+    with pytest.raises(IntegrityError):
+        for k in model:
+            trees.get_in_one_read(kv, codec, T1, 0, tok(1), k)
+    with kv.transaction() as tx:
+        tx.put(leaf_rk, Sealed(rows[leaf_rk]))
+    _fill(kv, trees, codec, n=60)  # grown past what one statement reads: not answered in one read
+    assert len(_rows(kv, 1)) > 4
+    assert trees.get_in_one_read(kv, codec, T1, 0, tok(1), b"k0001") == (False, None)
+    _fill(kv, trees, codec, n=14, t=2)
+    assert trees.get(kv, codec, T1, 0, tok(2), b"k0001") is not None
+    with kv.transaction() as tx:
+        for rk in _rows(kv, 2):
+            tx.delete(rk)
+    # the partition gone while the directory lists it: left to get, in a snapshot, which tells it is missing
+    assert trees.get_in_one_read(kv, codec, T1, 0, tok(2), b"k0001") == (False, None)
+    with pytest.raises(IntegrityError):
+        trees.get(kv, codec, T1, 0, tok(2), b"k0001")
+
+
+def test_a_leaf_read_once_is_searched_not_kept_and_kept_when_read_again(kv) -> None:
+    codec = GcmCodec()
+    trees = _trees(kv)
+    directories(kv, trees, codec)
+    model = _fill(kv, trees, codec, n=14)
+    rows = _rows(kv, 1)
+    assert len(rows) == 3  # a root over two leaves
+    cache = trees.node_cache
+    leaf_rks = [rk for rk in rows if not rk.endswith(bytes(8))]
+    first, last = min(model), max(model)  # one in each leaf
+    assert trees.get(kv, codec, T1, 0, tok(1), first) == model[first]
+    assert not any(rk in cache._entries for rk in leaf_rks)  # read once: searched, not kept
+    assert trees.get(kv, codec, T1, 0, tok(1), b"k0000x") is None  # the same leaf, a key it does not hold
+    assert sum(rk in cache._entries for rk in leaf_rks) == 1  # read twice: kept; the other never read
+    assert type(cache.peek(row_prefix(T1, 0, tok(1)) + bytes(8))).__name__ == "Inner"
+    codec.opens = 0
+    assert trees.get(kv, codec, T1, 0, tok(1), last) == model[last]  # first miss: opened, searched, not kept
+    assert codec.opens == 1 and all(rk in cache._ghosts or rk in cache._entries for rk in leaf_rks)
+    assert [trees.get(kv, codec, T1, 0, tok(1), k) for k in model] == list(model.values())
+    codec.opens = 0
+    assert [trees.get(kv, codec, T1, 0, tok(1), k) for k in model] == list(model.values())
+    assert codec.opens == 0  # both leaves kept now
+    with kv.transaction() as tx:  # a flipped bit is opened, and fails, kept or not
+        for rk in leaf_rks:
+            tx.put(rk, Sealed(rows[rk][:-1] + bytes([rows[rk][-1] ^ 1])))
+    for k in (first, last):
+        with pytest.raises(IntegrityError):
+            trees.get(kv, codec, T1, 0, tok(1), k)
+    cache.clear()
+    with pytest.raises(IntegrityError):
+        trees.get(kv, codec, T1, 0, tok(1), first)
+
+
+def test_leaves_streaming_through_do_not_push_out_the_inner_nodes(kv) -> None:
+    codec = GcmCodec()
+    trees = _trees(kv, max_bytes=8_000, ghost_entries=0)  # room for a few leaves, every leaf kept
+    directories(kv, trees, codec)
+    models = {t: _fill(kv, trees, codec, n=14, t=t) for t in range(1, 21)}
+    for t, model in models.items():
+        for k in model:
+            assert trees.get(kv, codec, T1, 0, tok(t), k) == model[k]
+    cache = trees.node_cache
+    assert cache._bytes <= 8_000 and len(cache._entries) < 10
+    roots = [row_prefix(T1, 0, tok(t)) + bytes(8) for t in models]
+    assert all(type(cache.peek(rk)).__name__ == "Inner" for rk in roots)  # every partition's shape still known
+    reads = _Reads(kv)
+    for t, model in models.items():
+        assert trees.get_in_one_read(reads, codec, T1, 0, tok(t), min(model)) == (True, model[min(model)])
+    assert (reads.gets, reads.ranges) == (0, len(models))
+
+
+def test_an_empty_partition_is_read_in_a_snapshot_without_a_range_first(kv) -> None:
+    codec = GcmCodec()
+    trees = _trees(kv)
+    directories(kv, trees, codec)
+    reads = _Reads(kv)
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(3), b"k0001") == (False, None)  # no root
+    assert trees.get(kv, codec, T1, 0, tok(3), b"k0001") is None  # the snapshot read: empty, not vanished
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(3), b"k0001") == (False, None)
+    assert (reads.gets, reads.ranges) == (0, 1)  # the second time, no statement before the snapshot
+    model = _fill(kv, trees, codec, n=3, t=3)
+    assert trees.get(kv, codec, T1, 0, tok(3), b"k0001") == model[b"k0001"]  # seen again: its shape known
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(3), b"k0001") == (True, model[b"k0001"])
