@@ -19,7 +19,16 @@ FULL commit does, so N concurrent writers pay one fsync instead of N.
 ``benchmarks/sqlite_commits.py`` repeats the measurement.
 
 Pages stay at SQLite's 4 KiB: 16 KiB pages were measured (2,000 × 1 KB items, 20-item partitions) to
-grow the file by 60 % with no throughput gain, and leaf size (4-16 KiB) moved throughput by under 10 %.
+grow the file by 60 % with no throughput gain. (Tree leaf size is the item store's: ``ITEM_LEAF_BYTES``.)
+
+Checkpoints: a commit that leaves the WAL at ``wal_pages`` frames or more copies them into the database (SQLite's
+automatic checkpoint, inside that COMMIT, while this process still holds the store's write lock and, with
+workers, the writer flock: no other writer appends meanwhile, so unless a reader holds frames back the checkpoint
+copies them all and the next write restarts the WAL from its start; it stays bounded, see
+``tests/storage/test_wal_bound.py``). A page rewritten many times between two checkpoints is copied once, so a
+larger WAL copies fewer pages: at 4,096 frames (16 MiB) instead of SQLite's 1,000, PutItem on the bench's table
+(2,000 items, 2.5 MB) read 6.2 → 1.8 KB and wrote 21.0 → 16.6 KB per request (benchmarks/RESULTS.md,
+2026-12-03 h-put). Recovery after a crash reads the WAL once, ~16 MiB at most.
 
 Layout: one file per data directory, not per table. A DynamoDB write (TransactWriteItems across tables,
 an item plus its index entries and stream record) must be one atomic store transaction, which SQLite only
@@ -76,6 +85,8 @@ _PAGE = 128
 MMAP_BYTES = 2**31 - 2**16
 #: connections a file-backed store opens at most; further concurrent users wait for one to come back
 POOL_SIZE = 8
+#: WAL frames after which a commit checkpoints them into the database (SQLite's wal_autocheckpoint; module doc)
+WAL_PAGES = 4096
 
 
 class _ThreadState(threading.local):
@@ -92,8 +103,9 @@ class SqliteKV:
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
                  group_commit: bool = False, cache_mib: int = 64, readonly: bool = False,
                  timeout: float = 10.0, memory_snapshots: bool = False,
-                 writer_lock: str | os.PathLike[str] | None = None) -> None:
-        """``memory_snapshots``: a ``:memory:`` store hands out pinned snapshots as copies (``_memory_copy``;
+                 writer_lock: str | os.PathLike[str] | None = None, wal_pages: int = WAL_PAGES) -> None:
+        """``wal_pages``: WAL frames that trigger a checkpoint (module doc; tests use fewer).
+        ``memory_snapshots``: a ``:memory:`` store hands out pinned snapshots as copies (``_memory_copy``;
         the ``--in-memory`` server, whose backups need them); without it such a store has none.
         ``writer_lock``: a file whose ``flock`` queues the write transactions of several processes sharing
         the store (SQLite's own busy wait polls with sleeps of 1 ms and more; a released flock wakes the next
@@ -140,6 +152,7 @@ class SqliteKV:
                 # with it. SQLite caps the map at its compile-time maximum (2 GiB by default). Connections of
                 # one process share the mapped pages.
                 c.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+                c.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
             except BaseException:
                 c.close()
                 raise
