@@ -1,7 +1,7 @@
 """SQLite backend for the key-value interface (stdlib ``sqlite3``).
 
-One table ``kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID`` in WAL mode: rows are clustered by key, so a
-range over a partition prefix is one index walk. Connections run in autocommit mode and transactions are
+One table ``kv(k BLOB NOT NULL UNIQUE, v BLOB NOT NULL)`` in WAL mode: its key index is walked for a point
+read or a range over a partition prefix, and each row is then fetched by rowid. Connections run in autocommit mode and transactions are
 explicit (``BEGIN IMMEDIATE``: the write lock is taken up front, so a transaction never fails midway on lock
 upgrade); nested ``transaction()`` calls on one thread become SAVEPOINTs and only the outermost commit is
 durable.
@@ -29,6 +29,14 @@ copies them all and the next write restarts the WAL from its start; it stays bou
 larger WAL copies fewer pages: at 4,096 frames (16 MiB) instead of SQLite's 1,000, PutItem on the bench's table
 (2,000 items, 2.5 MB) read 6.2 → 1.8 KB and wrote 21.0 → 16.6 KB per request (benchmarks/RESULTS.md,
 2026-12-03 h-put). Recovery after a crash reads the WAL once, ~16 MiB at most.
+
+Table: a rowid table plus the key index, not a WITHOUT ROWID table clustered by key (stores written before
+2026-12-03 have that; ``sqlite_table.ensure_table`` moves them over at open, in one transaction, leaving the old table's
+pages free in the file for later writes). In a WITHOUT ROWID table the row is its own index key, and SQLite
+compares a search key with a cell whose row spills onto overflow pages (every tree node over ~1 KB) by copying
+the whole row out first: every step of every seek copied a node. The key index holds only keys. Measured
+(``benchmarks/irquiet.py``, 8 KiB leaves): instructions in ``sqlite3_step`` per PutItem ~105 k → 51 k, GetItem
+~43 k → 20 k, 20-item Query ~80 k → 42 k (benchmarks/RESULTS.md, 2026-12-03 h-put).
 
 Layout: one file per data directory, not per table. A DynamoDB write (TransactWriteItems across tables,
 an item plus its index entries and stream record) must be one atomic store transaction, which SQLite only
@@ -73,15 +81,15 @@ import os
 import sqlite3
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from dynavault.errors import StartupError
 from dynavault.storage.kv.base import check_key, check_value
+from dynavault.storage.kv.sqlite_table import ensure_table, paged_range
 from dynavault.storage.sealed import CatalogRecord, Sealed
 
 __all__ = ["PinnedSnapshot", "SqliteKV", "SqliteSnapshot", "SqliteTransaction"]
 
-_PAGE = 128
 MMAP_BYTES = 2**31 - 2**16
 #: connections a file-backed store opens at most; further concurrent users wait for one to come back
 POOL_SIZE = 8
@@ -173,7 +181,13 @@ class SqliteKV:
         try:
             c = connect()
             c.execute("PRAGMA journal_mode=WAL")  # a property of the file: every later connection is in WAL
-            c.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+            if self._writer_fd >= 0:  # workers starting together wait here, not on SQLite's busy timeout, while
+                fcntl.flock(self._writer_fd, fcntl.LOCK_EX)  # one of them moves an older store's table over
+            try:
+                ensure_table(c)
+            finally:
+                if self._writer_fd >= 0:
+                    fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
         except sqlite3.DatabaseError as exc:
             if c is not None:
                 c.close()
@@ -251,7 +265,7 @@ class SqliteKV:
     ) -> Iterator[tuple[bytes, bytes]]:
         lo = check_key(lo)
         hi = None if hi is None else check_key(hi)
-        return _paged_range(self._fetch, lo, hi, reverse, limit)
+        return paged_range(self._fetch, lo, hi, reverse, limit)
 
     def _fetch(self, sql: str, args: tuple) -> list:
         own = self._local.tx_conn  # this thread's write transaction: its reads see its writes
@@ -484,7 +498,7 @@ class PinnedSnapshot:
     ) -> Iterator[tuple[bytes, bytes]]:
         lo = check_key(lo)
         hi = None if hi is None else check_key(hi)
-        return _paged_range(self._fetch, lo, hi, reverse, limit)
+        return paged_range(self._fetch, lo, hi, reverse, limit)
 
 
 class _SnapshotBlock:
@@ -563,7 +577,7 @@ class SqliteSnapshot:
             raise RuntimeError(f"{self._what} is finished")
         lo = check_key(lo)
         hi = None if hi is None else check_key(hi)
-        return _paged_range(self._rows, lo, hi, reverse, limit)
+        return paged_range(self._rows, lo, hi, reverse, limit)
 
 
 class SqliteTransaction(SqliteSnapshot):
@@ -590,39 +604,3 @@ class SqliteTransaction(SqliteSnapshot):
     def delete(self, key: bytes) -> None:
         key = check_key(key)
         self._check().cur.execute("DELETE FROM kv WHERE k = ?", (key,))
-
-
-def _paged_range(
-    fetch: Callable[[str, tuple], list], lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
-) -> Iterator[tuple[bytes, bytes]]:
-    """Rows of ``lo <= k < hi`` fetched a page at a time through ``fetch(sql, args)``."""
-    left = limit
-    first = True
-    while left is None or left > 0:
-        n = _PAGE if left is None else min(left, _PAGE)
-        # After the first page the bound that moves becomes exclusive (k > last / k < last).
-        if not reverse:
-            lo_op = ">=" if first else ">"
-            if hi is None:
-                sql, args = f"SELECT k, v FROM kv WHERE k {lo_op} ? ORDER BY k LIMIT ?", (lo, n)
-            else:
-                sql = f"SELECT k, v FROM kv WHERE k {lo_op} ? AND k < ? ORDER BY k LIMIT ?"
-                args = (lo, hi, n)
-        else:
-            if hi is None:
-                sql = "SELECT k, v FROM kv WHERE k >= ? ORDER BY k DESC LIMIT ?"
-                args = (lo, n)
-            else:
-                sql = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k DESC LIMIT ?"
-                args = (lo, hi, n)
-        rows = fetch(sql, args)
-        yield from rows
-        if len(rows) < n:
-            return
-        if left is not None:
-            left -= len(rows)
-        if reverse:
-            hi = rows[-1][0]  # k < hi is already exclusive
-        else:
-            lo = rows[-1][0]
-            first = False
