@@ -39,6 +39,10 @@ if TYPE_CHECKING:
     from .index_model import IndexDef
 
 BASE = 0  # index id of the base table's trees
+#: leaf size of item and index trees. A write opens, re-seals and rewrites its whole leaf: against 16 KiB, 8 KiB
+#: leaves cost PutItem ~15 % and GetItem ~8 % fewer instructions and a 20-item Query ~10 % more (1 KB items;
+#: benchmarks/RESULTS.md, 2026-12-03 h-put); 4-6 KiB saved no more on PutItem and cost Query 17-40 %.
+ITEM_LEAF_BYTES = 8192
 
 
 class ItemChange:
@@ -107,7 +111,7 @@ class ItemStore:
                  subscribers: Sequence[ChangeSubscriber] = ()) -> None:
         self.kv = kv
         # the reads reuse the nodes they opened while their sealed blobs stay unchanged (storage/node_cache.py)
-        self.trees = EncryptedTrees(kv, node_cache=NodeCache())
+        self.trees = EncryptedTrees(kv, node_cache=NodeCache(), max_leaf_bytes=ITEM_LEAF_BYTES)
         self.catalog = catalog
         self.collection_limit = collection_limit
         self.subscribers = tuple(subscribers)

@@ -358,3 +358,32 @@ def test_one_thread_reads_and_writes_on_one_warm_connection(kv) -> None:
         reader.start()
         reader.join(5)
     assert seen == [b"v"] and kv.connections == 2
+
+
+def test_store_with_the_old_without_rowid_table_is_moved_over_at_open(tmp_path) -> None:
+    """A store written before the rowid table (``kv ... WITHOUT ROWID``) opens with every row intact, in one
+    rowid table; opening it again changes nothing."""
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    con = sqlite3.connect(path, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("CREATE TABLE kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+    rows = {b"k%03d" % i: os.urandom(50 + 97 * i) for i in range(120)}  # up to ~11 KB: rows on overflow pages
+    con.executemany("INSERT INTO kv VALUES (?, ?)", rows.items())
+    con.close()
+    for _ in range(2):
+        kv = SqliteKV(path)
+        assert [(k, bytes(v)) for k, v in kv.range(b"k", b"l")] == sorted(rows.items())
+        assert kv.get(b"k077") == rows[b"k077"]
+        with kv.transaction() as tx:
+            tx.put(b"k077", Sealed(b"new"))
+            tx.delete(b"k001")
+        assert kv.get(b"k077") == b"new" and kv.get(b"k001") is None
+        rows[b"k077"] = b"new"
+        rows.pop(b"k001", None)
+        kv.close()
+        con = sqlite3.connect(path)
+        (sql,) = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table'").fetchall()
+        con.close()
+        assert "WITHOUT ROWID" not in sql[0].upper() and "UNIQUE" in sql[0].upper()

@@ -1,7 +1,7 @@
 """SQLite backend for the key-value interface (stdlib ``sqlite3``).
 
-One table ``kv(k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID`` in WAL mode: rows are clustered by key, so a
-range over a partition prefix is one index walk. Connections run in autocommit mode and transactions are
+One table ``kv(k BLOB NOT NULL UNIQUE, v BLOB NOT NULL)`` in WAL mode: its key index is walked for a point
+read or a range over a partition prefix, and each row is then fetched by rowid. Connections run in autocommit mode and transactions are
 explicit (``BEGIN IMMEDIATE``: the write lock is taken up front, so a transaction never fails midway on lock
 upgrade); nested ``transaction()`` calls on one thread become SAVEPOINTs and only the outermost commit is
 durable.
@@ -19,7 +19,24 @@ FULL commit does, so N concurrent writers pay one fsync instead of N.
 ``benchmarks/sqlite_commits.py`` repeats the measurement.
 
 Pages stay at SQLite's 4 KiB: 16 KiB pages were measured (2,000 × 1 KB items, 20-item partitions) to
-grow the file by 60 % with no throughput gain, and leaf size (4-16 KiB) moved throughput by under 10 %.
+grow the file by 60 % with no throughput gain. (Tree leaf size is the item store's: ``ITEM_LEAF_BYTES``.)
+
+Checkpoints: a commit that leaves the WAL at ``wal_pages`` frames or more copies them into the database (SQLite's
+automatic checkpoint, inside that COMMIT, while this process still holds the store's write lock and, with
+workers, the writer flock: no other writer appends meanwhile, so unless a reader holds frames back the checkpoint
+copies them all and the next write restarts the WAL from its start; it stays bounded, see
+``tests/storage/test_wal_bound.py``). A page rewritten many times between two checkpoints is copied once, so a
+larger WAL copies fewer pages: at 4,096 frames (16 MiB) instead of SQLite's 1,000, PutItem on the bench's table
+(2,000 items, 2.5 MB) read 6.2 → 1.8 KB and wrote 21.0 → 16.6 KB per request (benchmarks/RESULTS.md,
+2026-12-03 h-put). Recovery after a crash reads the WAL once, ~16 MiB at most.
+
+Table: a rowid table plus the key index, not a WITHOUT ROWID table clustered by key (stores written before
+2026-12-03 have that; ``sqlite_table.ensure_table`` moves them over at open, in one transaction, leaving the old table's
+pages free in the file for later writes). In a WITHOUT ROWID table the row is its own index key, and SQLite
+compares a search key with a cell whose row spills onto overflow pages (every tree node over ~1 KB) by copying
+the whole row out first: every step of every seek copied a node. The key index holds only keys. Measured
+(``benchmarks/irquiet.py``, 8 KiB leaves): instructions in ``sqlite3_step`` per PutItem ~105 k → 51 k, GetItem
+~43 k → 20 k, 20-item Query ~80 k → 42 k (benchmarks/RESULTS.md, 2026-12-03 h-put).
 
 Layout: one file per data directory, not per table. A DynamoDB write (TransactWriteItems across tables,
 an item plus its index entries and stream record) must be one atomic store transaction, which SQLite only
@@ -64,18 +81,30 @@ import os
 import sqlite3
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 from dynavault.errors import StartupError
 from dynavault.storage.kv.base import check_key, check_value
+from dynavault.storage.kv.sqlite_table import ensure_table, paged_range
 from dynavault.storage.sealed import CatalogRecord, Sealed
 
 __all__ = ["PinnedSnapshot", "SqliteKV", "SqliteSnapshot", "SqliteTransaction"]
 
-_PAGE = 128
 MMAP_BYTES = 2**31 - 2**16
 #: connections a file-backed store opens at most; further concurrent users wait for one to come back
 POOL_SIZE = 8
+#: WAL frames after which a commit checkpoints them into the database (SQLite's wal_autocheckpoint; module doc)
+WAL_PAGES = 4096
+
+
+class _Conn(sqlite3.Connection):
+    """A connection with one cursor of its own for every statement: ``Connection.execute`` makes and drops a
+    cursor per call (~1.4k instructions of a ~18k point read). Every statement here is fetched whole before the
+    next, so one cursor serves them all."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.cur = self.cursor()
 
 
 class _ThreadState(threading.local):
@@ -92,8 +121,9 @@ class SqliteKV:
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
                  group_commit: bool = False, cache_mib: int = 64, readonly: bool = False,
                  timeout: float = 10.0, memory_snapshots: bool = False,
-                 writer_lock: str | os.PathLike[str] | None = None) -> None:
-        """``memory_snapshots``: a ``:memory:`` store hands out pinned snapshots as copies (``_memory_copy``;
+                 writer_lock: str | os.PathLike[str] | None = None, wal_pages: int = WAL_PAGES) -> None:
+        """``wal_pages``: WAL frames that trigger a checkpoint (module doc; tests use fewer).
+        ``memory_snapshots``: a ``:memory:`` store hands out pinned snapshots as copies (``_memory_copy``;
         the ``--in-memory`` server, whose backups need them); without it such a store has none.
         ``writer_lock``: a file whose ``flock`` queues the write transactions of several processes sharing
         the store (SQLite's own busy wait polls with sleeps of 1 ms and more; a released flock wakes the next
@@ -128,7 +158,7 @@ class SqliteKV:
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
 
         def connect() -> sqlite3.Connection:
-            c = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
+            c = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout, factory=_Conn)
             try:
                 c.execute(f"PRAGMA synchronous={synchronous}")  # per connection: any of them may commit
                 c.execute("PRAGMA temp_store=MEMORY")
@@ -140,6 +170,7 @@ class SqliteKV:
                 # with it. SQLite caps the map at its compile-time maximum (2 GiB by default). Connections of
                 # one process share the mapped pages.
                 c.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+                c.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
             except BaseException:
                 c.close()
                 raise
@@ -150,7 +181,13 @@ class SqliteKV:
         try:
             c = connect()
             c.execute("PRAGMA journal_mode=WAL")  # a property of the file: every later connection is in WAL
-            c.execute("CREATE TABLE IF NOT EXISTS kv (k BLOB PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID")
+            if self._writer_fd >= 0:  # workers starting together wait here, not on SQLite's busy timeout, while
+                fcntl.flock(self._writer_fd, fcntl.LOCK_EX)  # one of them moves an older store's table over
+            try:
+                ensure_table(c)
+            finally:
+                if self._writer_fd >= 0:
+                    fcntl.flock(self._writer_fd, fcntl.LOCK_UN)
         except sqlite3.DatabaseError as exc:
             if c is not None:
                 c.close()
@@ -171,7 +208,7 @@ class SqliteKV:
             # -wal and -shm files next to it even in read-only mode.
             uri += "&immutable=1"
         try:
-            c = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            c = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, factory=_Conn)
             c.execute("PRAGMA query_only=1")
             c.execute("SELECT 1 FROM kv LIMIT 1").fetchone()
         except sqlite3.DatabaseError as exc:
@@ -228,15 +265,15 @@ class SqliteKV:
     ) -> Iterator[tuple[bytes, bytes]]:
         lo = check_key(lo)
         hi = None if hi is None else check_key(hi)
-        return _paged_range(self._fetch, lo, hi, reverse, limit)
+        return paged_range(self._fetch, lo, hi, reverse, limit)
 
     def _fetch(self, sql: str, args: tuple) -> list:
         own = self._local.tx_conn  # this thread's write transaction: its reads see its writes
         if own is not None:
-            return own.execute(sql, args).fetchall()
+            return own.cur.execute(sql, args).fetchall()
         c = self._borrow()
         try:
-            return c.execute(sql, args).fetchall()
+            return c.cur.execute(sql, args).fetchall()
         finally:
             self._give_back(c)
 
@@ -362,7 +399,7 @@ class _TransactionBlock:
                 if kv._writer_fd >= 0:
                     fcntl.flock(kv._writer_fd, fcntl.LOCK_EX)
                 try:
-                    c.execute("BEGIN IMMEDIATE")
+                    c.cur.execute("BEGIN IMMEDIATE")
                 except BaseException:
                     if kv._writer_fd >= 0:
                         fcntl.flock(kv._writer_fd, fcntl.LOCK_UN)
@@ -394,7 +431,7 @@ class _TransactionBlock:
                 c.execute("ROLLBACK")
                 return
             try:
-                c.execute("COMMIT")
+                c.cur.execute("COMMIT")
             except BaseException:
                 if c.in_transaction:
                     c.execute("ROLLBACK")
@@ -461,7 +498,7 @@ class PinnedSnapshot:
     ) -> Iterator[tuple[bytes, bytes]]:
         lo = check_key(lo)
         hi = None if hi is None else check_key(hi)
-        return _paged_range(self._fetch, lo, hi, reverse, limit)
+        return paged_range(self._fetch, lo, hi, reverse, limit)
 
 
 class _SnapshotBlock:
@@ -484,7 +521,7 @@ class _SnapshotBlock:
             c = kv._borrow()
             try:
                 # Deferred: the WAL snapshot is fixed by the block's first read and held to its end.
-                c.execute("BEGIN")
+                c.cur.execute("BEGIN")
             except BaseException:
                 kv._give_back(c)
                 raise
@@ -501,7 +538,7 @@ class _SnapshotBlock:
         self._conn = None
         self._kv._local.snap_conn = None
         try:
-            c.execute("COMMIT")  # ends the read transaction: releases the WAL read mark
+            c.cur.execute("COMMIT")  # ends the read transaction: releases the WAL read mark
         except BaseException:
             if c.in_transaction:
                 c.execute("ROLLBACK")
@@ -527,7 +564,7 @@ class SqliteSnapshot:
     def _rows(self, sql: str, args: tuple) -> list:
         if not self._open:
             raise RuntimeError(f"{self._what} is finished")
-        return self._conn.execute(sql, args).fetchall()
+        return self._conn.cur.execute(sql, args).fetchall()
 
     def get(self, key: bytes) -> bytes | None:
         rows = self._rows("SELECT v FROM kv WHERE k = ?", (check_key(key),))
@@ -540,7 +577,7 @@ class SqliteSnapshot:
             raise RuntimeError(f"{self._what} is finished")
         lo = check_key(lo)
         hi = None if hi is None else check_key(hi)
-        return _paged_range(self._rows, lo, hi, reverse, limit)
+        return paged_range(self._rows, lo, hi, reverse, limit)
 
 
 class SqliteTransaction(SqliteSnapshot):
@@ -560,46 +597,10 @@ class SqliteTransaction(SqliteSnapshot):
     def put(self, key: bytes, value: Sealed | CatalogRecord) -> None:
         raw = check_value(value)
         key = check_key(key)
-        self._check().execute(
+        self._check().cur.execute(
             "INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", (key, raw)
         )
 
     def delete(self, key: bytes) -> None:
         key = check_key(key)
-        self._check().execute("DELETE FROM kv WHERE k = ?", (key,))
-
-
-def _paged_range(
-    fetch: Callable[[str, tuple], list], lo: bytes, hi: bytes | None, reverse: bool, limit: int | None
-) -> Iterator[tuple[bytes, bytes]]:
-    """Rows of ``lo <= k < hi`` fetched a page at a time through ``fetch(sql, args)``."""
-    left = limit
-    first = True
-    while left is None or left > 0:
-        n = _PAGE if left is None else min(left, _PAGE)
-        # After the first page the bound that moves becomes exclusive (k > last / k < last).
-        if not reverse:
-            lo_op = ">=" if first else ">"
-            if hi is None:
-                sql, args = f"SELECT k, v FROM kv WHERE k {lo_op} ? ORDER BY k LIMIT ?", (lo, n)
-            else:
-                sql = f"SELECT k, v FROM kv WHERE k {lo_op} ? AND k < ? ORDER BY k LIMIT ?"
-                args = (lo, hi, n)
-        else:
-            if hi is None:
-                sql = "SELECT k, v FROM kv WHERE k >= ? ORDER BY k DESC LIMIT ?"
-                args = (lo, n)
-            else:
-                sql = "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k DESC LIMIT ?"
-                args = (lo, hi, n)
-        rows = fetch(sql, args)
-        yield from rows
-        if len(rows) < n:
-            return
-        if left is not None:
-            left -= len(rows)
-        if reverse:
-            hi = rows[-1][0]  # k < hi is already exclusive
-        else:
-            lo = rows[-1][0]
-            first = False
+        self._check().cur.execute("DELETE FROM kv WHERE k = ?", (key,))
