@@ -487,3 +487,24 @@ def test_conflicting_transactions_in_two_workers_never_lose_an_update(workers2):
     assert sum(balances.values()) == 200 and min(balances.values()) >= 0, balances
     moved = outcomes.count("ok")
     assert moved > 0
+
+
+def test_workers_read_the_store_without_a_memory_map(workers2):
+    """Workers read tables.db with pread, not a memory map: a connection that sees another worker's commit
+    unmaps the whole file and maps it again (storage/kv/sqlite.py, ``mmap``), which cost more than the reads."""
+    srv = workers2
+    _table(srv, "nomap")
+    for i in range(20):
+        _ok(srv, "PutItem", {"TableName": "nomap", "Item": {"pk": {"S": f"k{i}"}}})
+    db = os.path.realpath(srv.data_dir / "tables.db")
+    ckpt = sqlite3.connect(db, timeout=10)  # the pages move from the WAL into the file, where a map would read
+    try:
+        ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    finally:
+        ckpt.close()
+    for _ in range(3):
+        for i in range(20):
+            _ok(srv, "GetItem", {"TableName": "nomap", "Key": {"pk": {"S": f"k{i}"}}})
+    for pid in _workers(srv):
+        maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+        assert not [m for m in maps if m.split()[-1] == db], pid

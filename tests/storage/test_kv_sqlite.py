@@ -387,3 +387,20 @@ def test_store_with_the_old_without_rowid_table_is_moved_over_at_open(tmp_path) 
         (sql,) = con.execute("SELECT sql FROM sqlite_master WHERE type = 'table'").fetchall()
         con.close()
         assert "WITHOUT ROWID" not in sql[0].upper() and "UNIQUE" in sql[0].upper()
+
+
+def test_mmap_false_reads_without_a_memory_map(tmp_path) -> None:
+    """A store several processes write (``--workers``) is read with pread: SQLite would unmap and map the
+    file again after each of the other processes' commits."""
+    mapped = SqliteKV(tmp_path / "a.db")
+    plain = SqliteKV(tmp_path / "b.db", mmap=False)
+    try:
+        for kv, want in ((mapped, True), (plain, False)):
+            with kv.transaction() as tx:
+                tx.put(b"\x01k", CatalogRecord(b"{}"))
+            with kv.snapshot() as snap:
+                assert snap.get(b"\x01k") is not None
+                assert (snap._conn.execute("PRAGMA mmap_size").fetchone()[0] > 0) is want
+    finally:
+        mapped.close()
+        plain.close()

@@ -72,7 +72,7 @@ def build_database(settings: Settings, kms, owned_account: str, metrics: Metrics
         data = settings.data_path()
         data.mkdir(parents=True, exist_ok=True)
         store = SqliteKV(data / "tables.db", group_commit=settings.commit_mode == "group",
-                         writer_lock=data / WRITER_LOCK_FILE if worker else None)
+                         writer_lock=data / WRITER_LOCK_FILE if worker else None, mmap=not worker)
     catalog = Catalog(store, signal, lock_path=settings.data_path(CATALOG_LOCK_FILE) if worker else None)
     closers.append(catalog.lock.close)
     streams = StreamStore(store)

@@ -121,13 +121,19 @@ class SqliteKV:
     def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "FULL",
                  group_commit: bool = False, cache_mib: int = 64, readonly: bool = False,
                  timeout: float = 10.0, memory_snapshots: bool = False,
-                 writer_lock: str | os.PathLike[str] | None = None, wal_pages: int = WAL_PAGES) -> None:
+                 writer_lock: str | os.PathLike[str] | None = None, wal_pages: int = WAL_PAGES,
+                 mmap: bool = True) -> None:
         """``wal_pages``: WAL frames that trigger a checkpoint (module doc; tests use fewer).
         ``memory_snapshots``: a ``:memory:`` store hands out pinned snapshots as copies (``_memory_copy``;
         the ``--in-memory`` server, whose backups need them); without it such a store has none.
         ``writer_lock``: a file whose ``flock`` queues the write transactions of several processes sharing
         the store (SQLite's own busy wait polls with sleeps of 1 ms and more; a released flock wakes the next
-        writer at once)."""
+        writer at once).
+        ``mmap=False``: read pages with ``pread`` instead of a memory map, for a store several processes write
+        (``--workers``): a connection that sees another process's commit drops its page cache and unmaps the
+        whole file (SQLite's ``pagerBeginReadTransaction``), so each such write paid an ``munmap`` and the page
+        faults that map the pages again: with two workers putting, 0.86 ``munmap`` per put and 55 µs of kernel
+        CPU per put, against 13 µs more of ``pread`` without the map (benchmarks/RESULTS.md, h-w2)."""
         path = os.fspath(path)
         self.path = path
         self._memory_snapshots = memory_snapshots and path == ":memory:"
@@ -169,7 +175,7 @@ class SqliteKV:
                 # spans several 4 KiB pages, and at 300k items (370 MB) GetItem went from 4,300 to 4,900 ops/s
                 # with it. SQLite caps the map at its compile-time maximum (2 GiB by default). Connections of
                 # one process share the mapped pages.
-                c.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
+                c.execute(f"PRAGMA mmap_size={MMAP_BYTES if mmap else 0}")
                 c.execute(f"PRAGMA wal_autocheckpoint={int(wal_pages)}")
             except BaseException:
                 c.close()
