@@ -33,8 +33,6 @@ import sys
 import time
 from pathlib import Path
 
-import orjson
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.irinproc import loaded_app  # noqa: E402
@@ -51,12 +49,7 @@ async def _run(args) -> None:
         # the fold writes a replica only while its table key is cached (it never calls KMS in a transaction);
         # callgrind's slowdown outlasts the 300 s refresh, and the jobs that would refresh it are stopped
         db.keys.refresh_seconds = 1e9
-        async def must(op: str, payload: dict) -> dict:
-            scope, _, body = drv.request(op, payload)
-            status, resp = await drv.call(scope, body)
-            if status != 200:
-                raise RuntimeError(f"{op}: {status} {resp[:300]!r}")
-            return orjson.loads(resp)
+        must = drv.must
 
         schema = {"BillingMode": "PAY_PER_REQUEST",
                   "AttributeDefinitions": [{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "gk")],

@@ -247,6 +247,14 @@ class Driver:
         await self.app(scope, receive, send)
         return out[0]["status"], out[1]["body"]
 
+    async def must(self, op: str, payload: dict) -> dict:
+        """One signed request through the app; its answer, or RuntimeError on anything but 200."""
+        scope, _, body = self.request(op, payload)
+        status, resp = await self.call(scope, body)
+        if status != 200:
+            raise RuntimeError(f"{op}: {status} {resp[:300]!r}")
+        return orjson.loads(resp)
+
 
 async def _run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="dv-stages-") as tmp:
@@ -261,12 +269,7 @@ async def _run(args) -> dict:
             model = ItemModel(args.items, 1024, "stages")
             table = "stages"
 
-            async def must(op: str, payload: dict) -> dict:
-                scope, _, body = drv.request(op, payload)
-                status, resp = await drv.call(scope, body)
-                if status != 200:
-                    raise RuntimeError(f"{op}: {status} {resp[:300]!r}")
-                return orjson.loads(resp)
+            must = drv.must
 
             await must("CreateTable", {
                 "TableName": table, "BillingMode": "PAY_PER_REQUEST",

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import socket
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ab import cpu_seconds  # noqa: E402  benchmarks/ab.py, beside this script
+from ab import _stop, cpu_seconds  # noqa: E402  benchmarks/ab.py, beside this script
 
 from dynavault.bench import load  # noqa: E402
 
@@ -56,16 +55,6 @@ def _start(tree: Path, work: Path, name: str, workers: int) -> tuple[subprocess.
     if not line.startswith("dynavault listening on"):
         raise RuntimeError(f"server did not start; see {work / (name + '.log')}")
     return proc, f"http://127.0.0.1:{port}"
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def run_mode(mode: str, tree: Path, duration: float) -> dict:
