@@ -9,7 +9,7 @@ import uuid
 
 import orjson
 
-from dynavault.storage.kv.base import prefix_end
+from tests.canary import rows_under
 from tests.conftest import aws_error, make_table
 from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, wait_replicas
 from tests.dynamodb.test_global_tables_peers_ops import ACCOUNT as PEERS_ACCOUNT
@@ -31,12 +31,16 @@ def _tid(ddb, name: str) -> bytes:
     return uuid.UUID(ddb.describe_table(TableName=name)["Table"]["TableId"]).bytes
 
 
-def _count(db, prefix: bytes) -> int:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, prefix_end(prefix))).fetchone()[0]
-    finally:
-        con.close()
+def _edit_catalog(db, key: bytes, status: str | None = None, extra: dict | None = None) -> None:
+    """Rewrites a stopped server's catalog record of a table (plaintext metadata): its status, members of extra."""
+    con = sqlite3.connect(db)
+    with con:
+        doc = orjson.loads(con.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()[0])
+        if status is not None:
+            doc["status"] = status
+        doc["extra"] = {**doc.get("extra", {}), **(extra or {})}
+        con.execute("UPDATE kv SET v = ? WHERE k = ?", (orjson.dumps(doc), key))
+    con.close()
 
 
 def test_a_replica_create_stopped_before_joining_its_group_is_removed_at_start(start_server, unique_name):
@@ -51,13 +55,7 @@ def test_a_replica_create_stopped_before_joining_its_group_is_removed_at_start(s
     assert srv.stop() == 0
     db = srv.data_dir / "tables.db"
     key = CATALOG + f"{ACCOUNT}\x00{WEST}\x00{unique_name}".encode()
-    con = sqlite3.connect(db)
-    with con:
-        doc = orjson.loads(con.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()[0])
-        doc["status"] = "CREATING"
-        doc["extra"] = {**doc.get("extra", {}), "replica_source": EAST}
-        con.execute("UPDATE kv SET v = ? WHERE k = ?", (orjson.dumps(doc), key))
-    con.close()
+    _edit_catalog(db, key, status="CREATING", extra={"replica_source": EAST})
     srv.start()
     c = {r: srv.client("dynamodb", access_key=ACCOUNT, region=r) for r in (EAST, WEST)}
     assert aws_error(c[WEST].describe_table, TableName=unique_name)[0] == "ResourceNotFoundException"
@@ -84,9 +82,9 @@ def test_a_member_that_left_by_key_loss_keeps_no_replication_rows(tmp_path, uniq
             assert s.stop() == 0
         west_db, east_db = (servers[r].data_dir / "tables.db" for r in (WEST, EAST))
         for kind in (b"p", b"q", b"c", b"t"):  # the member that left: nothing at all
-            assert _count(west_db, REPLICATION + kind + ids[WEST]) == 0, kind
+            assert rows_under(west_db, REPLICATION + kind + ids[WEST]) == 0, kind
         # the one that stayed: no checkpoint of the region that left (its pull position there, its consumer here)
-        assert _count(east_db, REPLICATION + b"p" + ids[EAST]) == 0
+        assert rows_under(east_db, REPLICATION + b"p" + ids[EAST]) == 0
     finally:
         for s in servers.values():
             s.kill()
@@ -104,14 +102,9 @@ def test_a_create_in_another_server_that_stopped_before_asking_it_is_undone(tmp_
         assert a.stop() == 0
         db = a.data_dir / "tables.db"
         key = CATALOG + f"{PEERS_ACCOUNT}\x00{EAST}\x00{unique_name}".encode()
-        con = sqlite3.connect(db)
-        with con:
-            doc = orjson.loads(con.execute("SELECT v FROM kv WHERE k = ?", (key,)).fetchone()[0])
-            doc["extra"] = {**doc.get("extra", {}), "replication": {"version": "2019.11.21", "members": {
-                EAST: {"status": "ACTIVE", "since": 1.0},
-                WEST: {"status": "CREATING", "remote": True, "since": 2.0}}}}
-            con.execute("UPDATE kv SET v = ? WHERE k = ?", (orjson.dumps(doc), key))
-        con.close()
+        _edit_catalog(db, key, extra={"replication": {"version": "2019.11.21", "members": {
+            EAST: {"status": "ACTIVE", "since": 1.0},
+            WEST: {"status": "CREATING", "remote": True, "since": 2.0}}}})
         a.start()
         c = clients(servers)
         until(lambda: "Replicas" not in c[EAST].describe_table(TableName=unique_name)["Table"],

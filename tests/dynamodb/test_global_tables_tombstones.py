@@ -9,20 +9,13 @@ import time
 import uuid
 
 from dynavault.storage.kv.base import prefix_end
+from tests.canary import rows_under
 from tests.conftest import make_table
 from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, global_table, items, wait_replicas
 from tests.dynamodb.test_global_tables_peers import Forwarder, free_port, pair
 
 ACCOUNT = "567890123456"
 REPLICATION = b"\x00\x00replication\x00"
-
-
-def _count(db, prefix: bytes) -> int:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, prefix_end(prefix))).fetchone()[0]
-    finally:
-        con.close()
 
 
 def _counts(db, prefixes: list[bytes]) -> list[int]:
@@ -42,7 +35,7 @@ def _tid(ddb, name: str) -> bytes:
 
 def _wait_count(db, prefix: bytes, want: int, timeout: float = 15.0) -> None:
     deadline = time.time() + timeout
-    while (n := _count(db, prefix)) != want:
+    while (n := rows_under(db, prefix)) != want:
         assert time.time() < deadline, f"{n} rows, expected {want}"
         time.sleep(0.2)
 
@@ -66,7 +59,7 @@ def test_tombstones_are_pruned_once_every_member_confirmed_them(start_server, un
         assert tombstones >= 1 and clocks == tombstones + 1
     for tid in ids.values():  # pruned within a few seconds (one-second margin, one pass a second)
         _wait_count(db, REPLICATION + b"t" + tid, 0)
-        assert _count(db, REPLICATION + b"c" + tid) == 1  # the live item keeps its clock
+        assert rows_under(db, REPLICATION + b"c" + tid) == 1  # the live item keeps its clock
     # a put of a pruned key, and a later delete, still replicate and converge
     c[WEST].put_item(TableName=unique_name, Item={"pk": {"S": "k3"}, "v": {"S": "again"}})
     converge(list(c.values()), unique_name, {"kept": {"pk": {"S": "kept"}},
@@ -103,9 +96,9 @@ def test_a_delete_racing_a_late_put_across_servers_keeps_its_tombstone(tmp_path,
             time.sleep(0.1)
         east_db = a.data_dir / "tables.db"
         east_t = REPLICATION + b"t" + _tid(c[EAST], unique_name)
-        assert _count(east_db, east_t) == 1
+        assert rows_under(east_db, east_t) == 1
         time.sleep(4.0)  # four pruning passes: the tombstone stays, us-west-2 has not confirmed past it
-        assert _count(east_db, east_t) == 1
+        assert rows_under(east_db, east_t) == 1
         to_b.heal()
         time.sleep(1.0)
         assert converge(list(c.values()), unique_name, {}, timeout=30) == {}
