@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 
 from tests.conftest import make_table
 
@@ -57,3 +58,20 @@ def converge(clients: list, name: str, expected: dict | None = None, timeout: fl
             return views[0]
         time.sleep(0.1)
     raise AssertionError(f"{name} did not converge: {views} (expected {expected})")
+
+
+def table_id(ddb, name: str) -> bytes:
+    return uuid.UUID(ddb.describe_table(TableName=name)["Table"]["TableId"]).bytes
+
+
+def stopped_pair_with_one_item(start_server, name: str, account: str):
+    """A global table in one server (us-east-1 and us-west-2) whose item "a" reached both regions, the server
+    then stopped -> (server, clients by region, the us-west-2 replica's table id, the store's path)."""
+    srv = start_server(allow_any_credentials=True)
+    c = {r: srv.client("dynamodb", access_key=account, region=r) for r in (EAST, WEST)}
+    global_table(c, name, [EAST, WEST])
+    c[EAST].put_item(TableName=name, Item={"pk": {"S": "a"}, "v": {"S": "one"}})
+    converge(list(c.values()), name)
+    west_id = table_id(c[WEST], name)
+    assert srv.stop() == 0
+    return srv, c, west_id, srv.data_dir / "tables.db"

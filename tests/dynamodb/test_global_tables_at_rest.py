@@ -7,13 +7,12 @@ from __future__ import annotations
 import sqlite3
 import time
 import urllib.request
-import uuid
 
 import pytest
 
 from dynavault.storage.kv.base import prefix_end
 from tests.canary import rows_under, scan
-from tests.dynamodb.gt_util import EAST, WEST, converge, global_table
+from tests.dynamodb.gt_util import EAST, WEST, converge, global_table, stopped_pair_with_one_item, table_id
 from tests.wire import signed_request
 
 ACCOUNT = "456789012345"
@@ -102,20 +101,9 @@ def test_replicated_writes_never_travel_back(start_server, unique_name):
     assert _metric_count(srv, WEST, EAST) == 0  # nothing written in us-west-2 came back
 
 
-def _table_id(ddb, name: str) -> bytes:
-    return uuid.UUID(ddb.describe_table(TableName=name)["Table"]["TableId"]).bytes
-
-
 @pytest.mark.parametrize("what", ["item", "clock"])
 def test_damaged_replica_rows_are_integrity_errors(start_server, unique_name, what):
-    srv = start_server(allow_any_credentials=True)
-    c = _clients(srv)
-    global_table(c, unique_name, [EAST, WEST])
-    c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": "a"}, "v": {"S": "one"}})
-    converge(list(c.values()), unique_name)
-    west_id = _table_id(c[WEST], unique_name)
-    assert srv.stop() == 0
-    db = srv.data_dir / "tables.db"
+    srv, c, west_id, db = stopped_pair_with_one_item(start_server, unique_name, ACCOUNT)
     if what == "item":  # the replica's only leaf (its partition directory stays intact)
         rows = _rows(db, TREES + west_id + bytes(4))  # index 0: the base table's nodes
     else:
@@ -148,7 +136,7 @@ def test_a_queue_row_removed_stops_replication_from_that_point(start_server, uni
     time.sleep(1.5)  # replication to us-west-2 paused: the queue keeps what it has not applied
     for i in range(5):
         c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": f"k{i}"}})
-    east_id = _table_id(c[EAST], unique_name)
+    east_id = table_id(c[EAST], unique_name)
     assert srv.stop() == 0  # (the fault lives in the process: it is gone after the restart)
     db = srv.data_dir / "tables.db"
     queue = _rows(db, REPLICATION + b"q" + east_id)

@@ -9,10 +9,9 @@ from __future__ import annotations
 import sqlite3
 import time
 import urllib.request
-import uuid
 
 from dynavault.storage.kv.base import prefix_end
-from tests.dynamodb.gt_util import EAST, WEST, converge, global_table
+from tests.dynamodb.gt_util import EAST, WEST, converge, global_table, stopped_pair_with_one_item, table_id
 from tests.dynamodb.streams_util import consume, summary
 from tests.wire import signed_request
 
@@ -23,10 +22,6 @@ TREES = b"T"
 
 def _clients(srv):
     return {r: srv.client("dynamodb", access_key=ACCOUNT, region=r) for r in (EAST, WEST)}
-
-
-def _tid(ddb, name: str) -> bytes:
-    return uuid.UUID(ddb.describe_table(TableName=name)["Table"]["TableId"]).bytes
 
 
 def _rows(db, prefix: bytes) -> list[tuple[bytes, bytes]]:
@@ -117,7 +112,7 @@ def test_a_replica_whose_key_is_unusable_is_queued_and_catches_up(start_server, 
     for i in range(5):  # the origin's writes never fail for the replica's key
         _put(srv, EAST, unique_name, {"pk": {"S": f"while-{i}"}})
     db = srv.data_dir / "tables.db"
-    queue = _rows(db, REPLICATION + b"q" + _tid(c[EAST], unique_name))
+    queue = _rows(db, REPLICATION + b"q" + table_id(c[EAST], unique_name))
     assert len(queue) == 5  # kept for us-west-2 until it can apply them
     _unfault(srv, fault, WEST)
     got = converge(list(c.values()), unique_name, timeout=20)
@@ -133,14 +128,7 @@ def test_a_replica_whose_key_is_unusable_is_queued_and_catches_up(start_server, 
 
 
 def test_a_damaged_replica_never_fails_its_origins_write(start_server, unique_name):
-    srv = start_server(allow_any_credentials=True)
-    c = _clients(srv)
-    global_table(c, unique_name, [EAST, WEST])
-    c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": "a"}, "v": {"S": "one"}})
-    converge(list(c.values()), unique_name)
-    west_id = _tid(c[WEST], unique_name)
-    assert srv.stop() == 0
-    db = srv.data_dir / "tables.db"
+    srv, c, west_id, db = stopped_pair_with_one_item(start_server, unique_name, ACCOUNT)
     leaves = _rows(db, TREES + west_id + bytes(4))  # the replica's only leaf
     assert leaves
     con = sqlite3.connect(db)
@@ -156,7 +144,7 @@ def test_a_damaged_replica_never_fails_its_origins_write(start_server, unique_na
     c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": "a"}, "v": {"S": "two"}})
     assert c[EAST].get_item(TableName=unique_name, Key={"pk": {"S": "a"}})["Item"]["v"] == {"S": "two"}
     assert "not written with its origin's write (queued instead)" in srv.log_text()
-    assert len(_rows(db, REPLICATION + b"q" + _tid(c[EAST], unique_name))) >= 1
+    assert len(_rows(db, REPLICATION + b"q" + table_id(c[EAST], unique_name))) >= 1
     bad = signed_request(srv.endpoint, "DynamoDB_20120810.GetItem",
                          {"TableName": unique_name, "Key": {"pk": {"S": "a"}}}, access_key=ACCOUNT, region=WEST)
     assert bad.status == 500, bad.body
@@ -171,4 +159,4 @@ def test_with_several_workers_replicas_go_through_the_queue(start_server, unique
     for i in range(10):
         _put(srv, EAST, unique_name, {"pk": {"S": f"k{i}"}})
     assert set(converge(list(c.values()), unique_name)) == {f"k{i}" for i in range(10)}
-    assert _rows(srv.data_dir / "tables.db", REPLICATION + b"q" + _tid(c[EAST], unique_name))
+    assert _rows(srv.data_dir / "tables.db", REPLICATION + b"q" + table_id(c[EAST], unique_name))
