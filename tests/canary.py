@@ -57,3 +57,13 @@ def rows_under(store: Path, prefix: bytes) -> int:
         return con.execute("SELECT count(*) FROM kv WHERE k >= ? AND k < ?", (prefix, end)).fetchone()[0]
     finally:
         con.close()
+
+
+def rows_of(store: Path, prefix: bytes) -> list[tuple[bytes, bytes]]:
+    """The rows of the table store (``tables.db``) whose keys start with ``prefix``, in key order."""
+    con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+    try:
+        return [(bytes(k), bytes(v)) for k, v in con.execute(
+            "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k", (prefix, prefix_end(prefix)))]
+    finally:
+        con.close()

@@ -60,6 +60,11 @@ def converge(clients: list, name: str, expected: dict | None = None, timeout: fl
     raise AssertionError(f"{name} did not converge: {views} (expected {expected})")
 
 
+def pair_clients(srv, account: str) -> dict:
+    """One server's DynamoDB clients for us-east-1 and us-west-2, by region."""
+    return {r: srv.client("dynamodb", access_key=account, region=r) for r in (EAST, WEST)}
+
+
 def table_id(ddb, name: str) -> bytes:
     return uuid.UUID(ddb.describe_table(TableName=name)["Table"]["TableId"]).bytes
 
@@ -68,7 +73,7 @@ def stopped_pair_with_one_item(start_server, name: str, account: str):
     """A global table in one server (us-east-1 and us-west-2) whose item "a" reached both regions, the server
     then stopped -> (server, clients by region, the us-west-2 replica's table id, the store's path)."""
     srv = start_server(allow_any_credentials=True)
-    c = {r: srv.client("dynamodb", access_key=account, region=r) for r in (EAST, WEST)}
+    c = pair_clients(srv, account)
     global_table(c, name, [EAST, WEST])
     c[EAST].put_item(TableName=name, Item={"pk": {"S": "a"}, "v": {"S": "one"}})
     converge(list(c.values()), name)

@@ -10,26 +10,21 @@ import urllib.request
 
 import pytest
 
-from dynavault.storage.kv.base import prefix_end
-from tests.canary import rows_under, scan
-from tests.dynamodb.gt_util import EAST, WEST, converge, global_table, stopped_pair_with_one_item, table_id
+from tests.canary import rows_of, rows_under, scan
+from tests.dynamodb.gt_util import (
+    EAST,
+    WEST,
+    converge,
+    global_table,
+    pair_clients,
+    stopped_pair_with_one_item,
+    table_id,
+)
 from tests.wire import signed_request
 
 ACCOUNT = "456789012345"
 REPLICATION = b"\x00\x00replication\x00"
 TREES = b"T"
-
-
-def _clients(srv):
-    return {r: srv.client("dynamodb", access_key=ACCOUNT, region=r) for r in (EAST, WEST)}
-
-
-def _rows(db, prefix: bytes) -> list[tuple[bytes, bytes]]:
-    con = sqlite3.connect(db)
-    rows = [(bytes(k), bytes(v)) for k, v in con.execute("select k, v from kv where k >= ? and k < ? order by k",
-                                                           (prefix, prefix_end(prefix)))]
-    con.close()
-    return rows
 
 
 def _update(db, key: bytes, value: bytes | None) -> None:
@@ -59,7 +54,7 @@ def _metric_count(srv, source: str, target: str) -> float:
 
 def test_canary_scan_covers_replicas_and_replication_rows(start_server, unique_name):
     srv = start_server(allow_any_credentials=True, key_refresh_seconds=1)
-    c = _clients(srv)
+    c = pair_clients(srv, ACCOUNT)
     global_table(c, unique_name, [EAST, WEST])
     canaries = {EAST: "canary-gt-east-Quokka4471", WEST: "canary-gt-west-Axolotl9038"}
     other = {EAST: WEST, WEST: EAST}
@@ -91,7 +86,7 @@ def test_canary_scan_covers_replicas_and_replication_rows(start_server, unique_n
 
 def test_replicated_writes_never_travel_back(start_server, unique_name):
     srv = start_server(allow_any_credentials=True)
-    c = _clients(srv)
+    c = pair_clients(srv, ACCOUNT)
     global_table(c, unique_name, [EAST, WEST])
     for i in range(30):
         c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": f"k{i}"}})
@@ -105,14 +100,14 @@ def test_replicated_writes_never_travel_back(start_server, unique_name):
 def test_damaged_replica_rows_are_integrity_errors(start_server, unique_name, what):
     srv, c, west_id, db = stopped_pair_with_one_item(start_server, unique_name, ACCOUNT)
     if what == "item":  # the replica's only leaf (its partition directory stays intact)
-        rows = _rows(db, TREES + west_id + bytes(4))  # index 0: the base table's nodes
+        rows = rows_of(db, TREES + west_id + bytes(4))  # index 0: the base table's nodes
     else:
-        rows = _rows(db, REPLICATION + b"c" + west_id)
+        rows = rows_of(db, REPLICATION + b"c" + west_id)
     assert rows
     for key, value in rows:
         _update(db, key, _flip(value))
     srv.start()
-    c = _clients(srv)
+    c = pair_clients(srv, ACCOUNT)
     if what == "item":
         bad = signed_request(srv.endpoint, "DynamoDB_20120810.GetItem",
                              {"TableName": unique_name, "Key": {"pk": {"S": "a"}}}, access_key=ACCOUNT, region=WEST)
@@ -128,7 +123,7 @@ def test_damaged_replica_rows_are_integrity_errors(start_server, unique_name, wh
 
 def test_a_queue_row_removed_stops_replication_from_that_point(start_server, unique_name):
     srv = start_server(allow_any_credentials=True, key_refresh_seconds=1)
-    c = _clients(srv)
+    c = pair_clients(srv, ACCOUNT)
     global_table(c, unique_name, [EAST, WEST])
     fault = signed_request(srv.endpoint, "DynavaultAdmin.PutFault", {"TableName": unique_name, "KmsUnavailable": True},
                            access_key=ACCOUNT, region=WEST)
@@ -139,11 +134,11 @@ def test_a_queue_row_removed_stops_replication_from_that_point(start_server, uni
     east_id = table_id(c[EAST], unique_name)
     assert srv.stop() == 0  # (the fault lives in the process: it is gone after the restart)
     db = srv.data_dir / "tables.db"
-    queue = _rows(db, REPLICATION + b"q" + east_id)
+    queue = rows_of(db, REPLICATION + b"q" + east_id)
     assert len(queue) == 5
     _update(db, queue[2][0], None)
     srv.start()
-    c = _clients(srv)
+    c = pair_clients(srv, ACCOUNT)
     deadline = time.time() + 10
     while "replication queue of" not in srv.log_text():
         assert time.time() < deadline, "the damaged queue was not noticed"

@@ -10,27 +10,22 @@ import sqlite3
 import time
 import urllib.request
 
-from dynavault.storage.kv.base import prefix_end
-from tests.dynamodb.gt_util import EAST, WEST, converge, global_table, stopped_pair_with_one_item, table_id
+from tests.canary import rows_of
+from tests.dynamodb.gt_util import (
+    EAST,
+    WEST,
+    converge,
+    global_table,
+    pair_clients,
+    stopped_pair_with_one_item,
+    table_id,
+)
 from tests.dynamodb.streams_util import consume, summary
 from tests.wire import signed_request
 
 ACCOUNT = "678901234567"
 REPLICATION = b"\x00\x00replication\x00"
 TREES = b"T"
-
-
-def _clients(srv):
-    return {r: srv.client("dynamodb", access_key=ACCOUNT, region=r) for r in (EAST, WEST)}
-
-
-def _rows(db, prefix: bytes) -> list[tuple[bytes, bytes]]:
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return [(bytes(k), bytes(v)) for k, v in con.execute(
-            "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k", (prefix, prefix_end(prefix)))]
-    finally:
-        con.close()
 
 
 def _latency_count(srv, source: str, target: str) -> float:
@@ -82,7 +77,7 @@ def _immediately_visible(srv, name: str, keys: list[str], source: str = EAST, ta
 
 def test_a_write_is_in_the_same_server_replica_when_its_put_returns(start_server, unique_name):
     srv = start_server(allow_any_credentials=True)
-    c = _clients(srv)
+    c = pair_clients(srv, ACCOUNT)
     global_table(c, unique_name, [EAST, WEST])
     _immediately_visible(srv, unique_name, [f"k{i}" for i in range(20)])
     _immediately_visible(srv, unique_name, [f"w{i}" for i in range(10)], source=WEST, target=EAST)
@@ -97,7 +92,7 @@ def test_a_write_is_in_the_same_server_replica_when_its_put_returns(start_server
     assert _latency_count(srv, WEST, EAST) == 10
     # no queue row was needed: both members are served here
     db = srv.data_dir / "tables.db"
-    assert _rows(db, REPLICATION + b"q") == []
+    assert rows_of(db, REPLICATION + b"q") == []
     time.sleep(0.5)  # nothing travels back later either
     assert _latency_count(srv, EAST, WEST) == 21 and _latency_count(srv, WEST, EAST) == 10
     assert converge(list(c.values()), unique_name)["w1"] == {"pk": {"S": "w1"}, "v": {"S": f"from {WEST}"}}
@@ -105,14 +100,14 @@ def test_a_write_is_in_the_same_server_replica_when_its_put_returns(start_server
 
 def test_a_replica_whose_key_is_unusable_is_queued_and_catches_up(start_server, unique_name):
     srv = start_server(allow_any_credentials=True, key_refresh_seconds=1)
-    c = _clients(srv)
+    c = pair_clients(srv, ACCOUNT)
     global_table(c, unique_name, [EAST, WEST])
     fault = _fault(srv, unique_name, WEST)
     time.sleep(1.5)  # every cached key of the table in us-west-2 has expired
     for i in range(5):  # the origin's writes never fail for the replica's key
         _put(srv, EAST, unique_name, {"pk": {"S": f"while-{i}"}})
     db = srv.data_dir / "tables.db"
-    queue = _rows(db, REPLICATION + b"q" + table_id(c[EAST], unique_name))
+    queue = rows_of(db, REPLICATION + b"q" + table_id(c[EAST], unique_name))
     assert len(queue) == 5  # kept for us-west-2 until it can apply them
     _unfault(srv, fault, WEST)
     got = converge(list(c.values()), unique_name, timeout=20)
@@ -129,7 +124,7 @@ def test_a_replica_whose_key_is_unusable_is_queued_and_catches_up(start_server, 
 
 def test_a_damaged_replica_never_fails_its_origins_write(start_server, unique_name):
     srv, c, west_id, db = stopped_pair_with_one_item(start_server, unique_name, ACCOUNT)
-    leaves = _rows(db, TREES + west_id + bytes(4))  # the replica's only leaf
+    leaves = rows_of(db, TREES + west_id + bytes(4))  # the replica's only leaf
     assert leaves
     con = sqlite3.connect(db)
     with con:
@@ -139,12 +134,12 @@ def test_a_damaged_replica_never_fails_its_origins_write(start_server, unique_na
             con.execute("UPDATE kv SET v = ? WHERE k = ?", (bytes(b), key))
     con.close()
     srv.start()
-    c = _clients(srv)
+    c = pair_clients(srv, ACCOUNT)
     time.sleep(0.5)  # the replication job has the replica's key in the cache again
     c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": "a"}, "v": {"S": "two"}})
     assert c[EAST].get_item(TableName=unique_name, Key={"pk": {"S": "a"}})["Item"]["v"] == {"S": "two"}
     assert "not written with its origin's write (queued instead)" in srv.log_text()
-    assert len(_rows(db, REPLICATION + b"q" + table_id(c[EAST], unique_name))) >= 1
+    assert len(rows_of(db, REPLICATION + b"q" + table_id(c[EAST], unique_name))) >= 1
     bad = signed_request(srv.endpoint, "DynamoDB_20120810.GetItem",
                          {"TableName": unique_name, "Key": {"pk": {"S": "a"}}}, access_key=ACCOUNT, region=WEST)
     assert bad.status == 500, bad.body
@@ -154,9 +149,9 @@ def test_with_several_workers_replicas_go_through_the_queue(start_server, unique
     """Worker processes do not fold (fold.py: their write transactions would hold the cross-process write lock
     twice as long): the queue carries every write, and every replica converges."""
     srv = start_server(allow_any_credentials=True, workers=2)
-    c = _clients(srv)
+    c = pair_clients(srv, ACCOUNT)
     global_table(c, unique_name, [EAST, WEST])
     for i in range(10):
         _put(srv, EAST, unique_name, {"pk": {"S": f"k{i}"}})
     assert set(converge(list(c.values()), unique_name)) == {f"k{i}" for i in range(10)}
-    assert _rows(srv.data_dir / "tables.db", REPLICATION + b"q" + table_id(c[EAST], unique_name))
+    assert rows_of(srv.data_dir / "tables.db", REPLICATION + b"q" + table_id(c[EAST], unique_name))
