@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 import uuid
 
 from tests.conftest import make_table
@@ -80,3 +81,13 @@ def stopped_pair_with_one_item(start_server, name: str, account: str):
     west_id = table_id(c[WEST], name)
     assert srv.stop() == 0
     return srv, c, west_id, srv.data_dir / "tables.db"
+
+
+def latency_count(srv, source: str, target: str) -> float:
+    """The server's ReplicationLatency sample count from ``source`` to ``target`` (its /metrics)."""
+    text = urllib.request.urlopen(srv.endpoint + "/metrics", timeout=5).read().decode()
+    for line in text.splitlines():
+        if line.startswith("dynavault_replication_latency_seconds_count{") and f'source_region="{source}"' in line \
+                and f'target_region="{target}"' in line:
+            return float(line.split()[-1])
+    return 0.0

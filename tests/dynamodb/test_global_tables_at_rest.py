@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import urllib.request
 
 import pytest
 
@@ -16,6 +15,7 @@ from tests.dynamodb.gt_util import (
     WEST,
     converge,
     global_table,
+    latency_count,
     pair_clients,
     stopped_pair_with_one_item,
     table_id,
@@ -41,15 +41,6 @@ def _flip(value: bytes) -> bytes:
     b = bytearray(value)
     b[len(b) // 2] ^= 0x01
     return bytes(b)
-
-
-def _metric_count(srv, source: str, target: str) -> float:
-    text = urllib.request.urlopen(srv.endpoint + "/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith("dynavault_replication_latency_seconds_count{") and f'source_region="{source}"' in line \
-                and f'target_region="{target}"' in line:
-            return float(line.split()[-1])
-    return 0.0
 
 
 def test_canary_scan_covers_replicas_and_replication_rows(start_server, unique_name):
@@ -92,8 +83,8 @@ def test_replicated_writes_never_travel_back(start_server, unique_name):
         c[EAST].put_item(TableName=unique_name, Item={"pk": {"S": f"k{i}"}})
     converge(list(c.values()), unique_name)
     time.sleep(1.0)
-    assert _metric_count(srv, EAST, WEST) == 30
-    assert _metric_count(srv, WEST, EAST) == 0  # nothing written in us-west-2 came back
+    assert latency_count(srv, EAST, WEST) == 30
+    assert latency_count(srv, WEST, EAST) == 0  # nothing written in us-west-2 came back
 
 
 @pytest.mark.parametrize("what", ["item", "clock"])

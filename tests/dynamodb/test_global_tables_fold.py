@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-import urllib.request
 
 from tests.canary import rows_of
 from tests.dynamodb.gt_util import (
@@ -16,6 +15,7 @@ from tests.dynamodb.gt_util import (
     WEST,
     converge,
     global_table,
+    latency_count,
     pair_clients,
     stopped_pair_with_one_item,
     table_id,
@@ -26,15 +26,6 @@ from tests.wire import signed_request
 ACCOUNT = "678901234567"
 REPLICATION = b"\x00\x00replication\x00"
 TREES = b"T"
-
-
-def _latency_count(srv, source: str, target: str) -> float:
-    text = urllib.request.urlopen(srv.endpoint + "/metrics", timeout=5).read().decode()
-    for line in text.splitlines():
-        if line.startswith("dynavault_replication_latency_seconds_count{") and f'source_region="{source}"' in line \
-                and f'target_region="{target}"' in line:
-            return float(line.split()[-1])
-    return 0.0
 
 
 def _put(srv, region: str, name: str, item: dict) -> None:
@@ -88,13 +79,13 @@ def test_a_write_is_in_the_same_server_replica_when_its_put_returns(start_server
     got = summary(consume(st, c[WEST].describe_table(TableName=unique_name)["Table"]["LatestStreamArn"]))
     assert [(e, k) for e, k, _, _ in got] == [("INSERT", (("pk", f"k{i}"),)) for i in range(20)] + \
         [("INSERT", (("pk", f"w{i}"),)) for i in range(10)] + [("REMOVE", (("pk", "k0"),))]
-    assert _latency_count(srv, EAST, WEST) == 21
-    assert _latency_count(srv, WEST, EAST) == 10
+    assert latency_count(srv, EAST, WEST) == 21
+    assert latency_count(srv, WEST, EAST) == 10
     # no queue row was needed: both members are served here
     db = srv.data_dir / "tables.db"
     assert rows_of(db, REPLICATION + b"q") == []
     time.sleep(0.5)  # nothing travels back later either
-    assert _latency_count(srv, EAST, WEST) == 21 and _latency_count(srv, WEST, EAST) == 10
+    assert latency_count(srv, EAST, WEST) == 21 and latency_count(srv, WEST, EAST) == 10
     assert converge(list(c.values()), unique_name)["w1"] == {"pk": {"S": "w1"}, "v": {"S": f"from {WEST}"}}
 
 
@@ -114,12 +105,12 @@ def test_a_replica_whose_key_is_unusable_is_queued_and_catches_up(start_server, 
     assert set(got) == {f"while-{i}" for i in range(5)}
     # once its key is back in the cache, us-west-2 is written with its origin's writes again
     deadline = time.time() + 10
-    while _latency_count(srv, EAST, WEST) < 5:
+    while latency_count(srv, EAST, WEST) < 5:
         assert time.time() < deadline
         time.sleep(0.1)
     time.sleep(0.5)
     _immediately_visible(srv, unique_name, [f"after-{i}" for i in range(10)])
-    assert _latency_count(srv, EAST, WEST) == 15
+    assert latency_count(srv, EAST, WEST) == 15
 
 
 def test_a_damaged_replica_never_fails_its_origins_write(start_server, unique_name):
