@@ -67,3 +67,19 @@ def rows_of(store: Path, prefix: bytes) -> list[tuple[bytes, bytes]]:
             "SELECT k, v FROM kv WHERE k >= ? AND k < ? ORDER BY k", (prefix, prefix_end(prefix)))]
     finally:
         con.close()
+
+
+def set_row(store: Path, key: bytes, value: bytes | None) -> None:
+    """Write (or with ``None`` delete) one row of the table store behind the server's back: a tamper test's
+    attack, committed at once."""
+    con = sqlite3.connect(store)
+    try:
+        with con:
+            if value is None:
+                con.execute("DELETE FROM kv WHERE k = ?", (key,))
+            else:
+                con.execute("UPDATE kv SET v = ? WHERE k = ?", (value, key))
+                if con.execute("SELECT changes()").fetchone()[0] == 0:
+                    con.execute("INSERT INTO kv (k, v) VALUES (?, ?)", (key, value))
+    finally:
+        con.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from tests.canary import rows_of
 from tests.servers import ServerProcess
 
 SECRET = "verify-canary-7f3a9c-item-value"
@@ -66,13 +67,6 @@ def _verify(data_dir: Path, *extra: str, root_key: Path | None = None) -> subpro
 def _digest(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _rows(db: Path, prefix: bytes) -> list[tuple[bytes, bytes]]:
-    con = sqlite3.connect(db)
-    rows = [(k, v) for k, v in con.execute("select k, v from kv order by k") if k.startswith(prefix)]
-    con.close()
-    return rows
 
 
 def _sql(db: Path, statement: str, *args) -> None:
@@ -147,7 +141,7 @@ def test_a_canary_planted_in_any_file_is_found(written, tmp_path, form):
 def _tamper(srv: ServerProcess, data: Path, kind: str) -> None:
     db = data / "tables.db"
     owned = _table_id(srv, "owned")
-    rows = _rows(db, b"T" + owned)
+    rows = rows_of(db, b"T" + owned)
     if kind == "flip":
         k, v = rows[len(rows) // 2]
         bad = bytearray(v)
@@ -167,7 +161,7 @@ def _tamper(srv: ServerProcess, data: Path, kind: str) -> None:
     elif kind == "delete-directory":
         _sql(db, "delete from kv where substr(k, 1, 17) = ?", b"D" + owned)
     elif kind == "move-between-tables":
-        custom = _rows(db, b"T" + _table_id(srv, "custom"))
+        custom = rows_of(db, b"T" + _table_id(srv, "custom"))
         _sql(db, "update kv set v = ? where k = ?", custom[0][1], rows[0][0])
     elif kind == "count":
         key = b"\x00\x00stats\x00" + str(uuid.UUID(bytes=owned)).encode()

@@ -4,7 +4,6 @@ backup is a snapshot of one instant while writes go on."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 
@@ -12,7 +11,7 @@ import orjson
 import pytest
 from botocore.exceptions import ClientError
 
-from dynavault.storage.kv.base import prefix_end
+from tests.canary import rows_of
 
 ACCOUNT = "123456789012"
 N = 4000
@@ -35,12 +34,7 @@ def _table(ddb, name: str, key_arn: str | None = None) -> None:
 
 
 def _rows(data_dir, prefix: bytes) -> list[tuple[bytes, bytes]]:
-    con = sqlite3.connect(f"file:{data_dir / 'tables.db'}?mode=ro", uri=True)
-    try:
-        return [(bytes(k), bytes(v)) for k, v in
-                con.execute("SELECT k, v FROM kv WHERE k >= ? AND k < ?", (prefix, prefix_end(prefix))).fetchall()]
-    finally:
-        con.close()
+    return rows_of(data_dir / "tables.db", prefix)
 
 
 def _progress(data_dir, target: str) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dynavault.storage.kv.base import prefix_end
+from tests.canary import rows_of, set_row
 from tests.conftest import make_table
 from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, wait_replicas
 from tests.dynamodb.test_global_tables_peers import pair
@@ -34,24 +33,6 @@ def _verify(srv, data_dir: Path | None = None, *canaries: str) -> tuple[int, dic
         cmd += ["--canary", c]
     done = subprocess.run(cmd, capture_output=True, timeout=120, text=True)
     return done.returncode, json.loads(done.stdout)
-
-
-def _rows(db: Path, prefix: bytes) -> list[tuple[bytes, bytes]]:
-    con = sqlite3.connect(db)
-    rows = [(bytes(k), bytes(v)) for k, v in con.execute(
-        "select k, v from kv where k >= ? and k < ? order by k", (prefix, prefix_end(prefix)))]
-    con.close()
-    return rows
-
-
-def _set(db: Path, key: bytes, value: bytes | None) -> None:
-    con = sqlite3.connect(db)
-    with con:
-        if value is None:
-            con.execute("delete from kv where k = ?", (key,))
-        else:
-            con.execute("insert or replace into kv (k, v) values (?, ?)", (key, value))
-    con.close()
 
 
 def _flip(value: bytes) -> bytes:
@@ -97,8 +78,8 @@ def test_verify_opens_every_replication_row_on_both_servers(stopped):
         assert rc == 0, doc["problems"]
         assert doc["files_scanned"] >= 2
     db = b.data_dir / "tables.db"
-    assert len(_rows(db, REPLICATION + b"q" + west_id)) >= 3  # the rows verify had to open
-    assert _rows(db, REPLICATION + b"t" + west_id)  # a tombstone (the delete)
+    assert len(rows_of(db, REPLICATION + b"q" + west_id)) >= 3  # the rows verify had to open
+    assert rows_of(db, REPLICATION + b"t" + west_id)  # a tombstone (the delete)
 
 
 @pytest.mark.parametrize("what", ["item", "clock", "clock-moved", "queue", "queue-removed", "checkpoint"])
@@ -108,22 +89,22 @@ def test_a_damaged_replica_row_on_the_peer_is_reported(stopped, tmp_path, what):
     shutil.copytree(b.data_dir, copy)
     db = copy / "tables.db"
     if what == "item":
-        key, value = _rows(db, b"T" + west_id + bytes(4))[0]
-        _set(db, key, _flip(value))
+        key, value = rows_of(db, b"T" + west_id + bytes(4))[0]
+        set_row(db, key, _flip(value))
     elif what in ("clock", "clock-moved"):
-        (k1, v1), (k2, v2) = _rows(db, REPLICATION + b"c" + west_id)[:2]
+        (k1, v1), (k2, v2) = rows_of(db, REPLICATION + b"c" + west_id)[:2]
         if what == "clock":
-            _set(db, k1, _flip(v1))
+            set_row(db, k1, _flip(v1))
         else:  # two items' clocks swapped: each opens only under its own key
-            _set(db, k1, v2)
-            _set(db, k2, v1)
+            set_row(db, k1, v2)
+            set_row(db, k2, v1)
     elif what in ("queue", "queue-removed"):
-        rows = _rows(db, REPLICATION + b"q" + west_id)
+        rows = rows_of(db, REPLICATION + b"q" + west_id)
         key, value = rows[-2]
-        _set(db, key, None if what == "queue-removed" else _flip(value))
+        set_row(db, key, None if what == "queue-removed" else _flip(value))
     else:  # us-east-1's consumer checkpoint moved past the queue's end
-        key, _ = _rows(db, REPLICATION + b"p" + west_id + EAST.encode())[0]
-        _set(db, key, b"\xff" * 12)
+        key, _ = rows_of(db, REPLICATION + b"p" + west_id + EAST.encode())[0]
+        set_row(db, key, b"\xff" * 12)
     rc, doc = _verify(b, copy)
     assert rc == 1, doc
     wanted = "partition" if what == "item" else "replication"
@@ -133,9 +114,9 @@ def test_a_damaged_replica_row_on_the_peer_is_reported(stopped, tmp_path, what):
 def test_a_damaged_replica_item_on_the_peer_is_an_integrity_error(stopped):
     _, b, name, west_id = stopped
     db = b.data_dir / "tables.db"
-    saved = _rows(db, b"T" + west_id + bytes(4))
+    saved = rows_of(db, b"T" + west_id + bytes(4))
     for key, value in saved:
-        _set(db, key, _flip(value))
+        set_row(db, key, _flip(value))
     b.start()
     try:
         time.sleep(0.2)
@@ -146,4 +127,4 @@ def test_a_damaged_replica_item_on_the_peer_is_an_integrity_error(stopped):
     finally:
         b.stop()
         for key, value in saved:
-            _set(db, key, value)
+            set_row(db, key, value)

@@ -20,6 +20,7 @@ import requests
 from botocore.exceptions import ClientError
 
 from dynavault.dynamodb import layout
+from tests.canary import rows_of
 from tests.console.helpers import create_credentials, sign_in
 from tests.servers import ServerProcess
 
@@ -108,17 +109,9 @@ def written(tmp_path_factory) -> dict:
             "buckets": buckets}
 
 
-def _rows(db: Path, prefix: bytes) -> list[tuple[bytes, bytes]]:
-    con = sqlite3.connect(db)
-    rows = [(bytes(k), bytes(v)) for k, v in con.execute("select k, v from kv order by k")
-            if bytes(k).startswith(prefix)]
-    con.close()
-    return rows
-
-
 def _tamper(db: Path, prefix: bytes, attack: str) -> int:
     """Tamper with every row under ``prefix``; -> how many rows there were."""
-    rows = _rows(db, prefix)
+    rows = rows_of(db, prefix)
     con = sqlite3.connect(db)
     for k, v in rows:
         if attack == "garbage":
@@ -239,9 +232,9 @@ def test_metadata_rows_hold_no_item_data(written):
     """The canary written as an item value is in none of the plaintext rows under test."""
     db = Path(written["srv"].data_dir) / "tables.db"
     for kind, prefix in KINDS.items():
-        for k, v in _rows(db, prefix):
+        for k, v in rows_of(db, prefix):
             assert CANARY.encode() not in k + v, f"{kind} row holds item data"
-    assert any(_rows(db, prefix) for prefix in KINDS.values())
+    assert any(rows_of(db, prefix) for prefix in KINDS.values())
 
 
 def test_an_altered_export_description_deletes_no_other_object(written, tmp_path):
@@ -253,7 +246,7 @@ def test_an_altered_export_description_deletes_no_other_object(written, tmp_path
     buckets = base / "buckets"
     shutil.copytree(written["buckets"], buckets)
     db = base / "data" / "tables.db"
-    (key, raw), = _rows(db, layout.EXPORT_PREFIX)
+    (key, raw), = rows_of(db, layout.EXPORT_PREFIX)
     rec = json.loads(raw)
     rec.update(ExportStatus="IN_PROGRESS", files=["seed/items.json", "../../data/tables.db"])
     con = sqlite3.connect(db)
@@ -299,7 +292,7 @@ def test_session_rows_tampered_while_running(written, tmp_path):
 
     try:
         alice, _ = sign_in(srv.endpoint, key)
-        (a_key, a_row), = _rows(db, layout.SESSION_PREFIX)
+        (a_key, a_row), = rows_of(db, layout.SESSION_PREFIX)
         flipped = bytearray(a_row)
         flipped[-1] ^= 1  # in the sealed state
         write(a_key, bytes(flipped))
@@ -309,7 +302,7 @@ def test_session_rows_tampered_while_running(written, tmp_path):
         write(a_key, bytes(header))
         assert not signed_in(alice)
         bob, _ = sign_in(srv.endpoint, key)
-        (b_key, b_row), = [r for r in _rows(db, layout.SESSION_PREFIX) if r[0] != a_key]
+        (b_key, b_row), = [r for r in rows_of(db, layout.SESSION_PREFIX) if r[0] != a_key]
         write(a_key, b_row)  # bob's session under alice's cookie key
         assert not signed_in(alice) and signed_in(bob)
         write(layout.SESSION_PREFIX + b"\x01" * 32, b"short")  # too short to be a session

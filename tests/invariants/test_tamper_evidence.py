@@ -9,6 +9,7 @@ import uuid
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.canary import rows_of, set_row
 from tests.conftest import make_table
 from tests.servers import ServerProcess
 
@@ -21,18 +22,7 @@ def _make_table(ddb, name: str, n: int) -> str:
 
 
 def _rows(db, table_id: str) -> list[tuple[bytes, bytes]]:
-    prefix = b"T" + uuid.UUID(table_id).bytes
-    con = sqlite3.connect(db)
-    rows = [(k, v) for k, v in con.execute("select k, v from kv order by k") if k.startswith(prefix)]
-    con.close()
-    return rows
-
-
-def _set(db, key: bytes, value: bytes) -> None:
-    con = sqlite3.connect(db)
-    con.execute("update kv set v = ? where k = ?", (value, key))
-    con.commit()
-    con.close()
+    return rows_of(db, b"T" + uuid.UUID(table_id).bytes)
 
 
 def _outcomes(ddb, name: str, n: int) -> tuple[int, list[int]]:
@@ -75,15 +65,15 @@ def test_tampering_is_detected(start_server, written, tmp_path, attack):
         key, value = rows_a[2]
         flipped = bytearray(value)
         flipped[len(flipped) // 2] ^= 0x01
-        _set(db, key, bytes(flipped))
+        set_row(db, key, bytes(flipped))
         expected_failures = 1
     elif attack == "swap-partitions":
         (k1, v1), (k2, v2) = rows_a[0], rows_a[1]
-        _set(db, k1, v2)
-        _set(db, k2, v1)
+        set_row(db, k1, v2)
+        set_row(db, k2, v1)
         expected_failures = 2
     elif attack == "swap-tables":
-        _set(db, rows_a[3][0], rows_b[0][1])
+        set_row(db, rows_a[3][0], rows_b[0][1])
         expected_failures = 1
     else:  # the same blob under another node id of the same partition
         key, value = rows_a[4]
