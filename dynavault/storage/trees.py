@@ -136,69 +136,53 @@ class EncryptedTrees(TreeWriter):
 
     def get_in_one_read(self, r: KVReader, codec: NodeCodec, table_id: bytes, index_id: int, token: PartitionToken,
                         key: bytes) -> tuple[bool, bytes | None]:
-        """``(True, value)`` when one read answers: the partition was last seen as one leaf (the node cache's
-        hint) and its root still is one, or as a root over a few leaves (or not seen yet) and one range statement
-        returns the rows the lookup needs. A single statement is consistent by itself, so ``r`` need not be a snapshot (a snapshot
-        would cost a BEGIN and a COMMIT around it). ``(False, None)`` otherwise: ask ``get`` in a snapshot."""
+        """``(True, value)`` when single statements answer, each consistent by itself, so ``r`` need not be a
+        snapshot (which would cost a BEGIN and a COMMIT around the reads): a partition whose root is a leaf, or a
+        root over leaves, read with the leaf it names for ``key`` in one statement. The root comes from the node
+        cache's hint (the root last opened there), or, for a partition not seen lately, from a read of the root
+        alone first (the leaf to read is the root's to say). ``(False, None)`` otherwise (no root, a deeper tree,
+        a root that changed to route ``key`` elsewhere): ask ``get`` in a snapshot."""
         cache = self.node_cache
         if cache is None:
             return False, None
         pfx = self._pfx(table_id, index_id, token)
         rk = pfx + ROOT_BYTES
         hint = cache.peek(rk)
-        if type(hint) is not Leaf:
-            if hint is None and cache.seen_empty(rk):
-                return False, None  # empty when last read: the snapshot's read tells it from a vanished one
-            if hint is None or len(hint.kids) < PREFETCH_NODES:
-                return self._small_tree_get(r, codec, pfx, hint, key)
-            return False, None
-        blob = r.get(rk)
-        if blob is None:
-            return False, None  # gone: whether it may be is the directory's to say, in a snapshot
-        node = _opened(cache, codec, rk, blob)
-        if type(node) is not Leaf:
-            return False, None
-        keys = node.keys
-        i = bisect_left(keys, key)
-        return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
-
-    def _small_tree_get(self, r: KVReader, codec: NodeCodec, pfx: bytes, hint: Inner | None,
-                        key: bytes) -> tuple[bool, bytes | None]:
-        """``get_in_one_read`` for a partition last seen as ``hint``, a root over fewer than PREFETCH_NODES - 1
-        leaves, or not seen yet (None: most partitions are small): one range statement from the root (id 0,
-        first) up to the leaf the hint names for ``key`` (so the leaves of larger ids are not copied), or up to
-        PREFETCH_NODES rows of the partition. The rows come from one moment, and when fewer than the limit came
-        back they are all the partition's rows in that span: a child in the span missing from them is missing
-        from the store (an integrity error, as in ``_lookup``). No root (empty, or vanished: the directory's to
-        say), a root over more rows, or one that changed to point outside the span or at an inner node: not
-        answered here."""
         if hint is None:
-            want = None
-            got = dict(r.range(pfx, prefix_end(pfx), limit=PREFETCH_NODES))
-        else:
-            want = pfx + hint.kids[bisect_right(hint.keys, key)].to_bytes(8, "big")
-            got = dict(r.range(pfx, want + b"\x00", limit=PREFETCH_NODES))
-        rk = pfx + ROOT_BYTES
-        blob = got.get(rk)
-        if blob is None:
-            if hint is None:
-                self.node_cache.note_empty(rk)
-            return False, None
-        whole = len(got) < PREFETCH_NODES
-        cache = self.node_cache
-        node = _opened(cache, codec, rk, blob)
-        if type(node) is Inner:
-            rk = pfx + node.kids[bisect_right(node.keys, key)].to_bytes(8, "big")
-            blob = got.get(rk)
+            if cache.seen_empty(rk):
+                return False, None  # empty when last read: the snapshot's read tells it from a vanished one
+            blob = r.get(rk)
             if blob is None:
-                if whole and (want is None or rk <= want):
-                    raise IntegrityError("missing B+tree node")
+                cache.note_empty(rk)
                 return False, None
-            node = _opened(cache, codec, rk, blob, point=True)
-            if type(node) is bytes:
-                return True, leaf_lookup(node, key)
-            if type(node) is not Leaf:
-                return False, None  # grown a level: node by node, in a snapshot
+            hint = _opened(cache, codec, rk, blob)
+        elif type(hint) is Leaf:
+            blob = r.get(rk)
+            if blob is None:
+                return False, None  # gone: whether it may be is the directory's to say, in a snapshot
+            hint = _opened(cache, codec, rk, blob)
+        if type(hint) is Leaf:
+            keys = hint.keys
+            i = bisect_left(keys, key)
+            return True, (hint.vals[i] if i < len(keys) and keys[i] == key else None)
+        want = pfx + hint.kids[bisect_right(hint.keys, key)].to_bytes(8, "big")
+        root_blob, blob = r.get_pair(rk, want)
+        if root_blob is None:
+            return False, None
+        node = _opened(cache, codec, rk, root_blob)
+        if type(node) is Leaf:  # shrunk back to one leaf since the hint
+            keys = node.keys
+            i = bisect_left(keys, key)
+            return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
+        if pfx + node.kids[bisect_right(node.keys, key)].to_bytes(8, "big") != want:
+            return False, None  # the root now routes the key elsewhere
+        if blob is None:
+            raise IntegrityError("missing B+tree node")  # named by the root read in the same statement
+        node = _opened(cache, codec, want, blob, point=True)
+        if type(node) is bytes:
+            return True, leaf_lookup(node, key)
+        if type(node) is not Leaf:
+            return False, None  # grown a level: node by node, in a snapshot
         keys = node.keys
         i = bisect_left(keys, key)
         return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)

@@ -4,8 +4,6 @@ seen at once; the cache stays within its bound."""
 
 from __future__ import annotations
 
-import bisect
-
 import pytest
 
 from dynavault.errors import IntegrityError
@@ -193,15 +191,21 @@ def test_a_small_tree_read_in_one_statement_still_checks_every_node(kv) -> None:
 
 
 class _Reads:
-    """Counts what a read asks of the store (gets, ranges, snapshots)."""
+    """Counts what a read asks of the store (gets, pairs, ranges) and the rows that came back."""
 
     def __init__(self, kv: SqliteKV) -> None:
         self.kv = kv
-        self.gets = self.ranges = self.snapshots = self.rows = 0
+        self.gets = self.pairs = self.ranges = self.rows = 0
 
     def get(self, key):
         self.gets += 1
         return self.kv.get(key)
+
+    def get_pair(self, a, b):
+        self.pairs += 1
+        out = self.kv.get_pair(a, b)
+        self.rows += sum(v is not None for v in out)
+        return out
 
     def range(self, lo, hi, *, reverse=False, limit=None):
         self.ranges += 1
@@ -216,12 +220,11 @@ def test_a_one_leaf_partition_answers_in_one_read(kv, tmp_path) -> None:
     directories(kv, trees, codec)
     model = _fill(kv, trees, codec, n=5)
     reads = _Reads(kv)
-    # shape not known yet: one range statement over the (small) partition
+    # shape not known yet: the root alone, which is the whole partition
     assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"k0001") == (True, model[b"k0001"])
-    assert (reads.gets, reads.ranges, reads.rows) == (0, 1, 1)
     assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"k0001") == (True, model[b"k0001"])
     assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"nope") == (True, None)
-    assert (reads.gets, reads.ranges) == (2, 1)  # then a get of the root leaf, the shape now known
+    assert (reads.gets, reads.pairs, reads.ranges) == (3, 0, 0)  # a get of the root leaf each time
     other = SqliteKV(tmp_path / "t.db")  # another worker changes the leaf
     try:
         with other.transaction() as tx:
@@ -229,9 +232,9 @@ def test_a_one_leaf_partition_answers_in_one_read(kv, tmp_path) -> None:
     finally:
         other.close()
     assert trees.get_in_one_read(kv, codec, T1, 0, tok(1), b"k0001") == (True, b"changed")
-    _fill(kv, trees, codec, n=200)  # grown into a root over leaves: one read no longer answers
-    assert trees.get_in_one_read(kv, codec, T1, 0, tok(1), b"k0001") == (False, None)
-    assert trees.get(kv, codec, T1, 0, tok(1), b"k0150") is not None
+    model = _fill(kv, trees, codec, n=200)  # grown into a root over leaves: the root and one leaf
+    assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"k0150") == (True, model[b"k0150"])
+    assert (reads.gets, reads.pairs, reads.rows) == (4, 1, 2)
 
 
 def test_a_vanished_one_leaf_partition_is_still_an_integrity_error(kv) -> None:
@@ -272,7 +275,7 @@ def test_a_cached_node_cannot_be_changed_in_place(kv) -> None:
     assert [trees.get(kv, codec, T1, 0, tok(1), k) for k in model] == list(model.values())
 
 
-def test_a_root_over_a_few_leaves_answers_in_one_range_statement(kv, tmp_path) -> None:
+def test_a_root_over_leaves_answers_with_the_leaf_it_names_in_one_statement(kv, tmp_path) -> None:
     codec = GcmCodec()
     trees = EncryptedTrees(kv, max_leaf_bytes=512, max_inner_entries=4, node_cache=NodeCache())
     directories(kv, trees, codec)
@@ -280,20 +283,15 @@ def test_a_root_over_a_few_leaves_answers_in_one_range_statement(kv, tmp_path) -
     rows = _rows(kv, 1)
     assert len(rows) == 3  # a root over two leaves
     reads = _Reads(kv)
-    # shape not known yet: the whole partition (fewer rows than the limit) in one statement
+    # shape not known yet: the root alone, then the root again with the leaf it names, in one statement
     assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"k0001") == (True, model[b"k0001"])
-    assert (reads.gets, reads.ranges, reads.rows) == (0, 1, 3)
+    assert (reads.gets, reads.pairs, reads.ranges, reads.rows) == (1, 1, 0, 2)
     for k in model:
         assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), k) == (True, model[k])
     assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), b"nope") == (True, None)
-    assert (reads.gets, reads.ranges) == (0, len(model) + 2)  # one statement each, no snapshot around it
-    # the rows read stop at the leaf the key is in: the root and that leaf, and a leaf of a lower id between
-    root = trees.node_cache.peek(row_prefix(T1, 0, tok(1)) + bytes(8))
-    for k in model:
-        kid = root.kids[bisect.bisect_right(root.keys, k)]
-        reads.rows = 0
-        assert trees.get_in_one_read(reads, codec, T1, 0, tok(1), k) == (True, model[k])
-        assert reads.rows == 1 + sum(1 for other in root.kids if other <= kid)
+    # then one statement each, no snapshot around it, and only the root and the key's leaf are read
+    assert (reads.gets, reads.pairs, reads.ranges) == (1, len(model) + 2, 0)
+    assert reads.rows == 2 * (len(model) + 2)
     other = SqliteKV(tmp_path / "t.db")  # another worker changes an item
     try:
         with other.transaction() as tx:
@@ -305,7 +303,7 @@ def test_a_root_over_a_few_leaves_answers_in_one_range_statement(kv, tmp_path) -
     rows = _rows(kv, 1)
     assert len(rows) == 3
     leaf_rk = next(rk for rk in rows if not rk.endswith(bytes(8)))
-    with kv.transaction() as tx:  # a leaf vanished: the whole partition was read, so it is missing
+    with kv.transaction() as tx:  # a leaf vanished: the root read with it names it, so it is missing
         tx.delete(leaf_rk)
     with pytest.raises(IntegrityError):
         for k in model:
@@ -317,7 +315,7 @@ def test_a_root_over_a_few_leaves_answers_in_one_range_statement(kv, tmp_path) -
             trees.get_in_one_read(kv, codec, T1, 0, tok(1), k)
     with kv.transaction() as tx:
         tx.put(leaf_rk, Sealed(rows[leaf_rk]))
-    _fill(kv, trees, codec, n=60)  # grown past what one statement reads: not answered in one read
+    _fill(kv, trees, codec, n=60)  # grown a level: not answered in one read
     assert len(_rows(kv, 1)) > 4
     assert trees.get_in_one_read(kv, codec, T1, 0, tok(1), b"k0001") == (False, None)
     _fill(kv, trees, codec, n=14, t=2)
@@ -379,10 +377,10 @@ def test_leaves_streaming_through_do_not_push_out_the_inner_nodes(kv) -> None:
     reads = _Reads(kv)
     for t, model in models.items():
         assert trees.get_in_one_read(reads, codec, T1, 0, tok(t), min(model)) == (True, model[min(model)])
-    assert (reads.gets, reads.ranges) == (0, len(models))
+    assert (reads.gets, reads.pairs, reads.ranges) == (0, len(models), 0)
 
 
-def test_an_empty_partition_is_read_in_a_snapshot_without_a_range_first(kv) -> None:
+def test_an_empty_partition_is_read_in_a_snapshot_without_a_statement_first(kv) -> None:
     codec = GcmCodec()
     trees = _trees(kv)
     directories(kv, trees, codec)
@@ -390,7 +388,7 @@ def test_an_empty_partition_is_read_in_a_snapshot_without_a_range_first(kv) -> N
     assert trees.get_in_one_read(reads, codec, T1, 0, tok(3), b"k0001") == (False, None)  # no root
     assert trees.get(kv, codec, T1, 0, tok(3), b"k0001") is None  # the snapshot read: empty, not vanished
     assert trees.get_in_one_read(reads, codec, T1, 0, tok(3), b"k0001") == (False, None)
-    assert (reads.gets, reads.ranges) == (0, 1)  # the second time, no statement before the snapshot
+    assert (reads.gets, reads.pairs, reads.ranges) == (1, 0, 0)  # the second time, no statement before the snapshot
     model = _fill(kv, trees, codec, n=3, t=3)
     assert trees.get(kv, codec, T1, 0, tok(3), b"k0001") == model[b"k0001"]  # seen again: its shape known
     assert trees.get_in_one_read(reads, codec, T1, 0, tok(3), b"k0001") == (True, model[b"k0001"])

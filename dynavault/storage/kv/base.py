@@ -81,6 +81,10 @@ class KVReader(Protocol):
 
     def get(self, key: bytes) -> bytes | None: ...
 
+    def get_pair(self, a: bytes, b: bytes) -> tuple[bytes | None, bytes | None]:
+        """The values at two keys as of one moment (one read, even outside a snapshot)."""
+        ...
+
     def range(
         self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:

@@ -85,7 +85,7 @@ from collections.abc import Iterator
 
 from dynavault.errors import StartupError
 from dynavault.storage.kv.base import check_key, check_value
-from dynavault.storage.kv.sqlite_table import ensure_table, paged_range
+from dynavault.storage.kv.sqlite_table import ensure_table, paged_range, pair
 from dynavault.storage.sealed import CatalogRecord, Sealed
 
 __all__ = ["PinnedSnapshot", "SqliteKV", "SqliteSnapshot", "SqliteTransaction"]
@@ -265,6 +265,9 @@ class SqliteKV:
     def get(self, key: bytes) -> bytes | None:
         rows = self._fetch("SELECT v FROM kv WHERE k = ?", (check_key(key),))
         return rows[0][0] if rows else None
+
+    def get_pair(self, a: bytes, b: bytes) -> tuple[bytes | None, bytes | None]:
+        return pair(self._fetch, check_key(a), check_key(b))
 
     def range(
         self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
@@ -499,6 +502,9 @@ class PinnedSnapshot:
         rows = self._fetch("SELECT v FROM kv WHERE k = ?", (check_key(key),))
         return rows[0][0] if rows else None
 
+    def get_pair(self, a: bytes, b: bytes) -> tuple[bytes | None, bytes | None]:
+        return pair(self._fetch, check_key(a), check_key(b))
+
     def range(
         self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
     ) -> Iterator[tuple[bytes, bytes]]:
@@ -575,6 +581,9 @@ class SqliteSnapshot:
     def get(self, key: bytes) -> bytes | None:
         rows = self._rows("SELECT v FROM kv WHERE k = ?", (check_key(key),))
         return rows[0][0] if rows else None
+
+    def get_pair(self, a: bytes, b: bytes) -> tuple[bytes | None, bytes | None]:
+        return pair(self._rows, check_key(a), check_key(b))
 
     def range(
         self, lo: bytes, hi: bytes | None, *, reverse: bool = False, limit: int | None = None
