@@ -36,18 +36,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def cpu_seconds(pgid: int) -> float:
-    """User + system CPU of the processes in process group ``pgid`` (threads included: the fsync thread
-    counts; so does node under npx)."""
-    total = 0
+def cpu_times(pgid: int) -> tuple[float, float]:
+    """User and system CPU seconds of the processes in process group ``pgid`` (threads included: the fsync
+    thread counts; so does node under npx)."""
+    user = system = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue  # exited meanwhile
         if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+            user += int(fields[11])
+            system += int(fields[12])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
+
+
+def cpu_seconds(pgid: int) -> float:
+    """User + system CPU of the processes in process group ``pgid``."""
+    return sum(cpu_times(pgid))
 
 
 def measured_bench(endpoint: str, pgid: int, workloads: tuple[str, ...], cfg_args: dict) -> dict:

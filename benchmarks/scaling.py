@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -24,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from compare import _start, _stop  # noqa: E402  (sibling script)
+from ab import cpu_times  # noqa: E402  (sibling scripts)
+from compare import _start, _stop  # noqa: E402
 
 from dynavault.bench import load  # noqa: E402
 
@@ -40,21 +40,6 @@ def _bytes_under(path: Path, pattern: str) -> int:
     return total
 
 
-def _cpu(pgid: int) -> tuple[float, float]:
-    """User and system CPU seconds of the processes in process group ``pgid`` (threads included)."""
-    user = system = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # exited meanwhile
-        if int(fields[2]) == pgid:
-            user += int(fields[11])
-            system += int(fields[12])
-    tick = os.sysconf("SC_CLK_TCK")
-    return user / tick, system / tick
-
-
 def _measure(endpoint: str, pgid: int, n: int, a: argparse.Namespace) -> tuple[dict, list[dict]]:
     """Load ``n`` items, then run the get workload ``a.rounds`` times: (setup, one result per round)."""
     cfg = load.BenchConfig(endpoint=endpoint, workloads=("get",), duration=float(a.duration), items=n,
@@ -65,9 +50,9 @@ def _measure(endpoint: str, pgid: int, n: int, a: argparse.Namespace) -> tuple[d
         setup = await runner.setup()
         rounds = []
         for _ in range(a.rounds):
-            u0, s0 = _cpu(pgid)
+            u0, s0 = cpu_times(pgid)
             out = await runner.run_workload("get")
-            u1, s1 = _cpu(pgid)
+            u1, s1 = cpu_times(pgid)
             if out.get("status") != "ok" or not out.get("ops"):
                 raise RuntimeError(f"get workload: {out}")
             out["user_us_per_op"] = round((u1 - u0) / out["ops"] * 1e6, 1)
