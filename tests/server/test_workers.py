@@ -351,13 +351,17 @@ def test_metrics_add_up_every_worker(workers2):
     for _ in range(30):
         _ok(srv, "GetItem", {"TableName": "counted", "Key": {"pk": {"S": "a"}}})
     assert all(_cpu(p) > before[p] for p in pids)
-    # until every worker has published since (each does once a second): a scrape answers with its worker's own
-    # numbers and the others' last published ones, so 8 scrapes in a row (both workers answer some) agree
+    # A scrape answers with its worker's own numbers and the others' last published ones (each worker publishes
+    # once a second): wait until every worker has published since the last request, then every scrape, whichever
+    # worker answers it, adds up to all of them. (Waiting for 8 equal scrapes instead passed when all 8 happened
+    # to reach the worker whose own file was stale.) File times come from a coarse clock: a margin.
+    done = time.time() + 0.05
     deadline = time.time() + 30
-    while (counts := [_get_item_count(srv) for _ in range(8)]) != [30.0] * 8:
-        assert time.time() < deadline, counts
-        time.sleep(0.2)
-    assert [_get_item_count(srv) for _ in range(8)] == [30.0] * 8
+    while not ((published := list((srv.data_dir / "metrics").glob("worker-*.prom"))) and len(published) == 2
+               and all(p.stat().st_mtime > done for p in published)):
+        assert time.time() < deadline, published
+        time.sleep(0.1)
+    assert [_get_item_count(srv) for _ in range(16)] == [30.0] * 16
 
 
 def test_no_canary_at_rest_with_workers(start_server):
