@@ -4,12 +4,11 @@ replicated writes never travel back to where they came from."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import pytest
 
-from tests.canary import rows_of, rows_under, scan
+from tests.canary import flip_bit, rows_of, rows_under, scan, set_row
 from tests.dynamodb.gt_util import (
     EAST,
     WEST,
@@ -25,22 +24,6 @@ from tests.wire import signed_request
 ACCOUNT = "456789012345"
 REPLICATION = b"\x00\x00replication\x00"
 TREES = b"T"
-
-
-def _update(db, key: bytes, value: bytes | None) -> None:
-    con = sqlite3.connect(db)
-    with con:
-        if value is None:
-            con.execute("delete from kv where k = ?", (key,))
-        else:
-            con.execute("update kv set v = ? where k = ?", (value, key))
-    con.close()
-
-
-def _flip(value: bytes) -> bytes:
-    b = bytearray(value)
-    b[len(b) // 2] ^= 0x01
-    return bytes(b)
 
 
 def test_canary_scan_covers_replicas_and_replication_rows(start_server, unique_name):
@@ -96,7 +79,7 @@ def test_damaged_replica_rows_are_integrity_errors(start_server, unique_name, wh
         rows = rows_of(db, REPLICATION + b"c" + west_id)
     assert rows
     for key, value in rows:
-        _update(db, key, _flip(value))
+        set_row(db, key, flip_bit(value))
     srv.start()
     c = pair_clients(srv, ACCOUNT)
     if what == "item":
@@ -127,7 +110,7 @@ def test_a_queue_row_removed_stops_replication_from_that_point(start_server, uni
     db = srv.data_dir / "tables.db"
     queue = rows_of(db, REPLICATION + b"q" + east_id)
     assert len(queue) == 5
-    _update(db, queue[2][0], None)
+    set_row(db, queue[2][0], None)
     srv.start()
     c = pair_clients(srv, ACCOUNT)
     deadline = time.time() + 10

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.canary import rows_of, set_row
+from tests.canary import flip_bit, rows_of, set_row
 from tests.conftest import make_table
 from tests.dynamodb.gt_util import EAST, WEST, add_replica, converge, wait_replicas
 from tests.dynamodb.test_global_tables_peers import pair
@@ -33,12 +33,6 @@ def _verify(srv, data_dir: Path | None = None, *canaries: str) -> tuple[int, dic
         cmd += ["--canary", c]
     done = subprocess.run(cmd, capture_output=True, timeout=120, text=True)
     return done.returncode, json.loads(done.stdout)
-
-
-def _flip(value: bytes) -> bytes:
-    b = bytearray(value)
-    b[len(b) // 2] ^= 0x01
-    return bytes(b)
 
 
 @pytest.fixture(scope="module")
@@ -90,18 +84,18 @@ def test_a_damaged_replica_row_on_the_peer_is_reported(stopped, tmp_path, what):
     db = copy / "tables.db"
     if what == "item":
         key, value = rows_of(db, b"T" + west_id + bytes(4))[0]
-        set_row(db, key, _flip(value))
+        set_row(db, key, flip_bit(value))
     elif what in ("clock", "clock-moved"):
         (k1, v1), (k2, v2) = rows_of(db, REPLICATION + b"c" + west_id)[:2]
         if what == "clock":
-            set_row(db, k1, _flip(v1))
+            set_row(db, k1, flip_bit(v1))
         else:  # two items' clocks swapped: each opens only under its own key
             set_row(db, k1, v2)
             set_row(db, k2, v1)
     elif what in ("queue", "queue-removed"):
         rows = rows_of(db, REPLICATION + b"q" + west_id)
         key, value = rows[-2]
-        set_row(db, key, None if what == "queue-removed" else _flip(value))
+        set_row(db, key, None if what == "queue-removed" else flip_bit(value))
     else:  # us-east-1's consumer checkpoint moved past the queue's end
         key, _ = rows_of(db, REPLICATION + b"p" + west_id + EAST.encode())[0]
         set_row(db, key, b"\xff" * 12)
@@ -116,7 +110,7 @@ def test_a_damaged_replica_item_on_the_peer_is_an_integrity_error(stopped):
     db = b.data_dir / "tables.db"
     saved = rows_of(db, b"T" + west_id + bytes(4))
     for key, value in saved:
-        set_row(db, key, _flip(value))
+        set_row(db, key, flip_bit(value))
     b.start()
     try:
         time.sleep(0.2)
