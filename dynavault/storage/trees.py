@@ -85,6 +85,13 @@ def _opened(cache: NodeCache, codec: NodeCodec, rk: bytes, blob: bytes, point: b
     return node
 
 
+def _in_leaf(leaf: Leaf, key: bytes) -> bytes | None:
+    """The value at ``key`` in an opened leaf, or None."""
+    keys = leaf.keys
+    i = bisect_left(keys, key)
+    return leaf.vals[i] if i < len(keys) and keys[i] == key else None
+
+
 class EncryptedTrees(TreeWriter):
     """B+trees of sealed nodes, one per (table id, index id, partition token)."""
 
@@ -148,32 +155,24 @@ class EncryptedTrees(TreeWriter):
         pfx = self._pfx(table_id, index_id, token)
         rk = pfx + ROOT_BYTES
         hint = cache.peek(rk)
-        if hint is None:
-            if cache.seen_empty(rk):
-                return False, None  # empty when last read: the snapshot's read tells it from a vanished one
+        if hint is None and cache.seen_empty(rk):
+            return False, None  # empty when last read: the snapshot's read tells it from a vanished one
+        if type(hint) is not Inner:  # not seen lately, or a root leaf: the root alone
             blob = r.get(rk)
             if blob is None:
-                cache.note_empty(rk)
-                return False, None
+                if hint is None:
+                    cache.note_empty(rk)
+                return False, None  # gone or empty: whether it may be is the directory's to say, in a snapshot
             hint = _opened(cache, codec, rk, blob)
-        elif type(hint) is Leaf:
-            blob = r.get(rk)
-            if blob is None:
-                return False, None  # gone: whether it may be is the directory's to say, in a snapshot
-            hint = _opened(cache, codec, rk, blob)
-        if type(hint) is Leaf:
-            keys = hint.keys
-            i = bisect_left(keys, key)
-            return True, (hint.vals[i] if i < len(keys) and keys[i] == key else None)
+            if type(hint) is Leaf:
+                return True, _in_leaf(hint, key)
         want = pfx + hint.kids[bisect_right(hint.keys, key)].to_bytes(8, "big")
         root_blob, blob = r.get_pair(rk, want)
         if root_blob is None:
             return False, None
         node = _opened(cache, codec, rk, root_blob)
         if type(node) is Leaf:  # shrunk back to one leaf since the hint
-            keys = node.keys
-            i = bisect_left(keys, key)
-            return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
+            return True, _in_leaf(node, key)
         if pfx + node.kids[bisect_right(node.keys, key)].to_bytes(8, "big") != want:
             return False, None  # the root now routes the key elsewhere
         if blob is None:
@@ -183,9 +182,7 @@ class EncryptedTrees(TreeWriter):
             return True, leaf_lookup(node, key)
         if type(node) is not Leaf:
             return False, None  # grown a level: node by node, in a snapshot
-        keys = node.keys
-        i = bisect_left(keys, key)
-        return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
+        return True, _in_leaf(node, key)
 
     def _lookup(self, tx: KVReader, codec: NodeCodec, pfx: bytes, key: bytes) -> tuple[bool, bytes | None]:
         """(root found, value) for ``key`` in the tree at ``pfx``."""
@@ -211,11 +208,9 @@ class EncryptedTrees(TreeWriter):
                 node = _opened(cache, codec, rk, blob, point=True)
                 if type(node) is bytes:
                     return True, leaf_lookup(node, key)
-                keys = node.keys
                 if type(node) is Leaf:
-                    i = bisect_left(keys, key)
-                    return True, (node.vals[i] if i < len(keys) and keys[i] == key else None)
-                nid = node.kids[bisect_right(keys, key)]
+                    return True, _in_leaf(node, key)
+                nid = node.kids[bisect_right(node.keys, key)]
                 continue
             pt = codec.open(AAD_HEAD + rk, Sealed(blob))
             if pt[:1] == b"\x00":

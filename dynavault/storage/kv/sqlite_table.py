@@ -1,5 +1,5 @@
-"""The SQL side of ``SqliteKV``'s one table: creating it (or moving an older store's table over) and reading a
-key range a page at a time. Why the table is a rowid table: ``sqlite.py``'s module doc, "Table"."""
+"""The SQL side of ``SqliteKV``'s one table: creating it (or moving an older store's table over), reading a
+key range a page at a time, and reading two keys in one statement. Why the table is a rowid table: ``sqlite.py``'s module doc, "Table"."""
 
 from __future__ import annotations
 
